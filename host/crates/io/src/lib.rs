@@ -1,0 +1,1 @@
+//! Streaming dataset sources and sinks (JSONL, gz, zst, Parquet) and the exactly-once journal

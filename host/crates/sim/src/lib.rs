@@ -1,0 +1,1 @@
+//! Simulated OpenAI-compatible endpoint with fault injection, for tests, demos and benchmarks

@@ -1,0 +1,1 @@
+//! modelcall: the scheduling engine and CLI wiring.

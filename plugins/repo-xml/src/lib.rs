@@ -1,0 +1,1 @@
+//! builtin:repo-xml

@@ -1,0 +1,1 @@
+//! modelcall plugin SDK
