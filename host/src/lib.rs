@@ -1,1 +1,3 @@
 //! modelcall: the scheduling engine and CLI wiring.
+
+pub mod plugin_cmd;

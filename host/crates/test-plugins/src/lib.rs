@@ -1,0 +1,1 @@
+//! Paths of the fixture plugins built from tests/plugins.
