@@ -1,0 +1,1 @@
+//! builtin:github-raw-code
