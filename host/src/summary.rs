@@ -1,0 +1,241 @@
+//! Run statistics: what `run_summary.json` and the final console block report.
+//!
+//! One `RunStats` is owned by the collector task (the single writer of the journal), so no
+//! locking is needed; the progress display reads a few atomics published alongside.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+/// Counters for one input file.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct FileStats {
+    pub input: String,
+    pub output: String,
+    pub errors: String,
+    /// Records read from the input (bad lines included).
+    pub seen: u64,
+    /// Records already done by an earlier run (resumed, not sent again).
+    pub already_done: u64,
+    /// Records belonging to other shards.
+    pub other_shards: u64,
+    pub scored: u64,
+    pub failed: u64,
+    /// Lines that are not records (invalid JSON, not an object, invalid UTF-8).
+    pub bad_lines: u64,
+    /// Records a preprocessor filtered out.
+    pub skipped: u64,
+    /// Records left out by `debug.max_items_per_file`.
+    pub debug_limited: u64,
+}
+
+/// Whole-run counters.
+#[derive(Debug)]
+pub struct RunStats {
+    started: Instant,
+    pub started_at: String,
+    pub files: Vec<FileStats>,
+    pub failures_by_cause: BTreeMap<String, u64>,
+    pub retries_by_cause: BTreeMap<String, u64>,
+    pub skips_by_reason: BTreeMap<String, u64>,
+    pub parse_retries: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub requests: u64,
+    latency: hdrhistogram::Histogram<u64>,
+    score_histogram: BTreeMap<String, u64>,
+}
+
+impl Default for RunStats {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RunStats {
+    pub fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            started_at: chrono::Local::now().to_rfc3339(),
+            files: Vec::new(),
+            failures_by_cause: BTreeMap::new(),
+            retries_by_cause: BTreeMap::new(),
+            skips_by_reason: BTreeMap::new(),
+            parse_retries: 0,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            requests: 0,
+            // 1 ms .. 1 hour at 3 significant digits.
+            latency: hdrhistogram::Histogram::new_with_bounds(1, 3_600_000, 3).expect("valid bounds"),
+            score_histogram: BTreeMap::new(),
+        }
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    pub fn record_latency(&mut self, latency: Duration) {
+        let ms = (latency.as_millis() as u64).clamp(1, 3_600_000);
+        let _ = self.latency.record(ms);
+    }
+
+    pub fn record_score(&mut self, value: f64) {
+        // Integer scores bucket exactly; fractional ones round to one decimal.
+        let bucket = if value.fract() == 0.0 { format!("{}", value as i64) } else { format!("{value:.1}") };
+        *self.score_histogram.entry(bucket).or_default() += 1;
+    }
+
+    pub fn count_failure(&mut self, cause: &str) {
+        *self.failures_by_cause.entry(cause.to_string()).or_default() += 1;
+    }
+
+    pub fn count_retry(&mut self, cause: &str, n: u64) {
+        if n > 0 {
+            *self.retries_by_cause.entry(cause.to_string()).or_default() += n;
+        }
+    }
+
+    pub fn count_skip(&mut self, reason: &str) {
+        *self.skips_by_reason.entry(reason.to_string()).or_default() += 1;
+    }
+
+    pub fn totals(&self) -> FileStats {
+        let mut t = FileStats::default();
+        for f in &self.files {
+            t.seen += f.seen;
+            t.already_done += f.already_done;
+            t.other_shards += f.other_shards;
+            t.scored += f.scored;
+            t.failed += f.failed;
+            t.bad_lines += f.bad_lines;
+            t.skipped += f.skipped;
+            t.debug_limited += f.debug_limited;
+        }
+        t
+    }
+
+    fn percentile(&self, q: f64) -> Option<u64> {
+        (!self.latency.is_empty()).then(|| self.latency.value_at_quantile(q))
+    }
+
+    /// The `run_summary.json` document.
+    pub fn to_json(&self, task_name: &str, status: &str, stop_reason: Option<&str>, extra: Value) -> Value {
+        let totals = self.totals();
+        let elapsed = self.elapsed().as_secs_f64();
+        json!({
+            "task_name": task_name,
+            "status": status,
+            "stop_reason": stop_reason,
+            "started_at": self.started_at,
+            "finished_at": chrono::Local::now().to_rfc3339(),
+            "elapsed_s": (elapsed * 1000.0).round() / 1000.0,
+            "records": {
+                "seen": totals.seen,
+                "already_done": totals.already_done,
+                "other_shards": totals.other_shards,
+                "scored": totals.scored,
+                "failed": totals.failed,
+                "bad_lines": totals.bad_lines,
+                "skipped": totals.skipped,
+                "debug_limited": totals.debug_limited,
+            },
+            "failures_by_cause": self.failures_by_cause,
+            "retries_by_cause": self.retries_by_cause,
+            "parse_retries": self.parse_retries,
+            "skips_by_reason": self.skips_by_reason,
+            "requests": self.requests,
+            "records_per_second": if elapsed > 0.0 { ((totals.scored + totals.failed) as f64 / elapsed * 10.0).round() / 10.0 } else { 0.0 },
+            "tokens": {
+                "prompt": self.prompt_tokens,
+                "completion": self.completion_tokens,
+                "total": self.prompt_tokens + self.completion_tokens,
+            },
+            "latency_ms": {
+                "p50": self.percentile(0.50),
+                "p90": self.percentile(0.90),
+                "p99": self.percentile(0.99),
+                "max": (!self.latency.is_empty()).then(|| self.latency.max()),
+            },
+            "score_histogram": self.score_histogram,
+            "files": self.files,
+            "run": extra,
+        })
+    }
+
+    /// A short human-readable block for the end of a run.
+    pub fn render(&self) -> String {
+        let t = self.totals();
+        let mut out = format!(
+            "scored {} · failed {} · bad lines {} · already done {} · skipped {} in {:.1}s",
+            t.scored,
+            t.failed,
+            t.bad_lines,
+            t.already_done,
+            t.skipped,
+            self.elapsed().as_secs_f64()
+        );
+        if !self.retries_by_cause.is_empty() {
+            let retries: Vec<String> = self.retries_by_cause.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            out.push_str(&format!("\nretries: {}", retries.join(", ")));
+        }
+        if !self.failures_by_cause.is_empty() {
+            let failures: Vec<String> = self.failures_by_cause.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            out.push_str(&format!("\nfailures: {}", failures.join(", ")));
+        }
+        if let (Some(p50), Some(p99)) = (self.percentile(0.5), self.percentile(0.99)) {
+            out.push_str(&format!("\nlatency p50 {p50} ms, p99 {p99} ms"));
+        }
+        out
+    }
+}
+
+/// Writes `value` as pretty JSON to `path` through a temporary file and a rename, so a reader
+/// never sees half a file.
+pub fn write_json_atomically(path: &Path, value: &Value) -> anyhow::Result<()> {
+    use std::io::Write;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(serde_json::to_string_pretty(value)?.as_bytes())?;
+        file.write_all(b"\n")?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_counts_and_percentiles() {
+        let mut stats = RunStats::new();
+        stats.files.push(FileStats { scored: 3, failed: 1, bad_lines: 2, ..Default::default() });
+        for ms in [10, 20, 30, 1000] {
+            stats.record_latency(Duration::from_millis(ms));
+        }
+        stats.record_score(4.0);
+        stats.record_score(4.0);
+        stats.record_score(2.5);
+        stats.count_retry("rate_limited", 2);
+        stats.count_retry("server_error", 0);
+        let v = stats.to_json("t", "completed", None, json!({}));
+        assert_eq!(v["records"]["scored"], 3);
+        assert_eq!(v["records"]["bad_lines"], 2);
+        assert_eq!(v["score_histogram"]["4"], 2);
+        assert_eq!(v["score_histogram"]["2.5"], 1);
+        assert_eq!(v["retries_by_cause"]["rate_limited"], 2);
+        assert!(v["retries_by_cause"].get("server_error").is_none());
+        let p50 = v["latency_ms"]["p50"].as_u64().unwrap();
+        assert!((20..=21).contains(&p50), "{p50}");
+        assert!(v["latency_ms"]["max"].as_u64().unwrap() >= 1000);
+    }
+}
