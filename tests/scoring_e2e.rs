@@ -1,0 +1,277 @@
+//! End-to-end scoring runs: the real `modelcall` binary, the real built-in plugins, and the
+//! simulated OpenAI-compatible endpoint as a real HTTP server on 127.0.0.1.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_modelcall")
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// A scratch folder with a model config, the shipped English prompt and a task YAML.
+struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn new() -> Self {
+        Scratch { dir: tempfile::tempdir().unwrap() }
+    }
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+    fn write(&self, rel: &str, content: &[u8]) -> PathBuf {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, content).unwrap();
+        p
+    }
+    /// A task over `input/` with the given sim URL and extra YAML lines appended.
+    fn task(&self, sim_url: &str, concurrency: usize, extra: &str) -> PathBuf {
+        let model = self.write(
+            "model.yaml",
+            format!(
+                "client_config:\n  base_url: \"{sim_url}\"\n  api_key: \"sk-test-secret-1234\"\n  timeout: 5\n  max_retries: 8\nchat_config:\n  model: \"m\"\n  temperature: 0\n"
+            )
+            .as_bytes(),
+        );
+        let prompt = repo_root().join("configs/prompts/en_corpus_quality_v1.yaml");
+        let yaml = format!(
+            "task_name: e2e\ntask_type: data_scoring\ndescription: e2e test\n\
+             data:\n  input_folder: \"{input}\"\n  output_folder: \"{out}\"\n  stat_folder: \"{stat}\"\n  input_key: text\n  prompt_format_key: text\n  id_field: id\n  output_format: jsonl\n\
+             model:\n  config_path: \"{model}\"\nprompt:\n  config_path: \"{prompt}\"\n\
+             concurrency:\n  max_concurrent_requests: {concurrency}\n\
+             retry:\n  max_retries: 2\n{extra}",
+            input = self.path("input").display(),
+            out = self.path("out").display(),
+            stat = self.path("stat").display(),
+            model = model.display(),
+            prompt = prompt.display(),
+        );
+        self.write("task.yaml", yaml.as_bytes())
+    }
+}
+
+fn write_records(path: &Path, n: usize) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    for i in 0..n {
+        writeln!(f, "{}", json!({"id": format!("r{i:06}"), "text": format!("Record number {i} talks about rivers and bread.")})).unwrap();
+    }
+}
+
+fn run(task: &Path, args: &[&str]) -> Output {
+    Command::new(bin())
+        .arg("run-task")
+        .arg(task)
+        .args(args)
+        .arg("--no-progress")
+        .stdin(Stdio::null())
+        .output()
+        .expect("running modelcall")
+}
+
+fn read_jsonl(path: &Path) -> Vec<Value> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+fn ids(rows: &[Value]) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for r in rows {
+        *counts.entry(r["id"].as_str().unwrap().to_string()).or_insert(0) += 1;
+    }
+    counts
+}
+
+fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "modelcall failed: {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn faults_are_retried_and_every_record_lands_exactly_once() {
+    let s = Scratch::new();
+    write_records(&s.path("input/data.jsonl"), 10_000);
+    let task = s.task("sim://?fault=429:0.05&fault=500:0.02&fault=drop:0.01&fault=malformed:0.01&retry_after_secs=1", 512, "");
+    let out = run(&task, &[]);
+    assert_success(&out);
+
+    let rows = read_jsonl(&s.path("out/data.jsonl"));
+    let counts = ids(&rows);
+    assert_eq!(counts.len(), 10_000, "every record is in the output");
+    assert!(counts.values().all(|&c| c == 1), "no record twice");
+    for r in &rows {
+        assert_eq!(r["api_status"], "success");
+        let score = r["score"].as_i64().expect("a numeric score");
+        assert!((1..=5).contains(&score), "score {score}");
+        assert!(r["attempts"].as_u64().unwrap() >= 1);
+    }
+    assert!(read_jsonl(&s.path("out/data.errors.jsonl")).is_empty(), "no errors");
+
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(s.path("out/run_summary.json")).unwrap()).unwrap();
+    let retries = &summary["retries_by_cause"];
+    for cause in ["rate_limited", "server_error", "connection", "malformed_body"] {
+        assert!(retries[cause].as_u64().unwrap_or(0) > 0, "retries by cause should count {cause}: {retries}");
+    }
+    assert_eq!(summary["records"]["scored"], 10_000);
+    assert_eq!(summary["records"]["failed"], 0);
+    // The API key never appears in what the user sees.
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!all.contains("sk-test-secret-1234"), "the key leaked: {all}");
+}
+
+#[test]
+fn kill_dash_nine_three_times_then_resume_gives_every_key_exactly_once() {
+    let s = Scratch::new();
+    write_records(&s.path("input/data.jsonl"), 20_000);
+    let task = s.task("sim://?latency_ms=20", 256, "");
+    // Deterministic "random" kill points, spread over the run.
+    let mut seed: u64 = 0x9E3779B97F4A7C15 ^ std::process::id() as u64;
+    for round in 0..3 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let wait = Duration::from_millis(300 + seed % 900);
+        let mut child = Command::new(bin())
+            .arg("run-task")
+            .arg(&task)
+            .arg("--no-progress")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(wait);
+        let finished_early = child.try_wait().unwrap().is_some();
+        if !finished_early {
+            // SIGKILL: no chance to flush anything.
+            child.kill().unwrap();
+        }
+        child.wait().unwrap();
+        eprintln!("round {round}: killed after {wait:?} (finished early: {finished_early})");
+    }
+    let out = run(&task, &[]);
+    assert_success(&out);
+    let rows = read_jsonl(&s.path("out/data.jsonl"));
+    let counts = ids(&rows);
+    assert_eq!(counts.len(), 20_000, "every key present");
+    let dupes: Vec<_> = counts.iter().filter(|(_, &c)| c != 1).collect();
+    assert!(dupes.is_empty(), "keys more than once: {:?}", &dupes[..dupes.len().min(5)]);
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(s.path("out/run_summary.json")).unwrap()).unwrap();
+    assert!(summary["records"]["already_done"].as_u64().unwrap() > 0, "the last run resumed: {summary}");
+}
+
+#[test]
+fn unauthorized_stops_the_run_at_once_and_marks_nothing_failed() {
+    let s = Scratch::new();
+    write_records(&s.path("input/data.jsonl"), 2_000);
+    let task = s.task("sim://?fault=401:1", 64, "");
+    let started = Instant::now();
+    let out = run(&task, &[]);
+    let elapsed = started.elapsed();
+    assert!(!out.status.success(), "a 401 must fail the run");
+    assert!(elapsed < Duration::from_secs(2), "stopped after {elapsed:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("127.0.0.1"), "the message names the endpoint: {stderr}");
+    assert!(stderr.to_lowercase().contains("401") || stderr.to_lowercase().contains("auth"), "{stderr}");
+    assert!(read_jsonl(&s.path("out/data.errors.jsonl")).is_empty());
+    let journal = read_jsonl(&s.path("out/.modelcall/data.journal.jsonl"));
+    assert!(journal.is_empty(), "no record may be journaled as failed: {} entries", journal.len());
+}
+
+#[test]
+fn bad_lines_go_to_the_error_output_and_the_rest_is_scored() {
+    let s = Scratch::new();
+    let mut input = Vec::new();
+    input.extend_from_slice(b"{\"id\":\"ok1\",\"text\":\"fine\"}\n");
+    input.extend_from_slice(b"{\"id\":\"broken\",\"text\":\n"); // line 2: malformed JSON
+    input.extend_from_slice(b"[1,2,3]\n"); // line 3: not an object
+    input.extend_from_slice(b"{\"id\":\"nofield\",\"body\":\"no text field\"}\n"); // line 4: missing input field
+    input.extend_from_slice(b"{\"id\":\"latin1\",\"text\":\"caf\xe9\"}\n"); // line 5: invalid UTF-8
+    input.extend_from_slice(b"\n"); // blank: ignored
+    input.extend_from_slice(b"{\"id\":\"ok2\",\"text\":\"also fine\"}\n"); // line 7
+    s.write("input/mixed.jsonl", &input);
+    let task = s.task("sim://", 8, "");
+    let out = run(&task, &[]);
+    assert_success(&out);
+
+    let ok = read_jsonl(&s.path("out/mixed.jsonl"));
+    let mut ok_ids: Vec<_> = ok.iter().map(|r| r["id"].as_str().unwrap().to_string()).collect();
+    ok_ids.sort();
+    assert_eq!(ok_ids, vec!["ok1", "ok2"]);
+
+    let errors = read_jsonl(&s.path("out/mixed.errors.jsonl"));
+    let by_line: HashMap<u64, &Value> = errors.iter().map(|e| (e["line"].as_u64().unwrap(), e)).collect();
+    assert_eq!(by_line.len(), 4, "{errors:?}");
+    assert_eq!(by_line[&2]["cause"], "invalid_json");
+    assert_eq!(by_line[&3]["cause"], "not_an_object");
+    assert_eq!(by_line[&4]["cause"], "missing_input_field");
+    assert_eq!(by_line[&5]["cause"], "invalid_utf8");
+    for e in &errors {
+        assert!(e["file"].as_str().unwrap().ends_with("mixed.jsonl"), "{e}");
+    }
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(s.path("out/run_summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["records"]["scored"], 2);
+    assert_eq!(summary["records"]["bad_lines"], 3);
+    assert_eq!(summary["records"]["failed"], 1);
+}
+
+#[test]
+fn quickstart_task_runs_and_a_second_run_sends_nothing() {
+    let s = Scratch::new();
+    // The shipped quickstart task, with its output redirected into the scratch folder.
+    let root = repo_root();
+    let out = Command::new(bin())
+        .current_dir(&root)
+        .args(["run-task", "configs/tasks/quickstart/en_corpus_quality_sim.yaml", "--no-progress", "--output-folder"])
+        .arg(s.path("out"))
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let parquet = s.path("out/english_texts.parquet");
+    assert!(parquet.exists(), "{parquet:?}");
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(s.path("out/run_summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["records"]["scored"], 40);
+
+    let again = Command::new(bin())
+        .current_dir(&root)
+        .args(["run-task", "configs/tasks/quickstart/en_corpus_quality_sim.yaml", "--no-progress", "--output-folder"])
+        .arg(s.path("out"))
+        .output()
+        .unwrap();
+    assert_success(&again);
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(s.path("out/run_summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["records"]["scored"], 0, "{summary}");
+    assert_eq!(summary["records"]["already_done"], 40);
+    assert_eq!(summary["requests"], 0);
+}
+
+#[test]
+fn an_unknown_key_stops_before_any_request_naming_file_line_and_key() {
+    let s = Scratch::new();
+    write_records(&s.path("input/data.jsonl"), 10);
+    let task = s.task("sim://", 8, "concurrency_typo:\n  max_concurrent_requests: 3\n");
+    let out = run(&task, &[]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("task.yaml"), "{stderr}");
+    assert!(stderr.contains("concurrency_typo"), "{stderr}");
+    assert!(!s.path("out/data.jsonl").exists());
+}
