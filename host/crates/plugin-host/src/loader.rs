@@ -1,0 +1,296 @@
+//! Load-time validation: read the component, cap its size, hash it, compile it (through the
+//! cache), check its imports against the allowlist and its exports against the requested
+//! role and the supported WIT track, link it, and run `init(config)` once.
+//!
+//! The checks are pure functions on import/export names so they are unit-tested here
+//! without building any wasm.
+
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+
+use crate::engine::RuntimeInner;
+use crate::errors::LoadError;
+use crate::runner::{InitFailure, Plugin, RolePre};
+use crate::types::{PluginDescription, PluginSource, PluginSpec, Role, SUPPORTED_TRACK};
+
+/// Components larger than this are refused before compiling.
+pub const MAX_COMPONENT_BYTES: usize = 64 * 1024 * 1024;
+
+/// Our WIT package namespace and name.
+const PACKAGE: &str = "modelcall:plugin";
+
+/// WASI packages a plugin may import. Rust's `wasm32-wasip2` std imports `wasi:io`, `wasi:cli`
+/// and often `wasi:clocks`/`wasi:random`/`wasi:filesystem` even for pure code, so these must
+/// link; the sandbox grants nothing through them (no preopens, no env, no args).
+/// `wasi:sockets` and `wasi:http` are deliberately absent: a plugin that imports them is
+/// refused at load rather than failing on its first record.
+const ALLOWED_WASI: &[&str] = &["wasi:io", "wasi:cli", "wasi:clocks", "wasi:random", "wasi:filesystem"];
+
+/// What a component is, before it is instantiated (`modelcall plugin check` prints this).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ComponentSummary {
+    pub source: String,
+    pub sha256: String,
+    pub size_bytes: usize,
+    pub imports: Vec<String>,
+    pub exports: Vec<String>,
+    /// Roles the component exports on the supported track.
+    pub roles: Vec<Role>,
+    /// The modelcall WIT version of its exports (e.g. `0.1.0`), if it exports any.
+    pub wit_version: Option<String>,
+}
+
+/// An interface name split into `ns:pkg`, interface and version.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct IfaceName<'a> {
+    pub package: &'a str,
+    pub interface: &'a str,
+    pub version: Option<&'a str>,
+}
+
+pub(crate) fn parse_iface(name: &str) -> Option<IfaceName<'_>> {
+    let (path, version) = match name.split_once('@') {
+        Some((p, v)) => (p, Some(v)),
+        None => (name, None),
+    };
+    let (package, interface) = path.split_once('/')?;
+    package.contains(':').then_some(IfaceName { package, interface, version })
+}
+
+/// The compatibility track of a semver version as wasmtime matches it: `0.1.3` → `0.1`,
+/// `2.4.0` → `2`. Versions on one track are interchangeable for additive changes.
+pub(crate) fn track_of(version: &str) -> String {
+    let mut parts = version.split('.');
+    let major = parts.next().unwrap_or("0");
+    if major == "0" {
+        format!("0.{}", parts.next().unwrap_or("0"))
+    } else {
+        major.to_string()
+    }
+}
+
+fn allowed_list() -> String {
+    let mut v: Vec<String> = vec![format!("{PACKAGE}/*@{SUPPORTED_TRACK}.x")];
+    v.extend(ALLOWED_WASI.iter().map(|w| format!("{w}/*")));
+    v.join(", ")
+}
+
+/// Checks one import name. `Err(Some(version))` means "our package, wrong track".
+pub(crate) fn check_import(name: &str) -> Result<(), Option<String>> {
+    let Some(iface) = parse_iface(name) else { return Err(None) };
+    if iface.package == PACKAGE {
+        return match iface.version {
+            Some(v) if track_of(v) == SUPPORTED_TRACK => Ok(()),
+            Some(v) => Err(Some(v.to_string())),
+            None => Err(None),
+        };
+    }
+    if ALLOWED_WASI.contains(&iface.package) {
+        Ok(())
+    } else {
+        Err(None)
+    }
+}
+
+/// Our package's exports: `(interface, version)`.
+pub(crate) fn plugin_exports<'a>(exports: &'a [String]) -> Vec<(&'a str, &'a str)> {
+    exports
+        .iter()
+        .filter_map(|e| parse_iface(e))
+        .filter(|i| i.package == PACKAGE)
+        .map(|i| (i.interface, i.version.unwrap_or("")))
+        .collect()
+}
+
+/// Decides the track and the roles from the export names, or says why not.
+pub(crate) fn select_track(plugin: &str, exports: &[String]) -> Result<(Option<String>, Vec<Role>), LoadError> {
+    let ours = plugin_exports(exports);
+    let Some(&(_, version)) = ours.first() else { return Ok((None, Vec::new())) };
+    if track_of(version) != SUPPORTED_TRACK {
+        return Err(LoadError::UnsupportedTrack {
+            plugin: plugin.to_string(),
+            found: track_of(version),
+            supported: SUPPORTED_TRACK.to_string(),
+        });
+    }
+    let roles = ours.iter().filter_map(|(i, _)| Role::from_interface(i)).collect();
+    Ok((Some(version.to_string()), roles))
+}
+
+pub(crate) struct Prepared {
+    pub summary: ComponentSummary,
+    pub component: Component,
+}
+
+fn read_source(source: &PluginSource) -> Result<Vec<u8>, LoadError> {
+    let plugin = source.display_name();
+    match source {
+        PluginSource::Builtin(name) => crate::builtins::get(name).map(|b| b.to_vec()).ok_or_else(|| LoadError::UnknownBuiltin {
+            plugin,
+            name: name.clone(),
+            available: crate::builtins::names().collect::<Vec<_>>().join(", "),
+        }),
+        PluginSource::Path(path) => {
+            let meta = std::fs::metadata(path).map_err(|e| LoadError::Read {
+                plugin: plugin.clone(),
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+            if meta.len() > MAX_COMPONENT_BYTES as u64 {
+                return Err(LoadError::TooLarge { plugin, size: meta.len() as usize, max: MAX_COMPONENT_BYTES });
+            }
+            std::fs::read(path).map_err(|e| LoadError::Read { plugin, path: path.display().to_string(), message: e.to_string() })
+        }
+    }
+}
+
+pub(crate) fn prepare(rt: &RuntimeInner, source: &PluginSource) -> Result<Prepared, LoadError> {
+    let plugin = source.display_name();
+    let bytes = read_source(source)?;
+    if bytes.len() > MAX_COMPONENT_BYTES {
+        return Err(LoadError::TooLarge { plugin, size: bytes.len(), max: MAX_COMPONENT_BYTES });
+    }
+    let sha256 = hex::encode(Sha256::digest(&bytes));
+    let component = Component::new(&rt.engine, &bytes)
+        .map_err(|e| LoadError::InvalidComponent { plugin: plugin.clone(), message: format!("{e:#}") })?;
+    let ty = component.component_type();
+    let imports: Vec<String> = ty.imports(&rt.engine).map(|(n, _)| n.to_string()).collect();
+    let exports: Vec<String> = ty.exports(&rt.engine).map(|(n, _)| n.to_string()).collect();
+
+    // The track first: a plugin for another API version imports our package at that
+    // version too, and "built for API 0.2" is the message that tells the user what to do.
+    let (wit_version, roles) = select_track(&plugin, &exports)?;
+    for import in &imports {
+        match check_import(import) {
+            Ok(()) => {}
+            Err(Some(version)) => {
+                return Err(LoadError::UnsupportedTrack {
+                    plugin,
+                    found: track_of(&version),
+                    supported: SUPPORTED_TRACK.to_string(),
+                })
+            }
+            Err(None) => return Err(LoadError::ForbiddenImport { plugin, import: import.clone(), allowed: allowed_list() }),
+        }
+    }
+    Ok(Prepared {
+        summary: ComponentSummary { source: plugin, sha256, size_bytes: bytes.len(), imports, exports, roles, wit_version },
+        component,
+    })
+}
+
+pub(crate) fn inspect(rt: &RuntimeInner, source: &PluginSource) -> Result<ComponentSummary, LoadError> {
+    prepare(rt, source).map(|p| p.summary)
+}
+
+pub(crate) fn load(rt: &RuntimeInner, spec: PluginSpec) -> Result<Plugin, LoadError> {
+    let plugin = spec.source.display_name();
+    spec.limits.validate().map_err(|message| LoadError::InvalidLimits { plugin: plugin.clone(), message })?;
+    let Prepared { summary, component } = prepare(rt, &spec.source)?;
+    if !summary.roles.contains(&spec.role) {
+        let ours: Vec<String> = plugin_exports(&summary.exports).iter().map(|(i, v)| format!("{PACKAGE}/{i}@{v}")).collect();
+        let exports = if ours.is_empty() { "no modelcall plugin interface".to_string() } else { ours.join(", ") };
+        return Err(LoadError::MissingExport { plugin, role: spec.role.to_string(), exports });
+    }
+    let pre = rt
+        .linker
+        .instantiate_pre(&component)
+        .map_err(|e| LoadError::Link { plugin: plugin.clone(), message: format!("{e:#}") })?;
+    let pre = RolePre::new(spec.role, pre).map_err(|e| LoadError::Link { plugin: plugin.clone(), message: format!("{e:#}") })?;
+    let config_json = serde_json::to_string(&spec.config).expect("a JSON value serializes");
+
+    let (plugin_handle, info) = Plugin::start(
+        rt.engine.clone(),
+        Arc::from(plugin.as_str()),
+        pre,
+        config_json,
+        spec.limits,
+        Arc::from(spec.task_name.as_str()),
+        |info| PluginDescription {
+            source: summary.source.clone(),
+            role: spec.role.to_string(),
+            name: info.name.clone(),
+            version: info.version.clone(),
+            wit_version: summary.wit_version.clone().unwrap_or_default(),
+            sha256: summary.sha256.clone(),
+            size_bytes: summary.size_bytes,
+            imports: summary.imports.clone(),
+            exports: summary.exports.clone(),
+            config_schema: info.config_schema.clone(),
+        },
+    )
+    .map_err(|f| match f {
+        InitFailure::Plugin { kind: crate::errors::ErrorKind::InvalidConfig, message } => {
+            LoadError::InvalidConfig { plugin: plugin.clone(), message }
+        }
+        InitFailure::Plugin { kind, message } => LoadError::Init { plugin: plugin.clone(), message: format!("init returned {kind}: {message}") },
+        InitFailure::Trap { kind, message, stderr } => LoadError::Init {
+            plugin: plugin.clone(),
+            message: format!(
+                "init trapped ({kind}): {message}{}",
+                if stderr.trim().is_empty() { String::new() } else { format!("; plugin stderr: {}", stderr.trim_end()) }
+            ),
+        },
+        InitFailure::Link(message) => LoadError::Link { plugin: plugin.clone(), message },
+    })?;
+    let _ = info;
+    Ok(plugin_handle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allowlist_accepts_our_track_and_quiet_wasi() {
+        assert_eq!(check_import("modelcall:plugin/host@0.1.0"), Ok(()));
+        assert_eq!(check_import("modelcall:plugin/context@0.1.7"), Ok(()));
+        assert_eq!(check_import("wasi:cli/stderr@0.2.6"), Ok(()));
+        assert_eq!(check_import("wasi:io/streams@0.2.0"), Ok(()));
+        assert_eq!(check_import("wasi:filesystem/preopens@0.2.6"), Ok(()));
+        assert_eq!(check_import("wasi:random/random@0.2.6"), Ok(()));
+    }
+
+    #[test]
+    fn allowlist_refuses_network_and_strangers() {
+        assert_eq!(check_import("wasi:sockets/tcp@0.2.6"), Err(None));
+        assert_eq!(check_import("wasi:http/outgoing-handler@0.2.6"), Err(None));
+        assert_eq!(check_import("acme:evil/steal@1.0.0"), Err(None));
+        assert_eq!(check_import("bare-function"), Err(None));
+        assert_eq!(check_import("modelcall:plugin/host"), Err(None));
+        assert_eq!(check_import("modelcall:plugin/host@0.2.0"), Err(Some("0.2.0".into())));
+    }
+
+    #[test]
+    fn tracks_follow_wasmtime_semver_matching() {
+        assert_eq!(track_of("0.1.0"), "0.1");
+        assert_eq!(track_of("0.1.9"), "0.1");
+        assert_eq!(track_of("0.2.0"), "0.2");
+        assert_eq!(track_of("1.0.0"), "1");
+        assert_eq!(track_of("2.3.1"), "2");
+    }
+
+    #[test]
+    fn track_selection_reads_the_exports() {
+        let exports = vec!["modelcall:plugin/score-parser@0.1.0".to_string()];
+        let (v, roles) = select_track("p", &exports).unwrap();
+        assert_eq!(v.as_deref(), Some("0.1.0"));
+        assert_eq!(roles, vec![Role::ScoreParser]);
+
+        let newer_minor = vec!["modelcall:plugin/preprocessor@0.1.4".to_string()];
+        assert_eq!(select_track("p", &newer_minor).unwrap().1, vec![Role::Preprocessor]);
+
+        let exports = vec!["modelcall:plugin/preprocessor@0.2.0".to_string()];
+        let err = select_track("my.wasm", &exports).unwrap_err().to_string();
+        assert!(err.contains("my.wasm") && err.contains("API 0.2") && err.contains("supports 0.1"), "{err}");
+
+        let exports = vec!["modelcall:plugin/preprocessor@2.0.0".to_string()];
+        let err = select_track("p", &exports).unwrap_err().to_string();
+        assert!(err.contains("API 2;"), "{err}");
+
+        let (v, roles) = select_track("p", &["wasi:cli/run@0.2.0".to_string()]).unwrap();
+        assert!(v.is_none() && roles.is_empty());
+    }
+}

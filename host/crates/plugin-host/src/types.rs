@@ -1,0 +1,231 @@
+//! The plain data types of the public API: what a plugin is asked to do and what it returns.
+//! They mirror the WIT types but are independent of any bindings track, so the host code
+//! that uses them does not change when a new WIT track is added.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use crate::limits::Limits;
+
+/// The WIT track this host implements (`modelcall:plugin@0.1.x`).
+pub const SUPPORTED_TRACK: &str = "0.1";
+
+/// What a plugin is loaded as. The YAML spells it `preprocessor`, `prompt-builder`, `score-parser`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    Preprocessor,
+    PromptBuilder,
+    ScoreParser,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Preprocessor, Role::PromptBuilder, Role::ScoreParser];
+
+    /// The WIT interface name the component must export for this role.
+    pub fn interface(self) -> &'static str {
+        match self {
+            Role::Preprocessor => "preprocessor",
+            Role::PromptBuilder => "prompt-builder",
+            Role::ScoreParser => "score-parser",
+        }
+    }
+
+    pub fn from_interface(name: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.interface() == name)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.interface())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::from_interface(s).ok_or_else(|| {
+            format!("unknown plugin role `{s}`; expected one of: preprocessor, prompt-builder, score-parser")
+        })
+    }
+}
+
+impl serde::Serialize for Role {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.interface())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Role {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Where a plugin's component comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginSource {
+    /// `builtin:<name>`: a component embedded in this binary (see [`crate::builtins`]).
+    Builtin(String),
+    /// A `.wasm` component on disk.
+    Path(PathBuf),
+}
+
+impl PluginSource {
+    /// `builtin:<name>` or a path.
+    pub fn parse(s: &str) -> PluginSource {
+        match s.strip_prefix("builtin:") {
+            Some(name) => PluginSource::Builtin(name.to_string()),
+            None => PluginSource::Path(PathBuf::from(s)),
+        }
+    }
+
+    /// A short name for messages: the built-in's name or the file name.
+    pub fn display_name(&self) -> String {
+        match self {
+            PluginSource::Builtin(n) => format!("builtin:{n}"),
+            PluginSource::Path(p) => p.display().to_string(),
+        }
+    }
+}
+
+impl FromStr for PluginSource {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(PluginSource::parse(s))
+    }
+}
+
+impl fmt::Display for PluginSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.display_name())
+    }
+}
+
+/// Everything needed to load one plugin for one task.
+#[derive(Debug, Clone)]
+pub struct PluginSpec {
+    pub source: PluginSource,
+    pub role: Role,
+    /// The plugin's `config` block; passed to `init` as JSON text.
+    pub config: serde_json::Value,
+    pub limits: Limits,
+    /// Lent to the plugin through `call-context.task-name`.
+    pub task_name: String,
+}
+
+impl PluginSpec {
+    pub fn new(source: PluginSource, role: Role) -> Self {
+        PluginSpec {
+            source,
+            role,
+            config: serde_json::Value::Object(Default::default()),
+            limits: Limits::default(),
+            task_name: String::new(),
+        }
+    }
+}
+
+/// Provenance and shape of a loaded plugin (what `modelcall plugin check` prints).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PluginDescription {
+    /// Where it came from (`builtin:json-score` or the path).
+    pub source: String,
+    pub role: String,
+    /// From `plugin-info` returned by `init`.
+    pub name: String,
+    pub version: String,
+    /// The WIT package version the component exports, e.g. `0.1.0`.
+    pub wit_version: String,
+    /// sha256 of the component bytes, hex.
+    pub sha256: String,
+    pub size_bytes: usize,
+    pub imports: Vec<String>,
+    pub exports: Vec<String>,
+    /// JSON Schema of the config block, if the plugin publishes one.
+    pub config_schema: Option<String>,
+}
+
+/// What a preprocessor is given.
+#[derive(Debug, Clone)]
+pub enum PreprocessInput {
+    /// One record, as JSON object text.
+    Record(String),
+    /// One whole raw file read by the host.
+    File { path: String, bytes: Vec<u8> },
+}
+
+/// What a preprocessor decided.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PreprocessOutcome {
+    /// Records (JSON object text) to pass on: one, several or none.
+    Keep(Vec<String>),
+    /// Drop the input with a reason.
+    Skip(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChatRole {
+    System,
+    User,
+    Assistant,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ChatMessage {
+    pub role: ChatRole,
+    pub content: String,
+}
+
+/// A prompt built by a prompt builder.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Prompt {
+    pub messages: Vec<ChatMessage>,
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f32>,
+    pub stop: Vec<String>,
+    /// JSON Schema text for structured output.
+    pub response_schema: Option<String>,
+}
+
+/// A score parsed out of a completion.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Score {
+    pub value: f64,
+    pub label: Option<String>,
+    pub rationale: Option<String>,
+    /// A JSON object (text) whose keys the host merges into the output row.
+    pub extra: Option<String>,
+}
+
+/// A score parser's verdict that the completion is unusable.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "kind", content = "message", rename_all = "lowercase")]
+pub enum ParseFailure {
+    /// Ask the model again, appending this hint as a user turn.
+    Retry(String),
+    /// Give up on this record.
+    Invalid(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_parses_yaml_spellings() {
+        assert_eq!("prompt-builder".parse::<Role>().unwrap(), Role::PromptBuilder);
+        assert_eq!("score-parser".parse::<Role>().unwrap(), Role::ScoreParser);
+        let err = "scorer".parse::<Role>().unwrap_err();
+        assert!(err.contains("score-parser"), "{err}");
+    }
+
+    #[test]
+    fn source_parses_builtin_or_path() {
+        assert_eq!(PluginSource::parse("builtin:json-score"), PluginSource::Builtin("json-score".into()));
+        assert_eq!(PluginSource::parse("a/b.wasm"), PluginSource::Path("a/b.wasm".into()));
+    }
+}
