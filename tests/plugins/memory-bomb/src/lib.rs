@@ -1,0 +1,33 @@
+//! Allocates 1 MiB blocks until the allocator fails: must hit the memory cap.
+//! Records without an `"attack"` key pass through unchanged, so a test can show that the
+//! next record after the attack succeeds on a fresh instance.
+
+wit_bindgen::generate!({ path: "../../../wit", world: "preprocessor-plugin" });
+
+use exports::modelcall::plugin::preprocessor::{Guest, Input, Outcome};
+use modelcall::plugin::context::CallContext;
+use modelcall::plugin::types::{ErrorKind, PluginError, PluginInfo};
+
+struct Fixture;
+
+impl Guest for Fixture {
+    fn init(_config: String) -> Result<PluginInfo, PluginError> {
+        Ok(PluginInfo { name: "memory-bomb".into(), version: "0.1.0".into(), config_schema: None })
+    }
+
+    fn process(_ctx: &CallContext, input: Input) -> Result<Outcome, PluginError> {
+        let json = match input {
+            Input::Record(json) => json,
+            Input::File(_) => return Err(PluginError { kind: ErrorKind::Unsupported, message: "records only".into() }),
+        };
+        if json.contains("\"attack\"") {
+            let mut blocks: Vec<Vec<u8>> = Vec::new();
+            loop {
+                blocks.push(core::hint::black_box(vec![7u8; 1 << 20]));
+            }
+        }
+        Ok(Outcome::Keep(vec![json]))
+    }
+}
+
+export!(Fixture);
