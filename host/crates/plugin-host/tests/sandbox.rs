@@ -1,0 +1,239 @@
+//! The runtime against the fixture plugins of tests/plugins: each hostile fixture yields
+//! its documented outcome, the instance is rebuilt and the next record succeeds, and load
+//! errors name the plugin.
+
+use modelcall_plugin_host::{
+    CallError, ErrorKind, Limits, LoadError, Plugin, PluginRuntime, PluginSource, PluginSpec, PreprocessInput,
+    PreprocessOutcome, Role, TrapKind,
+};
+use modelcall_test_plugins as fx;
+use serde_json::json;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+fn runtime() -> &'static PluginRuntime {
+    static RT: OnceLock<PluginRuntime> = OnceLock::new();
+    RT.get_or_init(|| PluginRuntime::new().expect("engine"))
+}
+
+fn spec(path: &str, role: Role) -> PluginSpec {
+    let mut s = PluginSpec::new(PluginSource::Path(path.into()), role);
+    s.task_name = "sandbox-test".into();
+    s
+}
+
+fn load(path: &str, limits: Limits) -> Plugin {
+    let mut s = spec(path, Role::Preprocessor);
+    s.limits = limits;
+    runtime().load(s).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn record(json: serde_json::Value) -> PreprocessInput {
+    PreprocessInput::Record(json.to_string())
+}
+
+fn trap(r: Result<PreprocessOutcome, CallError>) -> (TrapKind, String, String) {
+    match r {
+        Err(CallError::Trap { kind, message, stderr, .. }) => (kind, message, stderr),
+        other => panic!("expected a trap, got {other:?}"),
+    }
+}
+
+/// After a trap, a plain record goes through (on a fresh instance).
+fn next_record_succeeds(p: &Plugin) {
+    let (r, stats) = p.preprocess_with_stats("after", 1, record(json!({"text": "fine"})));
+    assert_eq!(r.unwrap(), PreprocessOutcome::Keep(vec![json!({"text": "fine"}).to_string()]));
+    assert!(stats.fresh_instance, "the trapped instance must have been replaced");
+}
+
+#[test]
+fn healthy_plugin_uses_every_host_import() {
+    let p = load(fx::HEALTHY, Limits::default());
+    assert_eq!(p.info().name, "healthy");
+    assert_eq!(p.info().version, "1.2.3");
+    assert_eq!(p.info().wit_version, "0.1.0");
+    assert_eq!(p.info().sha256.len(), 64);
+    assert!(p.info().config_schema.is_some());
+    assert!(p.info().exports.iter().any(|e| e == "modelcall:plugin/preprocessor@0.1.0"), "{:?}", p.info().exports);
+
+    let (r, stats) = p.preprocess_with_stats("rec-7", 3, record(json!({"text": "hello wonderful world"})));
+    let PreprocessOutcome::Keep(recs) = r.unwrap() else { panic!("keep expected") };
+    let out: serde_json::Value = serde_json::from_str(&recs[0]).unwrap();
+    assert_eq!(out["record_id"], "rec-7");
+    assert_eq!(out["attempt"], 3);
+    assert_eq!(out["task"], "sandbox-test");
+    assert_eq!(out["tokens"], modelcall_plugin_host::tokenizer::count_tokens("hello wonderful world") as u64);
+    assert_eq!(out["first_two_tokens"], modelcall_plugin_host::tokenizer::truncate_tokens("hello wonderful world", 2));
+    assert!(stats.fuel > 0 && stats.fuel < 10_000_000, "{stats:?}");
+    assert!(!stats.fresh_instance, "the instance from load is reused");
+
+    assert_eq!(p.preprocess("s", 1, record(json!({"skip": true}))).unwrap(), PreprocessOutcome::Skip("asked to skip".into()));
+    let e = p.preprocess("b", 1, record(json!({"bad": 1}))).unwrap_err();
+    assert!(matches!(e, CallError::Plugin { kind: ErrorKind::InvalidInput, .. }), "{e:?}");
+    assert_eq!(e.cause(), "plugin_invalid_input");
+    assert!(!e.is_fatal());
+
+    let r = p.preprocess("f", 1, PreprocessInput::File { path: "a/b.txt".into(), bytes: vec![0; 10] }).unwrap();
+    assert_eq!(r, PreprocessOutcome::Keep(vec![json!({"len": 10, "path": "a/b.txt"}).to_string()]));
+}
+
+#[test]
+fn invalid_config_is_a_load_error_naming_the_plugin_and_key() {
+    let mut s = spec(fx::HEALTHY, Role::Preprocessor);
+    s.config = json!({"fail_init": true});
+    let e = runtime().load(s).err().expect("must fail");
+    assert!(matches!(e, LoadError::InvalidConfig { .. }), "{e:?}");
+    let msg = e.to_string();
+    assert!(msg.contains("fixture_healthy.wasm") && msg.contains("fail_init"), "{msg}");
+}
+
+#[test]
+fn loop_forever_hits_the_deadline_then_recovers() {
+    // The default 1e9 fuel lasts well under a second of a tight loop; lift it so the
+    // wall-clock deadline is what fires.
+    let p = load(fx::LOOP_FOREVER, Limits { timeout_ms: 100, fuel: 1_000_000_000_000_000, ..Limits::default() });
+    let t = Instant::now();
+    let (kind, message, _) = trap(p.preprocess("loop", 1, record(json!({"attack": true}))));
+    let took = t.elapsed().as_millis();
+    assert_eq!(kind, TrapKind::Deadline, "{message}");
+    assert!((80..1000).contains(&took), "deadline of 100 ms took {took} ms");
+    next_record_succeeds(&p);
+}
+
+#[test]
+fn loop_forever_runs_out_of_fuel_deterministically() {
+    let p = load(fx::LOOP_FOREVER, Limits { fuel: 5_000_000, timeout_ms: 60_000, ..Limits::default() });
+    let (r, stats) = p.preprocess_with_stats("loop", 1, record(json!({"attack": true})));
+    let (kind, _, _) = trap(r);
+    assert_eq!(kind, TrapKind::Fuel);
+    assert_eq!(stats.fuel, 5_000_000);
+    next_record_succeeds(&p);
+}
+
+#[test]
+fn memory_bomb_hits_the_memory_cap() {
+    let p = load(fx::MEMORY_BOMB, Limits { memory_mib: 32, ..Limits::default() });
+    let (kind, message, _) = trap(p.preprocess("bomb", 1, record(json!({"attack": true}))));
+    assert_eq!(kind, TrapKind::Memory, "{message}");
+    assert!(message.contains("memory_mib"), "{message}");
+    next_record_succeeds(&p);
+}
+
+#[test]
+fn panic_message_is_captured_from_stderr() {
+    let p = load(fx::PANIC, Limits::default());
+    let r = p.preprocess("boom", 1, record(json!({"attack": true})));
+    let e = r.clone().unwrap_err();
+    assert_eq!(e.cause(), "plugin_trap_panic");
+    let (kind, _, stderr) = trap(r);
+    assert_eq!(kind, TrapKind::Panic);
+    assert!(stderr.contains("fixture panic: the answer is 42"), "stderr was: {stderr:?}");
+    next_record_succeeds(&p);
+}
+
+#[test]
+fn huge_output_is_refused() {
+    let p = load(fx::HUGE_OUTPUT, Limits::default());
+    let (kind, message, _) = trap(p.preprocess("big", 1, record(json!({"attack": true}))));
+    assert_eq!(kind, TrapKind::OutputTooLarge);
+    assert!(message.contains("max_output_bytes"), "{message}");
+    next_record_succeeds(&p);
+}
+
+#[test]
+fn file_access_is_denied_at_run_time() {
+    let p = load(fx::TRIES_FILES, Limits::default());
+    let e = p.preprocess("fs", 1, record(json!({"attack": true}))).unwrap_err();
+    match &e {
+        CallError::Plugin { kind: ErrorKind::InvalidInput, message, .. } => {
+            assert!(message.contains("file access denied"), "{message}");
+        }
+        other => panic!("the plugin must report the denied open, got {other:?}"),
+    }
+}
+
+#[test]
+fn sockets_are_rejected_at_load() {
+    let e = runtime().load(spec(fx::TRIES_FILES_AND_SOCKETS, Role::Preprocessor)).err().expect("must be refused");
+    let msg = e.to_string();
+    assert!(matches!(e, LoadError::ForbiddenImport { .. }), "{msg}");
+    assert!(msg.contains("fixture_tries_files_and_sockets.wasm") && msg.contains("wasi:sockets"), "{msg}");
+}
+
+#[test]
+fn wrong_role_is_rejected_at_load() {
+    let e = runtime().load(spec(fx::WRONG_ROLE, Role::Preprocessor)).err().expect("must be refused");
+    let msg = e.to_string();
+    assert!(matches!(e, LoadError::MissingExport { .. }), "{msg}");
+    assert!(msg.contains("fixture_wrong_role.wasm") && msg.contains("modelcall:plugin/preprocessor") && msg.contains("score-parser"), "{msg}");
+    // The same component loads as what it is.
+    let p = runtime().load(spec(fx::WRONG_ROLE, Role::ScoreParser)).unwrap();
+    assert_eq!(p.parse_score("r", 1, "{}", " 4.5 ").unwrap().unwrap().value, 4.5);
+}
+
+#[test]
+fn wrong_track_is_rejected_at_load() {
+    let e = runtime().load(spec(fx::WRONG_TRACK, Role::Preprocessor)).err().expect("must be refused");
+    let msg = e.to_string();
+    assert!(matches!(e, LoadError::UnsupportedTrack { .. }), "{msg}");
+    assert!(msg.contains("fixture_wrong_track.wasm") && msg.contains("API 0.2") && msg.contains("supports 0.1"), "{msg}");
+}
+
+#[test]
+fn consecutive_traps_disable_the_plugin() {
+    let p = load(fx::PANIC, Limits { max_consecutive_traps: 3, ..Limits::default() });
+    // A success in between resets the count.
+    for _ in 0..2 {
+        trap(p.preprocess("x", 1, record(json!({"attack": true}))));
+    }
+    next_record_succeeds(&p);
+    for _ in 0..3 {
+        trap(p.preprocess("x", 1, record(json!({"attack": true}))));
+    }
+    assert!(p.is_disabled());
+    let e = p.preprocess("y", 1, record(json!({"text": "fine"}))).unwrap_err();
+    assert!(matches!(e, CallError::Disabled { consecutive_traps: 3, .. }), "{e:?}");
+    assert!(e.is_fatal());
+    assert!(e.to_string().contains("fixture_panic.wasm"), "{e}");
+}
+
+#[test]
+fn instances_are_recycled_after_max_calls() {
+    let p = load(fx::HEALTHY, Limits { max_calls_per_instance: 2, ..Limits::default() });
+    let fresh: Vec<bool> = (0..5)
+        .map(|i| p.preprocess_with_stats(&i.to_string(), 1, record(json!({"text": "t"}))).1.fresh_instance)
+        .collect();
+    // The load-time instance serves calls 0 and 1; then a new one every two calls.
+    assert_eq!(fresh, vec![false, false, true, false, true]);
+}
+
+#[test]
+fn unknown_builtin_lists_the_available_ones() {
+    let e = runtime().load(PluginSpec::new(PluginSource::parse("builtin:nope"), Role::Preprocessor)).err().unwrap();
+    let msg = e.to_string();
+    assert!(msg.contains("builtin:nope") && msg.contains("json-score"), "{msg}");
+}
+
+#[test]
+fn missing_file_names_the_path() {
+    let e = runtime().load(spec("/nonexistent/p.wasm", Role::Preprocessor)).err().unwrap();
+    assert!(e.to_string().contains("/nonexistent/p.wasm"), "{e}");
+}
+
+#[test]
+fn concurrent_calls_use_separate_instances() {
+    let p = load(fx::HEALTHY, Limits::default());
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let p = p.clone();
+            s.spawn(move || {
+                for i in 0..50 {
+                    let id = format!("{t}-{i}");
+                    let PreprocessOutcome::Keep(r) = p.preprocess(&id, 1, record(json!({"text": "x"}))).unwrap() else { panic!() };
+                    let v: serde_json::Value = serde_json::from_str(&r[0]).unwrap();
+                    assert_eq!(v["record_id"], id.as_str());
+                }
+            });
+        }
+    });
+}
