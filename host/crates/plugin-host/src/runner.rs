@@ -361,7 +361,7 @@ impl Inner {
             Err(e) => {
                 return Err(match e.downcast_ref::<wasmtime::Trap>() {
                     Some(_) => {
-                        let (kind, message, stderr) = classify(&store, mark, e);
+                        let (kind, message, stderr) = classify(&store, mark, e, &self.limits, "init_timeout_ms");
                         InitFailure::Trap { kind, message, stderr }
                     }
                     None => InitFailure::Link(format!("{e:#}")),
@@ -378,7 +378,7 @@ impl Inner {
             Ok(Ok(info)) => Ok((Warm { store, instance, calls: 0 }, info)),
             Ok(Err(e)) => Err(InitFailure::Plugin { kind: to_kind(e.kind), message: cut(e.message, MAX_ERROR_MESSAGE) }),
             Err(e) => {
-                let (kind, message, stderr) = classify(&store, mark, e);
+                let (kind, message, stderr) = classify(&store, mark, e, &self.limits, "init_timeout_ms");
                 Err(InitFailure::Trap { kind, message, stderr })
             }
         }
@@ -471,7 +471,7 @@ impl Inner {
                 (Err(e), stats)
             }
             Err(e) => {
-                let (kind, message, stderr) = classify(&warm.store, mark, e);
+                let (kind, message, stderr) = classify(&warm.store, mark, e, &self.limits, "timeout_ms");
                 self.note_trap();
                 (Err(CallError::Trap { plugin: self.name.to_string(), kind, message, stderr }), stats)
             }
@@ -502,14 +502,21 @@ impl Inner {
 }
 
 /// Trap kind, message and the stderr written during the call.
-fn classify(store: &Store<HostState>, mark: u64, e: wasmtime::Error) -> (TrapKind, String, String) {
+/// `timeout_key`/`timeout_ms` name the deadline in force (`timeout_ms` or `init_timeout_ms`).
+fn classify(store: &Store<HostState>, mark: u64, e: wasmtime::Error, limits: &Limits, timeout_key: &str) -> (TrapKind, String, String) {
     let trap = e.downcast_ref::<wasmtime::Trap>().copied();
     let kind = TrapKind::classify(trap, store.data().memory.denied);
+    // The outermost context is wasmtime's wasm backtrace (function indices of a stripped
+    // binary): noise for a dead-letter row. The trap itself or the root cause says more.
+    let cause = match trap {
+        Some(t) => t.to_string(),
+        None => anyhow::Error::from(e).root_cause().to_string(),
+    };
     let message = match kind {
-        TrapKind::Deadline => "the call exceeded limits.timeout_ms (wall clock)".to_string(),
-        TrapKind::Fuel => "the call exceeded limits.fuel".to_string(),
-        TrapKind::Memory => format!("the plugin tried to grow its memory past limits.memory_mib ({e})"),
-        _ => format!("{e:#}"),
+        TrapKind::Deadline => format!("the call exceeded limits.{timeout_key} = {} ms (wall clock)", if timeout_key == "init_timeout_ms" { limits.init_timeout_ms } else { limits.timeout_ms }),
+        TrapKind::Fuel => format!("the call exceeded limits.fuel = {}", limits.fuel),
+        TrapKind::Memory => format!("the plugin tried to grow its memory past limits.memory_mib ({cause})"),
+        _ => cause,
     };
     (kind, message, store.data().stderr.since(mark))
 }

@@ -96,6 +96,7 @@ fn loop_forever_hits_the_deadline_then_recovers() {
     let (kind, message, _) = trap(p.preprocess("loop", 1, record(json!({"attack": true}))));
     let took = t.elapsed().as_millis();
     assert_eq!(kind, TrapKind::Deadline, "{message}");
+    assert!(message.contains("limits.timeout_ms = 100 ms"), "{message}");
     assert!((80..1000).contains(&took), "deadline of 100 ms took {took} ms");
     next_record_succeeds(&p);
 }
@@ -125,8 +126,9 @@ fn panic_message_is_captured_from_stderr() {
     let r = p.preprocess("boom", 1, record(json!({"attack": true})));
     let e = r.clone().unwrap_err();
     assert_eq!(e.cause(), "plugin_trap_panic");
-    let (kind, _, stderr) = trap(r);
+    let (kind, message, stderr) = trap(r);
     assert_eq!(kind, TrapKind::Panic);
+    assert!(!message.contains("wasm backtrace"), "the message must stay short: {message}");
     assert!(stderr.contains("fixture panic: the answer is 42"), "stderr was: {stderr:?}");
     next_record_succeeds(&p);
 }
@@ -236,4 +238,14 @@ fn concurrent_calls_use_separate_instances() {
             });
         }
     });
+}
+
+#[test]
+fn a_trap_in_init_is_a_load_error_with_the_panic_message() {
+    let mut s = spec(fx::PANIC, Role::Preprocessor);
+    s.config = json!({"panic_in_init": true});
+    let e = runtime().load(s).err().expect("must fail");
+    let msg = e.to_string();
+    assert!(matches!(e, LoadError::Init { .. }), "{msg}");
+    assert!(msg.contains("fixture_panic.wasm") && msg.contains("fixture panic during init"), "{msg}");
 }

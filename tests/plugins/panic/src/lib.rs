@@ -11,7 +11,10 @@ use modelcall::plugin::types::{ErrorKind, PluginError, PluginInfo};
 struct Fixture;
 
 impl Guest for Fixture {
-    fn init(_config: String) -> Result<PluginInfo, PluginError> {
+    fn init(config: String) -> Result<PluginInfo, PluginError> {
+        if config.contains("panic_in_init") {
+            panic!("fixture panic during init");
+        }
         Ok(PluginInfo { name: "panic".into(), version: "0.1.0".into(), config_schema: None })
     }
 
