@@ -30,3 +30,10 @@ pub use types::{
     ChatMessage, ChatRole, ParseFailure, PluginDescription, PluginSource, PluginSpec, PreprocessInput,
     PreprocessOutcome, Prompt, Role, Score, SUPPORTED_TRACK,
 };
+
+/// `Plugin` is shared across the engine's worker threads.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync + Clone>() {}
+    assert_send_sync::<Plugin>();
+    assert_send_sync::<PluginRuntime>();
+};

@@ -249,3 +249,29 @@ fn a_trap_in_init_is_a_load_error_with_the_panic_message() {
     assert!(matches!(e, LoadError::Init { .. }), "{msg}");
     assert!(msg.contains("fixture_panic.wasm") && msg.contains("fixture panic during init"), "{msg}");
 }
+
+#[test]
+fn compiled_components_are_cached_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = modelcall_plugin_host::RuntimeOptions { compile_cache: true, cache_dir: Some(dir.path().to_path_buf()) };
+    let rt = PluginRuntime::with_options(opts.clone()).unwrap();
+    assert!(rt.compile_cache_enabled());
+    let t = Instant::now();
+    rt.load(spec(fx::WRONG_ROLE, Role::ScoreParser)).unwrap();
+    let cold = t.elapsed();
+    let files = walk(dir.path());
+    assert!(files > 0, "the first load must write a cache entry");
+    // A second process (a new engine) reuses it.
+    let rt2 = PluginRuntime::with_options(opts).unwrap();
+    let t = Instant::now();
+    rt2.load(spec(fx::WRONG_ROLE, Role::ScoreParser)).unwrap();
+    let warm = t.elapsed();
+    assert!(warm < cold, "warm {warm:?} should beat cold {cold:?}");
+}
+
+fn walk(p: &std::path::Path) -> usize {
+    std::fs::read_dir(p).unwrap().map(|e| {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() { walk(&e.path()) } else { 1 }
+    }).sum()
+}
