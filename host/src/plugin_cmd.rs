@@ -71,6 +71,11 @@ pub enum PluginCommand {
 }
 
 pub fn run(cmd: PluginCommand) -> anyhow::Result<()> {
+    // Plugin authors want to see what their plugin logs through `host.log`: show it on
+    // stderr (RUST_LOG overrides). Ignored if the binary already installed a subscriber.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,modelcall::plugin=info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
     match cmd {
         PluginCommand::List => {
             for name in builtins::names() {

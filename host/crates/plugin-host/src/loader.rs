@@ -200,6 +200,11 @@ pub(crate) fn load(rt: &RuntimeInner, spec: PluginSpec) -> Result<Plugin, LoadEr
         .map_err(|e| LoadError::Link { plugin: plugin.clone(), message: format!("{e:#}") })?;
     let pre = RolePre::new(spec.role, pre).map_err(|e| LoadError::Link { plugin: plugin.clone(), message: format!("{e:#}") })?;
     let config_json = serde_json::to_string(&spec.config).expect("a JSON value serializes");
+    // The o200k_base tables take ~100 ms to build. Build them now, outside any call, so the
+    // first record's `count-tokens` does not spend its deadline on it.
+    if summary.imports.iter().any(|i| i.starts_with("modelcall:plugin/host@")) {
+        crate::tokenizer::count_tokens("");
+    }
 
     let (plugin_handle, info) = Plugin::start(
         rt.engine.clone(),
