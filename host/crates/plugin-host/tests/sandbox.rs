@@ -275,3 +275,19 @@ fn walk(p: &std::path::Path) -> usize {
         if e.file_type().unwrap().is_dir() { walk(&e.path()) } else { 1 }
     }).sum()
 }
+
+#[test]
+fn every_builtin_is_a_component_exporting_one_role() {
+    let names: Vec<&str> = modelcall_plugin_host::builtins::names().collect();
+    for expected in ["json-score", "repo-xml", "template-prompt"] {
+        assert!(names.contains(&expected), "{expected} not embedded: {names:?}");
+    }
+    assert!(!names.contains(&"sdk"));
+    for name in names {
+        let summary = runtime()
+            .inspect(&PluginSource::Builtin(name.to_string()))
+            .unwrap_or_else(|e| panic!("builtin:{name}: {e}"));
+        assert_eq!(summary.roles.len(), 1, "builtin:{name} must export exactly one role, exports: {:?}", summary.exports);
+        assert_eq!(summary.wit_version.as_deref().map(|v| v.starts_with("0.1.")), Some(true), "builtin:{name}");
+    }
+}
