@@ -1,1 +1,17 @@
-//! Streaming dataset sources and sinks (JSONL, gz, zst, Parquet) and the exactly-once journal
+//! Streaming dataset sources and sinks (JSONL, gz, zst, Parquet) and the exactly-once journal.
+//!
+//! - [`source`]: read records one at a time, turning every bad line into a typed item instead
+//!   of an error that stops the stream;
+//! - [`key`]: the stable identity of a record (id field, else content hash + duplicate ordinal);
+//! - [`journal`]: the append-only, fsync'd record of results that makes resume exact;
+//! - [`sink`]: turning a journal into the user-facing output and error files, atomically.
+
+pub mod journal;
+pub mod key;
+pub mod sink;
+pub mod source;
+
+pub use journal::{EntryStatus, Journal, JournalEntry, JournalError, JournalState};
+pub use key::{shard_of, KeyAssigner};
+pub use sink::{finalize, FinalizeStats, OutputFormat, SinkError};
+pub use source::{is_supported_input, list_input_files, open_source, BadLineCause, SourceError, SourceItem};

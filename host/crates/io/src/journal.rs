@@ -1,0 +1,352 @@
+//! The append-only journal: the durable record of every result, and the basis of resume.
+//!
+//! One line per result: `{"key": …, "status": "ok"|"error", "row": {…}}`. A single writer
+//! thread batches lines and writes + fsyncs them every `flush_interval` (or sooner when a batch
+//! grows large), so the cost of durability does not grow with the request rate. A crash can
+//! lose at most the last interval's results (they are simply processed again) and can leave a
+//! torn last line, which [`Journal::open`] drops by truncating the file to its last complete
+//! line. Keys whose latest entry is `ok` are done; `error` entries are retried by the next run.
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryStatus {
+    Ok,
+    Error,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JournalEntry {
+    pub key: String,
+    pub status: EntryStatus,
+    pub row: Map<String, Value>,
+}
+
+/// What an existing journal says, read at open.
+#[derive(Debug, Default)]
+pub struct JournalState {
+    /// Keys whose latest entry is `ok`: never processed again.
+    pub done_ok: HashSet<String>,
+    /// Keys whose latest entry is `error`: processed again by this run.
+    pub failed: HashSet<String>,
+    /// Unterminated or unreadable last lines removed at open (left by a crash).
+    pub torn_lines_dropped: u64,
+    /// Complete lines that could not be parsed (should never happen; counted, skipped).
+    pub unreadable_lines: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("journal writer stopped: {0}")]
+    WriterGone(String),
+}
+
+enum Command {
+    Line(Vec<u8>),
+    Close,
+}
+
+/// Handle to the journal's writer thread.
+pub struct Journal {
+    sender: Sender<Command>,
+    writer: Option<JoinHandle<Result<(), JournalError>>>,
+    path: PathBuf,
+}
+
+/// Lines per batch before a write is forced even if the interval has not elapsed.
+const MAX_BATCH_LINES: usize = 4096;
+
+impl Journal {
+    /// Opens (creating if needed) the journal at `path`, repairs a torn tail and returns the
+    /// state of the keys it holds.
+    pub fn open(path: &Path, flush_interval: Duration) -> Result<(Journal, JournalState), JournalError> {
+        let io = |source| JournalError::Io { path: path.to_path_buf(), source };
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io)?;
+        }
+        let state = repair_and_read(path)?;
+        let file = OpenOptions::new().create(true).append(true).open(path).map_err(io)?;
+        let (sender, receiver) = bounded::<Command>(MAX_BATCH_LINES * 4);
+        let writer_path = path.to_path_buf();
+        let writer = std::thread::Builder::new()
+            .name("modelcall-journal".into())
+            .spawn(move || write_loop(file, receiver, flush_interval, writer_path))
+            .map_err(io)?;
+        Ok((Journal { sender, writer: Some(writer), path: path.to_path_buf() }, state))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Queues one entry. Cheap; blocks only if the writer is far behind.
+    pub fn append(&self, entry: JournalEntry) -> Result<(), JournalError> {
+        let mut line = serde_json::to_vec(&entry).expect("journal entries serialize");
+        line.push(b'\n');
+        self.sender.send(Command::Line(line)).map_err(|_| self.writer_gone())
+    }
+
+    fn writer_gone(&self) -> JournalError {
+        JournalError::WriterGone(format!("{} (see the previous error)", self.path.display()))
+    }
+
+    /// Writes and fsyncs everything queued, then stops the writer.
+    pub fn close(mut self) -> Result<(), JournalError> {
+        let _ = self.sender.send(Command::Close);
+        match self.writer.take().map(|h| h.join()) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(JournalError::WriterGone("the writer thread panicked".into())),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        if let Some(h) = self.writer.take() {
+            let _ = self.sender.send(Command::Close);
+            let _ = h.join();
+        }
+    }
+}
+
+fn write_loop(mut file: File, receiver: Receiver<Command>, interval: Duration, path: PathBuf) -> Result<(), JournalError> {
+    let io = |source| JournalError::Io { path: path.clone(), source };
+    let mut batch: Vec<u8> = Vec::with_capacity(1 << 16);
+    let mut lines = 0usize;
+    let mut last_flush = Instant::now();
+    loop {
+        let wait = interval.saturating_sub(last_flush.elapsed());
+        let closing = match receiver.recv_timeout(wait) {
+            Ok(Command::Line(line)) => {
+                batch.extend_from_slice(&line);
+                lines += 1;
+                false
+            }
+            Ok(Command::Close) | Err(RecvTimeoutError::Disconnected) => true,
+            Err(RecvTimeoutError::Timeout) => false,
+        };
+        // Drain what is already queued without waiting.
+        if !closing {
+            while lines < MAX_BATCH_LINES {
+                match receiver.try_recv() {
+                    Ok(Command::Line(line)) => {
+                        batch.extend_from_slice(&line);
+                        lines += 1;
+                    }
+                    Ok(Command::Close) => {
+                        flush(&mut file, &mut batch).map_err(io)?;
+                        return Ok(());
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        if closing || lines >= MAX_BATCH_LINES || last_flush.elapsed() >= interval {
+            if !batch.is_empty() {
+                flush(&mut file, &mut batch).map_err(io)?;
+            }
+            lines = 0;
+            last_flush = Instant::now();
+        }
+        if closing {
+            return Ok(());
+        }
+    }
+}
+
+fn flush(file: &mut File, batch: &mut Vec<u8>) -> std::io::Result<()> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    file.write_all(batch)?;
+    file.sync_data()?;
+    batch.clear();
+    Ok(())
+}
+
+/// Reads the journal's entries' keys and statuses, truncating a torn tail.
+fn repair_and_read(path: &Path) -> Result<JournalState, JournalError> {
+    let io = |source| JournalError::Io { path: path.to_path_buf(), source };
+    let mut state = JournalState::default();
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(state),
+        Err(e) => return Err(io(e)),
+    };
+    #[derive(Deserialize)]
+    struct KeyStatus {
+        key: String,
+        status: EntryStatus,
+    }
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut buf = Vec::new();
+    let mut good_end: u64 = 0;
+    let mut offset: u64 = 0;
+    let mut pending_bad: Option<u64> = None; // offset of an unparseable complete line
+    loop {
+        buf.clear();
+        let n = reader.read_until(b'\n', &mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        offset += n as u64;
+        if buf.last() != Some(&b'\n') {
+            // Unterminated: a torn write. Everything from good_end on goes.
+            break;
+        }
+        match serde_json::from_slice::<KeyStatus>(&buf) {
+            Ok(entry) => {
+                if let Some(_bad) = pending_bad.take() {
+                    // An unparseable line followed by good ones: not a tail, keep it and count it.
+                    state.unreadable_lines += 1;
+                }
+                match entry.status {
+                    EntryStatus::Ok => {
+                        state.failed.remove(&entry.key);
+                        state.done_ok.insert(entry.key);
+                    }
+                    EntryStatus::Error => {
+                        if !state.done_ok.contains(&entry.key) {
+                            state.failed.insert(entry.key);
+                        }
+                    }
+                }
+                good_end = offset;
+            }
+            Err(_) => {
+                if pending_bad.is_some() {
+                    state.unreadable_lines += 1;
+                }
+                pending_bad = Some(offset - n as u64);
+            }
+        }
+    }
+    let len = std::fs::metadata(path).map_err(io)?.len();
+    if len > good_end {
+        // The tail after the last good line is torn (unterminated and/or unparseable).
+        state.torn_lines_dropped = 1;
+        let f = OpenOptions::new().write(true).open(path).map_err(io)?;
+        f.set_len(good_end).map_err(io)?;
+        let mut f = f;
+        f.seek(SeekFrom::End(0)).map_err(io)?;
+        f.sync_all().map_err(io)?;
+    }
+    Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn entry(key: &str, status: EntryStatus) -> JournalEntry {
+        JournalEntry { key: key.into(), status, row: json!({"k": key}).as_object().unwrap().clone() }
+    }
+
+    #[test]
+    fn entries_survive_close_and_reopen_with_latest_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("j.jsonl");
+        let (j, state) = Journal::open(&p, Duration::from_millis(50)).unwrap();
+        assert!(state.done_ok.is_empty());
+        j.append(entry("a", EntryStatus::Error)).unwrap();
+        j.append(entry("a", EntryStatus::Ok)).unwrap();
+        j.append(entry("b", EntryStatus::Error)).unwrap();
+        j.append(entry("c", EntryStatus::Ok)).unwrap();
+        j.close().unwrap();
+        let (_j, state) = Journal::open(&p, Duration::from_millis(50)).unwrap();
+        assert_eq!(state.done_ok, ["a", "c"].iter().map(|s| s.to_string()).collect());
+        assert_eq!(state.failed, ["b"].iter().map(|s| s.to_string()).collect());
+        assert_eq!(state.torn_lines_dropped, 0);
+    }
+
+    #[test]
+    fn a_torn_last_line_is_dropped_at_every_cut_point() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("j.jsonl");
+        let (j, _) = Journal::open(&p, Duration::from_millis(10)).unwrap();
+        j.append(entry("a", EntryStatus::Ok)).unwrap();
+        j.append(entry("b", EntryStatus::Ok)).unwrap();
+        j.close().unwrap();
+        let full = std::fs::read(&p).unwrap();
+        let first_end = full.iter().position(|b| *b == b'\n').unwrap() + 1;
+        for cut in first_end..full.len() {
+            std::fs::write(&p, &full[..cut]).unwrap();
+            let (j, state) = Journal::open(&p, Duration::from_millis(10)).unwrap();
+            assert!(state.done_ok.contains("a"), "cut {cut}");
+            assert!(!state.done_ok.contains("b"), "cut {cut}");
+            assert_eq!(state.torn_lines_dropped, if cut == first_end { 0 } else { 1 }, "cut {cut}");
+            // Appending after repair yields a well-formed file.
+            j.append(entry("c", EntryStatus::Ok)).unwrap();
+            j.close().unwrap();
+            let (_j, state) = Journal::open(&p, Duration::from_millis(10)).unwrap();
+            assert!(state.done_ok.contains("c") && state.done_ok.contains("a"), "cut {cut}");
+            assert_eq!(state.torn_lines_dropped, 0);
+        }
+    }
+
+    /// The child half of the kill -9 test: appends forever until killed.
+    #[test]
+    #[ignore]
+    fn child_appends_until_killed() {
+        let Ok(path) = std::env::var("MODELCALL_JOURNAL_CHILD") else { return };
+        let (j, state) = Journal::open(Path::new(&path), Duration::from_millis(5)).unwrap();
+        let start = state.done_ok.len();
+        for i in start.. {
+            j.append(entry(&format!("k{i:08}"), EntryStatus::Ok)).unwrap();
+            if i % 64 == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+
+    #[test]
+    fn kill_dash_nine_leaves_only_complete_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("j.jsonl");
+        let exe = std::env::current_exe().unwrap();
+        let mut previous = 0usize;
+        for round in 0..3 {
+            let mut child = std::process::Command::new(&exe)
+                .args(["--ignored", "--exact", "journal::tests::child_appends_until_killed", "--nocapture"])
+                .env("MODELCALL_JOURNAL_CHILD", &p)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(300 + 100 * round));
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+            let (j, state) = Journal::open(&p, Duration::from_millis(5)).unwrap();
+            drop(j);
+            assert!(state.done_ok.len() >= previous, "entries never disappear");
+            assert_eq!(state.unreadable_lines, 0);
+            // Keys are dense: k0..kN with no gaps and no duplicates.
+            let text = std::fs::read_to_string(&p).unwrap();
+            let keys: Vec<String> = text
+                .lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap()["key"].as_str().unwrap().to_string())
+                .collect();
+            let unique: HashSet<&String> = keys.iter().collect();
+            assert_eq!(unique.len(), keys.len(), "no duplicate entries");
+            for (i, k) in keys.iter().enumerate() {
+                assert_eq!(k, &format!("k{i:08}"));
+            }
+            previous = state.done_ok.len();
+        }
+        assert!(previous > 0, "the child wrote something");
+    }
+}

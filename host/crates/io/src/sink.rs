@@ -1,0 +1,445 @@
+//! Finalizing a journal into the user-facing files: the output (Parquet or JSONL) with the
+//! latest `ok` row of every key, and the error file (JSONL) with the latest `error` row of every
+//! key that never succeeded. Both are written under a temporary name, fsync'd and renamed, so a
+//! reader never sees a partial file and a crash never corrupts a finished one.
+//!
+//! The journal is read in passes (which line wins for each key; the Parquet schema; the rows),
+//! holding only keys in memory, never the rows.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_schema::{DataType, Field, Schema};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::journal::EntryStatus;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    Parquet,
+    Jsonl,
+}
+
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct FinalizeStats {
+    pub rows_ok: u64,
+    pub rows_error: u64,
+    /// Journal entries superseded by a later entry of the same key.
+    pub duplicates_collapsed: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: cannot write Parquet: {message}")]
+    Parquet { path: PathBuf, message: String },
+}
+
+/// Rows per Parquet record batch.
+const BATCH_ROWS: usize = 4096;
+
+#[derive(Deserialize)]
+struct KeyStatus {
+    key: String,
+    status: EntryStatus,
+}
+
+#[derive(Deserialize)]
+struct RowOnly {
+    row: Map<String, Value>,
+}
+
+pub fn finalize(journal: &Path, output: &Path, errors: &Path, format: OutputFormat) -> Result<FinalizeStats, SinkError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| SinkError::Io { path: path.clone(), source }
+    };
+    // Pass 1: the winning line of each key (latest ok, else latest error).
+    let mut winner: HashMap<String, (u64, EntryStatus)> = HashMap::new();
+    let mut stats = FinalizeStats::default();
+    for_each_line(journal, |index, line| {
+        if let Ok(ks) = serde_json::from_slice::<KeyStatus>(line) {
+            match winner.get(&ks.key) {
+                Some((_, EntryStatus::Ok)) if ks.status == EntryStatus::Error => {
+                    stats.duplicates_collapsed += 1;
+                }
+                Some(_) => {
+                    stats.duplicates_collapsed += 1;
+                    winner.insert(ks.key, (index, ks.status));
+                }
+                None => {
+                    winner.insert(ks.key, (index, ks.status));
+                }
+            }
+        }
+    })?;
+    let mut selected: Vec<Option<EntryStatus>> = Vec::new();
+    for (index, status) in winner.values() {
+        let i = *index as usize;
+        if selected.len() <= i {
+            selected.resize(i + 1, None);
+        }
+        selected[i] = Some(*status);
+    }
+    drop(winner);
+    let pick = |index: u64, want: EntryStatus| selected.get(index as usize).copied().flatten() == Some(want);
+
+    // Errors: JSONL.
+    {
+        let tmp = temp_name(errors);
+        let mut w = BufWriter::new(File::create(&tmp).map_err(io(&tmp))?);
+        let mut write_err = None;
+        for_each_line(journal, |index, line| {
+            if write_err.is_some() || !pick(index, EntryStatus::Error) {
+                return;
+            }
+            if let Ok(r) = serde_json::from_slice::<RowOnly>(line) {
+                stats.rows_error += 1;
+                let mut bytes = serde_json::to_vec(&r.row).expect("rows serialize");
+                bytes.push(b'\n');
+                if let Err(e) = w.write_all(&bytes) {
+                    write_err = Some(e);
+                }
+            }
+        })?;
+        if let Some(e) = write_err {
+            return Err(SinkError::Io { path: tmp, source: e });
+        }
+        commit(w, &tmp, errors)?;
+    }
+
+    // Output.
+    let tmp = temp_name(output);
+    match format {
+        OutputFormat::Jsonl => {
+            let mut w = BufWriter::new(File::create(&tmp).map_err(io(&tmp))?);
+            let mut write_err = None;
+            for_each_line(journal, |index, line| {
+                if write_err.is_some() || !pick(index, EntryStatus::Ok) {
+                    return;
+                }
+                if let Ok(r) = serde_json::from_slice::<RowOnly>(line) {
+                    stats.rows_ok += 1;
+                    let mut bytes = serde_json::to_vec(&r.row).expect("rows serialize");
+                    bytes.push(b'\n');
+                    if let Err(e) = w.write_all(&bytes) {
+                        write_err = Some(e);
+                    }
+                }
+            })?;
+            if let Some(e) = write_err {
+                return Err(SinkError::Io { path: tmp, source: e });
+            }
+            commit(w, &tmp, output)?;
+        }
+        OutputFormat::Parquet => {
+            let mut rows_ok = 0u64;
+            let mut last_err = None;
+            // Each attempt is more forgiving about mixed types across rows.
+            for mode in [Flatten::None, Flatten::Nested, Flatten::All] {
+                match write_parquet(journal, &tmp, &|i| pick(i, EntryStatus::Ok), mode) {
+                    Ok(n) => {
+                        rows_ok = n;
+                        last_err = None;
+                        break;
+                    }
+                    Err(e) => last_err = Some(e),
+                }
+            }
+            if let Some(message) = last_err {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(SinkError::Parquet { path: output.to_path_buf(), message });
+            }
+            stats.rows_ok = rows_ok;
+            sync_and_rename(&tmp, output)?;
+        }
+    }
+    Ok(stats)
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Flatten {
+    /// Keep nested objects and lists as Parquet structs and lists.
+    None,
+    /// Encode objects and lists as JSON text.
+    Nested,
+    /// Encode every value as text (the last resort for columns with mixed types).
+    All,
+}
+
+fn flatten_row(row: Map<String, Value>, mode: Flatten) -> Map<String, Value> {
+    match mode {
+        Flatten::None => row,
+        Flatten::Nested => row
+            .into_iter()
+            .map(|(k, v)| match v {
+                Value::Object(_) | Value::Array(_) => (k, Value::String(v.to_string())),
+                other => (k, other),
+            })
+            .collect(),
+        Flatten::All => row
+            .into_iter()
+            .map(|(k, v)| match v {
+                Value::Null => (k, Value::Null),
+                Value::String(s) => (k, Value::String(s)),
+                other => (k, Value::String(other.to_string())),
+            })
+            .collect(),
+    }
+}
+
+fn write_parquet(journal: &Path, tmp: &Path, pick: &dyn Fn(u64) -> bool, mode: Flatten) -> Result<u64, String> {
+    // Schema over every selected row.
+    let mut values: Vec<Value> = Vec::new();
+    let mut schema: Option<Schema> = None;
+    let mut infer_err = None;
+    let mut merge = |values: &mut Vec<Value>| {
+        if values.is_empty() {
+            return;
+        }
+        match arrow_json::reader::infer_json_schema_from_iterator(values.iter().map(Ok)) {
+            Ok(s) => {
+                schema = Some(match schema.take() {
+                    None => s,
+                    Some(prev) => match Schema::try_merge([prev, s]) {
+                        Ok(m) => m,
+                        Err(e) => {
+                            infer_err = Some(e.to_string());
+                            Schema::empty()
+                        }
+                    },
+                })
+            }
+            Err(e) => infer_err = Some(e.to_string()),
+        }
+        values.clear();
+    };
+    for_each_line(journal, |index, line| {
+        if !pick(index) {
+            return;
+        }
+        if let Ok(r) = serde_json::from_slice::<RowOnly>(line) {
+            values.push(Value::Object(flatten_row(r.row, mode)));
+            if values.len() >= BATCH_ROWS {
+                merge(&mut values);
+            }
+        }
+    })
+    .map_err(|e| e.to_string())?;
+    merge(&mut values);
+    if let Some(e) = infer_err {
+        return Err(e);
+    }
+    // A journal with no rows still yields a valid (empty) file with one placeholder column.
+    let schema = Arc::new(
+        schema
+            .filter(|s| !s.fields().is_empty())
+            .unwrap_or_else(|| Schema::new(vec![Field::new("api_status", DataType::Utf8, true)])),
+    );
+
+    let file = File::create(tmp).map_err(|e| e.to_string())?;
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
+        .build();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| e.to_string())?;
+    let mut decoder = arrow_json::ReaderBuilder::new(schema.clone())
+        .with_batch_size(BATCH_ROWS)
+        .with_coerce_primitive(true)
+        .build_decoder()
+        .map_err(|e| e.to_string())?;
+    let mut rows = 0u64;
+    let mut pending = 0usize;
+    let mut err: Option<String> = None;
+    for_each_line(journal, |index, line| {
+        if err.is_some() || !pick(index) {
+            return;
+        }
+        let Ok(r) = serde_json::from_slice::<RowOnly>(line) else { return };
+        let row = Value::Object(flatten_row(r.row, mode));
+        if let Err(e) = decoder.serialize(&[row]) {
+            err = Some(e.to_string());
+            return;
+        }
+        rows += 1;
+        pending += 1;
+        if pending >= BATCH_ROWS {
+            pending = 0;
+            match decoder.flush() {
+                Ok(Some(batch)) => {
+                    if let Err(e) = writer.write(&batch) {
+                        err = Some(e.to_string());
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => err = Some(e.to_string()),
+            }
+        }
+    })
+    .map_err(|e| e.to_string())?;
+    if let Some(e) = err {
+        return Err(e);
+    }
+    if let Some(batch) = decoder.flush().map_err(|e| e.to_string())? {
+        writer.write(&batch).map_err(|e| e.to_string())?;
+    }
+    writer.close().map_err(|e| e.to_string())?;
+    Ok(rows)
+}
+
+fn for_each_line(path: &Path, mut f: impl FnMut(u64, &[u8])) -> Result<(), SinkError> {
+    let io = |source| SinkError::Io { path: path.to_path_buf(), source };
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(e)),
+    };
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut buf = Vec::new();
+    let mut index = 0u64;
+    loop {
+        buf.clear();
+        if reader.read_until(b'\n', &mut buf).map_err(io)? == 0 {
+            return Ok(());
+        }
+        if buf.last() == Some(&b'\n') {
+            f(index, &buf);
+        }
+        index += 1;
+    }
+}
+
+fn temp_name(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+}
+
+fn commit(w: BufWriter<File>, tmp: &Path, dest: &Path) -> Result<(), SinkError> {
+    let file = w.into_inner().map_err(|e| SinkError::Io { path: tmp.to_path_buf(), source: e.into_error() })?;
+    file.sync_all().map_err(|source| SinkError::Io { path: tmp.to_path_buf(), source })?;
+    drop(file);
+    sync_and_rename(tmp, dest)
+}
+
+fn sync_and_rename(tmp: &Path, dest: &Path) -> Result<(), SinkError> {
+    if let Ok(f) = File::open(tmp) {
+        let _ = f.sync_all();
+    }
+    std::fs::rename(tmp, dest).map_err(|source| SinkError::Io { path: dest.to_path_buf(), source })?;
+    if let Some(dir) = dest.parent() {
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::{Journal, JournalEntry};
+    use crate::source::{open_source, SourceItem};
+    use serde_json::json;
+    use std::time::Duration;
+
+    fn journal_with(dir: &Path, entries: &[(&str, EntryStatus, Value)]) -> PathBuf {
+        let p = dir.join("j.jsonl");
+        let (j, _) = Journal::open(&p, Duration::from_millis(10)).unwrap();
+        for (k, s, row) in entries {
+            j.append(JournalEntry { key: k.to_string(), status: *s, row: row.as_object().unwrap().clone() }).unwrap();
+        }
+        j.close().unwrap();
+        p
+    }
+
+    fn read_rows(path: &Path) -> Vec<Map<String, Value>> {
+        open_source(path)
+            .unwrap()
+            .map(|i| match i.unwrap() {
+                SourceItem::Record { record, .. } => record,
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn one_row_per_key_later_ok_wins_and_errors_only_when_never_ok() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = journal_with(
+            dir.path(),
+            &[
+                ("a", EntryStatus::Error, json!({"id": "a", "why": "x"})),
+                ("a", EntryStatus::Ok, json!({"id": "a", "score": 4})),
+                ("b", EntryStatus::Error, json!({"id": "b", "why": "first"})),
+                ("b", EntryStatus::Error, json!({"id": "b", "why": "second"})),
+                ("c", EntryStatus::Ok, json!({"id": "c", "score": 2})),
+                ("c", EntryStatus::Ok, json!({"id": "c", "score": 3})),
+            ],
+        );
+        let out = dir.path().join("out.jsonl");
+        let err = dir.path().join("out.errors.jsonl");
+        let stats = finalize(&j, &out, &err, OutputFormat::Jsonl).unwrap();
+        assert_eq!(stats.rows_ok, 2);
+        assert_eq!(stats.rows_error, 1);
+        let mut rows = read_rows(&out);
+        rows.sort_by_key(|r| r["id"].as_str().unwrap().to_string());
+        assert_eq!(rows[0]["score"], 4);
+        assert_eq!(rows[1]["score"], 3);
+        let errors = read_rows(&err);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0]["why"], "second");
+    }
+
+    #[test]
+    fn parquet_roundtrip_keeps_values_and_nested_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = journal_with(
+            dir.path(),
+            &[
+                ("a", EntryStatus::Ok, json!({"id": "a", "score": 4, "usage": {"prompt_tokens": 10, "completion_tokens": 3}, "tags": ["x"]})),
+                ("b", EntryStatus::Ok, json!({"id": "b", "score": 5, "usage": null, "tags": []})),
+            ],
+        );
+        let out = dir.path().join("out.parquet");
+        let stats = finalize(&j, &out, &dir.path().join("e.jsonl"), OutputFormat::Parquet).unwrap();
+        assert_eq!(stats.rows_ok, 2);
+        let rows = read_rows(&out);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0]["id"], "a");
+        assert_eq!(rows[0]["score"], 4);
+        assert_eq!(rows[0]["usage"]["prompt_tokens"], 10);
+        assert_eq!(rows[0]["tags"], json!(["x"]));
+        assert_eq!(rows[1]["score"], 5);
+        assert!(!dir.path().read_dir().unwrap().any(|e| e.unwrap().file_name().to_string_lossy().contains(".tmp-")));
+    }
+
+    #[test]
+    fn parquet_survives_conflicting_types_across_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = journal_with(
+            dir.path(),
+            &[
+                ("a", EntryStatus::Ok, json!({"id": "a", "v": {"x": 1}})),
+                ("b", EntryStatus::Ok, json!({"id": "b", "v": "text"})),
+                ("c", EntryStatus::Ok, json!({"id": "c", "v": [1, 2]})),
+            ],
+        );
+        let out = dir.path().join("out.parquet");
+        let stats = finalize(&j, &out, &dir.path().join("e.jsonl"), OutputFormat::Parquet).unwrap();
+        assert_eq!(stats.rows_ok, 3);
+        assert_eq!(read_rows(&out).len(), 3);
+    }
+
+    #[test]
+    fn an_empty_journal_gives_empty_valid_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = journal_with(dir.path(), &[]);
+        let out = dir.path().join("out.parquet");
+        finalize(&j, &out, &dir.path().join("e.jsonl"), OutputFormat::Parquet).unwrap();
+        assert!(read_rows(&out).is_empty());
+    }
+}

@@ -1,0 +1,238 @@
+//! Record sources. Every source yields [`SourceItem`]s; a line that is not a record is a
+//! [`SourceItem::Bad`] with its line number and cause, never the end of the stream.
+
+mod jsonl;
+mod parquet;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+/// One item of a source, in input order.
+#[derive(Debug)]
+pub enum SourceItem {
+    /// `line` is the 1-based line (JSONL) or row number (Parquet).
+    Record { line: u64, record: Map<String, Value> },
+    Bad { line: u64, cause: BadLineCause, raw_excerpt: String },
+}
+
+/// Why a line is not a record.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BadLineCause {
+    #[error("invalid JSON: {0}")]
+    InvalidJson(String),
+    #[error("the line is JSON but not an object (records must be JSON objects)")]
+    NotAnObject,
+    #[error("invalid UTF-8 at byte {0}")]
+    InvalidUtf8(usize),
+}
+
+impl BadLineCause {
+    /// The typed cause written to the error output.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            BadLineCause::InvalidJson(_) => "invalid_json",
+            BadLineCause::NotAnObject => "not_an_object",
+            BadLineCause::InvalidUtf8(_) => "invalid_utf8",
+        }
+    }
+}
+
+/// The file itself cannot be read (as opposed to one bad line in it).
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: not a readable Parquet file: {message}")]
+    Parquet { path: PathBuf, message: String },
+    #[error("{path}: unsupported input type (expected .jsonl, .jsonl.gz, .jsonl.zst or .parquet)")]
+    Unsupported { path: PathBuf },
+}
+
+pub type SourceIter = Box<dyn Iterator<Item = Result<SourceItem, SourceError>> + Send>;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Jsonl,
+    JsonlGz,
+    JsonlZst,
+    Parquet,
+}
+
+fn kind_of(path: &Path) -> Option<Kind> {
+    let name = path.file_name()?.to_string_lossy().to_lowercase();
+    let base = |n: &str| n.ends_with(".jsonl") || n.ends_with(".json") || n.ends_with(".ndjson");
+    if let Some(n) = name.strip_suffix(".gz") {
+        return base(n).then_some(Kind::JsonlGz);
+    }
+    if let Some(n) = name.strip_suffix(".zst").or_else(|| name.strip_suffix(".zstd")) {
+        return base(n).then_some(Kind::JsonlZst);
+    }
+    if name.ends_with(".parquet") {
+        return Some(Kind::Parquet);
+    }
+    base(&name).then_some(Kind::Jsonl)
+}
+
+/// Whether `path` names an input this crate can read.
+pub fn is_supported_input(path: &Path) -> bool {
+    kind_of(path).is_some()
+}
+
+/// Opens `path` as a stream of records. Memory does not depend on the file's size.
+pub fn open_source(path: &Path) -> Result<SourceIter, SourceError> {
+    let io = |source| SourceError::Io { path: path.to_path_buf(), source };
+    match kind_of(path) {
+        Some(Kind::Jsonl) => {
+            let file = std::fs::File::open(path).map_err(io)?;
+            Ok(Box::new(jsonl::JsonlLines::new(Box::new(file), path.to_path_buf())))
+        }
+        Some(Kind::JsonlGz) => {
+            let file = std::fs::File::open(path).map_err(io)?;
+            let reader = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file));
+            Ok(Box::new(jsonl::JsonlLines::new(Box::new(reader), path.to_path_buf())))
+        }
+        Some(Kind::JsonlZst) => {
+            let file = std::fs::File::open(path).map_err(io)?;
+            let reader = zstd::stream::read::Decoder::new(file).map_err(io)?;
+            Ok(Box::new(jsonl::JsonlLines::new(Box::new(reader), path.to_path_buf())))
+        }
+        Some(Kind::Parquet) => Ok(Box::new(parquet::ParquetRows::open(path)?)),
+        None => Err(SourceError::Unsupported { path: path.to_path_buf() }),
+    }
+}
+
+/// The input files of a task: `path` itself when it is a file, else the supported files
+/// directly inside the folder (optionally filtered by a `*`/`?` glob on the file name), sorted
+/// by name so every shard and every run sees the same order.
+pub fn list_input_files(path: &Path, pattern: Option<&str>) -> Result<Vec<PathBuf>, SourceError> {
+    let io = |source| SourceError::Io { path: path.to_path_buf(), source };
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if meta.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(path).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let p = entry.path();
+        if !p.is_file() || !is_supported_input(&p) {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.starts_with('.') {
+            continue;
+        }
+        if let Some(glob) = pattern {
+            if !glob_match(glob, &name) {
+                continue;
+            }
+        }
+        files.push(p);
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Minimal shell-style matching of one file name: `*` any run, `?` one character.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    let (mut pi, mut ni, mut star, mut mark) = (0usize, 0usize, None::<usize>, 0usize);
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ni;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ni = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn collect(path: &Path) -> Vec<SourceItem> {
+        open_source(path).unwrap().map(|r| r.unwrap()).collect()
+    }
+
+    #[test]
+    fn jsonl_bad_lines_are_typed_and_numbered() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.jsonl");
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(b"{\"a\":1}\n");
+        bytes.extend_from_slice(b"{\"a\":\n");
+        bytes.extend_from_slice(b"\n");
+        bytes.extend_from_slice(b"[1]\n");
+        bytes.extend_from_slice(b"{\"a\":\"caf\xe9\"}\n");
+        bytes.extend_from_slice(b"  {\"a\":2}  \r\n");
+        bytes.extend_from_slice(b"{\"a\":3}"); // no trailing newline
+        std::fs::write(&p, bytes).unwrap();
+        let items = collect(&p);
+        let summary: Vec<(u64, &str)> = items
+            .iter()
+            .map(|i| match i {
+                SourceItem::Record { line, .. } => (*line, "ok"),
+                SourceItem::Bad { line, cause, .. } => (*line, cause.as_str()),
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![(1, "ok"), (2, "invalid_json"), (4, "not_an_object"), (5, "invalid_utf8"), (6, "ok"), (7, "ok")]
+        );
+        if let SourceItem::Record { record, .. } = &items[5] {
+            assert_eq!(record["a"], 3);
+        }
+    }
+
+    #[test]
+    fn gz_and_zst_read_like_plain() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "{\"id\":1}\n{\"id\":2}\n";
+        let gz = dir.path().join("x.jsonl.gz");
+        let mut enc = flate2::write::GzEncoder::new(std::fs::File::create(&gz).unwrap(), flate2::Compression::fast());
+        enc.write_all(text.as_bytes()).unwrap();
+        enc.finish().unwrap();
+        let zst = dir.path().join("y.jsonl.zst");
+        std::fs::write(&zst, zstd::encode_all(text.as_bytes(), 3).unwrap()).unwrap();
+        for p in [gz, zst] {
+            let items = collect(&p);
+            assert_eq!(items.len(), 2, "{p:?}");
+            assert!(matches!(&items[1], SourceItem::Record { line: 2, record } if record["id"] == 2));
+        }
+    }
+
+    #[test]
+    fn listing_is_sorted_filtered_and_skips_hidden_and_unsupported() {
+        let dir = tempfile::tempdir().unwrap();
+        for n in ["b.jsonl", "a.parquet", "c.txt", ".hidden.jsonl", "d.jsonl.gz"] {
+            std::fs::write(dir.path().join(n), "").unwrap();
+        }
+        let names = |v: Vec<PathBuf>| v.iter().map(|p| p.file_name().unwrap().to_string_lossy().to_string()).collect::<Vec<_>>();
+        assert_eq!(names(list_input_files(dir.path(), None).unwrap()), vec!["a.parquet", "b.jsonl", "d.jsonl.gz"]);
+        assert_eq!(names(list_input_files(dir.path(), Some("*.jsonl*")).unwrap()), vec!["b.jsonl", "d.jsonl.gz"]);
+    }
+
+    #[test]
+    fn glob() {
+        assert!(glob_match("*.jsonl", "a.jsonl"));
+        assert!(glob_match("part-??.jsonl", "part-01.jsonl"));
+        assert!(!glob_match("part-??.jsonl", "part-1.jsonl"));
+        assert!(glob_match("*", ""));
+        assert!(!glob_match("a*b", "acd"));
+    }
+}
