@@ -66,6 +66,8 @@ pub(crate) enum InitFailure {
 pub struct CallStats {
     /// Wall time of the call itself (excluding instance creation).
     pub elapsed_us: u64,
+    /// The same in nanoseconds, for benchmarks of sub-microsecond calls.
+    pub elapsed_ns: u64,
     /// Fuel consumed by the call.
     pub fuel: u64,
     /// Whether a new instance (with `init`) had to be created for this call.
@@ -441,7 +443,9 @@ impl Inner {
         let rep = handle.rep();
         let started = Instant::now();
         let outcome = f(store, &warm.instance, Resource::new_borrow(rep));
-        stats.elapsed_us = started.elapsed().as_micros() as u64;
+        let elapsed = started.elapsed();
+        stats.elapsed_us = elapsed.as_micros() as u64;
+        stats.elapsed_ns = elapsed.as_nanos() as u64;
         stats.fuel = self.limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
         let _ = store.data_mut().table.delete(handle);
         if store.data().log_dropped > 0 {
