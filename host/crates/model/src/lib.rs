@@ -1,1 +1,14 @@
-//! OpenAI-compatible chat-completions client with typed errors and retries
+//! OpenAI-compatible chat-completions client with typed errors and retries.
+//!
+//! - [`error`]: what can go wrong, typed so the engine can branch (retry, fail the record,
+//!   stop the run);
+//! - [`wire`]: request bodies and response parsing (JSON and SSE), reasoning extraction;
+//! - [`client`]: the connection pool and the retry loop with backoff, jitter and Retry-After.
+
+pub mod client;
+pub mod error;
+pub mod wire;
+
+pub use client::{ClientSettings, ModelClient};
+pub use error::{CallError, RetryCause, RetryCounts};
+pub use wire::{ChatMessage, ChatRequest, Completion, Usage};

@@ -1,13 +1,87 @@
-//! Simulated OpenAI-compatible endpoint with fault injection, for tests, demos and benchmarks
+//! A SIMULATED OpenAI-compatible endpoint: a real HTTP server (hyper) whose replies are
+//! deterministic functions of the prompt, with fault injection, for the quickstart, tests and
+//! benchmarks. Its model id says it is simulated so nobody mistakes its verdicts for a model's.
+//!
+//! - [`options`]: what to simulate (latency, faults), from flags or a `sim://?…` URL;
+//! - [`reply`]: the deterministic answer to a conversation;
+//! - [`server`]: the HTTP server and fault injection.
 
-/// Command-line options of `modelcall serve-sim` (placeholder until the simulator lands).
-#[derive(clap::Args, Debug)]
+pub mod options;
+pub mod reply;
+pub mod server;
+
+pub use options::{Fault, FaultKind, SimOptions};
+pub use server::{start, SimServer, SimStats};
+
+/// The model id the simulator reports.
+pub const SIM_MODEL_ID: &str = "modelcall-sim (SIMULATED)";
+
+/// Command-line options of `modelcall serve-sim`.
+#[derive(clap::Args, Debug, Clone)]
 pub struct ServeArgs {
-    /// Port on 127.0.0.1 (0 picks a free one).
+    /// Port to listen on (0 picks a free one; the banner prints the address).
     #[arg(long, default_value_t = 8000)]
     pub port: u16,
+    /// Address to bind; loopback by default.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Added to every reply, without blocking a thread.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Fault injection, repeatable: KIND=RATE with KIND one of 429, 500, drop, malformed, hang,
+    /// 401 (e.g. --fault 429=0.05 --fault drop=0.01).
+    #[arg(long = "fault", value_name = "KIND=RATE")]
+    pub faults: Vec<String>,
+    /// Seconds in the Retry-After header of simulated 429s.
+    #[arg(long, default_value_t = 1)]
+    pub retry_after_secs: u64,
+    /// Seed of the fault sequence.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Also send `reasoning_content`, as reasoning models do.
+    #[arg(long)]
+    pub reasoning: bool,
+    /// Stop by itself after this many seconds (0: run until interrupted).
+    #[arg(long, default_value_t = 0)]
+    pub exit_after_secs: u64,
 }
 
-pub fn serve_blocking(_args: ServeArgs) -> anyhow::Result<()> {
-    anyhow::bail!("serve-sim is not built yet")
+/// Runs the simulator in the foreground until Ctrl-C (or `--exit-after-secs`).
+pub fn serve_blocking(args: ServeArgs) -> anyhow::Result<()> {
+    let mut opts = SimOptions {
+        latency: std::time::Duration::from_millis(args.latency_ms),
+        retry_after_secs: args.retry_after_secs,
+        seed: args.seed,
+        reasoning: args.reasoning,
+        ..SimOptions::default()
+    };
+    for spec in &args.faults {
+        opts.faults.push(Fault::parse(spec)?);
+    }
+    let addr: std::net::SocketAddr = format!("{}:{}", args.host, args.port)
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--host/--port do not form an address: {e}"))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let server = server::start_on(addr, opts.clone()).await?;
+        println!(
+            "modelcall SIMULATED endpoint (not a real model) listening on http://{}/v1 — model id \"{SIM_MODEL_ID}\"; latency {} ms; faults: {}",
+            server.addr,
+            opts.latency.as_millis(),
+            if opts.faults.is_empty() { "none".to_string() } else { opts.faults.iter().map(|f| f.to_string()).collect::<Vec<_>>().join(", ") }
+        );
+        use std::io::Write;
+        std::io::stdout().flush().ok();
+        if args.exit_after_secs > 0 {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {},
+                _ = tokio::time::sleep(std::time::Duration::from_secs(args.exit_after_secs)) => {},
+            }
+        } else {
+            tokio::signal::ctrl_c().await?;
+        }
+        let stats = server.stats();
+        eprintln!("simulated endpoint served {} requests", stats.requests);
+        Ok(())
+    })
 }

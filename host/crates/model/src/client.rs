@@ -1,0 +1,317 @@
+//! The connection pool and the retry loop.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use rand::Rng;
+use serde_json::{Map, Value};
+
+use crate::error::{CallError, RetryCause, RetryCounts};
+use crate::wire::{self, Answer, ChatRequest, Completion, SseAccumulator};
+
+/// Everything the client needs; built from a model config.
+#[derive(Clone)]
+pub struct ClientSettings {
+    /// e.g. `http://127.0.0.1:8000/v1` (the `/chat/completions` path is appended).
+    pub base_url: String,
+    pub api_key: Option<String>,
+    pub model: String,
+    /// Per HTTP attempt, headers and body included.
+    pub timeout: Duration,
+    /// Retries after the first attempt for retryable failures.
+    pub max_retries: u32,
+    /// Idle connections kept per host: size it to the concurrency.
+    pub pool_size: usize,
+    pub stream: bool,
+    /// Passed through into every request body (`temperature`, `reasoning_effort`, …).
+    pub chat_config: Map<String, Value>,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+}
+
+impl ClientSettings {
+    pub fn new(base_url: impl Into<String>, model: impl Into<String>) -> Self {
+        ClientSettings {
+            base_url: base_url.into(),
+            api_key: None,
+            model: model.into(),
+            timeout: Duration::from_secs(600),
+            max_retries: 5,
+            pool_size: 64,
+            stream: false,
+            chat_config: Map::new(),
+            backoff_base: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Masks all but the last four characters of a secret.
+pub fn mask_secret(secret: &str) -> String {
+    let chars: Vec<char> = secret.chars().collect();
+    if chars.len() <= 8 {
+        return "***".into();
+    }
+    format!("***{}", chars[chars.len() - 4..].iter().collect::<String>())
+}
+
+impl fmt::Debug for ClientSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientSettings")
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_deref().map(mask_secret))
+            .field("model", &self.model)
+            .field("timeout", &self.timeout)
+            .field("max_retries", &self.max_retries)
+            .field("pool_size", &self.pool_size)
+            .field("stream", &self.stream)
+            .finish()
+    }
+}
+
+/// Cheap to clone: one pool shared by every request.
+#[derive(Clone)]
+pub struct ModelClient {
+    http: reqwest::Client,
+    settings: std::sync::Arc<ClientSettings>,
+    endpoint: std::sync::Arc<str>,
+}
+
+/// How one attempt failed.
+enum AttemptError {
+    Final(CallError),
+    Retry { cause: RetryCause, message: String, retry_after: Option<Duration> },
+}
+
+impl ModelClient {
+    pub fn new(settings: ClientSettings) -> Result<Self, String> {
+        let base = settings.base_url.trim_end_matches('/');
+        let endpoint = if base.ends_with("/chat/completions") { base.to_string() } else { format!("{base}/chat/completions") };
+        let url = reqwest::Url::parse(&endpoint).map_err(|e| format!("base_url `{}` is not a URL: {e}", settings.base_url))?;
+        let loopback = matches!(url.host_str(), Some("127.0.0.1") | Some("localhost") | Some("[::1]") | Some("::1"));
+        let mut builder = reqwest::Client::builder()
+            .pool_max_idle_per_host(settings.pool_size.max(1))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            .connect_timeout(settings.timeout.min(Duration::from_secs(30)))
+            .timeout(settings.timeout)
+            .user_agent(concat!("modelcall/", env!("CARGO_PKG_VERSION")));
+        if loopback {
+            builder = builder.no_proxy();
+        }
+        let http = builder.build().map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(ModelClient { http, settings: std::sync::Arc::new(settings), endpoint: endpoint.into() })
+    }
+
+    /// The chat-completions URL (never includes the key).
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    pub fn settings(&self) -> &ClientSettings {
+        &self.settings
+    }
+
+    /// One logical call: attempts, retries with backoff, and the typed outcome.
+    pub async fn chat(&self, request: &ChatRequest) -> Result<Completion, CallError> {
+        let s = &self.settings;
+        let body = wire::request_body(&s.chat_config, &s.model, request, s.stream);
+        let body = bytes::Bytes::from(serde_json::to_vec(&body).expect("request serializes"));
+        let started = Instant::now();
+        let mut retries = RetryCounts::default();
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            match self.attempt(body.clone()).await {
+                Ok(answer) => return Ok(self.completion(answer, attempt, retries, started.elapsed())),
+                Err(AttemptError::Final(e)) => return Err(e),
+                Err(AttemptError::Retry { cause, message, retry_after }) => {
+                    if attempt > s.max_retries {
+                        return Err(CallError::Exhausted { cause, message, attempts: attempt, retries });
+                    }
+                    retries.add(cause);
+                    tokio::time::sleep(self.backoff(attempt, retry_after)).await;
+                }
+            }
+        }
+    }
+
+    /// GET `<base>/models`.
+    pub async fn list_models(&self) -> Result<Vec<String>, CallError> {
+        let url = self.endpoint.trim_end_matches("/chat/completions").to_string() + "/models";
+        let mut req = self.http.get(&url);
+        if let Some(key) = &self.settings.api_key {
+            req = req.bearer_auth(key);
+        }
+        let resp = req.send().await.map_err(|e| CallError::Exhausted {
+            cause: RetryCause::Connection,
+            message: e.to_string(),
+            attempts: 1,
+            retries: RetryCounts::default(),
+        })?;
+        let status = resp.status().as_u16();
+        if status == 401 || status == 403 {
+            return Err(CallError::Auth { endpoint: url, status, message: "unauthorized".into() });
+        }
+        let v: Value = resp.json().await.map_err(|e| CallError::Rejected { status, message: e.to_string() })?;
+        Ok(v["data"].as_array().map(|a| a.iter().filter_map(|m| m["id"].as_str().map(str::to_string)).collect()).unwrap_or_default())
+    }
+
+    /// Full-jitter exponential backoff; a server's Retry-After is a floor.
+    fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        let s = &self.settings;
+        let exp = s.backoff_base.saturating_mul(1u32 << (attempt - 1).min(16));
+        let cap = exp.min(s.backoff_max);
+        let jitter = Duration::from_secs_f64(rand::rng().random_range(0.0..=cap.as_secs_f64().max(0.0)));
+        match retry_after {
+            Some(ra) => ra.min(s.backoff_max).max(jitter.min(ra + s.backoff_base)),
+            None => jitter,
+        }
+    }
+
+    fn completion(&self, answer: Answer, attempts: u32, retries: RetryCounts, latency: Duration) -> Completion {
+        let (content, reasoning) = if answer.reasoning.is_empty() {
+            wire::split_inline_reasoning(&answer.content)
+        } else {
+            (answer.content.clone(), Some(answer.reasoning.clone()))
+        };
+        let raw_text = wire::raw_text(&content, reasoning.as_deref());
+        Completion {
+            content,
+            reasoning,
+            raw_text,
+            usage: answer.usage,
+            finish_reason: answer.finish_reason,
+            model: answer.model,
+            attempts,
+            retries,
+            latency,
+        }
+    }
+
+    async fn attempt(&self, body: bytes::Bytes) -> Result<Answer, AttemptError> {
+        let mut req = self.http.post(&*self.endpoint).header("content-type", "application/json").body(body);
+        if let Some(key) = &self.settings.api_key {
+            req = req.bearer_auth(key);
+        }
+        let resp = req.send().await.map_err(transport_error)?;
+        let status = resp.status().as_u16();
+        if !(200..300).contains(&status) {
+            let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
+            let text = resp.text().await.unwrap_or_default();
+            let message = error_message(status, &text);
+            return Err(match status {
+                401 | 403 => AttemptError::Final(CallError::Auth { endpoint: self.endpoint.to_string(), status, message }),
+                429 => AttemptError::Retry { cause: RetryCause::RateLimited, message, retry_after },
+                408 | 500..=599 => AttemptError::Retry { cause: RetryCause::ServerError, message, retry_after },
+                _ => AttemptError::Final(CallError::Rejected { status, message }),
+            });
+        }
+        // Some servers ignore `stream: true` and answer with one JSON body: read what came.
+        let is_sse = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("text/event-stream"));
+        if self.settings.stream && is_sse {
+            let mut acc = SseAccumulator::default();
+            let mut stream = resp.bytes_stream();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(transport_error)?;
+                acc.feed(&chunk).map_err(|message| AttemptError::Retry {
+                    cause: RetryCause::MalformedBody,
+                    message,
+                    retry_after: None,
+                })?;
+            }
+            if !acc.is_complete() {
+                return Err(AttemptError::Retry {
+                    cause: RetryCause::Connection,
+                    message: "the stream ended before a finish_reason or [DONE]".into(),
+                    retry_after: None,
+                });
+            }
+            Ok(acc.answer)
+        } else {
+            let bytes = resp.bytes().await.map_err(transport_error)?;
+            wire::parse_json_body(&bytes).map_err(|message| AttemptError::Retry {
+                cause: RetryCause::MalformedBody,
+                message,
+                retry_after: None,
+            })
+        }
+    }
+}
+
+fn transport_error(e: reqwest::Error) -> AttemptError {
+    let cause = if e.is_timeout() { RetryCause::Timeout } else { RetryCause::Connection };
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    AttemptError::Retry { cause, message, retry_after: None }
+}
+
+fn error_message(status: u16, body: &str) -> String {
+    let detail = serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_string).or_else(|| v["message"].as_str().map(str::to_string)))
+        .unwrap_or_else(|| wire::excerpt(body.trim()));
+    if detail.is_empty() {
+        format!("HTTP {status}")
+    } else {
+        detail
+    }
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+fn parse_retry_after(v: &str) -> Option<Duration> {
+    if let Ok(secs) = v.trim().parse::<f64>() {
+        return (secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+    }
+    let when = httpdate::parse_http_date(v.trim()).ok()?;
+    Some(when.duration_since(std::time::SystemTime::now()).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(parse_retry_after("2"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_retry_after("0.5"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn secrets_are_masked_in_debug() {
+        let mut s = ClientSettings::new("http://x/v1", "m");
+        s.api_key = Some("sk-verysecretkey-abcd".into());
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("verysecret"), "{shown}");
+        assert!(shown.contains("***abcd"), "{shown}");
+    }
+
+    #[test]
+    fn backoff_respects_retry_after_and_cap() {
+        let mut s = ClientSettings::new("http://127.0.0.1:1/v1", "m");
+        s.backoff_base = Duration::from_millis(100);
+        s.backoff_max = Duration::from_secs(2);
+        let c = ModelClient::new(s).unwrap();
+        for attempt in 1..10 {
+            let d = c.backoff(attempt, None);
+            assert!(d <= Duration::from_secs(2));
+            let d = c.backoff(attempt, Some(Duration::from_secs(1)));
+            assert!(d >= Duration::from_secs(1) && d <= Duration::from_secs(2), "{d:?}");
+            let d = c.backoff(attempt, Some(Duration::from_secs(60)));
+            assert_eq!(d, Duration::from_secs(2));
+        }
+        assert_eq!(c.endpoint(), "http://127.0.0.1:1/v1/chat/completions");
+    }
+}

@@ -1,0 +1,95 @@
+//! Typed model-call errors.
+
+use std::fmt;
+
+/// Why an attempt is worth repeating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RetryCause {
+    /// HTTP 429.
+    RateLimited,
+    /// HTTP 5xx (and 408).
+    ServerError,
+    /// No complete answer within the timeout.
+    Timeout,
+    /// Connection refused, reset or dropped, or a stream cut short.
+    Connection,
+    /// A 200 whose body is not a chat completion.
+    MalformedBody,
+}
+
+impl RetryCause {
+    pub const ALL: [RetryCause; 5] =
+        [RetryCause::RateLimited, RetryCause::ServerError, RetryCause::Timeout, RetryCause::Connection, RetryCause::MalformedBody];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetryCause::RateLimited => "rate_limited",
+            RetryCause::ServerError => "server_error",
+            RetryCause::Timeout => "timeout",
+            RetryCause::Connection => "connection",
+            RetryCause::MalformedBody => "malformed_body",
+        }
+    }
+}
+
+/// Retries per cause, for the run summary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetryCounts([u32; 5]);
+
+impl RetryCounts {
+    pub fn add(&mut self, cause: RetryCause) {
+        self.0[cause as usize] += 1;
+    }
+    pub fn get(&self, cause: RetryCause) -> u32 {
+        self.0[cause as usize]
+    }
+    pub fn total(&self) -> u32 {
+        self.0.iter().sum()
+    }
+    /// `(cause name, count)` for every cause with a non-zero count.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        RetryCause::ALL.iter().filter(|c| self.get(**c) > 0).map(|c| (c.as_str(), self.get(*c) as u64))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum CallError {
+    /// 401/403: the credentials are wrong. Fatal: the run must stop at once.
+    Auth { endpoint: String, status: u16, message: String },
+    /// 400/404/422 and other 4xx: this request will never succeed; the record fails.
+    Rejected { status: u16, message: String },
+    /// Retryable failures until the budget ran out.
+    Exhausted { cause: RetryCause, message: String, attempts: u32, retries: RetryCounts },
+}
+
+impl CallError {
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, CallError::Auth { .. })
+    }
+
+    /// The typed cause written to the error output (`model_<cause>` in the engine).
+    pub fn cause(&self) -> &'static str {
+        match self {
+            CallError::Auth { .. } => "auth",
+            CallError::Rejected { .. } => "rejected",
+            CallError::Exhausted { cause, .. } => cause.as_str(),
+        }
+    }
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CallError::Auth { endpoint, status, message } => write!(
+                f,
+                "authentication failed at {endpoint} (HTTP {status}): {message}. Check client_config.api_key (or the variable it names) and that the key is valid for this endpoint"
+            ),
+            CallError::Rejected { status, message } => write!(f, "the endpoint rejected the request (HTTP {status}): {message}"),
+            CallError::Exhausted { cause, message, attempts, .. } => {
+                write!(f, "gave up after {attempts} attempts ({}): {message}", cause.as_str())
+            }
+        }
+    }
+}
+
+impl std::error::Error for CallError {}

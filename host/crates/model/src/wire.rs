@@ -1,0 +1,294 @@
+//! The OpenAI chat-completions wire format: request bodies, JSON and SSE responses, and the
+//! split of reasoning from the final answer.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::RetryCounts;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub role: String,
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn new(role: &str, content: impl Into<String>) -> Self {
+        ChatMessage { role: role.to_string(), content: content.into() }
+    }
+}
+
+/// One request; `None` fields keep the model config's `chat_config` values.
+#[derive(Debug, Clone, Default)]
+pub struct ChatRequest {
+    pub messages: Vec<ChatMessage>,
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f32>,
+    pub stop: Vec<String>,
+    pub response_schema: Option<Value>,
+    pub n: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    #[serde(default)]
+    pub prompt_tokens: u64,
+    #[serde(default)]
+    pub completion_tokens: u64,
+    #[serde(default)]
+    pub total_tokens: u64,
+}
+
+/// A successful call.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    /// The final answer only: reasoning is never part of it.
+    pub content: String,
+    /// Reasoning from `reasoning_content`, `reasoning`, or a leading `<think>` block.
+    pub reasoning: Option<String>,
+    /// What the reference stored as `api_return`: `<think>\n{reasoning}\n</think>\n\n{content}`
+    /// when there is reasoning, else the content.
+    pub raw_text: String,
+    pub usage: Option<Usage>,
+    pub finish_reason: Option<String>,
+    pub model: String,
+    /// HTTP attempts made (1 when the first one succeeded).
+    pub attempts: u32,
+    pub retries: RetryCounts,
+    /// Wall time from the first attempt to the answer, backoff included.
+    pub latency: Duration,
+}
+
+/// The request body: `chat_config` first (every key passes through), then the messages and the
+/// per-request overrides.
+pub fn request_body(chat_config: &Map<String, Value>, model: &str, req: &ChatRequest, stream: bool) -> Value {
+    let mut body = chat_config.clone();
+    body.insert("model".into(), Value::String(model.to_string()));
+    body.insert("messages".into(), serde_json::to_value(&req.messages).expect("messages serialize"));
+    if let Some(m) = req.max_tokens {
+        body.insert("max_tokens".into(), m.into());
+    }
+    if let Some(t) = req.temperature {
+        body.insert("temperature".into(), serde_json::json!(t));
+    }
+    if !req.stop.is_empty() {
+        body.insert("stop".into(), serde_json::json!(req.stop));
+    }
+    if let Some(schema) = &req.response_schema {
+        body.insert(
+            "response_format".into(),
+            serde_json::json!({"type": "json_schema", "json_schema": {"name": "verdict", "schema": schema}}),
+        );
+    }
+    if let Some(n) = req.n {
+        body.insert("n".into(), n.into());
+    }
+    body.insert("stream".into(), Value::Bool(stream));
+    if stream {
+        body.insert("stream_options".into(), serde_json::json!({"include_usage": true}));
+    } else {
+        body.remove("stream_options");
+    }
+    Value::Object(body)
+}
+
+/// What one attempt produced, before retry accounting.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Answer {
+    pub content: String,
+    pub reasoning: String,
+    pub usage: Option<Usage>,
+    pub finish_reason: Option<String>,
+    pub model: String,
+}
+
+/// Parses a non-streaming response body. `Err` means malformed (retryable).
+pub fn parse_json_body(body: &[u8]) -> Result<Answer, String> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("response is not JSON: {e}"))?;
+    let choice = v
+        .get("choices")
+        .and_then(|c| c.get(0))
+        .ok_or_else(|| format!("response has no choices: {}", excerpt(&v.to_string())))?;
+    let message = choice.get("message").ok_or("choice has no message")?;
+    let content = message.get("content").and_then(Value::as_str).unwrap_or("").to_string();
+    let reasoning = message
+        .get("reasoning_content")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .or_else(|| message.get("reasoning").and_then(Value::as_str))
+        .unwrap_or("")
+        .to_string();
+    Ok(Answer {
+        content,
+        reasoning,
+        usage: v.get("usage").and_then(|u| serde_json::from_value(u.clone()).ok()),
+        finish_reason: choice.get("finish_reason").and_then(Value::as_str).map(str::to_string),
+        model: v.get("model").and_then(Value::as_str).unwrap_or("").to_string(),
+    })
+}
+
+/// Accumulates an SSE stream (`data: {...}` lines, `data: [DONE]`).
+#[derive(Debug, Default)]
+pub struct SseAccumulator {
+    buffer: Vec<u8>,
+    pub answer: Answer,
+    pub done: bool,
+}
+
+impl SseAccumulator {
+    /// Feeds raw bytes; `Err` for an event that is not valid JSON (malformed stream).
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.buffer.extend_from_slice(bytes);
+        while let Some(pos) = self.buffer.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.buffer.drain(..=pos).collect();
+            let line = String::from_utf8_lossy(&line);
+            let line = line.trim();
+            let Some(data) = line.strip_prefix("data:") else { continue };
+            let data = data.trim();
+            if data == "[DONE]" {
+                self.done = true;
+                continue;
+            }
+            let v: Value = serde_json::from_str(data).map_err(|e| format!("stream event is not JSON: {e}"))?;
+            if let Some(err) = v.get("error") {
+                return Err(format!("stream error event: {}", excerpt(&err.to_string())));
+            }
+            if self.answer.model.is_empty() {
+                if let Some(m) = v.get("model").and_then(Value::as_str) {
+                    self.answer.model = m.to_string();
+                }
+            }
+            if let Some(u) = v.get("usage").filter(|u| !u.is_null()) {
+                self.answer.usage = serde_json::from_value(u.clone()).ok();
+            }
+            if let Some(choice) = v.get("choices").and_then(|c| c.get(0)) {
+                if let Some(delta) = choice.get("delta") {
+                    if let Some(c) = delta.get("content").and_then(Value::as_str) {
+                        self.answer.content.push_str(c);
+                    }
+                    let r = delta
+                        .get("reasoning_content")
+                        .and_then(Value::as_str)
+                        .filter(|s| !s.is_empty())
+                        .or_else(|| delta.get("reasoning").and_then(Value::as_str));
+                    if let Some(r) = r {
+                        self.answer.reasoning.push_str(r);
+                    }
+                }
+                if let Some(f) = choice.get("finish_reason").and_then(Value::as_str) {
+                    self.answer.finish_reason = Some(f.to_string());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A stream is complete when it saw `[DONE]` or a finish reason.
+    pub fn is_complete(&self) -> bool {
+        self.done || self.answer.finish_reason.is_some()
+    }
+}
+
+/// Splits a leading `<think>…</think>` block off `content` when the server did not send the
+/// reasoning separately. Returns `(answer, reasoning)`.
+pub fn split_inline_reasoning(content: &str) -> (String, Option<String>) {
+    let trimmed = content.trim_start();
+    if let Some(rest) = trimmed.strip_prefix("<think>") {
+        if let Some(end) = rest.find("</think>") {
+            let reasoning = rest[..end].trim().to_string();
+            let answer = rest[end + "</think>".len()..].trim().to_string();
+            return (answer, Some(reasoning));
+        }
+        // An unterminated think block: all of it is reasoning, there is no answer.
+        return (String::new(), Some(rest.trim().to_string()));
+    }
+    (content.to_string(), None)
+}
+
+/// Reference-compatible `api_return`.
+pub fn raw_text(content: &str, reasoning: Option<&str>) -> String {
+    match reasoning {
+        Some(r) if !r.trim().is_empty() => format!("<think>\n{r}\n</think>\n\n{content}"),
+        _ => content.to_string(),
+    }
+}
+
+pub(crate) fn excerpt(s: &str) -> String {
+    if s.len() <= 300 {
+        return s.to_string();
+    }
+    let mut end = 300;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn body_passes_chat_config_through_and_applies_overrides() {
+        let cfg = json!({"temperature": 0.7, "reasoning_effort": "high", "top_p": 0.9}).as_object().unwrap().clone();
+        let req = ChatRequest { messages: vec![ChatMessage::new("user", "hi")], max_tokens: Some(5), ..Default::default() };
+        let body = request_body(&cfg, "m", &req, true);
+        assert_eq!(body["reasoning_effort"], "high");
+        assert_eq!(body["top_p"], 0.9);
+        assert_eq!(body["max_tokens"], 5);
+        assert_eq!(body["model"], "m");
+        assert_eq!(body["stream"], true);
+        assert_eq!(body["stream_options"]["include_usage"], true);
+        assert_eq!(body["messages"][0]["content"], "hi");
+    }
+
+    #[test]
+    fn json_body_with_separate_reasoning() {
+        let body = json!({"model": "x", "choices": [{"message": {"content": "A", "reasoning_content": "R"}, "finish_reason": "stop"}],
+                          "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}});
+        let a = parse_json_body(body.to_string().as_bytes()).unwrap();
+        assert_eq!((a.content.as_str(), a.reasoning.as_str()), ("A", "R"));
+        assert_eq!(a.usage.unwrap().total_tokens, 5);
+        assert_eq!(a.finish_reason.as_deref(), Some("stop"));
+        let gpt_oss = json!({"choices": [{"message": {"content": "A", "reasoning": "R2"}}]});
+        assert_eq!(parse_json_body(gpt_oss.to_string().as_bytes()).unwrap().reasoning, "R2");
+        assert!(parse_json_body(b"{\"choices\": []}").is_err());
+        assert!(parse_json_body(b"{\"choi").is_err());
+    }
+
+    #[test]
+    fn sse_accumulates_content_reasoning_usage_and_finish() {
+        let mut acc = SseAccumulator::default();
+        let stream = concat!(
+            "data: {\"model\":\"m\",\"choices\":[{\"delta\":{\"reasoning_content\":\"think \"}}]}\n\n",
+            "data: {\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\n",
+            "data: {\"choices\":[{\"delta\":{\"content\":\"lo\"},\"finish_reason\":\"stop\"}]}\n\n",
+            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2,\"total_tokens\":3}}\n\n",
+            "data: [DONE]\n\n"
+        );
+        // Fed in awkward pieces, as the network delivers it.
+        for chunk in stream.as_bytes().chunks(7) {
+            acc.feed(chunk).unwrap();
+        }
+        assert!(acc.is_complete());
+        assert_eq!(acc.answer.content, "Hello");
+        assert_eq!(acc.answer.reasoning, "think ");
+        assert_eq!(acc.answer.usage.unwrap().completion_tokens, 2);
+        assert_eq!(acc.answer.model, "m");
+        let mut bad = SseAccumulator::default();
+        assert!(bad.feed(b"data: {oops\n").is_err());
+    }
+
+    #[test]
+    fn inline_think_is_split_from_the_answer() {
+        let (a, r) = split_inline_reasoning("<think>\nlet me {see}\n</think>\n\n```json\n{\"score\": 4}\n```");
+        assert_eq!(a, "```json\n{\"score\": 4}\n```");
+        assert_eq!(r.as_deref(), Some("let me {see}"));
+        assert_eq!(split_inline_reasoning("plain").0, "plain");
+        assert_eq!(raw_text("A", Some("R")), "<think>\nR\n</think>\n\nA");
+        assert_eq!(raw_text("A", None), "A");
+    }
+}

@@ -1,0 +1,354 @@
+//! The HTTP server: routes, fault injection, latency, JSON and SSE replies.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+
+use crate::options::{FaultKind, SimOptions};
+use crate::reply;
+
+/// Requests served, by outcome.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SimStats {
+    pub requests: u64,
+    pub ok: u64,
+    pub rate_limited: u64,
+    pub server_error: u64,
+    pub dropped: u64,
+    pub malformed: u64,
+    pub hung: u64,
+    pub unauthorized: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    requests: AtomicU64,
+    ok: AtomicU64,
+    faults: [AtomicU64; 6],
+}
+
+struct State {
+    opts: SimOptions,
+    counters: Counters,
+    /// Thresholds on a uniform draw in [0,1): fault i applies below cumulative[i].
+    cumulative: Vec<(f64, FaultKind)>,
+}
+
+/// A running simulator. Dropping it stops accepting connections.
+pub struct SimServer {
+    pub addr: SocketAddr,
+    state: Arc<State>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl SimServer {
+    /// `http://127.0.0.1:PORT/v1`
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    pub fn stats(&self) -> SimStats {
+        let c = &self.state.counters;
+        let f = |k: FaultKind| c.faults[k as usize].load(Ordering::Relaxed);
+        SimStats {
+            requests: c.requests.load(Ordering::Relaxed),
+            ok: c.ok.load(Ordering::Relaxed),
+            rate_limited: f(FaultKind::RateLimited),
+            server_error: f(FaultKind::ServerError),
+            dropped: f(FaultKind::Drop),
+            malformed: f(FaultKind::Malformed),
+            hung: f(FaultKind::Hang),
+            unauthorized: f(FaultKind::Unauthorized),
+        }
+    }
+
+    pub fn shutdown(self) {
+        self.accept.abort();
+    }
+}
+
+impl Drop for SimServer {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+/// Starts the simulator on an ephemeral 127.0.0.1 port.
+pub async fn start(opts: SimOptions) -> anyhow::Result<SimServer> {
+    start_on(SocketAddr::from(([127, 0, 0, 1], 0)), opts).await
+}
+
+pub async fn start_on(addr: SocketAddr, opts: SimOptions) -> anyhow::Result<SimServer> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let addr = listener.local_addr()?;
+    let mut acc = 0.0;
+    let cumulative = opts
+        .faults
+        .iter()
+        .map(|f| {
+            acc += f.rate;
+            (acc, f.kind)
+        })
+        .collect();
+    let state = Arc::new(State { opts, counters: Counters::default(), cumulative });
+    let accept_state = state.clone();
+    let accept = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let state = accept_state.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(true)
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(SimServer { addr, state, accept })
+}
+
+type Body = BoxBody<Bytes, Infallible>;
+
+fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).boxed()
+}
+
+fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(full(v.to_string()))
+        .expect("valid response")
+}
+
+/// A uniform draw in [0,1) from the request's sequence number: deterministic for a given
+/// seed and request order, different on a retry.
+fn draw(seed: u64, n: u64) -> f64 {
+    let mut z = n.wrapping_add(seed).wrapping_mul(0x9E3779B97F4A7C15).wrapping_add(0x9E3779B97F4A7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[derive(Debug)]
+struct DropConnection;
+
+impl std::fmt::Display for DropConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("simulated dropped connection")
+    }
+}
+
+impl std::error::Error for DropConnection {}
+
+async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, DropConnection> {
+    let path = req.uri().path().to_string();
+    match (req.method(), path.trim_end_matches('/')) {
+        (&Method::GET, "/v1/models") | (&Method::GET, "/models") => Ok(json_response(
+            StatusCode::OK,
+            &json!({"object": "list", "data": [{"id": crate::SIM_MODEL_ID, "object": "model", "owned_by": "modelcall (SIMULATED)"}]}),
+        )),
+        (&Method::POST, "/v1/chat/completions") | (&Method::POST, "/chat/completions") => chat(state, req).await,
+        _ => Ok(json_response(StatusCode::NOT_FOUND, &json!({"error": {"message": format!("no route {path}"), "type": "not_found"}}))),
+    }
+}
+
+async fn chat(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, DropConnection> {
+    let n = state.counters.requests.fetch_add(1, Ordering::Relaxed);
+    let body = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return Err(DropConnection),
+    };
+    if !state.opts.latency.is_zero() {
+        tokio::time::sleep(state.opts.latency).await;
+    }
+    let u = draw(state.opts.seed, n);
+    if let Some((_, kind)) = state.cumulative.iter().find(|(limit, _)| u < *limit) {
+        state.counters.faults[*kind as usize].fetch_add(1, Ordering::Relaxed);
+        return match kind {
+            FaultKind::RateLimited => Ok(Response::builder()
+                .status(StatusCode::TOO_MANY_REQUESTS)
+                .header("retry-after", state.opts.retry_after_secs.to_string())
+                .header("content-type", "application/json")
+                .body(full(json!({"error": {"message": "simulated rate limit", "type": "rate_limit"}}).to_string()))
+                .expect("valid response")),
+            FaultKind::ServerError => Ok(json_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &json!({"error": {"message": "simulated server error", "type": "server_error"}}),
+            )),
+            FaultKind::Drop => Err(DropConnection),
+            FaultKind::Malformed => Ok(Response::builder()
+                .status(StatusCode::OK)
+                .header("content-type", "application/json")
+                .body(full("{\"id\":\"chatcmpl-sim\",\"choices\":[{\"message\":{\"content\":\"trunc"))
+                .expect("valid response")),
+            FaultKind::Hang => {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Err(DropConnection)
+            }
+            FaultKind::Unauthorized => Ok(json_response(
+                StatusCode::UNAUTHORIZED,
+                &json!({"error": {"message": "simulated: invalid API key", "type": "invalid_request_error"}}),
+            )),
+        };
+    }
+
+    let request: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return Ok(json_response(
+                StatusCode::BAD_REQUEST,
+                &json!({"error": {"message": format!("request body is not JSON: {e}"), "type": "invalid_request_error"}}),
+            ))
+        }
+    };
+    let Some(messages) = request["messages"].as_array().filter(|m| !m.is_empty()) else {
+        return Ok(json_response(
+            StatusCode::BAD_REQUEST,
+            &json!({"error": {"message": "`messages` must be a non-empty array", "type": "invalid_request_error"}}),
+        ));
+    };
+    let text_of = |m: &Value| m["content"].as_str().unwrap_or("").to_string();
+    // The template is what the task asked originally: system prompt and first user turn.
+    let mut template = String::new();
+    for m in messages.iter().take_while(|m| m["role"] != "assistant") {
+        template.push_str(&text_of(m));
+        template.push('\n');
+    }
+    let last_user = messages.iter().rev().find(|m| m["role"] == "user").map(text_of).unwrap_or_default();
+    let h = reply::fnv1a(&body, 0);
+    let content = reply::answer(&template, &last_user, reply::fnv1a(template.as_bytes(), 7));
+    let reasoning = state.opts.reasoning.then(|| format!("Simulated reasoning {:08x}: weighing the criteria {{carefully}}.", h as u32));
+    let prompt_tokens = (body.len() / 4) as u64;
+    let completion_tokens = (content.len() / 4 + reasoning.as_ref().map_or(0, |r| r.len() / 4)) as u64;
+    let usage = json!({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens});
+    let model = request["model"].as_str().unwrap_or(crate::SIM_MODEL_ID).to_string();
+    let model = format!("{model} [{}]", crate::SIM_MODEL_ID);
+    state.counters.ok.fetch_add(1, Ordering::Relaxed);
+
+    if request["stream"].as_bool().unwrap_or(false) {
+        let mut events: Vec<Value> = Vec::new();
+        let chunk = |delta: Value, finish: Value| {
+            json!({"id": "chatcmpl-sim", "object": "chat.completion.chunk", "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+        };
+        events.push(chunk(json!({"role": "assistant"}), Value::Null));
+        if let Some(r) = &reasoning {
+            events.push(chunk(json!({"reasoning_content": r}), Value::Null));
+        }
+        let chars: Vec<char> = content.chars().collect();
+        for piece in chars.chunks(chars.len().div_ceil(3).max(1)) {
+            events.push(chunk(json!({"content": piece.iter().collect::<String>()}), Value::Null));
+        }
+        events.push(chunk(json!({}), json!("stop")));
+        if request["stream_options"]["include_usage"].as_bool().unwrap_or(false) {
+            events.push(json!({"id": "chatcmpl-sim", "object": "chat.completion.chunk", "model": model, "choices": [], "usage": usage}));
+        }
+        let mut frames: Vec<Result<Frame<Bytes>, Infallible>> =
+            events.into_iter().map(|e| Ok(Frame::data(Bytes::from(format!("data: {e}\n\n"))))).collect();
+        frames.push(Ok(Frame::data(Bytes::from_static(b"data: [DONE]\n\n"))));
+        let stream = futures_util::stream::iter(frames);
+        return Ok(Response::builder()
+            .status(StatusCode::OK)
+            .header("content-type", "text/event-stream")
+            .header("cache-control", "no-cache")
+            .body(StreamBody::new(stream).boxed())
+            .expect("valid response"));
+    }
+
+    let mut message = json!({"role": "assistant", "content": content});
+    if let Some(r) = reasoning {
+        message["reasoning_content"] = json!(r);
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "id": format!("chatcmpl-sim-{n}"), "object": "chat.completion", "created": 0, "model": model,
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "usage": usage,
+        }),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::options::Fault;
+
+    #[test]
+    fn draws_are_uniform_enough() {
+        let n = 20_000;
+        let below = (0..n).filter(|i| draw(0, *i) < 0.05).count();
+        assert!((800..1200).contains(&below), "{below}");
+    }
+
+    #[tokio::test]
+    async fn fault_mix_matches_the_configured_rates() {
+        let opts = SimOptions {
+            faults: vec![Fault { kind: FaultKind::RateLimited, rate: 0.1 }, Fault { kind: FaultKind::ServerError, rate: 0.05 }],
+            ..SimOptions::default()
+        };
+        let server = start(opts).await.unwrap();
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let body = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
+        let mut statuses = std::collections::HashMap::new();
+        for _ in 0..2000 {
+            let r = client.post(format!("{}/chat/completions", server.base_url())).json(&body).send().await.unwrap();
+            *statuses.entry(r.status().as_u16()).or_insert(0) += 1;
+        }
+        let s429 = statuses.get(&429).copied().unwrap_or(0);
+        let s500 = statuses.get(&500).copied().unwrap_or(0);
+        assert!((140..260).contains(&s429), "{statuses:?}");
+        assert!((60..140).contains(&s500), "{statuses:?}");
+        let stats = server.stats();
+        assert_eq!(stats.requests, 2000);
+        assert_eq!(stats.rate_limited as usize, s429);
+    }
+
+    #[tokio::test]
+    async fn wire_format_json_and_sse_and_models() {
+        let server = start(SimOptions { reasoning: true, ..SimOptions::default() }).await.unwrap();
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let url = format!("{}/chat/completions", server.base_url());
+        let body = json!({"model": "m", "messages": [{"role": "user", "content": "Rate it: {\"score\": 3}"}]});
+        let v: Value = client.post(&url).json(&body).send().await.unwrap().json().await.unwrap();
+        assert_eq!(v["choices"][0]["finish_reason"], "stop");
+        let content = v["choices"][0]["message"]["content"].as_str().unwrap();
+        assert!(content.contains("\"score\""), "{content}");
+        assert!(v["choices"][0]["message"]["reasoning_content"].is_string());
+        assert!(v["model"].as_str().unwrap().contains("SIMULATED"));
+        // Deterministic.
+        let again: Value = client.post(&url).json(&body).send().await.unwrap().json().await.unwrap();
+        assert_eq!(again["choices"][0]["message"]["content"], v["choices"][0]["message"]["content"]);
+
+        let mut stream_body = body.clone();
+        stream_body["stream"] = json!(true);
+        stream_body["stream_options"] = json!({"include_usage": true});
+        let r = client.post(&url).json(&stream_body).send().await.unwrap();
+        assert_eq!(r.headers()["content-type"], "text/event-stream");
+        let text = r.text().await.unwrap();
+        assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+        assert!(text.contains("\"usage\""));
+
+        let models: Value = client.get(format!("{}/models", server.base_url())).send().await.unwrap().json().await.unwrap();
+        assert_eq!(models["data"][0]["id"], crate::SIM_MODEL_ID);
+        let missing = client.get(format!("http://{}/nope", server.addr)).send().await.unwrap();
+        assert_eq!(missing.status(), 404);
+    }
+}
