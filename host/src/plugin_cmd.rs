@@ -203,7 +203,8 @@ fn parse_records(records: &[String]) -> Value {
 }
 
 /// One call on one record; returns the JSON line and the fatal error, if any.
-fn call_one(plugin: &Plugin, role: Role, id: &str, line: &str, rec: &Value, completion_field: &str) -> (Value, Option<CallError>) {
+/// Returns the JSON line, the fatal error if any, and the call's duration in ns.
+fn call_one(plugin: &Plugin, role: Role, id: &str, line: &str, rec: &Value, completion_field: &str) -> (Value, Option<CallError>, u64) {
     let (mut v, stats, err) = match role {
         Role::Preprocessor => {
             let (r, s) = plugin.preprocess_with_stats(id, 1, PreprocessInput::Record(line.to_string()));
@@ -224,7 +225,7 @@ fn call_one(plugin: &Plugin, role: Role, id: &str, line: &str, rec: &Value, comp
             let Some(completion) = rec.get(completion_field).and_then(Value::as_str) else {
                 let v = json!({"record_id": id, "outcome": "error", "cause": "missing_completion",
                     "message": format!("record has no string field `{completion_field}` (set --completion-field)")});
-                return (v, None);
+                return (v, None, 0);
             };
             let (r, s) = plugin.parse_score_with_stats(id, 1, line, completion);
             match r {
@@ -237,7 +238,7 @@ fn call_one(plugin: &Plugin, role: Role, id: &str, line: &str, rec: &Value, comp
     };
     v["elapsed_us"] = json!(stats.elapsed_us);
     v["fuel"] = json!(stats.fuel);
-    (v, err.filter(CallError::is_fatal))
+    (v, err.filter(CallError::is_fatal), stats.elapsed_ns)
 }
 
 fn run_records(plugin: &Plugin, role: Role, path: &Path, completion_field: &str, out: &mut impl Write) -> anyhow::Result<Option<CallError>> {
@@ -257,7 +258,7 @@ fn run_records(plugin: &Plugin, role: Role, path: &Path, completion_field: &str,
             }
         };
         let id = record_id(&rec, n);
-        let (v, fatal) = call_one(plugin, role, &id, &line, &rec, completion_field);
+        let (v, fatal, _) = call_one(plugin, role, &id, &line, &rec, completion_field);
         writeln!(out, "{v}")?;
         if fatal.is_some() {
             return Ok(fatal);
@@ -335,7 +336,7 @@ fn bench(plugin: &str, role: Role, config: Option<&Path>, input: &Path, iteratio
     let bytes: usize = records.iter().map(|(l, _)| l.len()).sum();
     // Warm-up pass (also surfaces errors before timing).
     for (i, (line, rec)) in records.iter().enumerate() {
-        let (v, _) = call_one(&loaded, role, &format!("warmup-{i}"), line, rec, completion_field);
+        let (v, _, _) = call_one(&loaded, role, &format!("warmup-{i}"), line, rec, completion_field);
         if v["outcome"] == "error" {
             bail!("record {} fails, not benchmarking: {v}", i + 1);
         }
@@ -345,8 +346,8 @@ fn bench(plugin: &str, role: Role, config: Option<&Path>, input: &Path, iteratio
     let started = Instant::now();
     for it in 0..iterations {
         for (i, (line, rec)) in records.iter().enumerate() {
-            let (v, _) = call_one(&loaded, role, &format!("{it}-{i}"), line, rec, completion_field);
-            samples.push(v["elapsed_us"].as_u64().unwrap_or(0));
+            let (v, _, ns) = call_one(&loaded, role, &format!("{it}-{i}"), line, rec, completion_field);
+            samples.push(ns);
             fuel = v["fuel"].as_u64().unwrap_or(0);
         }
     }
@@ -364,10 +365,10 @@ fn bench(plugin: &str, role: Role, config: Option<&Path>, input: &Path, iteratio
         "compile_cache": rt.compile_cache_enabled(),
         // The call itself (what the runtime measures), then the same plus this command's
         // own JSON handling per record.
-        "per_record_us_mean": ((samples.iter().sum::<u64>() as f64 / calls) * 100.0).round() / 100.0,
+        "per_record_us_mean": ((samples.iter().sum::<u64>() as f64 / calls / 1e3) * 100.0).round() / 100.0,
         "per_record_us_with_cli_overhead": ((wall.as_secs_f64() * 1e6 / calls) * 100.0).round() / 100.0,
-        "per_record_us_p50": samples[samples.len() / 2],
-        "per_record_us_p99": samples[(samples.len() * 99 / 100).min(samples.len() - 1)],
+        "per_record_us_p50": samples[samples.len() / 2] as f64 / 1e3,
+        "per_record_us_p99": samples[(samples.len() * 99 / 100).min(samples.len() - 1)] as f64 / 1e3,
         "fuel_per_record_last": fuel,
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
