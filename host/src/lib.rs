@@ -1,3 +1,11 @@
-//! modelcall: the scheduling engine and CLI wiring.
+//! modelcall: the scheduling engine and CLI wiring. The heavy lifting lives in the crates under
+//! `host/crates/` (plugin runtime, model client, simulated endpoint, io, config).
 
+pub mod input_count;
 pub mod plugin_cmd;
+pub mod plugin_pool;
+pub mod progress;
+pub mod run_task;
+pub mod run_task_args;
+pub mod scoring;
+pub mod summary;

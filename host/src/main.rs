@@ -11,6 +11,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a task file (data scoring) end to end, resuming where an earlier run stopped.
+    RunTask(modelcall::run_task_args::RunTaskArgs),
     /// Check, run or benchmark a plugin on its own.
     #[command(subcommand)]
     Plugin(modelcall::plugin_cmd::PluginCommand),
@@ -18,10 +20,24 @@ enum Command {
     ServeSim(modelcall_sim::ServeArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Plugin(cmd) => modelcall::plugin_cmd::run(cmd),
-        Command::ServeSim(args) => modelcall_sim::serve_blocking(args),
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MODELCALL_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::RunTask(args) => modelcall::run_task::run(args),
+        Command::Plugin(cmd) => modelcall::plugin_cmd::run(cmd).map(|_| std::process::ExitCode::SUCCESS),
+        Command::ServeSim(args) => modelcall_sim::serve_blocking(args).map(|_| std::process::ExitCode::SUCCESS),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }

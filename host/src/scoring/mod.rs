@@ -12,7 +12,6 @@ use modelcall_io::OutputFormat;
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
-use crate::plugin_pool::PluginPool;
 use crate::progress::Progress;
 use crate::summary::{write_json_atomically, RunStats};
 use pipeline::{FilePaths, RunContext, StopSignal};

@@ -147,7 +147,7 @@ pub async fn run_file(ctx: Arc<RunContext>, paths: FilePaths) -> anyhow::Result<
     }
     let done: Arc<HashSet<String>> = Arc::new(state.done_ok);
 
-    let mut file_stats = FileStats {
+    let file_stats = FileStats {
         input: paths.input.display().to_string(),
         output: paths.output.display().to_string(),
         errors: paths.errors.display().to_string(),

@@ -92,7 +92,7 @@ pub async fn score_record(stages: Arc<Stages>, key: String, record: Map<String, 
         messages: prompt
             .messages
             .iter()
-            .map(|m| ChatMessage { role: m.role.as_str().to_string(), content: m.content.clone() })
+            .map(|m| ChatMessage { role: role_name(m.role).to_string(), content: m.content.clone() })
             .collect(),
         max_tokens: prompt.max_tokens,
         temperature: prompt.temperature,
@@ -162,6 +162,14 @@ pub async fn score_record(stages: Arc<Stages>, key: String, record: Map<String, 
                 return RecordOutcome::Failed { cause: "parse_invalid".into(), message, calls, record };
             }
         }
+    }
+}
+
+fn role_name(role: modelcall_plugin_host::ChatRole) -> &'static str {
+    match role {
+        modelcall_plugin_host::ChatRole::System => "system",
+        modelcall_plugin_host::ChatRole::User => "user",
+        modelcall_plugin_host::ChatRole::Assistant => "assistant",
     }
 }
 

@@ -1,0 +1,288 @@
+//! `modelcall run-task`: from a task file to a finished run.
+//!
+//! This module only wires things together: config → inputs, plugins, model client → the
+//! scoring engine → summary. Each piece lives in its own crate or module.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use modelcall_config::{load_task, LoadedTask, Overrides, TaskType};
+use modelcall_io::OutputFormat;
+use modelcall_model::{ClientSettings, ModelClient};
+use modelcall_plugin_host::{Limits, Plugin, PluginRuntime, PluginSource, PluginSpec, Role};
+use serde_json::{json, Value};
+
+use crate::plugin_pool::PluginPool;
+use crate::run_task_args::RunTaskArgs;
+use crate::scoring::{self, record::Stages, ScoringPlan};
+
+/// Runs the command; the exit code tells scripts whether everything was processed.
+pub fn run(args: RunTaskArgs) -> anyhow::Result<ExitCode> {
+    let overrides = Overrides { model_config: args.model.clone(), output_folder: args.output_folder.clone() };
+    let task = match load_task(&args.task, &overrides) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    for ignored in &task.ignored_keys {
+        let line = ignored.line.map(|l| format!(":{l}")).unwrap_or_default();
+        eprintln!("note: {}{line}: `{}` is accepted but has no effect: {}", task.source_path.display(), ignored.key, ignored.why);
+    }
+    match task.task.task_type {
+        TaskType::DataScoring => {}
+        TaskType::DataDistillation | TaskType::GenerateResponse => {
+            eprintln!(
+                "error: {}: task_type `{}` is not available in this version yet (distillation is tracked as its own issue); data_scoring tasks run today",
+                task.source_path.display(),
+                match task.task.task_type {
+                    TaskType::DataDistillation => "data_distillation",
+                    _ => "generate_response",
+                }
+            );
+            return Ok(ExitCode::from(2));
+        }
+    }
+    let shard = resolve_shard(&args, &task)?;
+    let plan_inputs = match inputs(&task) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    if args.stage == "preprocess" {
+        eprintln!("error: --stage preprocess needs a preprocessor (preprocess.enabled or a preprocessor plugin); this task has none");
+        return Ok(ExitCode::from(2));
+    }
+
+    let runtime = PluginRuntime::new().context("starting the plugin runtime")?;
+    let (prompt, parser) = match load_plugins(&runtime, &task) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let model = task.model.clone().expect("scoring tasks have a model config");
+    let concurrency = task.task.concurrency.max_concurrent_requests.unwrap_or(64).max(1);
+    raise_open_file_limit(concurrency as u64 * 2 + 256);
+
+    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    tokio.block_on(async move {
+        // sim:// starts the built-in simulated endpoint on an ephemeral loopback port.
+        let (base_url, _sim) = match model.sim() {
+            Some(spec) => {
+                let opts = modelcall_sim::SimOptions::from_url(&spec.url)
+                    .map_err(|e| anyhow::anyhow!("{}: client_config.base_url: {e}", model.path.display()))?;
+                let sim = modelcall_sim::start(opts).await?;
+                eprintln!("using the SIMULATED endpoint at {} (replies are synthetic, not a model's)", sim.base_url());
+                (sim.base_url(), Some(sim))
+            }
+            None => (model.base_url.clone(), None),
+        };
+        let mut settings = ClientSettings::new(base_url, model.model.clone());
+        settings.api_key = model.api_key.clone();
+        settings.timeout = model.timeout;
+        settings.max_retries = model.max_retries;
+        settings.pool_size = concurrency;
+        settings.stream = model.stream;
+        settings.chat_config = model.chat_config.clone();
+        settings.backoff_base = model.backoff_base;
+        settings.backoff_max = model.backoff_max;
+        let client = ModelClient::new(settings).map_err(|e| anyhow::anyhow!("{}: {e}", model.path.display()))?;
+
+        let output_folder = task.output_folder.clone().expect("checked by the config loader");
+        let provenance = json!({
+            "task_file": task.source_path.display().to_string(),
+            "endpoint": client.endpoint(),
+            "simulated": model.sim().is_some(),
+            "model": model.model,
+            "api_key": model.masked_key(),
+            "concurrency": concurrency,
+            "shard": shard.map(|(i, n)| format!("{i}/{n}")),
+            "plugins": [prompt.info(), parser.info()],
+            "modelcall_version": env!("CARGO_PKG_VERSION"),
+        });
+        let debug = &task.task.debug;
+        let max_items = if debug.enabled { debug.max_items_per_file.filter(|n| *n >= 0).map(|n| n as u64) } else { None };
+        let plan = ScoringPlan {
+            task_name: task.task.task_name.clone(),
+            inputs: plan_inputs,
+            output_folder,
+            stat_folder: task.stat_folder.clone(),
+            output_format: match task.task.data.output_format.as_deref() {
+                Some("jsonl") => OutputFormat::Jsonl,
+                _ => OutputFormat::Parquet,
+            },
+            id_field: Some(task.task.data.id_field.clone().unwrap_or_else(|| "id".into())),
+            concurrency,
+            max_concurrent_files: task.task.concurrency.max_concurrent_files.unwrap_or(2).max(1),
+            max_items_per_file: max_items,
+            shard,
+            flush_interval: Duration::from_millis(200),
+            show_progress: !args.no_progress,
+            provenance,
+            prompt_conf: task.prompt.as_ref().map(|p| p.path.display().to_string()).unwrap_or_default(),
+            model_conf: model.path.display().to_string(),
+        };
+
+        if args.dry_run {
+            print_plan(&task, &plan, &prompt, &parser, client.endpoint());
+            return Ok(ExitCode::SUCCESS);
+        }
+
+        let require_json = task.prompt.as_ref().map(|p| p.require_json()).unwrap_or(true);
+        let validation_retry = task.task.retry.enable_format_validation_retry.unwrap_or(true);
+        let stages = Stages {
+            task_name: task.task.task_name.clone(),
+            prompt,
+            parser,
+            client,
+            pool: PluginPool::new(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)),
+            parse_retries: if validation_retry { task.task.retry.max_retries.unwrap_or(2) } else { 0 },
+            input_key: task.task.data.input_key.clone(),
+            require_json,
+        };
+        let outcome = scoring::run(plan, stages).await?;
+        eprintln!("{}", outcome.stats.render());
+        eprintln!("summary: {}", outcome.summary_path.display());
+        if let Some(reason) = outcome.stopped {
+            eprintln!("error: the run stopped: {reason}");
+            eprintln!("nothing in flight was marked failed; run the same command again to resume");
+            return Ok(ExitCode::from(1));
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `--shard I/N`, else `--job_index/--world_size`, else `distributed.world_size` with index 0,
+/// else Slurm / Kubernetes variables.
+fn resolve_shard(args: &RunTaskArgs, task: &LoadedTask) -> anyhow::Result<Option<(u32, u32)>> {
+    if let Some(spec) = &args.shard {
+        return modelcall_config::parse_shard(spec).map(Some).map_err(|e| anyhow::anyhow!(e));
+    }
+    if let Some(n) = args.world_size.or(task.task.distributed.world_size).filter(|n| *n > 1) {
+        let i = args.job_index.unwrap_or(0);
+        if i >= n {
+            bail!("--job_index {i} must be below --world_size {n}");
+        }
+        return Ok(Some((i, n)));
+    }
+    Ok(modelcall_config::shard_from_env())
+}
+
+fn inputs(task: &LoadedTask) -> anyhow::Result<Vec<PathBuf>> {
+    let data = &task.task.data;
+    let (key, raw) = match (&data.input_file, &data.input_folder) {
+        (Some(f), _) => ("data.input_file", f),
+        (None, Some(d)) => ("data.input_folder", d),
+        (None, None) => bail!("{}: data.input_folder is missing", task.source_path.display()),
+    };
+    let path = task.resolve(raw);
+    if !path.exists() {
+        bail!("{}: `{key}`: {} does not exist", task.source_path.display(), path.display());
+    }
+    let mut files = modelcall_io::list_input_files(&path, data.file_pattern.as_deref())
+        .map_err(|e| anyhow::anyhow!("{}: `{key}`: {e}", task.source_path.display()))?;
+    if files.is_empty() {
+        bail!(
+            "{}: `{key}`: no input files in {} (expected *.jsonl, *.jsonl.gz, *.jsonl.zst or *.parquet)",
+            task.source_path.display(),
+            path.display()
+        );
+    }
+    if task.task.debug.enabled {
+        if let Some(n) = task.task.debug.max_files.filter(|n| *n >= 0) {
+            files.truncate(n as usize);
+        }
+    }
+    Ok(files)
+}
+
+/// The prompt builder and score parser: from the `plugins:` block when given, else the
+/// built-ins configured from the prompt config (the reference's behaviour).
+fn load_plugins(runtime: &PluginRuntime, task: &LoadedTask) -> anyhow::Result<(Plugin, Plugin)> {
+    let t = &task.task;
+    let by_role = |role: &str| t.plugins.values().find(|p| p.role == role);
+    let load = |role: Role, entry: Option<&modelcall_config::PluginEntry>, default_source: &str, default_config: Value| -> anyhow::Result<Plugin> {
+        let (source, config, limits, name) = match entry {
+            Some(e) => {
+                let source = if e.path.starts_with("builtin:") {
+                    PluginSource::parse(&e.path)
+                } else {
+                    PluginSource::Path(task.resolve(&e.path))
+                };
+                let limits: Limits = if e.limits.is_null() {
+                    Limits::default()
+                } else {
+                    serde_json::from_value(e.limits.clone()).map_err(|err| {
+                        anyhow::anyhow!("{}: `plugins.{}.limits`: {err}", task.source_path.display(), e.name)
+                    })?
+                };
+                let config = if e.config.is_null() { default_config } else { e.config.clone() };
+                (source, config, limits, format!("plugins.{}", e.name))
+            }
+            None => (PluginSource::parse(default_source), default_config, Limits::default(), default_source.to_string()),
+        };
+        let mut spec = PluginSpec::new(source, role);
+        spec.config = config;
+        spec.limits = limits;
+        spec.task_name = t.task_name.clone();
+        runtime.load(spec).map_err(|e| anyhow::anyhow!("{}: `{name}` ({role}): {e}", task.source_path.display()))
+    };
+    let mut prompt_config = task.prompt.as_ref().map(|p| p.raw.clone()).unwrap_or_else(|| json!({}));
+    if let Some(obj) = prompt_config.as_object_mut() {
+        if let Some(k) = &t.data.input_key {
+            obj.insert("input_key".into(), json!(k));
+        }
+        if let Some(k) = &t.data.prompt_format_key {
+            obj.insert("prompt_format_key".into(), json!(k));
+        }
+    }
+    let output_config = task.prompt.as_ref().map(|p| p.output_config()).unwrap_or_else(|| json!({}));
+    let prompt = load(Role::PromptBuilder, by_role("prompt-builder"), "builtin:template-prompt", prompt_config)?;
+    let parser = load(Role::ScoreParser, by_role("score-parser"), "builtin:json-score", output_config)?;
+    Ok((prompt, parser))
+}
+
+fn print_plan(task: &LoadedTask, plan: &ScoringPlan, prompt: &Plugin, parser: &Plugin, endpoint: &str) {
+    println!("task        {} (data_scoring) from {}", plan.task_name, task.source_path.display());
+    println!("inputs      {} file(s):", plan.inputs.len());
+    for i in plan.inputs.iter().take(20) {
+        println!("              {}", i.display());
+    }
+    if plan.inputs.len() > 20 {
+        println!("              … and {} more", plan.inputs.len() - 20);
+    }
+    println!("outputs     {} ({:?})", plan.output_folder.display(), plan.output_format);
+    println!("endpoint    {endpoint}");
+    if let Some(m) = &task.model {
+        println!("model       {} (key {})", m.model, m.masked_key().unwrap_or_else(|| "none".into()));
+    }
+    println!("concurrency {} requests in flight", plan.concurrency);
+    if let Some((i, n)) = plan.shard {
+        println!("shard       {i}/{n}");
+    }
+    for p in [prompt, parser] {
+        let info = p.info();
+        println!("plugin      {} {} {} (WIT {}, sha256 {}…)", info.role, info.name, info.version, info.wit_version, &info.sha256[..12]);
+    }
+    println!("dry run: no request sent");
+}
+
+/// Thousands of connections in flight need thousands of file descriptors; raise the soft limit
+/// towards the hard one instead of failing with "too many open files" mid-run.
+fn raise_open_file_limit(wanted: u64) {
+    #[cfg(unix)]
+    unsafe {
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && (lim.rlim_cur as u64) < wanted {
+            lim.rlim_cur = (wanted as libc::rlim_t).min(lim.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}

@@ -1,0 +1,42 @@
+//! Command-line options of `modelcall run-task`.
+
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunTaskArgs {
+    /// The task YAML file.
+    pub task: PathBuf,
+
+    /// Process one deterministic share of the input: `I/N` (0-based I). Also read from Slurm array
+    /// and Kubernetes Indexed Job variables when not given.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
+
+    /// Reference-compatible spelling of the shard index (with --world_size).
+    #[arg(long = "job_index", alias = "job-index", value_name = "I")]
+    pub job_index: Option<u32>,
+
+    /// Reference-compatible spelling of the shard count (with --job_index).
+    #[arg(long = "world_size", alias = "world-size", value_name = "N")]
+    pub world_size: Option<u32>,
+
+    /// Validate the task, load the plugins and print the plan without sending a request.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Use this model config instead of the task's `model.config_path`.
+    #[arg(long, value_name = "MODEL_YAML")]
+    pub model: Option<PathBuf>,
+
+    /// Write outputs here instead of the task's `data.output_folder`.
+    #[arg(long, value_name = "DIR")]
+    pub output_folder: Option<PathBuf>,
+
+    /// Which stages to run: `all` (default), or `preprocess` alone.
+    #[arg(long, default_value = "all", value_parser = ["all", "preprocess"])]
+    pub stage: String,
+
+    /// No progress bar or periodic progress lines.
+    #[arg(long)]
+    pub no_progress: bool,
+}
