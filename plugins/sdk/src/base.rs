@@ -1,0 +1,9 @@
+//! Bindings of the imports shared by every plugin kind (types, call context, host functions).
+//! Each kind's bindings reuse these through wit-bindgen's `with:`, so authors see one set of
+//! types whatever kinds they build.
+
+wit_bindgen::generate!({
+    path: "wit",
+    world: "imports",
+    generate_all,
+});
