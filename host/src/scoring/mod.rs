@@ -105,13 +105,8 @@ pub async fn run(plan: ScoringPlan, stages: Stages) -> anyhow::Result<RunOutcome
     }
     progress.finish();
 
-    let mut stats = Arc::try_unwrap(stats).map(|m| m.into_inner().unwrap()).unwrap_or_else(|arc| {
-        // Only reachable if a task still holds the stats; take a consistent snapshot instead.
-        let guard = arc.lock().unwrap();
-        let mut s = RunStats::new();
-        s.files = guard.files.clone();
-        s
-    });
+    // The collectors are done; take the counters out (keeping their start time).
+    let mut stats = std::mem::take(&mut *stats.lock().unwrap());
     for (_, fs) in &finished {
         stats.files.push(fs.clone());
     }
