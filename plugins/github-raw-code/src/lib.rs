@@ -1,1 +1,0 @@
-//! builtin:github-raw-code
