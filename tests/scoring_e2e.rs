@@ -275,3 +275,62 @@ fn an_unknown_key_stops_before_any_request_naming_file_line_and_key() {
     assert!(stderr.contains("concurrency_typo"), "{stderr}");
     assert!(!s.path("out/data.jsonl").exists());
 }
+
+#[test]
+fn two_shards_cover_every_record_exactly_once() {
+    let s = Scratch::new();
+    write_records(&s.path("input/data.jsonl"), 3_000);
+    let task = s.task("sim://", 128, "");
+    for shard in ["0/2", "1/2"] {
+        assert_success(&run(&task, &["--shard", shard]));
+    }
+    let a = read_jsonl(&s.path("out/data.shard-0-of-2.jsonl"));
+    let b = read_jsonl(&s.path("out/data.shard-1-of-2.jsonl"));
+    assert!(!a.is_empty() && !b.is_empty(), "both shards got work: {} / {}", a.len(), b.len());
+    let mut all = a.clone();
+    all.extend(b);
+    let counts = ids(&all);
+    assert_eq!(counts.len(), 3_000);
+    assert!(counts.values().all(|&c| c == 1));
+}
+
+#[test]
+fn dry_run_loads_everything_and_sends_nothing() {
+    let s = Scratch::new();
+    write_records(&s.path("input/data.jsonl"), 10);
+    let task = s.task("sim://", 8, "");
+    let out = run(&task, &["--dry-run"]);
+    assert_success(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("template-prompt") && stdout.contains("json-score"), "{stdout}");
+    assert!(stdout.contains("no request sent"), "{stdout}");
+    assert!(!stdout.contains("sk-test-secret-1234"), "{stdout}");
+    assert!(!s.path("out/data.jsonl").exists());
+}
+
+#[test]
+fn parquet_and_compressed_inputs_are_scored_into_parquet() {
+    let s = Scratch::new();
+    // A gzip JSONL input and a Parquet input made from a first run's Parquet output.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    for i in 0..50 {
+        writeln!(gz, "{}", json!({"id": format!("g{i}"), "text": format!("gzip record {i}")})).unwrap();
+    }
+    s.write("input/part.jsonl.gz", &gz.finish().unwrap());
+    let task = s.task("sim://", 16, "").to_string_lossy().to_string();
+    std::fs::write(&task, std::fs::read_to_string(&task).unwrap().replace("output_format: jsonl", "output_format: parquet")).unwrap();
+    assert_success(&run(Path::new(&task), &[]));
+    let parquet = s.path("out/part.parquet");
+    let rows: Vec<_> = modelcall_io::open_source(&parquet).unwrap().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), 50);
+    // Score the Parquet output again as an input: Parquet in, Parquet out.
+    std::fs::create_dir_all(s.path("input2")).unwrap();
+    std::fs::copy(&parquet, s.path("input2/again.parquet")).unwrap();
+    std::fs::write(&task, std::fs::read_to_string(&task).unwrap().replace("/input\"", "/input2\"")).unwrap();
+    assert_success(&run(Path::new(&task), &[]));
+    let again: Vec<_> = modelcall_io::open_source(&s.path("out/again.parquet")).unwrap().map(|r| r.unwrap()).collect();
+    assert_eq!(again.len(), 50);
+    if let modelcall_io::SourceItem::Record { record, .. } = &again[0] {
+        assert!(record.contains_key("score") && record.contains_key("usage"), "{record:?}");
+    }
+}

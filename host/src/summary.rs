@@ -47,6 +47,9 @@ pub struct RunStats {
     pub requests: u64,
     latency: hdrhistogram::Histogram<u64>,
     score_histogram: BTreeMap<String, u64>,
+    /// When the last record outcome arrived: request throughput is measured up to here, before
+    /// the outputs are finalized.
+    last_outcome: Option<Instant>,
 }
 
 impl Default for RunStats {
@@ -71,7 +74,17 @@ impl RunStats {
             // 1 ms .. 1 hour at 3 significant digits.
             latency: hdrhistogram::Histogram::new_with_bounds(1, 3_600_000, 3).expect("valid bounds"),
             score_histogram: BTreeMap::new(),
+            last_outcome: None,
         }
+    }
+
+    pub fn mark_outcome(&mut self) {
+        self.last_outcome = Some(Instant::now());
+    }
+
+    /// Seconds from the start to the last record outcome (0 when nothing was processed).
+    pub fn processing_elapsed(&self) -> Duration {
+        self.last_outcome.map(|t| t.duration_since(self.started)).unwrap_or_default()
     }
 
     pub fn elapsed(&self) -> Duration {
@@ -126,6 +139,8 @@ impl RunStats {
     pub fn to_json(&self, task_name: &str, status: &str, stop_reason: Option<&str>, extra: Value) -> Value {
         let totals = self.totals();
         let elapsed = self.elapsed().as_secs_f64();
+        let processing = self.processing_elapsed().as_secs_f64();
+        let requests_per_second = if processing > 0.0 { (self.requests as f64 / processing * 10.0).round() / 10.0 } else { 0.0 };
         json!({
             "task_name": task_name,
             "status": status,
@@ -148,6 +163,8 @@ impl RunStats {
             "parse_retries": self.parse_retries,
             "skips_by_reason": self.skips_by_reason,
             "requests": self.requests,
+            "processing_elapsed_s": (self.processing_elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+            "requests_per_second": requests_per_second,
             "records_per_second": if elapsed > 0.0 { ((totals.scored + totals.failed) as f64 / elapsed * 10.0).round() / 10.0 } else { 0.0 },
             "tokens": {
                 "prompt": self.prompt_tokens,

@@ -9,13 +9,12 @@
 //!   flight), so a slow request never holds up the others;
 //! - one collector that owns the journal (its single writer) and the counters.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use modelcall_io::{EntryStatus, Journal, JournalEntry, KeyAssigner, OutputFormat, SourceItem};
+use modelcall_io::{EntryStatus, Journal, JournalEntry, KeyAssigner, KeySet, OutputFormat, SourceItem};
 use serde_json::{json, Map, Value};
 use tokio::sync::{mpsc, Notify, Semaphore};
 
@@ -145,7 +144,7 @@ pub async fn run_file(ctx: Arc<RunContext>, paths: FilePaths) -> anyhow::Result<
     if state.torn_lines_dropped > 0 {
         tracing::warn!(journal = %paths.journal.display(), dropped = state.torn_lines_dropped, "dropped a torn last line left by a crash");
     }
-    let done: Arc<HashSet<String>> = Arc::new(state.done_ok);
+    let done: Arc<KeySet> = Arc::new(state.done_ok);
 
     let file_stats = FileStats {
         input: paths.input.display().to_string(),
@@ -248,7 +247,7 @@ fn read_source(
     id_field: Option<String>,
     shard: Option<(u32, u32)>,
     limit: Option<u64>,
-    done: &HashSet<String>,
+    done: &KeySet,
     stop: &StopSignal,
     tx: mpsc::Sender<ReadItem>,
 ) {
@@ -355,6 +354,7 @@ fn collect(
         Collected::Read(ReadItem::Work { .. }) => unreachable!("work items go to record tasks"),
         Collected::Outcome { key, line, outcome } => {
             fs.seen += 1;
+            ctx.stats.lock().unwrap().mark_outcome();
             match outcome {
                 RecordOutcome::Scored { row, score, calls } => {
                     fs.scored += 1;

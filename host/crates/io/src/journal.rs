@@ -7,7 +7,8 @@
 //! torn last line, which [`Journal::open`] drops by truncating the file to its last complete
 //! line. Keys whose latest entry is `ok` are done; `error` entries are retried by the next run.
 
-use std::collections::HashSet;
+
+use crate::keyset::KeySet;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -36,9 +37,9 @@ pub struct JournalEntry {
 #[derive(Debug, Default)]
 pub struct JournalState {
     /// Keys whose latest entry is `ok`: never processed again.
-    pub done_ok: HashSet<String>,
+    pub done_ok: KeySet,
     /// Keys whose latest entry is `error`: processed again by this run.
-    pub failed: HashSet<String>,
+    pub failed: KeySet,
     /// Unterminated or unreadable last lines removed at open (left by a crash).
     pub torn_lines_dropped: u64,
     /// Complete lines that could not be parsed (should never happen; counted, skipped).
@@ -216,11 +217,11 @@ fn repair_and_read(path: &Path) -> Result<JournalState, JournalError> {
                 match entry.status {
                     EntryStatus::Ok => {
                         state.failed.remove(&entry.key);
-                        state.done_ok.insert(entry.key);
+                        state.done_ok.insert(&entry.key);
                     }
                     EntryStatus::Error => {
                         if !state.done_ok.contains(&entry.key) {
-                            state.failed.insert(entry.key);
+                            state.failed.insert(&entry.key);
                         }
                     }
                 }
@@ -268,8 +269,8 @@ mod tests {
         j.append(entry("c", EntryStatus::Ok)).unwrap();
         j.close().unwrap();
         let (_j, state) = Journal::open(&p, Duration::from_millis(50)).unwrap();
-        assert_eq!(state.done_ok, ["a", "c"].iter().map(|s| s.to_string()).collect());
-        assert_eq!(state.failed, ["b"].iter().map(|s| s.to_string()).collect());
+        assert_eq!(state.done_ok, ["a", "c"].into_iter().collect());
+        assert_eq!(state.failed, ["b"].into_iter().collect());
         assert_eq!(state.torn_lines_dropped, 0);
     }
 
@@ -340,7 +341,7 @@ mod tests {
                 .lines()
                 .map(|l| serde_json::from_str::<Value>(l).unwrap()["key"].as_str().unwrap().to_string())
                 .collect();
-            let unique: HashSet<&String> = keys.iter().collect();
+            let unique: std::collections::HashSet<&String> = keys.iter().collect();
             assert_eq!(unique.len(), keys.len(), "no duplicate entries");
             for (i, k) in keys.iter().enumerate() {
                 assert_eq!(k, &format!("k{i:08}"));

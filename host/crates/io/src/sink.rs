@@ -6,7 +6,6 @@
 //! The journal is read in passes (which line wins for each key; the Parquet schema; the rows),
 //! holding only keys in memory, never the rows.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -44,12 +43,6 @@ pub enum SinkError {
 const BATCH_ROWS: usize = 4096;
 
 #[derive(Deserialize)]
-struct KeyStatus {
-    key: String,
-    status: EntryStatus,
-}
-
-#[derive(Deserialize)]
 struct RowOnly {
     row: Map<String, Value>,
 }
@@ -59,43 +52,20 @@ pub fn finalize(journal: &Path, output: &Path, errors: &Path, format: OutputForm
         let path = path.to_path_buf();
         move |source| SinkError::Io { path: path.clone(), source }
     };
-    // Pass 1: the winning line of each key (latest ok, else latest error).
-    let mut winner: HashMap<String, (u64, EntryStatus)> = HashMap::new();
     let mut stats = FinalizeStats::default();
-    for_each_line(journal, |index, line| {
-        if let Ok(ks) = serde_json::from_slice::<KeyStatus>(line) {
-            match winner.get(&ks.key) {
-                Some((_, EntryStatus::Ok)) if ks.status == EntryStatus::Error => {
-                    stats.duplicates_collapsed += 1;
-                }
-                Some(_) => {
-                    stats.duplicates_collapsed += 1;
-                    winner.insert(ks.key, (index, ks.status));
-                }
-                None => {
-                    winner.insert(ks.key, (index, ks.status));
-                }
-            }
-        }
-    })?;
-    let mut selected: Vec<Option<EntryStatus>> = Vec::new();
-    for (index, status) in winner.values() {
-        let i = *index as usize;
-        if selected.len() <= i {
-            selected.resize(i + 1, None);
-        }
-        selected[i] = Some(*status);
-    }
-    drop(winner);
-    let pick = |index: u64, want: EntryStatus| selected.get(index as usize).copied().flatten() == Some(want);
+    // Pass 1: the winning line of each key (latest ok, else latest error), kept on disk in
+    // hash buckets when the journal is large so memory stays flat whatever the input size.
+    let winners = crate::winners::Winners::build(journal, &mut stats.duplicates_collapsed)?;
+    let winners = &winners;
 
     // Errors: JSONL.
     {
         let tmp = temp_name(errors);
         let mut w = BufWriter::new(File::create(&tmp).map_err(io(&tmp))?);
         let mut write_err = None;
+        let mut cursor = winners.cursor()?;
         for_each_line(journal, |index, line| {
-            if write_err.is_some() || !pick(index, EntryStatus::Error) {
+            if write_err.is_some() || cursor.status_at(index) != Some(EntryStatus::Error) {
                 return;
             }
             if let Ok(r) = serde_json::from_slice::<RowOnly>(line) {
@@ -119,8 +89,9 @@ pub fn finalize(journal: &Path, output: &Path, errors: &Path, format: OutputForm
         OutputFormat::Jsonl => {
             let mut w = BufWriter::new(File::create(&tmp).map_err(io(&tmp))?);
             let mut write_err = None;
+            let mut cursor = winners.cursor()?;
             for_each_line(journal, |index, line| {
-                if write_err.is_some() || !pick(index, EntryStatus::Ok) {
+                if write_err.is_some() || cursor.status_at(index) != Some(EntryStatus::Ok) {
                     return;
                 }
                 if let Ok(r) = serde_json::from_slice::<RowOnly>(line) {
@@ -142,7 +113,7 @@ pub fn finalize(journal: &Path, output: &Path, errors: &Path, format: OutputForm
             let mut last_err = None;
             // Each attempt is more forgiving about mixed types across rows.
             for mode in [Flatten::None, Flatten::Nested, Flatten::All] {
-                match write_parquet(journal, &tmp, &|i| pick(i, EntryStatus::Ok), mode) {
+                match write_parquet(journal, &tmp, winners, mode) {
                     Ok(n) => {
                         rows_ok = n;
                         last_err = None;
@@ -193,7 +164,8 @@ fn flatten_row(row: Map<String, Value>, mode: Flatten) -> Map<String, Value> {
     }
 }
 
-fn write_parquet(journal: &Path, tmp: &Path, pick: &dyn Fn(u64) -> bool, mode: Flatten) -> Result<u64, String> {
+fn write_parquet(journal: &Path, tmp: &Path, winners: &crate::winners::Winners, mode: Flatten) -> Result<u64, String> {
+    let mut cursor = winners.cursor().map_err(|e| e.to_string())?;
     // Schema over every selected row.
     let mut values: Vec<Value> = Vec::new();
     let mut schema: Option<Schema> = None;
@@ -220,7 +192,7 @@ fn write_parquet(journal: &Path, tmp: &Path, pick: &dyn Fn(u64) -> bool, mode: F
         values.clear();
     };
     for_each_line(journal, |index, line| {
-        if !pick(index) {
+        if cursor.status_at(index) != Some(EntryStatus::Ok) {
             return;
         }
         if let Ok(r) = serde_json::from_slice::<RowOnly>(line) {
@@ -255,8 +227,9 @@ fn write_parquet(journal: &Path, tmp: &Path, pick: &dyn Fn(u64) -> bool, mode: F
     let mut rows = 0u64;
     let mut pending = 0usize;
     let mut err: Option<String> = None;
+    let mut cursor = winners.cursor().map_err(|e| e.to_string())?;
     for_each_line(journal, |index, line| {
-        if err.is_some() || !pick(index) {
+        if err.is_some() || cursor.status_at(index) != Some(EntryStatus::Ok) {
             return;
         }
         let Ok(r) = serde_json::from_slice::<RowOnly>(line) else { return };
@@ -291,7 +264,7 @@ fn write_parquet(journal: &Path, tmp: &Path, pick: &dyn Fn(u64) -> bool, mode: F
     Ok(rows)
 }
 
-fn for_each_line(path: &Path, mut f: impl FnMut(u64, &[u8])) -> Result<(), SinkError> {
+pub(crate) fn for_each_line(path: &Path, mut f: impl FnMut(u64, &[u8])) -> Result<(), SinkError> {
     let io = |source| SinkError::Io { path: path.to_path_buf(), source };
     let file = match File::open(path) {
         Ok(f) => f,
@@ -432,6 +405,42 @@ mod tests {
         let stats = finalize(&j, &out, &dir.path().join("e.jsonl"), OutputFormat::Parquet).unwrap();
         assert_eq!(stats.rows_ok, 3);
         assert_eq!(read_rows(&out).len(), 3);
+    }
+
+    #[test]
+    fn bucketed_winners_match_in_memory_winners_on_a_large_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut entries = Vec::new();
+        // 30,000 keys, every third one failing first then succeeding, every seventh failing only.
+        for i in 0..30_000u32 {
+            let k = format!("k{i}");
+            if i % 3 == 0 {
+                entries.push((k.clone(), EntryStatus::Error, json!({"id": k, "try": 1})));
+            }
+            let status = if i % 7 == 0 { EntryStatus::Error } else { EntryStatus::Ok };
+            entries.push((k.clone(), status, json!({"id": k, "try": 2})));
+        }
+        let p = dir.path().join("j.jsonl");
+        let (j, _) = Journal::open(&p, Duration::from_millis(10)).unwrap();
+        for (k, s, row) in &entries {
+            j.append(JournalEntry { key: k.clone(), status: *s, row: row.as_object().unwrap().clone() }).unwrap();
+        }
+        j.close().unwrap();
+        std::env::set_var("MODELCALL_FINALIZE_BUCKET_KEYS", "1000");
+        let out = dir.path().join("o.jsonl");
+        let err = dir.path().join("e.jsonl");
+        let stats = finalize(&p, &out, &err, OutputFormat::Jsonl).unwrap();
+        std::env::remove_var("MODELCALL_FINALIZE_BUCKET_KEYS");
+        let ok = read_rows(&out);
+        let errors = read_rows(&err);
+        let expected_errors = (0..30_000u32).filter(|i| i % 7 == 0).count();
+        assert_eq!(errors.len(), expected_errors);
+        assert_eq!(ok.len(), 30_000 - expected_errors);
+        assert_eq!(stats.rows_ok as usize + stats.rows_error as usize, 30_000);
+        assert!(ok.iter().all(|r| r["try"] == 2));
+        let ids: std::collections::HashSet<String> = ok.iter().chain(errors.iter()).map(|r| r["id"].as_str().unwrap().to_string()).collect();
+        assert_eq!(ids.len(), 30_000);
+        assert!(!dir.path().read_dir().unwrap().any(|e| e.unwrap().file_name().to_string_lossy().starts_with(".finalize")));
     }
 
     #[test]
