@@ -54,6 +54,16 @@ pub fn run(args: RunTaskArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
+    let preprocess_enabled = task.task.preprocess.get("enabled").and_then(|v| v.as_bool()).unwrap_or(false);
+    if preprocess_enabled || task.task.plugins.values().any(|p| p.role == "preprocessor") {
+        // Never ignore a preprocessing step silently: the scores would be of the wrong data.
+        eprintln!(
+            "error: {}: preprocessing inside run-task (preprocess.enabled / a `preprocessor` plugin) is not available in this version yet; \
+             run the preprocessor on its own with `modelcall plugin run <plugin> --role preprocessor --files DIR` and score its output",
+            task.source_path.display()
+        );
+        return Ok(ExitCode::from(2));
+    }
     if args.stage == "preprocess" {
         eprintln!("error: --stage preprocess needs a preprocessor (preprocess.enabled or a preprocessor plugin); this task has none");
         return Ok(ExitCode::from(2));
