@@ -103,6 +103,7 @@ pub fn run(args: RunTaskArgs) -> anyhow::Result<ExitCode> {
         settings.chat_config = model.chat_config.clone();
         settings.backoff_base = model.backoff_base;
         settings.backoff_max = model.backoff_max;
+        settings.requests_per_minute = task.task.concurrency.requests_per_minute;
         let client = ModelClient::new(settings).map_err(|e| anyhow::anyhow!("{}: {e}", model.path.display()))?;
 
         let output_folder = task.output_folder.clone().expect("checked by the config loader");

@@ -28,6 +28,8 @@ pub struct ClientSettings {
     pub chat_config: Map<String, Value>,
     pub backoff_base: Duration,
     pub backoff_max: Duration,
+    /// Optional cap on HTTP attempts per minute (provider quotas), smoothed by a token bucket.
+    pub requests_per_minute: Option<u32>,
 }
 
 impl ClientSettings {
@@ -43,6 +45,7 @@ impl ClientSettings {
             chat_config: Map::new(),
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
+            requests_per_minute: None,
         }
     }
 }
@@ -70,12 +73,15 @@ impl fmt::Debug for ClientSettings {
     }
 }
 
+type Limiter = governor::DefaultDirectRateLimiter;
+
 /// Cheap to clone: one pool shared by every request.
 #[derive(Clone)]
 pub struct ModelClient {
     http: reqwest::Client,
     settings: std::sync::Arc<ClientSettings>,
     endpoint: std::sync::Arc<str>,
+    limiter: Option<std::sync::Arc<Limiter>>,
 }
 
 /// How one attempt failed.
@@ -101,7 +107,16 @@ impl ModelClient {
             builder = builder.no_proxy();
         }
         let http = builder.build().map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(ModelClient { http, settings: std::sync::Arc::new(settings), endpoint: endpoint.into() })
+        let limiter = match settings.requests_per_minute {
+            Some(0) => return Err("requests_per_minute must be positive".into()),
+            Some(rpm) => {
+                let quota = governor::Quota::per_minute(std::num::NonZeroU32::new(rpm).expect("positive"))
+                    .allow_burst(std::num::NonZeroU32::new((rpm / 60).max(1)).expect("positive"));
+                Some(std::sync::Arc::new(governor::RateLimiter::direct(quota)))
+            }
+            None => None,
+        };
+        Ok(ModelClient { http, settings: std::sync::Arc::new(settings), endpoint: endpoint.into(), limiter })
     }
 
     /// The chat-completions URL (never includes the key).
@@ -191,6 +206,9 @@ impl ModelClient {
     }
 
     async fn attempt(&self, body: bytes::Bytes) -> Result<Answer, AttemptError> {
+        if let Some(limiter) = &self.limiter {
+            limiter.until_ready().await;
+        }
         let mut req = self.http.post(&*self.endpoint).header("content-type", "application/json").body(body);
         if let Some(key) = &self.settings.api_key {
             req = req.bearer_auth(key);

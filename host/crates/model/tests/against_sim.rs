@@ -158,3 +158,22 @@ async fn bench_requests_per_second() {
     let secs = started.elapsed().as_secs_f64();
     println!("{ok}/{n} ok in {secs:.2}s: {:.0} req/s (client and simulator in one process, 2 worker threads)", n as f64 / secs);
 }
+
+#[tokio::test]
+async fn requests_per_minute_spaces_out_requests() {
+    let sim = modelcall_sim::start(SimOptions::default()).await.unwrap();
+    let mut s = settings(sim.base_url());
+    s.requests_per_minute = Some(600); // 10 per second, bursts of 10
+    let client = ModelClient::new(s).unwrap();
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for i in 0..25 {
+        let client = client.clone();
+        handles.push(tokio::spawn(async move { client.chat(&ask(&format!("q{i}"))).await.is_ok() }));
+    }
+    for h in handles {
+        assert!(h.await.unwrap());
+    }
+    // 10 at once, then 15 more at 10/s: at least 1.4 s.
+    assert!(started.elapsed() >= Duration::from_millis(1400), "{:?}", started.elapsed());
+}
