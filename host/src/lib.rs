@@ -4,6 +4,7 @@
 pub mod input_count;
 pub mod plugin_cmd;
 pub mod plugin_pool;
+pub mod preprocess;
 pub mod progress;
 pub mod run_task;
 pub mod run_task_args;

@@ -47,28 +47,6 @@ pub fn run(args: RunTaskArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let shard = resolve_shard(&args, &task)?;
-    let plan_inputs = match inputs(&task) {
-        Ok(i) => i,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            return Ok(ExitCode::from(2));
-        }
-    };
-    let preprocess_enabled = task.task.preprocess.get("enabled").and_then(|v| v.as_bool()).unwrap_or(false);
-    if preprocess_enabled || task.task.plugins.values().any(|p| p.role == "preprocessor") {
-        // Never ignore a preprocessing step silently: the scores would be of the wrong data.
-        eprintln!(
-            "error: {}: preprocessing inside run-task (preprocess.enabled / a `preprocessor` plugin) is not available in this version yet; \
-             run the preprocessor on its own with `modelcall plugin run <plugin> --role preprocessor --files DIR` and score its output",
-            task.source_path.display()
-        );
-        return Ok(ExitCode::from(2));
-    }
-    if args.stage == "preprocess" {
-        eprintln!("error: --stage preprocess needs a preprocessor (preprocess.enabled or a preprocessor plugin); this task has none");
-        return Ok(ExitCode::from(2));
-    }
-
     let runtime = PluginRuntime::new().context("starting the plugin runtime")?;
     let (prompt, parser) = match load_plugins(&runtime, &task) {
         Ok(p) => p,
@@ -77,12 +55,52 @@ pub fn run(args: RunTaskArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
+    let preprocess_plan = match preprocess_plan(&runtime, &task) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    if args.stage == "preprocess" && preprocess_plan.is_none() {
+        eprintln!("error: {}: --stage preprocess needs preprocess.enabled or a `preprocessor` plugin", task.source_path.display());
+        return Ok(ExitCode::from(2));
+    }
+    let pool = PluginPool::new(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
     let model = task.model.clone().expect("scoring tasks have a model config");
     let concurrency = task.task.concurrency.max_concurrent_requests.unwrap_or(64).max(1);
     raise_open_file_limit(concurrency as u64 * 2 + 256);
 
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     tokio.block_on(async move {
+        // Preprocessing (when configured) feeds the scoring stage with its group files.
+        let plan_inputs = match preprocess_plan {
+            Some(pre) if !args.dry_run => {
+                let out = pre.output_folder.clone();
+                let summary = crate::preprocess::run(pre, pool.clone(), !args.no_progress).await?;
+                eprintln!(
+                    "preprocessed: {} input(s) now, {} done before, {} skipped, {} failed → {} record(s) in {} file(s) under {} (errors: {})",
+                    summary.inputs_processed, summary.inputs_done_before, summary.inputs_skipped, summary.inputs_failed,
+                    summary.records, summary.files.len(), out.display(), summary.errors_file.display()
+                );
+                if args.stage == "preprocess" {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                if summary.files.is_empty() {
+                    eprintln!("error: preprocessing produced no records to score (see {})", summary.errors_file.display());
+                    return Ok(ExitCode::from(1));
+                }
+                summary.files
+            }
+            Some(pre) => vec![pre.output_folder.join("<group>.jsonl")],
+            None => match inputs(&task) {
+                Ok(i) => i,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    return Ok(ExitCode::from(2));
+                }
+            },
+        };
         // sim:// starts the built-in simulated endpoint on an ephemeral loopback port.
         let (base_url, _sim) = match model.sim() {
             Some(spec) => {
@@ -153,7 +171,7 @@ pub fn run(args: RunTaskArgs) -> anyhow::Result<ExitCode> {
             prompt,
             parser,
             client,
-            pool: PluginPool::new(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)),
+            pool,
             parse_retries: if validation_retry { task.task.retry.max_retries.unwrap_or(2) } else { 0 },
             input_key: task.task.data.input_key.clone(),
             require_json,
@@ -168,6 +186,85 @@ pub fn run(args: RunTaskArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// The preprocessing stage of a task: a `preprocessor` entry of the `plugins:` block, or the
+/// reference's `preprocess:` block (`enabled`, `script_type`, `input_folder`, `output_folder`,
+/// `max_tokens`, `languages`, `num_files`).
+fn preprocess_plan(runtime: &PluginRuntime, task: &LoadedTask) -> anyhow::Result<Option<crate::preprocess::PreprocessPlan>> {
+    let t = &task.task;
+    let pre = &t.preprocess;
+    let entry = t.plugins.values().find(|p| p.role == "preprocessor");
+    let enabled = pre.enabled;
+    if entry.is_none() && !enabled {
+        return Ok(None);
+    }
+    let file = task.source_path.display();
+    let data_input = t.data.input_folder.clone().or_else(|| t.data.input_file.clone());
+    let input = pre.input_folder.clone().or(data_input.clone()).ok_or_else(|| {
+        anyhow::anyhow!("{file}: `preprocess.input_folder` (or data.input_folder) is needed to preprocess")
+    })?;
+    let input_root = task.resolve(&input);
+    if !input_root.exists() {
+        bail!("{file}: `preprocess.input_folder`: {} does not exist", input_root.display());
+    }
+    let output = pre
+        .output_folder
+        .as_deref()
+        .map(|o| task.resolve(o))
+        .unwrap_or_else(|| PathBuf::from(format!("{}_preprocessed", input_root.display())));
+    let max_tokens = pre.max_tokens;
+    let (source, mut config, limits, name) = match entry {
+        Some(e) => {
+            let source = if e.path.starts_with("builtin:") { PluginSource::parse(&e.path) } else { PluginSource::Path(task.resolve(&e.path)) };
+            let limits: Limits = if e.limits.is_null() {
+                Limits::default()
+            } else {
+                serde_json::from_value(e.limits.clone()).map_err(|err| anyhow::anyhow!("{file}: `plugins.{}.limits`: {err}", e.name))?
+            };
+            (source, if e.config.is_null() { json!({}) } else { e.config.clone() }, limits, format!("plugins.{}", e.name))
+        }
+        None => {
+            let builtin = match pre.script_type {
+                modelcall_config::task::ScriptType::RepoXml => "repo-xml",
+                other => bail!(
+                    "{file}: `preprocess.script_type: {other:?}` is not available in this version yet (repo_xml is); \
+                     name a preprocessor plugin in the `plugins:` block instead"
+                ),
+            };
+            let config = json!({});
+            (PluginSource::Builtin(builtin.into()), config, Limits::default(), "preprocess.script_type".to_string())
+        }
+    };
+    if let (Some(mt), Some(obj)) = (max_tokens, config.as_object_mut()) {
+        if matches!(&source, PluginSource::Builtin(n) if n == "repo-xml") && !obj.contains_key("max_tokens") {
+            obj.insert("max_tokens".into(), json!(mt));
+        }
+    }
+    let mut spec = PluginSpec::new(source, Role::Preprocessor);
+    spec.config = config;
+    spec.limits = limits;
+    spec.task_name = t.task_name.clone();
+    let plugin = runtime.load(spec).map_err(|e| anyhow::anyhow!("{file}: `{name}` (preprocessor): {e}"))?;
+    // Record inputs (JSONL/Parquet files in the folder) go through as records; anything else
+    // (e.g. <Language>/*.xml packs) as raw files.
+    let file_mode = input_root.is_dir() && modelcall_io::list_input_files(&input_root, None).map(|f| f.is_empty()).unwrap_or(true);
+    let languages = pre.languages.clone();
+    let mut max_inputs = pre.num_files.filter(|n| *n > 0).map(|n| n as usize);
+    if t.debug.enabled {
+        if let Some(n) = t.debug.max_files.filter(|n| *n > 0) {
+            max_inputs = Some(n as usize);
+        }
+    }
+    Ok(Some(crate::preprocess::PreprocessPlan {
+        plugin,
+        file_mode,
+        input_root,
+        output_folder: output,
+        languages,
+        max_inputs,
+        id_field: t.data.id_field.clone().or_else(|| Some("id".into())),
+    }))
 }
 
 /// `--shard I/N`, else `--job_index/--world_size`, else `distributed.world_size` with index 0,

@@ -11,10 +11,12 @@ pub mod key;
 pub mod keyset;
 pub mod sink;
 mod winners;
+pub mod grouped;
 pub mod source;
 
 pub use journal::{EntryStatus, Journal, JournalEntry, JournalError, JournalState};
 pub use key::{shard_of, KeyAssigner};
 pub use keyset::KeySet;
+pub use grouped::{finalize_grouped, GroupedStats};
 pub use sink::{finalize, FinalizeStats, OutputFormat, SinkError};
 pub use source::{is_supported_input, list_input_files, open_source, BadLineCause, SourceError, SourceItem};

@@ -1,0 +1,147 @@
+//! Finalizing a preprocessing journal into one JSONL file per group (e.g. per language, as
+//! the reference wrote one Parquet per language). Each journal row is
+//! `{"group": G, "records": [...]}` for one input; the winning row of every input contributes
+//! its records to `<dir>/<G>.jsonl`, so a record is written exactly once whatever crashes and
+//! resumes happened. Files are written under temporary names and renamed when complete.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::journal::EntryStatus;
+use crate::sink::{for_each_line, SinkError};
+use crate::winners::Winners;
+
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct GroupedStats {
+    /// Records written, per group file.
+    pub records: BTreeMap<String, u64>,
+    /// Inputs that failed (their error rows are in the errors file).
+    pub errors: u64,
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Deserialize)]
+struct Row {
+    row: Map<String, Value>,
+}
+
+/// A group name that is safe as a file name.
+pub fn group_file_stem(group: &str) -> String {
+    let s: String = group
+        .chars()
+        .map(|c| if c.is_alphanumeric() || matches!(c, '-' | '_' | '+' | '#' | '.') { c } else { '_' })
+        .collect();
+    let s = s.trim_matches('.').to_string();
+    if s.is_empty() { "ungrouped".into() } else { s }
+}
+
+pub fn finalize_grouped(journal: &Path, dir: &Path, errors: &Path) -> Result<GroupedStats, SinkError> {
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |source| SinkError::Io { path: p.clone(), source }
+    };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let mut dup = 0;
+    let winners = Winners::build(journal, &mut dup)?;
+    let mut stats = GroupedStats::default();
+    let mut writers: BTreeMap<String, (PathBuf, BufWriter<File>)> = BTreeMap::new();
+    let err_tmp = errors.with_file_name(format!(".{}.tmp-{}", errors.file_name().unwrap_or_default().to_string_lossy(), std::process::id()));
+    let mut err_writer = BufWriter::new(File::create(&err_tmp).map_err(io(&err_tmp))?);
+    let mut failure: Option<SinkError> = None;
+    let mut cursor = winners.cursor()?;
+    for_each_line(journal, |index, line| {
+        if failure.is_some() {
+            return;
+        }
+        let Some(status) = cursor.status_at(index) else { return };
+        let Ok(Row { row }) = serde_json::from_slice::<Row>(line) else { return };
+        if status == EntryStatus::Error {
+            stats.errors += 1;
+            let mut bytes = serde_json::to_vec(&row).expect("rows serialize");
+            bytes.push(b'\n');
+            if let Err(e) = err_writer.write_all(&bytes) {
+                failure = Some(SinkError::Io { path: err_tmp.clone(), source: e });
+            }
+            return;
+        }
+        let group = group_file_stem(row.get("group").and_then(Value::as_str).unwrap_or("ungrouped"));
+        let records = row.get("records").and_then(Value::as_array).cloned().unwrap_or_default();
+        if !writers.contains_key(&group) {
+            let dest = dir.join(format!("{group}.jsonl"));
+            let tmp = dir.join(format!(".{group}.jsonl.tmp-{}", std::process::id()));
+            match File::create(&tmp) {
+                Ok(f) => {
+                    writers.insert(group.clone(), (dest, BufWriter::new(f)));
+                }
+                Err(e) => {
+                    failure = Some(SinkError::Io { path: tmp, source: e });
+                    return;
+                }
+            }
+        }
+        let (_, w) = writers.get_mut(&group).expect("inserted above");
+        for r in records {
+            let mut bytes = serde_json::to_vec(&r).expect("records serialize");
+            bytes.push(b'\n');
+            if let Err(e) = w.write_all(&bytes) {
+                failure = Some(SinkError::Io { path: dir.join(&group), source: e });
+                return;
+            }
+            *stats.records.entry(group.clone()).or_default() += 1;
+        }
+    })?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    for (group, (dest, w)) in writers {
+        let tmp = dir.join(format!(".{group}.jsonl.tmp-{}", std::process::id()));
+        let f = w.into_inner().map_err(|e| SinkError::Io { path: tmp.clone(), source: e.into_error() })?;
+        f.sync_all().map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &dest).map_err(io(&dest))?;
+        stats.files.push(dest);
+    }
+    let f = err_writer.into_inner().map_err(|e| SinkError::Io { path: err_tmp.clone(), source: e.into_error() })?;
+    f.sync_all().map_err(io(&err_tmp))?;
+    std::fs::rename(&err_tmp, errors).map_err(io(errors))?;
+    Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::{Journal, JournalEntry};
+    use serde_json::json;
+    use std::time::Duration;
+
+    #[test]
+    fn one_file_per_group_with_each_inputs_latest_records_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = dir.path().join(".modelcall/pre.journal.jsonl");
+        let (journal, _) = Journal::open(&j, Duration::from_millis(10)).unwrap();
+        let add = |k: &str, s: EntryStatus, row: Value| {
+            journal.append(JournalEntry { key: k.into(), status: s, row: row.as_object().unwrap().clone() }).unwrap()
+        };
+        add("Rust/a.xml", EntryStatus::Ok, json!({"group": "Rust", "records": [{"id": "a", "v": 1}]}));
+        add("Rust/a.xml", EntryStatus::Ok, json!({"group": "Rust", "records": [{"id": "a", "v": 2}]})); // a re-run after a crash
+        add("Go/b.xml", EntryStatus::Ok, json!({"group": "Go", "records": [{"id": "b1"}, {"id": "b2"}]}));
+        add("Go/bad.xml", EntryStatus::Error, json!({"file": "Go/bad.xml", "cause": "plugin_invalid_input"}));
+        add("C++/c.xml", EntryStatus::Ok, json!({"group": "C++", "records": []}));
+        journal.close().unwrap();
+        let out = dir.path().join("out");
+        let stats = finalize_grouped(&j, &out, &out.join("preprocess.errors.jsonl")).unwrap();
+        let rust = std::fs::read_to_string(out.join("Rust.jsonl")).unwrap();
+        assert_eq!(rust.lines().count(), 1);
+        assert!(rust.contains("\"v\":2"));
+        assert_eq!(std::fs::read_to_string(out.join("Go.jsonl")).unwrap().lines().count(), 2);
+        assert_eq!(std::fs::read_to_string(out.join("preprocess.errors.jsonl")).unwrap().lines().count(), 1);
+        assert_eq!(stats.errors, 1);
+        assert_eq!(stats.records["Go"], 2);
+        assert_eq!(group_file_stem("C++"), "C++");
+        assert_eq!(group_file_stem("a/b"), "a_b");
+    }
+}
