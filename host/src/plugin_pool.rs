@@ -126,6 +126,6 @@ mod tests {
         for h in handles {
             sum += h.await.unwrap();
         }
-        assert_eq!(sum, (0..1000u64).map(|i| i * 2).sum());
+        assert_eq!(sum, (0..1000u64).map(|i| i * 2).sum::<u64>());
     }
 }
