@@ -58,12 +58,88 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serde_messages_become_config_words() {
+        assert_eq!(humanize_serde("invalid type: string \"lots\", expected usize"), "must be a whole number (0 or more), found \"lots\"");
+        assert_eq!(humanize_serde("invalid value: integer `-1`, expected u32"), "must be a whole number (0 or more), found -1");
+        assert_eq!(humanize_serde("invalid type: sequence, expected a boolean"), "must be a boolean, found a list");
+        assert_eq!(humanize_serde("missing field `task_name`"), "missing: `task_name` is required");
+        assert_eq!(humanize_serde("something else"), "something else");
+    }
+
+    #[test]
+    fn suggestions_only_for_near_misses() {
+        assert_eq!(closest("max_concurent_requests", ["max_concurrent_files", "max_concurrent_requests"]), Some("max_concurrent_requests".into()));
+        assert_eq!(closest("retyr", ["retry", "data"]), Some("retry".into()));
+        assert_eq!(closest("zzz", ["retry", "data"]), None);
+    }
+
+    #[test]
+    fn display_names_file_line_key_and_suggestion() {
+        let e = ConfigError::new("t.yaml", "unknown key").at(Some((3, 5))).key("a.b").suggest(Some("a.c".into()));
+        assert_eq!(e.to_string(), "t.yaml:3:5: `a.b`: unknown key (did you mean `a.c`?)");
+    }
+}
+
+/// Rewrites a serde message into the config's own words: `invalid type: string "lots", expected
+/// usize` becomes `must be a whole number (0 or more), found "lots"`.
+pub fn humanize_serde(msg: &str) -> String {
+    let parse = |rest: &str| -> Option<(String, String)> {
+        let (found, expected) = rest.rsplit_once(", expected ")?;
+        Some((found_words(found), expected_words(expected)))
+    };
+    if let Some((found, expected)) = msg.strip_prefix("invalid type: ").and_then(parse) {
+        return format!("must be {expected}, found {found}");
+    }
+    if let Some((found, expected)) = msg.strip_prefix("invalid value: ").and_then(parse) {
+        return format!("must be {expected}, found {found}");
+    }
+    if let Some(field) = msg.strip_prefix("missing field ") {
+        return format!("missing: {field} is required");
+    }
+    msg.to_string()
+}
+
+fn found_words(found: &str) -> String {
+    let tick = |s: &str| s.trim_matches('`').to_string();
+    if let Some(s) = found.strip_prefix("string ") {
+        return s.to_string();
+    }
+    for prefix in ["integer ", "floating point ", "boolean "] {
+        if let Some(s) = found.strip_prefix(prefix) {
+            return tick(s);
+        }
+    }
+    match found {
+        "sequence" => "a list".into(),
+        "map" => "a mapping".into(),
+        "unit value" | "null" => "nothing (null)".into(),
+        other => other.to_string(),
+    }
+}
+
+fn expected_words(expected: &str) -> String {
+    match expected {
+        "usize" | "u64" | "u32" | "u16" | "u8" => "a whole number (0 or more)".into(),
+        "i64" | "i32" | "isize" => "an integer".into(),
+        "f64" | "f32" => "a number".into(),
+        "a sequence" => "a list".into(),
+        "a map" => "a mapping".into(),
+        s if s.starts_with("struct ") => "a mapping".into(),
+        other => other.to_string(),
+    }
+}
+
 /// The closest known name to `unknown`, if it is close enough to be a typo.
 pub fn closest<'a>(unknown: &str, known: impl IntoIterator<Item = &'a str>) -> Option<String> {
     known
         .into_iter()
         .map(|k| (strsim::jaro_winkler(unknown, k), k))
-        .filter(|(score, _)| *score > 0.8)
+        .filter(|(score, _)| *score > 0.82)
         .max_by(|a, b| a.0.partial_cmp(&b.0).unwrap())
         .map(|(_, k)| k.to_string())
 }

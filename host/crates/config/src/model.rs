@@ -1,4 +1,16 @@
 //! The model config file (`client_config` + `chat_config`, reference §3.1).
+//!
+//! Compatibility notes, checked against the reference:
+//! - every `chat_config` key is passed through to the request body (we keep them in
+//!   [`ModelConfig::chat_config`]); `model` and `stream` are lifted out because the host needs them;
+//!   `chat_config.timeout` was popped and discarded, so it is reported as ignored;
+//! - the HTTP timeout is `client_config.timeout`, else the task's `environment.timeout` (the
+//!   reference passed it through env `REQUEST_TIMEOUT`), else `REQUEST_TIMEOUT` from the
+//!   environment, else 120 s for scoring / 600 s for generation (the reference's defaults);
+//! - `max_retries` defaults to 3;
+//! - a file without `client_config` takes `BASE_URL` / `API_KEY` from the environment or env file,
+//!   and a `chat_config` without `model` takes `MODEL_NAME` (the reference's env fallback, minus its
+//!   silent `gpt-3.5-turbo` default).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -6,14 +18,17 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use crate::env::Vars;
 use crate::error::{closest, ConfigError};
-use crate::locate::find_key_or_parent;
-use crate::task::{interpolate_tree, yaml_to_json};
+use crate::schema::IgnoredKey;
+use crate::sim::SimSpec;
+use crate::yaml::{describe, interpolate_tree, read_yaml};
 
 #[derive(Clone)]
 pub struct ModelConfig {
     pub path: PathBuf,
     pub base_url: String,
+    /// Never printed: Debug and Display show [`ModelConfig::masked_key`].
     pub api_key: Option<String>,
     /// Per HTTP attempt.
     pub timeout: Duration,
@@ -24,104 +39,184 @@ pub struct ModelConfig {
     pub chat_config: Map<String, Value>,
     pub backoff_base: Duration,
     pub backoff_max: Duration,
+    /// `Some` when `base_url` is `sim://…` (options already checked).
+    pub sim_spec: Option<SimSpec>,
+    /// Keys accepted but without effect (e.g. `chat_config.timeout`).
+    pub ignored_keys: Vec<IgnoredKey>,
 }
 
-/// The built-in simulated endpoint, as requested by `base_url: sim://?…`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SimSpec {
-    /// The whole `sim://…` URL; `modelcall-sim` parses its options.
-    pub url: String,
+/// Values a model config falls back to, from the task that names it.
+#[derive(Debug, Clone)]
+pub struct ModelDefaults {
+    /// `environment.timeout` of the task, in seconds.
+    pub task_timeout: Option<f64>,
+    /// Used when neither the file, the task nor `REQUEST_TIMEOUT` sets one.
+    pub timeout_secs: f64,
+    pub max_retries: u32,
+}
+
+impl ModelDefaults {
+    /// The scoring path's defaults (timeout 120 s, 3 retries).
+    pub fn scoring() -> Self {
+        ModelDefaults { task_timeout: None, timeout_secs: 120.0, max_retries: 3 }
+    }
+    /// The response generator's defaults (timeout 600 s, 3 retries).
+    pub fn generation() -> Self {
+        ModelDefaults { task_timeout: None, timeout_secs: 600.0, max_retries: 3 }
+    }
 }
 
 const CLIENT_KEYS: &[&str] = &["base_url", "api_key", "timeout", "max_retries", "backoff_base_ms", "backoff_max_ms"];
 
 impl ModelConfig {
-    pub fn load(path: &Path, lookup: &dyn Fn(&str) -> Option<String>) -> Result<ModelConfig, ConfigError> {
-        let source = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::new(path, format!("cannot read the model config: {e}")))?;
-        let yaml: serde_yaml::Value = serde_yaml::from_str(&source).map_err(|e| {
-            ConfigError::new(path, format!("not valid YAML: {e}")).at(e.location().map(|l| (l.line(), l.column())))
-        })?;
-        let mut json = yaml_to_json(yaml);
-        interpolate_tree(&mut json, &mut Vec::new(), &source, path, lookup)?;
-        let err = |keys: &[&str], msg: String| {
-            ConfigError::new(path, msg).key(keys.join(".")).at(find_key_or_parent(&source, keys))
+    /// Loads a model config; `${VAR}` in its values is interpolated from `vars`.
+    pub fn load(path: &Path, vars: &Vars, defaults: &ModelDefaults) -> Result<ModelConfig, ConfigError> {
+        let mut yaml = read_yaml(path, "model config")?;
+        interpolate_tree(&mut yaml.tree, path, &yaml.source, vars)?;
+        let err = |keys: &[&str], msg: String| ConfigError::new(path, msg).key(keys.join(".")).at(yaml.locate(keys));
+        let Some(root) = yaml.tree.as_object() else {
+            return Err(ConfigError::new(path, "a model config must be a mapping with client_config and chat_config"));
         };
-        let root = json.as_object().ok_or_else(|| ConfigError::new(path, "a model config must be a mapping with client_config and chat_config"))?;
         for k in root.keys() {
             if k != "client_config" && k != "chat_config" {
-                return Err(err(&[k], "unknown key in a model config".into())
+                return Err(err(&[k], "unknown key in a model config (it holds client_config and chat_config)".into())
                     .suggest(closest(k, ["client_config", "chat_config"])));
             }
         }
-        let client = root.get("client_config").and_then(Value::as_object).cloned().unwrap_or_default();
-        for k in client.keys() {
-            if !CLIENT_KEYS.contains(&k.as_str()) {
-                return Err(err(&["client_config", k], "unknown key".into()).suggest(closest(k, CLIENT_KEYS.iter().copied())));
+        let client = match root.get("client_config") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(m)) => Some(m.clone()),
+            Some(v) => return Err(err(&["client_config"], format!("must be a mapping, found {}", describe(v)))),
+        };
+        if let Some(client) = &client {
+            for k in client.keys() {
+                if !CLIENT_KEYS.contains(&k.as_str()) {
+                    return Err(err(&["client_config", k], format!("unknown key; known keys: {}", CLIENT_KEYS.join(", ")))
+                        .suggest(closest(k, CLIENT_KEYS.iter().copied()).map(|s| format!("client_config.{s}"))));
+                }
             }
         }
-        let mut chat = root
-            .get("chat_config")
-            .and_then(Value::as_object)
-            .cloned()
-            .ok_or_else(|| err(&["chat_config"], "missing: the model config needs chat_config with at least `model`".into()))?;
+        let mut chat = match root.get("chat_config") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(m)) => m.clone(),
+            Some(v) => return Err(err(&["chat_config"], format!("must be a mapping, found {}", describe(v)))),
+        };
         let model = match chat.remove("model") {
             Some(Value::String(m)) if !m.is_empty() => m,
-            _ => return Err(err(&["chat_config", "model"], "missing or empty: name the model to call".into())),
+            None | Some(Value::Null) => vars.get("MODEL_NAME").filter(|m| !m.is_empty()).ok_or_else(|| {
+                err(&["chat_config", "model"], "missing: name the model to call (chat_config.model)".into())
+            })?,
+            Some(v) => return Err(err(&["chat_config", "model"], format!("must be a model name, found {}", describe(&v)))),
         };
         let stream = match chat.remove("stream") {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => b,
-            Some(other) => return Err(err(&["chat_config", "stream"], format!("must be true or false, found {other}"))),
+            Some(v) => return Err(err(&["chat_config", "stream"], format!("must be true or false, found {}", describe(&v)))),
         };
-        // The reference popped `timeout` from chat_config and discarded it; we do the same, silently.
-        chat.remove("timeout");
-        let num = |k: &str, default: f64| -> Result<f64, ConfigError> {
-            match client.get(k) {
-                None | Some(Value::Null) => Ok(default),
-                Some(Value::Number(n)) => Ok(n.as_f64().unwrap_or(default)),
+        let mut ignored = Vec::new();
+        if chat.remove("timeout").is_some() {
+            ignored.push(IgnoredKey {
+                path: path.to_path_buf(),
+                key: "chat_config.timeout".into(),
+                line: yaml.locate(&["chat_config", "timeout"]).map(|l| l.0),
+                why: "the reference discarded it too; the HTTP timeout is client_config.timeout".into(),
+            });
+        }
+
+        let client_value = |k: &str| client.as_ref().and_then(|c| c.get(k)).filter(|v| !v.is_null());
+        let num = |k: &str| -> Result<Option<f64>, ConfigError> {
+            match client_value(k) {
+                None => Ok(None),
+                Some(Value::Number(n)) => Ok(n.as_f64()),
                 Some(Value::String(s)) => s
+                    .trim()
                     .parse::<f64>()
+                    .map(Some)
                     .map_err(|_| err(&["client_config", k], format!("must be a number, found \"{s}\""))),
-                Some(other) => Err(err(&["client_config", k], format!("must be a number, found {other}"))),
+                Some(v) => Err(err(&["client_config", k], format!("must be a number, found {}", describe(v)))),
             }
         };
-        let base_url = match client.get("base_url") {
-            None | Some(Value::Null) => "https://api.openai.com/v1".to_string(),
-            Some(Value::String(s)) => s.clone(),
-            Some(other) => return Err(err(&["client_config", "base_url"], format!("must be a URL string, found {other}"))),
+        let text = |k: &str, env: &str| -> Result<Option<String>, ConfigError> {
+            match client_value(k) {
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(v) => Err(err(&["client_config", k], format!("must be a string, found {}", describe(v)))),
+                None if client.is_none() => Ok(vars.get(env)),
+                None => Ok(None),
+            }
         };
-        if !(base_url.starts_with("http://") || base_url.starts_with("https://") || base_url.starts_with("sim://")) {
-            return Err(err(&["client_config", "base_url"], format!("`{base_url}` must start with http://, https:// or sim://")));
+        let base_url = text("base_url", "BASE_URL")?.filter(|s| !s.is_empty()).unwrap_or_else(|| "https://api.openai.com/v1".into());
+        let sim_spec = match SimSpec::parse(&base_url) {
+            Some(Ok(spec)) => Some(spec),
+            Some(Err(msg)) => return Err(err(&["client_config", "base_url"], msg)),
+            None if base_url.starts_with("http://") || base_url.starts_with("https://") => None,
+            None => {
+                return Err(err(&["client_config", "base_url"], format!("`{base_url}` must start with http://, https:// or sim://")))
+            }
+        };
+        let api_key = text("api_key", "API_KEY")?.filter(|s| !s.is_empty());
+        let timeout = match num("timeout")? {
+            Some(t) => t,
+            None => defaults
+                .task_timeout
+                .or_else(|| vars.get("REQUEST_TIMEOUT").and_then(|v| v.trim().parse().ok()))
+                .unwrap_or(defaults.timeout_secs),
+        };
+        if timeout.is_nan() || timeout <= 0.0 {
+            return Err(err(&["client_config", "timeout"], format!("must be a positive number of seconds, found {timeout}")));
         }
-        let api_key = match client.get("api_key") {
-            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-            _ => None,
+        let whole = |k: &str, default: f64| -> Result<f64, ConfigError> {
+            let v = num(k)?.unwrap_or(default);
+            if v < 0.0 || v.fract() != 0.0 {
+                return Err(err(&["client_config", k], format!("must be a whole number (0 or more), found {v}")));
+            }
+            Ok(v)
         };
         Ok(ModelConfig {
             path: path.to_path_buf(),
             base_url,
             api_key,
-            timeout: Duration::from_secs_f64(num("timeout", 600.0)?.max(0.001)),
-            max_retries: num("max_retries", 5.0)?.max(0.0) as u32,
+            timeout: Duration::from_secs_f64(timeout),
+            max_retries: whole("max_retries", defaults.max_retries as f64)? as u32,
             model,
             stream,
             chat_config: chat,
-            backoff_base: Duration::from_millis(num("backoff_base_ms", 500.0)? as u64),
-            backoff_max: Duration::from_millis(num("backoff_max_ms", 30_000.0)? as u64),
+            backoff_base: Duration::from_millis(whole("backoff_base_ms", 500.0)? as u64),
+            backoff_max: Duration::from_millis(whole("backoff_max_ms", 30_000.0)? as u64),
+            sim_spec,
+            ignored_keys: ignored,
         })
     }
 
-    pub fn sim(&self) -> Option<SimSpec> {
-        self.base_url.starts_with("sim://").then(|| SimSpec { url: self.base_url.clone() })
+    /// True when `base_url` is `sim://…`: the built-in simulated endpoint, no network.
+    pub fn is_simulated(&self) -> bool {
+        self.sim_spec.is_some()
     }
 
+    /// The `sim://` options, when simulated.
+    pub fn sim(&self) -> Option<SimSpec> {
+        self.sim_spec.clone()
+    }
+
+    /// The API key as it may be shown: `***` plus its last four characters.
     pub fn masked_key(&self) -> Option<String> {
         self.api_key.as_deref().map(mask)
     }
+
+    pub fn temperature(&self) -> Option<f64> {
+        self.chat_config.get("temperature").and_then(Value::as_f64)
+    }
+
+    pub fn max_tokens(&self) -> Option<u64> {
+        self.chat_config.get("max_tokens").and_then(Value::as_u64)
+    }
+
+    pub fn reasoning_effort(&self) -> Option<&str> {
+        self.chat_config.get("reasoning_effort").and_then(Value::as_str)
+    }
 }
 
-/// `sk-…abcd` → `***abcd`; short secrets are fully masked.
+/// `sk-…abcd` → `***abcd`; secrets of 8 characters or fewer are fully masked (showing 4 of
+/// them would give half away).
 pub fn mask(secret: &str) -> String {
     let chars: Vec<char> = secret.chars().collect();
     if chars.len() <= 8 {
@@ -145,45 +240,100 @@ impl fmt::Debug for ModelConfig {
     }
 }
 
+impl fmt::Display for ModelConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let endpoint = if self.is_simulated() { format!("{} (SIMULATED)", self.base_url) } else { self.base_url.clone() };
+        write!(
+            f,
+            "{} at {endpoint}, key {}, timeout {}s, {} retries{}",
+            self.model,
+            self.masked_key().unwrap_or_else(|| "none".into()),
+            self.timeout.as_secs_f64(),
+            self.max_retries,
+            if self.stream { ", streaming" } else { "" }
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn load(text: &str, env: &[(&str, &str)]) -> Result<ModelConfig, ConfigError> {
+    fn load_with(text: &str, env: &[(&str, &str)], defaults: ModelDefaults) -> Result<ModelConfig, ConfigError> {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("m.yaml");
         std::fs::write(&p, text).unwrap();
-        let env: Vec<(String, String)> = env.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
-        ModelConfig::load(&p, &move |k| env.iter().find(|(a, _)| a == k).map(|(_, b)| b.clone()))
+        let vars = Vars::fixed(env.iter().map(|(a, b)| (a.to_string(), b.to_string())));
+        ModelConfig::load(&p, &vars, &defaults)
+    }
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<ModelConfig, ConfigError> {
+        load_with(text, env, ModelDefaults::scoring())
     }
 
     #[test]
-    fn reference_shape_with_passthrough_and_env() {
+    fn reference_shape_with_passthrough_env_and_masking() {
         let m = load(
-            "client_config:\n  base_url: \"${BASE:-http://h/v1}\"\n  api_key: \"${KEY}\"\n  timeout: 60\n  max_retries: 3\nchat_config:\n  model: gpt-oss-120b\n  temperature: 0.7\n  reasoning_effort: high\n  stream: true\n",
+            "client_config:\n  base_url: \"${BASE:-http://h/v1}\"\n  api_key: \"${KEY}\"\n  timeout: 60\n  max_retries: 3\nchat_config:\n  model: gpt-oss-120b\n  temperature: 0.7\n  max_tokens: 8000\n  reasoning_effort: high\n  stream: true\n  timeout: 5\n",
             &[("KEY", "sk-abcdefgh12345678")],
         )
         .unwrap();
         assert_eq!(m.base_url, "http://h/v1");
         assert_eq!(m.model, "gpt-oss-120b");
-        assert!(m.stream);
-        assert_eq!(m.chat_config["reasoning_effort"], "high");
-        assert!(!m.chat_config.contains_key("model"));
+        assert!(m.stream && !m.is_simulated());
+        assert_eq!((m.temperature(), m.max_tokens(), m.reasoning_effort()), (Some(0.7), Some(8000), Some("high")));
+        assert!(!m.chat_config.contains_key("model") && !m.chat_config.contains_key("timeout"));
         assert_eq!(m.timeout, Duration::from_secs(60));
-        let shown = format!("{m:?}");
-        assert!(!shown.contains("abcdefgh"), "{shown}");
-        assert!(shown.contains("***5678"));
+        assert_eq!(m.ignored_keys[0].key, "chat_config.timeout");
+        assert_eq!(m.ignored_keys[0].line, Some(12));
+        for shown in [format!("{m:?}"), m.to_string()] {
+            assert!(!shown.contains("abcdefgh"), "{shown}");
+            assert!(shown.contains("***5678"), "{shown}");
+        }
+        assert_eq!(mask("short"), "***");
+    }
+
+    #[test]
+    fn timeout_and_retry_fallbacks_follow_the_reference() {
+        let body = "client_config:\n  base_url: http://x\nchat_config:\n  model: m\n";
+        let m = load(body, &[]).unwrap();
+        assert_eq!((m.timeout, m.max_retries), (Duration::from_secs(120), 3));
+        let m = load(body, &[("REQUEST_TIMEOUT", "45")]).unwrap();
+        assert_eq!(m.timeout, Duration::from_secs(45));
+        let m = load_with(body, &[("REQUEST_TIMEOUT", "45")], ModelDefaults { task_timeout: Some(1200.0), ..ModelDefaults::scoring() }).unwrap();
+        assert_eq!(m.timeout, Duration::from_secs(1200));
+        assert_eq!(load_with(body, &[], ModelDefaults::generation()).unwrap().timeout, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn env_fallback_without_client_config() {
+        let m = load("chat_config:\n  temperature: 0\n", &[("BASE_URL", "http://gw/v1"), ("API_KEY", "k-123456789"), ("MODEL_NAME", "qwen")]).unwrap();
+        assert_eq!((m.base_url.as_str(), m.api_key.as_deref(), m.model.as_str()), ("http://gw/v1", Some("k-123456789"), "qwen"));
     }
 
     #[test]
     fn errors_name_line_and_key() {
         let e = load("client_config:\n  base_url: http://x\n  max_retires: 3\nchat_config:\n  model: m\n", &[]).unwrap_err();
         let s = e.to_string();
-        assert!(s.contains(":3:") && s.contains("client_config.max_retires") && s.contains("max_retries"), "{s}");
+        assert!(s.contains(":3:") && s.contains("client_config.max_retires") && s.contains("did you mean `client_config.max_retries`"), "{s}");
         let e = load("client_config:\n  api_key: \"${NOPE}\"\nchat_config:\n  model: m\n", &[]).unwrap_err();
         assert!(e.to_string().contains("NOPE") && e.to_string().contains(":2:"), "{e}");
         let e = load("chat_config:\n  temperature: 1\n", &[]).unwrap_err();
         assert!(e.to_string().contains("chat_config.model"), "{e}");
-        assert!(load("client_config:\n  base_url: sim://?latency_ms=5\nchat_config:\n  model: m\n", &[]).unwrap().sim().is_some());
+        let e = load("client_config:\n  timeout: soon\nchat_config:\n  model: m\n", &[]).unwrap_err();
+        assert!(e.to_string().contains(":2:") && e.to_string().contains("must be a number, found \"soon\""), "{e}");
+        let e = load("client_config:\n  base_url: ftp://x\nchat_config:\n  model: m\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("client_config.base_url"), "{e}");
+    }
+
+    #[test]
+    fn sim_urls() {
+        let m = load("client_config:\n  base_url: sim://?latency_ms=50&fault=429:0.05\nchat_config:\n  model: m\n", &[]).unwrap();
+        assert!(m.is_simulated());
+        let s = m.sim().unwrap();
+        assert_eq!((s.latency_ms, s.faults.len(), s.faults[0].kind.as_str(), s.faults[0].rate), (Some(50), 1, "429", 0.05));
+        assert!(m.to_string().contains("SIMULATED"));
+        let e = load("client_config:\n  base_url: sim://?fault=teapot:1\nchat_config:\n  model: m\n", &[]).unwrap_err();
+        assert!(e.to_string().contains(":2:") && e.to_string().contains("teapot"), "{e}");
     }
 }

@@ -1,0 +1,446 @@
+//! The `distillation:` section (reference §2.3, §2.4) and the files its steps name: the ChatML
+//! dataset config (§7.1) and the merge-groups config (§7.2).
+//!
+//! The reference had two schemas for one engine: `data_distillation` + `step: generate_response`
+//! (`response_config_path`, `flush_interval_secs`, `resume_mode`, defaults 20/20) and the
+//! top-level `task_type: generate_response` (`model_config`, `flush_interval`, `resume`, defaults
+//! 30/30). Both are accepted with their own names and defaults and land in one
+//! [`GenerateResponse`], so the engine has one input.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::error::{closest, ConfigError};
+use crate::fields::Fields;
+use crate::yaml::{read_yaml, YamlFile};
+
+const CHATML_KEYS: &[&str] = &[
+    "dataset_config_path", "input_dir", "output_dir", "num_processes", "keep_raw_data", "add_system_prompt",
+    "system_prompt", "continue_mode", "selected_datasets",
+];
+const MERGE_KEYS: &[&str] = &["merge_config_path", "base_input_dir", "base_output_dir", "chunk_size", "merge_groups"];
+const GENERATE_STEP_KEYS: &[&str] = &[
+    "response_config_path", "input_path", "output_path", "concurrency", "batch_size", "flush_interval_secs",
+    "retry_mode", "resume_mode",
+];
+const GENERATE_TASK_KEYS: &[&str] =
+    &["input_path", "output_path", "model_config", "concurrency", "batch_size", "flush_interval", "retry_mode", "resume"];
+
+/// Every key any form of the section may hold (the union; which apply depends on the step).
+pub const ALL_KEYS: &[&str] = &[
+    "step", "dataset_config_path", "input_dir", "output_dir", "num_processes", "keep_raw_data", "add_system_prompt",
+    "system_prompt", "continue_mode", "selected_datasets", "merge_config_path", "base_input_dir", "base_output_dir",
+    "chunk_size", "merge_groups", "response_config_path", "input_path", "output_path", "concurrency", "batch_size",
+    "flush_interval_secs", "retry_mode", "resume_mode", "model_config", "flush_interval", "resume",
+];
+
+pub const STEP_NAMES: [&str; 3] = ["chatml_conversion", "jsonl_merge", "generate_response"];
+
+/// The reference's default system prompt for `add_system_prompt`.
+pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a helpful assistant and an expert coder.";
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum DistillationStep {
+    ChatmlConversion(ChatmlConversion),
+    JsonlMerge(JsonlMerge),
+    GenerateResponse(GenerateResponse),
+}
+
+impl DistillationStep {
+    pub fn name(&self) -> &'static str {
+        match self {
+            DistillationStep::ChatmlConversion(_) => "chatml_conversion",
+            DistillationStep::JsonlMerge(_) => "jsonl_merge",
+            DistillationStep::GenerateResponse(_) => "generate_response",
+        }
+    }
+}
+
+/// §7.1: many dataset formats to ChatML `messages`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatmlConversion {
+    pub dataset_config_path: PathBuf,
+    pub input_dir: PathBuf,
+    pub output_dir: PathBuf,
+    /// `None`: one per CPU.
+    pub num_processes: Option<usize>,
+    pub keep_raw_data: bool,
+    pub add_system_prompt: bool,
+    pub system_prompt: String,
+    /// Skip datasets whose output already exists (the reference also skipped partial files;
+    /// the engine should check completeness).
+    pub continue_mode: bool,
+    /// `None`: every dataset in the dataset config.
+    pub selected_datasets: Option<Vec<String>>,
+}
+
+/// §7.2: merge groups of JSONL files into one file each.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JsonlMerge {
+    pub merge_config_path: PathBuf,
+    pub base_input_dir: PathBuf,
+    pub base_output_dir: PathBuf,
+    pub chunk_size: usize,
+    /// Empty: every group of the merge config.
+    pub merge_groups: Vec<String>,
+}
+
+/// §7.3: a teacher model answers every conversation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateResponse {
+    /// A model config (`client_config` + `chat_config`); loaded into `LoadedTask::model`.
+    pub model_config_path: PathBuf,
+    /// A JSONL file, or a directory whose `*.jsonl` files are processed in name order.
+    pub input_path: PathBuf,
+    pub output_path: PathBuf,
+    pub concurrency: usize,
+    pub batch_size: usize,
+    pub flush_interval_secs: f64,
+    pub retry_mode: bool,
+    pub resume: bool,
+}
+
+/// A key present in the section that the chosen step does not read.
+#[derive(Debug, Clone)]
+pub struct OffStepKey {
+    pub key: String,
+    pub why: String,
+}
+
+/// Parses the section for `task_type` (`data_distillation` or `generate_response`).
+pub fn parse(
+    task_type: &str,
+    section: Option<&Value>,
+    file: &Path,
+    yaml: &YamlFile,
+    base: &Path,
+) -> Result<(DistillationStep, Vec<OffStepKey>), ConfigError> {
+    let empty = serde_json::Map::new();
+    let map = match section {
+        None | Some(Value::Null) => &empty,
+        Some(Value::Object(m)) => m,
+        Some(other) => {
+            return Err(ConfigError::new(file, format!("must be a mapping, found {}", crate::yaml::describe(other)))
+                .key("distillation")
+                .at(yaml.locate(&["distillation"])))
+        }
+    };
+    let f = Fields::new(file, yaml, &["distillation"], map);
+    let step_name = if task_type == "generate_response" {
+        "generate_response (task)".to_string()
+    } else {
+        let step = f.required_string("step", "which step to run: chatml_conversion, jsonl_merge or generate_response")?;
+        if !STEP_NAMES.contains(&step.as_str()) {
+            return Err(f
+                .error("step", format!("`{step}` is not a step; expected one of {}", STEP_NAMES.join(", ")))
+                .suggest(closest(&step, STEP_NAMES)));
+        }
+        step
+    };
+    let (step, keys): (DistillationStep, &[&str]) = match step_name.as_str() {
+        "chatml_conversion" => (
+            DistillationStep::ChatmlConversion(ChatmlConversion {
+                dataset_config_path: f.path("dataset_config_path", "the dataset config (datasets_chatml.yaml)", base)?,
+                input_dir: f.path("input_dir", "the folder holding the datasets", base)?,
+                output_dir: f.path("output_dir", "where to write the ChatML files", base)?,
+                num_processes: f.uint("num_processes")?.map(|n| n.max(1) as usize),
+                keep_raw_data: f.bool("keep_raw_data", true)?,
+                add_system_prompt: f.bool("add_system_prompt", false)?,
+                system_prompt: f.string("system_prompt")?.unwrap_or_else(|| DEFAULT_SYSTEM_PROMPT.to_string()),
+                continue_mode: f.bool("continue_mode", true)?,
+                selected_datasets: f.string_list("selected_datasets")?,
+            }),
+            CHATML_KEYS,
+        ),
+        "jsonl_merge" => (
+            DistillationStep::JsonlMerge(JsonlMerge {
+                merge_config_path: f.path("merge_config_path", "the merge config (merge_groups.yaml)", base)?,
+                base_input_dir: f.path("base_input_dir", "the folder holding the files to merge", base)?,
+                base_output_dir: f.path("base_output_dir", "where to write the merged files", base)?,
+                chunk_size: f.positive("chunk_size", 1000)? as usize,
+                merge_groups: f.string_list("merge_groups")?.unwrap_or_default(),
+            }),
+            MERGE_KEYS,
+        ),
+        "generate_response" => (
+            DistillationStep::GenerateResponse(GenerateResponse {
+                model_config_path: f.path("response_config_path", "the model config that answers", base)?,
+                input_path: f.path("input_path", "a JSONL file or a folder of them", base)?,
+                output_path: f.path("output_path", "the output folder", base)?,
+                concurrency: f.positive("concurrency", 20)? as usize,
+                batch_size: f.positive("batch_size", 20)? as usize,
+                flush_interval_secs: f.number("flush_interval_secs")?.unwrap_or(2.0),
+                retry_mode: f.bool("retry_mode", false)?,
+                resume: f.bool("resume_mode", true)?,
+            }),
+            GENERATE_STEP_KEYS,
+        ),
+        _ => (
+            DistillationStep::GenerateResponse(GenerateResponse {
+                model_config_path: f.path("model_config", "the model config that answers", base)?,
+                input_path: f.path("input_path", "a JSONL file or a folder of them", base)?,
+                output_path: f.path("output_path", "the output folder", base)?,
+                concurrency: f.positive("concurrency", 30)? as usize,
+                batch_size: f.positive("batch_size", 30)? as usize,
+                flush_interval_secs: f.number("flush_interval")?.unwrap_or(2.0),
+                retry_mode: f.bool("retry_mode", false)?,
+                resume: f.bool("resume", true)?,
+            }),
+            GENERATE_TASK_KEYS,
+        ),
+    };
+    let off_step = map
+        .keys()
+        .filter(|k| k.as_str() != "step" && !keys.contains(&k.as_str()))
+        .map(|k| OffStepKey {
+            key: format!("distillation.{k}"),
+            why: format!("not read by the {} step{}", step.name(), hint_for(k, task_type)),
+        })
+        .collect();
+    Ok((step, off_step))
+}
+
+/// The reference's two generate_response schemas differ in names: point at the right one.
+fn hint_for(key: &str, task_type: &str) -> String {
+    let pairs = [("model_config", "response_config_path"), ("flush_interval", "flush_interval_secs"), ("resume", "resume_mode")];
+    for (task_name, step_name) in pairs {
+        if task_type == "generate_response" && key == step_name {
+            return format!(" (a generate_response task spells it `{task_name}`)");
+        }
+        if task_type != "generate_response" && key == task_name {
+            return format!(" (this step spells it `{step_name}`)");
+        }
+    }
+    String::new()
+}
+
+/// The `format_style`s of §7.1 and the `column_mapping` keys each needs.
+pub const FORMAT_STYLES: &[(&str, &[&str])] = &[
+    ("prompt_response", &["prompt", "response"]),
+    ("instruction_input", &["prompt", "input", "response"]),
+    ("sharegpt", &["conversations"]),
+    ("messages", &["messages"]),
+    ("input_output_messages", &["input", "output"]),
+    ("prompt_text_only", &["prompt_text"]),
+];
+
+/// One dataset of the ChatML dataset config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatasetSpec {
+    /// HF config names; `None` entries mean the default config. Defaults to `[None]`.
+    pub configs: Vec<Option<String>>,
+    pub format_style: String,
+    /// Role (`prompt`, `response`, …) → source column.
+    pub column_mapping: BTreeMap<String, String>,
+}
+
+/// `datasets_chatml.yaml`: dataset key (an HF repo id or a `.jsonl` file name) → its spec.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatasetsConfig {
+    pub path: PathBuf,
+    pub datasets: BTreeMap<String, DatasetSpec>,
+}
+
+impl DatasetsConfig {
+    pub fn load(path: &Path) -> Result<DatasetsConfig, ConfigError> {
+        let yaml = read_yaml(path, "dataset config")?;
+        let Value::Object(root) = &yaml.tree else {
+            return Err(ConfigError::new(path, "a dataset config maps dataset keys to {configs, format_style, column_mapping}"));
+        };
+        let mut datasets = BTreeMap::new();
+        for (key, spec) in root {
+            let Value::Object(m) = spec else {
+                return Err(ConfigError::new(path, "must be a mapping with format_style and column_mapping")
+                    .key(key.clone())
+                    .at(yaml.locate(&[key])));
+            };
+            let f = Fields::new(path, &yaml, &[key], m);
+            let style = f.required_string("format_style", "one of the format styles")?;
+            let Some((_, needed)) = FORMAT_STYLES.iter().find(|(s, _)| *s == style) else {
+                let names: Vec<&str> = FORMAT_STYLES.iter().map(|(s, _)| *s).collect();
+                return Err(f
+                    .error("format_style", format!("`{style}` is not a format style; expected one of {}", names.join(", ")))
+                    .suggest(closest(&style, names)));
+            };
+            let mut column_mapping = BTreeMap::new();
+            for (role, col) in f.mapping("column_mapping")?.into_iter().flatten() {
+                match col {
+                    Value::String(s) => column_mapping.insert(role.clone(), s.clone()),
+                    _ => return Err(f.error("column_mapping", format!("`{role}` must name a column"))),
+                };
+            }
+            if let Some(missing) = needed.iter().find(|n| !column_mapping.contains_key(**n)) {
+                return Err(f.error(
+                    "column_mapping",
+                    format!("format_style {style} needs column_mapping.{missing} (it needs {})", needed.join(", ")),
+                ));
+            }
+            let configs = match m.get("configs") {
+                None | Some(Value::Null) => vec![None],
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .map(|c| match c {
+                        Value::Null => Ok(None),
+                        Value::String(s) => Ok(Some(s.clone())),
+                        _ => Err(f.error("configs", "must be a list of config names (or null)")),
+                    })
+                    .collect::<Result<_, _>>()?,
+                Some(_) => return Err(f.error("configs", "must be a list of config names (or null)")),
+            };
+            datasets.insert(key.clone(), DatasetSpec { configs, format_style: style, column_mapping });
+        }
+        Ok(DatasetsConfig { path: path.to_path_buf(), datasets })
+    }
+}
+
+/// One group of `merge_groups.yaml`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MergeGroup {
+    pub name: String,
+    pub output_file: String,
+    pub input_files: Vec<String>,
+}
+
+/// `merge_groups.yaml`: `merge_groups: [{name, output_file, input_files: […]}]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MergeConfig {
+    pub path: PathBuf,
+    pub groups: Vec<MergeGroup>,
+}
+
+impl MergeConfig {
+    pub fn load(path: &Path) -> Result<MergeConfig, ConfigError> {
+        let yaml = read_yaml(path, "merge config")?;
+        let err = |msg: String| ConfigError::new(path, msg).key("merge_groups").at(yaml.locate(&["merge_groups"]));
+        let Some(Value::Array(items)) = yaml.tree.get("merge_groups") else {
+            return Err(err("missing: a list of {name, output_file, input_files}".into()));
+        };
+        let mut groups = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let Value::Object(m) = item else { return Err(err(format!("item {} must be a mapping", i + 1))) };
+            let text = |k: &str| m.get(k).and_then(Value::as_str).map(str::to_string);
+            let (Some(name), Some(output_file)) = (text("name"), text("output_file")) else {
+                return Err(err(format!("item {} needs `name` and `output_file`", i + 1)));
+            };
+            let input_files: Vec<String> = match m.get("input_files") {
+                Some(Value::Array(a)) if a.iter().all(Value::is_string) && !a.is_empty() => {
+                    a.iter().filter_map(Value::as_str).map(str::to_string).collect()
+                }
+                _ => return Err(err(format!("group `{name}` needs input_files: a non-empty list of file names"))),
+            };
+            if groups.iter().any(|g: &MergeGroup| g.name == name) {
+                return Err(err(format!("group `{name}` is defined twice")));
+            }
+            groups.push(MergeGroup { name, output_file, input_files });
+        }
+        Ok(MergeConfig { path: path.to_path_buf(), groups })
+    }
+
+    /// The groups named (all when `names` is empty); an unknown name is an error with a suggestion.
+    pub fn select(&self, names: &[String]) -> Result<Vec<&MergeGroup>, String> {
+        if names.is_empty() {
+            return Ok(self.groups.iter().collect());
+        }
+        names
+            .iter()
+            .map(|n| {
+                self.groups.iter().find(|g| &g.name == n).ok_or_else(|| {
+                    let known: Vec<&str> = self.groups.iter().map(|g| g.name.as_str()).collect();
+                    let hint = closest(n, known.iter().copied()).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
+                    format!("merge group `{n}` is not in {}{hint}", self.path.display())
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn yaml(text: &str) -> YamlFile {
+        YamlFile { source: text.to_string(), tree: crate::yaml::yaml_to_json(serde_yaml::from_str(text).unwrap()) }
+    }
+
+    fn parse_text(task_type: &str, text: &str) -> Result<(DistillationStep, Vec<OffStepKey>), ConfigError> {
+        let y = yaml(text);
+        parse(task_type, y.tree.get("distillation"), Path::new("t.yaml"), &y, Path::new("."))
+    }
+
+    #[test]
+    fn chatml_step_with_defaults() {
+        let (step, off) = parse_text(
+            "data_distillation",
+            "distillation:\n  step: chatml_conversion\n  dataset_config_path: d.yaml\n  input_dir: in\n  output_dir: out\n  selected_datasets: [a, b]\n",
+        )
+        .unwrap();
+        let DistillationStep::ChatmlConversion(c) = step else { panic!("{step:?}") };
+        assert!(c.keep_raw_data && c.continue_mode && !c.add_system_prompt);
+        assert_eq!(c.system_prompt, DEFAULT_SYSTEM_PROMPT);
+        assert_eq!(c.selected_datasets, Some(vec!["a".into(), "b".into()]));
+        assert!(off.is_empty());
+    }
+
+    #[test]
+    fn both_generate_response_schemas_land_in_one_struct() {
+        let (step, _) = parse_text(
+            "data_distillation",
+            "distillation:\n  step: generate_response\n  response_config_path: m.yaml\n  input_path: i.jsonl\n  output_path: o\n  flush_interval_secs: 5\n  resume_mode: false\n",
+        )
+        .unwrap();
+        let DistillationStep::GenerateResponse(g) = step else { panic!() };
+        assert_eq!((g.concurrency, g.batch_size, g.flush_interval_secs, g.resume), (20, 20, 5.0, false));
+        let (step, off) = parse_text(
+            "generate_response",
+            "distillation:\n  step: generate_response\n  model_config: m.yaml\n  input_path: i.jsonl\n  output_path: o\n  resume_mode: false\n",
+        )
+        .unwrap();
+        let DistillationStep::GenerateResponse(g) = step else { panic!() };
+        assert_eq!((g.concurrency, g.batch_size, g.resume), (30, 30, true));
+        assert_eq!(g.model_config_path, PathBuf::from("m.yaml"));
+        assert_eq!(off.len(), 1);
+        assert!(off[0].why.contains("spells it `resume`"), "{:?}", off[0]);
+    }
+
+    #[test]
+    fn step_errors_name_line_and_suggest() {
+        let e = parse_text("data_distillation", "task_name: x\ndistillation:\n  step: jsonl_merg\n").unwrap_err();
+        assert_eq!(e.line, Some(3));
+        assert!(e.to_string().contains("did you mean `jsonl_merge`"), "{e}");
+        let e = parse_text("data_distillation", "distillation:\n  step: jsonl_merge\n  merge_config_path: m.yaml\n  base_input_dir: i\n").unwrap_err();
+        assert!(e.to_string().contains("distillation.base_output_dir"), "{e}");
+        let e = parse_text(
+            "data_distillation",
+            "distillation:\n  step: jsonl_merge\n  merge_config_path: m\n  base_input_dir: i\n  base_output_dir: o\n  chunk_size: many\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, Some(6));
+        assert!(e.to_string().contains("must be a whole number"), "{e}");
+    }
+
+    #[test]
+    fn dataset_and_merge_configs() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("datasets.yaml");
+        std::fs::write(&d, "OpenCoder-LLM/opc-sft-stage1:\n  configs: [realuser_instruct, null]\n  format_style: prompt_response\n  column_mapping: {prompt: instruction, response: output}\noo1.jsonl:\n  format_style: messages\n  column_mapping: {messages: messages}\n").unwrap();
+        let c = DatasetsConfig::load(&d).unwrap();
+        assert_eq!(c.datasets["OpenCoder-LLM/opc-sft-stage1"].configs, vec![Some("realuser_instruct".into()), None]);
+        assert_eq!(c.datasets["oo1.jsonl"].configs, vec![None]);
+        std::fs::write(&d, "x:\n  format_style: sharegtp\n").unwrap();
+        let e = DatasetsConfig::load(&d).unwrap_err();
+        assert!(e.to_string().contains(":2:") && e.to_string().contains("did you mean `sharegpt`"), "{e}");
+        std::fs::write(&d, "x:\n  format_style: instruction_input\n  column_mapping: {prompt: q, response: a}\n").unwrap();
+        assert!(DatasetsConfig::load(&d).unwrap_err().to_string().contains("column_mapping.input"));
+
+        let m = dir.path().join("merge.yaml");
+        std::fs::write(&m, "merge_groups:\n  - name: qa-train-data\n    output_file: qa.jsonl\n    input_files: [zh.jsonl, en.jsonl]\n").unwrap();
+        let mc = MergeConfig::load(&m).unwrap();
+        assert_eq!(mc.groups[0].input_files.len(), 2);
+        assert_eq!(mc.select(&[]).unwrap().len(), 1);
+        assert!(mc.select(&["qa-train-dta".into()]).unwrap_err().contains("did you mean `qa-train-data`"));
+        std::fs::write(&m, "merge_groups:\n  - name: qa\n    output_file: qa.jsonl\n").unwrap();
+        assert!(MergeConfig::load(&m).unwrap_err().to_string().contains("input_files"));
+    }
+}

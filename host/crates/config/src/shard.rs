@@ -1,0 +1,98 @@
+//! Shard specs: `--shard I/N`, Slurm job arrays, Kubernetes Indexed Jobs.
+
+/// Parses `I/N` (0-based, I < N).
+pub fn parse_shard(spec: &str) -> Result<(u32, u32), String> {
+    let (i, n) = spec.split_once('/').ok_or_else(|| format!("--shard `{spec}` should be I/N, e.g. 0/4"))?;
+    let i: u32 = i.trim().parse().map_err(|_| format!("--shard `{spec}`: `{i}` is not a whole number"))?;
+    let n: u32 = n.trim().parse().map_err(|_| format!("--shard `{spec}`: `{n}` is not a whole number"))?;
+    if n == 0 || i >= n {
+        return Err(format!("--shard `{spec}`: the index must be below the count (0-based: 0/{n} … {}/{n})", n.max(1) - 1));
+    }
+    Ok((i, n))
+}
+
+/// The shard given by scheduler variables, if any:
+/// - Slurm arrays: `SLURM_ARRAY_TASK_ID` minus `SLURM_ARRAY_TASK_MIN` (default 0) of
+///   `SLURM_ARRAY_TASK_COUNT`;
+/// - Kubernetes Indexed Jobs: `JOB_COMPLETION_INDEX` of `MODELCALL_SHARD_COUNT` (Kubernetes does
+///   not expose the completion count; the generated Job sets it).
+///
+/// Inconsistent values are an error rather than "no sharding": running every shard over the
+/// whole input would duplicate the work N times.
+pub fn shard_from_vars(get: &dyn Fn(&str) -> Option<String>) -> Result<Option<(u32, u32)>, String> {
+    let num = |k: &str| -> Result<Option<u32>, String> {
+        match get(k) {
+            None => Ok(None),
+            Some(v) if v.trim().is_empty() => Ok(None),
+            Some(v) => v.trim().parse().map(Some).map_err(|_| format!("{k}=`{v}` is not a whole number")),
+        }
+    };
+    if let Some(id) = num("SLURM_ARRAY_TASK_ID")? {
+        let n = num("SLURM_ARRAY_TASK_COUNT")?.ok_or("SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not")?;
+        let min = num("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
+        let i = id.checked_sub(min).ok_or(format!("SLURM_ARRAY_TASK_ID {id} is below SLURM_ARRAY_TASK_MIN {min}"))?;
+        if i >= n {
+            return Err(format!(
+                "Slurm array task {id} (min {min}) is outside a count of {n}; use a contiguous array such as --array=0-{}",
+                n.max(1) - 1
+            ));
+        }
+        return Ok(Some((i, n)));
+    }
+    if let Some(i) = num("JOB_COMPLETION_INDEX")? {
+        let Some(n) = num("MODELCALL_SHARD_COUNT")? else {
+            return Err("JOB_COMPLETION_INDEX is set but MODELCALL_SHARD_COUNT is not (set it to the Job's completions)".into());
+        };
+        if n == 0 || i >= n {
+            return Err(format!("JOB_COMPLETION_INDEX {i} is not below MODELCALL_SHARD_COUNT {n}"));
+        }
+        return Ok(Some((i, n)));
+    }
+    Ok(None)
+}
+
+/// [`shard_from_vars`] over the process environment.
+pub fn shard_from_env_checked() -> Result<Option<(u32, u32)>, String> {
+    shard_from_vars(&|k| std::env::var(k).ok())
+}
+
+/// Like [`shard_from_env_checked`], with inconsistent variables treated as absent. Prefer the
+/// checked form; this one remains for callers written against it.
+pub fn shard_from_env() -> Option<(u32, u32)> {
+    shard_from_env_checked().ok().flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let owned: Vec<(String, String)> = pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        move |k| owned.iter().find(|(a, _)| a == k).map(|(_, b)| b.clone())
+    }
+
+    #[test]
+    fn shard_specs() {
+        assert_eq!(parse_shard("3/8"), Ok((3, 8)));
+        assert_eq!(parse_shard(" 0 / 1 "), Ok((0, 1)));
+        assert!(parse_shard("8/8").is_err());
+        assert!(parse_shard("0/0").is_err());
+        assert!(parse_shard("x/2").unwrap_err().contains("`x`"));
+        assert!(parse_shard("1").is_err());
+    }
+
+    #[test]
+    fn scheduler_variables() {
+        assert_eq!(shard_from_vars(&vars(&[])), Ok(None));
+        assert_eq!(shard_from_vars(&vars(&[("SLURM_ARRAY_TASK_ID", "2"), ("SLURM_ARRAY_TASK_COUNT", "4")])), Ok(Some((2, 4))));
+        assert_eq!(
+            shard_from_vars(&vars(&[("SLURM_ARRAY_TASK_ID", "5"), ("SLURM_ARRAY_TASK_MIN", "1"), ("SLURM_ARRAY_TASK_COUNT", "8")])),
+            Ok(Some((4, 8)))
+        );
+        assert!(shard_from_vars(&vars(&[("SLURM_ARRAY_TASK_ID", "9"), ("SLURM_ARRAY_TASK_COUNT", "4")])).is_err());
+        assert!(shard_from_vars(&vars(&[("SLURM_ARRAY_TASK_ID", "1")])).is_err());
+        assert_eq!(shard_from_vars(&vars(&[("JOB_COMPLETION_INDEX", "0"), ("MODELCALL_SHARD_COUNT", "3")])), Ok(Some((0, 3))));
+        assert!(shard_from_vars(&vars(&[("JOB_COMPLETION_INDEX", "0")])).is_err());
+        assert!(shard_from_vars(&vars(&[("JOB_COMPLETION_INDEX", "3"), ("MODELCALL_SHARD_COUNT", "3")])).is_err());
+    }
+}
