@@ -89,22 +89,23 @@ fn has_run_state(dir: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// Resolves a path from a config file: absolute paths as they are; a relative path against the
-/// current directory when it exists there (the reference's only rule: its scripts `cd` to the
-/// project root), else against the folder of the file that names it when it exists there (so a
-/// task can be run from anywhere), else as written (relative to the current directory, which is
-/// where outputs that do not exist yet are created).
+/// Resolves a path from a config file:
+/// 1. absolute paths as they are;
+/// 2. a relative path that exists under the current directory (the reference's only rule: its
+///    scripts `cd` to the project root first);
+/// 3. else the first folder that holds it among the config file's folder and that folder's
+///    ancestors, nearest first; so `configs/models/x.yaml` written in
+///    `<root>/configs/tasks/t.yaml` is found from any current directory, and so is a file beside
+///    the task;
+/// 4. else as written, relative to the current directory (where outputs that do not exist yet
+///    are created).
 pub fn resolve(path: &str, base_dir: &Path) -> PathBuf {
     let p = PathBuf::from(path);
     if p.is_absolute() || p.exists() {
         return p;
     }
-    let beside = base_dir.join(&p);
-    if beside.exists() {
-        beside
-    } else {
-        p
-    }
+    let base = base_dir.canonicalize().unwrap_or_else(|_| base_dir.to_path_buf());
+    base.ancestors().map(|dir| dir.join(&p)).find(|candidate| candidate.exists()).unwrap_or(p)
 }
 
 #[cfg(test)]
@@ -151,10 +152,16 @@ mod tests {
     }
 
     #[test]
-    fn resolution_prefers_cwd_then_the_files_folder() {
+    fn resolution_prefers_cwd_then_the_files_folder_then_its_ancestors() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("m.yaml"), "").unwrap();
-        assert_eq!(resolve("m.yaml", dir.path()), dir.path().join("m.yaml"));
+        let root = dir.path().canonicalize().unwrap();
+        std::fs::create_dir_all(root.join("configs/tasks/q")).unwrap();
+        std::fs::create_dir_all(root.join("configs/models")).unwrap();
+        std::fs::write(root.join("configs/tasks/q/m.yaml"), "").unwrap();
+        std::fs::write(root.join("configs/models/sim.yaml"), "").unwrap();
+        let task_dir = root.join("configs/tasks/q");
+        assert_eq!(resolve("m.yaml", &task_dir), task_dir.join("m.yaml"));
+        assert_eq!(resolve("configs/models/sim.yaml", &task_dir), root.join("configs/models/sim.yaml"));
         assert_eq!(resolve("/abs/x", dir.path()), PathBuf::from("/abs/x"));
         assert_eq!(resolve("nowhere/x", dir.path()), PathBuf::from("nowhere/x"));
         // Cargo runs tests in the crate folder, where Cargo.toml exists: the current directory wins.

@@ -307,3 +307,50 @@ fn plugins_block() {
     let twice = text.replace("role: score-parser", "role: prompt-builder");
     assert!(fx.load_text(TASK, &twice, &[]).unwrap_err().to_string().contains("both have role prompt-builder"));
 }
+
+/// Every task, model and prompt file shipped in `configs/` loads (a missing environment
+/// variable is the only acceptable error: it is the user's to set).
+#[test]
+fn shipped_configs_load() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../configs");
+    fn yamls(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                yamls(&p, out);
+            } else if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
+                out.push(p);
+            }
+        }
+    }
+    let acceptable = |e: &ConfigError| e.message.contains("is not set");
+    let mut tasks = Vec::new();
+    yamls(&root.join("tasks"), &mut tasks);
+    tasks.retain(|p| !p.components().any(|c| c.as_os_str() == "templates"));
+    let mut loaded = 0;
+    for t in &tasks {
+        match load_task_with(t, &Overrides::default(), Vars::fixed([])) {
+            Ok(task) => {
+                loaded += 1;
+                assert!(task.model.is_some() || task.task.task_type != TaskType::DataScoring, "{}", t.display());
+            }
+            Err(e) if acceptable(&e) => {}
+            Err(e) => panic!("shipped task does not load: {e}"),
+        }
+    }
+    assert!(loaded > 0 || tasks.is_empty(), "no shipped task loaded");
+    let mut models = Vec::new();
+    yamls(&root.join("models"), &mut models);
+    for m in &models {
+        match modelcall_config::ModelConfig::load(m, &Vars::fixed([]), &modelcall_config::ModelDefaults::scoring()) {
+            Ok(_) => {}
+            Err(e) if acceptable(&e) => {}
+            Err(e) => panic!("shipped model config does not load: {e}"),
+        }
+    }
+    let mut prompts = Vec::new();
+    yamls(&root.join("prompts"), &mut prompts);
+    for p in &prompts {
+        modelcall_config::PromptConfig::load(p).unwrap_or_else(|e| panic!("shipped prompt config does not load: {e}"));
+    }
+}
