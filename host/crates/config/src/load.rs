@@ -238,15 +238,52 @@ fn typed(json: &Value, yaml: &YamlFile, path: &Path) -> Result<TaskConfig, Confi
             }
         }
     }
-    serde_path_to_error::deserialize(typed).map_err(|e| {
-        let mut key = e.path().to_string();
+    // A quoted number or boolean (`"64"`, or `${CONCURRENCY:-64}` after interpolation) is taken
+    // as the number where a number is wanted: retry with that one value converted.
+    for _ in 0..64 {
+        let e = match serde_path_to_error::deserialize::<_, TaskConfig>(typed.clone()) {
+            Ok(t) => return Ok(t),
+            Err(e) => e,
+        };
+        let key = e.path().to_string();
         let msg = e.inner().to_string();
-        if let Some(field) = msg.strip_prefix("missing field `").and_then(|m| m.strip_suffix('`')) {
-            key = if key == "." || key.is_empty() { field.to_string() } else { format!("{key}.{field}") };
+        if msg.starts_with("invalid type: string") {
+            let pointer: String = key.split('.').map(|s| format!("/{}", s.replace('~', "~0").replace('/', "~1"))).collect();
+            if let Some(slot) = typed.pointer_mut(&pointer) {
+                if let Some(v) = slot.as_str().and_then(scalar_from_text) {
+                    *slot = v;
+                    continue;
+                }
+            }
         }
-        let segs: Vec<&str> = key.split('.').filter(|s| !s.is_empty() && *s != "?").collect();
-        ConfigError::new(path, humanize_serde(&msg)).key(segs.join(".")).at(yaml.locate(&segs))
-    })
+        return Err(type_error(&key, &msg, yaml, path));
+    }
+    Err(ConfigError::new(path, "too many quoted numbers to convert"))
+}
+
+/// `"64"` → 64, `"0.5"` → 0.5, `"true"` → true.
+fn scalar_from_text(s: &str) -> Option<Value> {
+    let t = s.trim();
+    if let Ok(i) = t.parse::<i64>() {
+        return Some(Value::from(i));
+    }
+    if let Ok(f) = t.parse::<f64>() {
+        return serde_json::Number::from_f64(f).map(Value::Number);
+    }
+    match t {
+        "true" => Some(Value::Bool(true)),
+        "false" => Some(Value::Bool(false)),
+        _ => None,
+    }
+}
+
+fn type_error(key: &str, msg: &str, yaml: &YamlFile, path: &Path) -> ConfigError {
+    let mut key = key.to_string();
+    if let Some(field) = msg.strip_prefix("missing field `").and_then(|m| m.strip_suffix('`')) {
+        key = if key == "." || key.is_empty() { field.to_string() } else { format!("{key}.{field}") };
+    }
+    let segs: Vec<&str> = key.split('.').filter(|s| !s.is_empty() && *s != "?").collect();
+    ConfigError::new(path, humanize_serde(msg)).key(segs.join(".")).at(yaml.locate(&segs))
 }
 
 fn check_plugins(task: &mut TaskConfig, yaml: &YamlFile, path: &Path) -> Result<(), ConfigError> {

@@ -155,6 +155,13 @@ fn type_errors_name_the_key_and_line() {
     let s = e.to_string();
     assert!(s.contains("`concurrency.max_concurrent_requests`: must be a whole number (0 or more), found \"lots\""), "{s}");
 
+    // Quoted numbers (e.g. from `${VAR:-64}`) are numbers where numbers are wanted.
+    let quoted = text.replace("max_concurrent_requests: 64", "max_concurrent_requests: \"${CONC:-48}\"");
+    let t = fx.load_text(TASK, &quoted, &[]).unwrap();
+    assert_eq!(t.task.concurrency.max_concurrent_requests, Some(48));
+    let t = fx.load_text(TASK, &quoted, &[("CONC", "7")]).unwrap();
+    assert_eq!(t.task.concurrency.max_concurrent_requests, Some(7));
+
     let bad = text.replace("  enabled: false\n  max_files: -1", "  enabled: sometimes\n  max_files: -1");
     let e = fx.load_text(TASK, &bad, &[]).unwrap_err();
     assert_eq!((e.key.as_deref(), e.line), (Some("debug.enabled"), Some(line_of(&bad, "sometimes"))));
