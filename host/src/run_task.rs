@@ -29,19 +29,22 @@ pub fn run(args: RunTaskArgs) -> anyhow::Result<ExitCode> {
         }
     };
     for ignored in &task.ignored_keys {
-        let line = ignored.line.map(|l| format!(":{l}")).unwrap_or_default();
-        eprintln!("note: {}{line}: `{}` is accepted but has no effect: {}", task.source_path.display(), ignored.key, ignored.why);
+        eprintln!("note: {ignored}");
     }
-    match task.task.task_type {
-        TaskType::DataScoring => {}
-        TaskType::DataDistillation | TaskType::GenerateResponse => {
+    for warning in &task.warnings {
+        eprintln!("warning: {warning}");
+    }
+    match (&task.task.task_type, &task.task.distillation) {
+        (TaskType::DataScoring, _) => {}
+        (_, Some(modelcall_config::distill::DistillationStep::GenerateResponse(step))) => {
+            let step = step.clone();
+            return run_generate(&args, &task, &step);
+        }
+        (_, step) => {
             eprintln!(
-                "error: {}: task_type `{}` is not available in this version yet (distillation is tracked as its own issue); data_scoring tasks run today",
+                "error: {}: distillation step `{}` is not available in this version yet (generate_response is); see the open distillation issue",
                 task.source_path.display(),
-                match task.task.task_type {
-                    TaskType::DataDistillation => "data_distillation",
-                    _ => "generate_response",
-                }
+                step.as_ref().map(|s| s.name()).unwrap_or("none")
             );
             return Ok(ExitCode::from(2));
         }
@@ -102,27 +105,7 @@ pub fn run(args: RunTaskArgs) -> anyhow::Result<ExitCode> {
             },
         };
         // sim:// starts the built-in simulated endpoint on an ephemeral loopback port.
-        let (base_url, _sim) = match model.sim() {
-            Some(spec) => {
-                let opts = modelcall_sim::SimOptions::from_url(&spec.url)
-                    .map_err(|e| anyhow::anyhow!("{}: client_config.base_url: {e}", model.path.display()))?;
-                let sim = modelcall_sim::start(opts).await?;
-                eprintln!("using the SIMULATED endpoint at {} (replies are synthetic, not a model's)", sim.base_url());
-                (sim.base_url(), Some(sim))
-            }
-            None => (model.base_url.clone(), None),
-        };
-        let mut settings = ClientSettings::new(base_url, model.model.clone());
-        settings.api_key = model.api_key.clone();
-        settings.timeout = model.timeout;
-        settings.max_retries = model.max_retries;
-        settings.pool_size = concurrency;
-        settings.stream = model.stream;
-        settings.chat_config = model.chat_config.clone();
-        settings.backoff_base = model.backoff_base;
-        settings.backoff_max = model.backoff_max;
-        settings.requests_per_minute = task.task.concurrency.requests_per_minute;
-        let client = ModelClient::new(settings).map_err(|e| anyhow::anyhow!("{}: {e}", model.path.display()))?;
+        let (client, _sim) = build_client(&model, concurrency, task.task.concurrency.requests_per_minute).await?;
 
         let output_folder = task.output_folder.clone().expect("checked by the config loader");
         let provenance = json!({
@@ -147,7 +130,8 @@ pub fn run(args: RunTaskArgs) -> anyhow::Result<ExitCode> {
                 Some("jsonl") => OutputFormat::Jsonl,
                 _ => OutputFormat::Parquet,
             },
-            id_field: Some(task.task.data.id_field.clone().unwrap_or_else(|| "id".into())),
+            key_fields: vec![task.task.data.id_field.clone().unwrap_or_else(|| "id".into())],
+            naming: crate::scoring::pipeline::Naming::Scoring,
             concurrency,
             max_concurrent_files: task.task.concurrency.max_concurrent_files.unwrap_or(2).max(1),
             max_items_per_file: max_items,
@@ -168,8 +152,9 @@ pub fn run(args: RunTaskArgs) -> anyhow::Result<ExitCode> {
         let validation_retry = task.task.retry.enable_format_validation_retry.unwrap_or(true);
         let stages = Stages {
             task_name: task.task.task_name.clone(),
-            prompt,
-            parser,
+            prompt: Some(prompt),
+            parser: Some(parser),
+            generate: None,
             client,
             pool,
             parse_retries: if validation_retry { task.task.retry.max_retries.unwrap_or(2) } else { 0 },
@@ -182,6 +167,130 @@ pub fn run(args: RunTaskArgs) -> anyhow::Result<ExitCode> {
         if let Some(reason) = outcome.stopped {
             eprintln!("error: the run stopped: {reason}");
             eprintln!("nothing in flight was marked failed; run the same command again to resume");
+            return Ok(ExitCode::from(1));
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Starts the in-process simulated endpoint for `sim://` and builds the client.
+async fn build_client(
+    model: &modelcall_config::ModelConfig,
+    concurrency: usize,
+    requests_per_minute: Option<u32>,
+) -> anyhow::Result<(ModelClient, Option<modelcall_sim::SimServer>)> {
+    let (base_url, sim) = match model.sim() {
+        Some(spec) => {
+            let opts = modelcall_sim::SimOptions::from_url(&spec.url)
+                .map_err(|e| anyhow::anyhow!("{}: client_config.base_url: {e}", model.path.display()))?;
+            let sim = modelcall_sim::start(opts).await?;
+            eprintln!("using the SIMULATED endpoint at {} (replies are synthetic, not a model's)", sim.base_url());
+            (sim.base_url(), Some(sim))
+        }
+        None => (model.base_url.clone(), None),
+    };
+    let mut settings = ClientSettings::new(base_url, model.model.clone());
+    settings.api_key = model.api_key.clone();
+    settings.timeout = model.timeout;
+    settings.max_retries = model.max_retries;
+    settings.pool_size = concurrency;
+    settings.stream = model.stream;
+    settings.chat_config = model.chat_config.clone();
+    settings.backoff_base = model.backoff_base;
+    settings.backoff_max = model.backoff_max;
+    settings.requests_per_minute = requests_per_minute;
+    let client = ModelClient::new(settings).map_err(|e| anyhow::anyhow!("{}: {e}", model.path.display()))?;
+    Ok((client, sim))
+}
+
+/// `generate_response` (both reference schemas): a teacher model answers every conversation of
+/// a JSONL file or of every `*.jsonl` in a folder; `<out>/<B>.jsonl` and `<out>/<B>_error.jsonl`,
+/// exactly one line per uid across both, resumable; `retry_mode` re-runs the failures (which
+/// every run does anyway: failed uids are never done).
+fn run_generate(args: &RunTaskArgs, task: &LoadedTask, step: &modelcall_config::distill::GenerateResponse) -> anyhow::Result<ExitCode> {
+    let file = task.source_path.display();
+    let Some(model) = task.model.clone() else {
+        eprintln!("error: {file}: generate_response needs a model config (distillation.response_config_path / model_config)");
+        return Ok(ExitCode::from(2));
+    };
+    let input = &step.input_path;
+    let inputs: Vec<PathBuf> = if input.is_dir() {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(input)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+            .collect();
+        v.sort();
+        v
+    } else if input.exists() {
+        vec![input.clone()]
+    } else {
+        eprintln!("error: {file}: distillation.input_path: {} does not exist", input.display());
+        return Ok(ExitCode::from(2));
+    };
+    if inputs.is_empty() {
+        eprintln!("error: {file}: distillation.input_path: no *.jsonl files in {}", input.display());
+        return Ok(ExitCode::from(2));
+    }
+    let concurrency = step.concurrency.max(1);
+    raise_open_file_limit(concurrency as u64 * 2 + 256);
+    let shard = resolve_shard(args, task)?;
+    let output_folder = args.output_folder.clone().unwrap_or_else(|| step.output_path.clone());
+    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    tokio.block_on(async move {
+        let (client, _sim) = build_client(&model, concurrency, task.task.concurrency.requests_per_minute).await?;
+        let plan = ScoringPlan {
+            task_name: task.task.task_name.clone(),
+            inputs,
+            output_folder,
+            stat_folder: None,
+            output_format: OutputFormat::Jsonl,
+            key_fields: vec!["uid".into(), "id".into()],
+            naming: crate::scoring::pipeline::Naming::Distillation,
+            concurrency,
+            max_concurrent_files: 1,
+            max_items_per_file: None,
+            shard,
+            flush_interval: Duration::from_secs_f64(step.flush_interval_secs.clamp(0.01, 60.0)),
+            show_progress: !args.no_progress,
+            provenance: json!({
+                "task_file": task.source_path.display().to_string(),
+                "step": "generate_response",
+                "endpoint": client.endpoint(),
+                "simulated": model.sim().is_some(),
+                "model": model.model,
+                "api_key": model.masked_key(),
+                "concurrency": concurrency,
+                "retry_mode": step.retry_mode,
+            }),
+            prompt_conf: String::new(),
+            model_conf: model.path.display().to_string(),
+        };
+        if args.dry_run {
+            println!("task        {} (generate_response) from {}", plan.task_name, task.source_path.display());
+            for i in &plan.inputs {
+                println!("input       {}", i.display());
+            }
+            println!("outputs     {}", plan.output_folder.display());
+            println!("endpoint    {}", client.endpoint());
+            println!("dry run: no request sent");
+            return Ok(ExitCode::SUCCESS);
+        }
+        let stages = Stages {
+            task_name: task.task.task_name.clone(),
+            prompt: None,
+            parser: None,
+            generate: Some(crate::scoring::generate::GenerateOptions::default()),
+            client,
+            pool: PluginPool::new(1),
+            parse_retries: 0,
+            input_key: None,
+            require_json: false,
+        };
+        let outcome = scoring::run(plan, stages).await?;
+        eprintln!("{}", outcome.stats.render());
+        eprintln!("summary: {}", outcome.summary_path.display());
+        if let Some(reason) = outcome.stopped {
+            eprintln!("error: the run stopped: {reason}");
             return Ok(ExitCode::from(1));
         }
         Ok(ExitCode::SUCCESS)
@@ -280,7 +389,7 @@ fn resolve_shard(args: &RunTaskArgs, task: &LoadedTask) -> anyhow::Result<Option
         }
         return Ok(Some((i, n)));
     }
-    Ok(modelcall_config::shard_from_env())
+    modelcall_config::shard_from_env_checked().map_err(|e| anyhow::anyhow!(e))
 }
 
 fn inputs(task: &LoadedTask) -> anyhow::Result<Vec<PathBuf>> {

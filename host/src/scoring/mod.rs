@@ -1,5 +1,6 @@
 //! The scoring engine: source → (preprocess) → prompt → model → parse → journal → outputs.
 
+pub mod generate;
 pub mod pipeline;
 pub mod record;
 
@@ -24,7 +25,8 @@ pub struct ScoringPlan {
     pub output_folder: PathBuf,
     pub stat_folder: Option<PathBuf>,
     pub output_format: OutputFormat,
-    pub id_field: Option<String>,
+    pub key_fields: Vec<String>,
+    pub naming: pipeline::Naming,
     pub concurrency: usize,
     pub max_concurrent_files: usize,
     pub max_items_per_file: Option<u64>,
@@ -63,7 +65,8 @@ pub async fn run(plan: ScoringPlan, stages: Stages) -> anyhow::Result<RunOutcome
     let ctx = Arc::new(RunContext {
         stages: Arc::new(stages),
         in_flight: Arc::new(Semaphore::new(plan.concurrency.max(1))),
-        id_field: plan.id_field.clone(),
+        key_fields: plan.key_fields.clone(),
+        naming: plan.naming,
         shard: plan.shard,
         max_items_per_file: plan.max_items_per_file,
         output_format: plan.output_format,
@@ -79,7 +82,7 @@ pub async fn run(plan: ScoringPlan, stages: Stages) -> anyhow::Result<RunOutcome
     let files_at_once = Arc::new(Semaphore::new(plan.max_concurrent_files.max(1)));
     let mut handles = Vec::new();
     for input in &plan.inputs {
-        let paths = FilePaths::for_input(input, &plan.output_folder, plan.output_format, plan.shard);
+        let paths = FilePaths::named(input, &plan.output_folder, plan.output_format, plan.shard, plan.naming);
         let permit = files_at_once.clone().acquire_owned().await?;
         if stop.is_stopped() {
             break;

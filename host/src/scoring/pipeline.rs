@@ -26,7 +26,10 @@ use crate::summary::{FileStats, RunStats};
 pub struct RunContext {
     pub stages: Arc<Stages>,
     pub in_flight: Arc<Semaphore>,
-    pub id_field: Option<String>,
+    /// Id fields tried in order for a record's key (content hash when none is present).
+    pub key_fields: Vec<String>,
+    /// Output naming, and the shape of error rows.
+    pub naming: Naming,
     pub shard: Option<(u32, u32)>,
     pub max_items_per_file: Option<u64>,
     pub output_format: OutputFormat,
@@ -80,10 +83,23 @@ pub struct FilePaths {
     pub journal: PathBuf,
 }
 
+/// How output files are named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Naming {
+    /// Scoring: `<stem>.parquet|jsonl` and `<stem>.errors.jsonl`.
+    Scoring,
+    /// Response generation (the reference's names): `<stem>.jsonl` and `<stem>_error.jsonl`.
+    Distillation,
+}
+
 impl FilePaths {
     /// `<out>/<stem>.parquet|jsonl`, `<out>/<stem>.errors.jsonl`, `<out>/.modelcall/<stem>.journal.jsonl`;
     /// with shards, `<stem>.shard-I-of-N` so shards sharing a folder never write the same file.
     pub fn for_input(input: &Path, output_folder: &Path, format: OutputFormat, shard: Option<(u32, u32)>) -> Self {
+        Self::named(input, output_folder, format, shard, Naming::Scoring)
+    }
+
+    pub fn named(input: &Path, output_folder: &Path, format: OutputFormat, shard: Option<(u32, u32)>, naming: Naming) -> Self {
         let mut stem = input_stem(input);
         if let Some((i, n)) = shard {
             if n > 1 {
@@ -97,7 +113,10 @@ impl FilePaths {
         FilePaths {
             input: input.to_path_buf(),
             output: output_folder.join(format!("{stem}.{ext}")),
-            errors: output_folder.join(format!("{stem}.errors.jsonl")),
+            errors: output_folder.join(match naming {
+                Naming::Scoring => format!("{stem}.errors.jsonl"),
+                Naming::Distillation => format!("{stem}_error.jsonl"),
+            }),
             journal: output_folder.join(".modelcall").join(format!("{stem}.journal.jsonl")),
         }
     }
@@ -157,12 +176,12 @@ pub async fn run_file(ctx: Arc<RunContext>, paths: FilePaths) -> anyhow::Result<
     let (read_tx, mut read_rx) = mpsc::channel::<ReadItem>(ctx.read_ahead.max(16));
     let reader = {
         let input = paths.input.clone();
-        let id_field = ctx.id_field.clone();
+        let key_fields = ctx.key_fields.clone();
         let shard = ctx.shard;
         let limit = ctx.max_items_per_file;
         let done = done.clone();
         let stop = ctx.stop.clone();
-        tokio::task::spawn_blocking(move || read_source(&input, id_field, shard, limit, &done, &stop, read_tx))
+        tokio::task::spawn_blocking(move || read_source(&input, key_fields, shard, limit, &done, &stop, read_tx))
     };
 
     // Collector: the journal's single writer.
@@ -244,7 +263,7 @@ pub async fn run_file(ctx: Arc<RunContext>, paths: FilePaths) -> anyhow::Result<
 
 fn read_source(
     input: &Path,
-    id_field: Option<String>,
+    key_fields: Vec<String>,
     shard: Option<(u32, u32)>,
     limit: Option<u64>,
     done: &KeySet,
@@ -258,7 +277,8 @@ fn read_source(
             return;
         }
     };
-    let mut keys = KeyAssigner::new(id_field);
+    let fields: Vec<&str> = key_fields.iter().map(String::as_str).collect();
+    let mut keys = KeyAssigner::with_fields(&fields);
     let mut dispatched: u64 = 0;
     for item in source {
         if stop.is_stopped() {
@@ -375,11 +395,25 @@ fn collect(
                         tally(&mut stats, &calls);
                         stats.count_failure(&cause);
                     }
-                    let row = json!({
-                        "key": key, "file": input_name, "line": line, "cause": cause, "message": message,
-                        "api_status": "error", "api_fail_reason": message, "attempts": calls.requests,
-                        "record": Value::Object(record),
-                    });
+                    let row = match ctx.naming {
+                        Naming::Scoring => json!({
+                            "key": key, "file": input_name, "line": line, "cause": cause, "message": message,
+                            "api_status": "error", "api_fail_reason": message, "attempts": calls.requests,
+                            "record": Value::Object(record),
+                        }),
+                        // The reference's error lines: the original record plus what went wrong,
+                        // so the error file can be fed back as input.
+                        Naming::Distillation => {
+                            let mut r = record;
+                            r.entry("uid".to_string()).or_insert_with(|| json!(key));
+                            r.insert("error".into(), json!(message));
+                            r.insert("error_type".into(), json!(cause));
+                            r.insert("attempts".into(), json!(calls.requests));
+                            r.insert("timestamp".into(), json!(chrono::Local::now().to_rfc3339()));
+                            r.insert("source_line".into(), json!(line));
+                            Value::Object(r)
+                        }
+                    };
                     journal.append(JournalEntry {
                         key,
                         status: EntryStatus::Error,

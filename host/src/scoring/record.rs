@@ -15,8 +15,11 @@ use crate::plugin_pool::PluginPool;
 /// Everything a record task needs, shared by all of them.
 pub struct Stages {
     pub task_name: String,
-    pub prompt: Plugin,
-    pub parser: Plugin,
+    /// Scoring uses the prompt builder and score parser; generation (distillation) neither.
+    pub prompt: Option<Plugin>,
+    pub parser: Option<Plugin>,
+    /// Set for `generate_response`: send each record's conversation as it is.
+    pub generate: Option<super::generate::GenerateOptions>,
     pub client: ModelClient,
     pub pool: PluginPool,
     /// Re-asks allowed after a parser's `retry(hint)` (reference `retry.max_retries`).
@@ -50,7 +53,7 @@ pub struct CallTally {
 }
 
 impl CallTally {
-    fn add_completion(&mut self, c: &Completion) {
+    pub(crate) fn add_completion(&mut self, c: &Completion) {
         self.requests += c.attempts as u64;
         for (cause, n) in c.retries.iter() {
             self.retries.push((cause, n));
@@ -64,6 +67,12 @@ impl CallTally {
 }
 
 pub async fn score_record(stages: Arc<Stages>, key: String, record: Map<String, Value>) -> RecordOutcome {
+    if let Some(opts) = &stages.generate {
+        return super::generate::generate_record(&stages.client, opts, key, record).await;
+    }
+    let (Some(prompt_plugin), Some(parser_plugin)) = (stages.prompt.clone(), stages.parser.clone()) else {
+        return RecordOutcome::Fatal { message: "internal error: a scoring run without its plugins".into() };
+    };
     let mut calls = CallTally::default();
     if let Some(field) = &stages.input_key {
         if !record.contains_key(field) {
@@ -81,7 +90,7 @@ pub async fn score_record(stages: Arc<Stages>, key: String, record: Map<String, 
 
     // 1. Prompt.
     let prompt = {
-        let (plugin, key, json) = (stages.prompt.clone(), key.clone(), record_json.clone());
+        let (plugin, key, json) = (prompt_plugin.clone(), key.clone(), record_json.clone());
         match stages.pool.run(move || plugin.build_prompt(&key, 1, &json)).await {
             Ok(Ok(prompt)) => prompt,
             Ok(Err(err)) => return plugin_failure("prompt", err, calls, record),
@@ -124,7 +133,7 @@ pub async fn score_record(stages: Arc<Stages>, key: String, record: Map<String, 
         // 3. Parse.
         let verdict = if stages.require_json {
             let (plugin, key, json, text) =
-                (stages.parser.clone(), key.clone(), record_json.clone(), completion.content.clone());
+                (parser_plugin.clone(), key.clone(), record_json.clone(), completion.content.clone());
             match stages.pool.run(move || plugin.parse_score(&key, attempt, &json, &text)).await {
                 Ok(Ok(v)) => v,
                 Ok(Err(err)) => return plugin_failure("parser", err, calls, record),

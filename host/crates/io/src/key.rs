@@ -11,7 +11,8 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 pub struct KeyAssigner {
-    id_field: Option<String>,
+    /// Id fields tried in order (e.g. `uid`, then `id` for distillation inputs).
+    id_fields: Vec<String>,
     /// Occurrences seen so far per content hash, for duplicate ordinals. Only records without
     /// an id pay for this (about 40 bytes each).
     seen: HashMap<u128, u32>,
@@ -19,11 +20,16 @@ pub struct KeyAssigner {
 
 impl KeyAssigner {
     pub fn new(id_field: Option<String>) -> Self {
-        KeyAssigner { id_field, seen: HashMap::new() }
+        KeyAssigner { id_fields: id_field.into_iter().collect(), seen: HashMap::new() }
+    }
+
+    /// Tries each of `fields` in order before falling back to the content hash.
+    pub fn with_fields(fields: &[&str]) -> Self {
+        KeyAssigner { id_fields: fields.iter().map(|f| f.to_string()).collect(), seen: HashMap::new() }
     }
 
     pub fn key_for(&mut self, record: &Map<String, Value>) -> String {
-        if let Some(field) = &self.id_field {
+        for field in &self.id_fields {
             match record.get(field) {
                 Some(Value::String(s)) if !s.is_empty() => return s.clone(),
                 Some(Value::Number(n)) => return n.to_string(),
@@ -106,6 +112,14 @@ mod tests {
         assert_eq!(k.key_for(&obj(json!({"id": "abc", "t": 1}))), "abc");
         assert_eq!(k.key_for(&obj(json!({"id": 42}))), "42");
         assert!(k.key_for(&obj(json!({"id": null, "t": 1}))).starts_with("h:"));
+    }
+
+    #[test]
+    fn fallback_fields_in_order() {
+        let mut k = KeyAssigner::with_fields(&["uid", "id"]);
+        assert_eq!(k.key_for(&obj(json!({"uid": "u", "id": "i"}))), "u");
+        assert_eq!(k.key_for(&obj(json!({"id": "i"}))), "i");
+        assert!(k.key_for(&obj(json!({"x": 1}))).starts_with("h:"));
     }
 
     #[test]

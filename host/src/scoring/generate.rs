@@ -1,0 +1,126 @@
+//! Response generation (distillation): a teacher model answers each record's conversation.
+//!
+//! Unlike the reference, which sent only the first message's content as a user turn, the
+//! conversation is sent as it is — system prompt and every turn up to the last user turn —
+//! unless `first_user_only` reproduces the old behaviour. Truncated (`finish_reason: length`)
+//! and empty answers are failures by default, so they land in the error file and are retried.
+
+use serde_json::{json, Map, Value};
+
+use modelcall_model::{CallError, ChatMessage, ChatRequest, ModelClient};
+
+use super::record::{CallTally, RecordOutcome};
+
+#[derive(Debug, Clone, Default)]
+pub struct GenerateOptions {
+    /// Send only the first message's content as a user turn (the reference's behaviour).
+    pub first_user_only: bool,
+    /// Keep answers cut by the token limit instead of failing them.
+    pub allow_truncated: bool,
+}
+
+fn failed(cause: &str, message: String, calls: CallTally, record: Map<String, Value>) -> RecordOutcome {
+    RecordOutcome::Failed { cause: cause.into(), message, calls, record }
+}
+
+/// The turns to send: everything up to and including the last user turn.
+pub fn conversation(record: &Map<String, Value>, first_user_only: bool) -> Result<Vec<ChatMessage>, (String, String)> {
+    let Some(messages) = record.get("messages").and_then(Value::as_array) else {
+        return Err(("missing_messages".into(), "the record has no `messages` list (ChatML conversations are expected)".into()));
+    };
+    let mut turns = Vec::with_capacity(messages.len());
+    for (i, m) in messages.iter().enumerate() {
+        let role = m.get("role").and_then(Value::as_str).unwrap_or("");
+        let content = match m.get("content") {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Null) | None => String::new(),
+            Some(other) => other.to_string(),
+        };
+        if !matches!(role, "system" | "user" | "assistant" | "tool") {
+            return Err(("bad_message".into(), format!("messages[{i}] has role `{role}`; expected system, user or assistant")));
+        }
+        turns.push(ChatMessage { role: role.to_string(), content });
+    }
+    if first_user_only {
+        let first = turns.first().map(|t| t.content.clone()).unwrap_or_default();
+        return Ok(vec![ChatMessage { role: "user".into(), content: first }]);
+    }
+    let Some(last_user) = turns.iter().rposition(|t| t.role == "user") else {
+        return Err(("no_user_turn".into(), "the conversation has no user turn to answer".into()));
+    };
+    turns.truncate(last_user + 1);
+    Ok(turns)
+}
+
+pub async fn generate_record(client: &ModelClient, opts: &GenerateOptions, key: String, record: Map<String, Value>) -> RecordOutcome {
+    let mut calls = CallTally::default();
+    let sent = match conversation(&record, opts.first_user_only) {
+        Ok(s) => s,
+        Err((cause, message)) => return failed(&cause, message, calls, record),
+    };
+    let request = ChatRequest { messages: sent.clone(), ..ChatRequest::default() };
+    let completion = match client.chat(&request).await {
+        Ok(c) => c,
+        Err(err) => {
+            if let CallError::Exhausted { retries, .. } = &err {
+                for (cause, n) in retries.iter() {
+                    calls.retries.push((cause, n));
+                }
+            }
+            if err.is_fatal() {
+                return RecordOutcome::Fatal { message: err.to_string() };
+            }
+            return failed(&format!("model_{}", err.cause()), err.to_string(), calls, record);
+        }
+    };
+    calls.add_completion(&completion);
+    if completion.finish_reason.as_deref() == Some("length") && !opts.allow_truncated {
+        return failed("truncated", "the answer was cut by the token limit (finish_reason: length)".into(), calls, record);
+    }
+    if completion.content.trim().is_empty() {
+        return failed("empty_answer", "the model returned an empty answer".into(), calls, record);
+    }
+    let mut row = record;
+    if !row.contains_key("uid") {
+        row.insert("uid".into(), json!(key));
+    }
+    let mut final_messages: Vec<Value> = sent.iter().map(|m| json!({"role": m.role, "content": m.content})).collect();
+    final_messages.push(json!({"role": "assistant", "content": completion.raw_text}));
+    row.insert("response".into(), json!(completion.raw_text));
+    row.insert("final_messages".into(), Value::Array(final_messages));
+    row.insert(
+        "usage".into(),
+        completion
+            .usage
+            .map(|u| json!({"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens, "total_tokens": u.total_tokens}))
+            .unwrap_or(Value::Null),
+    );
+    row.insert("finish_reason".into(), json!(completion.finish_reason));
+    row.insert("latency_ms".into(), json!(completion.latency.as_millis() as u64));
+    row.insert("attempts".into(), json!(completion.attempts));
+    RecordOutcome::Scored { row, score: None, calls }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn sends_everything_up_to_the_last_user_turn() {
+        let r = rec(json!({"messages": [
+            {"role": "system", "content": "S"}, {"role": "user", "content": "Q1"},
+            {"role": "assistant", "content": "A1"}, {"role": "user", "content": "Q2"},
+            {"role": "assistant", "content": "old answer"}
+        ]}));
+        let turns = conversation(&r, false).unwrap();
+        assert_eq!(turns.iter().map(|t| t.content.as_str()).collect::<Vec<_>>(), vec!["S", "Q1", "A1", "Q2"]);
+        let first = conversation(&r, true).unwrap();
+        assert_eq!(first, vec![ChatMessage { role: "user".into(), content: "S".into() }]);
+        assert_eq!(conversation(&rec(json!({"x": 1})), false).unwrap_err().0, "missing_messages");
+        assert_eq!(conversation(&rec(json!({"messages": [{"role": "system", "content": "S"}]})), false).unwrap_err().0, "no_user_turn");
+    }
+}

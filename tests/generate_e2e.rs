@@ -1,0 +1,155 @@
+//! End-to-end response generation (distillation): the real binary against the simulated
+//! endpoint on 127.0.0.1, crashes with kill -9, and failure / retry passes.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_modelcall")
+}
+
+struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn new() -> Self {
+        Scratch { dir: tempfile::tempdir().unwrap() }
+    }
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+    fn conversations(&self, n: usize) {
+        std::fs::create_dir_all(self.path("in")).unwrap();
+        let mut f = std::io::BufWriter::new(std::fs::File::create(self.path("in/chats.jsonl")).unwrap());
+        for i in 0..n {
+            let messages = json!([
+                {"role": "system", "content": "You are helpful."},
+                {"role": "user", "content": format!("Question number {i}: why is the sky blue?")}
+            ]);
+            writeln!(f, "{}", json!({"uid": format!("u{i:06}"), "messages": messages})).unwrap();
+        }
+    }
+    fn task(&self, sim_url: &str, max_retries: u32, concurrency: usize) -> PathBuf {
+        let model = self.path("teacher.yaml");
+        std::fs::write(
+            &model,
+            format!("client_config:\n  base_url: \"{sim_url}\"\n  api_key: k\n  timeout: 5\n  max_retries: {max_retries}\n  backoff_base_ms: 5\n  backoff_max_ms: 50\nchat_config:\n  model: teacher\n"),
+        )
+        .unwrap();
+        let task = self.path("task.yaml");
+        std::fs::write(
+            &task,
+            format!(
+                "task_name: gen\ntask_type: data_distillation\ndescription: test\ndistillation:\n  step: generate_response\n  response_config_path: \"{}\"\n  input_path: \"{}\"\n  output_path: \"{}\"\n  concurrency: {concurrency}\n  flush_interval_secs: 0.05\n",
+                model.display(),
+                self.path("in/chats.jsonl").display(),
+                self.path("out").display()
+            ),
+        )
+        .unwrap();
+        task
+    }
+}
+
+fn run(task: &Path) -> Output {
+    Command::new(bin()).arg("run-task").arg(task).arg("--no-progress").stdin(Stdio::null()).output().unwrap()
+}
+
+fn lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .map(|t| t.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect())
+        .unwrap_or_default()
+}
+
+fn uid_counts(rows: &[Value]) -> HashMap<String, usize> {
+    let mut m = HashMap::new();
+    for r in rows {
+        *m.entry(r["uid"].as_str().unwrap().to_string()).or_insert(0) += 1;
+    }
+    m
+}
+
+#[test]
+fn answers_keep_the_reference_shape_and_the_whole_conversation() {
+    let s = Scratch::new();
+    s.conversations(20);
+    let out = run(&s.task("sim://", 3, 8));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows = lines(&s.path("out/chats.jsonl"));
+    assert_eq!(rows.len(), 20);
+    let r = &rows[0];
+    assert!(r["response"].as_str().unwrap().contains("SIMULATED"));
+    let fm = r["final_messages"].as_array().unwrap();
+    assert_eq!(fm.len(), 3, "system + user + assistant: {fm:?}");
+    assert_eq!(fm[0]["role"], "system");
+    assert_eq!(fm[2]["role"], "assistant");
+    assert!(r["usage"]["total_tokens"].as_u64().unwrap() > 0);
+    assert_eq!(r["finish_reason"], "stop");
+    assert!(lines(&s.path("out/chats_error.jsonl")).is_empty());
+}
+
+#[test]
+fn kill_dash_nine_three_times_then_resume_gives_one_line_per_uid() {
+    let s = Scratch::new();
+    s.conversations(20_000);
+    let task = s.task("sim://?latency_ms=20", 5, 256);
+    for (round, wait_ms) in [350u64, 700, 1100].into_iter().enumerate() {
+        let mut child = Command::new(bin())
+            .arg("run-task")
+            .arg(&task)
+            .arg("--no-progress")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(wait_ms));
+        let early = child.try_wait().unwrap().is_some();
+        if !early {
+            child.kill().unwrap();
+        }
+        child.wait().unwrap();
+        eprintln!("round {round}: killed after {wait_ms} ms (finished early: {early})");
+    }
+    let out = run(&task);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let counts = uid_counts(&lines(&s.path("out/chats.jsonl")));
+    assert_eq!(counts.len(), 20_000);
+    assert!(counts.values().all(|&c| c == 1), "a uid appears twice");
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(s.path("out/run_summary.json")).unwrap()).unwrap();
+    assert!(summary["records"]["already_done"].as_u64().unwrap() > 0, "the last run resumed");
+}
+
+#[test]
+fn twenty_percent_failures_converge_with_retry_passes() {
+    let s = Scratch::new();
+    s.conversations(2_000);
+    // No HTTP retries: every injected 500 fails its record, which the next pass retries.
+    let task = s.task("sim://?fault=500:0.2", 0, 128);
+    let first = run(&task);
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let failed_first = lines(&s.path("out/chats_error.jsonl")).len();
+    assert!((250..=550).contains(&failed_first), "about 20 % fail: {failed_first}");
+    // Success and error files never share a uid.
+    let ok = uid_counts(&lines(&s.path("out/chats.jsonl")));
+    let err = uid_counts(&lines(&s.path("out/chats_error.jsonl")));
+    assert_eq!(ok.len() + err.len(), 2_000);
+    assert!(ok.keys().all(|k| !err.contains_key(k)));
+    let mut passes = 1;
+    while !lines(&s.path("out/chats_error.jsonl")).is_empty() {
+        passes += 1;
+        assert!(passes <= 12, "did not converge");
+        let again = run(&task);
+        assert!(again.status.success());
+    }
+    let counts = uid_counts(&lines(&s.path("out/chats.jsonl")));
+    assert_eq!(counts.len(), 2_000);
+    assert!(counts.values().all(|&c| c == 1));
+    eprintln!("converged after {passes} passes");
+}
