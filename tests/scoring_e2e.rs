@@ -334,3 +334,20 @@ fn parquet_and_compressed_inputs_are_scored_into_parquet() {
         assert!(record.contains_key("score") && record.contains_key("usage"), "{record:?}");
     }
 }
+
+#[test]
+fn resume_off_starts_over_and_still_writes_each_record_once() {
+    let s = Scratch::new();
+    write_records(&s.path("input/data.jsonl"), 200);
+    let task = s.task("sim://", 32, "");
+    assert_success(&run(&task, &[]));
+    let fresh = s.task("sim://", 32, "options:\n  resume: false\n");
+    let out = run(&fresh, &[]);
+    assert_success(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("starting over"));
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(s.path("out/run_summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["records"]["scored"], 200, "every record scored again: {summary}");
+    let counts = ids(&read_jsonl(&s.path("out/data.jsonl")));
+    assert_eq!(counts.len(), 200);
+    assert!(counts.values().all(|&c| c == 1));
+}

@@ -49,6 +49,14 @@ pub fn run(args: RunTaskArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     }
+    if task.task.distributed.num_runs() > 1 {
+        eprintln!(
+            "error: {}: `distributed.num_runs: {}` (repeated independent passes) is not supported yet; run the task again with another output_folder instead",
+            task.source_path.display(),
+            task.task.distributed.num_runs()
+        );
+        return Ok(ExitCode::from(2));
+    }
     let shard = resolve_shard(&args, &task)?;
     let runtime = PluginRuntime::new().context("starting the plugin runtime")?;
     let (prompt, parser) = match load_plugins(&runtime, &task) {
@@ -132,6 +140,7 @@ pub fn run(args: RunTaskArgs) -> anyhow::Result<ExitCode> {
             },
             key_fields: vec![task.task.data.id_field.clone().unwrap_or_else(|| "id".into())],
             naming: crate::scoring::pipeline::Naming::Scoring,
+            fresh_start: !task.task.options.resume() || task.task.options.delete_existing(),
             concurrency,
             max_concurrent_files: task.task.concurrency.max_concurrent_files.unwrap_or(2).max(1),
             max_items_per_file: max_items,
@@ -246,6 +255,7 @@ fn run_generate(args: &RunTaskArgs, task: &LoadedTask, step: &modelcall_config::
             output_format: OutputFormat::Jsonl,
             key_fields: vec!["uid".into(), "id".into()],
             naming: crate::scoring::pipeline::Naming::Distillation,
+            fresh_start: !step.resume,
             concurrency,
             max_concurrent_files: 1,
             max_items_per_file: None,

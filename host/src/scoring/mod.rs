@@ -27,6 +27,9 @@ pub struct ScoringPlan {
     pub output_format: OutputFormat,
     pub key_fields: Vec<String>,
     pub naming: pipeline::Naming,
+    /// Discard earlier results of these inputs first (`options.resume: false` or
+    /// `options.delete_existing: true`): every record is processed again.
+    pub fresh_start: bool,
     pub concurrency: usize,
     pub max_concurrent_files: usize,
     pub max_items_per_file: Option<u64>,
@@ -83,6 +86,14 @@ pub async fn run(plan: ScoringPlan, stages: Stages) -> anyhow::Result<RunOutcome
     let mut handles = Vec::new();
     for input in &plan.inputs {
         let paths = FilePaths::named(input, &plan.output_folder, plan.output_format, plan.shard, plan.naming);
+        if plan.fresh_start {
+            for p in [&paths.journal, &paths.output, &paths.errors] {
+                if p.exists() {
+                    eprintln!("warning: starting over (resume off / delete_existing): removing {}", p.display());
+                    std::fs::remove_file(p).with_context(|| format!("removing {}", p.display()))?;
+                }
+            }
+        }
         let permit = files_at_once.clone().acquire_owned().await?;
         if stop.is_stopped() {
             break;
