@@ -153,3 +153,33 @@ fn twenty_percent_failures_converge_with_retry_passes() {
     assert!(counts.values().all(|&c| c == 1));
     eprintln!("converged after {passes} passes");
 }
+
+#[test]
+fn reasoning_modes_and_first_user_compatibility() {
+    let s = Scratch::new();
+    s.conversations(5);
+    let task = s.task("sim://?reasoning", 3, 4);
+    let base = std::fs::read_to_string(&task).unwrap();
+    // Separate reasoning, whole conversation.
+    std::fs::write(&task, format!("{base}  reasoning: separate\n")).unwrap();
+    assert!(run(&task).status.success());
+    let rows = lines(&s.path("out/chats.jsonl"));
+    assert_eq!(rows.len(), 5);
+    assert!(!rows[0]["response"].as_str().unwrap().contains("<think>"));
+    assert!(rows[0]["reasoning"].as_str().unwrap().contains("Simulated reasoning"));
+    // Inline (the reference's shape) and the reference's first-message-only request, into a new folder.
+    let inline = base.replace("/out\"", "/out2\"") + "  reasoning: inline\n  send: first_user\n";
+    std::fs::write(&task, inline).unwrap();
+    assert!(run(&task).status.success());
+    let rows = lines(&s.path("out2/chats.jsonl"));
+    assert!(rows[0]["response"].as_str().unwrap().starts_with("<think>\n"));
+    let fm = rows[0]["final_messages"].as_array().unwrap();
+    assert_eq!(fm.len(), 2);
+    assert_eq!(fm[0]["role"], "user");
+    assert_eq!(fm[0]["content"], "You are helpful.", "the reference sent the first message's content as the user turn");
+    // A typo in a mode names the key.
+    std::fs::write(&task, base + "  reasoning: seperate\n").unwrap();
+    let out = run(&task);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("distillation.reasoning"), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -289,7 +289,11 @@ fn run_generate(args: &RunTaskArgs, task: &LoadedTask, step: &modelcall_config::
             task_name: task.task.task_name.clone(),
             prompt: None,
             parser: None,
-            generate: Some(crate::scoring::generate::GenerateOptions::default()),
+            generate: Some(crate::scoring::generate::GenerateOptions {
+                first_user_only: step.first_user_only,
+                allow_truncated: step.allow_truncated,
+                reasoning: step.reasoning,
+            }),
             client,
             pool: PluginPool::new(1),
             parse_retries: 0,

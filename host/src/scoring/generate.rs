@@ -11,12 +11,16 @@ use modelcall_model::{CallError, ChatMessage, ChatRequest, ModelClient};
 
 use super::record::{CallTally, RecordOutcome};
 
+pub use modelcall_config::distill::ReasoningMode;
+
 #[derive(Debug, Clone, Default)]
 pub struct GenerateOptions {
     /// Send only the first message's content as a user turn (the reference's behaviour).
     pub first_user_only: bool,
     /// Keep answers cut by the token limit instead of failing them.
     pub allow_truncated: bool,
+    /// Where the teacher's reasoning goes.
+    pub reasoning: ReasoningMode,
 }
 
 fn failed(cause: &str, message: String, calls: CallTally, record: Map<String, Value>) -> RecordOutcome {
@@ -84,9 +88,16 @@ pub async fn generate_record(client: &ModelClient, opts: &GenerateOptions, key: 
     if !row.contains_key("uid") {
         row.insert("uid".into(), json!(key));
     }
+    let response = match opts.reasoning {
+        ReasoningMode::Inline => completion.raw_text.clone(),
+        ReasoningMode::Separate | ReasoningMode::Drop => completion.content.clone(),
+    };
+    if opts.reasoning == ReasoningMode::Separate {
+        row.insert("reasoning".into(), json!(completion.reasoning));
+    }
     let mut final_messages: Vec<Value> = sent.iter().map(|m| json!({"role": m.role, "content": m.content})).collect();
-    final_messages.push(json!({"role": "assistant", "content": completion.raw_text}));
-    row.insert("response".into(), json!(completion.raw_text));
+    final_messages.push(json!({"role": "assistant", "content": response}));
+    row.insert("response".into(), json!(response));
     row.insert("final_messages".into(), Value::Array(final_messages));
     row.insert(
         "usage".into(),

@@ -23,17 +23,20 @@ const CHATML_KEYS: &[&str] = &[
 const MERGE_KEYS: &[&str] = &["merge_config_path", "base_input_dir", "base_output_dir", "chunk_size", "merge_groups"];
 const GENERATE_STEP_KEYS: &[&str] = &[
     "response_config_path", "input_path", "output_path", "concurrency", "batch_size", "flush_interval_secs",
-    "retry_mode", "resume_mode",
+    "retry_mode", "resume_mode", "send", "reasoning", "allow_truncated",
 ];
-const GENERATE_TASK_KEYS: &[&str] =
-    &["input_path", "output_path", "model_config", "concurrency", "batch_size", "flush_interval", "retry_mode", "resume"];
+const GENERATE_TASK_KEYS: &[&str] = &[
+    "input_path", "output_path", "model_config", "concurrency", "batch_size", "flush_interval", "retry_mode", "resume",
+    "send", "reasoning", "allow_truncated",
+];
 
 /// Every key any form of the section may hold (the union; which apply depends on the step).
 pub const ALL_KEYS: &[&str] = &[
     "step", "dataset_config_path", "input_dir", "output_dir", "num_processes", "keep_raw_data", "add_system_prompt",
     "system_prompt", "continue_mode", "selected_datasets", "merge_config_path", "base_input_dir", "base_output_dir",
     "chunk_size", "merge_groups", "response_config_path", "input_path", "output_path", "concurrency", "batch_size",
-    "flush_interval_secs", "retry_mode", "resume_mode", "model_config", "flush_interval", "resume",
+    "flush_interval_secs", "retry_mode", "resume_mode", "model_config", "flush_interval", "resume", "send", "reasoning",
+    "allow_truncated",
 ];
 
 pub const STEP_NAMES: [&str; 3] = ["chatml_conversion", "jsonl_merge", "generate_response"];
@@ -100,6 +103,46 @@ pub struct GenerateResponse {
     pub flush_interval_secs: f64,
     pub retry_mode: bool,
     pub resume: bool,
+    /// `send: first_user` reproduces the reference (only the first message, as a user turn);
+    /// the default `conversation` sends every turn up to the last user turn.
+    pub first_user_only: bool,
+    /// `reasoning: inline` (the reference: a `<think>` block in `response`), `separate` (a
+    /// `reasoning` field) or `drop`.
+    pub reasoning: ReasoningMode,
+    /// Keep answers cut by the token limit (`finish_reason: length`) instead of failing them.
+    pub allow_truncated: bool,
+}
+
+/// Where a teacher's reasoning goes in the output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReasoningMode {
+    #[default]
+    Inline,
+    Separate,
+    Drop,
+}
+
+fn generate_extras(f: &Fields) -> Result<(bool, ReasoningMode, bool), ConfigError> {
+    let first_user_only = match f.string("send")?.as_deref() {
+        None | Some("conversation") => false,
+        Some("first_user") => true,
+        Some(other) => {
+            return Err(f
+                .error("send", format!("`{other}` is not a send mode; expected conversation or first_user"))
+                .suggest(closest(other, ["conversation", "first_user"])))
+        }
+    };
+    let reasoning = match f.string("reasoning")?.as_deref() {
+        None | Some("inline") => ReasoningMode::Inline,
+        Some("separate") => ReasoningMode::Separate,
+        Some("drop") => ReasoningMode::Drop,
+        Some(other) => {
+            return Err(f
+                .error("reasoning", format!("`{other}` is not a reasoning mode; expected inline, separate or drop"))
+                .suggest(closest(other, ["inline", "separate", "drop"])))
+        }
+    };
+    Ok((first_user_only, reasoning, f.bool("allow_truncated", false)?))
 }
 
 /// A key present in the section that the chosen step does not read.
@@ -164,7 +207,9 @@ pub fn parse(
             }),
             MERGE_KEYS,
         ),
-        "generate_response" => (
+        "generate_response" => {
+            let (first_user_only, reasoning, allow_truncated) = generate_extras(&f)?;
+            (
             DistillationStep::GenerateResponse(GenerateResponse {
                 model_config_path: f.path("response_config_path", "the model config that answers", base)?,
                 input_path: f.path("input_path", "a JSONL file or a folder of them", base)?,
@@ -174,10 +219,16 @@ pub fn parse(
                 flush_interval_secs: f.number("flush_interval_secs")?.unwrap_or(2.0),
                 retry_mode: f.bool("retry_mode", false)?,
                 resume: f.bool("resume_mode", true)?,
+                first_user_only,
+                reasoning,
+                allow_truncated,
             }),
             GENERATE_STEP_KEYS,
-        ),
-        _ => (
+        )
+        }
+        _ => {
+            let (first_user_only, reasoning, allow_truncated) = generate_extras(&f)?;
+            (
             DistillationStep::GenerateResponse(GenerateResponse {
                 model_config_path: f.path("model_config", "the model config that answers", base)?,
                 input_path: f.path("input_path", "a JSONL file or a folder of them", base)?,
@@ -187,9 +238,13 @@ pub fn parse(
                 flush_interval_secs: f.number("flush_interval")?.unwrap_or(2.0),
                 retry_mode: f.bool("retry_mode", false)?,
                 resume: f.bool("resume", true)?,
+                first_user_only,
+                reasoning,
+                allow_truncated,
             }),
             GENERATE_TASK_KEYS,
-        ),
+        )
+        }
     };
     let off_step = map
         .keys()
