@@ -183,3 +183,31 @@ fn reasoning_modes_and_first_user_compatibility() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("distillation.reasoning"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn jsonl_merge_lists_every_missing_input_and_writes_nothing() {
+    let s = Scratch::new();
+    std::fs::create_dir_all(s.path("in")).unwrap();
+    std::fs::write(s.path("in/a.jsonl"), "{\"x\":1}\n").unwrap();
+    std::fs::write(
+        s.path("groups.yaml"),
+        "merge_groups:\n  - name: g\n    output_file: g.jsonl\n    input_files: [a.jsonl, b.jsonl, c.jsonl]\n",
+    )
+    .unwrap();
+    let task = s.path("merge.yaml");
+    std::fs::write(
+        &task,
+        format!(
+            "task_name: m\ntask_type: data_distillation\ndescription: t\ndistillation:\n  step: jsonl_merge\n  merge_config_path: \"{}\"\n  base_input_dir: \"{}\"\n  base_output_dir: \"{}\"\n",
+            s.path("groups.yaml").display(),
+            s.path("in").display(),
+            s.path("merged").display()
+        ),
+    )
+    .unwrap();
+    let out = run(&task);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("b.jsonl") && err.contains("c.jsonl") && err.contains("nothing was written"), "{err}");
+    assert!(!s.path("merged/g.jsonl").exists());
+}

@@ -2,6 +2,7 @@
 //! `host/crates/` (plugin runtime, model client, simulated endpoint, io, config).
 
 pub mod input_count;
+pub mod merge;
 pub mod plugin_cmd;
 pub mod plugin_pool;
 pub mod preprocess;
