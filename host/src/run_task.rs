@@ -40,6 +40,14 @@ pub fn run(args: RunTaskArgs) -> anyhow::Result<ExitCode> {
             let step = step.clone();
             return run_generate(&args, &task, &step);
         }
+        (_, Some(modelcall_config::distill::DistillationStep::ChatmlConversion(step))) => {
+            if args.dry_run {
+                println!("task        {} (chatml_conversion): {} → {}", task.task.task_name, step.input_dir.display(), step.output_dir.display());
+                println!("dry run: nothing written");
+                return Ok(ExitCode::SUCCESS);
+            }
+            return crate::chatml::run(&task.source_path, &task.task.task_name, step);
+        }
         (_, Some(modelcall_config::distill::DistillationStep::JsonlMerge(step))) => {
             if args.dry_run {
                 println!("task        {} (jsonl_merge): {} → {}", task.task.task_name, step.base_input_dir.display(), step.base_output_dir.display());

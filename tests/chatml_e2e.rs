@@ -1,0 +1,83 @@
+//! chatml_conversion end to end: one shipped sample dataset per format style (one of them in
+//! the Hugging Face folder layout) converted by the real binary through `builtin:chatml`,
+//! compared with golden outputs in `tests/golden/chatml/`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+fn files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            files(&p, out)
+        } else {
+            out.push(p)
+        }
+    }
+}
+
+fn rows(p: &Path) -> Vec<Value> {
+    std::fs::read_to_string(p).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn run(root: &Path, task: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_modelcall")).current_dir(root).args(["run-task", task]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{text}");
+    text
+}
+
+#[test]
+fn every_format_style_matches_its_golden_output() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    copy_dir(&repo.join("configs"), &scratch.path().join("configs"));
+    run(scratch.path(), "configs/tasks/data_distillation/chatml_conversion.yaml");
+    let golden_root = repo.join("tests/golden/chatml");
+    let mut golden = Vec::new();
+    files(&golden_root, &mut golden);
+    assert_eq!(golden.len(), 7, "one golden file per style and split");
+    for g in golden {
+        let rel = g.strip_prefix(&golden_root).unwrap();
+        let got = scratch.path().join("output/distillation/chatml").join(rel);
+        assert_eq!(rows(&got), rows(&g), "{}", rel.display());
+    }
+    // The bad line of the prompt_text sample is reported with its file and line, not dropped.
+    let errors = rows(&scratch.path().join("output/distillation/chatml/prompt_text/prompt_text-train.errors.jsonl"));
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0]["line"], 3);
+    assert_eq!(errors[0]["cause"], "invalid_json");
+    // continue_mode: complete outputs are skipped on a second run.
+    let again = run(scratch.path(), "configs/tasks/data_distillation/chatml_conversion.yaml");
+    assert!(again.contains("skip") && !again.contains("converted"), "{again}");
+}
+
+#[test]
+fn with_system_prepends_the_system_prompt_only_where_missing() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    copy_dir(&repo.join("configs"), &scratch.path().join("configs"));
+    run(scratch.path(), "configs/tasks/data_distillation/chatml_conversion_with_system.yaml");
+    let out = scratch.path().join("output/distillation/chatml");
+    let pr = rows(&out.join("prompt_response/prompt_response-train-with_system.jsonl"));
+    assert_eq!(pr[0]["messages"][0]["role"], "system");
+    assert_eq!(pr[0]["messages"][0]["content"], "You are a helpful assistant and an expert coder.");
+    let sg = rows(&out.join("sharegpt-chats/demo-org_sharegpt-chats-main-train-with_system.jsonl"));
+    assert_eq!(sg[0]["messages"][0]["content"], "You are kind.", "an existing system turn is kept, not doubled");
+    assert_eq!(sg[0]["messages"].as_array().unwrap().iter().filter(|m| m["role"] == "system").count(), 1);
+}
