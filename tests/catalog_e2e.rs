@@ -78,7 +78,9 @@ fn every_shipped_task_runs_against_the_simulated_endpoint_and_resumes() {
             continue;
         }
         let s = summary_of(scratch.path(), &first);
-        assert!(s["records"]["scored"].as_u64().unwrap() > 0, "{}: {s}", rel.display());
+        // A retry task sharing its output with an earlier task may find everything done.
+        let touched = s["records"]["scored"].as_u64().unwrap() + s["records"]["already_done"].as_u64().unwrap();
+        assert!(touched > 0, "{}: {s}", rel.display());
         assert_eq!(s["records"]["failed"], 0, "{}: {s}", rel.display());
         assert_eq!(s["run"]["simulated"], true);
         let second = run();
