@@ -211,3 +211,23 @@ fn jsonl_merge_lists_every_missing_input_and_writes_nothing() {
     assert!(err.contains("b.jsonl") && err.contains("c.jsonl") && err.contains("nothing was written"), "{err}");
     assert!(!s.path("merged/g.jsonl").exists());
 }
+
+#[test]
+fn n_answers_per_conversation_each_under_its_own_key() {
+    let s = Scratch::new();
+    s.conversations(30);
+    let task = s.task("sim://", 3, 16);
+    std::fs::write(&task, std::fs::read_to_string(&task).unwrap() + "  n: 3\n").unwrap();
+    assert!(run(&task).status.success());
+    let rows = lines(&s.path("out/chats.jsonl"));
+    assert_eq!(rows.len(), 90);
+    let counts = uid_counts(&rows);
+    assert_eq!(counts.len(), 90, "keys uid#0..2 are distinct");
+    assert!(counts.contains_key("u000007#2"));
+    let r = rows.iter().find(|r| r["uid"] == "u000007#1").unwrap();
+    assert_eq!(r["source_uid"], "u000007");
+    assert_eq!(r["sample_index"], 1);
+    // A second run has nothing left to do.
+    assert!(run(&task).status.success());
+    assert_eq!(lines(&s.path("out/chats.jsonl")).len(), 90);
+}

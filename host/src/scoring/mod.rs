@@ -30,6 +30,8 @@ pub struct ScoringPlan {
     /// Discard earlier results of these inputs first (`options.resume: false` or
     /// `options.delete_existing: true`): every record is processed again.
     pub fresh_start: bool,
+    /// Generation with `n: k`: k work items (and output lines) per record.
+    pub samples_per_record: u32,
     pub concurrency: usize,
     pub max_concurrent_files: usize,
     pub max_items_per_file: Option<u64>,
@@ -70,6 +72,7 @@ pub async fn run(plan: ScoringPlan, stages: Stages) -> anyhow::Result<RunOutcome
         in_flight: Arc::new(Semaphore::new(plan.concurrency.max(1))),
         key_fields: plan.key_fields.clone(),
         naming: plan.naming,
+        samples_per_record: plan.samples_per_record,
         shard: plan.shard,
         max_items_per_file: plan.max_items_per_file,
         output_format: plan.output_format,

@@ -30,6 +30,8 @@ pub struct RunContext {
     pub key_fields: Vec<String>,
     /// Output naming, and the shape of error rows.
     pub naming: Naming,
+    /// Work items per record (generation with `n: k`): keys `key#0..k-1`.
+    pub samples_per_record: u32,
     pub shard: Option<(u32, u32)>,
     pub max_items_per_file: Option<u64>,
     pub output_format: OutputFormat,
@@ -177,11 +179,12 @@ pub async fn run_file(ctx: Arc<RunContext>, paths: FilePaths) -> anyhow::Result<
     let reader = {
         let input = paths.input.clone();
         let key_fields = ctx.key_fields.clone();
+        let samples = ctx.samples_per_record.max(1);
         let shard = ctx.shard;
         let limit = ctx.max_items_per_file;
         let done = done.clone();
         let stop = ctx.stop.clone();
-        tokio::task::spawn_blocking(move || read_source(&input, key_fields, shard, limit, &done, &stop, read_tx))
+        tokio::task::spawn_blocking(move || read_source(&input, key_fields, samples, shard, limit, &done, &stop, read_tx))
     };
 
     // Collector: the journal's single writer.
@@ -261,9 +264,11 @@ pub async fn run_file(ctx: Arc<RunContext>, paths: FilePaths) -> anyhow::Result<
     Ok(file_stats)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn read_source(
     input: &Path,
     key_fields: Vec<String>,
+    samples: u32,
     shard: Option<(u32, u32)>,
     limit: Option<u64>,
     done: &KeySet,
@@ -292,6 +297,36 @@ fn read_source(
                 message: cause.to_string(),
                 excerpt: raw_excerpt,
             },
+            Ok(SourceItem::Record { line, record }) if samples > 1 => {
+                // n answers per record: one work item per sample, each its own key.
+                let base = keys.key_for(&record);
+                if let Some((i, n)) = shard {
+                    if n > 1 && modelcall_io::shard_of(&base, n) != i {
+                        if tx.blocking_send(ReadItem::OtherShard).is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                }
+                for i in 0..samples {
+                    let key = format!("{base}#{i}");
+                    let msg = if done.contains(&key) {
+                        ReadItem::AlreadyDone
+                    } else {
+                        let mut r = record.clone();
+                        if let Some(uid) = r.get("uid").cloned() {
+                            r.insert("source_uid".into(), uid);
+                        }
+                        r.insert("uid".into(), Value::String(key.clone()));
+                        r.insert("sample_index".into(), Value::from(i));
+                        ReadItem::Work { key, line, record: r }
+                    };
+                    if tx.blocking_send(msg).is_err() {
+                        return;
+                    }
+                }
+                continue;
+            }
             Ok(SourceItem::Record { line, record }) => {
                 let key = keys.key_for(&record);
                 if let Some((i, n)) = shard {

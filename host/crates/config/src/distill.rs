@@ -23,11 +23,11 @@ const CHATML_KEYS: &[&str] = &[
 const MERGE_KEYS: &[&str] = &["merge_config_path", "base_input_dir", "base_output_dir", "chunk_size", "merge_groups"];
 const GENERATE_STEP_KEYS: &[&str] = &[
     "response_config_path", "input_path", "output_path", "concurrency", "batch_size", "flush_interval_secs",
-    "retry_mode", "resume_mode", "send", "reasoning", "allow_truncated",
+    "retry_mode", "resume_mode", "send", "reasoning", "allow_truncated", "n",
 ];
 const GENERATE_TASK_KEYS: &[&str] = &[
     "input_path", "output_path", "model_config", "concurrency", "batch_size", "flush_interval", "retry_mode", "resume",
-    "send", "reasoning", "allow_truncated",
+    "send", "reasoning", "allow_truncated", "n",
 ];
 
 /// Every key any form of the section may hold (the union; which apply depends on the step).
@@ -36,7 +36,7 @@ pub const ALL_KEYS: &[&str] = &[
     "system_prompt", "continue_mode", "selected_datasets", "merge_config_path", "base_input_dir", "base_output_dir",
     "chunk_size", "merge_groups", "response_config_path", "input_path", "output_path", "concurrency", "batch_size",
     "flush_interval_secs", "retry_mode", "resume_mode", "model_config", "flush_interval", "resume", "send", "reasoning",
-    "allow_truncated",
+    "allow_truncated", "n",
 ];
 
 pub const STEP_NAMES: [&str; 3] = ["chatml_conversion", "jsonl_merge", "generate_response"];
@@ -111,6 +111,8 @@ pub struct GenerateResponse {
     pub reasoning: ReasoningMode,
     /// Keep answers cut by the token limit (`finish_reason: length`) instead of failing them.
     pub allow_truncated: bool,
+    /// Answers per conversation; with n > 1 each gets the key `uid#i` (i in 0..n).
+    pub n: u32,
 }
 
 /// Where a teacher's reasoning goes in the output.
@@ -222,6 +224,7 @@ pub fn parse(
                 first_user_only,
                 reasoning,
                 allow_truncated,
+                n: f.positive("n", 1)? as u32,
             }),
             GENERATE_STEP_KEYS,
         )
@@ -241,6 +244,7 @@ pub fn parse(
                 first_user_only,
                 reasoning,
                 allow_truncated,
+                n: f.positive("n", 1)? as u32,
             }),
             GENERATE_TASK_KEYS,
         )
