@@ -231,3 +231,16 @@ fn n_answers_per_conversation_each_under_its_own_key() {
     assert!(run(&task).status.success());
     assert_eq!(lines(&s.path("out/chats.jsonl")).len(), 90);
 }
+
+#[test]
+fn ordered_output_follows_the_input_whatever_the_completion_order() {
+    let s = Scratch::new();
+    s.conversations(500);
+    let task = s.task("sim://?latency_ms=3", 3, 64);
+    std::fs::write(&task, std::fs::read_to_string(&task).unwrap() + "  ordered: true\n  n: 2\n").unwrap();
+    assert!(run(&task).status.success());
+    let uids: Vec<String> = lines(&s.path("out/chats.jsonl")).iter().map(|r| r["uid"].as_str().unwrap().to_string()).collect();
+    let expected: Vec<String> = (0..500).flat_map(|i| (0..2).map(move |k| format!("u{i:06}#{k}"))).collect();
+    assert_eq!(uids, expected);
+    assert!(!std::fs::read_to_string(s.path("out/chats.jsonl")).unwrap().contains("_modelcall_seq"));
+}

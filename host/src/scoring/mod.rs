@@ -32,6 +32,8 @@ pub struct ScoringPlan {
     pub fresh_start: bool,
     /// Generation with `n: k`: k work items (and output lines) per record.
     pub samples_per_record: u32,
+    /// JSONL outputs in input order instead of completion order.
+    pub ordered: bool,
     pub concurrency: usize,
     pub max_concurrent_files: usize,
     pub max_items_per_file: Option<u64>,
@@ -73,6 +75,7 @@ pub async fn run(plan: ScoringPlan, stages: Stages) -> anyhow::Result<RunOutcome
         key_fields: plan.key_fields.clone(),
         naming: plan.naming,
         samples_per_record: plan.samples_per_record,
+        ordered: plan.ordered,
         shard: plan.shard,
         max_items_per_file: plan.max_items_per_file,
         output_format: plan.output_format,

@@ -32,6 +32,8 @@ pub struct RunContext {
     pub naming: Naming,
     /// Work items per record (generation with `n: k`): keys `key#0..k-1`.
     pub samples_per_record: u32,
+    /// Write outputs in input order (`ordered: true`) instead of completion order.
+    pub ordered: bool,
     pub shard: Option<(u32, u32)>,
     pub max_items_per_file: Option<u64>,
     pub output_format: OutputFormat,
@@ -258,9 +260,16 @@ pub async fn run_file(ctx: Arc<RunContext>, paths: FilePaths) -> anyhow::Result<
     // Finalize: journal → output + errors, atomically.
     let (journal_path, output, errors, format) =
         (paths.journal.clone(), paths.output.clone(), paths.errors.clone(), ctx.output_format);
-    tokio::task::spawn_blocking(move || modelcall_io::finalize(&journal_path, &output, &errors, format))
-        .await?
-        .map_err(|e| anyhow::anyhow!("writing {}: {e}", paths.output.display()))?;
+    let ordered = ctx.ordered && format == OutputFormat::Jsonl;
+    tokio::task::spawn_blocking(move || {
+        modelcall_io::finalize(&journal_path, &output, &errors, format)?;
+        if ordered {
+            modelcall_io::ordered::reorder_jsonl(&output)?;
+        }
+        Ok::<_, modelcall_io::SinkError>(())
+    })
+    .await?
+    .map_err(|e| anyhow::anyhow!("writing {}: {e}", paths.output.display()))?;
     Ok(file_stats)
 }
 
@@ -319,7 +328,7 @@ fn read_source(
                         }
                         r.insert("uid".into(), Value::String(key.clone()));
                         r.insert("sample_index".into(), Value::from(i));
-                        ReadItem::Work { key, line, record: r }
+                        ReadItem::Work { key, line: line * 1024 + i as u64, record: r }
                     };
                     if tx.blocking_send(msg).is_err() {
                         return;
@@ -411,8 +420,13 @@ fn collect(
             fs.seen += 1;
             ctx.stats.lock().unwrap().mark_outcome();
             match outcome {
-                RecordOutcome::Scored { row, score, calls } => {
+                RecordOutcome::Scored { mut row, score, calls } => {
                     fs.scored += 1;
+                    if ctx.ordered {
+                        // Input position (line × 1024 + sample), used and removed by the ordered finalize.
+                        let seq = if ctx.samples_per_record > 1 { line } else { line * 1024 };
+                        row.insert(modelcall_io::ordered::SEQ_FIELD.into(), json!(seq));
+                    }
                     {
                         let mut stats = ctx.stats.lock().unwrap();
                         tally(&mut stats, &calls);
@@ -445,7 +459,7 @@ fn collect(
                             r.insert("error_type".into(), json!(cause));
                             r.insert("attempts".into(), json!(calls.requests));
                             r.insert("timestamp".into(), json!(chrono::Local::now().to_rfc3339()));
-                            r.insert("source_line".into(), json!(line));
+                            r.insert("source_line".into(), json!(if ctx.samples_per_record > 1 { line / 1024 } else { line }));
                             Value::Object(r)
                         }
                     };

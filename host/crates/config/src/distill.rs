@@ -23,11 +23,11 @@ const CHATML_KEYS: &[&str] = &[
 const MERGE_KEYS: &[&str] = &["merge_config_path", "base_input_dir", "base_output_dir", "chunk_size", "merge_groups"];
 const GENERATE_STEP_KEYS: &[&str] = &[
     "response_config_path", "input_path", "output_path", "concurrency", "batch_size", "flush_interval_secs",
-    "retry_mode", "resume_mode", "send", "reasoning", "allow_truncated", "n",
+    "retry_mode", "resume_mode", "send", "reasoning", "allow_truncated", "n", "ordered",
 ];
 const GENERATE_TASK_KEYS: &[&str] = &[
     "input_path", "output_path", "model_config", "concurrency", "batch_size", "flush_interval", "retry_mode", "resume",
-    "send", "reasoning", "allow_truncated", "n",
+    "send", "reasoning", "allow_truncated", "n", "ordered",
 ];
 
 /// Every key any form of the section may hold (the union; which apply depends on the step).
@@ -36,7 +36,7 @@ pub const ALL_KEYS: &[&str] = &[
     "system_prompt", "continue_mode", "selected_datasets", "merge_config_path", "base_input_dir", "base_output_dir",
     "chunk_size", "merge_groups", "response_config_path", "input_path", "output_path", "concurrency", "batch_size",
     "flush_interval_secs", "retry_mode", "resume_mode", "model_config", "flush_interval", "resume", "send", "reasoning",
-    "allow_truncated", "n",
+    "allow_truncated", "n", "ordered",
 ];
 
 pub const STEP_NAMES: [&str; 3] = ["chatml_conversion", "jsonl_merge", "generate_response"];
@@ -113,6 +113,8 @@ pub struct GenerateResponse {
     pub allow_truncated: bool,
     /// Answers per conversation; with n > 1 each gets the key `uid#i` (i in 0..n).
     pub n: u32,
+    /// Write the success file in input order (default: completion order).
+    pub ordered: bool,
 }
 
 /// Where a teacher's reasoning goes in the output.
@@ -225,6 +227,7 @@ pub fn parse(
                 reasoning,
                 allow_truncated,
                 n: f.positive("n", 1)? as u32,
+                ordered: f.bool("ordered", false)?,
             }),
             GENERATE_STEP_KEYS,
         )
@@ -245,6 +248,7 @@ pub fn parse(
                 reasoning,
                 allow_truncated,
                 n: f.positive("n", 1)? as u32,
+                ordered: f.bool("ordered", false)?,
             }),
             GENERATE_TASK_KEYS,
         )

@@ -12,6 +12,7 @@ pub mod keyset;
 pub mod sink;
 mod winners;
 pub mod grouped;
+pub mod ordered;
 pub mod source;
 
 pub use journal::{EntryStatus, Journal, JournalEntry, JournalError, JournalState};
