@@ -54,7 +54,7 @@ pub fn run(args: RunTaskArgs) -> anyhow::Result<ExitCode> {
                 println!("dry run: nothing written");
                 return Ok(ExitCode::SUCCESS);
             }
-            return crate::merge::run(&task.source_path, step, None);
+            return crate::merge::run(&task.source_path, step, step.dedup_key.as_deref());
         }
         (_, step) => {
             eprintln!(

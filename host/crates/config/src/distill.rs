@@ -20,7 +20,7 @@ const CHATML_KEYS: &[&str] = &[
     "dataset_config_path", "input_dir", "output_dir", "num_processes", "keep_raw_data", "add_system_prompt",
     "system_prompt", "continue_mode", "selected_datasets",
 ];
-const MERGE_KEYS: &[&str] = &["merge_config_path", "base_input_dir", "base_output_dir", "chunk_size", "merge_groups"];
+const MERGE_KEYS: &[&str] = &["merge_config_path", "base_input_dir", "base_output_dir", "chunk_size", "merge_groups", "dedup_key"];
 const GENERATE_STEP_KEYS: &[&str] = &[
     "response_config_path", "input_path", "output_path", "concurrency", "batch_size", "flush_interval_secs",
     "retry_mode", "resume_mode", "send", "reasoning", "allow_truncated", "n", "ordered",
@@ -36,7 +36,7 @@ pub const ALL_KEYS: &[&str] = &[
     "system_prompt", "continue_mode", "selected_datasets", "merge_config_path", "base_input_dir", "base_output_dir",
     "chunk_size", "merge_groups", "response_config_path", "input_path", "output_path", "concurrency", "batch_size",
     "flush_interval_secs", "retry_mode", "resume_mode", "model_config", "flush_interval", "resume", "send", "reasoning",
-    "allow_truncated", "n", "ordered",
+    "allow_truncated", "n", "ordered", "dedup_key",
 ];
 
 pub const STEP_NAMES: [&str; 3] = ["chatml_conversion", "jsonl_merge", "generate_response"];
@@ -88,6 +88,8 @@ pub struct JsonlMerge {
     pub chunk_size: usize,
     /// Empty: every group of the merge config.
     pub merge_groups: Vec<String>,
+    /// Keep only the first record of each value of this field (optional de-duplication).
+    pub dedup_key: Option<String>,
 }
 
 /// §7.3: a teacher model answers every conversation.
@@ -208,6 +210,7 @@ pub fn parse(
                 base_output_dir: f.path("base_output_dir", "where to write the merged files", base)?,
                 chunk_size: f.positive("chunk_size", 1000)? as usize,
                 merge_groups: f.string_list("merge_groups")?.unwrap_or_default(),
+                dedup_key: f.string("dedup_key")?,
             }),
             MERGE_KEYS,
         ),
