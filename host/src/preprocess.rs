@@ -27,6 +27,8 @@ pub struct PreprocessPlan {
     pub output_folder: PathBuf,
     /// Only these top-level folders (languages), when given.
     pub languages: Option<Vec<String>>,
+    /// Only raw files whose name matches this glob (e.g. `*.cxml` for RenderGit packs).
+    pub file_pattern: Option<String>,
     /// At most this many inputs (debug / `preprocess.num_files`).
     pub max_inputs: Option<usize>,
     pub id_field: Option<String>,
@@ -95,6 +97,10 @@ pub async fn run(plan: PreprocessPlan, pool: PluginPool, show_progress: bool) ->
     let mut work = Vec::new();
     if plan.file_mode {
         for (rel, path) in list_raw_files(&plan.input_root, &plan.languages)? {
+            let name = rel.rsplit('/').next().unwrap_or(&rel);
+            if plan.file_pattern.as_deref().is_some_and(|g| !modelcall_io::source::glob_match(g, name)) {
+                continue;
+            }
             if state.done_ok.contains(&rel) {
                 summary.inputs_done_before += 1;
             } else {
@@ -164,13 +170,16 @@ pub async fn run(plan: PreprocessPlan, pool: PluginPool, show_progress: bool) ->
     .buffer_unordered(pool.threads() * 2);
 
     let mut fatal = None;
+    let group_by_language = plan.file_mode;
     while let Some((key, fallback, outcome)) = results.next().await {
         let entry = match outcome {
             Ok(Ok(PreprocessOutcome::Keep(records))) => {
                 let records: Vec<Value> = records.iter().filter_map(|r| serde_json::from_str(r).ok()).collect();
                 summary.inputs_processed += 1;
                 summary.records += records.len() as u64;
-                JournalEntry { key, status: EntryStatus::Ok, row: json!({"group": group_of(&records, &fallback), "records": records}).as_object().cloned().unwrap_or_default() }
+                // Packs group by language (the reference's <Language> files); records by input file.
+                let group = if group_by_language { group_of(&records, &fallback) } else { fallback };
+                JournalEntry { key, status: EntryStatus::Ok, row: json!({"group": group, "records": records}).as_object().cloned().unwrap_or_default() }
             }
             Ok(Ok(PreprocessOutcome::Skip(reason))) => {
                 summary.inputs_skipped += 1;

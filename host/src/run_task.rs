@@ -370,8 +370,9 @@ fn preprocess_plan(runtime: &PluginRuntime, task: &LoadedTask) -> anyhow::Result
         None => {
             let builtin = match pre.script_type {
                 modelcall_config::task::ScriptType::RepoXml => "repo-xml",
+                modelcall_config::task::ScriptType::GithubRawCode => "github-raw-code",
                 other => bail!(
-                    "{file}: `preprocess.script_type: {other:?}` is not available in this version yet (repo_xml is); \
+                    "{file}: `preprocess.script_type: {other:?}` is not available in this version yet (repo_xml and github_raw_code are); \
                      name a preprocessor plugin in the `plugins:` block instead"
                 ),
             };
@@ -380,8 +381,13 @@ fn preprocess_plan(runtime: &PluginRuntime, task: &LoadedTask) -> anyhow::Result
         }
     };
     if let (Some(mt), Some(obj)) = (max_tokens, config.as_object_mut()) {
-        if matches!(&source, PluginSource::Builtin(n) if n == "repo-xml") && !obj.contains_key("max_tokens") {
+        if matches!(&source, PluginSource::Builtin(n) if n == "repo-xml" || n == "github-raw-code") && !obj.contains_key("max_tokens") {
             obj.insert("max_tokens".into(), json!(mt));
+        }
+    }
+    if let (Some(langs), Some(obj)) = (&pre.languages, config.as_object_mut()) {
+        if matches!(&source, PluginSource::Builtin(n) if n == "github-raw-code") && !obj.contains_key("languages") {
+            obj.insert("languages".into(), json!(langs));
         }
     }
     let mut spec = PluginSpec::new(source, Role::Preprocessor);
@@ -405,6 +411,7 @@ fn preprocess_plan(runtime: &PluginRuntime, task: &LoadedTask) -> anyhow::Result
         input_root,
         output_folder: output,
         languages,
+        file_pattern: pre.file_pattern.clone(),
         max_inputs,
         id_field: t.data.id_field.clone().or_else(|| Some("id".into())),
     }))
