@@ -108,7 +108,7 @@ pub async fn run(plan: PreprocessPlan, pool: PluginPool, show_progress: bool) ->
             }
         }
     } else {
-        for file in modelcall_io::list_input_files(&plan.input_root, None)? {
+        for file in modelcall_io::list_input_files(&plan.input_root, plan.file_pattern.as_deref())? {
             let stem = crate::scoring::pipeline::input_stem(&file);
             let mut keys = KeyAssigner::new(plan.id_field.clone());
             for item in modelcall_io::open_source(&file)? {

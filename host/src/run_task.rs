@@ -371,17 +371,33 @@ fn preprocess_plan(runtime: &PluginRuntime, task: &LoadedTask) -> anyhow::Result
             let builtin = match pre.script_type {
                 modelcall_config::task::ScriptType::RepoXml => "repo-xml",
                 modelcall_config::task::ScriptType::GithubRawCode => "github-raw-code",
+                modelcall_config::task::ScriptType::Universal => "universal",
                 other => bail!(
-                    "{file}: `preprocess.script_type: {other:?}` is not available in this version yet (repo_xml and github_raw_code are); \
+                    "{file}: `preprocess.script_type: {other:?}` is not available in this version yet (repo_xml, github_raw_code and universal are); \
                      name a preprocessor plugin in the `plugins:` block instead"
                 ),
             };
-            let config = json!({});
+            let mut config = json!({});
+            if builtin == "universal" {
+                // The reference's universal keys become the plugin's config.
+                let transformations = pre.transformations.clone().unwrap_or_else(|| json!({}));
+                let mut t = transformations.as_object().cloned().unwrap_or_default();
+                let computed = t.remove("computed_fields");
+                config = json!({
+                    "field_mapping": pre.field_mapping.clone().unwrap_or_else(|| json!({})),
+                    "filters": pre.filters.clone().unwrap_or_else(|| json!({})),
+                    "transformations": Value::Object(t),
+                    "source_name": pre.source_name.clone().unwrap_or_else(|| "unknown".into()),
+                });
+                if let Some(c) = computed {
+                    config["computed_fields"] = c;
+                }
+            }
             (PluginSource::Builtin(builtin.into()), config, Limits::default(), "preprocess.script_type".to_string())
         }
     };
     if let (Some(mt), Some(obj)) = (max_tokens, config.as_object_mut()) {
-        if matches!(&source, PluginSource::Builtin(n) if n == "repo-xml" || n == "github-raw-code") && !obj.contains_key("max_tokens") {
+        if matches!(&source, PluginSource::Builtin(n) if n == "repo-xml" || n == "github-raw-code" || n == "universal") && !obj.contains_key("max_tokens") {
             obj.insert("max_tokens".into(), json!(mt));
         }
     }
