@@ -34,6 +34,17 @@ pub struct PreprocessPlan {
     pub id_field: Option<String>,
 }
 
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn triplet_file_names_group_by_exact_language() {
+        assert_eq!(super::group_for_stem("pt_data_C_part01"), "C");
+        assert_eq!(super::group_for_stem("pt_data_C_sharp_part02"), "C_sharp");
+        assert_eq!(super::group_for_stem("pt_data_Go"), "Go");
+        assert_eq!(super::group_for_stem("english_texts"), "english_texts");
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct PreprocessSummary {
     pub inputs_done_before: u64,
@@ -75,6 +86,19 @@ fn list_raw_files(root: &Path, languages: &Option<Vec<String>>) -> anyhow::Resul
     Ok(out)
 }
 
+/// The output group of a record file: the language of the reference's triplet files
+/// (`pt_data_<Lang>_partNN` → `<Lang>`, `pt_data_<Lang>` → `<Lang>`), else the file's stem.
+/// Parsed per file name, so `C` and `C_sharp` stay apart.
+pub fn group_for_stem(stem: &str) -> String {
+    match stem.strip_prefix("pt_data_") {
+        Some(rest) => match rest.rfind("_part") {
+            Some(i) if rest[i + 5..].chars().all(|c| c.is_ascii_digit()) => rest[..i].to_string(),
+            _ => rest.to_string(),
+        },
+        None => stem.to_string(),
+    }
+}
+
 fn group_of(records: &[Value], fallback: &str) -> String {
     records
         .iter()
@@ -110,6 +134,7 @@ pub async fn run(plan: PreprocessPlan, pool: PluginPool, show_progress: bool) ->
     } else {
         for file in modelcall_io::list_input_files(&plan.input_root, plan.file_pattern.as_deref())? {
             let stem = crate::scoring::pipeline::input_stem(&file);
+            let group = group_for_stem(&stem);
             let mut keys = KeyAssigner::new(plan.id_field.clone());
             for item in modelcall_io::open_source(&file)? {
                 match item? {
@@ -118,7 +143,7 @@ pub async fn run(plan: PreprocessPlan, pool: PluginPool, show_progress: bool) ->
                         if state.done_ok.contains(&key) {
                             summary.inputs_done_before += 1;
                         } else {
-                            work.push(Work::Record { key, group: stem.clone(), record });
+                            work.push(Work::Record { key, group: group.clone(), record });
                         }
                     }
                     SourceItem::Bad { line, cause, raw_excerpt } => {

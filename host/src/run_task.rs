@@ -372,10 +372,7 @@ fn preprocess_plan(runtime: &PluginRuntime, task: &LoadedTask) -> anyhow::Result
                 modelcall_config::task::ScriptType::RepoXml => "repo-xml",
                 modelcall_config::task::ScriptType::GithubRawCode => "github-raw-code",
                 modelcall_config::task::ScriptType::Universal => "universal",
-                other => bail!(
-                    "{file}: `preprocess.script_type: {other:?}` is not available in this version yet (repo_xml, github_raw_code and universal are); \
-                     name a preprocessor plugin in the `plugins:` block instead"
-                ),
+                modelcall_config::task::ScriptType::TripletFilter => "triplet-filter",
             };
             let mut config = json!({});
             if builtin == "universal" {
@@ -397,7 +394,7 @@ fn preprocess_plan(runtime: &PluginRuntime, task: &LoadedTask) -> anyhow::Result
         }
     };
     if let (Some(mt), Some(obj)) = (max_tokens, config.as_object_mut()) {
-        if matches!(&source, PluginSource::Builtin(n) if n == "repo-xml" || n == "github-raw-code" || n == "universal") && !obj.contains_key("max_tokens") {
+        if matches!(&source, PluginSource::Builtin(n) if n == "repo-xml" || n == "github-raw-code" || n == "universal" || n == "triplet-filter") && !obj.contains_key("max_tokens") {
             obj.insert("max_tokens".into(), json!(mt));
         }
     }
@@ -427,7 +424,10 @@ fn preprocess_plan(runtime: &PluginRuntime, task: &LoadedTask) -> anyhow::Result
         input_root,
         output_folder: output,
         languages,
-        file_pattern: pre.file_pattern.clone(),
+        // Triplet inputs are the reference's pt_data_<Lang>[_partNN].jsonl files.
+        file_pattern: pre.file_pattern.clone().or_else(|| {
+            (pre.script_type == modelcall_config::task::ScriptType::TripletFilter && entry.is_none()).then(|| "pt_data_*.jsonl".to_string())
+        }),
         max_inputs,
         id_field: t.data.id_field.clone().or_else(|| Some("id".into())),
     }))
