@@ -244,3 +244,24 @@ fn ordered_output_follows_the_input_whatever_the_completion_order() {
     assert_eq!(uids, expected);
     assert!(!std::fs::read_to_string(s.path("out/chats.jsonl")).unwrap().contains("_modelcall_seq"));
 }
+
+#[test]
+fn the_top_level_generate_response_schema_runs_the_same_engine() {
+    let s = Scratch::new();
+    s.conversations(12);
+    s.task("sim://", 3, 4); // writes teacher.yaml
+    let task = s.path("top.yaml");
+    std::fs::write(
+        &task,
+        format!(
+            "task_name: gen_top\ntask_type: generate_response\ndescription: t\ndistillation:\n  step: generate_response\n  model_config: \"{}\"\n  input_path: \"{}\"\n  output_path: \"{}\"\n  concurrency: 4\n  flush_interval: 0.05\n  resume: true\n",
+            s.path("teacher.yaml").display(),
+            s.path("in").display(), // a directory of *.jsonl
+            s.path("out_top").display()
+        ),
+    )
+    .unwrap();
+    let out = run(&task);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(uid_counts(&lines(&s.path("out_top/chats.jsonl"))).len(), 12);
+}
