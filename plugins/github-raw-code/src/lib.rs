@@ -46,29 +46,6 @@ pub struct GithubRawCode {
     column: String,
 }
 
-/// The longest prefix of `text` with at most `max` tokens, tokenizing only a bounded prefix.
-fn truncate(text: &str, max: u32) -> String {
-    let max_usize = max as usize;
-    if text.len() <= max_usize {
-        return text.to_string();
-    }
-    let mut window = max_usize.saturating_mul(8).max(4096);
-    loop {
-        if window >= text.len() {
-            return truncate_tokens(text, max);
-        }
-        let mut end = window;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        let cut = truncate_tokens(&text[..end], max);
-        if cut.len() + 256 < end {
-            return cut;
-        }
-        window = window.saturating_mul(2);
-    }
-}
-
 impl GithubRawCode {
     pub fn convert(&self, record_id: &str, mut rec: serde_json::Map<String, Value>) -> Result<Outcome, Error> {
         if let Some(langs) = &self.cfg.languages {
@@ -81,7 +58,7 @@ impl GithubRawCode {
             .iter()
             .find_map(|f| rec.get(*f).and_then(Value::as_str).map(str::to_string))
             .ok_or_else(|| Error::invalid_input(format!("the record has none of the text fields {}", TEXT_FIELDS.join(", "))))?;
-        rec.insert(self.column.clone(), json!(truncate(&text, self.cfg.max_tokens)));
+        rec.insert(self.column.clone(), json!(truncate_tokens(&text, self.cfg.max_tokens)));
         rec.insert("text".into(), json!(text));
         rec.entry("id".to_string()).or_insert_with(|| json!(record_id));
         rec.entry("source".to_string()).or_insert_with(|| json!(self.cfg.source));

@@ -56,7 +56,7 @@ impl RepoXml {
         let facts = record::facts(&files);
         let parsed = name::parse(path).unwrap_or(name::PackName { user: String::new(), repo: String::new(), commit: String::new() });
         let language = self.cfg.language.clone().or_else(|| name::language_folder(path).map(str::to_string)).unwrap_or_default();
-        let truncated = truncate_prefix(text, self.cfg.max_tokens);
+        let truncated = truncate_tokens(text, self.cfg.max_tokens);
         Ok(record::build(record::RecordInput {
             path,
             text,
@@ -68,33 +68,6 @@ impl RepoXml {
             truncated,
             include_text: self.cfg.include_text,
         }))
-    }
-}
-
-/// `truncate_tokens(text, max)`, tokenizing only as much of the text as needed: a token is at
-/// least one byte, so a text of at most `max` bytes is kept whole, and otherwise a prefix a few
-/// times `max` bytes long is tokenized (doubling until the cut falls well inside it). Packs are
-/// megabytes; the budget is tens of kilobytes.
-pub fn truncate_prefix(text: &str, max_tokens: u32) -> String {
-    let max = max_tokens as usize;
-    if text.len() <= max {
-        return text.to_string();
-    }
-    let mut window = max.saturating_mul(8).max(4096);
-    loop {
-        if window >= text.len() {
-            return truncate_tokens(text, max_tokens);
-        }
-        let mut end = window;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        let cut = truncate_tokens(&text[..end], max_tokens);
-        // Far enough from the window's end that a longer text could not tokenize differently.
-        if cut.len() + 256 < end {
-            return cut;
-        }
-        window = window.saturating_mul(2);
     }
 }
 
@@ -180,14 +153,6 @@ mod tests {
         let tiny = RepoXml::new(Config { max_tokens: 5, ..Config::default() }).unwrap();
         let rec = tiny.record_for("Rust/a_b_abcdef1.xml", small.as_bytes()).unwrap();
         assert_eq!(modelcall_plugin_sdk::count_tokens(rec["content_truncate_0k"].as_str().unwrap()), 5);
-    }
-
-    #[test]
-    fn prefix_truncation_equals_full_truncation() {
-        let text = std::fs::read_to_string(data().join("Rust/tokio-rs_bytes_6c571b426f7e.xml")).unwrap();
-        for max in [1u32, 100, 5000, 32768] {
-            assert_eq!(truncate_prefix(&text, max), truncate_tokens(&text, max), "max {max}");
-        }
     }
 
     #[test]

@@ -22,8 +22,32 @@ pub fn count_tokens(text: &str) -> u32 {
 }
 
 /// The longest prefix of `text` holding at most `max_tokens` o200k_base tokens.
+///
+/// Only as much of the text as needed is tokenized: a token is at least one byte, so a text of
+/// at most `max_tokens` bytes is kept whole, and otherwise a prefix a few times `max_tokens`
+/// bytes long is tokenized, doubled until the cut falls well inside it (BPE segments words, so
+/// a longer text cannot tokenize that prefix differently). Packs are megabytes; budgets are
+/// tens of kilobytes.
 pub fn truncate_tokens(text: &str, max_tokens: u32) -> String {
-    imp::truncate_tokens(text, max_tokens)
+    let max = max_tokens as usize;
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut window = max.saturating_mul(8).max(4096);
+    loop {
+        if window >= text.len() {
+            return imp::truncate_tokens(text, max_tokens);
+        }
+        let mut end = window;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let cut = imp::truncate_tokens(&text[..end], max_tokens);
+        if cut.len() + 256 < end {
+            return cut;
+        }
+        window = window.saturating_mul(2);
+    }
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -89,5 +113,13 @@ mod tests {
         assert!(text.starts_with(&cut));
         assert_eq!(count_tokens(&cut), 7);
         assert_eq!(truncate_tokens("short", 100), "short");
+    }
+
+    #[test]
+    fn windowed_truncation_equals_full_tokenization() {
+        let text = "fn main() { let x = vec![1, 2, 3]; println!(\"{x:?}\"); }\n// comment with words\n".repeat(3000);
+        for max in [1u32, 100, 5000, 20000] {
+            assert_eq!(truncate_tokens(&text, max), imp::truncate_tokens(&text, max), "max {max}");
+        }
     }
 }
