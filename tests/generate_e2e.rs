@@ -1,6 +1,9 @@
 //! End-to-end response generation (distillation): the real binary against the simulated
 //! endpoint on 127.0.0.1, crashes with kill -9, and failure / retry passes.
 
+mod common;
+
+use common::read_jsonl as lines;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -61,11 +64,6 @@ fn run(task: &Path) -> Output {
     Command::new(bin()).arg("run-task").arg(task).arg("--no-progress").stdin(Stdio::null()).output().unwrap()
 }
 
-fn lines(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .map(|t| t.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect())
-        .unwrap_or_default()
-}
 
 fn uid_counts(rows: &[Value]) -> HashMap<String, usize> {
     let mut m = HashMap::new();

@@ -1,6 +1,9 @@
 //! End-to-end scoring runs: the real `modelcall` binary, the real built-in plugins, and the
 //! simulated OpenAI-compatible endpoint as a real HTTP server on 127.0.0.1.
 
+mod common;
+
+use common::read_jsonl;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -80,12 +83,6 @@ fn run(task: &Path, args: &[&str]) -> Output {
         .expect("running modelcall")
 }
 
-fn read_jsonl(path: &Path) -> Vec<Value> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect(),
-        Err(_) => Vec::new(),
-    }
-}
 
 fn ids(rows: &[Value]) -> HashMap<String, usize> {
     let mut counts = HashMap::new();

@@ -48,10 +48,6 @@ struct RowOnly {
 }
 
 pub fn finalize(journal: &Path, output: &Path, errors: &Path, format: OutputFormat) -> Result<FinalizeStats, SinkError> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| SinkError::Io { path: path.clone(), source }
-    };
     let mut stats = FinalizeStats::default();
     // Pass 1: the winning line of each key (latest ok, else latest error), kept on disk in
     // hash buckets when the journal is large so memory stays flat whatever the input size.
@@ -59,54 +55,13 @@ pub fn finalize(journal: &Path, output: &Path, errors: &Path, format: OutputForm
     let winners = &winners;
 
     // Errors: JSONL.
-    {
-        let tmp = temp_name(errors);
-        let mut w = BufWriter::new(File::create(&tmp).map_err(io(&tmp))?);
-        let mut write_err = None;
-        let mut cursor = winners.cursor()?;
-        for_each_line(journal, |index, line| {
-            if write_err.is_some() || cursor.status_at(index) != Some(EntryStatus::Error) {
-                return;
-            }
-            if let Ok(r) = serde_json::from_slice::<RowOnly>(line) {
-                stats.rows_error += 1;
-                let mut bytes = serde_json::to_vec(&r.row).expect("rows serialize");
-                bytes.push(b'\n');
-                if let Err(e) = w.write_all(&bytes) {
-                    write_err = Some(e);
-                }
-            }
-        })?;
-        if let Some(e) = write_err {
-            return Err(SinkError::Io { path: tmp, source: e });
-        }
-        commit(w, &tmp, errors)?;
-    }
+    stats.rows_error = write_jsonl(journal, winners, EntryStatus::Error, errors)?;
 
     // Output.
     let tmp = temp_name(output);
     match format {
         OutputFormat::Jsonl => {
-            let mut w = BufWriter::new(File::create(&tmp).map_err(io(&tmp))?);
-            let mut write_err = None;
-            let mut cursor = winners.cursor()?;
-            for_each_line(journal, |index, line| {
-                if write_err.is_some() || cursor.status_at(index) != Some(EntryStatus::Ok) {
-                    return;
-                }
-                if let Ok(r) = serde_json::from_slice::<RowOnly>(line) {
-                    stats.rows_ok += 1;
-                    let mut bytes = serde_json::to_vec(&r.row).expect("rows serialize");
-                    bytes.push(b'\n');
-                    if let Err(e) = w.write_all(&bytes) {
-                        write_err = Some(e);
-                    }
-                }
-            })?;
-            if let Some(e) = write_err {
-                return Err(SinkError::Io { path: tmp, source: e });
-            }
-            commit(w, &tmp, output)?;
+            stats.rows_ok = write_jsonl(journal, winners, EntryStatus::Ok, output)?;
         }
         OutputFormat::Parquet => {
             let mut rows_ok = 0u64;
@@ -261,6 +216,33 @@ fn write_parquet(journal: &Path, tmp: &Path, winners: &crate::winners::Winners, 
         writer.write(&batch).map_err(|e| e.to_string())?;
     }
     writer.close().map_err(|e| e.to_string())?;
+    Ok(rows)
+}
+
+/// Writes the rows of the winning lines with `want` status to `dest` as JSONL, atomically.
+fn write_jsonl(journal: &Path, winners: &crate::winners::Winners, want: EntryStatus, dest: &Path) -> Result<u64, SinkError> {
+    let tmp = temp_name(dest);
+    let mut w = BufWriter::new(File::create(&tmp).map_err(|source| SinkError::Io { path: tmp.clone(), source })?);
+    let mut write_err = None;
+    let mut rows = 0u64;
+    let mut cursor = winners.cursor()?;
+    for_each_line(journal, |index, line| {
+        if write_err.is_some() || cursor.status_at(index) != Some(want) {
+            return;
+        }
+        if let Ok(r) = serde_json::from_slice::<RowOnly>(line) {
+            rows += 1;
+            let mut bytes = serde_json::to_vec(&r.row).expect("rows serialize");
+            bytes.push(b'\n');
+            if let Err(e) = w.write_all(&bytes) {
+                write_err = Some(e);
+            }
+        }
+    })?;
+    if let Some(e) = write_err {
+        return Err(SinkError::Io { path: tmp, source: e });
+    }
+    commit(w, &tmp, dest)?;
     Ok(rows)
 }
 
