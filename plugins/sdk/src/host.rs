@@ -33,7 +33,7 @@ pub fn truncate_tokens(text: &str, max_tokens: u32) -> String {
     if text.len() <= max {
         return text.to_string();
     }
-    let mut window = max.saturating_mul(8).max(4096);
+    let mut window = max.saturating_mul(5).max(4096);
     loop {
         if window >= text.len() {
             return imp::truncate_tokens(text, max_tokens);
