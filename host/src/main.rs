@@ -11,7 +11,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a task file (data scoring) end to end, resuming where an earlier run stopped.
+    /// Run a task file (data scoring, preprocessing, distillation) end to end, resuming where an earlier run stopped.
     RunTask(modelcall::run_task_args::RunTaskArgs),
     /// Check, run or benchmark a plugin on its own.
     #[command(subcommand)]
