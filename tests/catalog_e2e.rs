@@ -80,3 +80,30 @@ fn every_shipped_task_runs_against_the_simulated_endpoint_and_resumes() {
         assert!(s["records"]["already_done"].as_u64().unwrap() > 0);
     }
 }
+
+#[test]
+fn stage_preprocess_runs_alone_and_a_later_run_scores_from_it() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    copy_dir(&repo.join("configs"), &scratch.path().join("configs"));
+    let task = "configs/tasks/data_scoring/repomix_quality_rating.yaml";
+    let run = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_modelcall"))
+            .current_dir(scratch.path())
+            .args(["run-task", task, "--model", "configs/models/sim.yaml", "--no-progress"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{text}");
+        text
+    };
+    let first = run(&["--stage", "preprocess"]);
+    assert!(first.contains("6 input(s) now"), "{first}");
+    let pre = scratch.path().join("output/repomix_quality_rating/preprocessed");
+    let rust = std::fs::read_to_string(pre.join("Rust.jsonl")).unwrap();
+    assert_eq!(rust.lines().count(), 4, "two Rust repositories, each packed twice");
+    assert!(!first.contains("summary:"), "nothing scored in --stage preprocess");
+    let second = run(&[]);
+    assert!(second.contains("6 done before") && second.contains("scored 6"), "{second}");
+}

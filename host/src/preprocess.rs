@@ -1,11 +1,14 @@
 //! The preprocessing stage: raw files (e.g. Repomix/RenderGit packs) or records go through a
-//! preprocessor plugin, and the records it keeps are written to one JSONL file per group
-//! (the record's `language`, as the reference wrote one file per language) in the
-//! preprocess output folder, which the scoring stage then reads.
+//! preprocessor plugin, and the records it keeps are written to one JSONL file per group (the
+//! language folder of packs, as the reference wrote one file per language; the language of
+//! `pt_data_<Lang>` triplet files; else the input file) in the preprocess output folder.
+//!
+//! Groups are processed one after another and each group file is handed to the scoring stage
+//! as soon as it is complete, so scoring runs while later groups are still being preprocessed.
 //!
 //! Exactly once, like scoring: every input (a file's relative path, or a record's key) gets one
-//! journal entry holding the records it produced; a resumed run skips inputs already done and
-//! the group files are rebuilt from the journal, atomically.
+//! entry in its group's journal holding the records it produced; a resumed run skips inputs
+//! already done and each group file is rebuilt from its journal, atomically.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -53,7 +56,8 @@ pub struct PreprocessSummary {
     pub inputs_skipped: u64,
     pub records: u64,
     pub files: Vec<PathBuf>,
-    pub errors_file: PathBuf,
+    /// Per-group error files that hold at least one failed input.
+    pub errors_files: Vec<PathBuf>,
 }
 
 /// Raw input files under `root`, sorted, relative paths with `/`.
@@ -99,142 +103,217 @@ pub fn group_for_stem(stem: &str) -> String {
     }
 }
 
-fn group_of(records: &[Value], fallback: &str) -> String {
-    records
-        .iter()
-        .find_map(|r| r.get("language").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string))
-        .unwrap_or_else(|| fallback.to_string())
-}
 
 enum Work {
     File { rel: String, path: PathBuf },
     Record { key: String, group: String, record: Map<String, Value> },
 }
 
-pub async fn run(plan: PreprocessPlan, pool: PluginPool, show_progress: bool) -> anyhow::Result<PreprocessSummary> {
-    let journal_path = plan.output_folder.join(".modelcall").join("preprocess.journal.jsonl");
-    let (journal, state) = Journal::open(&journal_path, Duration::from_millis(200))
-        .map_err(|e| anyhow::anyhow!("opening {}: {e}", journal_path.display()))?;
-    let mut summary = PreprocessSummary::default();
+/// Inputs of one output group, in order.
+enum GroupInputs {
+    Files(Vec<(String, PathBuf)>),
+    RecordFiles(Vec<PathBuf>),
+}
 
-    // What to process, minus what an earlier run finished.
-    let mut work = Vec::new();
+/// What the lazy input stream yields for one group.
+enum Item {
+    Work(Work),
+    AlreadyDone,
+    Bad(JournalEntry),
+}
+
+type Outcome = (String, String, Result<Result<PreprocessOutcome, modelcall_plugin_host::CallError>, String>);
+
+/// Runs the stage group by group (a language folder of packs, or the record files of one
+/// group); each group's file is finalized as soon as its inputs are done and, when `ready` is
+/// given, handed to the scoring stage at once, so scoring runs while later groups are still
+/// being preprocessed. Each group has its own journal, so finalizing a group reads only its own
+/// results.
+pub async fn run(
+    plan: PreprocessPlan,
+    pool: PluginPool,
+    show_progress: bool,
+    ready: Option<tokio::sync::mpsc::UnboundedSender<PathBuf>>,
+) -> anyhow::Result<PreprocessSummary> {
+    let mut summary = PreprocessSummary::default();
+    // Group the inputs, keeping their order.
+    let mut groups: Vec<(String, GroupInputs)> = Vec::new();
     if plan.file_mode {
         for (rel, path) in list_raw_files(&plan.input_root, &plan.languages)? {
             let name = rel.rsplit('/').next().unwrap_or(&rel);
             if plan.file_pattern.as_deref().is_some_and(|g| !modelcall_io::source::glob_match(g, name)) {
                 continue;
             }
-            if state.done_ok.contains(&rel) {
-                summary.inputs_done_before += 1;
-            } else {
-                work.push(Work::File { rel, path });
+            let group = if rel.contains('/') { rel.split('/').next().unwrap_or("preprocessed").to_string() } else { "preprocessed".to_string() };
+            match groups.last_mut() {
+                Some((g, GroupInputs::Files(files))) if *g == group => files.push((rel, path)),
+                _ => groups.push((group, GroupInputs::Files(vec![(rel, path)]))),
             }
         }
     } else {
         for file in modelcall_io::list_input_files(&plan.input_root, plan.file_pattern.as_deref())? {
-            let stem = crate::scoring::pipeline::input_stem(&file);
-            let group = group_for_stem(&stem);
-            let mut keys = KeyAssigner::new(plan.id_field.clone());
-            for item in modelcall_io::open_source(&file)? {
-                match item? {
-                    SourceItem::Record { record, .. } => {
-                        let key = format!("{stem}/{}", keys.key_for(&record));
-                        if state.done_ok.contains(&key) {
-                            summary.inputs_done_before += 1;
-                        } else {
-                            work.push(Work::Record { key, group: group.clone(), record });
-                        }
-                    }
-                    SourceItem::Bad { line, cause, raw_excerpt } => {
-                        let key = format!("{stem}/bad-line:{line}");
-                        let row = json!({"file": file.display().to_string(), "line": line, "cause": cause.as_str(), "message": cause.to_string(), "raw_excerpt": raw_excerpt});
-                        journal.append(JournalEntry { key, status: EntryStatus::Error, row: row.as_object().cloned().unwrap_or_default() })?;
-                        summary.inputs_failed += 1;
-                    }
-                }
+            let group = group_for_stem(&crate::scoring::pipeline::input_stem(&file));
+            match groups.iter_mut().find(|(g, _)| *g == group) {
+                Some((_, GroupInputs::RecordFiles(files))) => files.push(file),
+                _ => groups.push((group, GroupInputs::RecordFiles(vec![file]))),
             }
         }
     }
-    if let Some(max) = plan.max_inputs {
-        work.truncate(max);
-    }
-    let total = work.len();
     if show_progress {
-        eprintln!("preprocessing {total} input(s) with {} ({} already done)", plan.plugin.info().source, summary.inputs_done_before);
+        eprintln!("preprocessing {} group(s) with {}", groups.len(), plan.plugin.info().source);
     }
 
     let plugin = Arc::new(plan.plugin.clone());
-    let mut results = futures::stream::iter(work.into_iter().map(|w| {
-        let plugin = plugin.clone();
-        let pool = pool.clone();
-        async move {
-            match w {
-                Work::File { rel, path } => {
-                    let bytes = tokio::fs::read(&path).await;
-                    let key = rel.clone();
-                    let fallback = rel.split('/').next().filter(|_| rel.contains('/')).unwrap_or("preprocessed").to_string();
-                    let outcome = match bytes {
-                        Ok(bytes) => pool
-                            .run(move || plugin.preprocess(&rel, 1, PreprocessInput::File { path: rel.clone(), bytes }))
-                            .await
-                            .map_err(|e| e.to_string()),
-                        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    let mut budget = plan.max_inputs.unwrap_or(usize::MAX);
+    for (group, inputs) in groups {
+        let stem = modelcall_io::grouped::group_file_stem(&group);
+        let journal_path = plan.output_folder.join(".modelcall").join(format!("preprocess-{stem}.journal.jsonl"));
+        let (journal, state) = Journal::open(&journal_path, Duration::from_millis(200))
+            .map_err(|e| anyhow::anyhow!("opening {}: {e}", journal_path.display()))?;
+        let state = Arc::new(state);
+        let id_field = plan.id_field.clone();
+        let items: Box<dyn Iterator<Item = anyhow::Result<Item>> + Send> = match inputs {
+            GroupInputs::Files(files) => {
+                let state = state.clone();
+                Box::new(files.into_iter().map(move |(rel, path)| {
+                    Ok(if state.done_ok.contains(&rel) { Item::AlreadyDone } else { Item::Work(Work::File { rel, path }) })
+                }))
+            }
+            GroupInputs::RecordFiles(files) => {
+                let state = state.clone();
+                let group = group.clone();
+                Box::new(files.into_iter().flat_map(move |file| {
+                    let stem = crate::scoring::pipeline::input_stem(&file);
+                    let mut keys = KeyAssigner::new(id_field.clone());
+                    let state = state.clone();
+                    let group = group.clone();
+                    let source: Box<dyn Iterator<Item = anyhow::Result<Item>> + Send> = match modelcall_io::open_source(&file) {
+                        Err(e) => Box::new(std::iter::once(Err(anyhow::anyhow!(e)))),
+                        Ok(src) => Box::new(src.map(move |item| {
+                            Ok(match item? {
+                                SourceItem::Record { record, .. } => {
+                                    let key = format!("{stem}/{}", keys.key_for(&record));
+                                    if state.done_ok.contains(&key) {
+                                        Item::AlreadyDone
+                                    } else {
+                                        Item::Work(Work::Record { key, group: group.clone(), record })
+                                    }
+                                }
+                                SourceItem::Bad { line, cause, raw_excerpt } => {
+                                    let row = json!({"file": file.display().to_string(), "line": line, "cause": cause.as_str(), "message": cause.to_string(), "raw_excerpt": raw_excerpt});
+                                    Item::Bad(JournalEntry { key: format!("{stem}/bad-line:{line}"), status: EntryStatus::Error, row: row.as_object().cloned().unwrap_or_default() })
+                                }
+                            })
+                        })),
                     };
-                    (key, fallback, outcome)
-                }
-                Work::Record { key, group, record } => {
-                    let json = Value::Object(record).to_string();
-                    let k = key.clone();
-                    let outcome = pool.run(move || plugin.preprocess(&k, 1, PreprocessInput::Record(json))).await.map_err(|e| e.to_string());
-                    (key, group, outcome)
-                }
-            }
-        }
-    }))
-    .buffer_unordered(pool.threads() * 2);
-
-    let mut fatal = None;
-    let group_by_language = plan.file_mode;
-    while let Some((key, fallback, outcome)) = results.next().await {
-        let entry = match outcome {
-            Ok(Ok(PreprocessOutcome::Keep(records))) => {
-                let records: Vec<Value> = records.iter().filter_map(|r| serde_json::from_str(r).ok()).collect();
-                summary.inputs_processed += 1;
-                summary.records += records.len() as u64;
-                // Packs group by language (the reference's <Language> files); records by input file.
-                let group = if group_by_language { group_of(&records, &fallback) } else { fallback };
-                JournalEntry { key, status: EntryStatus::Ok, row: json!({"group": group, "records": records}).as_object().cloned().unwrap_or_default() }
-            }
-            Ok(Ok(PreprocessOutcome::Skip(reason))) => {
-                summary.inputs_skipped += 1;
-                JournalEntry { key, status: EntryStatus::Ok, row: json!({"group": fallback, "records": [], "skipped": reason}).as_object().cloned().unwrap_or_default() }
-            }
-            Ok(Err(e)) if e.is_fatal() => {
-                fatal = Some(e.to_string());
-                break;
-            }
-            Ok(Err(e)) => {
-                summary.inputs_failed += 1;
-                JournalEntry { key: key.clone(), status: EntryStatus::Error, row: json!({"input": key, "cause": e.cause(), "message": e.to_string()}).as_object().cloned().unwrap_or_default() }
-            }
-            Err(host) => {
-                summary.inputs_failed += 1;
-                JournalEntry { key: key.clone(), status: EntryStatus::Error, row: json!({"input": key, "cause": "host_error", "message": host}).as_object().cloned().unwrap_or_default() }
+                    source
+                }))
             }
         };
-        journal.append(entry)?;
+        // Inputs already done or bad lines are accounted for on the way; the budget counts work.
+        let mut pending: Vec<JournalEntry> = Vec::new();
+        let mut source_error = None;
+        let (mut done_before, mut bad_lines) = (0u64, 0u64);
+        let mut lazy = items;
+        let mut results = futures::stream::iter(std::iter::from_fn(|| loop {
+            if budget == 0 {
+                return None;
+            }
+            match lazy.next()? {
+                Ok(Item::Work(w)) => {
+                    budget -= 1;
+                    return Some(w);
+                }
+                Ok(Item::AlreadyDone) => done_before += 1,
+                Ok(Item::Bad(entry)) => {
+                    bad_lines += 1;
+                    pending.push(entry);
+                }
+                Err(e) => {
+                    source_error = Some(e);
+                    return None;
+                }
+            }
+        }))
+        .map(|w| run_one(plugin.clone(), pool.clone(), w))
+        .buffer_unordered(pool.threads() * 2);
+        let mut fatal = None;
+        while let Some((key, fallback, outcome)) = results.next().await {
+            let entry = match outcome {
+                Ok(Ok(PreprocessOutcome::Keep(records))) => {
+                    let records: Vec<Value> = records.iter().filter_map(|r| serde_json::from_str(r).ok()).collect();
+                    summary.inputs_processed += 1;
+                    summary.records += records.len() as u64;
+                    JournalEntry { key, status: EntryStatus::Ok, row: json!({"group": fallback, "records": records}).as_object().cloned().unwrap_or_default() }
+                }
+                Ok(Ok(PreprocessOutcome::Skip(reason))) => {
+                    summary.inputs_skipped += 1;
+                    JournalEntry { key, status: EntryStatus::Ok, row: json!({"group": fallback, "records": [], "skipped": reason}).as_object().cloned().unwrap_or_default() }
+                }
+                Ok(Err(e)) if e.is_fatal() => {
+                    fatal = Some(e.to_string());
+                    break;
+                }
+                Ok(Err(e)) => {
+                    summary.inputs_failed += 1;
+                    JournalEntry { key: key.clone(), status: EntryStatus::Error, row: json!({"input": key, "cause": e.cause(), "message": e.to_string()}).as_object().cloned().unwrap_or_default() }
+                }
+                Err(host) => {
+                    summary.inputs_failed += 1;
+                    JournalEntry { key: key.clone(), status: EntryStatus::Error, row: json!({"input": key, "cause": "host_error", "message": host}).as_object().cloned().unwrap_or_default() }
+                }
+            };
+            journal.append(entry)?;
+        }
+        drop(results);
+        summary.inputs_done_before += done_before;
+        summary.inputs_failed += bad_lines;
+        for entry in pending {
+            journal.append(entry)?;
+        }
+        journal.close().map_err(|e| anyhow::anyhow!("closing {}: {e}", journal_path.display()))?;
+        if let Some(message) = fatal {
+            anyhow::bail!("preprocessing stopped: {message}");
+        }
+        if let Some(e) = source_error {
+            return Err(e.context(format!("reading the inputs of group `{group}`")));
+        }
+        let errors_file = plan.output_folder.join(format!("{stem}.preprocess.errors.jsonl"));
+        let (jp, out, ef) = (journal_path.clone(), plan.output_folder.clone(), errors_file.clone());
+        let grouped = tokio::task::spawn_blocking(move || modelcall_io::finalize_grouped(&jp, &out, &ef)).await??;
+        if grouped.errors > 0 {
+            summary.errors_files.push(errors_file);
+        }
+        for file in grouped.files {
+            if let Some(tx) = &ready {
+                let _ = tx.send(file.clone());
+            }
+            summary.files.push(file);
+        }
     }
-    drop(results);
-    journal.close().map_err(|e| anyhow::anyhow!("closing {}: {e}", journal_path.display()))?;
-    if let Some(message) = fatal {
-        anyhow::bail!("preprocessing stopped: {message}");
-    }
-    let errors_file = plan.output_folder.join("preprocess.errors.jsonl");
-    let (jp, out, ef) = (journal_path.clone(), plan.output_folder.clone(), errors_file.clone());
-    let grouped = tokio::task::spawn_blocking(move || modelcall_io::finalize_grouped(&jp, &out, &ef)).await??;
-    summary.files = grouped.files;
-    summary.files.sort();
-    summary.errors_file = errors_file;
     Ok(summary)
+}
+
+async fn run_one(plugin: Arc<Plugin>, pool: PluginPool, w: Work) -> Outcome {
+    match w {
+        Work::File { rel, path } => {
+            let bytes = tokio::fs::read(&path).await;
+            let key = rel.clone();
+            let group = rel.split('/').next().filter(|_| rel.contains('/')).unwrap_or("preprocessed").to_string();
+            let outcome = match bytes {
+                Ok(bytes) => pool
+                    .run(move || plugin.preprocess(&rel, 1, PreprocessInput::File { path: rel.clone(), bytes }))
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+            };
+            (key, group, outcome)
+        }
+        Work::Record { key, group, record } => {
+            let json = Value::Object(record).to_string();
+            let k = key.clone();
+            let outcome = pool.run(move || plugin.preprocess(&k, 1, PreprocessInput::Record(json))).await.map_err(|e| e.to_string());
+            (key, group, outcome)
+        }
+    }
 }

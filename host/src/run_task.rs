@@ -101,27 +101,23 @@ pub fn run(args: RunTaskArgs) -> anyhow::Result<ExitCode> {
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     tokio.block_on(async move {
         // Preprocessing (when configured) feeds the scoring stage with its group files.
-        let plan_inputs = match preprocess_plan {
+        let (plan_inputs, preprocessing) = match preprocess_plan {
             Some(pre) if !args.dry_run => {
                 let out = pre.output_folder.clone();
-                let summary = crate::preprocess::run(pre, pool.clone(), !args.no_progress).await?;
-                eprintln!(
-                    "preprocessed: {} input(s) now, {} done before, {} skipped, {} failed → {} record(s) in {} file(s) under {} (errors: {})",
-                    summary.inputs_processed, summary.inputs_done_before, summary.inputs_skipped, summary.inputs_failed,
-                    summary.records, summary.files.len(), out.display(), summary.errors_file.display()
-                );
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                let stage = tokio::spawn(crate::preprocess::run(pre, pool.clone(), !args.no_progress, Some(tx)));
                 if args.stage == "preprocess" {
+                    drop(rx);
+                    let summary = stage.await??;
+                    report_preprocessing(&summary, &out);
                     return Ok(ExitCode::SUCCESS);
                 }
-                if summary.files.is_empty() {
-                    eprintln!("error: preprocessing produced no records to score (see {})", summary.errors_file.display());
-                    return Ok(ExitCode::from(1));
-                }
-                summary.files
+                // Scoring starts on each group file as soon as preprocessing finishes it.
+                (crate::scoring::Inputs::Stream(rx), Some((stage, out)))
             }
-            Some(pre) => vec![pre.output_folder.join("<group>.jsonl")],
+            Some(pre) => (crate::scoring::Inputs::Files(vec![pre.output_folder.join("<group>.jsonl")]), None),
             None => match inputs(&task) {
-                Ok(i) => i,
+                Ok(i) => (crate::scoring::Inputs::Files(i), None),
                 Err(e) => {
                     eprintln!("error: {e:#}");
                     return Ok(ExitCode::from(2));
@@ -189,6 +185,16 @@ pub fn run(args: RunTaskArgs) -> anyhow::Result<ExitCode> {
             require_json,
         };
         let outcome = scoring::run(plan, stages).await?;
+        if let Some((stage, out)) = preprocessing {
+            match stage.await? {
+                Ok(summary) => report_preprocessing(&summary, &out),
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    eprintln!("the groups preprocessed before the error were scored; run the same command again to resume");
+                    return Ok(ExitCode::from(1));
+                }
+            }
+        }
         eprintln!("{}", outcome.stats.render());
         eprintln!("summary: {}", outcome.summary_path.display());
         if let Some(reason) = outcome.stopped {
@@ -198,6 +204,22 @@ pub fn run(args: RunTaskArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+fn report_preprocessing(summary: &crate::preprocess::PreprocessSummary, out: &std::path::Path) {
+    eprintln!(
+        "preprocessed: {} input(s) now, {} done before, {} skipped, {} failed → {} record(s); {} group file(s) in {}",
+        summary.inputs_processed,
+        summary.inputs_done_before,
+        summary.inputs_skipped,
+        summary.inputs_failed,
+        summary.records,
+        summary.files.len(),
+        out.display()
+    );
+    for e in &summary.errors_files {
+        eprintln!("preprocessing errors: {}", e.display());
+    }
 }
 
 /// Starts the in-process simulated endpoint for `sim://` and builds the client.
@@ -267,7 +289,7 @@ fn run_generate(args: &RunTaskArgs, task: &LoadedTask, step: &modelcall_config::
         let (client, _sim) = build_client(&model, concurrency, task.task.concurrency.requests_per_minute).await?;
         let plan = ScoringPlan {
             task_name: task.task.task_name.clone(),
-            inputs,
+            inputs: crate::scoring::Inputs::Files(inputs),
             output_folder,
             stat_folder: None,
             output_format: OutputFormat::Jsonl,
@@ -297,7 +319,7 @@ fn run_generate(args: &RunTaskArgs, task: &LoadedTask, step: &modelcall_config::
         };
         if args.dry_run {
             println!("task        {} (generate_response) from {}", plan.task_name, task.source_path.display());
-            for i in &plan.inputs {
+            for i in plan.inputs.known().unwrap_or_default() {
                 println!("input       {}", i.display());
             }
             println!("outputs     {}", plan.output_folder.display());
@@ -525,12 +547,17 @@ fn load_plugins(runtime: &PluginRuntime, task: &LoadedTask) -> anyhow::Result<(P
 
 fn print_plan(task: &LoadedTask, plan: &ScoringPlan, prompt: &Plugin, parser: &Plugin, endpoint: &str) {
     println!("task        {} (data_scoring) from {}", plan.task_name, task.source_path.display());
-    println!("inputs      {} file(s):", plan.inputs.len());
-    for i in plan.inputs.iter().take(20) {
-        println!("              {}", i.display());
-    }
-    if plan.inputs.len() > 20 {
-        println!("              … and {} more", plan.inputs.len() - 20);
+    match plan.inputs.known() {
+        Some(inputs) => {
+            println!("inputs      {} file(s):", inputs.len());
+            for i in inputs.iter().take(20) {
+                println!("              {}", i.display());
+            }
+            if inputs.len() > 20 {
+                println!("              … and {} more", inputs.len() - 20);
+            }
+        }
+        None => println!("inputs      streamed from the preprocessing stage"),
     }
     println!("outputs     {} ({:?})", plan.output_folder.display(), plan.output_format);
     println!("endpoint    {endpoint}");

@@ -18,10 +18,28 @@ use crate::summary::{write_json_atomically, RunStats};
 use pipeline::{FilePaths, RunContext, StopSignal};
 use record::Stages;
 
+/// What a run reads: files known up front, or files handed over while the run is going (the
+/// preprocessing stage sends each group file as soon as it is complete, so scoring starts
+/// before preprocessing ends).
+pub enum Inputs {
+    Files(Vec<PathBuf>),
+    Stream(tokio::sync::mpsc::UnboundedReceiver<PathBuf>),
+}
+
+impl Inputs {
+    /// The files, when known up front (dry runs and progress totals).
+    pub fn known(&self) -> Option<&[PathBuf]> {
+        match self {
+            Inputs::Files(v) => Some(v),
+            Inputs::Stream(_) => None,
+        }
+    }
+}
+
 /// Everything a scoring run needs, resolved from the task file and the command line.
 pub struct ScoringPlan {
     pub task_name: String,
-    pub inputs: Vec<PathBuf>,
+    pub inputs: Inputs,
     pub output_folder: PathBuf,
     pub stat_folder: Option<PathBuf>,
     pub output_format: OutputFormat,
@@ -54,10 +72,20 @@ pub struct RunOutcome {
     pub summary_path: PathBuf,
 }
 
-pub async fn run(plan: ScoringPlan, stages: Stages) -> anyhow::Result<RunOutcome> {
+pub async fn run(mut plan: ScoringPlan, stages: Stages) -> anyhow::Result<RunOutcome> {
+    let total = plan.inputs.known().and_then(count_inputs);
+    let mut feed = match std::mem::replace(&mut plan.inputs, Inputs::Files(Vec::new())) {
+        Inputs::Stream(rx) => rx,
+        Inputs::Files(files) => {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            for f in files {
+                let _ = tx.send(f);
+            }
+            rx
+        }
+    };
     std::fs::create_dir_all(&plan.output_folder)
         .with_context(|| format!("creating output folder {}", plan.output_folder.display()))?;
-    let total = count_inputs(&plan.inputs);
     let progress = Progress::new(total, plan.show_progress);
     let stop = StopSignal::default();
     {
@@ -90,7 +118,8 @@ pub async fn run(plan: ScoringPlan, stages: Stages) -> anyhow::Result<RunOutcome
     // so the tail of one file overlaps the head of the next.
     let files_at_once = Arc::new(Semaphore::new(plan.max_concurrent_files.max(1)));
     let mut handles = Vec::new();
-    for input in &plan.inputs {
+    while let Some(input) = feed.recv().await {
+        let input = &input;
         let paths = FilePaths::named(input, &plan.output_folder, plan.output_format, plan.shard, plan.naming);
         if plan.fresh_start {
             for p in [&paths.journal, &paths.output, &paths.errors] {
