@@ -48,7 +48,10 @@ fn every_shipped_task_runs_against_the_simulated_endpoint_and_resumes() {
                 .output()
                 .unwrap();
             let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-            assert!(out.status.success(), "{} failed:\n{text}", rel.display());
+            // Some shipped samples hold deliberate bad lines: those runs finish with exit 3
+            // ("finished with failed records"), every other line done.
+            let code = out.status.code();
+            assert!(code == Some(0) || (code == Some(3) && text.contains("error output")), "{} failed ({code:?}):\n{text}", rel.display());
             text
         };
         let first = run();

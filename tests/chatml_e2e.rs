@@ -26,10 +26,12 @@ fn rows(p: &Path) -> Vec<Value> {
     std::fs::read_to_string(p).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
-fn run(root: &Path, task: &str) -> String {
+/// Runs a task; `expected` is the exit code (3: finished, with the sample's deliberate bad line
+/// in an error output).
+fn run(root: &Path, task: &str, expected: i32) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_modelcall")).current_dir(root).args(["run-task", task]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(out.status.success(), "{text}");
+    assert_eq!(out.status.code(), Some(expected), "{text}");
     text
 }
 
@@ -38,7 +40,7 @@ fn every_format_style_matches_its_golden_output() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let scratch = tempfile::tempdir().unwrap();
     copy_dir(&repo.join("configs"), &scratch.path().join("configs"));
-    run(scratch.path(), "configs/tasks/data_distillation/chatml_conversion.yaml");
+    run(scratch.path(), "configs/tasks/data_distillation/chatml_conversion.yaml", 3);
     let golden_root = repo.join("tests/golden/chatml");
     let mut golden = Vec::new();
     files(&golden_root, &mut golden);
@@ -54,7 +56,7 @@ fn every_format_style_matches_its_golden_output() {
     assert_eq!(errors[0]["line"], 3);
     assert_eq!(errors[0]["cause"], "invalid_json");
     // continue_mode: complete outputs are skipped on a second run.
-    let again = run(scratch.path(), "configs/tasks/data_distillation/chatml_conversion.yaml");
+    let again = run(scratch.path(), "configs/tasks/data_distillation/chatml_conversion.yaml", 0);
     assert!(again.contains("skip") && !again.contains("converted"), "{again}");
 }
 
@@ -63,7 +65,7 @@ fn with_system_prepends_the_system_prompt_only_where_missing() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let scratch = tempfile::tempdir().unwrap();
     copy_dir(&repo.join("configs"), &scratch.path().join("configs"));
-    run(scratch.path(), "configs/tasks/data_distillation/chatml_conversion_with_system.yaml");
+    run(scratch.path(), "configs/tasks/data_distillation/chatml_conversion_with_system.yaml", 3);
     let out = scratch.path().join("output/distillation/chatml");
     let pr = rows(&out.join("prompt_response/prompt_response-train-with_system.jsonl"));
     assert_eq!(pr[0]["messages"][0]["role"], "system");

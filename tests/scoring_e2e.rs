@@ -207,7 +207,8 @@ fn bad_lines_go_to_the_error_output_and_the_rest_is_scored() {
     s.write("input/mixed.jsonl", &input);
     let task = s.task("sim://", 8, "");
     let out = run(&task, &[]);
-    assert_success(&out);
+    // Finished, with failed records: exit 3, so schedulers and CI see it.
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
 
     let ok = read_jsonl(&s.path("out/mixed.jsonl"));
     let mut ok_ids: Vec<_> = ok.iter().map(|r| r["id"].as_str().unwrap().to_string()).collect();

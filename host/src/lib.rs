@@ -1,14 +1,15 @@
-//! modelcall: the scheduling engine and CLI wiring. The heavy lifting lives in the crates under
-//! `host/crates/` (plugin runtime, model client, simulated endpoint, io, config).
+//! modelcall: the command line over one record pipeline. The heavy lifting lives in the crates
+//! under `host/crates/` (plugin runtime, model client, simulated endpoint, io, config).
+//!
+//! - [`cli`]: commands and exit codes;
+//! - [`tasks`]: one preset per task type (a job and a sink);
+//! - [`engine`]: the pipeline every preset runs on;
+//! - [`plugin_pool`], [`progress`], [`summary`], [`input_count`]: what the engine uses.
 
-pub mod chatml;
+pub mod cli;
+pub mod engine;
 pub mod input_count;
-pub mod merge;
-pub mod plugin_cmd;
 pub mod plugin_pool;
-pub mod preprocess;
 pub mod progress;
-pub mod run_task;
-pub mod run_task_args;
-pub mod scoring;
 pub mod summary;
+pub mod tasks;

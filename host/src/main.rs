@@ -12,10 +12,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a task file (data scoring, preprocessing, distillation) end to end, resuming where an earlier run stopped.
-    RunTask(modelcall::run_task_args::RunTaskArgs),
+    RunTask(modelcall::cli::run_task_args::RunTaskArgs),
     /// Check, run or benchmark a plugin on its own.
     #[command(subcommand)]
-    Plugin(modelcall::plugin_cmd::PluginCommand),
+    Plugin(modelcall::cli::plugin_cmd::PluginCommand),
     /// Serve the SIMULATED OpenAI-compatible endpoint (deterministic replies, fault injection).
     ServeSim(modelcall_sim::ServeArgs),
 }
@@ -29,8 +29,8 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
-        Command::RunTask(args) => modelcall::run_task::run(args),
-        Command::Plugin(cmd) => modelcall::plugin_cmd::run(cmd).map(|_| std::process::ExitCode::SUCCESS),
+        Command::RunTask(args) => return modelcall::cli::run_task::run(args),
+        Command::Plugin(cmd) => modelcall::cli::plugin_cmd::run(cmd).map(|_| std::process::ExitCode::SUCCESS),
         Command::ServeSim(args) => modelcall_sim::serve_blocking(args).map(|_| std::process::ExitCode::SUCCESS),
     };
     match result {

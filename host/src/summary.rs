@@ -30,6 +30,11 @@ pub struct FileStats {
     pub skipped: u64,
     /// Records left out by `debug.max_items_per_file`.
     pub debug_limited: u64,
+    /// Records a preprocessor or converter produced (several per input for file preprocessors).
+    pub records_out: u64,
+    /// Records whose id an earlier record of the same input already had (kept under `id#2`, …,
+    /// skipped, or failed, per `options.on_duplicate_id`).
+    pub duplicate_ids: u64,
 }
 
 /// Whole-run counters.
@@ -127,6 +132,8 @@ impl RunStats {
             t.bad_lines += f.bad_lines;
             t.skipped += f.skipped;
             t.debug_limited += f.debug_limited;
+            t.records_out += f.records_out;
+            t.duplicate_ids += f.duplicate_ids;
         }
         t
     }
@@ -157,6 +164,8 @@ impl RunStats {
                 "bad_lines": totals.bad_lines,
                 "skipped": totals.skipped,
                 "debug_limited": totals.debug_limited,
+                "records_out": totals.records_out,
+                "duplicate_ids": totals.duplicate_ids,
             },
             "failures_by_cause": self.failures_by_cause,
             "retries_by_cause": self.retries_by_cause,

@@ -2,15 +2,14 @@
 //! component and generates `builtins.rs`, a table of `(name, bytes)` embedded with
 //! `include_bytes!`, so `builtin:<name>` works from any installed binary.
 //!
-//! The nested cargo uses its own target dir (`target/wasm-plugins`) so it never waits on
-//! the lock held by the outer build, and runs with the outer build's `CARGO_*`/`RUSTFLAGS`
-//! variables removed (the pattern of wasmtime's test-programs build script): they describe
-//! the host build and would leak into the wasm one.
+//! The nested cargo (see `build_nested_cargo.rs`, shared with the test-plugins crate) uses
+//! its own target dir, `target/wasm-plugins`.
 
 use std::env;
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
+
+include!("build_nested_cargo.rs");
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
@@ -34,18 +33,12 @@ fn main() {
 
     let target_dir = root.join("target").join("wasm-plugins");
     if !crates.is_empty() {
-        require_wasm_target();
-        let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.current_dir(&root)
-            .args(["build", "--target", "wasm32-wasip2", "--profile", "plugin"])
-            .stdout(Stdio::inherit())
-            .stderr(Stdio::inherit());
+        require_wasm_target(", and modelcall embeds its built-in plugins compiled for it");
+        let mut cmd = nested_cargo(&root, &target_dir);
+        cmd.args(["build", "--target", "wasm32-wasip2", "--profile", "plugin"]);
         for (_, pkg) in &crates {
             cmd.args(["-p", pkg]);
         }
-        scrub_env(&mut cmd);
-        cmd.env("CARGO_TARGET_DIR", &target_dir);
         let status = cmd.status().expect("running cargo to build the built-in plugins");
         if !status.success() {
             panic!(
@@ -67,46 +60,4 @@ fn main() {
     }
     table.push_str("];\n");
     fs::write(PathBuf::from(env::var("OUT_DIR").unwrap()).join("builtins.rs"), table).unwrap();
-}
-
-/// The `name = "..."` of a manifest's `[package]` section.
-fn package_name(manifest: &Path) -> String {
-    let text = fs::read_to_string(manifest).unwrap();
-    let mut in_package = false;
-    for line in text.lines() {
-        let line = line.trim();
-        if line.starts_with('[') {
-            in_package = line == "[package]";
-        } else if in_package {
-            if let Some(rest) = line.strip_prefix("name") {
-                if let Some(v) = rest.trim_start().strip_prefix('=') {
-                    return v.trim().trim_matches('"').to_string();
-                }
-            }
-        }
-    }
-    panic!("{} has no [package] name", manifest.display());
-}
-
-fn require_wasm_target() {
-    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let sysroot = Command::new(rustc).args(["--print", "sysroot"]).output().expect("running rustc --print sysroot");
-    let sysroot = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim());
-    if !sysroot.join("lib/rustlib/wasm32-wasip2").is_dir() {
-        panic!(
-            "the wasm32-wasip2 Rust target is not installed, and modelcall embeds its built-in plugins compiled for it; \
-             run `rustup target add wasm32-wasip2` and build again"
-        );
-    }
-}
-
-/// Removes the outer build's configuration from the nested cargo's environment.
-fn scrub_env(cmd: &mut Command) {
-    for (key, _) in env::vars_os() {
-        let key = key.to_string_lossy();
-        let keep = key == "CARGO_HOME" || key.starts_with("CARGO_NET_") || key.starts_with("CARGO_REGISTRIES_") || key.starts_with("CARGO_HTTP_");
-        if (key.starts_with("CARGO_") && !keep) || key == "RUSTFLAGS" || key == "RUSTDOCFLAGS" || key == "RUSTC_WRAPPER" || key == "RUSTC_WORKSPACE_WRAPPER" {
-            cmd.env_remove(&*key);
-        }
-    }
 }

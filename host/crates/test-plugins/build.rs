@@ -1,14 +1,14 @@
 //! Builds the fixture plugins of `tests/plugins` (their own cargo workspace) for
 //! wasm32-wasip2 and writes one `pub const NAME: &str = "/abs/path.wasm"` per fixture.
 //!
-//! As in the plugin-host build script, the nested cargo gets a target dir of its own
-//! (`target/wasm-test-plugins`, so it never waits on the outer build's lock) and none of
-//! the outer build's `CARGO_*`/`RUSTFLAGS` variables.
+//! The nested cargo is set up by `build_nested_cargo.rs`, shared with the plugin-host
+//! build script; it gets a target dir of its own, `target/wasm-test-plugins`.
 
 use std::env;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+
+include!("../plugin-host/build_nested_cargo.rs");
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
@@ -19,16 +19,10 @@ fn main() {
     println!("cargo:rerun-if-changed={}", root.join("plugins/sdk").display());
 
     let members = workspace_members(&fixtures.join("Cargo.toml"));
-    require_wasm_target();
+    require_wasm_target("");
     let target_dir = root.join("target/wasm-test-plugins");
-    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(&fixtures)
-        .args(["build", "--workspace", "--release", "--target", "wasm32-wasip2"])
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit());
-    scrub_env(&mut cmd);
-    cmd.env("CARGO_TARGET_DIR", &target_dir);
+    let mut cmd = nested_cargo(&fixtures, &target_dir);
+    cmd.args(["build", "--workspace", "--release", "--target", "wasm32-wasip2"]);
     let status = cmd.status().expect("running cargo to build tests/plugins");
     if !status.success() {
         panic!("building the fixture plugins in {} failed (cargo's output is above)", fixtures.display());
@@ -58,39 +52,4 @@ fn workspace_members(manifest: &Path) -> Vec<String> {
         .map(|l| l.split('#').next().unwrap().trim().trim_end_matches(',').trim_matches('"').to_string())
         .filter(|l| !l.is_empty())
         .collect()
-}
-
-fn package_name(manifest: &Path) -> String {
-    let text = fs::read_to_string(manifest).unwrap();
-    let mut in_package = false;
-    for line in text.lines() {
-        let line = line.trim();
-        if line.starts_with('[') {
-            in_package = line == "[package]";
-        } else if in_package {
-            if let Some(v) = line.strip_prefix("name").and_then(|r| r.trim_start().strip_prefix('=')) {
-                return v.trim().trim_matches('"').to_string();
-            }
-        }
-    }
-    panic!("{} has no [package] name", manifest.display());
-}
-
-fn require_wasm_target() {
-    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let out = Command::new(rustc).args(["--print", "sysroot"]).output().expect("running rustc --print sysroot");
-    let sysroot = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    if !sysroot.join("lib/rustlib/wasm32-wasip2").is_dir() {
-        panic!("the wasm32-wasip2 Rust target is not installed; run `rustup target add wasm32-wasip2` and build again");
-    }
-}
-
-fn scrub_env(cmd: &mut Command) {
-    for (key, _) in env::vars_os() {
-        let key = key.to_string_lossy();
-        let keep = key == "CARGO_HOME" || key.starts_with("CARGO_NET_") || key.starts_with("CARGO_REGISTRIES_") || key.starts_with("CARGO_HTTP_");
-        if (key.starts_with("CARGO_") && !keep) || ["RUSTFLAGS", "RUSTDOCFLAGS", "RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER"].contains(&&*key) {
-            cmd.env_remove(&*key);
-        }
-    }
 }

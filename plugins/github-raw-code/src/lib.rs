@@ -9,8 +9,8 @@
 //! failing the whole file; `languages` optionally keeps only some languages (exact,
 //! case-insensitive match, so `C` never selects `C#` or `C++`).
 
-use modelcall_plugin_sdk::preprocessor::{Input, Outcome, Preprocessor};
-use modelcall_plugin_sdk::{json, truncate_tokens, Context, Error, Value};
+use modelcall_plugin_sdk::preprocessor::{default_max_tokens, Input, Outcome, Preprocessor, Truncation};
+use modelcall_plugin_sdk::{json, Context, Error, Value};
 use serde::Deserialize;
 
 pub const TEXT_FIELDS: [&str; 5] = ["text", "content", "code", "body", "description"];
@@ -33,17 +33,13 @@ impl Default for Config {
     }
 }
 
-fn default_max_tokens() -> u32 {
-    32768
-}
-
 fn default_source() -> String {
     "github_raw_code".into()
 }
 
 pub struct GithubRawCode {
     cfg: Config,
-    column: String,
+    truncation: Truncation,
 }
 
 impl GithubRawCode {
@@ -58,7 +54,7 @@ impl GithubRawCode {
             .iter()
             .find_map(|f| rec.get(*f).and_then(Value::as_str).map(str::to_string))
             .ok_or_else(|| Error::invalid_input(format!("the record has none of the text fields {}", TEXT_FIELDS.join(", "))))?;
-        rec.insert(self.column.clone(), json!(truncate_tokens(&text, self.cfg.max_tokens)));
+        self.truncation.add_column(&mut rec, &text);
         rec.insert("text".into(), json!(text));
         rec.entry("id".to_string()).or_insert_with(|| json!(record_id));
         rec.entry("source".to_string()).or_insert_with(|| json!(self.cfg.source));
@@ -70,19 +66,13 @@ impl Preprocessor for GithubRawCode {
     type Config = Config;
 
     fn new(cfg: Config) -> Result<Self, Error> {
-        if cfg.max_tokens == 0 {
-            return Err(Error::invalid_config("max_tokens must be positive"));
-        }
-        let column = format!("content_truncate_{}k", cfg.max_tokens / 1024);
-        Ok(GithubRawCode { cfg, column })
+        let truncation = Truncation::new(cfg.max_tokens)?;
+        Ok(GithubRawCode { cfg, truncation })
     }
 
     fn process(&mut self, ctx: &Context, input: Input) -> Result<Outcome, Error> {
-        match input {
-            Input::Record(Value::Object(rec)) => self.convert(&ctx.record_id(), rec),
-            Input::Record(_) => Err(Error::invalid_input("the record is not a JSON object")),
-            Input::File { .. } => Err(Error::unsupported("github-raw-code reads records (JSONL/Parquet rows), not raw files")),
-        }
+        let rec = input.into_object("github-raw-code reads records (JSONL/Parquet rows), not raw files")?;
+        self.convert(&ctx.record_id(), rec)
     }
 }
 

@@ -10,8 +10,8 @@ pub mod name;
 pub mod pack;
 pub mod record;
 
-use modelcall_plugin_sdk::preprocessor::{Input, Outcome, Preprocessor};
-use modelcall_plugin_sdk::{json, truncate_tokens, Context, Error, Value};
+use modelcall_plugin_sdk::preprocessor::{default_max_tokens, Input, Outcome, Preprocessor, Truncation};
+use modelcall_plugin_sdk::{json, Context, Error, Value};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -34,17 +34,13 @@ impl Default for Config {
     }
 }
 
-fn default_max_tokens() -> u32 {
-    32768
-}
-
 fn yes() -> bool {
     true
 }
 
 pub struct RepoXml {
     cfg: Config,
-    column: String,
+    truncation: Truncation,
 }
 
 impl RepoXml {
@@ -56,7 +52,6 @@ impl RepoXml {
         let facts = record::facts(&files);
         let parsed = name::parse(path).unwrap_or(name::PackName { user: String::new(), repo: String::new(), commit: String::new() });
         let language = self.cfg.language.clone().or_else(|| name::language_folder(path).map(str::to_string)).unwrap_or_default();
-        let truncated = truncate_tokens(text, self.cfg.max_tokens);
         Ok(record::build(record::RecordInput {
             path,
             text,
@@ -64,8 +59,7 @@ impl RepoXml {
             name: &parsed,
             language: &language,
             facts: &facts,
-            truncate_column: &self.column,
-            truncated,
+            truncation: &self.truncation,
             include_text: self.cfg.include_text,
         }))
     }
@@ -75,11 +69,8 @@ impl Preprocessor for RepoXml {
     type Config = Config;
 
     fn new(cfg: Config) -> Result<Self, Error> {
-        if cfg.max_tokens == 0 {
-            return Err(Error::invalid_config("max_tokens must be positive"));
-        }
-        let column = format!("content_truncate_{}k", cfg.max_tokens / 1024);
-        Ok(RepoXml { cfg, column })
+        let truncation = Truncation::new(cfg.max_tokens)?;
+        Ok(RepoXml { cfg, truncation })
     }
 
     fn config_schema() -> Option<Value> {
@@ -87,7 +78,7 @@ impl Preprocessor for RepoXml {
             "type": "object",
             "additionalProperties": false,
             "properties": {
-                "max_tokens": {"type": "integer", "minimum": 1, "default": 32768},
+                "max_tokens": {"type": "integer", "minimum": 1, "default": default_max_tokens()},
                 "language": {"type": "string"},
                 "include_text": {"type": "boolean", "default": true}
             }

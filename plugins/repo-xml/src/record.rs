@@ -1,5 +1,6 @@
 //! The reference's record fields for one pack (reference §6.2), with its bugs fixed.
 
+use modelcall_plugin_sdk::preprocessor::Truncation;
 use serde_json::{json, Map, Value};
 
 use crate::name::PackName;
@@ -70,8 +71,7 @@ pub struct RecordInput<'a> {
     pub name: &'a PackName,
     pub language: &'a str,
     pub facts: &'a PackFacts,
-    pub truncate_column: &'a str,
-    pub truncated: String,
+    pub truncation: &'a Truncation,
     pub include_text: bool,
 }
 
@@ -104,7 +104,7 @@ pub fn build(r: RecordInput<'_>) -> Value {
     m.insert("file_types".into(), json!(file_types_json(&f.file_types)));
     m.insert("xml_file_path".into(), json!(r.path));
     m.insert("file_extension".into(), json!(if r.tool == Tool::Repomix { "xml" } else { "cxml" }));
-    m.insert(r.truncate_column.to_string(), json!(r.truncated));
+    r.truncation.add_column(&mut m, r.text);
     Value::Object(m)
 }
 

@@ -1,9 +1,10 @@
 //! Bindings of the imports shared by every plugin kind (types, call context, host functions).
 //! Each kind's bindings reuse these through wit-bindgen's `with:`, so authors see one set of
-//! types whatever kinds they build.
+//! types whatever kinds they build. The contract is the workspace's `wit/`, so the SDK and the
+//! host can never read different copies of it.
 
 wit_bindgen::generate!({
-    path: "wit",
+    path: "../../wit",
     world: "imports",
     generate_all,
 });

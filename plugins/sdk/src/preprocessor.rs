@@ -1,9 +1,13 @@
 //! Preprocessors: a record or a raw file in, zero or more records out.
 
+mod truncation;
+
 use serde::de::DeserializeOwned;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::{Context, Error};
+
+pub use truncation::{default_max_tokens, Truncation};
 
 /// What a preprocessor is given.
 #[derive(Debug, Clone, PartialEq)]
@@ -12,6 +16,19 @@ pub enum Input {
     Record(Value),
     /// One whole file read by the host (plugins have no file access of their own).
     File { path: String, bytes: Vec<u8> },
+}
+
+impl Input {
+    /// The record as a JSON object, for the many preprocessors that read records only: a raw
+    /// file is refused as unsupported with `file_refusal` (which should say what the plugin
+    /// reads instead), and a record that is not an object is invalid input.
+    pub fn into_object(self, file_refusal: &str) -> Result<Map<String, Value>, Error> {
+        match self {
+            Input::Record(Value::Object(record)) => Ok(record),
+            Input::Record(_) => Err(Error::invalid_input("the record is not a JSON object")),
+            Input::File { .. } => Err(Error::unsupported(file_refusal)),
+        }
+    }
 }
 
 /// What a preprocessor decided.
@@ -49,94 +66,56 @@ pub trait Preprocessor: Sized + 'static {
 #[macro_export]
 macro_rules! register_preprocessor {
     ($t:ty) => {
-        #[cfg(target_arch = "wasm32")]
-        const _: () = {
-            struct __ModelcallPreprocessor;
-            impl $crate::preprocessor::__glue::Guest for __ModelcallPreprocessor {
-                fn init(
-                    config: ::std::string::String,
-                ) -> ::core::result::Result<$crate::preprocessor::__glue::PluginInfo, $crate::preprocessor::__glue::PluginError> {
-                    $crate::preprocessor::__glue::init::<$t>(config, env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
-                }
-                fn process(
-                    ctx: &$crate::preprocessor::__glue::CallContext,
-                    input: $crate::preprocessor::__glue::Input,
-                ) -> ::core::result::Result<$crate::preprocessor::__glue::Outcome, $crate::preprocessor::__glue::PluginError> {
-                    $crate::preprocessor::__glue::process::<$t>(ctx, input)
-                }
+        $crate::__register_plugin!($t, preprocessor::Preprocessor, __export_preprocessor_plugin_impl, {
+            fn process(
+                ctx: &$crate::glue::CallContext,
+                input: $crate::preprocessor::__glue::Input,
+            ) -> ::core::result::Result<$crate::preprocessor::__glue::Outcome, $crate::glue::PluginError> {
+                $crate::preprocessor::__glue::process::<$t>(ctx, input)
             }
-            $crate::__export_preprocessor_plugin_impl!(__ModelcallPreprocessor with_types_in $crate::preprocessor::bindings);
-        };
-        #[cfg(not(target_arch = "wasm32"))]
-        const _: () = {
-            fn __assert_preprocessor<T: $crate::preprocessor::Preprocessor>() {}
-            let _ = __assert_preprocessor::<$t>;
-        };
+        });
     };
 }
 
 #[cfg(target_arch = "wasm32")]
 #[doc(hidden)]
 pub mod bindings {
-    wit_bindgen::generate!({
-        path: "wit",
-        world: "preprocessor-plugin",
-        with: {
-            "modelcall:plugin/types@0.1.0": crate::base::modelcall::plugin::types,
-            "modelcall:plugin/context@0.1.0": crate::base::modelcall::plugin::context,
-            "modelcall:plugin/host@0.1.0": crate::base::modelcall::plugin::host,
-        },
-        pub_export_macro: true,
-        default_bindings_module: "modelcall_plugin_sdk::preprocessor::bindings",
-    });
+    kind_bindings!("preprocessor-plugin", "modelcall_plugin_sdk::preprocessor::bindings");
 }
 
+/// Conversions between the WIT types of the preprocessor world and the SDK's.
 #[cfg(target_arch = "wasm32")]
 #[doc(hidden)]
 pub mod __glue {
-    use std::cell::RefCell;
-
-    pub use super::bindings::exports::modelcall::plugin::preprocessor::{Guest, Input, Outcome, RawFile};
-    pub use crate::base::modelcall::plugin::context::CallContext;
-    pub use crate::base::modelcall::plugin::types::{PluginError, PluginInfo};
-
+    pub use super::bindings::exports::modelcall::plugin::preprocessor::{Guest, Input, Outcome};
+    use super::bindings::exports::modelcall::plugin::preprocessor::RawFile;
     use super::Preprocessor;
-    use crate::Error;
-
-    thread_local! {
-        static INSTANCE: RefCell<Option<Box<dyn std::any::Any>>> = const { RefCell::new(None) };
-    }
-
-    pub fn init<T: Preprocessor>(config: String, name: &str, version: &str) -> Result<PluginInfo, PluginError> {
-        let cfg: T::Config = serde_json::from_str(&config)
-            .map_err(|e| PluginError::from(Error::invalid_config(format!("config: {e}"))))?;
-        let plugin = T::new(cfg).map_err(PluginError::from)?;
-        INSTANCE.with(|slot| *slot.borrow_mut() = Some(Box::new(plugin)));
-        Ok(PluginInfo {
-            name: name.to_string(),
-            version: version.to_string(),
-            config_schema: T::config_schema().map(|s| s.to_string()),
-        })
-    }
+    use crate::glue::{self, CallContext, PluginError};
 
     pub fn process<T: Preprocessor>(ctx: &CallContext, input: Input) -> Result<Outcome, PluginError> {
         let input = match input {
-            Input::Record(json) => super::Input::Record(
-                serde_json::from_str(&json).map_err(|e| PluginError::from(Error::invalid_input(format!("record is not JSON: {e}"))))?,
-            ),
+            Input::Record(json) => super::Input::Record(glue::record(&json)?),
             Input::File(RawFile { path, bytes }) => super::Input::File { path, bytes },
         };
-        let ctx = crate::Context::from_host(ctx);
-        INSTANCE.with(|slot| {
-            let mut slot = slot.borrow_mut();
-            let plugin = slot
-                .as_mut()
-                .and_then(|b| b.downcast_mut::<T>())
-                .ok_or_else(|| PluginError::from(Error::internal("process called before init")))?;
-            match plugin.process(&ctx, input).map_err(PluginError::from)? {
-                super::Outcome::Keep(records) => Ok(Outcome::Keep(records.into_iter().map(|r| r.to_string()).collect())),
-                super::Outcome::Skip(reason) => Ok(Outcome::Skip(reason)),
-            }
+        Ok(match glue::with_instance(ctx, "process", |plugin: &mut T, ctx| plugin.process(ctx, input))?? {
+            super::Outcome::Keep(records) => Outcome::Keep(records.into_iter().map(|r| r.to_string()).collect()),
+            super::Outcome::Skip(reason) => Outcome::Skip(reason),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{json, ErrorKind};
+
+    #[test]
+    fn records_only_takes_objects_and_refuses_files() {
+        let object = Input::Record(json!({"text": "x"})).into_object("reads rows").unwrap();
+        assert_eq!(object["text"], "x");
+        let e = Input::Record(json!([1])).into_object("reads rows").unwrap_err();
+        assert_eq!((e.kind, e.message.as_str()), (ErrorKind::InvalidInput, "the record is not a JSON object"));
+        let e = Input::File { path: "a.xml".into(), bytes: vec![] }.into_object("reads rows").unwrap_err();
+        assert_eq!((e.kind, e.message.as_str()), (ErrorKind::Unsupported, "reads rows"));
     }
 }

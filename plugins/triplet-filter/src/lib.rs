@@ -8,24 +8,19 @@
 //! prompt formatting). The host groups the output by the language in the file name
 //! (`pt_data_<Lang>_partNN.jsonl`), parsed per file, so `C` never collects `C_sharp` parts.
 
-use modelcall_plugin_sdk::preprocessor::{Input, Outcome, Preprocessor};
-use modelcall_plugin_sdk::{json, truncate_tokens, Context, Error, Value};
+use modelcall_plugin_sdk::preprocessor::{Input, Outcome, Preprocessor, Truncation};
+use modelcall_plugin_sdk::{json, Context, Error, Value};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    #[serde(default = "default_max_tokens")]
+    #[serde(default = "modelcall_plugin_sdk::preprocessor::default_max_tokens")]
     pub max_tokens: u32,
 }
 
-fn default_max_tokens() -> u32 {
-    32768
-}
-
 pub struct TripletFilter {
-    cfg: Config,
-    column: String,
+    truncation: Truncation,
 }
 
 impl TripletFilter {
@@ -34,7 +29,7 @@ impl TripletFilter {
         if text.trim().is_empty() {
             return Err(Error::invalid_input("the record's `text` is empty or missing; a triplet needs its text to be rated"));
         }
-        rec.insert(self.column.clone(), json!(truncate_tokens(&text, self.cfg.max_tokens)));
+        self.truncation.add_column(&mut rec, &text);
         if !rec.get("language").and_then(Value::as_str).is_some_and(|s| !s.is_empty()) {
             let lg = rec.get("lg").and_then(Value::as_str).filter(|s| !s.is_empty()).unwrap_or("Unknown").to_string();
             rec.insert("language".into(), json!(lg));
@@ -58,19 +53,12 @@ impl Preprocessor for TripletFilter {
     type Config = Config;
 
     fn new(cfg: Config) -> Result<Self, Error> {
-        if cfg.max_tokens == 0 {
-            return Err(Error::invalid_config("max_tokens must be positive"));
-        }
-        let column = format!("content_truncate_{}k", cfg.max_tokens / 1024);
-        Ok(TripletFilter { cfg, column })
+        Ok(TripletFilter { truncation: Truncation::new(cfg.max_tokens)? })
     }
 
     fn process(&mut self, ctx: &Context, input: Input) -> Result<Outcome, Error> {
-        match input {
-            Input::Record(Value::Object(rec)) => self.convert(&ctx.record_id(), rec),
-            Input::Record(_) => Err(Error::invalid_input("the record is not a JSON object")),
-            Input::File { .. } => Err(Error::unsupported("triplet-filter reads records (pt_data_*.jsonl rows), not raw files")),
-        }
+        let rec = input.into_object("triplet-filter reads records (pt_data_*.jsonl rows), not raw files")?;
+        self.convert(&ctx.record_id(), rec)
     }
 }
 

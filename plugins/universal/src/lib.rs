@@ -7,8 +7,8 @@
 //! (never random), filtered rows are counted skips with a reason, lengths count characters
 //! (not bytes) and a row the rules cannot handle is an error naming the rule, not a silent drop.
 
-use modelcall_plugin_sdk::preprocessor::{Input, Outcome, Preprocessor};
-use modelcall_plugin_sdk::{count_tokens, json, truncate_tokens, Context, Error, Value};
+use modelcall_plugin_sdk::preprocessor::{Input, Outcome, Preprocessor, Truncation};
+use modelcall_plugin_sdk::{count_tokens, json, Context, Error, Value};
 use serde::Deserialize;
 use serde_json::Map;
 
@@ -65,7 +65,7 @@ pub struct Config {
     pub computed_fields: Map<String, Value>,
     #[serde(default = "unknown")]
     pub source_name: String,
-    #[serde(default = "default_max_tokens")]
+    #[serde(default = "modelcall_plugin_sdk::preprocessor::default_max_tokens")]
     pub max_tokens: u32,
 }
 
@@ -73,14 +73,10 @@ fn unknown() -> String {
     "unknown".into()
 }
 
-fn default_max_tokens() -> u32 {
-    32768
-}
-
 pub struct Universal {
     cfg: Config,
     computed: Vec<(String, Computed)>,
-    column: String,
+    truncation: Truncation,
 }
 
 fn truthy(v: Option<&Value>) -> bool {
@@ -176,7 +172,7 @@ impl Universal {
         }
         out.entry("source".to_string()).or_insert_with(|| json!(self.cfg.source_name));
         if !text.is_empty() {
-            out.insert(self.column.clone(), json!(truncate_tokens(&text, self.cfg.max_tokens)));
+            self.truncation.add_column(&mut out, &text);
         }
         Ok(Outcome::keep(Value::Object(out)))
     }
@@ -209,19 +205,13 @@ impl Preprocessor for Universal {
             }
             computed.push((name.clone(), c));
         }
-        if cfg.max_tokens == 0 {
-            return Err(Error::invalid_config("max_tokens must be positive"));
-        }
-        let column = format!("content_truncate_{}k", cfg.max_tokens / 1024);
-        Ok(Universal { cfg, computed, column })
+        let truncation = Truncation::new(cfg.max_tokens)?;
+        Ok(Universal { cfg, computed, truncation })
     }
 
     fn process(&mut self, ctx: &Context, input: Input) -> Result<Outcome, Error> {
-        match input {
-            Input::Record(Value::Object(row)) => self.convert(&ctx.record_id(), row),
-            Input::Record(_) => Err(Error::invalid_input("the record is not a JSON object")),
-            Input::File { .. } => Err(Error::unsupported("universal reads records (JSONL/Parquet rows), not raw files")),
-        }
+        let row = input.into_object("universal reads records (JSONL/Parquet rows), not raw files")?;
+        self.convert(&ctx.record_id(), row)
     }
 }
 

@@ -369,6 +369,16 @@ pub struct MergeGroup {
     pub input_files: Vec<String>,
 }
 
+/// A `distillation.merge_groups` name that the merge config does not define.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("merge group `{name}` is not in {}{}", .config.display(), .suggestion.as_ref().map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default())]
+pub struct UnknownMergeGroup {
+    pub name: String,
+    /// The merge config file.
+    pub config: PathBuf,
+    pub suggestion: Option<String>,
+}
+
 /// `merge_groups.yaml`: `merge_groups: [{name, output_file, input_files: […]}]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MergeConfig {
@@ -405,17 +415,17 @@ impl MergeConfig {
     }
 
     /// The groups named (all when `names` is empty); an unknown name is an error with a suggestion.
-    pub fn select(&self, names: &[String]) -> Result<Vec<&MergeGroup>, String> {
+    pub fn select(&self, names: &[String]) -> Result<Vec<&MergeGroup>, UnknownMergeGroup> {
         if names.is_empty() {
             return Ok(self.groups.iter().collect());
         }
         names
             .iter()
             .map(|n| {
-                self.groups.iter().find(|g| &g.name == n).ok_or_else(|| {
-                    let known: Vec<&str> = self.groups.iter().map(|g| g.name.as_str()).collect();
-                    let hint = closest(n, known.iter().copied()).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
-                    format!("merge group `{n}` is not in {}{hint}", self.path.display())
+                self.groups.iter().find(|g| &g.name == n).ok_or_else(|| UnknownMergeGroup {
+                    name: n.clone(),
+                    config: self.path.clone(),
+                    suggestion: closest(n, self.groups.iter().map(|g| g.name.as_str())),
                 })
             })
             .collect()
@@ -505,7 +515,8 @@ mod tests {
         let mc = MergeConfig::load(&m).unwrap();
         assert_eq!(mc.groups[0].input_files.len(), 2);
         assert_eq!(mc.select(&[]).unwrap().len(), 1);
-        assert!(mc.select(&["qa-train-dta".into()]).unwrap_err().contains("did you mean `qa-train-data`"));
+        let e = mc.select(&["qa-train-dta".into()]).unwrap_err();
+        assert_eq!(e.to_string(), format!("merge group `qa-train-dta` is not in {} (did you mean `qa-train-data`?)", m.display()));
         std::fs::write(&m, "merge_groups:\n  - name: qa\n    output_file: qa.jsonl\n").unwrap();
         assert!(MergeConfig::load(&m).unwrap_err().to_string().contains("input_files"));
     }

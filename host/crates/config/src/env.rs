@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 /// Interpolates `${NAME}` and `${NAME:-default}` in `text` from `lookup`. `$$` is a literal `$`;
 /// a `$` not followed by `{` is kept as is. As in POSIX shells, `:-` also replaces a value that is
 /// set but empty, while a bare `${NAME}` set to "" yields "".
-/// Returns the name of the first variable with neither a value nor a default.
-pub fn interpolate(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+/// Fails with the first variable that has neither a value nor a default.
+pub fn interpolate(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, MissingVar> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(pos) = rest.find('$') {
@@ -36,7 +36,7 @@ pub fn interpolate(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Resul
                 };
                 match value {
                     Some(v) => out.push_str(&v),
-                    None => return Err(inner.split(":-").next().unwrap_or(inner).trim().to_string()),
+                    None => return Err(MissingVar(inner.split(":-").next().unwrap_or(inner).trim().to_string())),
                 }
                 rest = &body[end + 1..];
                 continue;
@@ -47,6 +47,18 @@ pub fn interpolate(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Resul
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// A `${NAME}` with neither a value nor a default; holds `NAME`. [`Vars::missing_message`] words
+/// it for a config error (where the variable could have come from).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("environment variable `{0}` is not set")]
+pub struct MissingVar(pub String);
+
+impl MissingVar {
+    pub fn name(&self) -> &str {
+        &self.0
+    }
 }
 
 /// Reads `KEY=VALUE` lines: blank lines and `#` comments skipped, a leading `export ` stripped,
@@ -157,8 +169,8 @@ mod tests {
         assert_eq!(interpolate("<${EMPTY}>", &env), Ok("<>".into()));
         assert_eq!(interpolate("${B:-}", &env), Ok("".into()));
         assert_eq!(interpolate("cost $$5 and $HOME", &env), Ok("cost $5 and $HOME".into()));
-        assert_eq!(interpolate("${A}${MISSING}", &env), Err("MISSING".into()));
-        assert_eq!(interpolate("${MISSING:-}${OTHER}", &env), Err("OTHER".into()));
+        assert_eq!(interpolate("${A}${MISSING}", &env), Err(MissingVar("MISSING".into())));
+        assert_eq!(interpolate("${MISSING:-}${OTHER}", &env), Err(MissingVar("OTHER".into())));
         assert_eq!(interpolate("unclosed ${A", &env), Ok("unclosed ${A".into()));
     }
 

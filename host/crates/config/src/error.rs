@@ -1,9 +1,11 @@
 //! Config errors a user can act on: file, line, dotted key, what is wrong, what would be right.
 
-use std::fmt;
 use std::path::PathBuf;
 
-#[derive(Debug, Clone)]
+/// Shown as `file:line:column: `key`: message (did you mean `suggestion`?)`, each optional part
+/// only when known.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}{}: {}{message}{}", .file.display(), location(.line, .column), key_prefix(.key), did_you_mean(.suggestion))]
 pub struct ConfigError {
     pub file: PathBuf,
     pub line: Option<usize>,
@@ -35,28 +37,22 @@ impl ConfigError {
     }
 }
 
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
-        if let Some(l) = self.line {
-            write!(f, ":{l}")?;
-            if let Some(c) = self.column {
-                write!(f, ":{c}")?;
-            }
-        }
-        write!(f, ": ")?;
-        if let Some(k) = &self.key {
-            write!(f, "`{k}`: ")?;
-        }
-        write!(f, "{}", self.message)?;
-        if let Some(s) = &self.suggestion {
-            write!(f, " (did you mean `{s}`?)")?;
-        }
-        Ok(())
+/// `:line:column`, `:line` or nothing.
+fn location(line: &Option<usize>, column: &Option<usize>) -> String {
+    match (*line, *column) {
+        (Some(l), Some(c)) => format!(":{l}:{c}"),
+        (Some(l), None) => format!(":{l}"),
+        (None, _) => String::new(),
     }
 }
 
-impl std::error::Error for ConfigError {}
+fn key_prefix(key: &Option<String>) -> String {
+    key.as_ref().map(|k| format!("`{k}`: ")).unwrap_or_default()
+}
+
+fn did_you_mean(suggestion: &Option<String>) -> String {
+    suggestion.as_ref().map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default()
+}
 
 #[cfg(test)]
 mod tests {
@@ -82,6 +78,9 @@ mod tests {
     fn display_names_file_line_key_and_suggestion() {
         let e = ConfigError::new("t.yaml", "unknown key").at(Some((3, 5))).key("a.b").suggest(Some("a.c".into()));
         assert_eq!(e.to_string(), "t.yaml:3:5: `a.b`: unknown key (did you mean `a.c`?)");
+        assert_eq!(ConfigError::new("t.yaml", "bad").to_string(), "t.yaml: bad");
+        let e = ConfigError { line: Some(7), ..ConfigError::new("t.yaml", "bad").key("k") };
+        assert_eq!(e.to_string(), "t.yaml:7: `k`: bad");
     }
 }
 

@@ -45,7 +45,7 @@ pub fn load_task_with(path: &Path, overrides: &Overrides, env: Vars) -> Result<L
         None | Some(Value::Null) => env,
         Some(Value::String(raw)) => {
             let raw = crate::env::interpolate(raw, &|k| env.get(k))
-                .map_err(|var| err(&["environment", "config_path"], env.missing_message(&var)))?;
+                .map_err(|var| err(&["environment", "config_path"], env.missing_message(var.name())))?;
             let p = paths::resolve(&raw, &task_dir);
             match read_env_file(&p) {
                 Ok(v) => env.with_env_file(p, Some(v)),

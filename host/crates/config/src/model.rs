@@ -30,8 +30,11 @@ pub struct ModelConfig {
     pub base_url: String,
     /// Never printed: Debug and Display show [`ModelConfig::masked_key`].
     pub api_key: Option<String>,
-    /// Per HTTP attempt.
+    /// Per HTTP attempt, headers and body included (a total deadline).
     pub timeout: Duration,
+    /// `client_config.idle_timeout`: the longest wait between two pieces of a response body
+    /// (between stream chunks). `None` (the default): only the total `timeout` applies.
+    pub idle_timeout: Option<Duration>,
     pub max_retries: u32,
     pub model: String,
     pub stream: bool,
@@ -66,7 +69,7 @@ impl ModelDefaults {
     }
 }
 
-const CLIENT_KEYS: &[&str] = &["base_url", "api_key", "timeout", "max_retries", "backoff_base_ms", "backoff_max_ms"];
+const CLIENT_KEYS: &[&str] = &["base_url", "api_key", "timeout", "idle_timeout", "max_retries", "backoff_base_ms", "backoff_max_ms"];
 
 impl ModelConfig {
     /// Loads a model config; `${VAR}` in its values is interpolated from `vars`.
@@ -147,7 +150,7 @@ impl ModelConfig {
         let base_url = text("base_url", "BASE_URL")?.filter(|s| !s.is_empty()).unwrap_or_else(|| "https://api.openai.com/v1".into());
         let sim_spec = match SimSpec::parse(&base_url) {
             Some(Ok(spec)) => Some(spec),
-            Some(Err(msg)) => return Err(err(&["client_config", "base_url"], msg)),
+            Some(Err(e)) => return Err(err(&["client_config", "base_url"], e.to_string()).suggest(crate::sim::suggestion(&e))),
             None if base_url.starts_with("http://") || base_url.starts_with("https://") => None,
             None => {
                 return Err(err(&["client_config", "base_url"], format!("`{base_url}` must start with http://, https:// or sim://")))
@@ -164,6 +167,13 @@ impl ModelConfig {
         if timeout.is_nan() || timeout <= 0.0 {
             return Err(err(&["client_config", "timeout"], format!("must be a positive number of seconds, found {timeout}")));
         }
+        let idle_timeout = match num("idle_timeout")? {
+            None => None,
+            Some(t) if t.is_finite() && t > 0.0 => Some(Duration::from_secs_f64(t)),
+            Some(t) => {
+                return Err(err(&["client_config", "idle_timeout"], format!("must be a positive number of seconds, found {t}")))
+            }
+        };
         let whole = |k: &str, default: f64| -> Result<f64, ConfigError> {
             let v = num(k)?.unwrap_or(default);
             if v < 0.0 || v.fract() != 0.0 {
@@ -176,6 +186,7 @@ impl ModelConfig {
             base_url,
             api_key,
             timeout: Duration::from_secs_f64(timeout),
+            idle_timeout,
             max_retries: whole("max_retries", defaults.max_retries as f64)? as u32,
             model,
             stream,
@@ -197,9 +208,16 @@ impl ModelConfig {
         self.sim_spec.clone()
     }
 
-    /// The API key as it may be shown: `***` plus its last four characters.
+    /// The API key as it may be shown: `***` plus its last four characters
+    /// ([`modelcall_secrets::mask`]).
     pub fn masked_key(&self) -> Option<String> {
         self.api_key.as_deref().map(mask)
+    }
+
+    /// Removes this config's key (and credential headers, URL userinfo) from text before it is
+    /// shown: server bodies, transport errors.
+    pub fn redactor(&self) -> modelcall_secrets::Redactor {
+        modelcall_secrets::Redactor::new(self.api_key.clone())
     }
 
     pub fn temperature(&self) -> Option<f64> {
@@ -215,15 +233,8 @@ impl ModelConfig {
     }
 }
 
-/// `sk-…abcd` → `***abcd`; secrets of 8 characters or fewer are fully masked (showing 4 of
-/// them would give half away).
-pub fn mask(secret: &str) -> String {
-    let chars: Vec<char> = secret.chars().collect();
-    if chars.len() <= 8 {
-        return "***".into();
-    }
-    format!("***{}", chars[chars.len() - 4..].iter().collect::<String>())
-}
+/// `sk-…abcd` → `***abcd` (the one masking, from `modelcall-secrets`).
+pub use modelcall_secrets::mask;
 
 impl fmt::Debug for ModelConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -233,6 +244,7 @@ impl fmt::Debug for ModelConfig {
             .field("api_key", &self.masked_key())
             .field("model", &self.model)
             .field("timeout", &self.timeout)
+            .field("idle_timeout", &self.idle_timeout)
             .field("max_retries", &self.max_retries)
             .field("stream", &self.stream)
             .field("chat_config", &self.chat_config)
@@ -331,9 +343,32 @@ mod tests {
         let m = load("client_config:\n  base_url: sim://?latency_ms=50&fault=429:0.05\nchat_config:\n  model: m\n", &[]).unwrap();
         assert!(m.is_simulated());
         let s = m.sim().unwrap();
-        assert_eq!((s.latency_ms, s.faults.len(), s.faults[0].kind.as_str(), s.faults[0].rate), (Some(50), 1, "429", 0.05));
+        let o = s.options();
+        assert_eq!((o.latency, o.faults.len(), o.faults[0].kind.as_str(), o.faults[0].rate), (Duration::from_millis(50), 1, "429", 0.05));
         assert!(m.to_string().contains("SIMULATED"));
         let e = load("client_config:\n  base_url: sim://?fault=teapot:1\nchat_config:\n  model: m\n", &[]).unwrap_err();
         assert!(e.to_string().contains(":2:") && e.to_string().contains("teapot"), "{e}");
+        let e = load("client_config:\n  base_url: sim://?latency=5\nchat_config:\n  model: m\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("client_config.base_url") && e.to_string().contains("did you mean `latency_ms`"), "{e}");
+    }
+
+    #[test]
+    fn idle_timeout_is_optional_and_positive() {
+        let m = load("client_config:\n  base_url: http://x\n  timeout: 30\nchat_config:\n  model: m\n", &[]).unwrap();
+        assert_eq!((m.timeout, m.idle_timeout), (Duration::from_secs(30), None));
+        let m = load("client_config:\n  base_url: http://x\n  idle_timeout: 2.5\nchat_config:\n  model: m\n", &[]).unwrap();
+        assert_eq!(m.idle_timeout, Some(Duration::from_millis(2500)));
+        let m = load("client_config:\n  base_url: http://x\n  idle_timeout: \"${IDLE:-4}\"\nchat_config:\n  model: m\n", &[]).unwrap();
+        assert_eq!(m.idle_timeout, Some(Duration::from_secs(4)));
+        let e = load("client_config:\n  base_url: http://x\n  idle_timeout: 0\nchat_config:\n  model: m\n", &[]).unwrap_err();
+        assert!(e.to_string().contains(":3:") && e.to_string().contains("client_config.idle_timeout"), "{e}");
+        let e = load("client_config:\n  base_url: http://x\n  idle_timout: 1\nchat_config:\n  model: m\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("did you mean `client_config.idle_timeout`"), "{e}");
+    }
+
+    #[test]
+    fn redactor_knows_the_key() {
+        let m = load("client_config:\n  base_url: http://x\n  api_key: sk-abcdefgh12345678\nchat_config:\n  model: m\n", &[]).unwrap();
+        assert_eq!(m.redactor().redact("bad key sk-abcdefgh12345678"), "bad key ***5678");
     }
 }

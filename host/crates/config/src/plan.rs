@@ -1,83 +1,93 @@
-//! A human summary of what a loaded task will do, for `--dry-run` and logs. Secrets are masked
-//! (the model config's Display masks its key); nothing here reads inputs or calls a model.
+//! The one printer of a [`RunPlan`], for `--dry-run` and logs, whatever the task type. Secrets
+//! are masked (the model config's Display masks its key); nothing here reads inputs or calls a
+//! model.
 
 use std::fmt::Write as _;
 
-use crate::distill::DistillationStep;
-use crate::task::{LoadedTask, OutputFormat, TaskType};
+use crate::run_plan::{PluginRef, RunPlan, Stages};
+use crate::task::{LoadedTask, OutputFormat};
 
-pub fn dry_run_plan(t: &LoadedTask) -> String {
-    let task = &t.task;
-    let mut s = String::new();
-    let _ = writeln!(s, "task        {} ({}) from {}", task.task_name, task.task_type, t.source_path.display());
-    if let Some(d) = &task.description {
-        let _ = writeln!(s, "            {d}");
-    }
-    match task.task_type {
-        TaskType::DataScoring => {
-            let d = &task.data;
-            if let Some(i) = d.input_file.as_ref().or(d.input_folder.as_ref()) {
-                let pattern = d.file_pattern.as_deref().map(|p| format!(" ({p})")).unwrap_or_default();
-                let _ = writeln!(s, "inputs      {}{pattern}", t.resolve(i).display());
-            }
-            if task.preprocess.enabled {
-                let _ = writeln!(s, "preprocess  {:?}, max_tokens {}", task.preprocess.script_type, task.preprocess.max_tokens());
-            }
-            if let Some(o) = &t.output_folder {
-                let fmt = match d.output_format() {
+impl RunPlan {
+    /// The plan as text. `plugin_facts` adds what only loading tells (name, version, sha256).
+    pub fn render(&self, task: &LoadedTask, plugin_facts: &dyn Fn(&PluginRef) -> String) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "task        {} ({}) from {}", self.task_name, self.stages.name(), self.task_file.display());
+        if let Some(d) = &task.task.description {
+            let _ = writeln!(s, "            {d}");
+        }
+        match &self.stages {
+            Stages::Scoring(p) => {
+                if let Some((key, input)) = &p.input {
+                    let pattern = p.file_pattern.as_deref().map(|g| format!(" ({g})")).unwrap_or_default();
+                    let _ = writeln!(s, "inputs      {}{pattern} ({key})", input.display());
+                }
+                if let Some(pre) = &p.preprocess {
+                    let _ = writeln!(s, "preprocess  {} → {}", pre.input_root.display(), pre.output_folder.display());
+                }
+                let fmt = match p.output_format {
                     OutputFormat::Parquet => "parquet",
                     OutputFormat::Jsonl => "jsonl",
                 };
-                let resumed = if t.resumed_earlier_run { " (resuming an earlier run)" } else { "" };
-                let _ = writeln!(s, "outputs     {} ({fmt}){resumed}", o.display());
+                let resumed = if task.resumed_earlier_run { " (resuming an earlier run)" } else { "" };
+                let _ = writeln!(s, "outputs     {} ({fmt}){resumed}", p.output_folder.display());
+                if let Some(st) = &p.stat_folder {
+                    let _ = writeln!(s, "stats       {}", st.display());
+                }
+                if let Some(prompt) = &task.prompt {
+                    let _ = writeln!(s, "prompt      {} (json keys: {})", prompt.path.display(), prompt.output.json_keys.join(", "));
+                }
+                let _ = writeln!(s, "concurrency {} requests in flight, {} files at once", self.concurrency, p.max_concurrent_files);
+                if let Some(n) = p.max_files {
+                    let _ = writeln!(s, "debug       at most {n} file(s)");
+                }
+                if let Some(n) = p.max_items_per_file {
+                    let _ = writeln!(s, "debug       at most {n} record(s) per file");
+                }
             }
-            if let Some(st) = &t.stat_folder {
-                let _ = writeln!(s, "stats       {}", st.display());
+            Stages::Generate(g) => {
+                let _ = writeln!(s, "step        generate_response: {} → {}", g.input_path.display(), g.output_path.display());
+                let _ = writeln!(s, "concurrency {} requests in flight; n {}; ordered {}", self.concurrency, g.n, g.ordered);
             }
-            if let Some(p) = &t.prompt {
-                let _ = writeln!(s, "prompt      {} (json keys: {})", p.path.display(), p.output.json_keys.join(", "));
-            }
-            let c = &task.concurrency;
-            let _ = writeln!(
-                s,
-                "concurrency {} requests in flight, {} files at once",
-                c.max_concurrent_requests.map(|n| n.to_string()).unwrap_or_else(|| "default".into()),
-                c.max_concurrent_files.map(|n| n.to_string()).unwrap_or_else(|| "default".into())
-            );
-            if let Some(n) = task.debug.max_files_limit() {
-                let _ = writeln!(s, "debug       at most {n} file(s)");
-            }
-            if let Some(n) = task.debug.max_items_limit() {
-                let _ = writeln!(s, "debug       at most {n} record(s) per file");
-            }
-        }
-        TaskType::DataDistillation | TaskType::GenerateResponse => match &task.distillation {
-            Some(DistillationStep::ChatmlConversion(c)) => {
+            Stages::Chatml(c) => {
                 let _ = writeln!(s, "step        chatml_conversion: {} → {}", c.input_dir.display(), c.output_dir.display());
                 let _ = writeln!(s, "datasets    {}", c.dataset_config_path.display());
             }
-            Some(DistillationStep::JsonlMerge(m)) => {
+            Stages::Merge(m) => {
                 let _ = writeln!(s, "step        jsonl_merge: {} → {}", m.base_input_dir.display(), m.base_output_dir.display());
                 let _ = writeln!(s, "groups      {}", if m.merge_groups.is_empty() { "all".to_string() } else { m.merge_groups.join(", ") });
             }
-            Some(DistillationStep::GenerateResponse(g)) => {
-                let _ = writeln!(s, "step        generate_response: {} → {}", g.input_path.display(), g.output_path.display());
-                let _ = writeln!(s, "concurrency {} requests in flight", g.concurrency);
-            }
-            None => {}
-        },
+        }
+        if let Some(m) = &task.model {
+            let _ = writeln!(s, "model       {m}");
+        }
+        for p in self.plugins() {
+            let facts = plugin_facts(p);
+            let config = serde_json::to_string(&p.config).unwrap_or_default();
+            let facts = if facts.is_empty() { String::new() } else { format!(" {facts}") };
+            let _ = writeln!(s, "plugin      {} {} [{}]{facts}", p.role, p.source, p.slot);
+            let _ = writeln!(s, "              config {}", excerpt(&config, 300));
+        }
+        for i in &task.ignored_keys {
+            let _ = writeln!(s, "note        {i}");
+        }
+        for w in &task.warnings {
+            let _ = writeln!(s, "warning     {w}");
+        }
+        s
     }
-    if let Some(m) = &t.model {
-        let _ = writeln!(s, "model       {m}");
+}
+
+/// What a loaded task will do, without loading its plugins (logs and tests).
+pub fn dry_run_plan(t: &LoadedTask) -> String {
+    match RunPlan::from_task(t) {
+        Ok(plan) => plan.render(t, &|_| String::new()),
+        Err(e) => format!("error: {e}\n"),
     }
-    for p in task.plugins.values() {
-        let _ = writeln!(s, "plugin      {} = {} ({})", p.role, p.path, p.name);
+}
+
+fn excerpt(text: &str, max_chars: usize) -> String {
+    if text.chars().count() <= max_chars {
+        return text.to_string();
     }
-    for i in &t.ignored_keys {
-        let _ = writeln!(s, "note        {i}");
-    }
-    for w in &t.warnings {
-        let _ = writeln!(s, "warning     {w}");
-    }
-    s
+    format!("{}…", text.chars().take(max_chars).collect::<String>())
 }

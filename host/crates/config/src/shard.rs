@@ -1,12 +1,37 @@
 //! Shard specs: `--shard I/N`, Slurm job arrays, Kubernetes Indexed Jobs.
 
+/// A shard spec or scheduler variables that do not name one shard of N.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShardError {
+    #[error("--shard `{0}` should be I/N, e.g. 0/4")]
+    Syntax(String),
+    #[error("--shard `{spec}`: `{part}` is not a whole number")]
+    NotAWholeNumber { spec: String, part: String },
+    #[error("--shard `{spec}`: the index must be below the count (0-based: 0/{count} … {}/{count})", .count.max(&1) - 1)]
+    IndexOutOfRange { spec: String, count: u32 },
+    #[error("{var}=`{value}` is not a whole number")]
+    VarNotANumber { var: String, value: String },
+    #[error("SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not")]
+    SlurmCountMissing,
+    #[error("SLURM_ARRAY_TASK_ID {id} is below SLURM_ARRAY_TASK_MIN {min}")]
+    SlurmIdBelowMin { id: u32, min: u32 },
+    #[error("Slurm array task {id} (min {min}) is outside a count of {count}; use a contiguous array such as --array=0-{}", .count.max(&1) - 1)]
+    SlurmIdOutside { id: u32, min: u32, count: u32 },
+    #[error("JOB_COMPLETION_INDEX is set but MODELCALL_SHARD_COUNT is not (set it to the Job's completions)")]
+    KubernetesCountMissing,
+    #[error("JOB_COMPLETION_INDEX {index} is not below MODELCALL_SHARD_COUNT {count}")]
+    KubernetesIndexOutOfRange { index: u32, count: u32 },
+}
+
 /// Parses `I/N` (0-based, I < N).
-pub fn parse_shard(spec: &str) -> Result<(u32, u32), String> {
-    let (i, n) = spec.split_once('/').ok_or_else(|| format!("--shard `{spec}` should be I/N, e.g. 0/4"))?;
-    let i: u32 = i.trim().parse().map_err(|_| format!("--shard `{spec}`: `{i}` is not a whole number"))?;
-    let n: u32 = n.trim().parse().map_err(|_| format!("--shard `{spec}`: `{n}` is not a whole number"))?;
+pub fn parse_shard(spec: &str) -> Result<(u32, u32), ShardError> {
+    let (i, n) = spec.split_once('/').ok_or_else(|| ShardError::Syntax(spec.to_string()))?;
+    let whole = |part: &str| -> Result<u32, ShardError> {
+        part.trim().parse().map_err(|_| ShardError::NotAWholeNumber { spec: spec.to_string(), part: part.to_string() })
+    };
+    let (i, n) = (whole(i)?, whole(n)?);
     if n == 0 || i >= n {
-        return Err(format!("--shard `{spec}`: the index must be below the count (0-based: 0/{n} … {}/{n})", n.max(1) - 1));
+        return Err(ShardError::IndexOutOfRange { spec: spec.to_string(), count: n });
     }
     Ok((i, n))
 }
@@ -19,32 +44,27 @@ pub fn parse_shard(spec: &str) -> Result<(u32, u32), String> {
 ///
 /// Inconsistent values are an error rather than "no sharding": running every shard over the
 /// whole input would duplicate the work N times.
-pub fn shard_from_vars(get: &dyn Fn(&str) -> Option<String>) -> Result<Option<(u32, u32)>, String> {
-    let num = |k: &str| -> Result<Option<u32>, String> {
+pub fn shard_from_vars(get: &dyn Fn(&str) -> Option<String>) -> Result<Option<(u32, u32)>, ShardError> {
+    let num = |k: &str| -> Result<Option<u32>, ShardError> {
         match get(k) {
             None => Ok(None),
             Some(v) if v.trim().is_empty() => Ok(None),
-            Some(v) => v.trim().parse().map(Some).map_err(|_| format!("{k}=`{v}` is not a whole number")),
+            Some(v) => v.trim().parse().map(Some).map_err(|_| ShardError::VarNotANumber { var: k.to_string(), value: v }),
         }
     };
     if let Some(id) = num("SLURM_ARRAY_TASK_ID")? {
-        let n = num("SLURM_ARRAY_TASK_COUNT")?.ok_or("SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not")?;
+        let n = num("SLURM_ARRAY_TASK_COUNT")?.ok_or(ShardError::SlurmCountMissing)?;
         let min = num("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
-        let i = id.checked_sub(min).ok_or(format!("SLURM_ARRAY_TASK_ID {id} is below SLURM_ARRAY_TASK_MIN {min}"))?;
+        let i = id.checked_sub(min).ok_or(ShardError::SlurmIdBelowMin { id, min })?;
         if i >= n {
-            return Err(format!(
-                "Slurm array task {id} (min {min}) is outside a count of {n}; use a contiguous array such as --array=0-{}",
-                n.max(1) - 1
-            ));
+            return Err(ShardError::SlurmIdOutside { id, min, count: n });
         }
         return Ok(Some((i, n)));
     }
     if let Some(i) = num("JOB_COMPLETION_INDEX")? {
-        let Some(n) = num("MODELCALL_SHARD_COUNT")? else {
-            return Err("JOB_COMPLETION_INDEX is set but MODELCALL_SHARD_COUNT is not (set it to the Job's completions)".into());
-        };
+        let n = num("MODELCALL_SHARD_COUNT")?.ok_or(ShardError::KubernetesCountMissing)?;
         if n == 0 || i >= n {
-            return Err(format!("JOB_COMPLETION_INDEX {i} is not below MODELCALL_SHARD_COUNT {n}"));
+            return Err(ShardError::KubernetesIndexOutOfRange { index: i, count: n });
         }
         return Ok(Some((i, n)));
     }
@@ -52,7 +72,7 @@ pub fn shard_from_vars(get: &dyn Fn(&str) -> Option<String>) -> Result<Option<(u
 }
 
 /// [`shard_from_vars`] over the process environment.
-pub fn shard_from_env_checked() -> Result<Option<(u32, u32)>, String> {
+pub fn shard_from_env_checked() -> Result<Option<(u32, u32)>, ShardError> {
     shard_from_vars(&|k| std::env::var(k).ok())
 }
 
@@ -77,7 +97,9 @@ mod tests {
         assert_eq!(parse_shard(" 0 / 1 "), Ok((0, 1)));
         assert!(parse_shard("8/8").is_err());
         assert!(parse_shard("0/0").is_err());
-        assert!(parse_shard("x/2").unwrap_err().contains("`x`"));
+        assert!(parse_shard("x/2").unwrap_err().to_string().contains("`x`"));
+        assert_eq!(parse_shard("8/8").unwrap_err().to_string(), "--shard `8/8`: the index must be below the count (0-based: 0/8 … 7/8)");
+        assert_eq!(parse_shard("1").unwrap_err().to_string(), "--shard `1` should be I/N, e.g. 0/4");
         assert!(parse_shard("1").is_err());
     }
 
@@ -89,7 +111,10 @@ mod tests {
             shard_from_vars(&vars(&[("SLURM_ARRAY_TASK_ID", "5"), ("SLURM_ARRAY_TASK_MIN", "1"), ("SLURM_ARRAY_TASK_COUNT", "8")])),
             Ok(Some((4, 8)))
         );
-        assert!(shard_from_vars(&vars(&[("SLURM_ARRAY_TASK_ID", "9"), ("SLURM_ARRAY_TASK_COUNT", "4")])).is_err());
+        assert_eq!(
+            shard_from_vars(&vars(&[("SLURM_ARRAY_TASK_ID", "9"), ("SLURM_ARRAY_TASK_COUNT", "4")])).unwrap_err().to_string(),
+            "Slurm array task 9 (min 0) is outside a count of 4; use a contiguous array such as --array=0-3"
+        );
         assert!(shard_from_vars(&vars(&[("SLURM_ARRAY_TASK_ID", "1")])).is_err());
         assert_eq!(shard_from_vars(&vars(&[("JOB_COMPLETION_INDEX", "0"), ("MODELCALL_SHARD_COUNT", "3")])), Ok(Some((0, 3))));
         assert!(shard_from_vars(&vars(&[("JOB_COMPLETION_INDEX", "0")])).is_err());

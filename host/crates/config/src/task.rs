@@ -144,6 +144,23 @@ pub struct OptionsSection {
     pub resume: Option<bool>,
     pub delete_existing: Option<bool>,
     pub preprocess_resume: Option<bool>,
+    /// Exit 0 even when some records ended in the error output (default: exit 3 then).
+    pub allow_failures: Option<bool>,
+    /// What to do with a record whose id was already seen: `keep` (under `id#2`, …), `skip`, `error`.
+    pub on_duplicate_id: Option<DuplicateIds>,
+}
+
+/// `options.on_duplicate_id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DuplicateIds {
+    /// Process every record; repeats get keys `id#2`, `id#3`, … in input order.
+    #[default]
+    Keep,
+    /// Process only the first record of each id; repeats are counted and left out.
+    Skip,
+    /// Repeats go to the error output as `duplicate_id`.
+    Error,
 }
 
 impl OptionsSection {
@@ -154,6 +171,10 @@ impl OptionsSection {
 
     pub fn delete_existing(&self) -> bool {
         self.delete_existing.unwrap_or(false)
+    }
+
+    pub fn allow_failures(&self) -> bool {
+        self.allow_failures.unwrap_or(false)
     }
 }
 

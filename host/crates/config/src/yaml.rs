@@ -77,7 +77,7 @@ fn walk(v: &mut Value, path: &mut Vec<String>, file: &Path, source: &str, vars: 
         Value::String(s) if s.contains('$') => {
             *s = interpolate(s, &|k| vars.get(k)).map_err(|var| {
                 let keys: Vec<&str> = path.iter().map(String::as_str).collect();
-                ConfigError::new(file, vars.missing_message(&var)).key(keys.join(".")).at(find_key_or_parent(source, &keys))
+                ConfigError::new(file, vars.missing_message(var.name())).key(keys.join(".")).at(find_key_or_parent(source, &keys))
             })?;
         }
         Value::Object(m) => {

@@ -233,7 +233,7 @@ fn model_override_and_sim_urls() {
     let m = t.model.as_ref().unwrap();
     assert!(m.is_simulated());
     let s = m.sim().unwrap();
-    assert_eq!((s.latency_ms, s.faults[0].kind.as_str(), s.faults[0].rate), (Some(50), "429", 0.05));
+    assert_eq!((s.options.latency.as_millis(), s.options.faults[0].kind.as_str(), s.options.faults[0].rate), (50, "429", 0.05));
     assert_eq!(t.output_folder, Some(fx.path("elsewhere")));
     let o = Overrides { model_config: Some(fx.path("nope.yaml")), output_folder: None };
     let e = load_task_with(&fx.path(TASK), &o, fx.vars(&[])).unwrap_err();

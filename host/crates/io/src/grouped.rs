@@ -5,14 +5,15 @@
 //! resumes happened. Files are written under temporary names and renamed when complete.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::atomic::AtomicFile;
 use crate::journal::EntryStatus;
+use crate::ordered::SEQ_FIELD;
 use crate::sink::{for_each_line, SinkError};
 use crate::winners::Winners;
 
@@ -40,19 +41,35 @@ pub fn group_file_stem(group: &str) -> String {
     if s.is_empty() { "ungrouped".into() } else { s }
 }
 
+/// Where the records of a records journal go.
+#[derive(Debug, Clone)]
+pub enum RecordsTarget {
+    /// One `<G>.jsonl` per group in this folder (preprocessing).
+    Groups(PathBuf),
+    /// Every record into one file (a converted split, a merged group); with `ordered`, in input
+    /// order (rows carry [`crate::ordered::SEQ_FIELD`]) instead of completion order.
+    File { path: PathBuf, ordered: bool },
+}
+
 pub fn finalize_grouped(journal: &Path, dir: &Path, errors: &Path) -> Result<GroupedStats, SinkError> {
-    let io = |p: &Path| {
-        let p = p.to_path_buf();
-        move |source| SinkError::Io { path: p.clone(), source }
-    };
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    finalize_records(journal, &RecordsTarget::Groups(dir.to_path_buf()), errors)
+}
+
+/// Finalizes a records journal (rows `{"group": G, "records": [...]}`) into `target`, and the
+/// failed inputs into `errors`.
+pub fn finalize_records(journal: &Path, target: &RecordsTarget, errors: &Path) -> Result<GroupedStats, SinkError> {
     let mut dup = 0;
     let winners = Winners::build(journal, &mut dup)?;
     let mut stats = GroupedStats::default();
-    let mut writers: BTreeMap<String, (PathBuf, BufWriter<File>)> = BTreeMap::new();
-    let err_tmp = errors.with_file_name(format!(".{}.tmp-{}", errors.file_name().unwrap_or_default().to_string_lossy(), std::process::id()));
-    let mut err_writer = BufWriter::new(File::create(&err_tmp).map_err(io(&err_tmp))?);
+    let mut writers: BTreeMap<String, AtomicFile> = BTreeMap::new();
+    let mut err_writer = AtomicFile::create(errors)?;
     let mut failure: Option<SinkError> = None;
+    let single = match target {
+        RecordsTarget::File { path, ordered: true } => Some(AtomicFile::scratch(path, "unordered")?),
+        RecordsTarget::File { path, ordered: false } => Some(AtomicFile::create(path)?),
+        RecordsTarget::Groups(_) => None,
+    };
+    let mut single = single;
     let mut cursor = winners.cursor()?;
     for_each_line(journal, |index, line| {
         if failure.is_some() {
@@ -65,31 +82,39 @@ pub fn finalize_grouped(journal: &Path, dir: &Path, errors: &Path) -> Result<Gro
             let mut bytes = serde_json::to_vec(&row).expect("rows serialize");
             bytes.push(b'\n');
             if let Err(e) = err_writer.write_all(&bytes) {
-                failure = Some(SinkError::Io { path: err_tmp.clone(), source: e });
+                failure = Some(SinkError::Io { path: errors.to_path_buf(), source: e });
             }
             return;
         }
         let group = group_file_stem(row.get("group").and_then(Value::as_str).unwrap_or("ungrouped"));
+        let seq = row.get(SEQ_FIELD).and_then(Value::as_u64);
         let records = row.get("records").and_then(Value::as_array).cloned().unwrap_or_default();
-        if !writers.contains_key(&group) {
-            let dest = dir.join(format!("{group}.jsonl"));
-            let tmp = dir.join(format!(".{group}.jsonl.tmp-{}", std::process::id()));
-            match File::create(&tmp) {
-                Ok(f) => {
-                    writers.insert(group.clone(), (dest, BufWriter::new(f)));
+        let w = match (&mut single, target) {
+            (Some(w), _) => w,
+            (None, RecordsTarget::Groups(dir)) => {
+                if !writers.contains_key(&group) {
+                    match AtomicFile::create(&dir.join(format!("{group}.jsonl"))) {
+                        Ok(f) => {
+                            writers.insert(group.clone(), f);
+                        }
+                        Err(e) => {
+                            failure = Some(e.into());
+                            return;
+                        }
+                    }
                 }
-                Err(e) => {
-                    failure = Some(SinkError::Io { path: tmp, source: e });
-                    return;
-                }
+                writers.get_mut(&group).expect("inserted above")
             }
-        }
-        let (_, w) = writers.get_mut(&group).expect("inserted above");
-        for r in records {
+            (None, RecordsTarget::File { .. }) => unreachable!("a single target has its writer"),
+        };
+        for (i, mut r) in records.into_iter().enumerate() {
+            if let (Some(seq), Value::Object(m)) = (seq, &mut r) {
+                m.insert(SEQ_FIELD.into(), Value::from(seq + (i as u64).min(1023)));
+            }
             let mut bytes = serde_json::to_vec(&r).expect("records serialize");
             bytes.push(b'\n');
             if let Err(e) = w.write_all(&bytes) {
-                failure = Some(SinkError::Io { path: dir.join(&group), source: e });
+                failure = Some(SinkError::Io { path: w.dest().to_path_buf(), source: e });
                 return;
             }
             *stats.records.entry(group.clone()).or_default() += 1;
@@ -98,16 +123,25 @@ pub fn finalize_grouped(journal: &Path, dir: &Path, errors: &Path) -> Result<Gro
     if let Some(e) = failure {
         return Err(e);
     }
-    for (group, (dest, w)) in writers {
-        let tmp = dir.join(format!(".{group}.jsonl.tmp-{}", std::process::id()));
-        let f = w.into_inner().map_err(|e| SinkError::Io { path: tmp.clone(), source: e.into_error() })?;
-        f.sync_all().map_err(io(&tmp))?;
-        std::fs::rename(&tmp, &dest).map_err(io(&dest))?;
-        stats.files.push(dest);
+    for (_, w) in writers {
+        stats.files.push(w.dest().to_path_buf());
+        w.commit()?;
     }
-    let f = err_writer.into_inner().map_err(|e| SinkError::Io { path: err_tmp.clone(), source: e.into_error() })?;
-    f.sync_all().map_err(io(&err_tmp))?;
-    std::fs::rename(&err_tmp, errors).map_err(io(errors))?;
+    match (single, target) {
+        (Some(mut scratch), RecordsTarget::File { path, ordered: true }) => {
+            scratch.flush().map_err(|e| SinkError::Io { path: path.clone(), source: e })?;
+            let mut out = AtomicFile::create(path)?;
+            crate::ordered::reorder_into(scratch.temp_path(), &mut out)?;
+            out.commit()?;
+            stats.files.push(path.clone());
+        }
+        (Some(w), RecordsTarget::File { path, .. }) => {
+            w.commit()?;
+            stats.files.push(path.clone());
+        }
+        _ => {}
+    }
+    err_writer.commit()?;
     Ok(stats)
 }
 

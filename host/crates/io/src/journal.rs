@@ -196,7 +196,10 @@ fn repair_and_read(path: &Path) -> Result<JournalState, JournalError> {
     let mut buf = Vec::new();
     let mut good_end: u64 = 0;
     let mut offset: u64 = 0;
-    let mut pending_bad: Option<u64> = None; // offset of an unparseable complete line
+    // Unparseable complete lines since the last good one: kept (and counted as unreadable) if
+    // a good line follows, else part of the torn tail.
+    let mut pending_bad: u64 = 0;
+    let mut unterminated = false;
     loop {
         buf.clear();
         let n = reader.read_until(b'\n', &mut buf).map_err(io)?;
@@ -206,14 +209,13 @@ fn repair_and_read(path: &Path) -> Result<JournalState, JournalError> {
         offset += n as u64;
         if buf.last() != Some(&b'\n') {
             // Unterminated: a torn write. Everything from good_end on goes.
+            unterminated = true;
             break;
         }
         match serde_json::from_slice::<KeyStatus>(&buf) {
             Ok(entry) => {
-                if let Some(_bad) = pending_bad.take() {
-                    // An unparseable line followed by good ones: not a tail, keep it and count it.
-                    state.unreadable_lines += 1;
-                }
+                // Unparseable lines followed by good ones: not a tail, keep and count them.
+                state.unreadable_lines += std::mem::take(&mut pending_bad);
                 match entry.status {
                     EntryStatus::Ok => {
                         state.failed.remove(&entry.key);
@@ -227,18 +229,13 @@ fn repair_and_read(path: &Path) -> Result<JournalState, JournalError> {
                 }
                 good_end = offset;
             }
-            Err(_) => {
-                if pending_bad.is_some() {
-                    state.unreadable_lines += 1;
-                }
-                pending_bad = Some(offset - n as u64);
-            }
+            Err(_) => pending_bad += 1,
         }
     }
     let len = std::fs::metadata(path).map_err(io)?.len();
     if len > good_end {
         // The tail after the last good line is torn (unterminated and/or unparseable).
-        state.torn_lines_dropped = 1;
+        state.torn_lines_dropped = (pending_bad + u64::from(unterminated)).max(1);
         let f = OpenOptions::new().write(true).open(path).map_err(io)?;
         f.set_len(good_end).map_err(io)?;
         let mut f = f;

@@ -4,11 +4,53 @@
 //! canonical JSON (keys sorted at every depth), with `#<n>` appended for the n-th exact
 //! duplicate in the same file (the first occurrence has no suffix). Keys never involve
 //! randomness, so every run and every shard computes the same key for the same record.
+//!
+//! Ids are unique too: the first record with an id keeps it as its key, later records with the
+//! same id value (`7` and `"7"` are the same value) get `id#2`, `id#3`, … in input order, and
+//! are flagged as duplicates (see [`KeyAssigner::assign`]). A generated `id#2` never takes the
+//! key of another record: if the input also holds a literal id `id#2`, whichever comes second
+//! moves on to the next free suffix.
+//!
+//! Keys the engine makes itself (bad lines, source errors) live in their own namespace, see
+//! [`internal_key`]: they start with [`INTERNAL_KEY_PREFIX`], which no assigned key does.
 
 use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
+
+use crate::keyset::key_hash;
+
+/// First character of every [`internal_key`]; no key made by [`KeyAssigner`] starts with it.
+pub const INTERNAL_KEY_PREFIX: char = '\u{1}';
+/// Prepended to an id that would otherwise look like an internal key, an escaped id or a
+/// content-hash key, so that every id maps to its own key.
+const ESCAPE_PREFIX: char = '\u{2}';
+
+/// A key for something that is not a record of the input (a bad line, a source error):
+/// `"\u{1}<kind>:<detail>"`, e.g. `internal_key("bad-line", "2")`. It can never equal a key
+/// that [`KeyAssigner`] gives a record, whatever the record's id.
+pub fn internal_key(kind: &str, detail: &str) -> String {
+    let mut key = String::with_capacity(1 + kind.len() + 1 + detail.len());
+    key.push(INTERNAL_KEY_PREFIX);
+    key.push_str(kind);
+    key.push(':');
+    key.push_str(detail);
+    key
+}
+
+/// Whether `key` was made by [`internal_key`].
+pub fn is_internal_key(key: &str) -> bool {
+    key.starts_with(INTERNAL_KEY_PREFIX)
+}
+
+/// The key of a record and whether an earlier record of the same input had the same id (or,
+/// for records without an id, the same content).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssignedKey {
+    pub key: String,
+    pub duplicate: bool,
+}
 
 pub struct KeyAssigner {
     /// Id fields tried in order (e.g. `uid`, then `id` for distillation inputs).
@@ -16,32 +58,102 @@ pub struct KeyAssigner {
     /// Occurrences seen so far per content hash, for duplicate ordinals. Only records without
     /// an id pay for this (about 40 bytes each).
     seen: HashMap<u128, u32>,
+    /// Per 128-bit hash of a key made from an id: how many records had that exact (escaped)
+    /// id. Every key handed out for an id is in here (with 0 when it was only generated as
+    /// `id#n`), so presence means "taken". About 40 bytes a record with an id.
+    ids: HashMap<u128, u32>,
 }
 
 impl KeyAssigner {
     pub fn new(id_field: Option<String>) -> Self {
-        KeyAssigner { id_fields: id_field.into_iter().collect(), seen: HashMap::new() }
+        KeyAssigner { id_fields: id_field.into_iter().collect(), seen: HashMap::new(), ids: HashMap::new() }
     }
 
     /// Tries each of `fields` in order before falling back to the content hash.
     pub fn with_fields(fields: &[&str]) -> Self {
-        KeyAssigner { id_fields: fields.iter().map(|f| f.to_string()).collect(), seen: HashMap::new() }
+        KeyAssigner { id_fields: fields.iter().map(|f| f.to_string()).collect(), seen: HashMap::new(), ids: HashMap::new() }
     }
 
+    /// The key of `record`; same as `assign(record).key`.
     pub fn key_for(&mut self, record: &Map<String, Value>) -> String {
+        self.assign(record).key
+    }
+
+    /// The key of the next record of the input, in input order.
+    ///
+    /// With an id (the first of the id fields holding a non-empty string or a number): the
+    /// first record with that id gets the id itself, later ones `id#2`, `id#3`, … with
+    /// `duplicate: true`. Without: `h:<content hash>`, exact duplicates `h:<hash>#1`, `#2`, ….
+    pub fn assign(&mut self, record: &Map<String, Value>) -> AssignedKey {
         for field in &self.id_fields {
-            match record.get(field) {
-                Some(Value::String(s)) if !s.is_empty() => return s.clone(),
-                Some(Value::Number(n)) => return n.to_string(),
-                _ => {}
-            }
+            let id = match record.get(field) {
+                Some(Value::String(s)) if !s.is_empty() => escape_id(s),
+                Some(Value::Number(n)) => n.to_string(),
+                _ => continue,
+            };
+            return self.assign_id(id);
         }
         let hash = content_hash(record);
         let count = self.seen.entry(hash).or_insert(0);
+        let duplicate = *count > 0;
         let key = if *count == 0 { format!("h:{hash:032x}") } else { format!("h:{hash:032x}#{count}") };
         *count += 1;
-        key
+        AssignedKey { key, duplicate }
     }
+
+    fn assign_id(&mut self, id: String) -> AssignedKey {
+        let hash = key_hash(&id);
+        let (occurrences, taken) = match self.ids.get_mut(&hash) {
+            Some(n) => {
+                *n += 1;
+                (*n, true)
+            }
+            None => {
+                self.ids.insert(hash, 1);
+                (1, false)
+            }
+        };
+        if !taken {
+            return AssignedKey { key: id, duplicate: false };
+        }
+        // The n-th record with this id tries `id#n` first; a literal id elsewhere in the input
+        // may already hold it, then the next free suffix.
+        let mut n = occurrences.max(2);
+        loop {
+            let candidate = format!("{id}#{n}");
+            let h = key_hash(&candidate);
+            if let std::collections::hash_map::Entry::Vacant(e) = self.ids.entry(h) {
+                e.insert(0);
+                return AssignedKey { key: candidate, duplicate: occurrences > 1 };
+            }
+            n += 1;
+        }
+    }
+}
+
+/// The key an id string stands for: itself, unless it starts with a reserved character or has
+/// the shape of a content-hash key (`h:` + 32 hex digits, optionally `#n`); those get
+/// [`ESCAPE_PREFIX`] in front. Injective, and never starts with [`INTERNAL_KEY_PREFIX`].
+fn escape_id(id: &str) -> String {
+    if id.starts_with(INTERNAL_KEY_PREFIX) || id.starts_with(ESCAPE_PREFIX) || looks_like_content_key(id) {
+        let mut s = String::with_capacity(id.len() + 1);
+        s.push(ESCAPE_PREFIX);
+        s.push_str(id);
+        s
+    } else {
+        id.to_string()
+    }
+}
+
+fn looks_like_content_key(id: &str) -> bool {
+    let Some(rest) = id.strip_prefix("h:") else { return false };
+    let (hex, suffix) = match rest.split_once('#') {
+        Some((h, s)) => (h, Some(s)),
+        None => (rest, None),
+    };
+    hex.len() == 32
+        && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && suffix.is_none_or(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// 128 bits of SHA-256 over the canonical JSON of `record`.

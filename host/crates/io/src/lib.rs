@@ -6,7 +6,11 @@
 //! - [`journal`]: the append-only, fsync'd record of results that makes resume exact;
 //! - [`sink`]: turning a journal into the user-facing output and error files, atomically.
 
+pub mod atomic;
+pub mod bad_line;
 pub mod journal;
+pub mod listing;
+pub mod naming;
 pub mod key;
 pub mod keyset;
 pub mod sink;
@@ -16,8 +20,12 @@ pub mod ordered;
 pub mod source;
 
 pub use journal::{EntryStatus, Journal, JournalEntry, JournalError, JournalState};
-pub use key::{shard_of, KeyAssigner};
+pub use key::{internal_key, is_internal_key, shard_of, AssignedKey, KeyAssigner};
 pub use keyset::KeySet;
-pub use grouped::{finalize_grouped, GroupedStats};
-pub use sink::{finalize, FinalizeStats, OutputFormat, SinkError};
+pub use atomic::{sweep_temp_files, write_atomically, AtomicFile, WriteError};
+pub use bad_line::BadLine;
+pub use grouped::{finalize_grouped, finalize_records, GroupedStats, RecordsTarget};
+pub use naming::{input_stem, FilePaths, Naming};
+pub use sink::{finalize, finalize_ordered, FinalizeStats, OutputFormat, SinkError};
 pub use source::{is_supported_input, list_input_files, open_source, BadLineCause, SourceError, SourceItem};
+pub use source::{open_source_with, SourceOptions, DEFAULT_MAX_RECORD_BYTES, MAX_DEPTH};

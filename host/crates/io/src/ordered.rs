@@ -9,6 +9,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
+use crate::atomic::AtomicFile;
 use crate::sink::SinkError;
 
 /// The field holding a row's input position; removed from the final output.
@@ -17,21 +18,28 @@ pub const SEQ_FIELD: &str = "_modelcall_seq";
 /// Rows per bucket: the bound on rows held in memory while reordering.
 const BUCKET_ROWS: u64 = 8192;
 
-pub fn reorder_jsonl(path: &Path) -> Result<u64, SinkError> {
+/// Builds an input position: the file's index in its unit, the line, and a sub-index (the
+/// sample of `n: k` generation, or the record of a preprocessor that made several).
+pub fn position(file_index: u64, line: u64, sub: u64) -> u64 {
+    (file_index << 42) | (line.min((1 << 32) - 1) << 10) | sub.min(1023)
+}
+
+/// Reads the JSONL rows of `src` and writes them to `out` sorted by their [`SEQ_FIELD`], which
+/// is removed. Returns the rows written.
+pub fn reorder_into(src: &Path, out: &mut AtomicFile) -> Result<u64, SinkError> {
     let io = |p: &Path| {
         let p = p.to_path_buf();
         move |source| SinkError::Io { path: p.clone(), source }
     };
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    let dir = path.with_file_name(format!(".reorder-{name}-{}", std::process::id()));
+    let dir = crate::atomic::scratch_dir_for(out.dest());
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
     let result = (|| {
         // Spread rows into buckets by position; remember which buckets exist.
         let mut writers: BTreeMap<u64, BufWriter<File>> = BTreeMap::new();
-        let reader = BufReader::new(File::open(path).map_err(io(path))?);
+        let reader = BufReader::new(File::open(src).map_err(io(src))?);
         let mut rows_in: Vec<(u64, String)> = Vec::new();
         for line in reader.lines() {
-            let line = line.map_err(io(path))?;
+            let line = line.map_err(io(src))?;
             if line.trim().is_empty() {
                 continue;
             }
@@ -47,8 +55,6 @@ pub fn reorder_jsonl(path: &Path) -> Result<u64, SinkError> {
         }
         drop(writers);
         // Bucket b holds positions in [b*R, (b+1)*R) of the sorted position space.
-        let tmp = path.with_file_name(format!(".{name}.ordered-{}", std::process::id()));
-        let mut out = BufWriter::new(File::create(&tmp).map_err(io(&tmp))?);
         let mut written = 0u64;
         let mut buckets: Vec<u64> = std::fs::read_dir(&dir)
             .map_err(io(&dir))?
@@ -65,14 +71,12 @@ pub fn reorder_jsonl(path: &Path) -> Result<u64, SinkError> {
                 .collect();
             rows.sort_by_key(|(seq, _)| *seq);
             for (_, row) in rows {
-                serde_json::to_writer(&mut out, &row).expect("rows serialize");
-                out.write_all(b"\n").map_err(io(&tmp))?;
+                let mut bytes = serde_json::to_vec(&row).expect("rows serialize");
+                bytes.push(b'\n');
+                out.write_all(&bytes).map_err(io(out.dest()))?;
                 written += 1;
             }
         }
-        let f = out.into_inner().map_err(|e| SinkError::Io { path: tmp.clone(), source: e.into_error() })?;
-        f.sync_all().map_err(io(&tmp))?;
-        std::fs::rename(&tmp, path).map_err(io(path))?;
         Ok(written)
     })();
     let _ = std::fs::remove_dir_all(&dir);
@@ -109,6 +113,7 @@ mod tests {
         let p = dir.path().join("o.jsonl");
         let mut text = String::new();
         // 20,000 rows in a scrambled order, positions spread over many buckets.
+        assert_eq!(position(0, 5, 0), 5 * 1024);
         let mut order: Vec<u64> = (0..20_000).collect();
         let mut x: u64 = 7;
         for i in (1..order.len()).rev() {
@@ -119,8 +124,12 @@ mod tests {
             text.push_str(&format!("{{\"id\":{i},\"{SEQ_FIELD}\":{}}}\n", i * 1024));
         }
         std::fs::write(&p, text).unwrap();
-        assert_eq!(reorder_jsonl(&p).unwrap(), 20_000);
-        let out = std::fs::read_to_string(&p).unwrap();
+        let dest = dir.path().join("ordered.jsonl");
+        let mut out = AtomicFile::create(&dest).unwrap();
+        assert_eq!(reorder_into(&p, &mut out).unwrap(), 20_000);
+        out.commit().unwrap();
+        std::fs::remove_file(&p).unwrap();
+        let out = std::fs::read_to_string(&dest).unwrap();
         for (i, line) in out.lines().enumerate() {
             assert_eq!(line, format!("{{\"id\":{i}}}"));
         }

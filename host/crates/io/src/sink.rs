@@ -7,7 +7,7 @@
 //! holding only keys in memory, never the rows.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -15,6 +15,7 @@ use arrow_schema::{DataType, Field, Schema};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::atomic::AtomicFile;
 use crate::journal::EntryStatus;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +38,8 @@ pub enum SinkError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{path}: cannot write Parquet: {message}")]
     Parquet { path: PathBuf, message: String },
+    #[error(transparent)]
+    Write(#[from] crate::atomic::WriteError),
 }
 
 /// Rows per Parquet record batch.
@@ -55,22 +58,24 @@ pub fn finalize(journal: &Path, output: &Path, errors: &Path, format: OutputForm
     let winners = &winners;
 
     // Errors: JSONL.
-    stats.rows_error = write_jsonl(journal, winners, EntryStatus::Error, errors)?;
+    stats.rows_error = write_jsonl_to(journal, winners, EntryStatus::Error, errors)?;
 
     // Output.
-    let tmp = temp_name(output);
     match format {
         OutputFormat::Jsonl => {
-            stats.rows_ok = write_jsonl(journal, winners, EntryStatus::Ok, output)?;
+            let mut out = AtomicFile::create(output)?;
+            stats.rows_ok = write_jsonl(journal, winners, EntryStatus::Ok, &mut out)?;
+            out.commit()?;
         }
         OutputFormat::Parquet => {
-            let mut rows_ok = 0u64;
             let mut last_err = None;
             // Each attempt is more forgiving about mixed types across rows.
             for mode in [Flatten::None, Flatten::Nested, Flatten::All] {
-                match write_parquet(journal, &tmp, winners, mode) {
+                let mut out = AtomicFile::create(output)?;
+                match write_parquet(journal, &mut out, winners, mode) {
                     Ok(n) => {
-                        rows_ok = n;
+                        out.commit()?;
+                        stats.rows_ok = n;
                         last_err = None;
                         break;
                     }
@@ -78,13 +83,27 @@ pub fn finalize(journal: &Path, output: &Path, errors: &Path, format: OutputForm
                 }
             }
             if let Some(message) = last_err {
-                let _ = std::fs::remove_file(&tmp);
                 return Err(SinkError::Parquet { path: output.to_path_buf(), message });
             }
-            stats.rows_ok = rows_ok;
-            sync_and_rename(&tmp, output)?;
         }
     }
+    Ok(stats)
+}
+
+/// Like [`finalize`] for JSONL, with the rows in input order (by their [`crate::ordered::SEQ_FIELD`]) instead of
+/// completion order. The unordered rows go to a scratch file first, so the real output is only
+/// ever the finished, ordered file.
+pub fn finalize_ordered(journal: &Path, output: &Path, errors: &Path) -> Result<FinalizeStats, SinkError> {
+    let mut stats = FinalizeStats::default();
+    let winners = crate::winners::Winners::build(journal, &mut stats.duplicates_collapsed)?;
+    stats.rows_error = write_jsonl_to(journal, &winners, EntryStatus::Error, errors)?;
+    let mut scratch = AtomicFile::scratch(output, "unordered")?;
+    write_jsonl(journal, &winners, EntryStatus::Ok, &mut scratch)?;
+    scratch.flush().map_err(|e| SinkError::Io { path: scratch.temp_path().to_path_buf(), source: e })?;
+    let mut out = AtomicFile::create(output)?;
+    stats.rows_ok = crate::ordered::reorder_into(scratch.temp_path(), &mut out)?;
+    out.commit()?;
+    scratch.abandon();
     Ok(stats)
 }
 
@@ -119,7 +138,7 @@ fn flatten_row(row: Map<String, Value>, mode: Flatten) -> Map<String, Value> {
     }
 }
 
-fn write_parquet(journal: &Path, tmp: &Path, winners: &crate::winners::Winners, mode: Flatten) -> Result<u64, String> {
+fn write_parquet(journal: &Path, out: &mut AtomicFile, winners: &crate::winners::Winners, mode: Flatten) -> Result<u64, String> {
     let mut cursor = winners.cursor().map_err(|e| e.to_string())?;
     // Schema over every selected row.
     let mut values: Vec<Value> = Vec::new();
@@ -169,11 +188,10 @@ fn write_parquet(journal: &Path, tmp: &Path, winners: &crate::winners::Winners, 
             .unwrap_or_else(|| Schema::new(vec![Field::new("api_status", DataType::Utf8, true)])),
     );
 
-    let file = File::create(tmp).map_err(|e| e.to_string())?;
     let props = parquet::file::properties::WriterProperties::builder()
         .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
         .build();
-    let mut writer = parquet::arrow::ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| e.to_string())?;
+    let mut writer = parquet::arrow::ArrowWriter::try_new(out, schema.clone(), Some(props)).map_err(|e| e.to_string())?;
     let mut decoder = arrow_json::ReaderBuilder::new(schema.clone())
         .with_batch_size(BATCH_ROWS)
         .with_coerce_primitive(true)
@@ -220,9 +238,15 @@ fn write_parquet(journal: &Path, tmp: &Path, winners: &crate::winners::Winners, 
 }
 
 /// Writes the rows of the winning lines with `want` status to `dest` as JSONL, atomically.
-fn write_jsonl(journal: &Path, winners: &crate::winners::Winners, want: EntryStatus, dest: &Path) -> Result<u64, SinkError> {
-    let tmp = temp_name(dest);
-    let mut w = BufWriter::new(File::create(&tmp).map_err(|source| SinkError::Io { path: tmp.clone(), source })?);
+fn write_jsonl_to(journal: &Path, winners: &crate::winners::Winners, want: EntryStatus, dest: &Path) -> Result<u64, SinkError> {
+    let mut out = AtomicFile::create(dest)?;
+    let rows = write_jsonl(journal, winners, want, &mut out)?;
+    out.commit()?;
+    Ok(rows)
+}
+
+/// Writes the rows of the winning lines with `want` status to `out` as JSONL.
+fn write_jsonl(journal: &Path, winners: &crate::winners::Winners, want: EntryStatus, out: &mut AtomicFile) -> Result<u64, SinkError> {
     let mut write_err = None;
     let mut rows = 0u64;
     let mut cursor = winners.cursor()?;
@@ -234,15 +258,14 @@ fn write_jsonl(journal: &Path, winners: &crate::winners::Winners, want: EntrySta
             rows += 1;
             let mut bytes = serde_json::to_vec(&r.row).expect("rows serialize");
             bytes.push(b'\n');
-            if let Err(e) = w.write_all(&bytes) {
+            if let Err(e) = out.write_all(&bytes) {
                 write_err = Some(e);
             }
         }
     })?;
     if let Some(e) = write_err {
-        return Err(SinkError::Io { path: tmp, source: e });
+        return Err(SinkError::Io { path: out.dest().to_path_buf(), source: e });
     }
-    commit(w, &tmp, dest)?;
     Ok(rows)
 }
 
@@ -266,31 +289,6 @@ pub(crate) fn for_each_line(path: &Path, mut f: impl FnMut(u64, &[u8])) -> Resul
         }
         index += 1;
     }
-}
-
-fn temp_name(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
-}
-
-fn commit(w: BufWriter<File>, tmp: &Path, dest: &Path) -> Result<(), SinkError> {
-    let file = w.into_inner().map_err(|e| SinkError::Io { path: tmp.to_path_buf(), source: e.into_error() })?;
-    file.sync_all().map_err(|source| SinkError::Io { path: tmp.to_path_buf(), source })?;
-    drop(file);
-    sync_and_rename(tmp, dest)
-}
-
-fn sync_and_rename(tmp: &Path, dest: &Path) -> Result<(), SinkError> {
-    if let Ok(f) = File::open(tmp) {
-        let _ = f.sync_all();
-    }
-    std::fs::rename(tmp, dest).map_err(|source| SinkError::Io { path: dest.to_path_buf(), source })?;
-    if let Some(dir) = dest.parent() {
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

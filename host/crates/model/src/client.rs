@@ -7,8 +7,14 @@ use futures::StreamExt;
 use rand::Rng;
 use serde_json::{Map, Value};
 
-use crate::error::{CallError, RetryCause, RetryCounts};
+use modelcall_secrets::Redactor;
+
+use crate::error::{CallError, ClientError, RetryCause, RetryCounts};
 use crate::wire::{self, Answer, ChatRequest, Completion, SseAccumulator};
+
+/// Masks all but the last four characters of a secret (`***abcd`; `***` for 8 characters or
+/// fewer): the one masking, from `modelcall-secrets`.
+pub use modelcall_secrets::mask as mask_secret;
 
 /// Everything the client needs; built from a model config.
 #[derive(Clone)]
@@ -17,8 +23,14 @@ pub struct ClientSettings {
     pub base_url: String,
     pub api_key: Option<String>,
     pub model: String,
-    /// Per HTTP attempt, headers and body included.
+    /// Per HTTP attempt, headers and body included: a total deadline, however steadily a stream
+    /// is arriving.
     pub timeout: Duration,
+    /// The longest wait between two pieces of a response body once its headers arrived (between
+    /// stream chunks); exceeding it fails the attempt as a `timeout`. `None`: only `timeout`.
+    /// Waiting for the headers is not covered (a non-streaming server sends them only when the
+    /// whole answer is ready): `timeout` bounds that.
+    pub idle_timeout: Option<Duration>,
     /// Retries after the first attempt for retryable failures.
     pub max_retries: u32,
     /// Idle connections kept per host: size it to the concurrency.
@@ -39,6 +51,7 @@ impl ClientSettings {
             api_key: None,
             model: model.into(),
             timeout: Duration::from_secs(600),
+            idle_timeout: None,
             max_retries: 5,
             pool_size: 64,
             stream: false,
@@ -50,15 +63,6 @@ impl ClientSettings {
     }
 }
 
-/// Masks all but the last four characters of a secret.
-pub fn mask_secret(secret: &str) -> String {
-    let chars: Vec<char> = secret.chars().collect();
-    if chars.len() <= 8 {
-        return "***".into();
-    }
-    format!("***{}", chars[chars.len() - 4..].iter().collect::<String>())
-}
-
 impl fmt::Debug for ClientSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientSettings")
@@ -66,6 +70,7 @@ impl fmt::Debug for ClientSettings {
             .field("api_key", &self.api_key.as_deref().map(mask_secret))
             .field("model", &self.model)
             .field("timeout", &self.timeout)
+            .field("idle_timeout", &self.idle_timeout)
             .field("max_retries", &self.max_retries)
             .field("pool_size", &self.pool_size)
             .field("stream", &self.stream)
@@ -80,8 +85,13 @@ type Limiter = governor::DefaultDirectRateLimiter;
 pub struct ModelClient {
     http: reqwest::Client,
     settings: std::sync::Arc<ClientSettings>,
+    /// The chat-completions URL requests go to (with any userinfo of `base_url`).
+    url: std::sync::Arc<str>,
+    /// What is shown: `url` through the redactor.
     endpoint: std::sync::Arc<str>,
     limiter: Option<std::sync::Arc<Limiter>>,
+    /// Built from the API key (and a password in `base_url`): every error text passes through it.
+    redactor: std::sync::Arc<Redactor>,
 }
 
 /// How one attempt failed.
@@ -91,10 +101,17 @@ enum AttemptError {
 }
 
 impl ModelClient {
-    pub fn new(settings: ClientSettings) -> Result<Self, String> {
+    pub fn new(settings: ClientSettings) -> Result<Self, ClientError> {
         let base = settings.base_url.trim_end_matches('/');
         let endpoint = if base.ends_with("/chat/completions") { base.to_string() } else { format!("{base}/chat/completions") };
-        let url = reqwest::Url::parse(&endpoint).map_err(|e| format!("base_url `{}` is not a URL: {e}", settings.base_url))?;
+        let url = reqwest::Url::parse(&endpoint).map_err(|e| ClientError::InvalidBaseUrl {
+            base_url: Redactor::new(settings.api_key.clone()).redact_string(&settings.base_url),
+            reason: e.to_string(),
+        })?;
+        let redactor = Redactor::new(settings.api_key.iter().cloned().chain(url.password().map(str::to_string)));
+        if settings.idle_timeout.is_some_and(|d| d.is_zero()) {
+            return Err(ClientError::ZeroIdleTimeout);
+        }
         let loopback = matches!(url.host_str(), Some("127.0.0.1") | Some("localhost") | Some("[::1]") | Some("::1"));
         let mut builder = reqwest::Client::builder()
             .pool_max_idle_per_host(settings.pool_size.max(1))
@@ -106,9 +123,9 @@ impl ModelClient {
         if loopback {
             builder = builder.no_proxy();
         }
-        let http = builder.build().map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let http = builder.build().map_err(ClientError::Http)?;
         let limiter = match settings.requests_per_minute {
-            Some(0) => return Err("requests_per_minute must be positive".into()),
+            Some(0) => return Err(ClientError::ZeroRequestsPerMinute),
             Some(rpm) => {
                 let quota = governor::Quota::per_minute(std::num::NonZeroU32::new(rpm).expect("positive"))
                     .allow_burst(std::num::NonZeroU32::new((rpm / 60).max(1)).expect("positive"));
@@ -116,12 +133,26 @@ impl ModelClient {
             }
             None => None,
         };
-        Ok(ModelClient { http, settings: std::sync::Arc::new(settings), endpoint: endpoint.into(), limiter })
+        let shown_endpoint = redactor.redact_string(&endpoint);
+        Ok(ModelClient {
+            http,
+            settings: std::sync::Arc::new(settings),
+            url: endpoint.into(),
+            endpoint: shown_endpoint.into(),
+            limiter,
+            redactor: std::sync::Arc::new(redactor),
+        })
     }
 
-    /// The chat-completions URL (never includes the key).
+    /// The chat-completions URL as it may be shown: never the key, userinfo replaced by `***`.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
+    }
+
+    /// What removes the client's key (and credential headers, URL userinfo) from text; every
+    /// [`CallError`] the client returns has been through it.
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
     }
 
     pub fn settings(&self) -> &ClientSettings {
@@ -130,6 +161,10 @@ impl ModelClient {
 
     /// One logical call: attempts, retries with backoff, and the typed outcome.
     pub async fn chat(&self, request: &ChatRequest) -> Result<Completion, CallError> {
+        self.chat_unredacted(request).await.map_err(|e| e.redacted(&self.redactor))
+    }
+
+    async fn chat_unredacted(&self, request: &ChatRequest) -> Result<Completion, CallError> {
         let s = &self.settings;
         let body = wire::request_body(&s.chat_config, &s.model, request, s.stream);
         let body = bytes::Bytes::from(serde_json::to_vec(&body).expect("request serializes"));
@@ -154,7 +189,11 @@ impl ModelClient {
 
     /// GET `<base>/models`.
     pub async fn list_models(&self) -> Result<Vec<String>, CallError> {
-        let url = self.endpoint.trim_end_matches("/chat/completions").to_string() + "/models";
+        self.list_models_unredacted().await.map_err(|e| e.redacted(&self.redactor))
+    }
+
+    async fn list_models_unredacted(&self) -> Result<Vec<String>, CallError> {
+        let url = self.url.trim_end_matches("/chat/completions").to_string() + "/models";
         let mut req = self.http.get(&url);
         if let Some(key) = &self.settings.api_key {
             req = req.bearer_auth(key);
@@ -209,7 +248,7 @@ impl ModelClient {
         if let Some(limiter) = &self.limiter {
             limiter.until_ready().await;
         }
-        let mut req = self.http.post(&*self.endpoint).header("content-type", "application/json").body(body);
+        let mut req = self.http.post(&*self.url).header("content-type", "application/json").body(body);
         if let Some(key) = &self.settings.api_key {
             req = req.bearer_auth(key);
         }
@@ -217,7 +256,7 @@ impl ModelClient {
         let status = resp.status().as_u16();
         if !(200..300).contains(&status) {
             let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
-            let text = resp.text().await.unwrap_or_default();
+            let text = self.read_body(resp).await.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
             let message = error_message(status, &text);
             return Err(match status {
                 401 | 403 => AttemptError::Final(CallError::Auth { endpoint: self.endpoint.to_string(), status, message }),
@@ -235,11 +274,10 @@ impl ModelClient {
         if self.settings.stream && is_sse {
             let mut acc = SseAccumulator::default();
             let mut stream = resp.bytes_stream();
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(transport_error)?;
-                acc.feed(&chunk).map_err(|message| AttemptError::Retry {
+            while let Some(chunk) = self.next_chunk(&mut stream).await? {
+                acc.feed(&chunk).map_err(|e| AttemptError::Retry {
                     cause: RetryCause::MalformedBody,
-                    message,
+                    message: e.to_string(),
                     retry_after: None,
                 })?;
             }
@@ -252,13 +290,40 @@ impl ModelClient {
             }
             Ok(acc.answer)
         } else {
-            let bytes = resp.bytes().await.map_err(transport_error)?;
-            wire::parse_json_body(&bytes).map_err(|message| AttemptError::Retry {
+            let bytes = self.read_body(resp).await?;
+            wire::parse_json_body(&bytes).map_err(|e| AttemptError::Retry {
                 cause: RetryCause::MalformedBody,
-                message,
+                message: e.to_string(),
                 retry_after: None,
             })
         }
+    }
+
+    /// The next piece of a body, waiting at most `idle_timeout` for it (the total `timeout` is
+    /// reqwest's and covers the whole body).
+    async fn next_chunk<S>(&self, stream: &mut S) -> Result<Option<bytes::Bytes>, AttemptError>
+    where
+        S: futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin,
+    {
+        let next = match self.settings.idle_timeout {
+            None => stream.next().await,
+            Some(idle) => tokio::time::timeout(idle, stream.next()).await.map_err(|_| AttemptError::Retry {
+                cause: RetryCause::Timeout,
+                message: format!("no data from the endpoint for {} s (client_config.idle_timeout)", idle.as_secs_f64()),
+                retry_after: None,
+            })?,
+        };
+        next.transpose().map_err(transport_error)
+    }
+
+    /// A whole body, under the idle timeout between its pieces.
+    async fn read_body(&self, resp: reqwest::Response) -> Result<Vec<u8>, AttemptError> {
+        let mut body = Vec::new();
+        let mut stream = resp.bytes_stream();
+        while let Some(chunk) = self.next_chunk(&mut stream).await? {
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
     }
 }
 

@@ -1,6 +1,6 @@
-//! Typed model-call errors.
-
-use std::fmt;
+//! Typed model-call errors. Every text in them that came from a server or names a URL has been
+//! through the client's [`modelcall_secrets::Redactor`]: its API key, credential headers and URL
+//! userinfo never show.
 
 /// Why an attempt is worth repeating.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -52,13 +52,18 @@ impl RetryCounts {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum CallError {
     /// 401/403: the credentials are wrong. Fatal: the run must stop at once.
+    #[error(
+        "authentication failed at {endpoint} (HTTP {status}): {message}. Check client_config.api_key (or the variable it names) and that the key is valid for this endpoint"
+    )]
     Auth { endpoint: String, status: u16, message: String },
     /// 400/404/422 and other 4xx: this request will never succeed; the record fails.
+    #[error("the endpoint rejected the request (HTTP {status}): {message}")]
     Rejected { status: u16, message: String },
     /// Retryable failures until the budget ran out.
+    #[error("gave up after {attempts} attempts ({}): {message}", .cause.as_str())]
     Exhausted { cause: RetryCause, message: String, attempts: u32, retries: RetryCounts },
 }
 
@@ -77,19 +82,47 @@ impl CallError {
     }
 }
 
-impl fmt::Display for CallError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl CallError {
+    /// The same error with every text passed through `redactor`.
+    pub fn redacted(self, redactor: &modelcall_secrets::Redactor) -> CallError {
+        let r = |s: String| redactor.redact(&s).into_owned();
         match self {
-            CallError::Auth { endpoint, status, message } => write!(
-                f,
-                "authentication failed at {endpoint} (HTTP {status}): {message}. Check client_config.api_key (or the variable it names) and that the key is valid for this endpoint"
-            ),
-            CallError::Rejected { status, message } => write!(f, "the endpoint rejected the request (HTTP {status}): {message}"),
-            CallError::Exhausted { cause, message, attempts, .. } => {
-                write!(f, "gave up after {attempts} attempts ({}): {message}", cause.as_str())
+            CallError::Auth { endpoint, status, message } => CallError::Auth { endpoint: r(endpoint), status, message: r(message) },
+            CallError::Rejected { status, message } => CallError::Rejected { status, message: r(message) },
+            CallError::Exhausted { cause, message, attempts, retries } => {
+                CallError::Exhausted { cause, message: r(message), attempts, retries }
             }
         }
     }
 }
 
-impl std::error::Error for CallError {}
+/// Why [`crate::ModelClient::new`] refused its settings.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// `base_url` as written (userinfo redacted) and the parser's reason.
+    #[error("base_url `{base_url}` is not a URL: {reason}")]
+    InvalidBaseUrl { base_url: String, reason: String },
+    #[error("cannot build the HTTP client: {0}")]
+    Http(reqwest::Error),
+    #[error("requests_per_minute must be positive")]
+    ZeroRequestsPerMinute,
+    #[error("idle_timeout must be positive")]
+    ZeroIdleTimeout,
+}
+
+/// A 200 whose body is not a chat completion (retryable as `malformed_body`).
+#[derive(Debug, thiserror::Error)]
+pub enum MalformedBody {
+    #[error("response is not JSON: {0}")]
+    NotJson(serde_json::Error),
+    /// Holds an excerpt of the body.
+    #[error("response has no choices: {0}")]
+    NoChoices(String),
+    #[error("choice has no message")]
+    NoMessage,
+    #[error("stream event is not JSON: {0}")]
+    EventNotJson(serde_json::Error),
+    /// Holds an excerpt of the event's `error`.
+    #[error("stream error event: {0}")]
+    ErrorEvent(String),
+}

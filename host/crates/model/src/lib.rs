@@ -10,5 +10,6 @@ pub mod error;
 pub mod wire;
 
 pub use client::{ClientSettings, ModelClient};
-pub use error::{CallError, RetryCause, RetryCounts};
+pub use error::{CallError, ClientError, MalformedBody, RetryCause, RetryCounts};
+pub use modelcall_secrets::Redactor;
 pub use wire::{ChatMessage, ChatRequest, Completion, Usage};

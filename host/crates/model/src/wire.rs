@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::error::RetryCounts;
+use crate::error::{MalformedBody, RetryCounts};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatMessage {
@@ -105,13 +105,13 @@ pub struct Answer {
 }
 
 /// Parses a non-streaming response body. `Err` means malformed (retryable).
-pub fn parse_json_body(body: &[u8]) -> Result<Answer, String> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| format!("response is not JSON: {e}"))?;
+pub fn parse_json_body(body: &[u8]) -> Result<Answer, MalformedBody> {
+    let v: Value = serde_json::from_slice(body).map_err(MalformedBody::NotJson)?;
     let choice = v
         .get("choices")
         .and_then(|c| c.get(0))
-        .ok_or_else(|| format!("response has no choices: {}", excerpt(&v.to_string())))?;
-    let message = choice.get("message").ok_or("choice has no message")?;
+        .ok_or_else(|| MalformedBody::NoChoices(excerpt(&v.to_string())))?;
+    let message = choice.get("message").ok_or(MalformedBody::NoMessage)?;
     let content = message.get("content").and_then(Value::as_str).unwrap_or("").to_string();
     let reasoning = message
         .get("reasoning_content")
@@ -139,7 +139,7 @@ pub struct SseAccumulator {
 
 impl SseAccumulator {
     /// Feeds raw bytes; `Err` for an event that is not valid JSON (malformed stream).
-    pub fn feed(&mut self, bytes: &[u8]) -> Result<(), String> {
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<(), MalformedBody> {
         self.buffer.extend_from_slice(bytes);
         while let Some(pos) = self.buffer.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = self.buffer.drain(..=pos).collect();
@@ -151,9 +151,9 @@ impl SseAccumulator {
                 self.done = true;
                 continue;
             }
-            let v: Value = serde_json::from_str(data).map_err(|e| format!("stream event is not JSON: {e}"))?;
+            let v: Value = serde_json::from_str(data).map_err(MalformedBody::EventNotJson)?;
             if let Some(err) = v.get("error") {
-                return Err(format!("stream error event: {}", excerpt(&err.to_string())));
+                return Err(MalformedBody::ErrorEvent(excerpt(&err.to_string())));
             }
             if self.answer.model.is_empty() {
                 if let Some(m) = v.get("model").and_then(Value::as_str) {
@@ -255,8 +255,9 @@ mod tests {
         assert_eq!(a.finish_reason.as_deref(), Some("stop"));
         let gpt_oss = json!({"choices": [{"message": {"content": "A", "reasoning": "R2"}}]});
         assert_eq!(parse_json_body(gpt_oss.to_string().as_bytes()).unwrap().reasoning, "R2");
-        assert!(parse_json_body(b"{\"choices\": []}").is_err());
-        assert!(parse_json_body(b"{\"choi").is_err());
+        assert!(matches!(parse_json_body(b"{\"choices\": []}"), Err(MalformedBody::NoChoices(_))));
+        assert!(parse_json_body(b"{\"choi").unwrap_err().to_string().starts_with("response is not JSON: "));
+        assert_eq!(parse_json_body(b"{\"choices\": [{}]}").unwrap_err().to_string(), "choice has no message");
     }
 
     #[test]
@@ -279,7 +280,10 @@ mod tests {
         assert_eq!(acc.answer.usage.unwrap().completion_tokens, 2);
         assert_eq!(acc.answer.model, "m");
         let mut bad = SseAccumulator::default();
-        assert!(bad.feed(b"data: {oops\n").is_err());
+        assert!(matches!(bad.feed(b"data: {oops\n"), Err(MalformedBody::EventNotJson(_))));
+        let mut errored = SseAccumulator::default();
+        let e = errored.feed(b"data: {\"error\": {\"message\": \"overloaded\"}}\n").unwrap_err();
+        assert_eq!(e.to_string(), r#"stream error event: {"message":"overloaded"}"#);
     }
 
     #[test]

@@ -7,10 +7,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::Linker;
 use wasmtime::{Config, Engine};
 
-use crate::bindings::v0_1::base::Imports;
 use crate::errors::LoadError;
 use crate::imports::HostState;
 use crate::loader::{self, ComponentSummary};
@@ -77,7 +76,7 @@ impl PluginRuntime {
 
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        Imports::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
+        crate::wit::add_to_linker(&mut linker)?;
         Ok(PluginRuntime { inner: Arc::new(RuntimeInner { engine, linker, cache_enabled }) })
     }
 

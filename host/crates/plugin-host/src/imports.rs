@@ -1,18 +1,22 @@
 //! What the host gives a plugin: the per-store state (sandboxed WASI context, resource
-//! table, memory limiter, stderr capture), the `host` interface (log, token counting) and
-//! the `call-context` resource lent for each call.
+//! table, memory limiter, stderr capture, the deadline of the call in progress), the
+//! track-independent implementation of the `host` interface (log, token counting) and the
+//! facts behind the `call-context` resource lent for each call. Each API track's bindings
+//! (`crate::wit`) implement their generated host traits by delegating here.
 
 use std::sync::Arc;
+use std::time::Instant;
 
-use wasmtime::component::{Resource, ResourceTable};
+use wasmtime::component::ResourceTable;
 use wasmtime::ResourceLimiter;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use crate::bindings::v0_1::base::modelcall::plugin::{context, host, types};
 use crate::stderr::StderrCapture;
+use crate::tokenizer;
 
 /// Largest text accepted by `count-tokens` / `truncate-tokens`. Token counting is not
-/// metered by fuel or epochs, so a cap bounds the time a guest can spend on the host side.
+/// metered by fuel or epochs: this cap bounds the text, and the tokenizer works in bounded
+/// chunks checking the call's deadline in between (see [`crate::tokenizer`]).
 pub(crate) const MAX_TOKENIZER_INPUT: usize = 64 * 1024 * 1024;
 
 /// How much stderr is retained per instance (the tail is kept).
@@ -67,6 +71,9 @@ pub(crate) struct HostState {
     pub record_id: String,
     pub log_budget: u64,
     pub log_dropped: u64,
+    /// Wall-clock end of the call (or `init`) in progress. The epoch deadline only fires
+    /// in wasm code, so host functions that may run long check this themselves.
+    pub deadline: Option<Instant>,
 }
 
 impl HostState {
@@ -81,6 +88,7 @@ impl HostState {
             record_id: String::new(),
             log_budget: 0,
             log_dropped: 0,
+            deadline: None,
         }
     }
 }
@@ -104,30 +112,9 @@ impl WasiView for HostState {
     }
 }
 
-impl types::Host for HostState {}
-
-impl context::Host for HostState {}
-
-impl context::HostCallContext for HostState {
-    fn task_name(&mut self, this: Resource<CallContext>) -> String {
-        self.table.get(&this).map(|c| c.task_name.to_string()).unwrap_or_default()
-    }
-    fn record_id(&mut self, this: Resource<CallContext>) -> String {
-        self.table.get(&this).map(|c| c.record_id.clone()).unwrap_or_default()
-    }
-    fn attempt(&mut self, this: Resource<CallContext>) -> u32 {
-        self.table.get(&this).map(|c| c.attempt).unwrap_or(1)
-    }
-    fn drop(&mut self, rep: Resource<CallContext>) -> wasmtime::Result<()> {
-        // The host lends call contexts as borrows and deletes them itself after the call;
-        // a drop only arrives for handles the guest somehow owns.
-        let _ = self.table.delete(rep);
-        Ok(())
-    }
-}
-
-impl host::Host for HostState {
-    fn log(&mut self, level: types::LogLevel, message: String) {
+impl HostState {
+    /// `host.log`: a line attributed to the plugin and the record, within the call's log budget.
+    pub(crate) fn log_line(&mut self, level: tracing::Level, message: &str) {
         let len = message.len() as u64;
         if len > self.log_budget {
             self.log_dropped += len;
@@ -137,23 +124,35 @@ impl host::Host for HostState {
         let plugin = &*self.plugin;
         let record_id = self.record_id.as_str();
         match level {
-            types::LogLevel::Trace => tracing::trace!(target: "modelcall::plugin", plugin, record_id, "{message}"),
-            types::LogLevel::Debug => tracing::debug!(target: "modelcall::plugin", plugin, record_id, "{message}"),
-            types::LogLevel::Info => tracing::info!(target: "modelcall::plugin", plugin, record_id, "{message}"),
-            types::LogLevel::Warn => tracing::warn!(target: "modelcall::plugin", plugin, record_id, "{message}"),
-            types::LogLevel::Error => tracing::error!(target: "modelcall::plugin", plugin, record_id, "{message}"),
+            tracing::Level::TRACE => tracing::trace!(target: "modelcall::plugin", plugin, record_id, "{message}"),
+            tracing::Level::DEBUG => tracing::debug!(target: "modelcall::plugin", plugin, record_id, "{message}"),
+            tracing::Level::INFO => tracing::info!(target: "modelcall::plugin", plugin, record_id, "{message}"),
+            tracing::Level::WARN => tracing::warn!(target: "modelcall::plugin", plugin, record_id, "{message}"),
+            tracing::Level::ERROR => tracing::error!(target: "modelcall::plugin", plugin, record_id, "{message}"),
         }
     }
 
-    fn count_tokens(&mut self, text: String) -> wasmtime::Result<u32> {
-        check_tokenizer_input(&text)?;
-        Ok(crate::tokenizer::count_tokens(&text).min(u32::MAX as usize) as u32)
+    /// `host.count-tokens`, within the input cap and the call's deadline.
+    pub(crate) fn count_tokens_bounded(&mut self, text: &str) -> wasmtime::Result<u32> {
+        check_tokenizer_input(text)?;
+        let n = tokenizer::count_tokens_until(text, self.deadline).map_err(|_| deadline_trap())?;
+        Ok(n.min(u32::MAX as usize) as u32)
     }
 
-    fn truncate_tokens(&mut self, text: String, max_tokens: u32) -> wasmtime::Result<String> {
+    /// `host.truncate-tokens`, within the input cap and the call's deadline. The prefix is
+    /// the guest's own text cut in place: no second copy.
+    pub(crate) fn truncate_tokens_bounded(&mut self, mut text: String, max_tokens: u32) -> wasmtime::Result<String> {
         check_tokenizer_input(&text)?;
-        Ok(crate::tokenizer::truncate_tokens(&text, max_tokens as usize))
+        let len = tokenizer::truncated_len(&text, max_tokens as usize, self.deadline).map_err(|_| deadline_trap())?;
+        text.truncate(len);
+        Ok(text)
     }
+}
+
+/// A host call that ran into the call's deadline ends the call the way the epoch deadline
+/// does, so it is reported as a `deadline` trap naming the limit.
+fn deadline_trap() -> wasmtime::Error {
+    wasmtime::Error::from(wasmtime::Trap::Interrupt)
 }
 
 fn check_tokenizer_input(text: &str) -> wasmtime::Result<()> {

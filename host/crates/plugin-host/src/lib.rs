@@ -7,24 +7,32 @@
 //! the returned [`Plugin`] is a cheap handle whose synchronous calls check a warm instance
 //! out of a pool, run one call under the limits and map every failure to a [`CallError`].
 //!
+//! Layout: `engine` (the wasmtime engine and linker), `loader` (validation at load),
+//! `runner` (the [`Plugin`] handle and one call under the limits), `instance_pool` (warm
+//! instances, recycling, the consecutive-trap breaker), `output` (checks on what a plugin
+//! returns), `imports` (per-store host state and the host functions), `wit` (one module per
+//! WIT API track: bindings and conversions to the plain types of `types`).
+//!
 //! PLUGINS.md at the repository root documents the behaviour for users.
 
-mod bindings;
 pub mod builtins;
 mod engine;
 pub mod errors;
 mod imports;
+mod instance_pool;
 pub mod limits;
 mod loader;
+mod output;
 mod runner;
 mod stderr;
 pub mod tokenizer;
 mod types;
+mod wit;
 
 pub use engine::{PluginRuntime, RuntimeOptions};
 pub use loader::{ComponentSummary, MAX_COMPONENT_BYTES};
 pub use errors::{CallError, ErrorKind, LoadError, TrapKind};
-pub use limits::Limits;
+pub use limits::{Limits, LimitsError};
 pub use runner::{CallStats, Plugin};
 pub use types::{
     ChatMessage, ChatRole, ParseFailure, PluginDescription, PluginSource, PluginSpec, PreprocessInput,

@@ -12,8 +12,9 @@ use wasmtime::component::Component;
 
 use crate::engine::RuntimeInner;
 use crate::errors::LoadError;
-use crate::runner::{InitFailure, Plugin, RolePre};
+use crate::runner::{InitFailure, Plugin};
 use crate::types::{PluginDescription, PluginSource, PluginSpec, Role, SUPPORTED_TRACK};
+use crate::wit::PluginPre;
 
 /// Components larger than this are refused before compiling.
 pub const MAX_COMPONENT_BYTES: usize = 64 * 1024 * 1024;
@@ -187,7 +188,7 @@ pub(crate) fn inspect(rt: &RuntimeInner, source: &PluginSource) -> Result<Compon
 
 pub(crate) fn load(rt: &RuntimeInner, spec: PluginSpec) -> Result<Plugin, LoadError> {
     let plugin = spec.source.display_name();
-    spec.limits.validate().map_err(|message| LoadError::InvalidLimits { plugin: plugin.clone(), message })?;
+    spec.limits.validate().map_err(|e| LoadError::InvalidLimits { plugin: plugin.clone(), message: e.to_string() })?;
     let Prepared { summary, component } = prepare(rt, &spec.source)?;
     if !summary.roles.contains(&spec.role) {
         let ours: Vec<String> = plugin_exports(&summary.exports).iter().map(|(i, v)| format!("{PACKAGE}/{i}@{v}")).collect();
@@ -198,7 +199,8 @@ pub(crate) fn load(rt: &RuntimeInner, spec: PluginSpec) -> Result<Plugin, LoadEr
         .linker
         .instantiate_pre(&component)
         .map_err(|e| LoadError::Link { plugin: plugin.clone(), message: format!("{e:#}") })?;
-    let pre = RolePre::new(spec.role, pre).map_err(|e| LoadError::Link { plugin: plugin.clone(), message: format!("{e:#}") })?;
+    let track = track_of(summary.wit_version.as_deref().unwrap_or(SUPPORTED_TRACK));
+    let pre = PluginPre::new(&track, spec.role, pre).map_err(|e| LoadError::Link { plugin: plugin.clone(), message: format!("{e:#}") })?;
     let config_json = serde_json::to_string(&spec.config).expect("a JSON value serializes");
     // The o200k_base tables take ~100 ms to build. Build them now, outside any call, so the
     // first record's `count-tokens` does not spend its deadline on it.
@@ -206,7 +208,7 @@ pub(crate) fn load(rt: &RuntimeInner, spec: PluginSpec) -> Result<Plugin, LoadEr
         crate::tokenizer::count_tokens("");
     }
 
-    let (plugin_handle, info) = Plugin::start(
+    let plugin_handle = Plugin::start(
         rt.engine.clone(),
         Arc::from(plugin.as_str()),
         pre,
@@ -240,7 +242,6 @@ pub(crate) fn load(rt: &RuntimeInner, spec: PluginSpec) -> Result<Plugin, LoadEr
         },
         InitFailure::Link(message) => LoadError::Link { plugin: plugin.clone(), message },
     })?;
-    let _ = info;
     Ok(plugin_handle)
 }
 

@@ -1,57 +1,29 @@
-//! Calling a loaded plugin: a pool of warm instances (one per concurrently calling thread),
-//! per-call limits (fuel, epoch deadline, memory, output and log caps), recycling after
-//! `max_calls_per_instance` calls or any trap, and the consecutive-trap breaker.
+//! Calling a loaded plugin: a warm instance out of the [`InstancePool`], per-call limits
+//! (fuel, epoch and host-call deadline, memory, log cap), the result checked by
+//! [`crate::output`], and every failure mapped to a [`CallError`].
 //!
 //! Every instance runs `init(config)` when it is created, so a plugin must behave as a pure
 //! function of (config, record, context): the host may replace an instance at any time.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use wasmtime::component::{InstancePre, Resource};
+use wasmtime::component::Resource;
 use wasmtime::{Engine, Store};
 
-use crate::bindings::v0_1::{preprocessor as pp, prompt_builder as pb, score_parser as sp, types as wit};
 use crate::engine::deadline_ticks;
 use crate::errors::{CallError, ErrorKind, TrapKind};
 use crate::imports::{CallContext, HostState};
+use crate::instance_pool::{Checkout, InstancePool, Verdict};
 use crate::limits::Limits;
-use crate::types::{
-    ChatMessage, ChatRole, ParseFailure, PluginDescription, PreprocessInput, PreprocessOutcome, Prompt, Role, Score,
-};
-
-/// Plugin error messages longer than this are cut (they end up in dead-letter rows).
-const MAX_ERROR_MESSAGE: usize = 64 * 1024;
-
-/// The typed pre-instantiated component for the role it was loaded as.
-pub(crate) enum RolePre {
-    Preprocessor(pp::PreprocessorPluginPre<HostState>),
-    PromptBuilder(pb::PromptBuilderPluginPre<HostState>),
-    ScoreParser(sp::ScoreParserPluginPre<HostState>),
-}
-
-impl RolePre {
-    pub(crate) fn new(role: Role, pre: InstancePre<HostState>) -> wasmtime::Result<Self> {
-        Ok(match role {
-            Role::Preprocessor => RolePre::Preprocessor(pp::PreprocessorPluginPre::new(pre)?),
-            Role::PromptBuilder => RolePre::PromptBuilder(pb::PromptBuilderPluginPre::new(pre)?),
-            Role::ScoreParser => RolePre::ScoreParser(sp::ScoreParserPluginPre::new(pre)?),
-        })
-    }
-}
-
-enum RoleInstance {
-    Preprocessor(pp::PreprocessorPlugin),
-    PromptBuilder(pb::PromptBuilderPlugin),
-    ScoreParser(sp::ScoreParserPlugin),
-}
+use crate::output::{cut, Checker, MAX_ERROR_MESSAGE};
+use crate::types::{ParseFailure, PluginDescription, PreprocessInput, PreprocessOutcome, Prompt, Score};
+use crate::wit::{GuestInfo, PluginInstance, PluginPre};
 
 /// One initialised instance with its store.
 struct Warm {
     store: Store<HostState>,
-    instance: RoleInstance,
-    calls: u32,
+    instance: PluginInstance,
 }
 
 /// Why a new instance could not be initialised.
@@ -78,13 +50,11 @@ struct Inner {
     name: Arc<str>,
     description: PluginDescription,
     engine: Engine,
-    pre: RolePre,
+    pre: PluginPre,
     config_json: String,
     limits: Limits,
     task_name: Arc<str>,
-    pool: Mutex<Vec<Warm>>,
-    consecutive_traps: AtomicU32,
-    disabled: AtomicBool,
+    pool: InstancePool<Warm>,
 }
 
 /// A loaded plugin. Cheap to clone; `Send + Sync`. Calls are synchronous and CPU-bound:
@@ -94,52 +64,18 @@ pub struct Plugin {
     inner: Arc<Inner>,
 }
 
-fn to_role(r: wit::Role) -> ChatRole {
-    match r {
-        wit::Role::System => ChatRole::System,
-        wit::Role::User => ChatRole::User,
-        wit::Role::Assistant => ChatRole::Assistant,
-    }
-}
-
-fn to_kind(k: wit::ErrorKind) -> ErrorKind {
-    match k {
-        wit::ErrorKind::InvalidInput => ErrorKind::InvalidInput,
-        wit::ErrorKind::InvalidConfig => ErrorKind::InvalidConfig,
-        wit::ErrorKind::Unsupported => ErrorKind::Unsupported,
-        wit::ErrorKind::Internal => ErrorKind::Internal,
-    }
-}
-
-fn cut(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut end = max;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-        s.push_str("… [truncated]");
-    }
-    s
-}
-
-/// Is `text` one syntactically valid JSON object?
-fn is_json_object(text: &str) -> bool {
-    text.trim_start().starts_with('{') && serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
-}
-
 impl Plugin {
     /// Creates the first instance (running `init`) and returns the handle. `describe` turns
     /// the plugin's `plugin-info` into the description kept for provenance.
     pub(crate) fn start(
         engine: Engine,
         name: Arc<str>,
-        pre: RolePre,
+        pre: PluginPre,
         config_json: String,
         limits: Limits,
         task_name: Arc<str>,
-        describe: impl FnOnce(&wit::PluginInfo) -> PluginDescription,
-    ) -> Result<(Plugin, wit::PluginInfo), InitFailure> {
+        describe: impl FnOnce(&GuestInfo) -> PluginDescription,
+    ) -> Result<Plugin, InitFailure> {
         let placeholder = PluginDescription {
             source: name.to_string(),
             role: String::new(),
@@ -152,22 +88,12 @@ impl Plugin {
             exports: vec![],
             config_schema: None,
         };
-        let mut inner = Inner {
-            name,
-            description: placeholder,
-            engine,
-            pre,
-            config_json,
-            limits,
-            task_name,
-            pool: Mutex::new(Vec::new()),
-            consecutive_traps: AtomicU32::new(0),
-            disabled: AtomicBool::new(false),
-        };
+        let pool = InstancePool::new(limits.max_calls_per_instance, limits.max_consecutive_traps);
+        let mut inner = Inner { name, description: placeholder, engine, pre, config_json, limits, task_name, pool };
         let (warm, info) = inner.spawn()?;
         inner.description = describe(&info);
-        inner.pool.get_mut().unwrap().push(warm);
-        Ok((Plugin { inner: Arc::new(inner) }, info))
+        inner.pool.seed(warm);
+        Ok(Plugin { inner: Arc::new(inner) })
     }
 
     /// Name, version, WIT version, sha256, imports, exports and config schema.
@@ -182,12 +108,12 @@ impl Plugin {
     /// True once `max_consecutive_traps` traps in a row have happened; every call then
     /// fails with [`CallError::Disabled`].
     pub fn is_disabled(&self) -> bool {
-        self.inner.disabled.load(Ordering::Relaxed)
+        self.inner.pool.is_disabled()
     }
 
     /// Drops every warm instance (the next call builds a fresh one). Used by benchmarks.
     pub fn clear_instances(&self) {
-        self.inner.pool.lock().unwrap().clear();
+        self.inner.pool.clear();
     }
 
     pub fn preprocess(&self, record_id: &str, attempt: u32, input: PreprocessInput) -> Result<PreprocessOutcome, CallError> {
@@ -214,70 +140,19 @@ impl Plugin {
         attempt: u32,
         input: PreprocessInput,
     ) -> (Result<PreprocessOutcome, CallError>, CallStats) {
-        let input = match input {
-            PreprocessInput::Record(json) => pp::exports::modelcall::plugin::preprocessor::Input::Record(json),
-            PreprocessInput::File { path, bytes } => {
-                pp::exports::modelcall::plugin::preprocessor::Input::File(pp::exports::modelcall::plugin::preprocessor::RawFile { path, bytes })
-            }
-        };
-        let max_out = self.inner.limits.max_output_bytes;
-        self.inner.call(record_id, attempt, |store, inst, ctx| {
-            let RoleInstance::Preprocessor(p) = inst else { unreachable!("role checked at load") };
-            use pp::exports::modelcall::plugin::preprocessor::Outcome;
-            Ok(match p.modelcall_plugin_preprocessor().call_process(store, ctx, &input)? {
-                Err(e) => Err(self.inner.plugin_error(e)),
-                Ok(Outcome::Skip(reason)) => {
-                    self.inner.check_size(reason.len() as u64, max_out).map(|_| PreprocessOutcome::Skip(reason))
-                }
-                Ok(Outcome::Keep(records)) => {
-                    let total: u64 = records.iter().map(|r| r.len() as u64).sum();
-                    self.inner.check_size(total, max_out).and_then(|_| {
-                        match records.iter().position(|r| !is_json_object(r)) {
-                            Some(i) => Err(self.inner.bad_output(format!("kept record #{i} is not a JSON object"))),
-                            None => Ok(PreprocessOutcome::Keep(records)),
-                        }
-                    })
-                }
+        self.inner.call(record_id, attempt, |store, inst, ctx, check| {
+            Ok(match inst.process(store, ctx, input)? {
+                Ok(outcome) => check.preprocess(outcome),
+                Err(e) => Err(check.plugin_error(e)),
             })
         })
     }
 
     pub fn build_prompt_with_stats(&self, record_id: &str, attempt: u32, record_json: &str) -> (Result<Prompt, CallError>, CallStats) {
-        let max_out = self.inner.limits.max_output_bytes;
-        let record = record_json.to_string();
-        self.inner.call(record_id, attempt, |store, inst, ctx| {
-            let RoleInstance::PromptBuilder(p) = inst else { unreachable!("role checked at load") };
-            Ok(match p.modelcall_plugin_prompt_builder().call_build(store, ctx, &record)? {
-                Err(e) => Err(self.inner.plugin_error(e)),
-                Ok(prompt) => {
-                    let total: u64 = prompt.messages.iter().map(|m| m.content.len() as u64).sum::<u64>()
-                        + prompt.stop.iter().map(|s| s.len() as u64).sum::<u64>()
-                        + prompt.response_schema.as_ref().map_or(0, |s| s.len() as u64);
-                    self.inner.check_size(total, max_out).and_then(|_| {
-                        if prompt.messages.is_empty() {
-                            return Err(self.inner.bad_output("the prompt has no messages".into()));
-                        }
-                        if let Some(schema) = &prompt.response_schema {
-                            if !is_json_object(schema) {
-                                return Err(self.inner.bad_output("response-schema is not a JSON object".into()));
-                            }
-                        }
-                        if prompt.temperature.is_some_and(|t| !t.is_finite() || t < 0.0) {
-                            return Err(self.inner.bad_output("temperature must be a finite number >= 0".into()));
-                        }
-                        Ok(Prompt {
-                            messages: prompt
-                                .messages
-                                .into_iter()
-                                .map(|m| ChatMessage { role: to_role(m.role), content: m.content })
-                                .collect(),
-                            max_tokens: prompt.max_tokens,
-                            temperature: prompt.temperature,
-                            stop: prompt.stop,
-                            response_schema: prompt.response_schema,
-                        })
-                    })
-                }
+        self.inner.call(record_id, attempt, |store, inst, ctx, check| {
+            Ok(match inst.build(store, ctx, record_json)? {
+                Ok(prompt) => check.prompt(prompt),
+                Err(e) => Err(check.plugin_error(e)),
             })
         })
     }
@@ -289,56 +164,13 @@ impl Plugin {
         record_json: &str,
         completion: &str,
     ) -> (Result<Result<Score, ParseFailure>, CallError>, CallStats) {
-        let max_out = self.inner.limits.max_output_bytes;
-        let record = record_json.to_string();
-        self.inner.call(record_id, attempt, |store, inst, ctx| {
-            let RoleInstance::ScoreParser(p) = inst else { unreachable!("role checked at load") };
-            use sp::exports::modelcall::plugin::score_parser::ParseError;
-            Ok(match p.modelcall_plugin_score_parser().call_parse(store, ctx, &record, completion)? {
-                Err(ParseError::Retry(hint)) => self.inner.check_size(hint.len() as u64, max_out).map(|_| Err(ParseFailure::Retry(hint))),
-                Err(ParseError::Invalid(msg)) => Ok(Err(ParseFailure::Invalid(cut(msg, MAX_ERROR_MESSAGE)))),
-                Ok(s) => {
-                    let total = s.label.as_ref().map_or(0, |x| x.len())
-                        + s.rationale.as_ref().map_or(0, |x| x.len())
-                        + s.extra.as_ref().map_or(0, |x| x.len());
-                    self.inner.check_size(total as u64, max_out).and_then(|_| {
-                        if !s.value.is_finite() {
-                            return Err(self.inner.bad_output(format!("score value {} is not a finite number", s.value)));
-                        }
-                        if let Some(extra) = &s.extra {
-                            if !is_json_object(extra) {
-                                return Err(self.inner.bad_output("score extra is not a JSON object".into()));
-                            }
-                        }
-                        Ok(Ok(Score { value: s.value, label: s.label, rationale: s.rationale, extra: s.extra }))
-                    })
-                }
-            })
+        self.inner.call(record_id, attempt, |store, inst, ctx, check| {
+            Ok(check.parse(inst.parse(store, ctx, record_json, completion)?))
         })
     }
 }
 
 impl Inner {
-    fn plugin_error(&self, e: wit::PluginError) -> CallError {
-        CallError::Plugin { plugin: self.name.to_string(), kind: to_kind(e.kind), message: cut(e.message, MAX_ERROR_MESSAGE) }
-    }
-
-    fn bad_output(&self, message: String) -> CallError {
-        CallError::Trap { plugin: self.name.to_string(), kind: TrapKind::BadOutput, message, stderr: String::new() }
-    }
-
-    fn check_size(&self, total: u64, max: u64) -> Result<(), CallError> {
-        if total > max {
-            return Err(CallError::Trap {
-                plugin: self.name.to_string(),
-                kind: TrapKind::OutputTooLarge,
-                message: format!("the call returned {total} bytes, over limits.max_output_bytes = {max}"),
-                stderr: String::new(),
-            });
-        }
-        Ok(())
-    }
-
     fn new_store(&self) -> Store<HostState> {
         let memory = (self.limits.memory_mib as usize).saturating_mul(1024 * 1024);
         let mut store = Store::new(&self.engine, HostState::new(self.name.clone(), memory));
@@ -346,107 +178,109 @@ impl Inner {
         store
     }
 
+    /// Arms the per-call budgets: fuel, the epoch deadline for wasm code and the same
+    /// deadline as a wall-clock instant for host functions, and the log budget.
+    fn arm(store: &mut Store<HostState>, limits: &Limits, timeout_ms: u64) {
+        store.set_fuel(limits.fuel).expect("fuel is enabled on the engine");
+        store.set_epoch_deadline(deadline_ticks(timeout_ms));
+        let data = store.data_mut();
+        // `None` only for a timeout too far away to represent: no deadline then.
+        data.deadline = Instant::now().checked_add(Duration::from_millis(timeout_ms));
+        data.log_budget = limits.max_log_bytes;
+        data.log_dropped = 0;
+        data.memory.denied = false;
+    }
+
     /// A fresh instance with `init(config)` run under the init deadline.
-    fn spawn(&self) -> Result<(Warm, wit::PluginInfo), InitFailure> {
+    fn spawn(&self) -> Result<(Warm, GuestInfo), InitFailure> {
         let mut store = self.new_store();
-        store.set_fuel(self.limits.fuel).expect("fuel is enabled on the engine");
-        store.set_epoch_deadline(deadline_ticks(self.limits.init_timeout_ms));
-        store.data_mut().log_budget = self.limits.max_log_bytes;
+        Self::arm(&mut store, &self.limits, self.limits.init_timeout_ms);
         let mark = store.data().stderr.mark();
-        let result = match &self.pre {
-            RolePre::Preprocessor(pre) => pre.instantiate(&mut store).map(RoleInstance::Preprocessor),
-            RolePre::PromptBuilder(pre) => pre.instantiate(&mut store).map(RoleInstance::PromptBuilder),
-            RolePre::ScoreParser(pre) => pre.instantiate(&mut store).map(RoleInstance::ScoreParser),
+        let trap = |store: &Store<HostState>, e| {
+            let (kind, message, stderr) = classify(store, mark, e, &self.limits, "init_timeout_ms");
+            InitFailure::Trap { kind, message, stderr }
         };
-        let instance = match result {
+        let instance = match self.pre.instantiate(&mut store) {
             Ok(i) => i,
-            Err(e) => {
-                return Err(match e.downcast_ref::<wasmtime::Trap>() {
-                    Some(_) => {
-                        let (kind, message, stderr) = classify(&store, mark, e, &self.limits, "init_timeout_ms");
-                        InitFailure::Trap { kind, message, stderr }
-                    }
-                    None => InitFailure::Link(format!("{e:#}")),
-                })
-            }
+            Err(e) if e.downcast_ref::<wasmtime::Trap>().is_some() => return Err(trap(&store, e)),
+            Err(e) => return Err(InitFailure::Link(format!("{e:#}"))),
         };
-        let config = &self.config_json;
-        let init = match &instance {
-            RoleInstance::Preprocessor(p) => p.modelcall_plugin_preprocessor().call_init(&mut store, config),
-            RoleInstance::PromptBuilder(p) => p.modelcall_plugin_prompt_builder().call_init(&mut store, config),
-            RoleInstance::ScoreParser(p) => p.modelcall_plugin_score_parser().call_init(&mut store, config),
-        };
+        let init = instance.init(&mut store, &self.config_json);
+        store.data_mut().deadline = None;
         match init {
-            Ok(Ok(info)) => Ok((Warm { store, instance, calls: 0 }, info)),
-            Ok(Err(e)) => Err(InitFailure::Plugin { kind: to_kind(e.kind), message: cut(e.message, MAX_ERROR_MESSAGE) }),
-            Err(e) => {
-                let (kind, message, stderr) = classify(&store, mark, e, &self.limits, "init_timeout_ms");
-                Err(InitFailure::Trap { kind, message, stderr })
+            Ok(Ok(info)) => Ok((Warm { store, instance }, info)),
+            Ok(Err(e)) => Err(InitFailure::Plugin { kind: e.kind, message: cut(e.message, MAX_ERROR_MESSAGE) }),
+            Err(e) => Err(trap(&store, e)),
+        }
+    }
+
+    /// A new instance for a call, its failure as the call's error.
+    fn spawn_for_call(&self) -> Result<Warm, CallError> {
+        let plugin = self.name.to_string();
+        match self.spawn() {
+            Ok((w, _)) => Ok(w),
+            // init worked at load time; failing now is a plugin bug (or a config it cannot
+            // handle any more, which is fatal: see CallError::is_fatal). Not a trap.
+            Err(InitFailure::Plugin { kind, message }) => {
+                Err(CallError::Plugin { plugin, kind, message: format!("init on a fresh instance failed: {message}") })
+            }
+            Err(InitFailure::Trap { kind, message, stderr }) => {
+                self.note_trap();
+                Err(CallError::Trap { plugin, kind, message: format!("init on a fresh instance trapped: {message}"), stderr })
+            }
+            Err(InitFailure::Link(message)) => {
+                self.note_trap();
+                Err(CallError::Trap { plugin, kind: TrapKind::Other, message, stderr: String::new() })
             }
         }
     }
 
     /// Runs one call on a warm instance under the per-call limits. `f` makes the wasm call
-    /// (an `Err` is a trap) and converts/checks its result (a `CallError::Trap` from the
-    /// checks also discards the instance).
+    /// (an `Err` is a trap) and checks its result (a `CallError::Trap` from the checks also
+    /// discards the instance).
     fn call<R>(
         &self,
         record_id: &str,
         attempt: u32,
-        f: impl FnOnce(&mut Store<HostState>, &RoleInstance, Resource<CallContext>) -> wasmtime::Result<Result<R, CallError>>,
+        f: impl FnOnce(&mut Store<HostState>, &PluginInstance, Resource<CallContext>, &Checker) -> wasmtime::Result<Result<R, CallError>>,
     ) -> (Result<R, CallError>, CallStats) {
         let mut stats = CallStats::default();
-        if self.disabled.load(Ordering::Relaxed) {
-            return (Err(self.disabled_error()), stats);
-        }
-        let pooled = self.pool.lock().unwrap().pop();
-        let mut warm = match pooled {
-            Some(w) => w,
-            None => {
-                stats.fresh_instance = true;
-                match self.spawn() {
-                    Ok((w, _)) => w,
-                    Err(InitFailure::Plugin { kind, message }) => {
-                        // init worked at load time; failing now is a plugin bug (or a config
-                        // it cannot handle any more, which is fatal: see CallError::is_fatal).
-                        return (Err(CallError::Plugin { plugin: self.name.to_string(), kind, message: format!("init on a fresh instance failed: {message}") }), stats);
-                    }
-                    Err(InitFailure::Trap { kind, message, stderr }) => {
-                        self.note_trap();
-                        return (Err(CallError::Trap { plugin: self.name.to_string(), kind, message: format!("init on a fresh instance trapped: {message}"), stderr }), stats);
-                    }
-                    Err(InitFailure::Link(message)) => {
-                        self.note_trap();
-                        return (Err(CallError::Trap { plugin: self.name.to_string(), kind: TrapKind::Other, message, stderr: String::new() }), stats);
-                    }
-                }
+        let mut lease = match self.pool.checkout(|| self.spawn_for_call()) {
+            Checkout::Ready(lease) => lease,
+            Checkout::SpawnFailed(e) => return (Err(e), CallStats { fresh_instance: true, ..stats }),
+            Checkout::Disabled { consecutive_traps } => {
+                return (Err(CallError::Disabled { plugin: self.name.to_string(), consecutive_traps }), stats)
             }
         };
+        stats.fresh_instance = lease.fresh;
 
-        let store = &mut warm.store;
-        store.set_fuel(self.limits.fuel).expect("fuel is enabled on the engine");
-        store.set_epoch_deadline(deadline_ticks(self.limits.timeout_ms));
+        let Warm { store, instance } = &mut lease.instance;
+        Self::arm(store, &self.limits, self.limits.timeout_ms);
         let mark = {
             let data = store.data_mut();
-            data.memory.denied = false;
             data.record_id.clear();
             data.record_id.push_str(record_id);
-            data.log_budget = self.limits.max_log_bytes;
-            data.log_dropped = 0;
             data.stderr.mark()
         };
         let ctx = CallContext { task_name: self.task_name.clone(), record_id: record_id.to_string(), attempt };
         let handle = match store.data_mut().table.push(ctx) {
             Ok(h) => h,
-            Err(e) => return (Err(CallError::Trap { plugin: self.name.to_string(), kind: TrapKind::Other, message: e.to_string(), stderr: String::new() }), stats),
+            Err(e) => {
+                let e = CallError::Trap { plugin: self.name.to_string(), kind: TrapKind::Other, message: e.to_string(), stderr: String::new() };
+                if self.pool.release(lease, Verdict::Trapped) {
+                    self.log_tripped();
+                }
+                return (Err(e), stats);
+            }
         };
-        let rep = handle.rep();
+        let check = Checker { plugin: &self.name, limits: &self.limits };
         let started = Instant::now();
-        let outcome = f(store, &warm.instance, Resource::new_borrow(rep));
+        let outcome = f(store, instance, Resource::new_borrow(handle.rep()), &check);
         let elapsed = started.elapsed();
         stats.elapsed_us = elapsed.as_micros() as u64;
         stats.elapsed_ns = elapsed.as_nanos() as u64;
         stats.fuel = self.limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+        store.data_mut().deadline = None;
         let _ = store.data_mut().table.delete(handle);
         if store.data().log_dropped > 0 {
             tracing::warn!(
@@ -459,54 +293,35 @@ impl Inner {
             );
         }
 
-        match outcome {
-            Ok(Ok(r)) => {
-                self.consecutive_traps.store(0, Ordering::Relaxed);
-                self.recycle(warm);
-                (Ok(r), stats)
-            }
-            Ok(Err(e @ CallError::Trap { .. })) => {
-                self.note_trap();
-                (Err(e), stats)
-            }
-            Ok(Err(e)) => {
-                self.consecutive_traps.store(0, Ordering::Relaxed);
-                self.recycle(warm);
-                (Err(e), stats)
-            }
+        let (result, verdict) = match outcome {
+            Ok(Err(e @ CallError::Trap { .. })) => (Err(e), Verdict::Trapped),
+            Ok(r) => (r, Verdict::Healthy),
             Err(e) => {
-                let (kind, message, stderr) = classify(&warm.store, mark, e, &self.limits, "timeout_ms");
-                self.note_trap();
-                (Err(CallError::Trap { plugin: self.name.to_string(), kind, message, stderr }), stats)
+                let (kind, message, stderr) = classify(store, mark, e, &self.limits, "timeout_ms");
+                (Err(CallError::Trap { plugin: self.name.to_string(), kind, message, stderr }), Verdict::Trapped)
             }
+        };
+        if self.pool.release(lease, verdict) {
+            self.log_tripped();
         }
+        (result, stats)
     }
 
-    /// Returns an instance to the pool unless it has served its quota.
-    fn recycle(&self, mut warm: Warm) {
-        warm.calls += 1;
-        if warm.calls < self.limits.max_calls_per_instance {
-            self.pool.lock().unwrap().push(warm);
-        }
-    }
-
+    /// Counts a trap that happened outside a leased call (a new instance failing to start).
     fn note_trap(&self) {
-        let n = self.consecutive_traps.fetch_add(1, Ordering::Relaxed) + 1;
-        if n >= self.limits.max_consecutive_traps {
-            if !self.disabled.swap(true, Ordering::Relaxed) {
-                tracing::error!(target: "modelcall::plugin", plugin = &*self.name, "plugin disabled after {n} consecutive traps");
-            }
-            self.pool.lock().unwrap().clear();
+        if self.pool.note_trap() {
+            self.log_tripped();
         }
     }
 
-    fn disabled_error(&self) -> CallError {
-        CallError::Disabled { plugin: self.name.to_string(), consecutive_traps: self.consecutive_traps.load(Ordering::Relaxed) }
+    fn log_tripped(&self) {
+        let n = self.pool.consecutive_traps();
+        tracing::error!(target: "modelcall::plugin", plugin = &*self.name, "plugin disabled after {n} consecutive traps");
     }
 }
 
 /// Trap kind, message and the stderr written during the call.
-/// `timeout_key`/`timeout_ms` name the deadline in force (`timeout_ms` or `init_timeout_ms`).
+/// `timeout_key` names the deadline in force (`timeout_ms` or `init_timeout_ms`).
 fn classify(store: &Store<HostState>, mark: u64, e: wasmtime::Error, limits: &Limits, timeout_key: &str) -> (TrapKind, String, String) {
     let trap = e.downcast_ref::<wasmtime::Trap>().copied();
     let kind = TrapKind::classify(trap, store.data().memory.denied);
@@ -516,8 +331,9 @@ fn classify(store: &Store<HostState>, mark: u64, e: wasmtime::Error, limits: &Li
         Some(t) => t.to_string(),
         None => anyhow::Error::from(e).root_cause().to_string(),
     };
+    let timeout = if timeout_key == "init_timeout_ms" { limits.init_timeout_ms } else { limits.timeout_ms };
     let message = match kind {
-        TrapKind::Deadline => format!("the call exceeded limits.{timeout_key} = {} ms (wall clock)", if timeout_key == "init_timeout_ms" { limits.init_timeout_ms } else { limits.timeout_ms }),
+        TrapKind::Deadline => format!("the call exceeded limits.{timeout_key} = {timeout} ms (wall clock)"),
         TrapKind::Fuel => format!("the call exceeded limits.fuel = {}", limits.fuel),
         TrapKind::Memory => format!("the plugin tried to grow its memory past limits.memory_mib ({cause})"),
         _ => cause,

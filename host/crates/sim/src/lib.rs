@@ -2,21 +2,28 @@
 //! deterministic functions of the prompt, with fault injection, for the quickstart, tests and
 //! benchmarks. Its model id says it is simulated so nobody mistakes its verdicts for a model's.
 //!
-//! - [`options`]: what to simulate (latency, faults), from flags or a `sim://?…` URL;
+//! - [`options`]: what to simulate (latency, faults), from flags or a `sim://?…` URL (the one
+//!   parser of that grammar; built even without the `server` feature);
 //! - [`reply`]: the deterministic answer to a conversation;
 //! - [`server`]: the HTTP server and fault injection.
+//!
+//! The `server` feature (on by default) holds everything but [`options`].
 
 pub mod options;
+#[cfg(feature = "server")]
 pub mod reply;
+#[cfg(feature = "server")]
 pub mod server;
 
-pub use options::{Fault, FaultKind, SimOptions};
-pub use server::{start, SimServer, SimStats};
+pub use options::{Fault, FaultError, FaultKind, SimOptions, SimUrlError};
+#[cfg(feature = "server")]
+pub use server::{start, start_on, SimError, SimServer, SimStats};
 
 /// The model id the simulator reports.
 pub const SIM_MODEL_ID: &str = "modelcall-sim (SIMULATED)";
 
 /// Command-line options of `modelcall serve-sim`.
+#[cfg(feature = "server")]
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServeArgs {
     /// Port to listen on (0 picks a free one; the banner prints the address).
@@ -47,7 +54,8 @@ pub struct ServeArgs {
 }
 
 /// Runs the simulator in the foreground until Ctrl-C (or `--exit-after-secs`).
-pub fn serve_blocking(args: ServeArgs) -> anyhow::Result<()> {
+#[cfg(feature = "server")]
+pub fn serve(args: ServeArgs) -> Result<(), SimError> {
     let mut opts = SimOptions {
         latency: std::time::Duration::from_millis(args.latency_ms),
         retry_after_secs: args.retry_after_secs,
@@ -58,10 +66,8 @@ pub fn serve_blocking(args: ServeArgs) -> anyhow::Result<()> {
     for spec in &args.faults {
         opts.faults.push(Fault::parse(spec)?);
     }
-    let addr: std::net::SocketAddr = format!("{}:{}", args.host, args.port)
-        .parse()
-        .map_err(|e| anyhow::anyhow!("--host/--port do not form an address: {e}"))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let addr: std::net::SocketAddr = format!("{}:{}", args.host, args.port).parse()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(SimError::Runtime)?;
     runtime.block_on(async move {
         let server = server::start_on(addr, opts.clone()).await?;
         println!(
@@ -78,10 +84,19 @@ pub fn serve_blocking(args: ServeArgs) -> anyhow::Result<()> {
                 _ = tokio::time::sleep(std::time::Duration::from_secs(args.exit_after_secs)) => {},
             }
         } else {
-            tokio::signal::ctrl_c().await?;
+            tokio::signal::ctrl_c().await.map_err(SimError::Signal)?;
         }
         let stats = server.stats();
         eprintln!("simulated endpoint served {} requests", stats.requests);
         Ok(())
     })
+}
+
+/// [`serve`] with the error as `anyhow::Error`: the one anyhow in this crate's API, kept only
+/// because `host/src/main.rs` puts it in a `match` whose arms are `anyhow::Result`. Once the
+/// binary calls `modelcall_sim::serve(args).map_err(anyhow::Error::from)` this and the anyhow
+/// dependency go.
+#[cfg(feature = "server")]
+pub fn serve_blocking(args: ServeArgs) -> anyhow::Result<()> {
+    serve(args).map_err(anyhow::Error::from)
 }

@@ -1,4 +1,14 @@
-//! What the simulator simulates.
+//! What the simulator simulates, and the one parser of the `sim://?…` URL grammar.
+//!
+//! This module is the only place that grammar is parsed. It builds without the crate's `server`
+//! feature (no tokio, hyper or clap: std and thiserror only), so `modelcall-config` depends on
+//! this crate with `default-features = false` to check a model config's `base_url: sim://…` at
+//! load time, with the config's file and line, and keeps the parsed [`SimOptions`]. That
+//! direction was chosen because the grammar belongs beside the fault kinds and the server that
+//! interpret it: a new option or fault kind is added here once, and the config can never accept
+//! a URL the simulator then refuses. The other directions were worse: the simulator depending on
+//! the config crate would pull YAML parsing into it, and the shared `modelcall-secrets` crate is
+//! about credentials, not URL grammars.
 
 use std::fmt;
 use std::time::Duration;
@@ -43,6 +53,35 @@ impl FaultKind {
     }
 }
 
+/// A fault spec (`--fault KIND=RATE` or a `sim://` `fault=` option) that cannot be used.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FaultError {
+    #[error("fault `{0}` should be KIND=RATE or KIND:RATE, e.g. 429=0.05")]
+    Syntax(String),
+    #[error("unknown fault kind `{0}` (expected 429, 500, drop, malformed, hang or 401)")]
+    UnknownKind(String),
+    #[error("fault rate `{0}` is not a number")]
+    RateNotANumber(String),
+    #[error("fault rate {0} must be between 0 and 1")]
+    RateOutOfRange(f64),
+}
+
+/// A `sim://` URL that cannot be used.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SimUrlError {
+    #[error("`{0}` is not a sim:// URL")]
+    NotSimUrl(String),
+    #[error("sim:// {0}")]
+    Fault(#[from] FaultError),
+    #[error("sim:// option {key}=`{value}` is not a whole number")]
+    NotAWholeNumber { key: String, value: String },
+    /// The option as written; [`SimOptions::OPTIONS`] lists the known ones (for suggestions).
+    #[error("unknown sim:// option `{0}` (expected latency_ms, fault, retry_after_secs, seed, reasoning)")]
+    UnknownOption(String),
+    #[error("sim:// fault rates add up to {0}, more than 1")]
+    RatesAboveOne(f64),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Fault {
     pub kind: FaultKind,
@@ -52,15 +91,12 @@ pub struct Fault {
 
 impl Fault {
     /// `KIND=RATE` or `KIND:RATE`, e.g. `429=0.05`.
-    pub fn parse(spec: &str) -> anyhow::Result<Fault> {
-        let (kind, rate) = spec
-            .split_once(['=', ':'])
-            .ok_or_else(|| anyhow::anyhow!("fault `{spec}` should be KIND=RATE, e.g. 429=0.05"))?;
-        let kind = FaultKind::parse(kind)
-            .ok_or_else(|| anyhow::anyhow!("unknown fault kind `{kind}` (expected 429, 500, drop, malformed, hang or 401)"))?;
-        let rate: f64 = rate.trim().parse().map_err(|_| anyhow::anyhow!("fault rate `{rate}` is not a number"))?;
+    pub fn parse(spec: &str) -> Result<Fault, FaultError> {
+        let (kind, rate) = spec.split_once(['=', ':']).ok_or_else(|| FaultError::Syntax(spec.to_string()))?;
+        let kind = FaultKind::parse(kind).ok_or_else(|| FaultError::UnknownKind(kind.trim().to_string()))?;
+        let rate: f64 = rate.trim().parse().map_err(|_| FaultError::RateNotANumber(rate.trim().to_string()))?;
         if !(0.0..=1.0).contains(&rate) {
-            anyhow::bail!("fault rate {rate} must be between 0 and 1");
+            return Err(FaultError::RateOutOfRange(rate));
         }
         Ok(Fault { kind, rate })
     }
@@ -72,7 +108,7 @@ impl fmt::Display for Fault {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SimOptions {
     pub latency: Duration,
     pub faults: Vec<Fault>,
@@ -88,27 +124,36 @@ impl Default for SimOptions {
 }
 
 impl SimOptions {
+    /// The options a `sim://` URL may hold.
+    pub const OPTIONS: &'static [&'static str] = &["latency_ms", "fault", "retry_after_secs", "seed", "reasoning"];
+
+    /// True when `url` uses the `sim://` scheme (whether or not its options are valid).
+    pub fn is_sim_url(url: &str) -> bool {
+        url.starts_with("sim://")
+    }
+
     /// Parses `sim://` or `sim://?latency_ms=50&fault=429:0.05&fault=drop:0.01&retry_after_secs=1&seed=3&reasoning=true`.
-    pub fn from_url(url: &str) -> anyhow::Result<SimOptions> {
-        let rest = url
-            .strip_prefix("sim://")
-            .ok_or_else(|| anyhow::anyhow!("`{url}` is not a sim:// URL"))?;
+    pub fn from_url(url: &str) -> Result<SimOptions, SimUrlError> {
+        let rest = url.strip_prefix("sim://").ok_or_else(|| SimUrlError::NotSimUrl(url.to_string()))?;
         let query = rest.trim_start_matches('/').trim_start_matches('?');
         let mut opts = SimOptions::default();
+        let num = |k: &str, v: &str| {
+            v.parse::<u64>().map_err(|_| SimUrlError::NotAWholeNumber { key: k.to_string(), value: v.to_string() })
+        };
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             match k {
-                "latency_ms" => opts.latency = Duration::from_millis(v.parse().map_err(|_| anyhow::anyhow!("sim:// latency_ms `{v}` is not a number"))?),
+                "latency_ms" => opts.latency = Duration::from_millis(num(k, v)?),
                 "fault" => opts.faults.push(Fault::parse(v)?),
-                "retry_after_secs" => opts.retry_after_secs = v.parse().map_err(|_| anyhow::anyhow!("sim:// retry_after_secs `{v}` is not a number"))?,
-                "seed" => opts.seed = v.parse().map_err(|_| anyhow::anyhow!("sim:// seed `{v}` is not a number"))?,
+                "retry_after_secs" => opts.retry_after_secs = num(k, v)?,
+                "seed" => opts.seed = num(k, v)?,
                 "reasoning" => opts.reasoning = v.is_empty() || v == "true" || v == "1",
-                other => anyhow::bail!("unknown sim:// option `{other}` (expected latency_ms, fault, retry_after_secs, seed, reasoning)"),
+                other => return Err(SimUrlError::UnknownOption(other.to_string())),
             }
         }
         let total: f64 = opts.faults.iter().map(|f| f.rate).sum();
-        if total > 1.0 {
-            anyhow::bail!("sim:// fault rates add up to {total}, more than 1");
+        if total > 1.0 + 1e-9 {
+            return Err(SimUrlError::RatesAboveOne(total));
         }
         Ok(opts)
     }
@@ -124,9 +169,33 @@ mod tests {
         assert_eq!(o.latency, Duration::from_millis(50));
         assert_eq!(o.faults, vec![Fault { kind: FaultKind::RateLimited, rate: 0.05 }, Fault { kind: FaultKind::Drop, rate: 0.01 }]);
         assert_eq!((o.retry_after_secs, o.seed, o.reasoning), (2, 9, true));
-        assert!(SimOptions::from_url("sim://").unwrap().faults.is_empty());
-        assert!(SimOptions::from_url("sim://?fault=teapot:0.1").is_err());
-        assert!(SimOptions::from_url("sim://?bogus=1").is_err());
-        assert!(SimOptions::from_url("sim://?fault=500:0.7&fault=429:0.7").is_err());
+        assert_eq!(SimOptions::from_url("sim://").unwrap(), SimOptions::default());
+        assert_eq!(SimOptions::from_url("sim:///?seed=1").unwrap().seed, 1);
+        assert!(SimOptions::from_url("sim://?reasoning=false").is_ok_and(|o| !o.reasoning));
+        // Rates that add up to 1 in floating point are fine.
+        assert!(SimOptions::from_url("sim://?fault=429:0.7&fault=500:0.2&fault=drop:0.1").is_ok());
+    }
+
+    #[test]
+    fn url_errors_are_typed_and_worded() {
+        let e = |url: &str| SimOptions::from_url(url).unwrap_err();
+        assert_eq!(e("http://x"), SimUrlError::NotSimUrl("http://x".into()));
+        assert_eq!(e("sim://?fault=teapot:0.1"), SimUrlError::Fault(FaultError::UnknownKind("teapot".into())));
+        assert_eq!(
+            e("sim://?fault=teapot:0.1").to_string(),
+            "sim:// unknown fault kind `teapot` (expected 429, 500, drop, malformed, hang or 401)"
+        );
+        assert_eq!(e("sim://?bogus=1"), SimUrlError::UnknownOption("bogus".into()));
+        assert_eq!(e("sim://?fault=500:0.7&fault=429:0.7"), SimUrlError::RatesAboveOne(1.4));
+        assert_eq!(e("sim://?fault=429:2"), SimUrlError::Fault(FaultError::RateOutOfRange(2.0)));
+        assert_eq!(e("sim://?fault=429"), SimUrlError::Fault(FaultError::Syntax("429".into())));
+        assert_eq!(e("sim://?latency_ms=fast").to_string(), "sim:// option latency_ms=`fast` is not a whole number");
+    }
+
+    #[test]
+    fn fault_flags() {
+        assert_eq!(Fault::parse("429=0.05").unwrap(), Fault { kind: FaultKind::RateLimited, rate: 0.05 });
+        assert_eq!(Fault::parse("hang:1").unwrap().to_string(), "hang=1");
+        assert_eq!(Fault::parse("drop=x").unwrap_err().to_string(), "fault rate `x` is not a number");
     }
 }

@@ -82,16 +82,29 @@ impl Drop for SimServer {
     }
 }
 
+/// Why the simulator could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("cannot listen on {addr}: {error}")]
+    Listen { addr: SocketAddr, error: std::io::Error },
+    #[error(transparent)]
+    Fault(#[from] crate::options::FaultError),
+    #[error("--host/--port do not form an address: {0}")]
+    Address(#[from] std::net::AddrParseError),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("cannot wait for Ctrl-C: {0}")]
+    Signal(std::io::Error),
+}
+
 /// Starts the simulator on an ephemeral 127.0.0.1 port.
-pub async fn start(opts: SimOptions) -> anyhow::Result<SimServer> {
+pub async fn start(opts: SimOptions) -> Result<SimServer, SimError> {
     start_on(SocketAddr::from(([127, 0, 0, 1], 0)), opts).await
 }
 
-pub async fn start_on(addr: SocketAddr, opts: SimOptions) -> anyhow::Result<SimServer> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-    let addr = listener.local_addr()?;
+pub async fn start_on(addr: SocketAddr, opts: SimOptions) -> Result<SimServer, SimError> {
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|error| SimError::Listen { addr, error })?;
+    let addr = listener.local_addr().map_err(|error| SimError::Listen { addr, error })?;
     let mut acc = 0.0;
     let cumulative = opts
         .faults

@@ -1,5 +1,11 @@
 //! Record sources. Every source yields [`SourceItem`]s; a line that is not a record is a
 //! [`SourceItem::Bad`] with its line number and cause, never the end of the stream.
+//!
+//! Every source applies the same limits to a record: at most [`MAX_DEPTH`] levels of nesting
+//! (so the journal's wrapping stays under serde_json's recursion limit of 128) and at most
+//! [`SourceOptions::max_record_bytes`] bytes; a JSONL line over the size limit is skipped to
+//! its newline without being held in memory. A UTF-8 byte order mark at the start of a line
+//! (the start of a file, or of a file concatenated onto another) is ignored.
 
 mod jsonl;
 mod parquet;
@@ -25,6 +31,10 @@ pub enum BadLineCause {
     NotAnObject,
     #[error("invalid UTF-8 at byte {0}")]
     InvalidUtf8(usize),
+    #[error("the record is nested deeper than {limit} levels")]
+    TooDeep { limit: usize },
+    #[error("the record is {bytes} bytes, over the limit of {limit} bytes (max_record_bytes)")]
+    RecordTooLarge { bytes: u64, limit: usize },
 }
 
 impl BadLineCause {
@@ -34,6 +44,8 @@ impl BadLineCause {
             BadLineCause::InvalidJson(_) => "invalid_json",
             BadLineCause::NotAnObject => "not_an_object",
             BadLineCause::InvalidUtf8(_) => "invalid_utf8",
+            BadLineCause::TooDeep { .. } => "too_deep",
+            BadLineCause::RecordTooLarge { .. } => "record_too_large",
         }
     }
 }
@@ -43,10 +55,64 @@ impl BadLineCause {
 pub enum SourceError {
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    /// Reading failed part-way (a truncated or corrupt `.gz`/`.zst`, a disk error): every line
+    /// up to and including `line` was read and yielded.
+    #[error("{path}: read failed after line {line} (the file may be truncated or corrupt): {source}")]
+    Read { path: PathBuf, line: u64, source: std::io::Error },
     #[error("{path}: not a readable Parquet file: {message}")]
     Parquet { path: PathBuf, message: String },
     #[error("{path}: unsupported input type (expected .jsonl, .jsonl.gz, .jsonl.zst or .parquet)")]
     Unsupported { path: PathBuf },
+}
+
+/// Deepest nesting of arrays/objects a record may have (the record object itself is level 1).
+pub const MAX_DEPTH: usize = 100;
+
+/// Default [`SourceOptions::max_record_bytes`]: 32 MiB.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 32 << 20;
+
+/// Limits applied while reading a source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceOptions {
+    /// Longest record accepted, in bytes of its JSON line (without the line end); longer ones
+    /// become [`BadLineCause::RecordTooLarge`].
+    pub max_record_bytes: usize,
+}
+
+impl Default for SourceOptions {
+    fn default() -> Self {
+        SourceOptions { max_record_bytes: DEFAULT_MAX_RECORD_BYTES }
+    }
+}
+
+/// Whether the JSON text `bytes` nests arrays/objects more than `limit` levels deep. Only
+/// brackets outside strings count; the text need not be valid JSON.
+pub(crate) fn nests_deeper_than(bytes: &[u8], limit: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in bytes {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 pub type SourceIter = Box<dyn Iterator<Item = Result<SourceItem, SourceError>> + Send>;
@@ -79,25 +145,34 @@ pub fn is_supported_input(path: &Path) -> bool {
     kind_of(path).is_some()
 }
 
-/// Opens `path` as a stream of records. Memory does not depend on the file's size.
+/// Opens `path` as a stream of records with the default [`SourceOptions`]. Memory does not
+/// depend on the file's size.
 pub fn open_source(path: &Path) -> Result<SourceIter, SourceError> {
+    open_source_with(path, SourceOptions::default())
+}
+
+/// Opens `path` as a stream of records with the given limits.
+pub fn open_source_with(path: &Path, options: SourceOptions) -> Result<SourceIter, SourceError> {
     let io = |source| SourceError::Io { path: path.to_path_buf(), source };
+    let lines = |reader: Box<dyn std::io::Read + Send>| -> SourceIter {
+        Box::new(jsonl::JsonlLines::with_options(reader, path.to_path_buf(), options))
+    };
     match kind_of(path) {
         Some(Kind::Jsonl) => {
             let file = std::fs::File::open(path).map_err(io)?;
-            Ok(Box::new(jsonl::JsonlLines::new(Box::new(file), path.to_path_buf())))
+            Ok(lines(Box::new(file)))
         }
         Some(Kind::JsonlGz) => {
             let file = std::fs::File::open(path).map_err(io)?;
             let reader = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file));
-            Ok(Box::new(jsonl::JsonlLines::new(Box::new(reader), path.to_path_buf())))
+            Ok(lines(Box::new(reader)))
         }
         Some(Kind::JsonlZst) => {
             let file = std::fs::File::open(path).map_err(io)?;
             let reader = zstd::stream::read::Decoder::new(file).map_err(io)?;
-            Ok(Box::new(jsonl::JsonlLines::new(Box::new(reader), path.to_path_buf())))
+            Ok(lines(Box::new(reader)))
         }
-        Some(Kind::Parquet) => Ok(Box::new(parquet::ParquetRows::open(path)?)),
+        Some(Kind::Parquet) => Ok(Box::new(parquet::ParquetRows::open_with(path, options)?)),
         None => Err(SourceError::Unsupported { path: path.to_path_buf() }),
     }
 }

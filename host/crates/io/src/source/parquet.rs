@@ -1,29 +1,51 @@
 //! Parquet reader: row groups are decoded batch by batch and each row becomes a JSON object.
+//! A row over the size or depth limit becomes a [`SourceItem::Bad`] like a JSONL line would.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
-use serde_json::{Map, Value};
+use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use serde_json::Value;
 
-use super::{SourceError, SourceItem};
+use super::{nests_deeper_than, BadLineCause, SourceError, SourceItem, SourceOptions, MAX_DEPTH};
+
+/// Longest excerpt of a bad row kept for the error output.
+const EXCERPT_BYTES: usize = 200;
 
 const BATCH_ROWS: usize = 1024;
 
 pub struct ParquetRows {
     reader: ParquetRecordBatchReader,
     path: PathBuf,
-    pending: VecDeque<Map<String, Value>>,
+    pending: VecDeque<SourceItem>,
     row: u64,
     done: bool,
+    max_record_bytes: usize,
 }
 
 impl ParquetRows {
-    pub fn open(path: &Path) -> Result<Self, SourceError> {
+    pub fn open_with(path: &Path, options: SourceOptions) -> Result<Self, SourceError> {
         let file = std::fs::File::open(path).map_err(|source| SourceError::Io { path: path.to_path_buf(), source })?;
         let err = |e: parquet::errors::ParquetError| SourceError::Parquet { path: path.to_path_buf(), message: e.to_string() };
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file).map_err(err)?.with_batch_size(BATCH_ROWS).build().map_err(err)?;
-        Ok(ParquetRows { reader, path: path.to_path_buf(), pending: VecDeque::new(), row: 0, done: false })
+        let builder = match ParquetRecordBatchReaderBuilder::try_new(file) {
+            Ok(b) => b,
+            // The embedded Arrow schema can be unreadable where the Parquet schema is fine (a
+            // deeply nested type is over the flatbuffer verifier's depth limit): use the latter.
+            Err(first) => {
+                let file = std::fs::File::open(path).map_err(|source| SourceError::Io { path: path.to_path_buf(), source })?;
+                let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
+                ParquetRecordBatchReaderBuilder::try_new_with_options(file, options).map_err(|_| err(first))?
+            }
+        };
+        let reader = builder.with_batch_size(BATCH_ROWS).build().map_err(err)?;
+        Ok(ParquetRows {
+            reader,
+            path: path.to_path_buf(),
+            pending: VecDeque::new(),
+            row: 0,
+            done: false,
+            max_record_bytes: options.max_record_bytes,
+        })
     }
 
     fn fill(&mut self) -> Result<bool, SourceError> {
@@ -36,13 +58,32 @@ impl ParquetRows {
             writer.write(&batch).map_err(|e| err(e.to_string()))?;
             writer.finish().map_err(|e| err(e.to_string()))?;
         }
-        for line in buf.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            match serde_json::from_slice::<Value>(line) {
-                Ok(Value::Object(map)) => self.pending.push_back(map),
-                _ => return Err(err("a row did not convert to a JSON object".into())),
-            }
+        // One line per row (the writer escapes newlines inside strings).
+        let lines: Vec<&[u8]> = buf.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
+        if lines.len() != batch.num_rows() {
+            return Err(err(format!("a batch of {} rows converted to {} JSON lines", batch.num_rows(), lines.len())));
+        }
+        for line in lines {
+            self.row += 1;
+            let item = self.row_item(self.row, line);
+            self.pending.push_back(item);
         }
         Ok(true)
+    }
+
+    fn row_item(&self, line_no: u64, line: &[u8]) -> SourceItem {
+        let bad = |cause| SourceItem::Bad { line: line_no, cause, raw_excerpt: excerpt(line) };
+        if line.len() > self.max_record_bytes {
+            return bad(BadLineCause::RecordTooLarge { bytes: line.len() as u64, limit: self.max_record_bytes });
+        }
+        if nests_deeper_than(line, MAX_DEPTH) {
+            return bad(BadLineCause::TooDeep { limit: MAX_DEPTH });
+        }
+        match serde_json::from_slice::<Value>(line) {
+            Ok(Value::Object(record)) => SourceItem::Record { line: line_no, record },
+            Ok(_) => bad(BadLineCause::NotAnObject),
+            Err(e) => bad(BadLineCause::InvalidJson(e.to_string())),
+        }
     }
 }
 
@@ -66,8 +107,10 @@ impl Iterator for ParquetRows {
                 }
             }
         }
-        self.row += 1;
-        let record = self.pending.pop_front()?;
-        Some(Ok(SourceItem::Record { line: self.row, record }))
+        self.pending.pop_front().map(Ok)
     }
+}
+
+fn excerpt(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(&bytes[..bytes.len().min(EXCERPT_BYTES)]).into_owned()
 }

@@ -1,0 +1,374 @@
+//! A loaded task resolved into one typed plan: what is read, which plugins run in which role
+//! with which config, where results go, and the limits. The binary runs this plan and
+//! `--dry-run` prints it; nothing downstream reads the YAML again.
+//!
+//! The reference's `preprocess:` block becomes an ordinary preprocessor [`PluginRef`] here,
+//! through the [`SCRIPT_PRESETS`] table (data, not code per built-in): each `script_type` names
+//! a built-in and the `preprocess:` keys it receives.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+
+use crate::distill::{ChatmlConversion, DistillationStep, GenerateResponse, JsonlMerge};
+use crate::task::{LoadedTask, OutputFormat, ScriptType, TaskType};
+
+/// A plugin the run loads: its role, where it comes from and its config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginRef {
+    /// Where the task file sets it (`plugins.judge`, `preprocess.script_type`, or the default).
+    pub slot: String,
+    /// `preprocessor`, `prompt-builder` or `score-parser`.
+    pub role: &'static str,
+    /// `builtin:<name>` or a resolved `.wasm` path.
+    pub source: String,
+    pub config: Value,
+    pub limits: Value,
+    pub sha256: Option<String>,
+}
+
+/// The preprocessing stage of a scoring task.
+#[derive(Debug, Clone)]
+pub struct PreprocessPlan {
+    pub plugin: PluginRef,
+    pub input_root: PathBuf,
+    pub output_folder: PathBuf,
+    /// Only these top-level folders (languages), when given.
+    pub languages: Option<Vec<String>>,
+    /// Only inputs whose file name matches this glob (e.g. `*.cxml`, `pt_data_*.jsonl`).
+    pub file_pattern: Option<String>,
+    /// At most this many inputs (`preprocess.num_files`, `debug.max_files`).
+    pub max_inputs: Option<usize>,
+    pub id_field: String,
+}
+
+/// Scoring: `[preprocess] → prompt → model → parse`, one output per input file.
+#[derive(Debug, Clone)]
+pub struct ScoringPlan {
+    /// `data.input_file` or `data.input_folder` (unused when preprocessing feeds scoring).
+    pub input: Option<(&'static str, PathBuf)>,
+    pub file_pattern: Option<String>,
+    pub preprocess: Option<PreprocessPlan>,
+    pub output_folder: PathBuf,
+    pub output_format: OutputFormat,
+    pub stat_folder: Option<PathBuf>,
+    pub id_field: String,
+    pub prompt_builder: PluginRef,
+    pub score_parser: PluginRef,
+    pub max_concurrent_files: usize,
+    pub max_files: Option<usize>,
+    pub max_items_per_file: Option<u64>,
+    /// Re-asks after a parser's `retry(hint)`.
+    pub parse_retries: u32,
+    pub input_key: Option<String>,
+    pub require_json: bool,
+    pub prompt_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Stages {
+    Scoring(ScoringPlan),
+    Generate(GenerateResponse),
+    Chatml(ChatmlConversion),
+    Merge(JsonlMerge),
+}
+
+impl Stages {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Stages::Scoring(_) => "data_scoring",
+            Stages::Generate(_) => "generate_response",
+            Stages::Chatml(_) => "chatml_conversion",
+            Stages::Merge(_) => "jsonl_merge",
+        }
+    }
+}
+
+/// Everything a run needs, resolved from the task file.
+#[derive(Debug, Clone)]
+pub struct RunPlan {
+    pub task_name: String,
+    pub task_file: PathBuf,
+    pub stages: Stages,
+    pub concurrency: usize,
+    pub requests_per_minute: Option<u32>,
+    pub flush_interval: Duration,
+    /// Discard earlier results first (`options.resume: false`, `options.delete_existing`).
+    pub fresh_start: bool,
+}
+
+/// A task that cannot be turned into a plan; the message names the file and the key.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {message}", file = file.display())]
+pub struct PlanError {
+    pub file: PathBuf,
+    pub message: String,
+}
+
+/// How one `preprocess.script_type` maps to a built-in preprocessor.
+pub struct ScriptPreset {
+    pub script_type: ScriptType,
+    pub builtin: &'static str,
+    /// `(from, to)` JSON pointers: a `preprocess:` value copied into the plugin config (moved,
+    /// when `from` lies inside a value copied later), only where the config lacks `to`.
+    pub forwards: &'static [(&'static str, &'static str)],
+    /// Input file names the preset reads by default.
+    pub file_pattern: Option<&'static str>,
+}
+
+pub const SCRIPT_PRESETS: &[ScriptPreset] = &[
+    ScriptPreset { script_type: ScriptType::RepoXml, builtin: "repo-xml", forwards: &[("/max_tokens", "/max_tokens")], file_pattern: None },
+    ScriptPreset {
+        script_type: ScriptType::GithubRawCode,
+        builtin: "github-raw-code",
+        forwards: &[("/max_tokens", "/max_tokens"), ("/languages", "/languages")],
+        file_pattern: None,
+    },
+    ScriptPreset {
+        script_type: ScriptType::Universal,
+        builtin: "universal",
+        forwards: &[
+            ("/max_tokens", "/max_tokens"),
+            ("/field_mapping", "/field_mapping"),
+            ("/filters", "/filters"),
+            ("/transformations/computed_fields", "/computed_fields"),
+            ("/transformations", "/transformations"),
+            ("/source_name", "/source_name"),
+        ],
+        file_pattern: None,
+    },
+    ScriptPreset {
+        script_type: ScriptType::TripletFilter,
+        builtin: "triplet-filter",
+        forwards: &[("/max_tokens", "/max_tokens")],
+        file_pattern: Some("pt_data_*.jsonl"),
+    },
+];
+
+impl RunPlan {
+    pub fn from_task(task: &LoadedTask) -> Result<RunPlan, PlanError> {
+        let t = &task.task;
+        let err = |message: String| PlanError { file: task.source_path.clone(), message };
+        let stages = match (&t.task_type, &t.distillation) {
+            (TaskType::DataScoring, _) => Stages::Scoring(scoring_plan(task)?),
+            (_, Some(DistillationStep::GenerateResponse(step))) => Stages::Generate(step.clone()),
+            (_, Some(DistillationStep::ChatmlConversion(step))) => Stages::Chatml(step.clone()),
+            (_, Some(DistillationStep::JsonlMerge(step))) => Stages::Merge(step.clone()),
+            (_, step) => {
+                return Err(err(format!(
+                    "distillation step `{}` is not available in this version (generate_response, chatml_conversion and jsonl_merge are)",
+                    step.as_ref().map(|s| s.name()).unwrap_or("none")
+                )))
+            }
+        };
+        if t.distributed.num_runs() > 1 {
+            return Err(err(format!(
+                "`distributed.num_runs: {}` (repeated independent passes) is not supported yet; run the task again with another output_folder instead",
+                t.distributed.num_runs()
+            )));
+        }
+        let (concurrency, flush_interval, fresh_start) = match &stages {
+            Stages::Generate(g) => (g.concurrency, Duration::from_secs_f64(g.flush_interval_secs.clamp(0.01, 60.0)), !g.resume),
+            _ => (
+                t.concurrency.max_concurrent_requests.unwrap_or(64),
+                Duration::from_millis(200),
+                !t.options.resume() || t.options.delete_existing(),
+            ),
+        };
+        Ok(RunPlan {
+            task_name: t.task_name.clone(),
+            task_file: task.source_path.clone(),
+            stages,
+            concurrency: concurrency.max(1),
+            requests_per_minute: t.concurrency.requests_per_minute,
+            flush_interval,
+            fresh_start,
+        })
+    }
+
+    /// Every plugin the plan loads, in pipeline order.
+    pub fn plugins(&self) -> Vec<&PluginRef> {
+        match &self.stages {
+            Stages::Scoring(s) => s.preprocess.iter().map(|p| &p.plugin).chain([&s.prompt_builder, &s.score_parser]).collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+fn scoring_plan(task: &LoadedTask) -> Result<ScoringPlan, PlanError> {
+    let t = &task.task;
+    let err = |message: String| PlanError { file: task.source_path.clone(), message };
+    let data = &t.data;
+    let input = match (&data.input_file, &data.input_folder) {
+        (Some(f), _) => Some(("data.input_file", task.resolve(f))),
+        (None, Some(d)) => Some(("data.input_folder", task.resolve(d))),
+        (None, None) => None,
+    };
+    let by_role = |role: &str| t.plugins.values().find(|p| p.role == role);
+    let mut prompt_config = task.prompt.as_ref().map(|p| p.raw.clone()).unwrap_or_else(|| json!({}));
+    if let Some(obj) = prompt_config.as_object_mut() {
+        if let Some(k) = &data.input_key {
+            obj.insert("input_key".into(), json!(k));
+        }
+        if let Some(k) = &data.prompt_format_key {
+            obj.insert("prompt_format_key".into(), json!(k));
+        }
+    }
+    let output_config = task.prompt.as_ref().map(|p| p.output_config()).unwrap_or_else(|| json!({}));
+    let prompt_builder = plugin_ref(task, "prompt-builder", by_role("prompt-builder"), "builtin:template-prompt", prompt_config);
+    let score_parser = plugin_ref(task, "score-parser", by_role("score-parser"), "builtin:json-score", output_config);
+    let preprocess = preprocess_plan(task)?;
+    if preprocess.is_none() && input.is_none() {
+        return Err(err("data.input_folder is missing".into()));
+    }
+    let debug = &t.debug;
+    Ok(ScoringPlan {
+        input,
+        file_pattern: data.file_pattern.clone(),
+        preprocess,
+        output_folder: task.output_folder.clone().ok_or_else(|| err("data.output_folder is missing".into()))?,
+        output_format: data.output_format(),
+        stat_folder: task.stat_folder.clone(),
+        id_field: data.id_field.clone().unwrap_or_else(|| "id".into()),
+        prompt_builder,
+        score_parser,
+        max_concurrent_files: t.concurrency.max_concurrent_files.unwrap_or(2).max(1),
+        max_files: if debug.enabled { debug.max_files.filter(|n| *n >= 0).map(|n| n as usize) } else { None },
+        max_items_per_file: if debug.enabled { debug.max_items_per_file.filter(|n| *n >= 0).map(|n| n as u64) } else { None },
+        parse_retries: if t.retry.enable_format_validation_retry.unwrap_or(true) { t.retry.max_retries.unwrap_or(2) } else { 0 },
+        input_key: data.input_key.clone(),
+        require_json: task.prompt.as_ref().map(|p| p.require_json()).unwrap_or(true),
+        prompt_file: task.prompt.as_ref().map(|p| p.path.clone()),
+    })
+}
+
+/// A plugin from the `plugins:` block when the task names one for `role`, else `default`
+/// configured with `default_config`.
+fn plugin_ref(task: &LoadedTask, role: &'static str, entry: Option<&crate::PluginEntry>, default: &str, default_config: Value) -> PluginRef {
+    match entry {
+        Some(e) => PluginRef {
+            slot: format!("plugins.{}", e.name),
+            role,
+            source: if e.path.starts_with("builtin:") { e.path.clone() } else { task.resolve(&e.path).display().to_string() },
+            config: if e.config.is_null() { default_config } else { e.config.clone() },
+            limits: e.limits.clone(),
+            sha256: e.sha256.clone(),
+        },
+        None => PluginRef { slot: "default".into(), role, source: default.into(), config: default_config, limits: Value::Null, sha256: None },
+    }
+}
+
+/// The preprocessing stage: a `preprocessor` entry of the `plugins:` block, or the reference's
+/// `preprocess:` block (`enabled`, `script_type`, `input_folder`, `output_folder`, `max_tokens`,
+/// `languages`, `num_files`, …).
+fn preprocess_plan(task: &LoadedTask) -> Result<Option<PreprocessPlan>, PlanError> {
+    let t = &task.task;
+    let pre = &t.preprocess;
+    let err = |message: String| PlanError { file: task.source_path.clone(), message };
+    let entry = t.plugins.values().find(|p| p.role == "preprocessor");
+    if entry.is_none() && !pre.enabled {
+        return Ok(None);
+    }
+    let data_input = t.data.input_folder.clone().or_else(|| t.data.input_file.clone());
+    let input = pre
+        .input_folder
+        .clone()
+        .or(data_input)
+        .ok_or_else(|| err("`preprocess.input_folder` (or data.input_folder) is needed to preprocess".into()))?;
+    let input_root = task.resolve(&input);
+    if !input_root.exists() {
+        return Err(err(format!("`preprocess.input_folder`: {} does not exist", input_root.display())));
+    }
+    let output_folder = pre
+        .output_folder
+        .as_deref()
+        .map(|o| task.resolve(o))
+        .unwrap_or_else(|| PathBuf::from(format!("{}_preprocessed", input_root.display())));
+    let preset = SCRIPT_PRESETS.iter().find(|p| p.script_type == pre.script_type).expect("every script type has a preset");
+    let mut plugin = match entry {
+        Some(_) => plugin_ref(task, "preprocessor", entry, "", json!({})),
+        None => PluginRef {
+            slot: "preprocess.script_type".into(),
+            role: "preprocessor",
+            source: format!("builtin:{}", preset.builtin),
+            config: json!({}),
+            limits: Value::Null,
+            sha256: None,
+        },
+    };
+    // The `preprocess:` keys reach the built-in they were written for, whichever way it is named.
+    if let Some(target) = SCRIPT_PRESETS.iter().find(|p| plugin.source == format!("builtin:{}", p.builtin)) {
+        let mut section = task.json.get("preprocess").cloned().unwrap_or_else(|| json!({}));
+        if plugin.config.is_null() {
+            plugin.config = json!({});
+        }
+        forward(&mut section, &mut plugin.config, target.forwards);
+    }
+    let mut max_inputs = pre.num_files.filter(|n| *n > 0).map(|n| n as usize);
+    if t.debug.enabled {
+        if let Some(n) = t.debug.max_files.filter(|n| *n > 0) {
+            max_inputs = Some(n as usize);
+        }
+    }
+    Ok(Some(PreprocessPlan {
+        plugin,
+        input_root,
+        output_folder,
+        languages: pre.languages.clone(),
+        file_pattern: pre.file_pattern.clone().or_else(|| entry.is_none().then(|| preset.file_pattern.map(str::to_string)).flatten()),
+        max_inputs,
+        id_field: t.data.id_field.clone().unwrap_or_else(|| "id".into()),
+    }))
+}
+
+/// Copies (or, for values nested in a later source, moves) `section` values into `config`.
+fn forward(section: &mut Value, config: &mut Value, forwards: &[(&str, &str)]) {
+    for (i, (from, to)) in forwards.iter().enumerate() {
+        let nested_in_later = forwards[i + 1..].iter().any(|(later, _)| from.starts_with(&format!("{later}/")));
+        let value = if nested_in_later { take_pointer(section, from) } else { section.pointer(from).cloned() };
+        let Some(value) = value.filter(|v| !v.is_null()) else { continue };
+        if config.pointer(to).is_some() {
+            continue;
+        }
+        if let Some(obj) = config.as_object_mut() {
+            // Forward targets are top-level keys.
+            obj.insert(to.trim_start_matches('/').to_string(), value);
+        }
+    }
+}
+
+fn take_pointer(v: &mut Value, pointer: &str) -> Option<Value> {
+    let (parent, key) = pointer.rsplit_once('/')?;
+    let parent = if parent.is_empty() { Some(v) } else { v.pointer_mut(parent) };
+    parent.and_then(Value::as_object_mut).and_then(|m: &mut Map<String, Value>| m.remove(key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn universal_keys_become_its_config_with_computed_fields_lifted() {
+        let mut section = json!({
+            "max_tokens": 1024, "field_mapping": {"text": "body"}, "source_name": "web",
+            "transformations": {"text_cleaning": {"strip": true}, "computed_fields": {"n": {"type": "text_length"}}},
+        });
+        let mut config = json!({"max_tokens": 7});
+        let preset = SCRIPT_PRESETS.iter().find(|p| p.builtin == "universal").unwrap();
+        forward(&mut section, &mut config, preset.forwards);
+        assert_eq!(config["max_tokens"], 7, "a key the plugin config sets wins");
+        assert_eq!(config["field_mapping"]["text"], "body");
+        assert_eq!(config["computed_fields"]["n"]["type"], "text_length");
+        assert!(config["transformations"].get("computed_fields").is_none());
+        assert_eq!(config["source_name"], "web");
+    }
+
+    #[test]
+    fn every_script_type_has_a_preset() {
+        for name in ScriptType::NAMES {
+            let st: ScriptType = serde_json::from_value(json!(name)).unwrap();
+            assert!(SCRIPT_PRESETS.iter().any(|p| p.script_type == st), "{name}");
+        }
+    }
+}

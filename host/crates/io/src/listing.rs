@@ -1,0 +1,58 @@
+//! Listing the files under a folder: one walker for every kind of input (record files, raw
+//! packs, dataset folders), sorted so every run and every shard sees the same order, and
+//! skipping hidden entries (`.modelcall/`, temp files, editor droppings).
+
+use std::path::{Path, PathBuf};
+
+/// Files under `root` (recursively when `recursive`), sorted by path, for which `keep` holds.
+/// `root` itself when it is a file.
+pub fn list_files(root: &Path, recursive: bool, keep: &dyn Fn(&Path) -> bool) -> std::io::Result<Vec<PathBuf>> {
+    if std::fs::metadata(root)?.is_file() {
+        return Ok(vec![root.to_path_buf()]);
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            let path = entry.path();
+            if path.is_dir() {
+                if recursive {
+                    stack.push(path);
+                }
+            } else if keep(&path) {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// `path` relative to `root`, with `/` separators (stable across platforms, used in keys).
+pub fn relative_name(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root).unwrap_or(path).to_string_lossy().replace('\\', "/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sorted_recursive_and_hidden_entries_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        for p in ["b/x.xml", "a/y.xml", "a/.hidden.xml", ".modelcall/j.jsonl", "top.txt"] {
+            let f = dir.path().join(p);
+            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+            std::fs::write(f, "").unwrap();
+        }
+        let all = list_files(dir.path(), true, &|_| true).unwrap();
+        let names: Vec<String> = all.iter().map(|p| relative_name(dir.path(), p)).collect();
+        assert_eq!(names, vec!["a/y.xml", "b/x.xml", "top.txt"]);
+        let flat = list_files(dir.path(), false, &|_| true).unwrap();
+        assert_eq!(flat.len(), 1);
+    }
+}

@@ -1,0 +1,329 @@
+//! Secrets as they may be shown: [`mask`] for one known secret (an API key in a summary or a
+//! `Debug` print), and [`Redactor`] for text that came from elsewhere (a server's error body, a
+//! URL, a transport error) and may hold a secret the configuration knows, or a credential it does
+//! not (an `Authorization` header echoed back, a password in a URL).
+//!
+//! No dependencies on purpose: every crate that prints text from a server or a config can use it.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// Secrets shorter than this (in characters) are not searched for: replacing every occurrence of
+/// `abc` would mangle ordinary text and protect nothing.
+pub const MIN_SECRET_LEN: usize = 6;
+
+/// What replaced text shows when nothing of it may be kept.
+pub const MASK: &str = "***";
+
+/// `sk-…abcd` → `***abcd`; secrets of 8 characters or fewer are fully masked (showing 4 of them
+/// would give half away).
+pub fn mask(secret: &str) -> String {
+    let chars: Vec<char> = secret.chars().collect();
+    if chars.len() <= 8 {
+        return MASK.into();
+    }
+    format!("{MASK}{}", chars[chars.len() - 4..].iter().collect::<String>())
+}
+
+/// Removes credentials from text before it is shown or stored:
+///
+/// - every occurrence of a configured secret becomes its [`mask`];
+/// - the value of an `Authorization` / `Proxy-Authorization` header (after its scheme, e.g.
+///   `Bearer`), of `api-key`, `x-api-key`, `api_key` and `apikey` (as `name: value`,
+///   `name=value` or the JSON `"name": "value"`), case-insensitively, becomes its [`mask`];
+/// - URL userinfo becomes `***`: `https://user:pass@host` → `https://***@host`.
+///
+/// Built once per client (from its configured key) and cheap to apply: text with nothing to
+/// remove is returned borrowed.
+#[derive(Clone, Default)]
+pub struct Redactor {
+    /// Longest first, so a secret that contains another is replaced whole.
+    secrets: Vec<String>,
+}
+
+impl fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Redactor").field("secrets", &self.secrets.len()).finish()
+    }
+}
+
+/// Header (or parameter) names whose value is a credential, lower case. Longer names that
+/// end with a shorter one (`x-api-key`, `api-key`) both match: a name only counts at a word
+/// boundary.
+const CREDENTIAL_NAMES: &[&str] = &["proxy-authorization", "authorization", "x-api-key", "api-key", "api_key", "apikey"];
+
+/// Authorization schemes kept in the output (`Authorization: Bearer ***abcd`).
+const SCHEMES: &[&str] = &["bearer", "basic", "token", "digest", "apikey"];
+
+impl Redactor {
+    /// A redactor for `secrets`; empty ones and ones shorter than [`MIN_SECRET_LEN`] characters
+    /// (after trimming whitespace) are ignored. Header values and URL userinfo are redacted even
+    /// with no secrets.
+    pub fn new(secrets: impl IntoIterator<Item = String>) -> Self {
+        let mut secrets: Vec<String> = secrets
+            .into_iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| s.chars().count() >= MIN_SECRET_LEN)
+            .collect();
+        secrets.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        secrets.dedup();
+        Redactor { secrets }
+    }
+
+    /// How many secrets it searches for (those kept by [`Redactor::new`]).
+    pub fn secret_count(&self) -> usize {
+        self.secrets.len()
+    }
+
+    /// `text` without the secrets, credential header values and URL userinfo it holds.
+    pub fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let mut out = Cow::Borrowed(text);
+        for secret in &self.secrets {
+            if out.contains(secret.as_str()) {
+                out = Cow::Owned(out.replace(secret.as_str(), &mask(secret)));
+            }
+        }
+        if let Some(s) = redact_credential_values(&out) {
+            out = Cow::Owned(s);
+        }
+        if let Some(s) = redact_userinfo(&out) {
+            out = Cow::Owned(s);
+        }
+        out
+    }
+
+    /// [`Redactor::redact`] into an owned string.
+    pub fn redact_string(&self, text: &str) -> String {
+        self.redact(text).into_owned()
+    }
+}
+
+fn is_ident_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+}
+
+/// Where a credential value stops: whitespace, quotes, JSON and query-string punctuation.
+fn ends_value(b: u8) -> bool {
+    b.is_ascii_whitespace() || matches!(b, b'"' | b'\'' | b',' | b';' | b'}' | b']' | b')' | b'<' | b'>' | b'\\' | b'&' | b'`')
+}
+
+/// `authorization: Bearer X`, `api-key=X`, `"x-api-key": "X"` … with X masked; `None` when
+/// there is none.
+fn redact_credential_values(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let lower = text.to_ascii_lowercase();
+    let lower = lower.as_bytes();
+    let mut out = String::new();
+    let mut copied = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let at_boundary = bytes[i].is_ascii_alphabetic() && (i == 0 || !is_ident_byte(bytes[i - 1]));
+        let name = at_boundary
+            .then(|| {
+                CREDENTIAL_NAMES.iter().find(|n| {
+                    lower[i..].starts_with(n.as_bytes()) && lower.get(i + n.len()).is_none_or(|b| !is_ident_byte(*b))
+                })
+            })
+            .flatten();
+        let Some(name) = name else {
+            i += 1;
+            continue;
+        };
+        let mut j = i + name.len();
+        let skip = |j: &mut usize, set: &[u8]| {
+            while *j < bytes.len() && set.contains(&bytes[*j]) {
+                *j += 1;
+            }
+        };
+        skip(&mut j, b"\"'");
+        skip(&mut j, b" \t");
+        if j >= bytes.len() || !matches!(bytes[j], b':' | b'=') {
+            i += name.len();
+            continue;
+        }
+        j += 1;
+        skip(&mut j, b" \t");
+        skip(&mut j, b"\"'");
+        // An authorization scheme stays: only what follows it is the credential.
+        if let Some(scheme) = SCHEMES.iter().find(|s| {
+            lower[j..].starts_with(s.as_bytes()) && lower.get(j + s.len()).is_some_and(|b| *b == b' ' || *b == b'\t')
+        }) {
+            j += scheme.len();
+            skip(&mut j, b" \t");
+        }
+        let start = j;
+        while j < bytes.len() && !ends_value(bytes[j]) {
+            j += 1;
+        }
+        let value = &text[start..j];
+        if !value.is_empty() && !value.starts_with(MASK) {
+            out.push_str(&text[copied..start]);
+            out.push_str(&mask(value));
+            copied = j;
+        }
+        i = j.max(i + 1);
+    }
+    if copied == 0 {
+        return None;
+    }
+    out.push_str(&text[copied..]);
+    Some(out)
+}
+
+/// `scheme://user:pass@host` → `scheme://***@host`; `None` when no URL carries userinfo.
+fn redact_userinfo(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = String::new();
+    let mut copied = 0;
+    let mut from = 0;
+    while let Some(found) = text[from..].find("://") {
+        let sep = from + found;
+        let start = sep + 3;
+        let has_scheme = sep > 0 && bytes[sep - 1].is_ascii_alphanumeric();
+        let mut end = start;
+        while end < bytes.len() && !matches!(bytes[end], b'/' | b'?' | b'#') && !ends_value(bytes[end]) {
+            end += 1;
+        }
+        if has_scheme {
+            if let Some(at) = text[start..end].rfind('@') {
+                let userinfo = &text[start..start + at];
+                if !userinfo.is_empty() && userinfo != MASK {
+                    out.push_str(&text[copied..start]);
+                    out.push_str(MASK);
+                    copied = start + at;
+                }
+            }
+        }
+        from = end.max(start);
+    }
+    if copied == 0 {
+        return None;
+    }
+    out.push_str(&text[copied..]);
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "sk-live-0123456789abcd";
+
+    fn redactor() -> Redactor {
+        Redactor::new([KEY.to_string()])
+    }
+
+    #[test]
+    fn mask_keeps_the_last_four_of_long_secrets_only() {
+        assert_eq!(mask(KEY), "***abcd");
+        assert_eq!(mask("sk-abcdefgh12345678"), "***5678");
+        assert_eq!(mask("12345678"), "***");
+        assert_eq!(mask("123456789"), "***6789");
+        assert_eq!(mask("short"), "***");
+        assert_eq!(mask(""), "***");
+        assert_eq!(mask("ключ-секрет-длинный"), "***нный");
+    }
+
+    #[test]
+    fn configured_secret_is_replaced_everywhere() {
+        let r = redactor();
+        let text = format!("first {KEY} then {KEY}.");
+        assert_eq!(r.redact(&text), "first ***abcd then ***abcd.");
+    }
+
+    #[test]
+    fn key_echoed_in_a_json_error_body() {
+        let body = format!(
+            r#"{{"error":{{"message":"Incorrect API key provided: {KEY}. You can find your API key at https://platform.example/keys.","type":"invalid_request_error","code":"invalid_api_key"}}}}"#
+        );
+        let shown = redactor().redact(&body);
+        assert!(!shown.contains(KEY), "{shown}");
+        assert!(shown.contains("Incorrect API key provided: ***abcd."), "{shown}");
+        // Still JSON: nothing but the key was touched.
+        let v: Vec<&str> = shown.split('"').collect();
+        assert!(v.len() > 8);
+    }
+
+    #[test]
+    fn key_echoed_in_a_401_text_body() {
+        let body = format!("401 Unauthorized\n\nthe key {KEY} is not valid for this deployment\n");
+        let shown = redactor().redact(&body);
+        assert!(!shown.contains(KEY), "{shown}");
+        assert_eq!(shown, "401 Unauthorized\n\nthe key ***abcd is not valid for this deployment\n");
+    }
+
+    #[test]
+    fn authorization_headers_are_redacted_even_when_not_configured() {
+        let r = Redactor::default();
+        assert_eq!(r.redact("Authorization: Bearer sk-other-999999999wxyz"), "Authorization: Bearer ***wxyz");
+        assert_eq!(r.redact("authorization:bearer tok"), "authorization:bearer ***");
+        assert_eq!(r.redact("Authorization: Basic dXNlcjpwYXNzd29yZA=="), "Authorization: Basic ***ZA==");
+        assert_eq!(r.redact("AUTHORIZATION: rawtoken123456\nHost: x"), "AUTHORIZATION: ***3456\nHost: x");
+        assert_eq!(r.redact("Proxy-Authorization: Basic abc"), "Proxy-Authorization: Basic ***");
+        let json = r#"{"headers": {"Authorization": "Bearer abcdefghijklmnop", "Accept": "*/*"}}"#;
+        assert_eq!(r.redact(json), r#"{"headers": {"Authorization": "Bearer ***mnop", "Accept": "*/*"}}"#);
+    }
+
+    #[test]
+    fn configured_key_in_a_bearer_header_shows_its_mask_once() {
+        let text = format!("sent Authorization: Bearer {KEY}");
+        assert_eq!(redactor().redact(&text), "sent Authorization: Bearer ***abcd");
+    }
+
+    #[test]
+    fn api_key_headers_and_parameters() {
+        let r = Redactor::default();
+        assert_eq!(r.redact("api-key: 0123456789abcdef"), "api-key: ***cdef");
+        assert_eq!(r.redact("X-Api-Key: 0123456789abcdef\r\n"), "X-Api-Key: ***cdef\r\n");
+        assert_eq!(r.redact(r#"{"x-api-key":"0123456789abcdef"}"#), r#"{"x-api-key":"***cdef"}"#);
+        assert_eq!(r.redact("GET /v1?api_key=0123456789abcdef&x=1"), "GET /v1?api_key=***cdef&x=1");
+        // Words that merely contain a name, or a name without a value, are left alone.
+        assert_eq!(r.redact("my-api-keyring: fine"), "my-api-keyring: fine");
+        assert_eq!(r.redact("the api-key header is missing"), "the api-key header is missing");
+        assert_eq!(r.redact("Authorization failed"), "Authorization failed");
+    }
+
+    #[test]
+    fn url_userinfo_is_removed() {
+        let r = Redactor::default();
+        assert_eq!(r.redact("https://user:pass@host/v1"), "https://***@host/v1");
+        assert_eq!(r.redact("error sending request for url (http://alice:s3cr%40t@10.0.0.1:8000/v1/chat/completions)"),
+            "error sending request for url (http://***@10.0.0.1:8000/v1/chat/completions)");
+        assert_eq!(r.redact("at https://token@gw.example?x=1 and https://u:p@other"), "at https://***@gw.example?x=1 and https://***@other");
+        assert_eq!(r.redact("https://host/v1?email=a@b.c"), "https://host/v1?email=a@b.c");
+        assert_eq!(r.redact("write to me@example.com or see ://x@y"), "write to me@example.com or see ://x@y");
+        assert_eq!(r.redact("https://***@host"), "https://***@host");
+    }
+
+    #[test]
+    fn clean_text_is_borrowed() {
+        let r = redactor();
+        assert!(matches!(r.redact("nothing to hide at https://host/v1"), Cow::Borrowed(_)));
+        assert!(matches!(r.redact(""), Cow::Borrowed(_)));
+        assert!(matches!(r.redact("ünïcödé text with → arrows"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn short_and_empty_secrets_are_ignored_and_longest_wins() {
+        let r = Redactor::new(["".to_string(), "abc".to_string(), "  ".to_string()]);
+        assert_eq!(r.secret_count(), 0);
+        assert_eq!(r.redact("abc abc"), "abc abc");
+        let r = Redactor::new(["secret-1".to_string(), "secret-1-and-more".to_string(), "secret-1".to_string()]);
+        assert_eq!(r.secret_count(), 2);
+        assert_eq!(r.redact("a secret-1-and-more b secret-1"), "a ***more b ***");
+    }
+
+    #[test]
+    fn debug_does_not_show_secrets() {
+        let shown = format!("{:?}", redactor());
+        assert!(!shown.contains(KEY) && shown.contains("1"), "{shown}");
+    }
+
+    #[test]
+    fn non_ascii_text_around_credentials() {
+        let r = redactor();
+        let text = format!("clé invalide «{KEY}» — Authorization: Bearer ключ-длинный-токен");
+        let shown = r.redact(&text);
+        assert_eq!(shown, "clé invalide «***abcd» — Authorization: Bearer ***окен");
+    }
+}

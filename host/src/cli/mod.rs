@@ -1,0 +1,7 @@
+//! The command line: `run-task`, `plugin`, `serve-sim`, and the mapping of a run's end to an
+//! exit code.
+
+pub mod exit;
+pub mod plugin_cmd;
+pub mod run_task;
+pub mod run_task_args;

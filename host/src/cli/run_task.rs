@@ -1,0 +1,67 @@
+//! `modelcall run-task`: load the task, resolve it into a plan, hand the plan to its preset,
+//! map the end to an exit code. Dispatch only: the work lives in `crate::tasks`.
+
+use std::process::ExitCode;
+
+use modelcall_config::{load_task, Overrides, RunPlan, Stages};
+
+use super::exit::{exit_code, BadConfig};
+use super::run_task_args::RunTaskArgs;
+use crate::tasks::{self, TaskRun};
+
+pub fn run(args: RunTaskArgs) -> ExitCode {
+    let overrides = Overrides { model_config: args.model.clone(), output_folder: args.output_folder.clone() };
+    let task = match load_task(&args.task, &overrides) {
+        Ok(t) => t,
+        Err(e) => return exit_code(Err(BadConfig(e.to_string()).into()), false),
+    };
+    for ignored in &task.ignored_keys {
+        eprintln!("note: {ignored}");
+    }
+    for warning in &task.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let allow_failures = task.task.options.allow_failures();
+    let result = (|| {
+        let plan = RunPlan::from_task(&task).map_err(|e| BadConfig(e.to_string()))?;
+        let shard = resolve_shard(&args, &task)?;
+        let run = TaskRun {
+            task: &task,
+            plan: &plan,
+            shard,
+            dry_run: args.dry_run,
+            preprocess_only: args.stage == "preprocess",
+            show_progress: !args.no_progress,
+            output_override: args.output_folder.clone(),
+        };
+        if run.preprocess_only && !matches!(&plan.stages, Stages::Scoring(s) if s.preprocess.is_some()) {
+            return Err(BadConfig(format!("{}: --stage preprocess needs preprocess.enabled or a `preprocessor` plugin", task.source_path.display())).into());
+        }
+        let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        tokio.block_on(async {
+            match &plan.stages {
+                Stages::Scoring(s) => tasks::scoring::run(&run, s).await,
+                Stages::Generate(g) => tasks::generate::run(&run, g).await,
+                Stages::Chatml(c) => tasks::chatml::run(&run, c).await,
+                Stages::Merge(m) => tasks::merge::run(&run, m).await,
+            }
+        })
+    })();
+    exit_code(result, allow_failures)
+}
+
+/// `--shard I/N`, else `--job_index/--world_size`, else `distributed.world_size` with index 0,
+/// else Slurm / Kubernetes variables.
+fn resolve_shard(args: &RunTaskArgs, task: &modelcall_config::LoadedTask) -> anyhow::Result<Option<(u32, u32)>> {
+    if let Some(spec) = &args.shard {
+        return Ok(Some(modelcall_config::parse_shard(spec).map_err(|e| BadConfig(format!("--shard: {e}")))?));
+    }
+    if let Some(n) = args.world_size.or(task.task.distributed.world_size).filter(|n| *n > 1) {
+        let i = args.job_index.unwrap_or(0);
+        if i >= n {
+            return Err(BadConfig(format!("--job_index {i} must be below --world_size {n}")).into());
+        }
+        return Ok(Some((i, n)));
+    }
+    Ok(modelcall_config::shard_from_env_checked().map_err(|e| BadConfig(e.to_string()))?)
+}

@@ -1,0 +1,147 @@
+//! The collector: the single writer of a unit's journal. Every read item and every outcome
+//! passes here, so the counters and the journal always agree.
+
+use modelcall_io::{EntryStatus, Journal, JournalEntry, JournalError};
+use serde_json::{json, Map, Value};
+
+use super::job::{CallTally, FailureSite, Job, Outcome, Produced};
+use super::reader::ReadItem;
+use super::RunShared;
+use crate::summary::{FileStats, RunStats};
+
+pub enum Collected {
+    Read(ReadItem),
+    Outcome { key: String, file: usize, line: u64, seq: u64, outcome: Outcome },
+}
+
+pub struct Collector<'a, J: Job> {
+    pub shared: &'a RunShared,
+    pub job: &'a J,
+    pub journal: &'a Journal,
+    pub unit_name: &'a str,
+    pub files: &'a [String],
+    pub ordered: bool,
+    pub stats: FileStats,
+}
+
+impl<J: Job> Collector<'_, J> {
+    pub fn collect(&mut self, item: Collected) -> Result<(), JournalError> {
+        let fs = &mut self.stats;
+        match item {
+            Collected::Read(ReadItem::AlreadyDone) => {
+                fs.seen += 1;
+                fs.already_done += 1;
+                self.shared.progress.already_done();
+            }
+            Collected::Read(ReadItem::OtherShard) => {
+                fs.seen += 1;
+                fs.other_shards += 1;
+            }
+            Collected::Read(ReadItem::DuplicateId { skipped }) => {
+                fs.duplicate_ids += 1;
+                if skipped {
+                    fs.seen += 1;
+                }
+            }
+            Collected::Read(ReadItem::DebugLimited) => {
+                fs.seen += 1;
+                fs.debug_limited += 1;
+            }
+            Collected::Read(ReadItem::SourceFailed { key, file, message }) => {
+                // The file could not be read further: every record read so far is kept, the
+                // failure is an error row of its own.
+                tracing::error!(file = %file, "{message}");
+                self.shared.stats.lock().unwrap().count_failure("source_read_error");
+                let row = json!({
+                    "file": file, "cause": "source_read_error", "message": message,
+                    "api_status": "error", "api_fail_reason": message,
+                });
+                self.journal.append(JournalEntry { key, status: EntryStatus::Error, row: object(row) })?;
+            }
+            Collected::Read(ReadItem::Bad { key, bad }) => {
+                fs.seen += 1;
+                fs.bad_lines += 1;
+                self.shared.progress.failed();
+                self.shared.stats.lock().unwrap().count_failure(&bad.cause);
+                self.journal.append(JournalEntry { key, status: EntryStatus::Error, row: bad.to_row() })?;
+            }
+            Collected::Read(ReadItem::Work { .. }) => unreachable!("work items go to record tasks"),
+            Collected::Outcome { key, file, line, seq, outcome } => {
+                fs.seen += 1;
+                self.shared.stats.lock().unwrap().mark_outcome();
+                match outcome {
+                    Outcome::Done { produced, score, calls } => {
+                        let mut stats = self.shared.stats.lock().unwrap();
+                        tally(&mut stats, &calls);
+                        if let Some(v) = score {
+                            stats.record_score(v);
+                        }
+                        let mut row = match produced {
+                            Produced::Row(row) => {
+                                fs.scored += 1;
+                                row
+                            }
+                            Produced::Records { group, records, skipped } => {
+                                match &skipped {
+                                    Some(reason) => {
+                                        fs.skipped += 1;
+                                        stats.count_skip(reason);
+                                    }
+                                    None => fs.scored += 1,
+                                }
+                                fs.records_out += records.len() as u64;
+                                let mut row = object(json!({"group": group.as_deref().unwrap_or(self.unit_name), "records": records}));
+                                if let Some(reason) = skipped {
+                                    row.insert("skipped".into(), json!(reason));
+                                }
+                                row
+                            }
+                        };
+                        drop(stats);
+                        if self.ordered {
+                            row.insert(modelcall_io::ordered::SEQ_FIELD.into(), json!(seq));
+                        }
+                        self.journal.append(JournalEntry { key, status: EntryStatus::Ok, row })?;
+                    }
+                    Outcome::Failed(failure) => {
+                        fs.failed += 1;
+                        self.shared.progress.failed();
+                        {
+                            let mut stats = self.shared.stats.lock().unwrap();
+                            tally(&mut stats, &failure.calls);
+                            stats.count_failure(&failure.cause);
+                        }
+                        let file = self.files.get(file).map(String::as_str).unwrap_or(self.unit_name);
+                        let row = self.job.failure_row(&FailureSite { key: &key, file, line }, failure);
+                        self.journal.append(JournalEntry { key, status: EntryStatus::Error, row })?;
+                    }
+                    Outcome::Fatal { message } => {
+                        fs.seen -= 1;
+                        self.shared.stop.fatal(message);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn object(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => unreachable!("json! of an object literal"),
+    }
+}
+
+fn tally(stats: &mut RunStats, calls: &CallTally) {
+    stats.requests += calls.requests;
+    stats.parse_retries += calls.parse_retries;
+    stats.prompt_tokens += calls.prompt_tokens;
+    stats.completion_tokens += calls.completion_tokens;
+    for (cause, n) in &calls.retries {
+        stats.count_retry(cause, *n);
+    }
+    for l in &calls.latencies {
+        stats.record_latency(*l);
+    }
+}

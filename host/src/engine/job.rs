@@ -1,0 +1,108 @@
+//! The per-record job: the one thing a task type brings to the pipeline.
+//!
+//! The engine reads, keys, schedules, journals and finalizes; a [`Job`] turns one input (a record
+//! or a raw file) into an [`Outcome`]. Scoring, generation, preprocessing, conversion and
+//! merging are jobs; none of them touches a file.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use modelcall_model::Completion;
+use serde_json::{json, Map, Value};
+
+/// What one work item holds.
+pub enum JobInput {
+    /// A record of a JSONL/Parquet input.
+    Record(Map<String, Value>),
+    /// A raw file (e.g. a Repomix pack) for a file preprocessor; `rel` is its path relative to
+    /// the input folder, with `/`.
+    File { rel: String, path: PathBuf },
+}
+
+/// What a finished item produced.
+pub enum Produced {
+    /// One output row (scoring, generation, merging).
+    Row(Map<String, Value>),
+    /// Zero or more records for a records sink (preprocessing, conversion); `group` overrides
+    /// the unit's group; `skipped` says why nothing was kept.
+    Records { group: Option<String>, records: Vec<Value>, skipped: Option<String> },
+}
+
+/// What happened to one item.
+pub enum Outcome {
+    Done { produced: Produced, score: Option<f64>, calls: CallTally },
+    /// The item goes to the error output with a typed cause.
+    Failed(Failure),
+    /// The run must stop (authentication failure, a plugin disabled after repeated traps).
+    Fatal { message: String },
+}
+
+/// A failed item: the typed cause and, for records, the record itself so the error row can
+/// carry it for a later re-run.
+pub struct Failure {
+    pub cause: String,
+    pub message: String,
+    pub calls: CallTally,
+    pub record: Option<Map<String, Value>>,
+}
+
+impl Failure {
+    pub fn new(cause: impl Into<String>, message: impl Into<String>, calls: CallTally, record: Option<Map<String, Value>>) -> Outcome {
+        Outcome::Failed(Failure { cause: cause.into(), message: message.into(), calls, record })
+    }
+}
+
+/// Where a failed item came from, for its error row.
+pub struct FailureSite<'a> {
+    pub key: &'a str,
+    pub file: &'a str,
+    pub line: u64,
+}
+
+/// A per-record job. Implementations are cheap to share (`Arc`) and hold their plugins and
+/// model client.
+pub trait Job: Send + Sync + 'static {
+    fn run(self: Arc<Self>, key: String, input: JobInput) -> impl Future<Output = Outcome> + Send + 'static;
+
+    /// The error row of a failed item. The default is the scoring shape (the reference's
+    /// `api_status`/`api_fail_reason` plus the typed cause and the record).
+    fn failure_row(&self, site: &FailureSite<'_>, failure: Failure) -> Map<String, Value> {
+        let row = json!({
+            "key": site.key, "file": site.file, "line": site.line, "cause": failure.cause,
+            "message": failure.message, "api_status": "error", "api_fail_reason": failure.message,
+            "attempts": failure.calls.requests,
+            "record": failure.record.map(Value::Object).unwrap_or(Value::Null),
+        });
+        match row {
+            Value::Object(m) => m,
+            _ => unreachable!("json! of an object literal"),
+        }
+    }
+}
+
+/// Model-call accounting for the summary, whatever the outcome.
+#[derive(Default, Debug, Clone)]
+pub struct CallTally {
+    pub requests: u64,
+    pub retries: Vec<(&'static str, u64)>,
+    pub parse_retries: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub latencies: Vec<Duration>,
+}
+
+impl CallTally {
+    pub fn add_completion(&mut self, c: &Completion) {
+        self.requests += c.attempts as u64;
+        for (cause, n) in c.retries.iter() {
+            self.retries.push((cause, n));
+        }
+        if let Some(u) = &c.usage {
+            self.prompt_tokens += u.prompt_tokens as u64;
+            self.completion_tokens += u.completion_tokens as u64;
+        }
+        self.latencies.push(c.latency);
+    }
+}

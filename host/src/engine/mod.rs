@@ -1,0 +1,184 @@
+//! The one record pipeline: `source → job (preprocess | prompt → model → parse | convert) →
+//! journal → sink`. Every task type is a preset (see `crate::tasks`) that picks a [`Job`] and a
+//! [`SinkKind`] per [`Unit`]; none brings its own loop, journal or writer.
+//!
+//! Threads and tasks, per unit:
+//! - a reader on a blocking thread parses lines, assigns stable keys, drops keys already done or
+//!   belonging to another shard, and sends work through a bounded channel;
+//! - one task per item, admitted by the run-wide semaphore (the bound on requests in flight), so
+//!   a slow request never holds up the others;
+//! - one collector that owns the journal (its single writer) and the counters;
+//! - at the end, the sink turns the journal into the output and error files, atomically.
+//!
+//! Units run `max_concurrent_units` at a time, sharing the one bound on work in flight, so the
+//! tail of one file overlaps the head of the next.
+
+pub mod collect;
+pub mod job;
+pub mod reader;
+pub mod stop;
+pub mod unit;
+mod unit_run;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde_json::Value;
+use tokio::sync::{mpsc, Semaphore};
+
+pub use job::{CallTally, Failure, FailureSite, Job, JobInput, Outcome, Produced};
+pub use reader::ReadOptions;
+pub use stop::{StopReason, StopSignal};
+pub use unit::{SinkKind, Unit, UnitInputs};
+
+use crate::progress::Progress;
+use crate::summary::{FileStats, RunStats};
+
+/// How a run schedules its units, and what it reports.
+pub struct EngineOptions {
+    pub task_name: String,
+    pub read: ReadOptions,
+    /// Items in flight at once, across units (the concurrency bound).
+    pub concurrency: usize,
+    pub max_concurrent_units: usize,
+    pub flush_interval: Duration,
+    /// Discard earlier results of each unit first (`resume: false`, `delete_existing: true`).
+    pub fresh_start: bool,
+    pub show_progress: bool,
+    /// Records expected across all units, when known (drives the ETA).
+    pub expected_records: Option<u64>,
+    /// `run_summary.json` here, with these facts (endpoint, model, plugins) under `run`.
+    pub summary: Option<(PathBuf, Value)>,
+}
+
+/// State shared by every unit of a run.
+pub struct RunShared {
+    pub in_flight: Arc<Semaphore>,
+    pub stats: Arc<Mutex<RunStats>>,
+    pub progress: Progress,
+    pub stop: StopSignal,
+    pub read: ReadOptions,
+    pub flush_interval: Duration,
+    pub read_ahead: usize,
+}
+
+/// A unit that ran to its end (or to the stop), with its counters and the files it wrote.
+pub struct FinishedUnit {
+    pub unit: Unit,
+    pub stats: FileStats,
+    pub files_written: Vec<PathBuf>,
+}
+
+/// How a run ended.
+pub struct RunOutcome {
+    pub stats: RunStats,
+    pub units: Vec<FinishedUnit>,
+    pub stopped: Option<StopReason>,
+    pub summary_path: Option<PathBuf>,
+}
+
+impl RunOutcome {
+    /// Items that ended in the error output in this run (failed records and bad lines).
+    pub fn failed_items(&self) -> u64 {
+        let t = self.stats.totals();
+        t.failed + t.bad_lines
+    }
+}
+
+/// Runs `job` over every unit received from `units` until the channel closes (or the run
+/// stops). `on_finalized` receives the files of each unit as soon as they are in place (the
+/// preprocessing stage feeds scoring through it).
+pub async fn run<J: Job>(
+    options: EngineOptions,
+    job: Arc<J>,
+    mut units: mpsc::UnboundedReceiver<Unit>,
+    stop: StopSignal,
+    on_finalized: Option<mpsc::UnboundedSender<PathBuf>>,
+) -> anyhow::Result<RunOutcome> {
+    let progress = Progress::new(options.expected_records, options.show_progress);
+    let stats = Arc::new(Mutex::new(RunStats::new()));
+    let shared = Arc::new(RunShared {
+        in_flight: Arc::new(Semaphore::new(options.concurrency.max(1))),
+        stats: stats.clone(),
+        progress: progress.clone(),
+        stop: stop.clone(),
+        read: options.read.clone(),
+        flush_interval: options.flush_interval,
+        read_ahead: options.concurrency.clamp(64, 8192),
+    });
+    let units_at_once = Arc::new(Semaphore::new(options.max_concurrent_units.max(1)));
+    let mut handles = Vec::new();
+    loop {
+        let unit = tokio::select! {
+            unit = units.recv() => unit,
+            _ = stop.stopped() => None,
+        };
+        let Some(unit) = unit else { break };
+        if options.fresh_start {
+            for p in [&unit.paths.journal, &unit.paths.output, &unit.paths.errors] {
+                if p.exists() {
+                    eprintln!("warning: starting over (resume off / delete_existing): removing {}", p.display());
+                    std::fs::remove_file(p).with_context(|| format!("removing {}", p.display()))?;
+                }
+            }
+        }
+        let permit = units_at_once.clone().acquire_owned().await?;
+        if stop.is_stopped() {
+            break;
+        }
+        let (shared, job, ready) = (shared.clone(), job.clone(), on_finalized.clone());
+        handles.push(tokio::spawn(async move {
+            let result = unit_run::run_unit(shared, job, unit.clone()).await;
+            drop(permit);
+            if let (Ok((_, files)), Some(tx)) = (&result, ready) {
+                for f in files {
+                    let _ = tx.send(f.clone());
+                }
+            }
+            (unit, result)
+        }));
+    }
+    drop(on_finalized);
+    let mut unit_error = None;
+    let mut finished = Vec::new();
+    for h in handles {
+        let (unit, result) = h.await?;
+        match result {
+            Ok((stats, files_written)) => finished.push(FinishedUnit { unit, stats, files_written }),
+            Err(e) => {
+                stop.fatal(format!("{e:#}"));
+                unit_error.get_or_insert(e);
+            }
+        }
+    }
+    progress.finish();
+
+    // The collectors are done; take the counters out (keeping their start time).
+    let mut stats = std::mem::take(&mut *stats.lock().unwrap());
+    stats.files.extend(finished.iter().map(|u| u.stats.clone()));
+    let stopped = stop.reason();
+    let mut summary_path = None;
+    if let Some((path, provenance)) = options.summary {
+        let status = if stopped.is_some() { "stopped" } else { "completed" };
+        let reason = stopped.as_ref().map(|r| r.to_string());
+        let doc = stats.to_json(&options.task_name, status, reason.as_deref(), provenance);
+        let text = serde_json::to_string_pretty(&doc)? + "\n";
+        modelcall_io::write_atomically(&path, text.as_bytes())?;
+        summary_path = Some(path);
+    }
+    if let Some(e) = unit_error {
+        return Err(e);
+    }
+    Ok(RunOutcome { stats, units: finished, stopped, summary_path })
+}
+
+/// A feed of units known up front.
+pub fn feed(units: Vec<Unit>) -> mpsc::UnboundedReceiver<Unit> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    for u in units {
+        let _ = tx.send(u);
+    }
+    rx
+}

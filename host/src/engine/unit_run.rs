@@ -1,0 +1,138 @@
+//! Running one unit: reader → per-item tasks → collector → sink.
+
+use std::sync::Arc;
+
+use modelcall_io::{Journal, KeySet, RecordsTarget};
+use tokio::sync::mpsc;
+
+use super::collect::{Collected, Collector};
+use super::job::Job;
+use super::reader::{read_unit, ReadItem};
+use super::unit::{SinkKind, Unit, UnitInputs};
+use super::RunShared;
+use crate::summary::FileStats;
+
+/// Processes one unit. Returns its counters and the files its sink wrote; `Ok` also when the
+/// run was stopped (nothing is finalized then), `Err` only when the unit's own I/O failed.
+pub async fn run_unit<J: Job>(shared: Arc<RunShared>, job: Arc<J>, unit: Unit) -> anyhow::Result<(FileStats, Vec<std::path::PathBuf>)> {
+    let paths = unit.paths.clone();
+    let (journal, state) = Journal::open(&paths.journal, shared.flush_interval)
+        .map_err(|e| anyhow::anyhow!("opening journal {}: {e}", paths.journal.display()))?;
+    if state.torn_lines_dropped > 0 {
+        tracing::warn!(journal = %paths.journal.display(), dropped = state.torn_lines_dropped, "dropped a torn last line left by a crash");
+    }
+    let done: Arc<KeySet> = Arc::new(state.done_ok);
+    let files: Vec<String> = match &unit.inputs {
+        UnitInputs::Records(f) => f.iter().map(|p| p.display().to_string()).collect(),
+        UnitInputs::RawFiles { files, .. } => files.iter().map(|p| p.display().to_string()).collect(),
+    };
+    let stats = FileStats {
+        input: unit.input_label(),
+        output: paths.output.display().to_string(),
+        errors: paths.errors.display().to_string(),
+        ..Default::default()
+    };
+
+    // Reader thread.
+    let (read_tx, mut read_rx) = mpsc::channel::<ReadItem>(shared.read_ahead.max(16));
+    let reader = {
+        let (inputs, opts, done, stop) = (unit.inputs.clone(), shared.read.clone(), done.clone(), shared.stop.clone());
+        tokio::task::spawn_blocking(move || read_unit(inputs, opts, &done, &stop, read_tx))
+    };
+
+    // Collector: the journal's single writer.
+    let (out_tx, mut out_rx) = mpsc::channel::<Collected>(shared.read_ahead.max(16) * 2);
+    let collector = {
+        let (shared, job, name, ordered) = (shared.clone(), job.clone(), unit.name.clone(), unit.ordered());
+        tokio::spawn(async move {
+            let mut c = Collector { shared: &shared, job: &*job, journal: &journal, unit_name: &name, files: &files, ordered, stats };
+            let mut journal_error = None;
+            while let Some(item) = out_rx.recv().await {
+                if let Err(e) = c.collect(item) {
+                    shared.stop.fatal(format!("cannot write the journal: {e}"));
+                    journal_error = Some(e.to_string());
+                    break;
+                }
+            }
+            let stats = c.stats;
+            (stats, journal_error, journal.close())
+        })
+    };
+
+    // Dispatcher.
+    let mut tasks = tokio::task::JoinSet::new();
+    while let Some(item) = read_rx.recv().await {
+        if shared.stop.is_stopped() {
+            break;
+        }
+        match item {
+            ReadItem::Work { key, file, line, seq, input } => {
+                let permit = tokio::select! {
+                    permit = shared.in_flight.clone().acquire_owned() => permit?,
+                    _ = shared.stop.stopped() => break,
+                };
+                let (job, out_tx, progress) = (job.clone(), out_tx.clone(), shared.progress.clone());
+                progress.started();
+                tasks.spawn(async move {
+                    let outcome = job.run(key.clone(), input).await;
+                    drop(permit);
+                    progress.finished();
+                    let _ = out_tx.send(Collected::Outcome { key, file, line, seq, outcome }).await;
+                });
+                while tasks.try_join_next().is_some() {}
+            }
+            other => {
+                if out_tx.send(Collected::Read(other)).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    drop(read_rx);
+    if shared.stop.is_stopped() {
+        // In-flight items are neither done nor failed: a resumed run sends them again.
+        tasks.abort_all();
+    }
+    while tasks.join_next().await.is_some() {}
+    let _ = reader.await;
+    drop(out_tx);
+    let (stats, journal_error, closed) = collector.await?;
+    if let Some(e) = journal_error {
+        anyhow::bail!("journal {}: {e}", paths.journal.display());
+    }
+    closed.map_err(|e| anyhow::anyhow!("closing journal {}: {e}", paths.journal.display()))?;
+    if shared.stop.is_stopped() {
+        return Ok((stats, Vec::new()));
+    }
+
+    // Finalize: journal → output + errors, atomically.
+    let sink = unit.sink.clone();
+    let written = tokio::task::spawn_blocking(move || finalize(&paths, &sink)).await??;
+    Ok((stats, written))
+}
+
+fn finalize(paths: &modelcall_io::FilePaths, sink: &SinkKind) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let (journal, output, errors) = (&paths.journal, &paths.output, &paths.errors);
+    let in_context = |e: modelcall_io::SinkError| anyhow::anyhow!("writing {}: {e}", output.display());
+    Ok(match sink {
+        SinkKind::Rows { format: modelcall_io::OutputFormat::Jsonl, ordered: true } => {
+            modelcall_io::finalize_ordered(journal, output, errors).map_err(in_context)?;
+            vec![output.clone()]
+        }
+        SinkKind::Rows { format, .. } => {
+            modelcall_io::finalize(journal, output, errors, *format).map_err(in_context)?;
+            vec![output.clone()]
+        }
+        SinkKind::Records(target) => {
+            let stats = modelcall_io::finalize_records(journal, target, errors).map_err(in_context)?;
+            if stats.errors == 0 {
+                // No failed input: no error file to look at.
+                let _ = std::fs::remove_file(errors);
+            }
+            match target {
+                RecordsTarget::Groups(_) => stats.files,
+                RecordsTarget::File { .. } => vec![output.clone()],
+            }
+        }
+    })
+}

@@ -1,0 +1,47 @@
+//! The model client of a run: a real endpoint, or the built-in SIMULATED one for `sim://`.
+
+use modelcall_config::ModelConfig;
+use modelcall_model::{ClientSettings, ModelClient};
+
+use crate::cli::exit::BadConfig;
+
+/// Starts the in-process simulated endpoint for `sim://` and builds the client. The returned
+/// server must live as long as the client is used.
+pub async fn connect(model: &ModelConfig, concurrency: usize, requests_per_minute: Option<u32>) -> anyhow::Result<(ModelClient, Option<modelcall_sim::SimServer>)> {
+    let (base_url, sim) = match model.sim() {
+        Some(spec) => {
+            let opts = modelcall_sim::SimOptions::from_url(&spec.url).map_err(|e| BadConfig(format!("{}: client_config.base_url: {e}", model.path.display())))?;
+            let sim = modelcall_sim::start(opts).await?;
+            eprintln!("using the SIMULATED endpoint at {} (replies are synthetic, not a model's)", sim.base_url());
+            (sim.base_url(), Some(sim))
+        }
+        None => (model.base_url.clone(), None),
+    };
+    let mut settings = ClientSettings::new(base_url, model.model.clone());
+    settings.api_key = model.api_key.clone();
+    settings.timeout = model.timeout;
+    settings.idle_timeout = model.idle_timeout;
+    settings.max_retries = model.max_retries;
+    settings.pool_size = concurrency;
+    settings.stream = model.stream;
+    settings.chat_config = model.chat_config.clone();
+    settings.backoff_base = model.backoff_base;
+    settings.backoff_max = model.backoff_max;
+    settings.requests_per_minute = requests_per_minute;
+    let client = ModelClient::new(settings).map_err(|e| BadConfig(format!("{}: {e}", model.path.display())))?;
+    raise_open_file_limit(concurrency as u64 * 2 + 256);
+    Ok((client, sim))
+}
+
+/// Thousands of connections in flight need thousands of file descriptors; raise the soft limit
+/// towards the hard one instead of failing with "too many open files" mid-run.
+fn raise_open_file_limit(wanted: u64) {
+    #[cfg(unix)]
+    unsafe {
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && (lim.rlim_cur as u64) < wanted {
+            lim.rlim_cur = (wanted as libc::rlim_t).min(lim.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}

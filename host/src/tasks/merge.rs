@@ -1,0 +1,83 @@
+//! The `jsonl_merge` preset: groups of JSONL files concatenated, in input order, into one file
+//! each: pure I/O on the same pipeline (an identity job and a single-file records sink), so a
+//! merge resumes per record and reports bad lines like every task.
+//!
+//! Unlike the reference, a missing input fails the task before anything is written (listing every
+//! missing file), and lines that are not JSON objects or not UTF-8 are never silently dropped:
+//! each goes to `<output stem>.bad_lines.jsonl` with its file, line and cause. With `dedup_key`,
+//! only the first record of each value of that field is kept (later ones are counted).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use modelcall_config::distill::{JsonlMerge, MergeConfig};
+use modelcall_config::task::DuplicateIds;
+use modelcall_io::{FilePaths, RecordsTarget};
+
+use super::preprocess_job::IdentityJob;
+use super::{print_dry_run, TaskRun};
+use crate::cli::exit::{BadConfig, Finish};
+use crate::engine::{self, EngineOptions, ReadOptions, SinkKind, StopSignal, Unit, UnitInputs};
+
+pub async fn run(run: &TaskRun<'_>, step: &JsonlMerge) -> anyhow::Result<Finish> {
+    let file = run.task.source_path.display();
+    let config = MergeConfig::load(&step.merge_config_path).map_err(|e| BadConfig(e.to_string()))?;
+    let groups = config.select(&step.merge_groups).map_err(|e| BadConfig(format!("{file}: distillation.merge_groups: {e}")))?;
+    // Every input of every selected group must exist before anything is written.
+    let missing: Vec<String> = groups
+        .iter()
+        .flat_map(|g| g.input_files.iter().map(move |f| (g, f)))
+        .filter(|(_, f)| !step.base_input_dir.join(f).is_file())
+        .map(|(g, f)| format!("  {} (group `{}`)", step.base_input_dir.join(f).display(), g.name))
+        .collect();
+    if !missing.is_empty() {
+        return Err(BadConfig(format!("{file}: {} input file(s) of the merge are missing; nothing was written:\n{}", missing.len(), missing.join("\n"))).into());
+    }
+    if run.dry_run {
+        print_dry_run(run, &[], None);
+        return Ok(Finish::Done);
+    }
+    let units: Vec<Unit> = groups
+        .iter()
+        .map(|g| {
+            let output = step.base_output_dir.join(&g.output_file);
+            let inputs: Vec<PathBuf> = g.input_files.iter().map(|f| step.base_input_dir.join(f)).collect();
+            Unit {
+                name: g.name.clone(),
+                inputs: UnitInputs::Records(inputs),
+                paths: FilePaths::beside(&output, "bad_lines.jsonl"),
+                sink: SinkKind::Records(RecordsTarget::File { path: output, ordered: true }),
+            }
+        })
+        .collect();
+    let options = EngineOptions {
+        task_name: run.plan.task_name.clone(),
+        // Without a dedup key, content-hash keys keep every record (repeats under ordinals).
+        read: ReadOptions {
+            key_fields: step.dedup_key.iter().cloned().collect(),
+            samples_per_record: 1,
+            on_duplicate_id: if step.dedup_key.is_some() { DuplicateIds::Skip } else { DuplicateIds::Keep },
+            ..ReadOptions::default()
+        },
+        concurrency: 4096,
+        max_concurrent_units: 1,
+        flush_interval: run.plan.flush_interval,
+        // A merge is always rebuilt from its inputs: they may have changed since the last run.
+        fresh_start: true,
+        show_progress: false,
+        expected_records: None,
+        summary: None,
+    };
+    let outcome = engine::run(options, Arc::new(IdentityJob), engine::feed(units), StopSignal::with_ctrl_c(), None).await?;
+    for u in &outcome.units {
+        let s = &u.stats;
+        let bad = if s.bad_lines > 0 { format!("; {} bad line(s) in {}", s.bad_lines, u.unit.paths.errors.display()) } else { String::new() };
+        let dups = if s.duplicate_ids > 0 { format!("; {} duplicate(s) dropped", s.duplicate_ids) } else { String::new() };
+        let n = match &u.unit.inputs {
+            UnitInputs::Records(f) => f.len(),
+            UnitInputs::RawFiles { files, .. } => files.len(),
+        };
+        eprintln!("merged `{}`: {n} file(s) → {} record(s) in {}{bad}{dups}", u.unit.name, s.records_out, u.unit.paths.output.display());
+    }
+    Ok(Finish::from_outcome(&outcome))
+}

@@ -1,0 +1,100 @@
+//! Task presets: each task type is a short module that picks a [`crate::engine::Job`] and a
+//! [`crate::engine::SinkKind`] per unit and hands them to the one engine.
+//!
+//! - [`scoring`]: `[preprocess] → prompt → model → parse`, one output per input file;
+//! - [`preprocess`]: raw packs or records through a preprocessor, one file per group;
+//! - [`generate`]: a teacher model answers every conversation (`generate_response`);
+//! - [`chatml`]: datasets in six format styles to ChatML (`chatml_conversion`);
+//! - [`merge`]: groups of JSONL files into one file each (`jsonl_merge`).
+
+pub mod chatml;
+pub mod endpoint;
+pub mod generate;
+pub mod generate_job;
+pub mod merge;
+pub mod model_call;
+pub mod preprocess;
+pub mod preprocess_job;
+pub mod score;
+pub mod scoring;
+pub mod stat_files;
+
+use modelcall_config::{LoadedTask, PluginRef, RunPlan};
+use modelcall_plugin_host::{Limits, Plugin, PluginRuntime, PluginSource, PluginSpec, Role};
+
+use crate::cli::exit::{BadConfig, Finish};
+use crate::engine::RunOutcome;
+
+/// What every preset gets: the loaded task, its plan, and the command line's choices.
+pub struct TaskRun<'a> {
+    pub task: &'a LoadedTask,
+    pub plan: &'a RunPlan,
+    pub shard: Option<(u32, u32)>,
+    pub dry_run: bool,
+    pub preprocess_only: bool,
+    pub show_progress: bool,
+    /// `--output-folder`, where the task type takes its output folder from the step.
+    pub output_override: Option<std::path::PathBuf>,
+}
+
+/// Loads one plugin of the plan; a plugin that does not load is a configuration error naming
+/// the task file and the slot.
+pub fn load_plugin(runtime: &PluginRuntime, run: &TaskRun<'_>, r: &PluginRef) -> Result<Plugin, BadConfig> {
+    let file = run.task.source_path.display();
+    let role = match r.role {
+        "preprocessor" => Role::Preprocessor,
+        "prompt-builder" => Role::PromptBuilder,
+        _ => Role::ScoreParser,
+    };
+    let source = if r.source.starts_with("builtin:") { PluginSource::parse(&r.source) } else { PluginSource::Path(r.source.clone().into()) };
+    let limits: Limits = if r.limits.is_null() {
+        Limits::default()
+    } else {
+        serde_json::from_value(r.limits.clone()).map_err(|e| BadConfig(format!("{file}: `{}.limits`: {e}", r.slot)))?
+    };
+    let mut spec = PluginSpec::new(source, role);
+    spec.config = r.config.clone();
+    spec.limits = limits;
+    spec.task_name = run.plan.task_name.clone();
+    let plugin = runtime.load(spec).map_err(|e| BadConfig(format!("{file}: `{}` ({}): {e}", r.slot, r.role)))?;
+    match &r.sha256 {
+        Some(pinned) if !pinned.eq_ignore_ascii_case(&plugin.info().sha256) => Err(BadConfig(format!(
+            "{file}: `{}.sha256` pins {pinned}, but {} has sha256 {}; update the pin if the new build is trusted",
+            r.slot,
+            r.source,
+            plugin.info().sha256
+        ))),
+        _ => Ok(plugin),
+    }
+}
+
+/// Prints the plan (the one printer, with what loading told about each plugin).
+pub fn print_dry_run(run: &TaskRun<'_>, loaded: &[(&PluginRef, &Plugin)], endpoint: Option<&str>) {
+    let facts = |r: &PluginRef| {
+        loaded
+            .iter()
+            .find(|(p, _)| std::ptr::eq(*p, r))
+            .map(|(_, plugin)| {
+                let i = plugin.info();
+                format!("→ {} {} (WIT {}, sha256 {})", i.name, i.version, i.wit_version, i.sha256)
+            })
+            .unwrap_or_default()
+    };
+    print!("{}", run.plan.render(run.task, &facts));
+    if let Some(e) = endpoint {
+        println!("endpoint    {e}");
+    }
+    if let Some((i, n)) = run.shard {
+        println!("shard       {i}/{n}");
+    }
+    println!("dry run: no request sent, nothing written");
+}
+
+/// The console block at the end of an engine run, and how it ended.
+pub fn report(outcome: &RunOutcome) -> Finish {
+    eprintln!("{}", outcome.stats.render());
+    if let Some(p) = &outcome.summary_path {
+        eprintln!("summary: {}", p.display());
+    }
+    Finish::from_outcome(outcome)
+}

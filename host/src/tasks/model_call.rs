@@ -1,0 +1,39 @@
+//! One model call with its accounting: shared by every job that talks to the endpoint.
+
+use modelcall_model::{CallError, ChatRequest, Completion, ModelClient};
+use serde_json::{Map, Value};
+
+use crate::engine::{CallTally, Failure, Outcome};
+
+/// Sends `request`, adding what it cost to `calls`. On failure, the outcome to return: a fatal
+/// stop (authentication) or a typed `model_<cause>` failure carrying `record`.
+pub async fn chat(client: &ModelClient, request: &ChatRequest, calls: &mut CallTally, record: &mut Option<Map<String, Value>>) -> Result<Completion, Outcome> {
+    match client.chat(request).await {
+        Ok(c) => {
+            calls.add_completion(&c);
+            Ok(c)
+        }
+        Err(err) => {
+            if let CallError::Exhausted { retries, attempts, .. } = &err {
+                calls.requests += *attempts as u64;
+                for (cause, n) in retries.iter() {
+                    calls.retries.push((cause, n));
+                }
+            } else {
+                calls.requests += 1;
+            }
+            if err.is_fatal() {
+                return Err(Outcome::Fatal { message: err.to_string() });
+            }
+            Err(Failure::new(format!("model_{}", err.cause()), err.to_string(), std::mem::take(calls), record.take()))
+        }
+    }
+}
+
+/// `usage` as the output rows carry it.
+pub fn usage_json(c: &Completion) -> Value {
+    match &c.usage {
+        Some(u) => serde_json::json!({"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens, "total_tokens": u.total_tokens}),
+        None => Value::Null,
+    }
+}

@@ -1,0 +1,83 @@
+//! The preprocessing job: a record or a raw file through a preprocessor plugin, keeping the
+//! records it returns. Used by the preprocessing stage of scoring tasks and by
+//! `chatml_conversion` (whose styles are the `builtin:chatml` preprocessor's config).
+
+use std::sync::Arc;
+
+use modelcall_plugin_host::{Plugin, PreprocessInput, PreprocessOutcome};
+use serde_json::{json, Map, Value};
+
+use crate::engine::{CallTally, Failure, FailureSite, Job, JobInput, Outcome, Produced};
+use crate::plugin_pool::PluginPool;
+
+pub struct PreprocessJob {
+    pub plugin: Plugin,
+    pub pool: PluginPool,
+}
+
+impl Job for PreprocessJob {
+    fn run(self: Arc<Self>, key: String, input: JobInput) -> impl std::future::Future<Output = Outcome> + Send + 'static {
+        async move {
+            let (group, call_input) = match input {
+                JobInput::Record(record) => (None, PreprocessInput::Record(Value::Object(record).to_string())),
+                JobInput::File { rel, path } => {
+                    let bytes = match tokio::fs::read(&path).await {
+                        Ok(b) => b,
+                        Err(e) => return Failure::new("source_read_error", format!("cannot read {}: {e}", path.display()), CallTally::default(), None),
+                    };
+                    // Packs are grouped by their top folder (the language), as the reference did.
+                    let group = rel.split('/').next().filter(|_| rel.contains('/')).unwrap_or("preprocessed").to_string();
+                    (Some(group), PreprocessInput::File { path: rel, bytes })
+                }
+            };
+            let plugin = self.plugin.clone();
+            let k = key.clone();
+            match self.pool.run(move || plugin.preprocess(&k, 1, call_input)).await {
+                Ok(Ok(PreprocessOutcome::Keep(records))) => {
+                    let mut kept = Vec::with_capacity(records.len());
+                    for (i, r) in records.iter().enumerate() {
+                        match serde_json::from_str::<Value>(r) {
+                            Ok(v) => kept.push(v),
+                            Err(e) => {
+                                let message = format!("record {i} the preprocessor returned is not JSON: {e}");
+                                return Failure::new("plugin_trap_bad_output", message, CallTally::default(), None);
+                            }
+                        }
+                    }
+                    Outcome::Done { produced: Produced::Records { group, records: kept, skipped: None }, score: None, calls: CallTally::default() }
+                }
+                Ok(Ok(PreprocessOutcome::Skip(reason))) => {
+                    Outcome::Done { produced: Produced::Records { group, records: Vec::new(), skipped: Some(reason) }, score: None, calls: CallTally::default() }
+                }
+                Ok(Err(e)) if e.is_fatal() => Outcome::Fatal { message: format!("preprocessing stopped: {e}") },
+                Ok(Err(e)) => Failure::new(e.cause(), e.to_string(), CallTally::default(), None),
+                Err(host) => Failure::new("host_error", host.to_string(), CallTally::default(), None),
+            }
+        }
+    }
+
+    /// Error rows name the input (a pack's relative path, or a record's key) and the cause.
+    fn failure_row(&self, site: &FailureSite<'_>, failure: Failure) -> Map<String, Value> {
+        let row = json!({"input": site.key, "file": site.file, "line": site.line, "cause": failure.cause, "message": failure.message});
+        match row {
+            Value::Object(m) => m,
+            _ => unreachable!("json! of an object literal"),
+        }
+    }
+}
+
+/// Passes every record through unchanged: `jsonl_merge` is pure I/O on the same pipeline.
+pub struct IdentityJob;
+
+impl Job for IdentityJob {
+    fn run(self: Arc<Self>, _key: String, input: JobInput) -> impl std::future::Future<Output = Outcome> + Send + 'static {
+        std::future::ready(match input {
+            JobInput::Record(record) => Outcome::Done {
+                produced: Produced::Records { group: None, records: vec![Value::Object(record)], skipped: None },
+                score: None,
+                calls: CallTally::default(),
+            },
+            JobInput::File { .. } => Failure::new("unsupported_input", "merging takes records, not raw files", CallTally::default(), None),
+        })
+    }
+}

@@ -1,0 +1,156 @@
+//! The scoring job: prompt builder plugin → model → score parser plugin, with parser-driven
+//! re-asks (`retry(hint)`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use modelcall_model::{ChatMessage, ChatRequest, Completion, ModelClient};
+use modelcall_plugin_host::{CallError as PluginError, ChatRole, ParseFailure, Plugin, Score};
+use serde_json::{json, Map, Value};
+
+use super::model_call;
+use crate::engine::{CallTally, Failure, Job, JobInput, Outcome, Produced};
+use crate::plugin_pool::PluginPool;
+
+pub struct ScoreJob {
+    pub prompt: Plugin,
+    pub parser: Plugin,
+    pub client: ModelClient,
+    pub pool: PluginPool,
+    /// Re-asks allowed after a parser's `retry(hint)` (reference `retry.max_retries`).
+    pub parse_retries: u32,
+    /// Field that must be present in every record (reference `data.input_key`).
+    pub input_key: Option<String>,
+    /// With `require_json: false` the verdict is the raw reply and the parser is not consulted.
+    pub require_json: bool,
+}
+
+impl Job for ScoreJob {
+    fn run(self: Arc<Self>, key: String, input: JobInput) -> impl std::future::Future<Output = Outcome> + Send + 'static {
+        async move {
+            let JobInput::Record(record) = input else {
+                return Failure::new("unsupported_input", "scoring takes records, not raw files", CallTally::default(), None);
+            };
+            self.score(key, record).await
+        }
+    }
+}
+
+impl ScoreJob {
+    async fn score(&self, key: String, record: Map<String, Value>) -> Outcome {
+        let mut calls = CallTally::default();
+        if let Some(field) = &self.input_key {
+            if !record.contains_key(field) {
+                let mut fields: Vec<&str> = record.keys().map(String::as_str).collect();
+                fields.truncate(20);
+                let message = format!("record has no field `{field}` (data.input_key); its fields are: {}", fields.join(", "));
+                return Failure::new("missing_input_field", message, calls, Some(record));
+            }
+        }
+        let record_json = Arc::new(Value::Object(record.clone()).to_string());
+        let mut record = Some(record);
+
+        // 1. Prompt.
+        let prompt = {
+            let (plugin, key, json) = (self.prompt.clone(), key.clone(), record_json.clone());
+            match self.pool.run(move || plugin.build_prompt(&key, 1, &json)).await {
+                Ok(Ok(prompt)) => prompt,
+                Ok(Err(err)) => return plugin_failure("prompt", err, calls, record),
+                Err(host) => return Failure::new("host_error", host.to_string(), calls, record),
+            }
+        };
+        let mut request = ChatRequest {
+            messages: prompt.messages.iter().map(|m| ChatMessage { role: role_name(m.role).to_string(), content: m.content.clone() }).collect(),
+            max_tokens: prompt.max_tokens,
+            temperature: prompt.temperature,
+            stop: prompt.stop.clone(),
+            response_schema: prompt.response_schema.as_deref().and_then(|s| serde_json::from_str(s).ok()),
+            n: None,
+        };
+
+        let started = Instant::now();
+        let mut attempt: u32 = 1;
+        loop {
+            // 2. Model.
+            let completion = match model_call::chat(&self.client, &request, &mut calls, &mut record).await {
+                Ok(c) => c,
+                Err(outcome) => return outcome,
+            };
+
+            // 3. Parse.
+            let verdict = if self.require_json {
+                let (plugin, key, json, text) = (self.parser.clone(), key.clone(), record_json.clone(), completion.content.clone());
+                match self.pool.run(move || plugin.parse_score(&key, attempt, &json, &text)).await {
+                    Ok(Ok(v)) => v,
+                    Ok(Err(err)) => return plugin_failure("parser", err, calls, record),
+                    Err(host) => return Failure::new("host_error", host.to_string(), calls, record),
+                }
+            } else {
+                Ok(Score { value: 0.0, label: None, rationale: None, extra: None })
+            };
+
+            match verdict {
+                Ok(score) => {
+                    let row = build_row(record.take().unwrap_or_default(), &score, &completion, started.elapsed(), attempt, &calls);
+                    let value = self.require_json.then_some(score.value);
+                    return Outcome::Done { produced: Produced::Row(row), score: value, calls };
+                }
+                Err(ParseFailure::Retry(hint)) if attempt <= self.parse_retries => {
+                    calls.parse_retries += 1;
+                    attempt += 1;
+                    request.messages.push(ChatMessage { role: "assistant".into(), content: completion.content.clone() });
+                    request.messages.push(ChatMessage { role: "user".into(), content: hint });
+                }
+                Err(ParseFailure::Retry(hint)) => {
+                    let message = format!(
+                        "the reply still did not parse after {} re-ask(s): {hint}; last reply: {}",
+                        self.parse_retries,
+                        excerpt(&completion.content, 300)
+                    );
+                    return Failure::new("parse_retries_exhausted", message, calls, record);
+                }
+                Err(ParseFailure::Invalid(message)) => return Failure::new("parse_invalid", message, calls, record),
+            }
+        }
+    }
+}
+
+fn role_name(role: ChatRole) -> &'static str {
+    match role {
+        ChatRole::System => "system",
+        ChatRole::User => "user",
+        ChatRole::Assistant => "assistant",
+    }
+}
+
+fn plugin_failure(stage: &str, err: PluginError, calls: CallTally, record: Option<Map<String, Value>>) -> Outcome {
+    if err.is_fatal() {
+        return Outcome::Fatal { message: format!("{stage} plugin: {err}") };
+    }
+    Failure::new(err.cause(), format!("{stage} plugin: {err}"), calls, record)
+}
+
+/// The output row: the input fields, then the verdict fields, then call metadata
+/// (reference: `item ∪ json_keys ∪ {api_status, api_fail_reason, api_return}`).
+fn build_row(mut row: Map<String, Value>, score: &Score, completion: &Completion, elapsed: Duration, parse_attempts: u32, calls: &CallTally) -> Map<String, Value> {
+    if let Some(Value::Object(fields)) = score.extra.as_deref().and_then(|s| serde_json::from_str::<Value>(s).ok()) {
+        row.extend(fields);
+    }
+    row.insert("api_status".into(), json!("success"));
+    row.insert("api_fail_reason".into(), json!(""));
+    row.insert("api_return".into(), json!(completion.raw_text));
+    row.insert("usage".into(), model_call::usage_json(completion));
+    row.insert("finish_reason".into(), json!(completion.finish_reason));
+    row.insert("latency_ms".into(), json!(elapsed.as_millis() as u64));
+    row.insert("attempts".into(), json!(calls.requests));
+    row.insert("parse_attempts".into(), json!(parse_attempts));
+    row
+}
+
+pub fn excerpt(text: &str, max_chars: usize) -> String {
+    if text.chars().count() <= max_chars {
+        return text.to_string();
+    }
+    let cut: String = text.chars().take(max_chars).collect();
+    format!("{cut}…")
+}

@@ -1,0 +1,168 @@
+//! The scoring preset: `[preprocess] → prompt → model → parse`, one output (Parquet or JSONL)
+//! and one error file per input file. With preprocessing, scoring starts on each group file as
+//! soon as the preprocessing stage finishes it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use modelcall_config::ScoringPlan;
+use modelcall_io::{FilePaths, Naming, OutputFormat};
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use super::score::ScoreJob;
+use super::{load_plugin, preprocess, print_dry_run, report, TaskRun};
+use crate::cli::exit::{BadConfig, Finish};
+use crate::engine::{self, EngineOptions, ReadOptions, SinkKind, StopSignal, Unit, UnitInputs};
+use crate::plugin_pool::PluginPool;
+
+pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish> {
+    let runtime = modelcall_plugin_host::PluginRuntime::new()?;
+    let prompt = load_plugin(&runtime, run, &plan.prompt_builder)?;
+    let parser = load_plugin(&runtime, run, &plan.score_parser)?;
+    let pre = match &plan.preprocess {
+        Some(p) => Some((p, load_plugin(&runtime, run, &p.plugin)?)),
+        None => None,
+    };
+    let inputs = if pre.is_none() { Some(input_files(run, plan)?) } else { None };
+    let model = run.task.model.clone().ok_or_else(|| BadConfig("scoring needs a model config (model.config_path)".into()))?;
+    if run.dry_run {
+        let mut loaded = vec![(&plan.prompt_builder, &prompt), (&plan.score_parser, &parser)];
+        if let Some((p, plugin)) = &pre {
+            loaded.push((&p.plugin, plugin));
+        }
+        let endpoint = modelcall_secrets::Redactor::new(model.api_key.clone()).redact_string(&model.base_url);
+        print_dry_run(run, &loaded, Some(&endpoint));
+        return Ok(Finish::Done);
+    }
+    let stop = StopSignal::with_ctrl_c();
+    let format = match plan.output_format {
+        modelcall_config::OutputFormat::Jsonl => OutputFormat::Jsonl,
+        modelcall_config::OutputFormat::Parquet => OutputFormat::Parquet,
+    };
+    let unit_for = {
+        let (out, shard) = (plan.output_folder.clone(), run.shard);
+        move |input: PathBuf| Unit {
+            name: modelcall_io::input_stem(&input),
+            paths: FilePaths::named(&modelcall_io::input_stem(&input), &out, format, shard, Naming::Scoring),
+            inputs: UnitInputs::Records(vec![input]),
+            sink: SinkKind::Rows { format, ordered: false },
+        }
+    };
+    // The units: the input files, or the group files as preprocessing finishes them.
+    let (unit_tx, units) = mpsc::unbounded_channel();
+    let mut preprocessing = None;
+    match (&pre, inputs.as_ref()) {
+        (Some((p, plugin)), _) => {
+            let (ready_tx, mut ready) = mpsc::unbounded_channel::<PathBuf>();
+            let stage = preprocess::run(run, p, plugin.clone(), stop.clone(), Some(ready_tx));
+            if run.preprocess_only {
+                let outcome = stage.await?;
+                preprocess::report(&outcome, &p.output_folder);
+                return Ok(Finish::from_outcome(&outcome));
+            }
+            let unit_for = unit_for.clone();
+            tokio::spawn(async move {
+                while let Some(file) = ready.recv().await {
+                    let _ = unit_tx.send(unit_for(file));
+                }
+            });
+            preprocessing = Some((stage, p.output_folder.clone()));
+        }
+        (None, Some(files)) => {
+            for f in files {
+                let _ = unit_tx.send(unit_for(f.clone()));
+            }
+            drop(unit_tx);
+        }
+        (None, None) => unreachable!("inputs are listed when there is no preprocessing"),
+    }
+
+    let concurrency = run.plan.concurrency;
+    let (client, _sim) = super::endpoint::connect(&model, concurrency, run.plan.requests_per_minute).await?;
+    let provenance = json!({
+        "task_file": run.task.source_path.display().to_string(),
+        "endpoint": client.endpoint(),
+        "simulated": model.sim().is_some(),
+        "model": model.model,
+        "api_key": model.masked_key(),
+        "concurrency": concurrency,
+        "shard": run.shard.map(|(i, n)| format!("{i}/{n}")),
+        "plugins": [prompt.info(), parser.info()],
+        "modelcall_version": env!("CARGO_PKG_VERSION"),
+    });
+    let job = Arc::new(ScoreJob {
+        prompt,
+        parser,
+        client,
+        pool: PluginPool::new(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)),
+        parse_retries: plan.parse_retries,
+        input_key: plan.input_key.clone(),
+        require_json: plan.require_json,
+    });
+    let options = EngineOptions {
+        task_name: run.plan.task_name.clone(),
+        read: ReadOptions {
+            key_fields: vec![plan.id_field.clone()],
+            samples_per_record: 1,
+            shard: run.shard,
+            max_items: plan.max_items_per_file,
+            on_duplicate_id: run.task.task.options.on_duplicate_id.unwrap_or_default(),
+        },
+        concurrency,
+        max_concurrent_units: plan.max_concurrent_files,
+        flush_interval: run.plan.flush_interval,
+        fresh_start: run.plan.fresh_start,
+        show_progress: run.show_progress,
+        expected_records: inputs.as_deref().and_then(crate::input_count::count_all),
+        summary: Some((plan.output_folder.join(summary_name(run.shard)), provenance)),
+    };
+    // Preprocessing runs concurrently, feeding `units` through its finished group files.
+    let (scored, preprocessed) = match preprocessing {
+        Some((stage, out)) => {
+            let (scored, preprocessed) = tokio::join!(engine::run(options, job, units, stop.clone(), None), stage);
+            (scored, Some((preprocessed, out)))
+        }
+        None => (engine::run(options, job, units, stop.clone(), None).await, None),
+    };
+    let mut finish = Finish::Done;
+    if let Some((preprocessed, out)) = preprocessed {
+        let preprocessed = preprocessed?;
+        preprocess::report(&preprocessed, &out);
+        finish = Finish::from_outcome(&preprocessed);
+    }
+    let scored = scored?;
+    if scored.stopped.is_none() {
+        if let Some(folder) = &plan.stat_folder {
+            super::stat_files::write(folder, &scored, plan, &model.path)?;
+        }
+    }
+    Ok(finish.and(report(&scored)))
+}
+
+/// `run_summary.json`, or one per shard so shards sharing a folder never overwrite each other.
+pub fn summary_name(shard: Option<(u32, u32)>) -> String {
+    format!("run_summary{}.json", modelcall_io::naming::shard_suffix(shard))
+}
+
+/// The record files to score: every supported file of the input folder (or the input file),
+/// each with an output name of its own.
+fn input_files(run: &TaskRun<'_>, plan: &ScoringPlan) -> Result<Vec<PathBuf>, BadConfig> {
+    let file = run.task.source_path.display();
+    let (key, path) = plan.input.as_ref().ok_or_else(|| BadConfig(format!("{file}: data.input_folder is missing")))?;
+    if !path.exists() {
+        return Err(BadConfig(format!("{file}: `{key}`: {} does not exist", path.display())));
+    }
+    let mut files = modelcall_io::list_input_files(path, plan.file_pattern.as_deref()).map_err(|e| BadConfig(format!("{file}: `{key}`: {e}")))?;
+    if files.is_empty() {
+        return Err(BadConfig(format!(
+            "{file}: `{key}`: no input files in {} (expected *.jsonl, *.jsonl.gz, *.jsonl.zst or *.parquet)",
+            path.display()
+        )));
+    }
+    if let Some(n) = plan.max_files {
+        files.truncate(n);
+    }
+    modelcall_io::naming::unique_stems(&files).map_err(|e| BadConfig(format!("{file}: `{key}`: {e}")))?;
+    Ok(files)
+}
