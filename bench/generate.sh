@@ -8,15 +8,8 @@
 # concurrency / latency, client CPU ms per request and peak RSS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-records=${1:?records}
-concurrency=${2:?concurrency}
-latency_ms=${3:?latency_ms}
-port=${4:-18531}
-bin=target/release/modelcall
-[ -x "$bin" ] || cargo build --release -p modelcall >&2
-
-work=$(mktemp -d)
-trap 'kill $sim_pid 2>/dev/null || true; rm -rf "$work"' EXIT
+source bench/lib.sh
+bench_init "$@" 18531
 mkdir -p "$work/in"
 python3 - "$records" > "$work/in/chats.jsonl" <<'PY'
 import json, sys
@@ -25,15 +18,7 @@ for i in range(int(sys.argv[1])):
         {"role": "system", "content": "You are a helpful assistant and an expert coder."},
         {"role": "user", "content": f"[{i}] Explain, with an example, how a hash map resolves collisions."}]}))
 PY
-cat > "$work/teacher.yaml" <<YAML
-client_config:
-  base_url: "http://127.0.0.1:$port/v1"
-  api_key: "bench"
-  timeout: 60
-  max_retries: 5
-chat_config:
-  model: "teacher"
-YAML
+bench_model_yaml teacher > "$work/teacher.yaml"
 cat > "$work/task.yaml" <<YAML
 task_name: bench_generate
 task_type: data_distillation
@@ -45,11 +30,7 @@ distillation:
   output_path: "$work/out"
   concurrency: $concurrency
 YAML
-"$bin" serve-sim --port "$port" --latency-ms "$latency_ms" --exit-after-secs 3600 > "$work/sim.log" 2>&1 &
-sim_pid=$!
-for _ in $(seq 1 100); do grep -q listening "$work/sim.log" 2>/dev/null && break; sleep 0.05; done
-/usr/bin/time -f '%U %S %M' -o "$work/time" "$bin" run-task "$work/task.yaml" --no-progress > "$work/run.log" 2>&1 || { cat "$work/run.log" >&2; exit 1; }
-read -r user sys maxrss_kb < "$work/time"
+bench_run_task "$work/task.yaml"
 lines=$(wc -l < "$work/out/chats.jsonl")
 python3 - "$work/out/run_summary.json" "$user" "$sys" "$maxrss_kb" "$concurrency" "$latency_ms" "$records" "$lines" <<'PY'
 import json, sys

@@ -9,15 +9,8 @@
 # ideal concurrency / latency (when LATENCY_MS > 0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-records=${1:?records}
-concurrency=${2:?concurrency}
-latency_ms=${3:?latency_ms}
-port=${4:-18431}
-bin=target/release/modelcall
-[ -x "$bin" ] || cargo build --release -p modelcall >&2
-
-work=$(mktemp -d)
-trap 'kill $sim_pid 2>/dev/null || true; rm -rf "$work"' EXIT
+source bench/lib.sh
+bench_init "$@" 18431
 mkdir -p "$work/input"
 python3 - "$records" > "$work/input/data.jsonl" <<'PY'
 import json, sys
@@ -26,15 +19,7 @@ out = sys.stdout
 for i in range(n):
     out.write(json.dumps({"id": f"r{i:08d}", "text": f"Record {i}: a short English paragraph about rivers, bread and tides, long enough to look like real data."}) + "\n")
 PY
-cat > "$work/model.yaml" <<YAML
-client_config:
-  base_url: "http://127.0.0.1:$port/v1"
-  api_key: "bench"
-  timeout: 60
-  max_retries: 5
-chat_config:
-  model: "bench"
-YAML
+bench_model_yaml bench > "$work/model.yaml"
 cat > "$work/task.yaml" <<YAML
 task_name: bench
 task_type: data_scoring
@@ -53,12 +38,7 @@ concurrency:
   max_concurrent_requests: $concurrency
 YAML
 
-"$bin" serve-sim --port "$port" --latency-ms "$latency_ms" --exit-after-secs 3600 > "$work/sim.log" 2>&1 &
-sim_pid=$!
-for _ in $(seq 1 100); do grep -q listening "$work/sim.log" 2>/dev/null && break; sleep 0.05; done
-
-/usr/bin/time -f '%U %S %M' -o "$work/time" "$bin" run-task "$work/task.yaml" --no-progress > "$work/run.log" 2>&1 || { cat "$work/run.log" >&2; exit 1; }
-read -r user sys maxrss_kb < "$work/time"
+bench_run_task "$work/task.yaml"
 python3 - "$work/out/run_summary.json" "$user" "$sys" "$maxrss_kb" "$concurrency" "$latency_ms" "$records" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))

@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::Scratch;
+
 use common::read_jsonl as lines;
 use std::collections::HashMap;
 use std::io::Write;
@@ -16,17 +18,7 @@ fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_modelcall")
 }
 
-struct Scratch {
-    dir: tempfile::TempDir,
-}
-
 impl Scratch {
-    fn new() -> Self {
-        Scratch { dir: tempfile::tempdir().unwrap() }
-    }
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
     fn conversations(&self, n: usize) {
         std::fs::create_dir_all(self.path("in")).unwrap();
         let mut f = std::io::BufWriter::new(std::fs::File::create(self.path("in/chats.jsonl")).unwrap());
@@ -98,15 +90,7 @@ fn kill_dash_nine_three_times_then_resume_gives_one_line_per_uid() {
     s.conversations(20_000);
     let task = s.task("sim://?latency_ms=20", 5, 256);
     for (round, wait_ms) in [350u64, 700, 1100].into_iter().enumerate() {
-        let mut child = Command::new(bin())
-            .arg("run-task")
-            .arg(&task)
-            .arg("--no-progress")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = common::spawn_run_task(bin(), &task);
         std::thread::sleep(Duration::from_millis(wait_ms));
         let early = child.try_wait().unwrap().is_some();
         if !early {

@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::Scratch;
+
 use common::read_jsonl;
 use std::collections::HashMap;
 use std::io::Write;
@@ -20,24 +22,8 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
-/// A scratch folder with a model config, the shipped English prompt and a task YAML.
-struct Scratch {
-    dir: tempfile::TempDir,
-}
-
+/// Task files over the scratch folder: a model config, the shipped English prompt, a task YAML.
 impl Scratch {
-    fn new() -> Self {
-        Scratch { dir: tempfile::tempdir().unwrap() }
-    }
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-    fn write(&self, rel: &str, content: &[u8]) -> PathBuf {
-        let p = self.path(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(&p, content).unwrap();
-        p
-    }
     /// A task over `input/` with the given sim URL and extra YAML lines appended.
     fn task(&self, sim_url: &str, concurrency: usize, extra: &str) -> PathBuf {
         let model = self.write(
@@ -146,15 +132,7 @@ fn kill_dash_nine_three_times_then_resume_gives_every_key_exactly_once() {
         seed ^= seed >> 7;
         seed ^= seed << 17;
         let wait = Duration::from_millis(300 + seed % 900);
-        let mut child = Command::new(bin())
-            .arg("run-task")
-            .arg(&task)
-            .arg("--no-progress")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = common::spawn_run_task(bin(), &task);
         std::thread::sleep(wait);
         let finished_early = child.try_wait().unwrap().is_some();
         if !finished_early {

@@ -4,7 +4,6 @@
 //! locking is needed; the progress display reads a few atomics published alongside.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -217,24 +216,6 @@ impl RunStats {
         }
         out
     }
-}
-
-/// Writes `value` as pretty JSON to `path` through a temporary file and a rename, so a reader
-/// never sees half a file.
-pub fn write_json_atomically(path: &Path, value: &Value) -> anyhow::Result<()> {
-    use std::io::Write;
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let tmp = path.with_extension("json.tmp");
-    {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(serde_json::to_string_pretty(value)?.as_bytes())?;
-        file.write_all(b"\n")?;
-        file.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    Ok(())
 }
 
 #[cfg(test)]

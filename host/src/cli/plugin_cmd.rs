@@ -30,13 +30,8 @@ pub enum PluginCommand {
     },
     /// Run records (or files) through a plugin and print one JSON line per outcome.
     Run {
-        /// A `.wasm` component or `builtin:<name>`.
-        plugin: String,
-        #[arg(long)]
-        role: Role,
-        /// Config (YAML or JSON file) passed to the plugin's `init`; default `{}`.
-        #[arg(long)]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        target: PluginTarget,
         /// Limits (YAML or JSON file, the `limits:` block of a task); default: the defaults.
         #[arg(long)]
         limits: Option<PathBuf>,
@@ -46,28 +41,35 @@ pub enum PluginCommand {
         /// Directory whose files (recursively) are each given to a preprocessor as raw bytes.
         #[arg(long)]
         files: Option<PathBuf>,
-        /// For a score parser: the record field holding the model's completion.
-        #[arg(long, default_value = "completion")]
-        completion_field: String,
         /// Task name lent to the plugin through its call context.
         #[arg(long, default_value = "plugin-run")]
         task_name: String,
     },
     /// Measure a plugin: first compile (no cache), load with a warm cache, µs per record warm.
     Bench {
-        plugin: String,
-        #[arg(long)]
-        role: Role,
-        #[arg(long)]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        target: PluginTarget,
         /// JSONL file of records (for a score parser each needs the completion field).
         #[arg(long)]
         input: PathBuf,
         #[arg(long, default_value_t = 1000)]
         iterations: u32,
-        #[arg(long, default_value = "completion")]
-        completion_field: String,
     },
+}
+
+/// The plugin that `run` and `bench` exercise, and how.
+#[derive(clap::Args)]
+pub struct PluginTarget {
+    /// A `.wasm` component or `builtin:<name>`.
+    plugin: String,
+    #[arg(long)]
+    role: Role,
+    /// Config (YAML or JSON file) passed to the plugin's `init`; default `{}`.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// For a score parser: the record field holding the model's completion.
+    #[arg(long, default_value = "completion")]
+    completion_field: String,
 }
 
 pub fn run(cmd: PluginCommand) -> anyhow::Result<()> {
@@ -84,7 +86,7 @@ pub fn run(cmd: PluginCommand) -> anyhow::Result<()> {
             Ok(())
         }
         PluginCommand::Check { plugin, role, config } => check(&plugin, role, config.as_deref()),
-        PluginCommand::Run { plugin, role, config, limits, input, files, completion_field, task_name } => {
+        PluginCommand::Run { target: PluginTarget { plugin, role, config, completion_field }, limits, input, files, task_name } => {
             let mut spec = PluginSpec::new(PluginSource::parse(&plugin), role);
             spec.config = read_config(config.as_deref())?;
             spec.task_name = task_name;
@@ -110,7 +112,7 @@ pub fn run(cmd: PluginCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        PluginCommand::Bench { plugin, role, config, input, iterations, completion_field } => {
+        PluginCommand::Bench { target: PluginTarget { plugin, role, config, completion_field }, input, iterations } => {
             bench(&plugin, role, config.as_deref(), &input, iterations, &completion_field)
         }
     }

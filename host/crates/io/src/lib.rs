@@ -10,6 +10,7 @@ pub mod atomic;
 pub mod bad_line;
 pub mod journal;
 pub mod listing;
+pub mod lock;
 pub mod naming;
 pub mod key;
 pub mod keyset;
@@ -24,6 +25,7 @@ pub use key::{internal_key, is_internal_key, shard_of, AssignedKey, KeyAssigner}
 pub use keyset::KeySet;
 pub use atomic::{sweep_temp_files, write_atomically, AtomicFile, WriteError};
 pub use bad_line::BadLine;
+pub use lock::{LockError, OutputLock};
 pub use grouped::{finalize_grouped, finalize_records, GroupedStats, RecordsTarget};
 pub use naming::{input_stem, FilePaths, Naming};
 pub use sink::{finalize, finalize_ordered, FinalizeStats, OutputFormat, SinkError};

@@ -104,13 +104,7 @@ fn deep_nesting_and_huge_numbers_are_bad_lines() {
     ];
     std::fs::write(&p, lines.join("\n")).unwrap();
     let all: Vec<SourceItem> = items(&p, SourceOptions::default()).into_iter().map(Result::unwrap).collect();
-    let got: Vec<(u64, &str)> = all
-        .iter()
-        .map(|i| match i {
-            SourceItem::Record { line, .. } => (*line, "ok"),
-            SourceItem::Bad { line, cause, .. } => (*line, cause.as_str()),
-        })
-        .collect();
+    let got = line_causes(&all);
     assert_eq!(got, vec![(1, "ok"), (2, "too_deep"), (3, "too_deep"), (4, "invalid_json"), (5, "ok"), (6, "ok")]);
     let SourceItem::Bad { cause, .. } = &all[1] else { unreachable!() };
     assert_eq!(cause, &BadLineCause::TooDeep { limit: 100 });
@@ -150,13 +144,7 @@ fn over_long_lines_are_bad_and_later_lines_keep_their_numbers() {
     std::fs::write(&p, text).unwrap();
     let options = SourceOptions { max_record_bytes: 100 };
     let all: Vec<SourceItem> = items(&p, options).into_iter().map(Result::unwrap).collect();
-    let got: Vec<(u64, &str)> = all
-        .iter()
-        .map(|i| match i {
-            SourceItem::Record { line, .. } => (*line, "ok"),
-            SourceItem::Bad { line, cause, .. } => (*line, cause.as_str()),
-        })
-        .collect();
+    let got = line_causes(&all);
     assert_eq!(got, vec![(1, "ok"), (2, "record_too_large"), (3, "ok"), (4, "record_too_large"), (7, "record_too_large")]);
     let SourceItem::Bad { cause, raw_excerpt, .. } = &all[1] else { unreachable!() };
     assert_eq!(cause, &BadLineCause::RecordTooLarge { bytes: long.len() as u64, limit: 100 });
@@ -208,4 +196,14 @@ fn parquet_rows_over_the_limits_are_bad_rows() {
         write_parquet(&p, deep_schema(levels), &[deep_row(levels), deep_row(levels)]);
         assert_eq!(summary(&p, SourceOptions::default()), vec![(1, want), (2, want)], "{levels} levels");
     }
+}
+
+/// `(line, "ok" | cause)` of every item, in order.
+fn line_causes(all: &[SourceItem]) -> Vec<(u64, &str)> {
+    all.iter()
+        .map(|i| match i {
+            SourceItem::Record { line, .. } => (*line, "ok"),
+            SourceItem::Bad { line, cause, .. } => (*line, cause.as_str()),
+        })
+        .collect()
 }

@@ -3,9 +3,8 @@
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 
-use serde_json::Value;
 
-use super::{nests_deeper_than, BadLineCause, SourceError, SourceItem, SourceOptions, MAX_DEPTH};
+use super::{parse_record, BadLineCause, SourceError, SourceItem, SourceOptions};
 
 /// Longest excerpt of a bad line kept for the error output.
 const EXCERPT_BYTES: usize = 200;
@@ -156,31 +155,12 @@ impl Iterator for JsonlLines {
             if line.is_empty() {
                 continue;
             }
-            let text = match std::str::from_utf8(line) {
-                Ok(text) => text,
-                Err(e) => {
-                    return Some(Ok(SourceItem::Bad {
-                        line: line_no,
-                        cause: BadLineCause::InvalidUtf8(e.valid_up_to()),
-                        raw_excerpt: excerpt(line),
-                    }))
-                }
-            };
-            if nests_deeper_than(line, MAX_DEPTH) {
-                return Some(Ok(SourceItem::Bad {
-                    line: line_no,
-                    cause: BadLineCause::TooDeep { limit: MAX_DEPTH },
-                    raw_excerpt: excerpt(line),
-                }));
+            if let Err(e) = std::str::from_utf8(line) {
+                return Some(Ok(SourceItem::Bad { line: line_no, cause: BadLineCause::InvalidUtf8(e.valid_up_to()), raw_excerpt: excerpt(line) }));
             }
-            return Some(Ok(match serde_json::from_str::<Value>(text) {
-                Ok(Value::Object(record)) => SourceItem::Record { line: line_no, record },
-                Ok(_) => SourceItem::Bad { line: line_no, cause: BadLineCause::NotAnObject, raw_excerpt: excerpt(line) },
-                Err(e) => SourceItem::Bad {
-                    line: line_no,
-                    cause: BadLineCause::InvalidJson(e.to_string()),
-                    raw_excerpt: excerpt(line),
-                },
+            return Some(Ok(match parse_record(line) {
+                Ok(record) => SourceItem::Record { line: line_no, record },
+                Err(cause) => SourceItem::Bad { line: line_no, cause, raw_excerpt: excerpt(line) },
             }));
         }
     }

@@ -85,34 +85,26 @@ impl Default for SourceOptions {
     }
 }
 
-/// Whether the JSON text `bytes` nests arrays/objects more than `limit` levels deep. Only
-/// brackets outside strings count; the text need not be valid JSON.
-pub(crate) fn nests_deeper_than(bytes: &[u8], limit: usize) -> bool {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for &b in bytes {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'{' | b'[' => {
-                depth += 1;
-                if depth > limit {
-                    return true;
-                }
-            }
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
+/// Parses one line (or Parquet row) as a record under the source limits: an object, at most
+/// [`MAX_DEPTH`] levels deep (serde_json itself refuses beyond 128; between the two the parsed
+/// value is measured), with representable numbers.
+pub(crate) fn parse_record(bytes: &[u8]) -> Result<Map<String, Value>, BadLineCause> {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(record)) if 1 + record.values().map(nesting).max().unwrap_or(0) > MAX_DEPTH => Err(BadLineCause::TooDeep { limit: MAX_DEPTH }),
+        Ok(Value::Object(record)) => Ok(record),
+        Ok(_) => Err(BadLineCause::NotAnObject),
+        Err(e) if e.to_string().starts_with("recursion limit exceeded") => Err(BadLineCause::TooDeep { limit: MAX_DEPTH }),
+        Err(e) => Err(BadLineCause::InvalidJson(e.to_string())),
     }
-    false
+}
+
+/// Levels of arrays/objects in `v` (a scalar is 0, `{}` is 1).
+fn nesting(v: &Value) -> usize {
+    match v {
+        Value::Object(m) => 1 + m.values().map(nesting).max().unwrap_or(0),
+        Value::Array(a) => 1 + a.iter().map(nesting).max().unwrap_or(0),
+        _ => 0,
+    }
 }
 
 pub type SourceIter = Box<dyn Iterator<Item = Result<SourceItem, SourceError>> + Send>;

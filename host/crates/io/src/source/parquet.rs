@@ -5,9 +5,8 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
 use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
-use serde_json::Value;
 
-use super::{nests_deeper_than, BadLineCause, SourceError, SourceItem, SourceOptions, MAX_DEPTH};
+use super::{parse_record, BadLineCause, SourceError, SourceItem, SourceOptions};
 
 /// Longest excerpt of a bad row kept for the error output.
 const EXCERPT_BYTES: usize = 200;
@@ -76,13 +75,9 @@ impl ParquetRows {
         if line.len() > self.max_record_bytes {
             return bad(BadLineCause::RecordTooLarge { bytes: line.len() as u64, limit: self.max_record_bytes });
         }
-        if nests_deeper_than(line, MAX_DEPTH) {
-            return bad(BadLineCause::TooDeep { limit: MAX_DEPTH });
-        }
-        match serde_json::from_slice::<Value>(line) {
-            Ok(Value::Object(record)) => SourceItem::Record { line: line_no, record },
-            Ok(_) => bad(BadLineCause::NotAnObject),
-            Err(e) => bad(BadLineCause::InvalidJson(e.to_string())),
+        match parse_record(line) {
+            Ok(record) => SourceItem::Record { line: line_no, record },
+            Err(cause) => bad(cause),
         }
     }
 }

@@ -1,0 +1,39 @@
+# Shared by the bench scripts: arguments, a fresh release build, a scratch folder, the
+# SIMULATED endpoint as its own process on 127.0.0.1, and a measured run of modelcall.
+#
+#   source bench/lib.sh; bench_init RECORDS CONCURRENCY LATENCY_MS [PORT] DEFAULT_PORT
+
+bench_init() {
+    records=${1:?records}
+    concurrency=${2:?concurrency}
+    latency_ms=${3:?latency_ms}
+    port=${4:-$5}
+    bin=target/release/modelcall
+    # Always build: measuring a stale binary would report the old code's figures.
+    cargo build --release -p modelcall >&2
+    work=$(mktemp -d)
+    trap 'kill $sim_pid 2>/dev/null || true; rm -rf "$work"' EXIT
+}
+
+# The model config of a bench, pointing at the simulated endpoint.
+bench_model_yaml() {
+    cat <<YAML
+client_config:
+  base_url: "http://127.0.0.1:$port/v1"
+  api_key: "bench"
+  timeout: 60
+  max_retries: 5
+chat_config:
+  model: "$1"
+YAML
+}
+
+# Starts serve-sim and runs `modelcall run-task $1` under /usr/bin/time; sets user, sys and
+# maxrss_kb (client CPU seconds and peak RSS).
+bench_run_task() {
+    "$bin" serve-sim --port "$port" --latency-ms "$latency_ms" --exit-after-secs 3600 > "$work/sim.log" 2>&1 &
+    sim_pid=$!
+    for _ in $(seq 1 100); do grep -q listening "$work/sim.log" 2>/dev/null && break; sleep 0.05; done
+    /usr/bin/time -f '%U %S %M' -o "$work/time" "$bin" run-task "$1" --no-progress > "$work/run.log" 2>&1 || { cat "$work/run.log" >&2; exit 1; }
+    read -r user sys maxrss_kb < "$work/time"
+}

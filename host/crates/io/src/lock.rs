@@ -1,0 +1,348 @@
+//! An exclusive lock on an output folder, so two runs of one task writing to one folder never
+//! both send every record.
+//!
+//! The lock is the file `<folder>/.modelcall/run.lock`, holding JSON
+//! `{"pid", "host", "started_at", "command"}`. It is created atomically (`O_CREAT|O_EXCL`),
+//! written and fsync'd. A run that finds it:
+//!
+//! - naming this host and a pid that is not alive: the lock is stale (its run was killed), and is
+//!   taken over;
+//! - naming another host, or a live pid (this process included: a second acquire in one process
+//!   is a different run): [`LockError::Held`];
+//! - unreadable or garbled: stale when its file is older than [`GARBLED_GRACE`], otherwise Held
+//!   (its writer may be between creating and writing it).
+//!
+//! Taking over never removes a lock it has not judged: the stale file is first renamed to a
+//! private name, its content compared with what was judged, and only then deleted; a fresh lock
+//! moved by mistake (another run won the race) is linked back without overwriting anything. The
+//! new lock is then created with `O_EXCL` again, and losing that race is Held.
+//!
+//! Limits: liveness is judged by pid on the same host name, so two containers sharing a folder
+//! and a host name but not a pid namespace may take each other's lock; a pid reused by an
+//! unrelated process keeps a dead run's lock Held (the message says which file to remove).
+
+use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::atomic::{process_alive, TEMP_PREFIX};
+
+/// Folder (inside the output folder) holding the lock file.
+pub const LOCK_DIR: &str = ".modelcall";
+/// The lock file's name inside [`LOCK_DIR`].
+pub const LOCK_FILE: &str = "run.lock";
+/// How old an unreadable or garbled lock file must be before it is treated as stale.
+pub const GARBLED_GRACE: Duration = Duration::from_secs(60);
+
+/// Why [`OutputLock::acquire`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// Another run (or an earlier acquire in this process) holds the folder. The fields come from
+    /// its lock file; `pid` is `None` (and the strings empty) when that file is being written or
+    /// is unreadable.
+    #[error("{}", held_message(path, *pid, host, started_at, command))]
+    Held { path: PathBuf, pid: Option<u32>, host: String, started_at: String, command: String },
+    /// The lock file or its folder could not be created, read or written.
+    #[error("output lock {path}: {source}", path = path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+fn held_message(path: &Path, pid: Option<u32>, host: &str, started_at: &str, command: &str) -> String {
+    let folder = output_folder_of(path);
+    match pid {
+        Some(pid) => format!(
+            "another modelcall run (pid {pid} on host {host}, started {started_at}: `{command}`) is writing to {}; \
+             wait for it to end, or stop it. If it is not running any more, remove {}",
+            folder.display(),
+            path.display()
+        ),
+        None => format!(
+            "another modelcall run is writing to {} (its lock file is being written or cannot be read); \
+             wait for it to end, or stop it. If it is not running any more, remove {}",
+            folder.display(),
+            path.display()
+        ),
+    }
+}
+
+/// `<folder>` from `<folder>/.modelcall/run.lock`.
+fn output_folder_of(lock_path: &Path) -> &Path {
+    lock_path.parent().and_then(Path::parent).unwrap_or(lock_path)
+}
+
+/// The contents of a lock file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct LockInfo {
+    pid: u32,
+    host: String,
+    started_at: String,
+    command: String,
+}
+
+/// An exclusive hold on an output folder; released (its file removed, if still ours) on drop.
+#[derive(Debug)]
+pub struct OutputLock {
+    path: PathBuf,
+    /// The exact bytes we wrote: the file is removed on drop only if it still holds them.
+    content: Vec<u8>,
+}
+
+impl OutputLock {
+    /// Takes `<folder>/.modelcall/run.lock` (creating folders), writing JSON {pid, host,
+    /// started_at (RFC 3339 UTC), command (the process's argv joined)}.
+    pub fn acquire(folder: &Path) -> Result<OutputLock, LockError> {
+        let dir = folder.join(LOCK_DIR);
+        std::fs::create_dir_all(&dir).map_err(|source| LockError::Io { path: dir.clone(), source })?;
+        let path = dir.join(LOCK_FILE);
+        let info = LockInfo {
+            pid: std::process::id(),
+            host: hostname(),
+            started_at: rfc3339_utc(SystemTime::now()),
+            command: std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" "),
+        };
+        let mut content = serde_json::to_vec(&info).expect("a lock record serialises");
+        content.push(b'\n');
+
+        // Attempt 0 may take over a stale lock; attempt 1 is the retry after that, where any
+        // existing file (a lost race) is Held.
+        for attempt in 0..2 {
+            match create_exclusive(&path, &content) {
+                Ok(()) => return Ok(OutputLock { path, content }),
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                Err(source) => return Err(LockError::Io { path, source }),
+            }
+            let Some(found) = read_existing(&path)? else {
+                continue; // removed between our create and read: try again
+            };
+            if attempt == 0 && found.is_stale(&info.host) {
+                tracing::warn!(lock = %path.display(), holder = %found.describe(), "taking over a stale output lock");
+                take_away(&path, &found.bytes)?;
+                continue;
+            }
+            return Err(found.held(&path));
+        }
+        // The file came and went twice (or a takeover lost its race and the winner already left):
+        // report whatever holds it now, or Held without details.
+        match read_existing(&path)? {
+            Some(found) => Err(found.held(&path)),
+            None => Err(LockError::Held { path, pid: None, host: String::new(), started_at: String::new(), command: String::new() }),
+        }
+    }
+
+    /// The lock file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for OutputLock {
+    fn drop(&mut self) {
+        // Only if it is still ours: someone may have removed it by hand and another run taken it.
+        if std::fs::read(&self.path).is_ok_and(|b| b == self.content) {
+            if let Err(e) = std::fs::remove_file(&self.path) {
+                tracing::warn!(lock = %self.path.display(), error = %e, "could not remove the output lock");
+            }
+        }
+    }
+}
+
+/// Creates `path` only if it does not exist, writes `content` and fsyncs it and its folder. A
+/// failure after creating removes the partial file.
+fn create_exclusive(path: &Path, content: &[u8]) -> std::io::Result<()> {
+    let mut file = OpenOptions::new().write(true).create_new(true).open(path)?;
+    let written = file.write_all(content).and_then(|()| file.sync_all());
+    if let Err(e) = written {
+        drop(file);
+        let _ = std::fs::remove_file(path);
+        return Err(e);
+    }
+    drop(file);
+    if let Some(dir) = path.parent() {
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+/// An existing lock file as read.
+struct Found {
+    bytes: Vec<u8>,
+    /// `None` when garbled.
+    info: Option<LockInfo>,
+    /// Time since the file was last modified (zero when unknown or in the future).
+    age: Duration,
+}
+
+impl Found {
+    fn is_stale(&self, our_host: &str) -> bool {
+        match &self.info {
+            Some(info) => info.host == our_host && !process_alive(info.pid),
+            None => self.age >= GARBLED_GRACE,
+        }
+    }
+
+    fn held(self, path: &Path) -> LockError {
+        match self.info {
+            Some(i) => LockError::Held { path: path.to_path_buf(), pid: Some(i.pid), host: i.host, started_at: i.started_at, command: i.command },
+            None => LockError::Held { path: path.to_path_buf(), pid: None, host: String::new(), started_at: String::new(), command: String::new() },
+        }
+    }
+
+    fn describe(&self) -> String {
+        match &self.info {
+            Some(i) => format!("pid {} on host {}, started {}", i.pid, i.host, i.started_at),
+            None => format!("unreadable lock file, {}s old", self.age.as_secs()),
+        }
+    }
+}
+
+/// Reads the lock file; `None` if it does not exist (any more).
+fn read_existing(path: &Path) -> Result<Option<Found>, LockError> {
+    let io = |source| LockError::Io { path: path.to_path_buf(), source };
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(e)),
+    };
+    let modified = file.metadata().and_then(|m| m.modified()).map_err(io)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(io)?;
+    let age = SystemTime::now().duration_since(modified).unwrap_or(Duration::ZERO);
+    Ok(Some(Found { info: parse(&bytes), bytes, age }))
+}
+
+/// A well-formed lock record, or `None`. A pid outside 1..=i32::MAX is garbled (signalling it
+/// would address a process group).
+fn parse(bytes: &[u8]) -> Option<LockInfo> {
+    let info: LockInfo = serde_json::from_slice(bytes).ok()?;
+    (info.pid >= 1 && info.pid <= i32::MAX as u32).then_some(info)
+}
+
+static ASIDE_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Removes the stale lock at `path` whose content was judged to be `judged`, without removing a
+/// lock some other run created in the meantime: moves it to a private name, compares, and puts
+/// it back (never overwriting) when it is not the one judged.
+fn take_away(path: &Path, judged: &[u8]) -> Result<(), LockError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    // Ends in `.<pid>` with the temp prefix, so `sweep_temp_files` removes it if we die here.
+    let aside = dir.join(format!(
+        "{TEMP_PREFIX}{LOCK_FILE}.stale{}.{}",
+        ASIDE_COUNTER.fetch_add(1, Ordering::Relaxed),
+        std::process::id()
+    ));
+    match std::fs::rename(path, &aside) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()), // someone else took it away
+        Err(source) => return Err(LockError::Io { path: path.to_path_buf(), source }),
+    }
+    let moved = std::fs::read(&aside).map_err(|source| LockError::Io { path: aside.clone(), source })?;
+    if moved != judged {
+        // A run that won the race already wrote its lock and we moved it: put it back. A hard
+        // link never overwrites; if it fails because the name is taken again, the newest run
+        // holds it, and our retry will report that one as Held.
+        if let Err(e) = std::fs::hard_link(&aside, path) {
+            if e.kind() != ErrorKind::AlreadyExists {
+                let _ = std::fs::rename(&aside, path); // file systems without hard links
+                return Ok(());
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&aside);
+    Ok(())
+}
+
+/// This machine's host name (`gethostname`), or `"unknown"` when it cannot be read.
+pub fn hostname() -> String {
+    #[cfg(unix)]
+    {
+        let mut buf = [0u8; 256];
+        let r = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
+        if r == 0 {
+            let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+            let name = String::from_utf8_lossy(&buf[..end]).into_owned();
+            if !name.is_empty() {
+                return name;
+            }
+        }
+        "unknown".to_string()
+    }
+    #[cfg(not(unix))]
+    {
+        std::env::var("COMPUTERNAME").unwrap_or_else(|_| "unknown".to_string())
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for a time (seconds precision, UTC).
+fn rfc3339_utc(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// Proleptic Gregorian date of a day count since 1970-01-01 (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_rfc3339_formats_utc_seconds() {
+        assert_eq!(rfc3339_utc(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_utc(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339_utc(UNIX_EPOCH + Duration::from_secs(1_796_137_200)), "2026-12-01T15:00:00Z");
+    }
+
+    #[test]
+    fn lock_parse_rejects_garbage_and_group_pids() {
+        assert!(parse(b"{\"pid\":1").is_none());
+        assert!(parse(br#"{"pid":0,"host":"h","started_at":"s","command":"c"}"#).is_none());
+        assert!(parse(br#"{"pid":4294967295,"host":"h","started_at":"s","command":"c"}"#).is_none());
+        assert_eq!(parse(br#"{"pid":7,"host":"h","started_at":"s","command":"c"}"#).unwrap().pid, 7);
+    }
+
+    #[test]
+    fn lock_held_message_names_the_run_the_folder_and_the_file() {
+        let e = LockError::Held {
+            path: PathBuf::from("/out/.modelcall/run.lock"),
+            pid: Some(123),
+            host: "h".into(),
+            started_at: "2026-12-01T15:00:00Z".into(),
+            command: "modelcall run-task x.yaml".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "another modelcall run (pid 123 on host h, started 2026-12-01T15:00:00Z: `modelcall run-task x.yaml`) \
+             is writing to /out; wait for it to end, or stop it. If it is not running any more, remove /out/.modelcall/run.lock"
+        );
+    }
+
+    #[test]
+    fn lock_take_away_puts_back_a_lock_it_did_not_judge() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(LOCK_FILE);
+        std::fs::write(&path, b"fresh").unwrap();
+        take_away(&path, b"stale").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"fresh");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "nothing left aside");
+        take_away(&path, b"fresh").unwrap();
+        assert!(!path.exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+}
