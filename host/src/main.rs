@@ -27,6 +27,7 @@ fn main() -> std::process::ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("MODELCALL_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(modelcall::progress::colour_on_stderr())
         .init();
     let result = match cli.command {
         Command::RunTask(args) => return modelcall::cli::run_task::run(args),

@@ -34,6 +34,8 @@ pub struct FileStats {
     /// Records whose id an earlier record of the same input already had (kept under `id#2`, …,
     /// skipped, or failed, per `options.on_duplicate_id`).
     pub duplicate_ids: u64,
+    /// Records that failed permanently in an earlier run and were not sent again.
+    pub failed_before: u64,
 }
 
 /// Whole-run counters.
@@ -133,6 +135,7 @@ impl RunStats {
             t.debug_limited += f.debug_limited;
             t.records_out += f.records_out;
             t.duplicate_ids += f.duplicate_ids;
+            t.failed_before += f.failed_before;
         }
         t
     }
@@ -165,6 +168,7 @@ impl RunStats {
                 "debug_limited": totals.debug_limited,
                 "records_out": totals.records_out,
                 "duplicate_ids": totals.duplicate_ids,
+                "failed_before": totals.failed_before,
             },
             "failures_by_cause": self.failures_by_cause,
             "retries_by_cause": self.retries_by_cause,

@@ -77,7 +77,7 @@ pub fn run(cmd: PluginCommand) -> anyhow::Result<()> {
     // stderr (RUST_LOG overrides). Ignored if the binary already installed a subscriber.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,modelcall::plugin=info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(crate::progress::colour_on_stderr()).try_init();
     match cmd {
         PluginCommand::List => {
             for name in builtins::names() {

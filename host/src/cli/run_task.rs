@@ -32,6 +32,7 @@ pub fn run(args: RunTaskArgs) -> ExitCode {
             dry_run: args.dry_run,
             preprocess_only: args.stage == "preprocess",
             show_progress: !args.no_progress,
+            retry_failed: args.retry_failed,
             output_override: args.output_folder.clone(),
         };
         if run.preprocess_only && !matches!(&plan.stages, Stages::Scoring(s) if s.preprocess.is_some()) {

@@ -36,6 +36,11 @@ pub struct RunTaskArgs {
     #[arg(long, default_value = "all", value_parser = ["all", "preprocess"])]
     pub stage: String,
 
+    /// Also send again the records that failed permanently before (a rejected request, an
+    /// invalid record): a plain rerun leaves them in the error output.
+    #[arg(long)]
+    pub retry_failed: bool,
+
     /// No progress bar or periodic progress lines.
     #[arg(long)]
     pub no_progress: bool,

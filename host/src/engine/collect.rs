@@ -33,6 +33,10 @@ impl<J: Job> Collector<'_, J> {
                 fs.already_done += 1;
                 self.shared.progress.already_done();
             }
+            Collected::Read(ReadItem::FailedBefore) => {
+                fs.seen += 1;
+                fs.failed_before += 1;
+            }
             Collected::Read(ReadItem::OtherShard) => {
                 fs.seen += 1;
                 fs.other_shards += 1;
@@ -112,7 +116,9 @@ impl<J: Job> Collector<'_, J> {
                             stats.count_failure(&failure.cause);
                         }
                         let file = self.files.get(file).map(String::as_str).unwrap_or(self.unit_name);
-                        let row = self.job.failure_row(&FailureSite { key: &key, file, line }, failure);
+                        let retryable = !failure.is_permanent();
+                        let mut row = self.job.failure_row(&FailureSite { key: &key, file, line }, failure);
+                        row.insert("retryable".into(), json!(retryable));
                         self.journal.append(JournalEntry { key, status: EntryStatus::Error, row })?;
                     }
                     Outcome::Fatal { message } => {

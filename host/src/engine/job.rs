@@ -48,7 +48,25 @@ pub struct Failure {
     pub record: Option<Map<String, Value>>,
 }
 
+/// Causes a plain rerun would only repeat: the request or the record itself is wrong.
+const PERMANENT_CAUSES: &[&str] = &[
+    "model_rejected",
+    "parse_invalid",
+    "missing_input_field",
+    "wrong_input_type",
+    "plugin_invalid_input",
+    "missing_messages",
+    "bad_message",
+    "no_user_turn",
+    "unsupported_input",
+];
+
 impl Failure {
+    /// Whether the failure would repeat on a rerun (sent again only with `--retry-failed`).
+    pub fn is_permanent(&self) -> bool {
+        PERMANENT_CAUSES.contains(&self.cause.as_str())
+    }
+
     pub fn new(cause: impl Into<String>, message: impl Into<String>, calls: CallTally, record: Option<Map<String, Value>>) -> Outcome {
         Outcome::Failed(Failure { cause: cause.into(), message: message.into(), calls, record })
     }

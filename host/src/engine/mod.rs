@@ -14,6 +14,7 @@
 //! tail of one file overlaps the head of the next.
 
 pub mod collect;
+mod fingerprint;
 pub mod job;
 pub mod reader;
 pub mod stop;
@@ -69,6 +70,8 @@ pub struct FinishedUnit {
     pub unit: Unit,
     pub stats: FileStats,
     pub files_written: Vec<PathBuf>,
+    /// Not cut short by a stop.
+    pub complete: bool,
 }
 
 /// How a run ended.
@@ -80,10 +83,11 @@ pub struct RunOutcome {
 }
 
 impl RunOutcome {
-    /// Items that ended in the error output in this run (failed records and bad lines).
+    /// Items in the error outputs: failed records and bad lines of this run, and records that
+    /// failed permanently before and were not sent again.
     pub fn failed_items(&self) -> u64 {
         let t = self.stats.totals();
-        t.failed + t.bad_lines
+        t.failed + t.bad_lines + t.failed_before
     }
 }
 
@@ -110,12 +114,16 @@ pub async fn run<J: Job>(
     });
     let units_at_once = Arc::new(Semaphore::new(options.max_concurrent_units.max(1)));
     let mut handles = Vec::new();
+    let mut feed_done = false;
     loop {
         let unit = tokio::select! {
             unit = units.recv() => unit,
             _ = stop.stopped() => None,
         };
-        let Some(unit) = unit else { break };
+        let Some(unit) = unit else {
+            feed_done = !stop.is_stopped() || matches!(units.try_recv(), Err(mpsc::error::TryRecvError::Disconnected));
+            break;
+        };
         if options.fresh_start {
             for p in [&unit.paths.journal, &unit.paths.output, &unit.paths.errors] {
                 if p.exists() {
@@ -132,9 +140,11 @@ pub async fn run<J: Job>(
         handles.push(tokio::spawn(async move {
             let result = unit_run::run_unit(shared, job, unit.clone()).await;
             drop(permit);
-            if let (Ok((_, files)), Some(tx)) = (&result, ready) {
-                for f in files {
-                    let _ = tx.send(f.clone());
+            if let (Ok(done), Some(tx)) = (&result, ready) {
+                if done.complete {
+                    for f in &done.written {
+                        let _ = tx.send(f.clone());
+                    }
                 }
             }
             (unit, result)
@@ -146,7 +156,7 @@ pub async fn run<J: Job>(
     for h in handles {
         let (unit, result) = h.await?;
         match result {
-            Ok((stats, files_written)) => finished.push(FinishedUnit { unit, stats, files_written }),
+            Ok(r) => finished.push(FinishedUnit { unit, stats: r.stats, files_written: r.written, complete: r.complete }),
             Err(e) => {
                 stop.fatal(format!("{e:#}"));
                 unit_error.get_or_insert(e);
@@ -158,7 +168,10 @@ pub async fn run<J: Job>(
     // The collectors are done; take the counters out (keeping their start time).
     let mut stats = std::mem::take(&mut *stats.lock().unwrap());
     stats.files.extend(finished.iter().map(|u| u.stats.clone()));
-    let stopped = stop.reason();
+    // A stop that came when every unit was already complete (e.g. Ctrl-C while the outputs
+    // were being written) did not cut anything short: the run is complete.
+    let all_complete = feed_done && finished.iter().all(|u| u.complete);
+    let stopped = stop.reason().filter(|r| !(all_complete && *r == StopReason::Interrupted));
     let mut summary_path = None;
     if let Some((path, provenance)) = options.summary {
         let status = if stopped.is_some() { "stopped" } else { "completed" };

@@ -20,6 +20,9 @@ pub enum ReadItem {
     Work { key: String, file: usize, line: u64, seq: u64, input: JobInput },
     Bad { key: String, bad: BadLine },
     AlreadyDone,
+    /// Failed permanently in an earlier run (a rejected request, an invalid record); its error
+    /// row stays, and it is sent again only with `--retry-failed`.
+    FailedBefore,
     OtherShard,
     DebugLimited,
     /// A record whose id was seen before in the unit; `skipped` when it is left out
@@ -41,9 +44,33 @@ pub struct ReadOptions {
     pub max_items: Option<u64>,
     /// What a repeated id does (`options.on_duplicate_id`).
     pub on_duplicate_id: DuplicateIds,
+    /// Send records that failed permanently in an earlier run again (`--retry-failed`).
+    pub retry_failed: bool,
+    /// Lines longer than this are `record_too_large` (default: the io crate's).
+    pub max_record_bytes: Option<usize>,
 }
 
-pub fn read_unit(inputs: UnitInputs, opts: ReadOptions, done: &KeySet, stop: &StopSignal, tx: mpsc::Sender<ReadItem>) {
+/// What earlier runs finished, from the unit's journal.
+#[derive(Default)]
+pub struct Finished {
+    pub ok: KeySet,
+    pub failed_permanently: KeySet,
+}
+
+impl Finished {
+    fn item_for(&self, key: &str, retry_failed: bool) -> Option<ReadItem> {
+        if self.ok.contains(key) {
+            Some(ReadItem::AlreadyDone)
+        } else if !retry_failed && self.failed_permanently.contains(key) {
+            Some(ReadItem::FailedBefore)
+        } else {
+            None
+        }
+    }
+}
+
+/// Sends every line of the unit's inputs; `true` when it got to the end (not stopped).
+pub fn read_unit(inputs: UnitInputs, opts: ReadOptions, done: &Finished, stop: &StopSignal, tx: mpsc::Sender<ReadItem>) -> bool {
     let mut reader = Reader { opts, done, dispatched: 0, tx };
     match inputs {
         UnitInputs::Records(files) => {
@@ -52,18 +79,18 @@ pub fn read_unit(inputs: UnitInputs, opts: ReadOptions, done: &KeySet, stop: &St
             let mut keys = KeyAssigner::with_fields(&fields);
             for (index, file) in files.iter().enumerate() {
                 if !reader.read_records(index, file, &mut keys, stop) {
-                    return;
+                    return false;
                 }
             }
         }
         UnitInputs::RawFiles { root, files } => {
             for (index, path) in files.into_iter().enumerate() {
                 if stop.is_stopped() {
-                    return;
+                    return false;
                 }
                 let rel = modelcall_io::listing::relative_name(&root, &path);
-                let item = if reader.done.contains(&rel) {
-                    ReadItem::AlreadyDone
+                let item = if let Some(finished) = reader.done.item_for(&rel, reader.opts.retry_failed) {
+                    finished
                 } else if let Some(limited) = reader.limited() {
                     limited
                 } else {
@@ -71,16 +98,17 @@ pub fn read_unit(inputs: UnitInputs, opts: ReadOptions, done: &KeySet, stop: &St
                     ReadItem::Work { key: rel.clone(), file: index, line: 0, seq, input: JobInput::File { rel, path } }
                 };
                 if reader.tx.blocking_send(item).is_err() {
-                    return;
+                    return false;
                 }
             }
         }
     }
+    !stop.is_stopped()
 }
 
 struct Reader<'a> {
     opts: ReadOptions,
-    done: &'a KeySet,
+    done: &'a Finished,
     dispatched: u64,
     tx: mpsc::Sender<ReadItem>,
 }
@@ -102,7 +130,8 @@ impl Reader<'_> {
     /// goes on with its next file); `false` when the unit must stop.
     fn read_records(&mut self, index: usize, file: &PathBuf, keys: &mut KeyAssigner, stop: &StopSignal) -> bool {
         let name = file.display().to_string();
-        let source = match modelcall_io::open_source(file) {
+        let options = modelcall_io::SourceOptions { max_record_bytes: self.opts.max_record_bytes.unwrap_or(modelcall_io::DEFAULT_MAX_RECORD_BYTES) };
+        let source = match modelcall_io::open_source_with(file, options) {
             Ok(s) => s,
             Err(e) => {
                 let key = internal_key("source-error", &name);
@@ -159,8 +188,8 @@ impl Reader<'_> {
                         // n answers per record: one work item per sample, each its own key.
                         for i in 0..samples {
                             let key = format!("{base}#{i}");
-                            let msg = if self.done.contains(&key) {
-                                ReadItem::AlreadyDone
+                            let msg = if let Some(finished) = self.done.item_for(&key, self.opts.retry_failed) {
+                                finished
                             } else {
                                 let mut r = record.clone();
                                 if let Some(uid) = r.get("uid").cloned() {
@@ -176,8 +205,8 @@ impl Reader<'_> {
                             }
                         }
                         continue;
-                    } else if self.done.contains(&base) {
-                        ReadItem::AlreadyDone
+                    } else if let Some(finished) = self.done.item_for(&base, self.opts.retry_failed) {
+                        finished
                     } else if let Some(limited) = self.limited() {
                         limited
                     } else {

@@ -2,26 +2,64 @@
 
 use std::sync::Arc;
 
-use modelcall_io::{Journal, KeySet, RecordsTarget};
+use modelcall_io::{Journal, RecordsTarget};
 use tokio::sync::mpsc;
 
 use super::collect::{Collected, Collector};
+use super::fingerprint;
 use super::job::Job;
-use super::reader::{read_unit, ReadItem};
+use super::reader::{read_unit, Finished, ReadItem};
 use super::unit::{SinkKind, Unit, UnitInputs};
 use super::RunShared;
 use crate::summary::FileStats;
 
-/// Processes one unit. Returns its counters and the files its sink wrote; `Ok` also when the
-/// run was stopped (nothing is finalized then), `Err` only when the unit's own I/O failed.
-pub async fn run_unit<J: Job>(shared: Arc<RunShared>, job: Arc<J>, unit: Unit) -> anyhow::Result<(FileStats, Vec<std::path::PathBuf>)> {
+/// What one unit did.
+pub struct UnitResult {
+    pub stats: FileStats,
+    /// The files its sink wrote.
+    pub written: Vec<std::path::PathBuf>,
+    /// Every input line was read and every item settled (not cut short by a stop).
+    pub complete: bool,
+}
+
+/// Processes one unit. When the run is stopped part-way, what is done is still flushed to the
+/// outputs (a resumed run completes them); `Err` only when the unit's own I/O failed.
+pub async fn run_unit<J: Job>(shared: Arc<RunShared>, job: Arc<J>, unit: Unit) -> anyhow::Result<UnitResult> {
     let paths = unit.paths.clone();
+    let input_files = match &unit.inputs {
+        UnitInputs::Records(f) => f.clone(),
+        UnitInputs::RawFiles { files, .. } => files.clone(),
+    };
+    let fingerprints = fingerprint::current(&input_files);
+    let mut redo = Vec::new();
+    if let Some(before) = fingerprint::read(&paths.journal) {
+        match &unit.inputs {
+            UnitInputs::Records(_) => {
+                if let Some(changed) = fingerprint::rewritten_file(&before, &fingerprints) {
+                    eprintln!("warning: {} changed since the last run (not only appended to); its results are rebuilt", changed.display());
+                    let _ = std::fs::remove_file(&paths.journal);
+                    fingerprint::write(&paths.journal, &fingerprints)?;
+                }
+            }
+            UnitInputs::RawFiles { root, .. } => {
+                for changed in fingerprint::changed_files(&before, &fingerprints) {
+                    eprintln!("note: {} changed since the last run; it is processed again", changed.display());
+                    redo.push(modelcall_io::listing::relative_name(root, &changed));
+                }
+            }
+        }
+    }
     let (journal, state) = Journal::open(&paths.journal, shared.flush_interval)
         .map_err(|e| anyhow::anyhow!("opening journal {}: {e}", paths.journal.display()))?;
     if state.torn_lines_dropped > 0 {
         tracing::warn!(journal = %paths.journal.display(), dropped = state.torn_lines_dropped, "dropped a torn last line left by a crash");
     }
-    let done: Arc<KeySet> = Arc::new(state.done_ok);
+    let mut finished = Finished { ok: state.done_ok, failed_permanently: state.failed_permanently };
+    for key in &redo {
+        finished.ok.remove(key);
+        finished.failed_permanently.remove(key);
+    }
+    let done = Arc::new(finished);
     let files: Vec<String> = match &unit.inputs {
         UnitInputs::Records(f) => f.iter().map(|p| p.display().to_string()).collect(),
         UnitInputs::RawFiles { files, .. } => files.iter().map(|p| p.display().to_string()).collect(),
@@ -89,26 +127,31 @@ pub async fn run_unit<J: Job>(shared: Arc<RunShared>, job: Arc<J>, unit: Unit) -
         }
     }
     drop(read_rx);
-    if shared.stop.is_stopped() {
+    let mut complete = true;
+    if shared.stop.is_stopped() && !tasks.is_empty() {
         // In-flight items are neither done nor failed: a resumed run sends them again.
         tasks.abort_all();
+        complete = false;
     }
     while tasks.join_next().await.is_some() {}
-    let _ = reader.await;
+    complete &= reader.await.unwrap_or(false);
     drop(out_tx);
     let (stats, journal_error, closed) = collector.await?;
     if let Some(e) = journal_error {
         anyhow::bail!("journal {}: {e}", paths.journal.display());
     }
     closed.map_err(|e| anyhow::anyhow!("closing journal {}: {e}", paths.journal.display()))?;
-    if shared.stop.is_stopped() {
-        return Ok((stats, Vec::new()));
-    }
 
-    // Finalize: journal → output + errors, atomically.
+    // Finalize: journal → output + errors, atomically; after a stop too, so what is done is
+    // in the outputs and every failure so far in the error file.
     let sink = unit.sink.clone();
+    let journal_path = paths.journal.clone();
     let written = tokio::task::spawn_blocking(move || finalize(&paths, &sink)).await??;
-    Ok((stats, written))
+    if complete {
+        // Only now do the results match these inputs (see `fingerprint`).
+        fingerprint::write(&journal_path, &fingerprints)?;
+    }
+    Ok(UnitResult { stats, written, complete })
 }
 
 fn finalize(paths: &modelcall_io::FilePaths, sink: &SinkKind) -> anyhow::Result<Vec<std::path::PathBuf>> {

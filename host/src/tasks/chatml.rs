@@ -40,6 +40,7 @@ pub async fn run(run: &TaskRun<'_>, step: &ChatmlConversion) -> anyhow::Result<F
         return Ok(Finish::Done);
     }
     let runtime = modelcall_plugin_host::PluginRuntime::new()?;
+    let _lock = run.lock(&step.output_dir)?;
     let stop = StopSignal::with_ctrl_c();
     let mut finish = Finish::Done;
     for key in keys {
@@ -83,7 +84,8 @@ pub async fn run(run: &TaskRun<'_>, step: &ChatmlConversion) -> anyhow::Result<F
         let options = EngineOptions {
             task_name: run.plan.task_name.clone(),
             // Content-hash keys: conversions resume per record, duplicates kept under ordinals.
-            read: ReadOptions { samples_per_record: 1, ..ReadOptions::default() },
+            // Content-hash keys: conversions resume per record, repeats kept under ordinals.
+            read: ReadOptions { key_fields: Vec::new(), ..run.read_options() },
             concurrency,
             max_concurrent_units: 1,
             flush_interval: run.plan.flush_interval,

@@ -35,6 +35,7 @@ pub async fn run(run: &TaskRun<'_>, step: &GenerateResponse) -> anyhow::Result<F
         return Ok(Finish::Done);
     }
     let output_folder = run.output_override.clone().unwrap_or_else(|| step.output_path.clone());
+    let _lock = run.lock(&output_folder)?;
     let stop = StopSignal::with_ctrl_c();
     let concurrency = run.plan.concurrency;
     let (client, _sim) = super::endpoint::connect(&model, concurrency, run.plan.requests_per_minute).await?;
@@ -63,13 +64,7 @@ pub async fn run(run: &TaskRun<'_>, step: &GenerateResponse) -> anyhow::Result<F
     let job = Arc::new(GenerateJob { client, first_user_only: step.first_user_only, allow_truncated: step.allow_truncated, reasoning: step.reasoning });
     let options = EngineOptions {
         task_name: run.plan.task_name.clone(),
-        read: ReadOptions {
-            key_fields: vec!["uid".into(), "id".into()],
-            samples_per_record: step.n.max(1),
-            shard: run.shard,
-            max_items: None,
-            on_duplicate_id: run.task.task.options.on_duplicate_id.unwrap_or_default(),
-        },
+        read: ReadOptions { key_fields: vec!["uid".into(), "id".into()], samples_per_record: step.n.max(1), shard: run.shard, ..run.read_options() },
         concurrency,
         max_concurrent_units: 1,
         flush_interval: run.plan.flush_interval,

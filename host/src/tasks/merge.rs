@@ -37,6 +37,7 @@ pub async fn run(run: &TaskRun<'_>, step: &JsonlMerge) -> anyhow::Result<Finish>
         print_dry_run(run, &[], None);
         return Ok(Finish::Done);
     }
+    let _lock = run.lock(&step.base_output_dir)?;
     let units: Vec<Unit> = groups
         .iter()
         .map(|g| {
@@ -55,9 +56,8 @@ pub async fn run(run: &TaskRun<'_>, step: &JsonlMerge) -> anyhow::Result<Finish>
         // Without a dedup key, content-hash keys keep every record (repeats under ordinals).
         read: ReadOptions {
             key_fields: step.dedup_key.iter().cloned().collect(),
-            samples_per_record: 1,
             on_duplicate_id: if step.dedup_key.is_some() { DuplicateIds::Skip } else { DuplicateIds::Keep },
-            ..ReadOptions::default()
+            ..run.read_options()
         },
         concurrency: 4096,
         max_concurrent_units: 1,

@@ -23,7 +23,7 @@ use modelcall_config::{LoadedTask, PluginRef, RunPlan};
 use modelcall_plugin_host::{Limits, Plugin, PluginRuntime, PluginSource, PluginSpec, Role};
 
 use crate::cli::exit::{BadConfig, Finish};
-use crate::engine::RunOutcome;
+use crate::engine::{ReadOptions, RunOutcome};
 
 /// What every preset gets: the loaded task, its plan, and the command line's choices.
 pub struct TaskRun<'a> {
@@ -33,8 +33,31 @@ pub struct TaskRun<'a> {
     pub dry_run: bool,
     pub preprocess_only: bool,
     pub show_progress: bool,
+    /// `--retry-failed`: send permanent failures of earlier runs again.
+    pub retry_failed: bool,
     /// `--output-folder`, where the task type takes its output folder from the step.
     pub output_override: Option<std::path::PathBuf>,
+}
+
+impl TaskRun<'_> {
+    /// Reading options every preset shares: the CLI's and the task's choices.
+    pub fn read_options(&self) -> ReadOptions {
+        ReadOptions {
+            samples_per_record: 1,
+            on_duplicate_id: self.task.task.options.on_duplicate_id.unwrap_or_default(),
+            retry_failed: self.retry_failed,
+            max_record_bytes: self.plan.max_record_bytes,
+            ..ReadOptions::default()
+        }
+    }
+
+    /// Takes the output folder for this run: a second run on the same folder is refused
+    /// with a message naming this one.
+    pub fn lock(&self, folder: &std::path::Path) -> anyhow::Result<modelcall_io::OutputLock> {
+        let lock = modelcall_io::OutputLock::acquire(folder)?;
+        modelcall_io::sweep_temp_files(folder);
+        Ok(lock)
+    }
 }
 
 /// Loads one plugin of the plan; a plugin that does not load is a configuration error naming

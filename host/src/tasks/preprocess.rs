@@ -96,10 +96,8 @@ pub async fn run(run: &TaskRun<'_>, plan: &PreprocessPlan, plugin: Plugin, stop:
         task_name: run.plan.task_name.clone(),
         read: ReadOptions {
             key_fields: vec![plan.id_field.clone()],
-            samples_per_record: 1,
-            shard: None,
             max_items: if matches!(units.first().map(|u| &u.inputs), Some(UnitInputs::Records(_))) { plan.max_inputs.map(|n| n as u64) } else { None },
-            on_duplicate_id: run.task.task.options.on_duplicate_id.unwrap_or_default(),
+            ..run.read_options()
         },
         concurrency: threads * 2,
         max_concurrent_units: 1,

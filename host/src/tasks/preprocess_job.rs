@@ -36,10 +36,10 @@ impl Job for PreprocessJob {
                 Ok(Ok(PreprocessOutcome::Keep(records))) => {
                     let mut kept = Vec::with_capacity(records.len());
                     for (i, r) in records.iter().enumerate() {
-                        match serde_json::from_str::<Value>(r) {
-                            Ok(v) => kept.push(v),
+                        match modelcall_io::parse_record(r.as_bytes()) {
+                            Ok(v) => kept.push(Value::Object(v)),
                             Err(e) => {
-                                let message = format!("record {i} the preprocessor returned is not JSON: {e}");
+                                let message = format!("record {i} the preprocessor returned is not a usable JSON object: {e}");
                                 return Failure::new("plugin_trap_bad_output", message, CallTally::default(), None);
                             }
                         }

@@ -21,6 +21,8 @@ pub struct ScoreJob {
     pub parse_retries: u32,
     /// Field that must be present in every record (reference `data.input_key`).
     pub input_key: Option<String>,
+    /// Accept a non-string `input_key` value (scored by its JSON text).
+    pub stringify_input: bool,
     /// With `require_json: false` the verdict is the raw reply and the parser is not consulted.
     pub require_json: bool,
 }
@@ -40,11 +42,8 @@ impl ScoreJob {
     async fn score(&self, key: String, record: Map<String, Value>) -> Outcome {
         let mut calls = CallTally::default();
         if let Some(field) = &self.input_key {
-            if !record.contains_key(field) {
-                let mut fields: Vec<&str> = record.keys().map(String::as_str).collect();
-                fields.truncate(20);
-                let message = format!("record has no field `{field}` (data.input_key); its fields are: {}", fields.join(", "));
-                return Failure::new("missing_input_field", message, calls, Some(record));
+            if let Err((cause, message)) = check_input_field(&record, field, self.stringify_input) {
+                return Failure::new(cause, message, calls, Some(record));
             }
         }
         let record_json = Arc::new(Value::Object(record.clone()).to_string());
@@ -91,7 +90,11 @@ impl ScoreJob {
 
             match verdict {
                 Ok(score) => {
-                    let row = build_row(record.take().unwrap_or_default(), &score, &completion, started.elapsed(), attempt, &calls);
+                    let extra = match verdict_fields(&score) {
+                        Ok(fields) => fields,
+                        Err(message) => return Failure::new("plugin_trap_bad_output", format!("parser plugin: {message}"), calls, record),
+                    };
+                    let row = build_row(record.take().unwrap_or_default(), extra, &completion, started.elapsed(), attempt, &calls);
                     let value = self.require_json.then_some(score.value);
                     return Outcome::Done { produced: Produced::Row(row), score: value, calls };
                 }
@@ -130,12 +133,38 @@ fn plugin_failure(stage: &str, err: PluginError, calls: CallTally, record: Optio
     Failure::new(err.cause(), format!("{stage} plugin: {err}"), calls, record)
 }
 
+/// One rule for every source: a missing or null field is `missing_input_field`; a number,
+/// list, object or boolean is `wrong_input_type` unless `stringify` (`data.stringify_input`).
+fn check_input_field(record: &Map<String, Value>, field: &str, stringify: bool) -> Result<(), (&'static str, String)> {
+    let fields = || record.keys().take(20).map(String::as_str).collect::<Vec<_>>().join(", ");
+    match record.get(field) {
+        None => Err(("missing_input_field", format!("record has no field `{field}` (data.input_key); its fields are: {}", fields()))),
+        Some(Value::Null) => Err(("missing_input_field", format!("field `{field}` (data.input_key) is null"))),
+        Some(Value::String(_)) => Ok(()),
+        Some(_) if stringify => Ok(()),
+        Some(other) => {
+            let kind = match other {
+                Value::Bool(_) => "a boolean",
+                Value::Number(_) => "a number",
+                Value::Array(_) => "a list",
+                _ => "an object",
+            };
+            Err(("wrong_input_type", format!("field `{field}` (data.input_key) is {kind}, not text; set data.stringify_input: true to score its JSON text")))
+        }
+    }
+}
+
+/// The verdict fields a parser returned in `extra`: a JSON object, within the depth a journal
+/// row can hold. Anything else is the plugin's fault, reported, never silently dropped.
+fn verdict_fields(score: &Score) -> Result<Map<String, Value>, String> {
+    let Some(text) = score.extra.as_deref() else { return Ok(Map::new()) };
+    modelcall_io::parse_record(text.as_bytes()).map_err(|cause| format!("its `extra` is not a usable JSON object: {cause}"))
+}
+
 /// The output row: the input fields, then the verdict fields, then call metadata
 /// (reference: `item ∪ json_keys ∪ {api_status, api_fail_reason, api_return}`).
-fn build_row(mut row: Map<String, Value>, score: &Score, completion: &Completion, elapsed: Duration, parse_attempts: u32, calls: &CallTally) -> Map<String, Value> {
-    if let Some(Value::Object(fields)) = score.extra.as_deref().and_then(|s| serde_json::from_str::<Value>(s).ok()) {
-        row.extend(fields);
-    }
+fn build_row(mut row: Map<String, Value>, extra: Map<String, Value>, completion: &Completion, elapsed: Duration, parse_attempts: u32, calls: &CallTally) -> Map<String, Value> {
+    row.extend(extra);
     row.insert("api_status".into(), json!("success"));
     row.insert("api_fail_reason".into(), json!(""));
     row.insert("api_return".into(), json!(completion.raw_text));

@@ -35,6 +35,11 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
         print_dry_run(run, &loaded, Some(&endpoint));
         return Ok(Finish::Done);
     }
+    let _lock = run.lock(&plan.output_folder)?;
+    let _pre_lock = match &pre {
+        Some((p, _)) if p.output_folder != plan.output_folder => Some(run.lock(&p.output_folder)?),
+        _ => None,
+    };
     let stop = StopSignal::with_ctrl_c();
     let format = match plan.output_format {
         modelcall_config::OutputFormat::Jsonl => OutputFormat::Jsonl,
@@ -98,17 +103,12 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
         pool: PluginPool::new(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)),
         parse_retries: plan.parse_retries,
         input_key: plan.input_key.clone(),
+        stringify_input: plan.stringify_input,
         require_json: plan.require_json,
     });
     let options = EngineOptions {
         task_name: run.plan.task_name.clone(),
-        read: ReadOptions {
-            key_fields: vec![plan.id_field.clone()],
-            samples_per_record: 1,
-            shard: run.shard,
-            max_items: plan.max_items_per_file,
-            on_duplicate_id: run.task.task.options.on_duplicate_id.unwrap_or_default(),
-        },
+        read: ReadOptions { key_fields: vec![plan.id_field.clone()], shard: run.shard, max_items: plan.max_items_per_file, ..run.read_options() },
         concurrency,
         max_concurrent_units: plan.max_concurrent_files,
         flush_interval: run.plan.flush_interval,

@@ -1,6 +1,6 @@
 //! Config errors a user can act on: file, line, dotted key, what is wrong, what would be right.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Shown as `file:line:column: `key`: message (did you mean `suggestion`?)`, each optional part
 /// only when known.
@@ -35,6 +35,18 @@ impl ConfigError {
         self.suggestion = s;
         self
     }
+}
+
+/// An unknown key `key` in the section at `section` (its parent's dotted segments; empty for the
+/// top level): lists the `known` keys and suggests the closest as a full dotted key. `at` is the
+/// key's line (or its section's) when known.
+pub fn unknown_key(file: &Path, section: &[&str], key: &str, known: &[&str], at: Option<(usize, usize)>) -> ConfigError {
+    let where_ = if section.is_empty() { "at the top level".to_string() } else { format!("in `{}`", section.join(".")) };
+    let dotted = |k: &str| section.iter().copied().chain([k]).collect::<Vec<_>>().join(".");
+    ConfigError::new(file, format!("unknown key {where_}; known keys: {}", known.join(", ")))
+        .key(dotted(key))
+        .at(at)
+        .suggest(closest(key, known.iter().copied()).map(|s| dotted(&s)))
 }
 
 /// `:line:column`, `:line` or nothing.
@@ -72,6 +84,17 @@ mod tests {
         assert_eq!(closest("max_concurent_requests", ["max_concurrent_files", "max_concurrent_requests"]), Some("max_concurrent_requests".into()));
         assert_eq!(closest("retyr", ["retry", "data"]), Some("retry".into()));
         assert_eq!(closest("zzz", ["retry", "data"]), None);
+    }
+
+    #[test]
+    fn unknown_keys_list_the_known_and_suggest_a_full_key() {
+        let e = unknown_key(Path::new("p.yaml"), &["prompt_template"], "sytem_text", &["system_text", "prompt_text"], Some((3, 3)));
+        assert_eq!(
+            e.to_string(),
+            "p.yaml:3:3: `prompt_template.sytem_text`: unknown key in `prompt_template`; known keys: system_text, prompt_text (did you mean `prompt_template.system_text`?)"
+        );
+        let e = unknown_key(Path::new("p.yaml"), &[], "zzz", &["prompt_template"], None);
+        assert_eq!(e.to_string(), "p.yaml: `zzz`: unknown key at the top level; known keys: prompt_template");
     }
 
     #[test]

@@ -11,11 +11,11 @@ use serde_json::Value;
 
 use crate::distill::{self, DistillationStep};
 use crate::env::{read_env_file, Vars};
-use crate::error::{closest, humanize_serde, ConfigError};
+use crate::error::{closest, humanize_serde, unknown_key, ConfigError};
 use crate::locate::find_key;
 use crate::model::{ModelConfig, ModelDefaults};
 use crate::paths;
-use crate::prompt::PromptConfig;
+use crate::prompt::{PromptChecks, PromptConfig};
 use crate::schema::{ignored_reason, known_keys, IgnoredKey};
 use crate::task::{LoadedTask, Overrides, ScriptType, TaskConfig, TaskType, PLUGIN_ROLES};
 use crate::yaml::{describe, interpolate_tree, read_yaml, YamlFile};
@@ -105,7 +105,7 @@ pub fn load_task_with(path: &Path, overrides: &Overrides, env: Vars) -> Result<L
                     if !prompt_path.exists() {
                         return Err(err(&["prompt", "config_path"], format!("the prompt config {} does not exist", prompt_path.display())));
                     }
-                    prompt = Some(PromptConfig::load(&prompt_path)?);
+                    prompt = Some(PromptConfig::load_checked(&prompt_path, prompt_checks(&task))?);
                 }
                 None if !task.plugins.values().any(|p| p.role == "prompt-builder") => {
                     return Err(err(&["prompt", "config_path"], "missing: a scoring task needs prompt.config_path or a prompt-builder plugin".into()))
@@ -154,6 +154,20 @@ pub fn load_task_with(path: &Path, overrides: &Overrides, env: Vars) -> Result<L
     })
 }
 
+/// A section of the prompt config is checked when a built-in plugin reads it: the task names no
+/// plugin for the role, names the built-in, or gives its plugin a `config` of its own (so the
+/// prompt file's section goes to no plugin, only to the typed views).
+fn prompt_checks(task: &TaskConfig) -> PromptChecks {
+    let builtin_reads = |role: &str, builtin: &str| match task.plugins.values().find(|p| p.role == role) {
+        None => true,
+        Some(p) => p.path.trim() == builtin || !p.config.is_null(),
+    };
+    PromptChecks {
+        template_prompt: builtin_reads("prompt-builder", "builtin:template-prompt"),
+        json_score: builtin_reads("score-parser", "builtin:json-score"),
+    }
+}
+
 fn task_type(yaml: &YamlFile, path: &Path) -> Result<TaskType, ConfigError> {
     let err = |msg: String| ConfigError::new(path, msg).key("task_type").at(yaml.locate(&["task_type"]));
     match yaml.tree.get("task_type") {
@@ -190,15 +204,7 @@ fn check_keys(
         full.push(k);
         if let Some(known) = known {
             if !known.contains(&k.as_str()) {
-                let section = if segs.is_empty() { "at the top level".to_string() } else { format!("in `{}`", segs.join(".")) };
-                return Err(ConfigError::new(file, format!("unknown key {section}; known keys: {}", known.join(", ")))
-                    .key(full.join("."))
-                    .at(find_key(&yaml.source, &full).or_else(|| yaml.locate(&segs)))
-                    .suggest(closest(k, known.iter().copied()).map(|s| {
-                        let mut p = segs.clone();
-                        p.push(&s);
-                        p.join(".")
-                    })));
+                return Err(unknown_key(file, &segs, k, known, find_key(&yaml.source, &full).or_else(|| yaml.locate(&segs))));
             }
         }
         if let Some(why) = ignored_reason(&full, task_type) {

@@ -62,6 +62,8 @@ pub struct ScoringPlan {
     /// Re-asks after a parser's `retry(hint)`.
     pub parse_retries: u32,
     pub input_key: Option<String>,
+    /// Score a non-string `input_key` field by its JSON text instead of failing the record.
+    pub stringify_input: bool,
     pub require_json: bool,
     pub prompt_file: Option<PathBuf>,
 }
@@ -94,6 +96,8 @@ pub struct RunPlan {
     pub concurrency: usize,
     pub requests_per_minute: Option<u32>,
     pub flush_interval: Duration,
+    /// Lines longer than this are `record_too_large` (`data.max_record_bytes`).
+    pub max_record_bytes: Option<usize>,
     /// Discard earlier results first (`options.resume: false`, `options.delete_existing`).
     pub fresh_start: bool,
 }
@@ -183,6 +187,7 @@ impl RunPlan {
             concurrency: concurrency.max(1),
             requests_per_minute: t.concurrency.requests_per_minute,
             flush_interval,
+            max_record_bytes: t.data.max_record_bytes,
             fresh_start,
         })
     }
@@ -238,6 +243,7 @@ fn scoring_plan(task: &LoadedTask) -> Result<ScoringPlan, PlanError> {
         max_items_per_file: if debug.enabled { debug.max_items_per_file.filter(|n| *n >= 0).map(|n| n as u64) } else { None },
         parse_retries: if t.retry.enable_format_validation_retry.unwrap_or(true) { t.retry.max_retries.unwrap_or(2) } else { 0 },
         input_key: data.input_key.clone(),
+        stringify_input: data.stringify_input.unwrap_or(false),
         require_json: task.prompt.as_ref().map(|p| p.require_json()).unwrap_or(true),
         prompt_file: task.prompt.as_ref().map(|p| p.path.clone()),
     })

@@ -14,7 +14,7 @@ pub fn known_keys(path: &[&str]) -> Option<&'static [&'static str]> {
         ],
         ["data"] => &[
             "input_folder", "input_file", "output_folder", "stat_folder", "input_key", "prompt_format_key", "id_field",
-            "output_format", "file_pattern",
+            "output_format", "file_pattern", "max_record_bytes", "stringify_input",
         ],
         ["model"] => &["config_path"],
         ["prompt"] => &["config_path"],

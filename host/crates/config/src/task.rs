@@ -77,6 +77,12 @@ pub struct DataSection {
     pub output_format: Option<String>,
     /// Glob of input names inside `input_folder` (new here; the reference took `*.parquet` + `*.jsonl`).
     pub file_pattern: Option<String>,
+    /// Lines longer than this many bytes go to the error output as `record_too_large`
+    /// instead of being read (default 32 MiB).
+    pub max_record_bytes: Option<usize>,
+    /// Score records whose `input_key` field is a number, list or object by its JSON text
+    /// (default: such records fail as `wrong_input_type`).
+    pub stringify_input: Option<bool>,
 }
 
 impl DataSection {

@@ -40,6 +40,9 @@ pub struct JournalState {
     pub done_ok: KeySet,
     /// Keys whose latest entry is `error`: processed again by this run.
     pub failed: KeySet,
+    /// Of those, the ones whose failure is permanent (`retryable: false` in the row): sent
+    /// again only on request (`--retry-failed`).
+    pub failed_permanently: KeySet,
     /// Unterminated or unreadable last lines removed at open (left by a crash).
     pub torn_lines_dropped: u64,
     /// Complete lines that could not be parsed (should never happen; counted, skipped).
@@ -191,6 +194,23 @@ fn repair_and_read(path: &Path) -> Result<JournalState, JournalError> {
     struct KeyStatus {
         key: String,
         status: EntryStatus,
+        #[serde(default)]
+        row: RowFlags,
+    }
+    /// The one row field the journal itself reads: `retryable: false` marks a failure that a
+    /// plain rerun must not send again (a rejected request, an invalid record).
+    #[derive(Deserialize)]
+    struct RowFlags {
+        #[serde(default = "yes")]
+        retryable: bool,
+    }
+    impl Default for RowFlags {
+        fn default() -> Self {
+            RowFlags { retryable: true }
+        }
+    }
+    fn yes() -> bool {
+        true
     }
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut buf = Vec::new();
@@ -219,11 +239,17 @@ fn repair_and_read(path: &Path) -> Result<JournalState, JournalError> {
                 match entry.status {
                     EntryStatus::Ok => {
                         state.failed.remove(&entry.key);
+                        state.failed_permanently.remove(&entry.key);
                         state.done_ok.insert(&entry.key);
                     }
                     EntryStatus::Error => {
                         if !state.done_ok.contains(&entry.key) {
                             state.failed.insert(&entry.key);
+                            if entry.row.retryable {
+                                state.failed_permanently.remove(&entry.key);
+                            } else {
+                                state.failed_permanently.insert(&entry.key);
+                            }
                         }
                     }
                 }
@@ -252,6 +278,28 @@ mod tests {
 
     fn entry(key: &str, status: EntryStatus) -> JournalEntry {
         JournalEntry { key: key.into(), status, row: json!({"k": key}).as_object().unwrap().clone() }
+    }
+
+    #[test]
+    fn permanent_failures_are_told_apart_until_a_later_success_or_retryable_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("j.jsonl");
+        let (j, _) = Journal::open(&p, Duration::from_millis(50)).unwrap();
+        let failed = |key: &str, retryable: bool| JournalEntry {
+            key: key.into(),
+            status: EntryStatus::Error,
+            row: json!({"cause": "x", "retryable": retryable}).as_object().unwrap().clone(),
+        };
+        j.append(failed("p", false)).unwrap();
+        j.append(failed("t", true)).unwrap();
+        j.append(failed("later-ok", false)).unwrap();
+        j.append(entry("later-ok", EntryStatus::Ok)).unwrap();
+        j.append(failed("flip", false)).unwrap();
+        j.append(failed("flip", true)).unwrap();
+        j.close().unwrap();
+        let (_j, state) = Journal::open(&p, Duration::from_millis(50)).unwrap();
+        assert_eq!(state.failed_permanently, ["p"].into_iter().collect());
+        assert_eq!(state.failed, ["p", "t", "flip"].into_iter().collect());
     }
 
     #[test]

@@ -12,10 +12,11 @@
 //! - unreadable or garbled: stale when its file is older than [`GARBLED_GRACE`], otherwise Held
 //!   (its writer may be between creating and writing it).
 //!
-//! Taking over never removes a lock it has not judged: the stale file is first renamed to a
-//! private name, its content compared with what was judged, and only then deleted; a fresh lock
-//! moved by mistake (another run won the race) is linked back without overwriting anything. The
-//! new lock is then created with `O_EXCL` again, and losing that race is Held.
+//! Taking over never removes a lock it has not judged: takeovers are serialised by a `flock` on
+//! `.modelcall/run.lock.takeover` (kept; the kernel releases it when a process dies), under
+//! which the lock file is re-read and removed only if it still holds the bytes judged stale. The
+//! new lock is then created with `O_EXCL` again, and losing that race is Held. So of any number
+//! of runs starting together on a stale lock, exactly one gets it.
 //!
 //! Limits: liveness is judged by pid on the same host name, so two containers sharing a folder
 //! and a host name but not a pid namespace may take each other's lock; a pid reused by an
@@ -223,10 +224,69 @@ fn parse(bytes: &[u8]) -> Option<LockInfo> {
 
 static ASIDE_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// Removes the stale lock at `path` whose content was judged to be `judged`, without removing a
-/// lock some other run created in the meantime: moves it to a private name, compares, and puts
-/// it back (never overwriting) when it is not the one judged.
+/// Removes the stale lock at `path` whose content was judged to be `judged`, without ever
+/// removing a lock some other run created in the meantime.
+///
+/// Takeovers are serialised by an advisory `flock` on [`TAKEOVER_FILE`] (released by the kernel
+/// if we die, so it never goes stale). Under it the file is re-read: if it still holds what was
+/// judged, only a takeover (us) can remove it, so removing it is safe; otherwise it is left
+/// alone and the caller's retry reports the new holder. Where `flock` is not available, see
+/// [`take_away_unserialised`].
 fn take_away(path: &Path, judged: &[u8]) -> Result<(), LockError> {
+    let Some(_guard) = takeover_mutex(path) else {
+        return take_away_unserialised(path, judged);
+    };
+    match std::fs::read(path) {
+        Ok(now) if now == judged => match std::fs::remove_file(path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()), // removed by hand
+            Err(source) => Err(LockError::Io { path: path.to_path_buf(), source }),
+        },
+        Ok(_) => Ok(()), // another run took it over first
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()), // gone already
+        Err(source) => Err(LockError::Io { path: path.to_path_buf(), source }),
+    }
+}
+
+/// Beside the lock; never removed (removing a `flock`ed file would break the mutual exclusion).
+pub const TAKEOVER_FILE: &str = "run.lock.takeover";
+
+/// An exclusive `flock` on `<lock dir>/run.lock.takeover`, held while the returned file is open;
+/// `None` when the file system does not support it.
+fn takeover_mutex(path: &Path) -> Option<File> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::io::AsRawFd;
+        let mutex_path = path.with_file_name(TAKEOVER_FILE);
+        let file = match OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&mutex_path) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(path = %mutex_path.display(), error = %e, "cannot open the lock takeover file");
+                return None;
+            }
+        };
+        loop {
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+                return Some(file);
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != ErrorKind::Interrupted {
+                tracing::warn!(path = %mutex_path.display(), error = %e, "cannot flock the lock takeover file");
+                return None;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
+}
+
+/// Best effort without a mutex: moves the file to a private name, compares it with what was
+/// judged, deletes it if equal and otherwise puts it back without overwriting (a hard link). A
+/// third run creating the lock while a fresh one is moved aside can still end with two holders.
+fn take_away_unserialised(path: &Path, judged: &[u8]) -> Result<(), LockError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     // Ends in `.<pid>` with the temp prefix, so `sweep_temp_files` removes it if we die here.
     let aside = dir.join(format!(
@@ -334,15 +394,45 @@ mod tests {
     }
 
     #[test]
-    fn lock_take_away_puts_back_a_lock_it_did_not_judge() {
+    fn lock_take_away_leaves_a_lock_it_did_not_judge() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(LOCK_FILE);
         std::fs::write(&path, b"fresh").unwrap();
         take_away(&path, b"stale").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"fresh");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "nothing left aside");
         take_away(&path, b"fresh").unwrap();
         assert!(!path.exists());
+        take_away(&path, b"fresh").unwrap(); // already gone: fine
+    }
+
+    #[test]
+    fn lock_unserialised_take_away_puts_back_a_lock_it_did_not_judge() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(LOCK_FILE);
+        std::fs::write(&path, b"fresh").unwrap();
+        take_away_unserialised(&path, b"stale").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"fresh");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "nothing left aside");
+        take_away_unserialised(&path, b"fresh").unwrap();
+        assert!(!path.exists());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        take_away_unserialised(&path, b"fresh").unwrap();
+    }
+
+    #[test]
+    fn lock_takeover_mutex_excludes_a_second_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(LOCK_FILE);
+        let first = takeover_mutex(&path).expect("flock works on a local file system");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = path.clone();
+        let t = std::thread::spawn(move || {
+            let _second = takeover_mutex(&p).unwrap();
+            tx.send(()).unwrap();
+        });
+        assert!(rx.recv_timeout(Duration::from_millis(200)).is_err(), "second waits while the first holds");
+        drop(first);
+        rx.recv_timeout(Duration::from_secs(10)).expect("second gets it once the first lets go");
+        t.join().unwrap();
     }
 }

@@ -26,6 +26,13 @@ fn write_lock(folder: &Path, pid: u32, host: &str) -> PathBuf {
     path
 }
 
+fn lock_dir_names(folder: &Path) -> Vec<String> {
+    let mut names: Vec<String> =
+        std::fs::read_dir(folder.join(".modelcall")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
+
 fn lock_json(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
@@ -81,8 +88,7 @@ fn a_dead_pid_on_this_host_is_taken_over() {
     write_lock(dir.path(), DEAD_PID, &hostname());
     let lock = OutputLock::acquire(dir.path()).unwrap();
     assert_eq!(lock_json(lock.path())["pid"], std::process::id());
-    let leftovers: Vec<_> = std::fs::read_dir(lock.path().parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(leftovers, vec![std::ffi::OsString::from("run.lock")], "no stale copies left aside");
+    assert_eq!(lock_dir_names(dir.path()), ["run.lock", "run.lock.takeover"], "no stale copies left aside");
 }
 
 #[test]
@@ -158,7 +164,6 @@ fn racing_takeovers_of_one_stale_lock_leave_exactly_one_holder() {
         });
         assert_eq!(wins.len(), 1, "exactly one run holds the folder");
         assert_eq!(lock_json(wins[0].path())["pid"], std::process::id());
-        let names: Vec<_> = std::fs::read_dir(dir.path().join(".modelcall")).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(names, vec![std::ffi::OsString::from("run.lock")]);
+        assert_eq!(lock_dir_names(dir.path()), ["run.lock", "run.lock.takeover"]);
     }
 }

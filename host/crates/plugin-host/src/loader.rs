@@ -96,7 +96,7 @@ pub(crate) fn check_import(name: &str) -> Result<(), Option<String>> {
 }
 
 /// Our package's exports: `(interface, version)`.
-pub(crate) fn plugin_exports<'a>(exports: &'a [String]) -> Vec<(&'a str, &'a str)> {
+pub(crate) fn plugin_exports(exports: &[String]) -> Vec<(&str, &str)> {
     exports
         .iter()
         .filter_map(|e| parse_iface(e))

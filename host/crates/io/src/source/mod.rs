@@ -88,7 +88,7 @@ impl Default for SourceOptions {
 /// Parses one line (or Parquet row) as a record under the source limits: an object, at most
 /// [`MAX_DEPTH`] levels deep (serde_json itself refuses beyond 128; between the two the parsed
 /// value is measured), with representable numbers.
-pub(crate) fn parse_record(bytes: &[u8]) -> Result<Map<String, Value>, BadLineCause> {
+pub fn parse_record(bytes: &[u8]) -> Result<Map<String, Value>, BadLineCause> {
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(record)) if 1 + record.values().map(nesting).max().unwrap_or(0) > MAX_DEPTH => Err(BadLineCause::TooDeep { limit: MAX_DEPTH }),
         Ok(Value::Object(record)) => Ok(record),
