@@ -327,3 +327,23 @@ fn resume_off_starts_over_and_still_writes_each_record_once() {
     assert_eq!(counts.len(), 200);
     assert!(counts.values().all(|&c| c == 1));
 }
+
+#[test]
+fn a_placeholder_no_record_can_fill_stops_before_any_request() {
+    let s = Scratch::new();
+    write_records(&s.path("input/data.jsonl"), 5);
+    let prompt = std::fs::read_to_string(repo_root().join("configs/prompts/en_corpus_quality_v1.yaml")).unwrap();
+    let typo = s.write("typo_prompt.yaml", prompt.replace("{text}", "{txet}").as_bytes());
+    let task = s.task("sim://", 4, "");
+    let text = std::fs::read_to_string(&task).unwrap();
+    let text = text.replace(&repo_root().join("configs/prompts/en_corpus_quality_v1.yaml").display().to_string(), &typo.display().to_string());
+    let text = text.replace("  prompt_format_key: text\n", "");
+    std::fs::write(&task, text).unwrap();
+    for args in [&["--dry-run"][..], &[][..]] {
+        let out = run(&task, args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains("{txet}") && err.contains("its fields are: id, text"), "{err}");
+    }
+    assert!(!s.path("out/data.jsonl").exists(), "nothing was scored");
+}

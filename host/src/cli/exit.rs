@@ -3,6 +3,9 @@
 //! 130 interrupted.
 
 use std::process::ExitCode;
+use std::sync::OnceLock;
+
+use modelcall_secrets::Redactor;
 
 use crate::engine::{RunOutcome, StopReason};
 
@@ -41,6 +44,19 @@ impl Finish {
     }
 }
 
+static REDACTOR: OnceLock<Redactor> = OnceLock::new();
+
+/// Sets the redaction of everything printed at the end of the run: the task's own key (and
+/// any password in its endpoint URL), besides the credential shapes every redactor removes.
+pub fn install_redactor(redactor: Redactor) {
+    let _ = REDACTOR.set(redactor);
+}
+
+/// `text` as it may be shown: the one redaction step for messages this module prints.
+pub fn shown(text: &str) -> String {
+    REDACTOR.get_or_init(Redactor::default).redact_string(text)
+}
+
 /// Prints what the user needs to know about how the run ended and returns its exit code.
 /// `allow_failures` (`options.allow_failures`) makes a run with failed records exit 0.
 pub fn exit_code(result: anyhow::Result<Finish>, allow_failures: bool) -> ExitCode {
@@ -59,16 +75,16 @@ pub fn exit_code(result: anyhow::Result<Finish>, allow_failures: bool) -> ExitCo
             ExitCode::from(130)
         }
         Ok(Finish::Stopped(StopReason::Fatal(reason))) => {
-            eprintln!("error: the run stopped: {reason}");
+            eprintln!("error: the run stopped: {}", shown(&reason));
             eprintln!("nothing in flight was marked failed; run the same command again to resume");
             ExitCode::from(1)
         }
         Err(e) if e.is::<BadConfig>() => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", shown(&e.to_string()));
             ExitCode::from(2)
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", shown(&format!("{e:#}")));
             ExitCode::from(1)
         }
     }

@@ -21,6 +21,9 @@ pub fn run(args: RunTaskArgs) -> ExitCode {
     for warning in &task.warnings {
         eprintln!("warning: {warning}");
     }
+    if let Some(model) = &task.model {
+        super::exit::install_redactor(model.redactor());
+    }
     let allow_failures = task.task.options.allow_failures();
     let result = (|| {
         let plan = RunPlan::from_task(&task).map_err(|e| BadConfig(e.to_string()))?;

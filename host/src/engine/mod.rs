@@ -177,7 +177,7 @@ pub async fn run<J: Job>(
         let status = if stopped.is_some() { "stopped" } else { "completed" };
         let reason = stopped.as_ref().map(|r| r.to_string());
         let doc = stats.to_json(&options.task_name, status, reason.as_deref(), provenance);
-        let text = serde_json::to_string_pretty(&doc)? + "\n";
+        let text = crate::cli::exit::shown(&serde_json::to_string_pretty(&doc)?) + "\n";
         modelcall_io::write_atomically(&path, text.as_bytes())?;
         summary_path = Some(path);
     }

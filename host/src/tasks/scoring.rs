@@ -25,6 +25,9 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
         None => None,
     };
     let inputs = if pre.is_none() { Some(input_files(run, plan)?) } else { None };
+    if let Some(first) = inputs.as_ref().and_then(|f| f.first()) {
+        check_placeholders(run, plan, first)?;
+    }
     let model = run.task.model.clone().ok_or_else(|| BadConfig("scoring needs a model config (model.config_path)".into()))?;
     if run.dry_run {
         let mut loaded = vec![(&plan.prompt_builder, &prompt), (&plan.score_parser, &parser)];
@@ -138,6 +141,34 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
         }
     }
     Ok(finish.and(report(&scored)))
+}
+
+/// With the built-in prompt builder, every `{placeholder}` of the prompt must be a field of
+/// the records: checked against the first record before any request, so a typo (`{txet}`)
+/// stops the run with the field list instead of failing every record.
+fn check_placeholders(run: &TaskRun<'_>, plan: &ScoringPlan, first_input: &std::path::Path) -> Result<(), BadConfig> {
+    let (Some(prompt), "builtin:template-prompt") = (&run.task.prompt, plan.prompt_builder.source.as_str()) else { return Ok(()) };
+    let data = &run.task.task.data;
+    let wanted = prompt.placeholders_from_record(data.input_key.as_deref(), data.prompt_format_key.as_deref());
+    let Ok(source) = modelcall_io::open_source(first_input) else { return Ok(()) };
+    let Some(record) = source.filter_map(Result::ok).find_map(|item| match item {
+        modelcall_io::SourceItem::Record { record, .. } => Some(record),
+        modelcall_io::SourceItem::Bad { .. } => None,
+    }) else {
+        return Ok(());
+    };
+    let fields: Vec<&str> = record.keys().map(String::as_str).collect();
+    let missing = modelcall_config::missing_placeholders(&wanted, &fields);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(BadConfig(format!(
+        "{}: prompt_template.prompt_text uses {} that the first record of {} does not have; its fields are: {}",
+        prompt.path.display(),
+        missing.iter().map(|m| format!("{{{m}}}")).collect::<Vec<_>>().join(", "),
+        first_input.display(),
+        fields.join(", ")
+    )))
 }
 
 /// `run_summary.json`, or one per shard so shards sharing a folder never overwrite each other.

@@ -33,7 +33,7 @@ pub use load::{load_task, load_task_with};
 pub use model::{ModelConfig, ModelDefaults};
 pub use plan::dry_run_plan;
 pub use run_plan::{PluginRef, PreprocessPlan, RunPlan, ScoringPlan, Stages};
-pub use prompt::{OutputConfig, PromptConfig};
+pub use prompt::{missing_placeholders, OutputConfig, PromptChecks, PromptConfig};
 pub use schema::IgnoredKey;
 pub use shard::{parse_shard, shard_from_env, shard_from_env_checked, shard_from_vars, ShardError};
 pub use sim::{SimFault, SimSpec, SimUrlError};

@@ -240,7 +240,7 @@ impl fmt::Debug for ModelConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ModelConfig")
             .field("path", &self.path)
-            .field("base_url", &self.base_url)
+            .field("base_url", &self.redactor().redact_string(&self.base_url))
             .field("api_key", &self.masked_key())
             .field("model", &self.model)
             .field("timeout", &self.timeout)
@@ -254,7 +254,8 @@ impl fmt::Debug for ModelConfig {
 
 impl fmt::Display for ModelConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let endpoint = if self.is_simulated() { format!("{} (SIMULATED)", self.base_url) } else { self.base_url.clone() };
+        let base_url = self.redactor().redact_string(&self.base_url);
+        let endpoint = if self.is_simulated() { format!("{base_url} (SIMULATED)") } else { base_url };
         write!(
             f,
             "{} at {endpoint}, key {}, timeout {}s, {} retries{}",

@@ -89,6 +89,9 @@ impl Redactor {
         if let Some(s) = redact_userinfo(&out) {
             out = Cow::Owned(s);
         }
+        if let Some(s) = redact_key_shaped(&out) {
+            out = Cow::Owned(s);
+        }
         out
     }
 
@@ -96,6 +99,40 @@ impl Redactor {
     pub fn redact_string(&self, text: &str) -> String {
         self.redact(text).into_owned()
     }
+}
+
+/// Prefixes of API keys as providers issue them (OpenAI/DeepSeek/Anthropic `sk-`, Groq `gsk_`,
+/// xAI `xai-`, Hugging Face `hf_`, GitHub `ghp_`/`github_pat_`, AWS `AKIA`).
+const KEY_PREFIXES: &[&str] = &["sk-", "sk_", "gsk_", "xai-", "hf_", "ghp_", "github_pat_", "AKIA"];
+
+/// A token that looks like an API key even though no configuration names it (a key typed into
+/// the wrong field and quoted back by an error): a known prefix followed by 16 or more key
+/// characters. Masked like a known secret.
+fn redact_key_shaped(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out: Option<String> = None;
+    let mut last = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let at_boundary = i == 0 || !is_ident_byte(bytes[i - 1]);
+        let prefix = if at_boundary { KEY_PREFIXES.iter().find(|p| bytes[i..].starts_with(p.as_bytes())) } else { None };
+        if let Some(p) = prefix {
+            let end = i + bytes[i..].iter().take_while(|b| is_ident_byte(**b)).count();
+            if end - i >= p.len() + 16 {
+                let o = out.get_or_insert_with(String::new);
+                o.push_str(&text[last..i]);
+                o.push_str(&mask(&text[i..end]));
+                last = end;
+            }
+            i = end.max(i + 1);
+            continue;
+        }
+        i += 1;
+    }
+    out.map(|mut o| {
+        o.push_str(&text[last..]);
+        o
+    })
 }
 
 fn is_ident_byte(b: u8) -> bool {
@@ -325,5 +362,15 @@ mod tests {
         let text = format!("clé invalide «{KEY}» — Authorization: Bearer ключ-длинный-токен");
         let shown = r.redact(&text);
         assert_eq!(shown, "clé invalide «***abcd» — Authorization: Bearer ***окен");
+    }
+
+    #[test]
+    fn key_shaped_tokens_are_masked_without_configuration() {
+        let r = Redactor::default();
+        let text = "base_url: `sk-proj-abcdefghijklmnop1234` is not a URL (did you mean api_key?)";
+        let shown = r.redact(text);
+        assert!(!shown.contains("abcdefghijklmnop"), "{shown}");
+        assert!(shown.contains("***1234"), "{shown}");
+        assert_eq!(r.redact("ask-me-anything and sk-short stay"), "ask-me-anything and sk-short stay");
     }
 }
