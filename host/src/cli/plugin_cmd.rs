@@ -130,7 +130,7 @@ fn read_config(path: Option<&Path>) -> anyhow::Result<Value> {
 
 fn read_limits(path: &Path) -> anyhow::Result<Limits> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading limits {}", path.display()))?;
-    serde_yaml::from_str(&text).with_context(|| format!("parsing limits {} (keys: timeout_ms, init_timeout_ms, fuel, memory_mib, max_output_bytes, max_log_bytes, max_calls_per_instance, max_consecutive_traps)", path.display()))
+    serde_yaml::from_str(&text).with_context(|| format!("parsing limits {} (keys: timeout_ms, init_timeout_ms, fuel, memory_mib, max_output_bytes, max_records_per_call, max_log_bytes, max_calls_per_instance, max_consecutive_traps)", path.display()))
 }
 
 fn check(plugin: &str, role: Option<Role>, config: Option<&Path>) -> anyhow::Result<()> {
