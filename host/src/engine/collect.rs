@@ -5,7 +5,7 @@ use modelcall_io::{EntryStatus, Journal, JournalEntry, JournalError};
 use serde_json::{json, Map, Value};
 
 use super::job::{CallTally, FailureSite, Job, Outcome, Produced};
-use super::reader::ReadItem;
+use super::reader::{Finished, ReadItem};
 use super::RunShared;
 use crate::summary::{FileStats, RunStats};
 
@@ -18,6 +18,8 @@ pub struct Collector<'a, J: Job> {
     pub shared: &'a RunShared,
     pub job: &'a J,
     pub journal: &'a Journal,
+    /// What earlier runs journaled.
+    pub finished: &'a Finished,
     pub unit_name: &'a str,
     pub files: &'a [String],
     pub ordered: bool,
@@ -67,7 +69,12 @@ impl<J: Job> Collector<'_, J> {
                 fs.bad_lines += 1;
                 self.shared.progress.failed();
                 self.shared.stats.lock().unwrap().count_failure(&bad.cause);
-                self.journal.append(JournalEntry { key, status: EntryStatus::Error, row: bad.to_row() })?;
+                // A bad line stays bad: journaled once, not again on every rerun.
+                if !self.finished.failed_permanently.contains(&key) {
+                    let mut row = bad.to_row();
+                    row.insert("retryable".into(), json!(false));
+                    self.journal.append(JournalEntry { key, status: EntryStatus::Error, row })?;
+                }
             }
             Collected::Read(ReadItem::Work { .. }) => unreachable!("work items go to record tasks"),
             Collected::Outcome { key, file, line, seq, outcome } => {

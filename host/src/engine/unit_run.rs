@@ -81,9 +81,9 @@ pub async fn run_unit<J: Job>(shared: Arc<RunShared>, job: Arc<J>, unit: Unit) -
     // Collector: the journal's single writer.
     let (out_tx, mut out_rx) = mpsc::channel::<Collected>(shared.read_ahead.max(16) * 2);
     let collector = {
-        let (shared, job, name, ordered) = (shared.clone(), job.clone(), unit.name.clone(), unit.ordered());
+        let (shared, job, name, ordered, finished) = (shared.clone(), job.clone(), unit.name.clone(), unit.ordered(), done.clone());
         tokio::spawn(async move {
-            let mut c = Collector { shared: &shared, job: &*job, journal: &journal, unit_name: &name, files: &files, ordered, stats };
+            let mut c = Collector { shared: &shared, job: &*job, journal: &journal, finished: &finished, unit_name: &name, files: &files, ordered, stats };
             let mut journal_error = None;
             while let Some(item) = out_rx.recv().await {
                 if let Err(e) = c.collect(item) {

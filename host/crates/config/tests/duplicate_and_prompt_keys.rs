@@ -1,39 +1,16 @@
 //! Duplicate keys in task, model and prompt files, and unknown keys in a task's prompt config:
 //! errors at the right file, line and dotted key.
 
-use std::path::{Path, PathBuf};
+mod common;
 
-use modelcall_config::{load_task_with, ConfigError, LoadedTask, Overrides, Vars};
+use common::Fx;
+use modelcall_config::{load_task_with, ConfigError, LoadedTask, Overrides};
 
 const TASK: &str = "repomix_quality_rating.yaml";
 
-/// A copy of the scoring fixture in a temp dir.
-struct Fx {
-    dir: tempfile::TempDir,
-}
-
 impl Fx {
-    fn new() -> Fx {
-        let dir = tempfile::tempdir().unwrap();
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/scoring");
-        for e in std::fs::read_dir(src).unwrap() {
-            let e = e.unwrap();
-            std::fs::copy(e.path(), dir.path().join(e.file_name())).unwrap();
-        }
-        Fx { dir }
-    }
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-    fn text(&self, rel: &str) -> String {
-        std::fs::read_to_string(self.path(rel)).unwrap()
-    }
-    fn write(&self, rel: &str, text: &str) {
-        std::fs::write(self.path(rel), text).unwrap();
-    }
     fn load(&self) -> Result<LoadedTask, ConfigError> {
-        let vars = Vars::fixed(vec![("OUT_DIR".to_string(), self.dir.path().display().to_string())]);
-        load_task_with(&self.path(TASK), &Overrides::default(), vars)
+        load_task_with(&self.path(TASK), &Overrides::default(), self.vars(&[]))
     }
 }
 
@@ -44,7 +21,7 @@ fn nth_line(text: &str, needle: &str, n: usize) -> usize {
 
 #[test]
 fn a_section_written_twice_in_a_task_file() {
-    let fx = Fx::new();
+    let fx = Fx::new("scoring");
     let text = fx.text(TASK) + "\nconcurrency:\n  max_concurrent_requests: 8\n";
     fx.write(TASK, &text);
     let e = fx.load().unwrap_err();
@@ -56,7 +33,7 @@ fn a_section_written_twice_in_a_task_file() {
 
 #[test]
 fn a_key_written_twice_inside_a_section_of_a_task_file() {
-    let fx = Fx::new();
+    let fx = Fx::new("scoring");
     let text = fx.text(TASK).replace("  max_retries: 3\n", "  max_retries: 3\n  max_retries: 5\n");
     fx.write(TASK, &text);
     let e = fx.load().unwrap_err();
@@ -70,7 +47,7 @@ fn a_key_written_twice_inside_a_section_of_a_task_file() {
 
 #[test]
 fn a_key_written_twice_in_the_model_config() {
-    let fx = Fx::new();
+    let fx = Fx::new("scoring");
     let model = fx.text("model.yaml").replace("  temperature: 0.7\n", "  temperature: 0.7\n  max_tokens: 10\n  temperature: 0.1\n");
     fx.write("model.yaml", &model);
     let e = fx.load().unwrap_err();
@@ -81,7 +58,7 @@ fn a_key_written_twice_in_the_model_config() {
 
 #[test]
 fn a_key_written_twice_in_the_prompt_config() {
-    let fx = Fx::new();
+    let fx = Fx::new("scoring");
     let prompt = fx.text("prompt.yaml") + "  require_json: false\n";
     fx.write("prompt.yaml", &prompt);
     let e = fx.load().unwrap_err();
@@ -92,7 +69,7 @@ fn a_key_written_twice_in_the_prompt_config() {
 
 #[test]
 fn an_unknown_key_in_the_prompt_config_names_that_file() {
-    let fx = Fx::new();
+    let fx = Fx::new("scoring");
     let prompt = fx.text("prompt.yaml").replace("  system_text:", "  sytem_text:");
     fx.write("prompt.yaml", &prompt);
     let e = fx.load().unwrap_err();
@@ -110,7 +87,7 @@ fn an_unknown_key_in_the_prompt_config_names_that_file() {
 
 #[test]
 fn a_task_s_own_plugin_may_read_keys_of_its_own() {
-    let fx = Fx::new();
+    let fx = Fx::new("scoring");
     let prompt = fx.text("prompt.yaml") + "  rubric: strict\n" + "style: terse\n";
     fx.write("prompt.yaml", &prompt);
     // Both built-ins read the file: the top level is checked first.

@@ -1,35 +1,12 @@
 //! End-to-end tests of `load_task` on reference-style task files (fixtures/).
 
-use std::path::{Path, PathBuf};
+mod common;
 
+use common::Fx;
+use std::path::{Path, PathBuf};
 use modelcall_config::{dry_run_plan, load_task_with, ConfigError, DistillationStep, LoadedTask, Overrides, TaskType, Vars};
 
-/// A copy of a fixture folder in a temp dir, so tests can edit the task text and write outputs.
-struct Fx {
-    dir: tempfile::TempDir,
-}
-
 impl Fx {
-    fn new(fixture: &str) -> Fx {
-        let dir = tempfile::tempdir().unwrap();
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(fixture);
-        for e in std::fs::read_dir(src).unwrap() {
-            let e = e.unwrap();
-            std::fs::copy(e.path(), dir.path().join(e.file_name())).unwrap();
-        }
-        Fx { dir }
-    }
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-    fn text(&self, rel: &str) -> String {
-        std::fs::read_to_string(self.path(rel)).unwrap()
-    }
-    fn vars(&self, extra: &[(&str, &str)]) -> Vars {
-        let mut v: Vec<(String, String)> = vec![("OUT_DIR".into(), self.dir.path().display().to_string())];
-        v.extend(extra.iter().map(|(a, b)| (a.to_string(), b.to_string())));
-        Vars::fixed(v)
-    }
     /// Loads `task` after writing `text` to it.
     fn load_text(&self, task: &str, text: &str, extra: &[(&str, &str)]) -> Result<LoadedTask, ConfigError> {
         std::fs::write(self.path(task), text).unwrap();

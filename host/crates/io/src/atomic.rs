@@ -264,6 +264,14 @@ mod tests {
     }
 
     #[test]
+    fn a_full_disk_names_the_file_and_the_free_space() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = WriteError::new("writing", &dir.path().join("out.parquet"), std::io::Error::from_raw_os_error(28));
+        let text = err.to_string();
+        assert!(text.contains("out.parquet") && text.contains("bytes free on that file system"), "{text}");
+    }
+
+    #[test]
     fn errors_name_the_file() {
         let err = AtomicFile::create(Path::new("/proc/definitely/not/here.jsonl")).err().unwrap();
         assert!(err.to_string().contains("/proc/definitely/not"), "{err}");

@@ -25,10 +25,9 @@
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
-use crate::atomic::{process_alive, TEMP_PREFIX};
+use crate::atomic::process_alive;
 
 /// Folder (inside the output folder) holding the lock file.
 pub const LOCK_DIR: &str = ".modelcall";
@@ -222,19 +221,20 @@ fn parse(bytes: &[u8]) -> Option<LockInfo> {
     (info.pid >= 1 && info.pid <= i32::MAX as u32).then_some(info)
 }
 
-static ASIDE_COUNTER: AtomicU64 = AtomicU64::new(0);
-
 /// Removes the stale lock at `path` whose content was judged to be `judged`, without ever
 /// removing a lock some other run created in the meantime.
 ///
 /// Takeovers are serialised by an advisory `flock` on [`TAKEOVER_FILE`] (released by the kernel
 /// if we die, so it never goes stale). Under it the file is re-read: if it still holds what was
 /// judged, only a takeover (us) can remove it, so removing it is safe; otherwise it is left
-/// alone and the caller's retry reports the new holder. Where `flock` is not available, see
-/// [`take_away_unserialised`].
+/// alone and the caller's retry reports the new holder. Where `flock` is not available the
+/// stale lock is reported, to be removed by hand.
 fn take_away(path: &Path, judged: &[u8]) -> Result<(), LockError> {
     let Some(_guard) = takeover_mutex(path) else {
-        return take_away_unserialised(path, judged);
+        return Err(LockError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::other("cannot lock it for a takeover on this file system; if no run is using the folder, remove it by hand"),
+        });
     };
     match std::fs::read(path) {
         Ok(now) if now == judged => match std::fs::remove_file(path) {
@@ -283,38 +283,6 @@ fn takeover_mutex(path: &Path) -> Option<File> {
     }
 }
 
-/// Best effort without a mutex: moves the file to a private name, compares it with what was
-/// judged, deletes it if equal and otherwise puts it back without overwriting (a hard link). A
-/// third run creating the lock while a fresh one is moved aside can still end with two holders.
-fn take_away_unserialised(path: &Path, judged: &[u8]) -> Result<(), LockError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    // Ends in `.<pid>` with the temp prefix, so `sweep_temp_files` removes it if we die here.
-    let aside = dir.join(format!(
-        "{TEMP_PREFIX}{LOCK_FILE}.stale{}.{}",
-        ASIDE_COUNTER.fetch_add(1, Ordering::Relaxed),
-        std::process::id()
-    ));
-    match std::fs::rename(path, &aside) {
-        Ok(()) => {}
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()), // someone else took it away
-        Err(source) => return Err(LockError::Io { path: path.to_path_buf(), source }),
-    }
-    let moved = std::fs::read(&aside).map_err(|source| LockError::Io { path: aside.clone(), source })?;
-    if moved != judged {
-        // A run that won the race already wrote its lock and we moved it: put it back. A hard
-        // link never overwrites; if it fails because the name is taken again, the newest run
-        // holds it, and our retry will report that one as Held.
-        if let Err(e) = std::fs::hard_link(&aside, path) {
-            if e.kind() != ErrorKind::AlreadyExists {
-                let _ = std::fs::rename(&aside, path); // file systems without hard links
-                return Ok(());
-            }
-        }
-    }
-    let _ = std::fs::remove_file(&aside);
-    Ok(())
-}
-
 /// This machine's host name (`gethostname`), or `"unknown"` when it cannot be read.
 pub fn hostname() -> String {
     #[cfg(unix)]
@@ -338,29 +306,13 @@ pub fn hostname() -> String {
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for a time (seconds precision, UTC).
 fn rfc3339_utc(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
-/// Proleptic Gregorian date of a day count since 1970-01-01 (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::UNIX_EPOCH;
 
     #[test]
     fn lock_rfc3339_formats_utc_seconds() {
@@ -403,20 +355,6 @@ mod tests {
         take_away(&path, b"fresh").unwrap();
         assert!(!path.exists());
         take_away(&path, b"fresh").unwrap(); // already gone: fine
-    }
-
-    #[test]
-    fn lock_unserialised_take_away_puts_back_a_lock_it_did_not_judge() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(LOCK_FILE);
-        std::fs::write(&path, b"fresh").unwrap();
-        take_away_unserialised(&path, b"stale").unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), b"fresh");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "nothing left aside");
-        take_away_unserialised(&path, b"fresh").unwrap();
-        assert!(!path.exists());
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-        take_away_unserialised(&path, b"fresh").unwrap();
     }
 
     #[test]
