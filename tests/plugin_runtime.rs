@@ -183,3 +183,38 @@ fn third_party_plugin_built_with_the_sdk_runs() {
     assert_eq!(l[0]["records"][0]["text"], "HELLO SDK", "{}", stdout(&o));
     assert_eq!(l[1]["outcome"], "skip");
 }
+
+#[test]
+fn a_preprocessor_disabled_by_traps_stops_the_task_with_its_error_file_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let records: Vec<Value> = (0..6).map(|i| json!({"id": i, "text": "x", "attack": true})).collect();
+    write_jsonl(&input, "data.jsonl", &records);
+    std::fs::write(dir.path().join("model.yaml"), "client_config:\n  base_url: \"sim://\"\nchat_config:\n  model: m\n").unwrap();
+    let prompt = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("configs/prompts/en_corpus_quality_v1.yaml");
+    let task = dir.path().join("task.yaml");
+    std::fs::write(
+        &task,
+        format!(
+            "task_name: traps\ndata:\n  input_folder: \"{in_}\"\n  output_folder: \"{out}\"\n  input_key: text\n  output_format: jsonl\n\
+             model:\n  config_path: \"{model}\"\nprompt:\n  config_path: \"{prompt}\"\n\
+             preprocess:\n  output_folder: \"{pre}\"\n\
+             plugins:\n  pre:\n    role: preprocessor\n    path: \"{plugin}\"\n    limits:\n      max_consecutive_traps: 2\n",
+            in_ = input.display(),
+            out = dir.path().join("out").display(),
+            pre = dir.path().join("pre").display(),
+            model = dir.path().join("model.yaml").display(),
+            prompt = prompt.display(),
+            plugin = fx::PANIC,
+        ),
+    )
+    .unwrap();
+    let o = modelcall(&["run-task", task.to_str().unwrap(), "--no-progress"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("preprocessing stopped"), "{}", stderr(&o));
+    // The records that trapped before the plugin was disabled are in the error file, with the cause.
+    let errors = std::fs::read_to_string(dir.path().join("pre/data.preprocess.errors.jsonl")).expect("the error file is written");
+    let rows: Vec<Value> = errors.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(!rows.is_empty() && rows.iter().all(|r| r["cause"].as_str().unwrap().starts_with("plugin_trap")), "{errors}");
+}
