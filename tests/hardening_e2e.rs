@@ -486,12 +486,9 @@ fn a_truncated_gz_is_read_up_to_the_cut_and_reported() {
     assert!(s.summary()["failures_by_cause"]["source_read_error"] == 1, "{}", s.summary());
 }
 
-/// Product bug: a truncated input writes a `source_read_error` row to the error output, yet the
-/// run exits 0 with `status: completed` and `records.failed` / `bad_lines` both 0, because
-/// `RunOutcome::failed_items` (failed + bad_lines + failed_before) does not count source
-/// errors. Runs with error rows should exit 3.
+/// A truncated input writes a `source_read_error` row, is counted (`records.source_errors`) and
+/// makes the run exit 3 like any other row in the error output.
 #[test]
-#[ignore = "product bug: a source_read_error row (truncated .gz) leaves the exit code at 0; runs with error rows must exit 3"]
 fn a_truncated_gz_makes_the_run_exit_3() {
     let s = Scratch::new();
     truncated_gz(&s, "input/cut.jsonl.gz", 200);

@@ -36,6 +36,8 @@ pub struct FileStats {
     pub duplicate_ids: u64,
     /// Records that failed permanently in an earlier run and were not sent again.
     pub failed_before: u64,
+    /// Inputs that could not be read to their end (a truncated archive, an I/O error).
+    pub source_errors: u64,
 }
 
 /// Whole-run counters.
@@ -136,6 +138,7 @@ impl RunStats {
             t.records_out += f.records_out;
             t.duplicate_ids += f.duplicate_ids;
             t.failed_before += f.failed_before;
+            t.source_errors += f.source_errors;
         }
         t
     }
@@ -169,6 +172,7 @@ impl RunStats {
                 "records_out": totals.records_out,
                 "duplicate_ids": totals.duplicate_ids,
                 "failed_before": totals.failed_before,
+                "source_errors": totals.source_errors,
             },
             "failures_by_cause": self.failures_by_cause,
             "retries_by_cause": self.retries_by_cause,

@@ -57,6 +57,8 @@ impl<J: Job> Collector<'_, J> {
                 // The file could not be read further: every record read so far is kept, the
                 // failure is an error row of its own.
                 tracing::error!(file = %file, "{message}");
+                fs.source_errors += 1;
+                self.shared.progress.failed();
                 self.shared.stats.lock().unwrap().count_failure("source_read_error");
                 let row = json!({
                     "file": file, "cause": "source_read_error", "message": message,

@@ -83,11 +83,11 @@ pub struct RunOutcome {
 }
 
 impl RunOutcome {
-    /// Items in the error outputs: failed records and bad lines of this run, and records that
-    /// failed permanently before and were not sent again.
+    /// Items in the error outputs: failed records, bad lines and unreadable inputs of this run,
+    /// and records that failed permanently before and were not sent again.
     pub fn failed_items(&self) -> u64 {
         let t = self.stats.totals();
-        t.failed + t.bad_lines + t.failed_before
+        t.failed + t.bad_lines + t.failed_before + t.source_errors
     }
 }
 

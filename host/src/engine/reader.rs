@@ -165,7 +165,7 @@ impl Reader<'_> {
                                     line,
                                     cause: "duplicate_id".into(),
                                     message: format!("the id of this record was already used by an earlier record (it would be keyed `{base}`); options.on_duplicate_id is `error`"),
-                                    raw_excerpt: String::new(),
+                                    raw_excerpt: serde_json::Value::Object(record.clone()).to_string().chars().take(200).collect(),
                                 };
                                 (ReadItem::DuplicateId { skipped: false }, Some(Some(ReadItem::Bad { key: internal_key("duplicate-id", &base), bad })))
                             }
