@@ -32,7 +32,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::RunTask(args) => return modelcall::cli::run_task::run(args),
         Command::Plugin(cmd) => modelcall::cli::plugin_cmd::run(cmd).map(|_| std::process::ExitCode::SUCCESS),
-        Command::ServeSim(args) => modelcall_sim::serve_blocking(args).map(|_| std::process::ExitCode::SUCCESS),
+        Command::ServeSim(args) => modelcall_sim::serve(args).map(|_| std::process::ExitCode::SUCCESS).map_err(anyhow::Error::from),
     };
     match result {
         Ok(code) => code,

@@ -42,6 +42,11 @@ pub(crate) struct RuntimeInner {
     pub cache_enabled: bool,
 }
 
+/// The wasmtime engine or linker could not be set up (a host problem, not a plugin's).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start the plugin runtime: {0:#}")]
+pub struct RuntimeError(wasmtime::Error);
+
 /// Owns the engine and linker; cheap to clone.
 #[derive(Clone)]
 pub struct PluginRuntime {
@@ -50,11 +55,11 @@ pub struct PluginRuntime {
 
 impl PluginRuntime {
     /// The engine with the default options (compile cache on when a cache dir exists).
-    pub fn new() -> anyhow::Result<Self> {
+    pub fn new() -> Result<Self, RuntimeError> {
         Self::with_options(RuntimeOptions::default())
     }
 
-    pub fn with_options(opts: RuntimeOptions) -> anyhow::Result<Self> {
+    pub fn with_options(opts: RuntimeOptions) -> Result<Self, RuntimeError> {
         let mut config = Config::new();
         config.strategy(wasmtime::Strategy::Cranelift);
         config.consume_fuel(true);
@@ -71,12 +76,12 @@ impl PluginRuntime {
                 Err(e) => tracing::debug!("wasmtime compile cache unavailable, compiling without it: {e:#}"),
             }
         }
-        let engine = Engine::new(&config)?;
+        let engine = Engine::new(&config).map_err(RuntimeError)?;
         spawn_ticker(&engine);
 
         let mut linker = Linker::<HostState>::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        crate::wit::add_to_linker(&mut linker)?;
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(RuntimeError)?;
+        crate::wit::add_to_linker(&mut linker).map_err(RuntimeError)?;
         Ok(PluginRuntime { inner: Arc::new(RuntimeInner { engine, linker, cache_enabled }) })
     }
 

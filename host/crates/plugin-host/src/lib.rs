@@ -29,7 +29,7 @@ pub mod tokenizer;
 mod types;
 mod wit;
 
-pub use engine::{PluginRuntime, RuntimeOptions};
+pub use engine::{PluginRuntime, RuntimeError, RuntimeOptions};
 pub use loader::{ComponentSummary, MAX_COMPONENT_BYTES};
 pub use errors::{CallError, ErrorKind, LoadError, TrapKind};
 pub use limits::{Limits, LimitsError};

@@ -92,11 +92,3 @@ pub fn serve(args: ServeArgs) -> Result<(), SimError> {
     })
 }
 
-/// [`serve`] with the error as `anyhow::Error`: the one anyhow in this crate's API, kept only
-/// because `host/src/main.rs` puts it in a `match` whose arms are `anyhow::Result`. Once the
-/// binary calls `modelcall_sim::serve(args).map_err(anyhow::Error::from)` this and the anyhow
-/// dependency go.
-#[cfg(feature = "server")]
-pub fn serve_blocking(args: ServeArgs) -> anyhow::Result<()> {
-    serve(args).map_err(anyhow::Error::from)
-}
