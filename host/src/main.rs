@@ -16,6 +16,12 @@ enum Command {
     /// Check, run or benchmark a plugin on its own.
     #[command(subcommand)]
     Plugin(modelcall::cli::plugin_cmd::PluginCommand),
+    /// Write and submit a cluster job that runs the task in N shards (Slurm job array or Kubernetes Indexed Job).
+    Submit(modelcall::cli::submit::SubmitArgs),
+    /// Show per shard what is done, failed and pending, from the journals (no request sent).
+    Status(modelcall::cli::status::StatusArgs),
+    /// Merge the shard outputs of a task into its unsharded outputs and verify every input record is there once.
+    Merge(modelcall::cli::merge::MergeArgs),
     /// Serve the SIMULATED OpenAI-compatible endpoint (deterministic replies, fault injection).
     ServeSim(modelcall_sim::ServeArgs),
 }
@@ -31,6 +37,9 @@ fn main() -> std::process::ExitCode {
         .init();
     let result = match cli.command {
         Command::RunTask(args) => return modelcall::cli::run_task::run(args),
+        Command::Submit(args) => return modelcall::cli::submit::run(args),
+        Command::Status(args) => return modelcall::cli::status::run(args),
+        Command::Merge(args) => return modelcall::cli::merge::run(args),
         Command::Plugin(cmd) => modelcall::cli::plugin_cmd::run(cmd).map(|_| std::process::ExitCode::SUCCESS),
         Command::ServeSim(args) => modelcall_sim::serve(args).map(|_| std::process::ExitCode::SUCCESS).map_err(anyhow::Error::from),
     };

@@ -1,7 +1,10 @@
-//! The command line: `run-task`, `plugin`, `serve-sim`, and the mapping of a run's end to an
-//! exit code.
+//! The command line: `run-task`, `submit`, `status`, `merge`, `plugin`, `serve-sim`, and the
+//! mapping of a run's end to an exit code.
 
 pub mod exit;
+pub mod merge;
 pub mod plugin_cmd;
 pub mod run_task;
 pub mod run_task_args;
+pub mod status;
+pub mod submit;

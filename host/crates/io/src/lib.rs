@@ -14,6 +14,7 @@ pub mod lock;
 pub mod naming;
 pub mod key;
 pub mod keyset;
+pub mod shard_plan;
 pub mod sink;
 mod winners;
 pub mod grouped;
@@ -30,4 +31,5 @@ pub use grouped::{finalize_grouped, finalize_records, GroupedStats, RecordsTarge
 pub use naming::{input_stem, FilePaths, Naming};
 pub use sink::{finalize, finalize_ordered, FinalizeStats, OutputFormat, SinkError};
 pub use source::{is_supported_input, list_input_files, open_source, BadLineCause, SourceError, SourceItem};
-pub use source::{open_source_with, parse_record, SourceOptions, DEFAULT_MAX_RECORD_BYTES, MAX_DEPTH};
+pub use source::{open_slice, open_source_with, parse_record, ByteCounter, Slice, SourceOptions, DEFAULT_MAX_RECORD_BYTES, MAX_DEPTH};
+pub use shard_plan::{PlanError, ShardPlan};

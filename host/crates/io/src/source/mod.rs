@@ -169,6 +169,91 @@ pub fn open_source_with(path: &Path, options: SourceOptions) -> Result<SourceIte
     }
 }
 
+/// Part of an input file: what one shard of a sharded run reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "unit", rename_all = "snake_case")]
+pub enum Slice {
+    /// All of it (compressed files can only be read whole).
+    Whole,
+    /// Bytes `[start, end)` of a plain JSONL file; both ends are line starts.
+    Bytes { start: u64, end: u64 },
+    /// Row groups `[start, end)` of a Parquet file.
+    RowGroups { start: usize, end: usize },
+}
+
+/// Counts the bytes a source reads from its file (for "each shard reads about 1/N").
+#[derive(Debug, Clone, Default)]
+pub struct ByteCounter(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl ByteCounter {
+    pub fn get(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+struct Counting<R> {
+    inner: R,
+    counter: ByteCounter,
+}
+
+impl<R: std::io::Read> std::io::Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.counter.0.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Opens `slice` of `path` as a stream of records. Line numbers count from the slice's start.
+/// `counter` (when given) adds up the bytes read from the file.
+pub fn open_slice(path: &Path, slice: Slice, options: SourceOptions, counter: Option<ByteCounter>) -> Result<SourceIter, SourceError> {
+    use std::io::{Read, Seek};
+    let io = |source| SourceError::Io { path: path.to_path_buf(), source };
+    let counter = counter.unwrap_or_default();
+    match (slice, kind_of(path)) {
+        (Slice::Whole, Some(Kind::Parquet)) | (Slice::RowGroups { .. }, Some(Kind::Parquet)) => {
+            let groups = match slice {
+                Slice::RowGroups { start, end } => Some(start..end),
+                _ => None,
+            };
+            if let Ok(meta) = std::fs::metadata(path) {
+                counter.0.fetch_add(meta.len(), std::sync::atomic::Ordering::Relaxed);
+            }
+            Ok(Box::new(parquet::ParquetRows::open_groups(path, options, groups)?))
+        }
+        (Slice::Bytes { start, end }, Some(Kind::Jsonl)) => {
+            let mut file = std::fs::File::open(path).map_err(io)?;
+            file.seek(std::io::SeekFrom::Start(start)).map_err(io)?;
+            let reader = Counting { inner: file.take(end.saturating_sub(start)), counter };
+            Ok(Box::new(jsonl::JsonlLines::with_options(Box::new(reader), path.to_path_buf(), options)))
+        }
+        (Slice::Whole, Some(kind)) => {
+            let file = std::fs::File::open(path).map_err(io)?;
+            let counted: Box<dyn Read + Send> = Box::new(Counting { inner: file, counter });
+            let reader: Box<dyn Read + Send> = match kind {
+                Kind::JsonlGz => Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(counted))),
+                Kind::JsonlZst => Box::new(zstd::stream::read::Decoder::new(counted).map_err(io)?),
+                _ => counted,
+            };
+            Ok(Box::new(jsonl::JsonlLines::with_options(reader, path.to_path_buf(), options)))
+        }
+        (_, None) => Err(SourceError::Unsupported { path: path.to_path_buf() }),
+        (slice, Some(_)) => Err(SourceError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{slice:?} does not apply to this kind of file")),
+        }),
+    }
+}
+
+/// Whether a file can be cut into byte slices (plain JSONL) or row groups (Parquet).
+pub fn slice_kind(path: &Path) -> Option<&'static str> {
+    match kind_of(path)? {
+        Kind::Jsonl => Some("bytes"),
+        Kind::Parquet => Some("row_groups"),
+        _ => None,
+    }
+}
+
 /// The input files of a task: `path` itself when it is a file, else the supported files
 /// directly inside the folder (optionally filtered by a `*`/`?` glob on the file name), sorted
 /// by name so every shard and every run sees the same order.

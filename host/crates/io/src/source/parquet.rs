@@ -24,6 +24,11 @@ pub struct ParquetRows {
 
 impl ParquetRows {
     pub fn open_with(path: &Path, options: SourceOptions) -> Result<Self, SourceError> {
+        Self::open_groups(path, options, None)
+    }
+
+    /// Only the row groups in `groups` (all when `None`).
+    pub fn open_groups(path: &Path, options: SourceOptions, groups: Option<std::ops::Range<usize>>) -> Result<Self, SourceError> {
         let file = std::fs::File::open(path).map_err(|source| SourceError::Io { path: path.to_path_buf(), source })?;
         let err = |e: parquet::errors::ParquetError| SourceError::Parquet { path: path.to_path_buf(), message: e.to_string() };
         let builder = match ParquetRecordBatchReaderBuilder::try_new(file) {
@@ -35,6 +40,10 @@ impl ParquetRows {
                 let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
                 ParquetRecordBatchReaderBuilder::try_new_with_options(file, options).map_err(|_| err(first))?
             }
+        };
+        let builder = match groups {
+            Some(g) => builder.with_row_groups(g.collect()),
+            None => builder,
         };
         let reader = builder.with_batch_size(BATCH_ROWS).build().map_err(err)?;
         Ok(ParquetRows {

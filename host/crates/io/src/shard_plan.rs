@@ -1,0 +1,286 @@
+//! Which part of the input each shard of a sharded run reads: whole files and, for large files,
+//! line-aligned byte ranges (plain JSONL) or row-group ranges (Parquet), balanced by size, so
+//! each of N shards reads about 1/N of the bytes instead of all of them.
+//!
+//! The inputs are laid end to end and cut at `k × total / N`; each cut inside a splittable file
+//! moves forward to the next line start (or row-group start), and a file that cannot be split
+//! (gzip, zstd) goes whole to the shard holding its middle. Every shard's pieces are contiguous.
+//!
+//! The plan is written once, to `<output>/.modelcall/shards.json`, and every shard and `merge`
+//! read that file: a run with another N, or over other inputs, is refused instead of silently
+//! reading a different split.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::source::Slice;
+
+/// One piece of one input file and the shard that reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Piece {
+    pub shard: u32,
+    pub slice: Slice,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedFile {
+    pub path: PathBuf,
+    pub size: u64,
+    /// In file order; at most one per shard.
+    pub pieces: Vec<Piece>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardPlan {
+    pub shards: u32,
+    pub files: Vec<PlannedFile>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("{path}: {source}", path = path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{plan} splits this output folder into {planned} shards, not {asked}; run every shard with --shard I/{planned}, or merge the finished shards (`modelcall merge`) and remove the plan to split it again", plan = plan.display())]
+    OtherShardCount { plan: PathBuf, planned: u32, asked: u32 },
+    #[error("{plan} was made for other input files ({detail}); merge the shards done so far, then remove the plan to split the new inputs", plan = plan.display())]
+    OtherInputs { plan: PathBuf, detail: String },
+}
+
+/// Where the plan of an output folder lives.
+pub fn plan_path(output_folder: &Path) -> PathBuf {
+    output_folder.join(".modelcall").join("shards.json")
+}
+
+impl ShardPlan {
+    /// Splits `files` (in order) into `shards` balanced, contiguous parts.
+    pub fn build(files: &[PathBuf], shards: u32) -> Result<ShardPlan, PlanError> {
+        let shards = shards.max(1);
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| PlanError::Io { path: path.clone(), source }
+        };
+        let sizes: Vec<u64> = files.iter().map(|f| std::fs::metadata(f).map(|m| m.len()).map_err(io(f))).collect::<Result<_, _>>()?;
+        let total: u64 = sizes.iter().sum::<u64>().max(1);
+        // The shard a global byte position falls in.
+        let shard_at = |pos: u64| -> u32 { ((pos as u128 * shards as u128 / total as u128) as u32).min(shards - 1) };
+        let mut planned = Vec::with_capacity(files.len());
+        let mut offset = 0u64;
+        for (path, &size) in files.iter().zip(&sizes) {
+            let pieces = match crate::source::slice_kind(path) {
+                Some("bytes") => byte_pieces(path, offset, size, &shard_at).map_err(io(path))?,
+                Some(_) => row_group_pieces(path, offset, &shard_at).map_err(io(path))?,
+                None => vec![Piece { shard: shard_at(offset + size / 2), slice: Slice::Whole }],
+            };
+            planned.push(PlannedFile { path: path.clone(), size, pieces });
+            offset += size;
+        }
+        Ok(ShardPlan { shards, files: planned })
+    }
+
+    /// The plan of `output_folder` when there is one, else a new one for `files`, written there.
+    /// A plan for another shard count or other inputs is an error.
+    pub fn load_or_create(output_folder: &Path, files: &[PathBuf], shards: u32) -> Result<ShardPlan, PlanError> {
+        let path = plan_path(output_folder);
+        if let Some(existing) = Self::load(output_folder)? {
+            if existing.shards != shards {
+                return Err(PlanError::OtherShardCount { plan: path, planned: existing.shards, asked: shards });
+            }
+            let planned: Vec<&PathBuf> = existing.files.iter().map(|f| &f.path).collect();
+            let asked: Vec<&PathBuf> = files.iter().collect();
+            if planned != asked {
+                let detail = match asked.iter().find(|f| !planned.contains(f)) {
+                    Some(new) => format!("{} is not in it", new.display()),
+                    None => format!("{} file(s) planned, {} now", planned.len(), asked.len()),
+                };
+                return Err(PlanError::OtherInputs { plan: path, detail });
+            }
+            return Ok(existing);
+        }
+        let plan = Self::build(files, shards)?;
+        // Every shard computes the same plan from the same inputs, so concurrent first runs
+        // write identical files; the write is atomic either way.
+        let text = serde_json::to_string_pretty(&plan).expect("plans serialize");
+        crate::atomic::write_atomically(&path, text.as_bytes()).map_err(|e| PlanError::Io { path: path.clone(), source: e.source })?;
+        Ok(plan)
+    }
+
+    pub fn load(output_folder: &Path) -> Result<Option<ShardPlan>, PlanError> {
+        let path = plan_path(output_folder);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| PlanError::Io { path, source: std::io::Error::new(std::io::ErrorKind::InvalidData, e) }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(PlanError::Io { path, source }),
+        }
+    }
+
+    /// What shard `shard` reads: (file, its index in the plan, the piece's ordinal within the
+    /// file, slice).
+    pub fn pieces_of(&self, shard: u32) -> Vec<(&PlannedFile, usize, Slice)> {
+        let mut out = Vec::new();
+        for f in &self.files {
+            for (ordinal, p) in f.pieces.iter().enumerate() {
+                if p.shard == shard {
+                    out.push((f, ordinal, p.slice));
+                }
+            }
+        }
+        out
+    }
+
+    /// Bytes each shard reads (row groups counted at their compressed size share).
+    pub fn bytes_per_shard(&self) -> Vec<u64> {
+        let mut bytes = vec![0u64; self.shards as usize];
+        for f in &self.files {
+            for p in &f.pieces {
+                bytes[p.shard as usize] += match p.slice {
+                    Slice::Bytes { start, end } => end - start,
+                    Slice::Whole => f.size,
+                    Slice::RowGroups { .. } => f.size / f.pieces.len().max(1) as u64,
+                };
+            }
+        }
+        bytes
+    }
+}
+
+/// Cuts a plain JSONL file occupying global bytes `[offset, offset + size)` at the shard
+/// boundaries inside it, each moved forward to the next line start.
+fn byte_pieces(path: &Path, offset: u64, size: u64, shard_at: &dyn Fn(u64) -> u32) -> std::io::Result<Vec<Piece>> {
+    if size == 0 {
+        return Ok(vec![Piece { shard: shard_at(offset), slice: Slice::Bytes { start: 0, end: 0 } }]);
+    }
+    let mut file = std::fs::File::open(path)?;
+    let mut pieces = Vec::new();
+    let mut start = 0u64;
+    let mut shard = shard_at(offset);
+    while start < size {
+        // The first local position that belongs to a later shard (binary search: shard_at
+        // grows with the position), moved forward to a line start.
+        let (mut lo, mut hi) = (start, size);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if shard_at(offset + mid) > shard {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        let end = if lo >= size { size } else { next_line_start(&mut file, lo, size)? };
+        pieces.push(Piece { shard, slice: Slice::Bytes { start, end } });
+        start = end;
+        if start < size {
+            shard = shard_at(offset + start);
+        }
+    }
+    Ok(pieces)
+}
+
+/// The first position `p ≥ at` where a line starts (`p == size` when none does).
+fn next_line_start(file: &mut std::fs::File, at: u64, size: u64) -> std::io::Result<u64> {
+    if at == 0 {
+        return Ok(0);
+    }
+    file.seek(SeekFrom::Start(at - 1))?;
+    let mut buf = [0u8; 64 * 1024];
+    let mut pos = at - 1;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(size);
+        }
+        if let Some(i) = memchr_newline(&buf[..n]) {
+            return Ok(pos + i as u64 + 1);
+        }
+        pos += n as u64;
+    }
+}
+
+fn memchr_newline(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().position(|&b| b == b'\n')
+}
+
+/// Row groups of a Parquet file, each to the shard holding its middle, as contiguous ranges.
+fn row_group_pieces(path: &Path, offset: u64, shard_at: &dyn Fn(u64) -> u32) -> std::io::Result<Vec<Piece>> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let reader = SerializedFileReader::new(std::fs::File::open(path)?).map_err(std::io::Error::other)?;
+    let groups = reader.metadata().row_groups();
+    let mut pieces: Vec<Piece> = Vec::new();
+    let mut at = offset;
+    for (i, g) in groups.iter().enumerate() {
+        let len = g.compressed_size().max(0) as u64;
+        let shard = shard_at(at + len / 2);
+        at += len;
+        match pieces.last_mut() {
+            Some(Piece { shard: s, slice: Slice::RowGroups { end, .. } }) if *s == shard => *end = i + 1,
+            _ => pieces.push(Piece { shard, slice: Slice::RowGroups { start: i, end: i + 1 } }),
+        }
+    }
+    if pieces.is_empty() {
+        pieces.push(Piece { shard: shard_at(offset), slice: Slice::Whole });
+    }
+    Ok(pieces)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jsonl(dir: &Path, name: &str, lines: usize, width: usize) -> PathBuf {
+        let p = dir.join(name);
+        let text: String = (0..lines).map(|i| format!("{{\"id\":{i},\"t\":\"{}\"}}\n", "x".repeat(width))).collect();
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn shards_read_about_one_nth_at_line_starts_and_every_line_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = jsonl(dir.path(), "big.jsonl", 5000, 37);
+        let small = jsonl(dir.path(), "small.jsonl", 10, 5);
+        let plan = ShardPlan::build(&[big.clone(), small.clone()], 8).unwrap();
+        let total: u64 = plan.files.iter().map(|f| f.size).sum();
+        for b in plan.bytes_per_shard() {
+            assert!(b <= total / 8 + total / 50, "{b} of {total}");
+        }
+        // Every line of the big file is read by exactly one shard, in order.
+        let mut ids = Vec::new();
+        for shard in 0..8 {
+            for (f, _, slice) in plan.pieces_of(shard) {
+                for item in crate::source::open_slice(&f.path, slice, Default::default(), None).unwrap() {
+                    if let crate::SourceItem::Record { record, .. } = item.unwrap() {
+                        if f.path == big {
+                            ids.push(record["id"].as_u64().unwrap());
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(ids, (0..5000).collect::<Vec<u64>>());
+    }
+
+    #[test]
+    fn a_plan_is_reused_and_another_n_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = jsonl(dir.path(), "a.jsonl", 100, 10);
+        let out = dir.path().join("out");
+        let p1 = ShardPlan::load_or_create(&out, std::slice::from_ref(&f), 4).unwrap();
+        let p2 = ShardPlan::load_or_create(&out, std::slice::from_ref(&f), 4).unwrap();
+        assert_eq!(p1, p2);
+        let err = ShardPlan::load_or_create(&out, std::slice::from_ref(&f), 8).unwrap_err();
+        assert!(err.to_string().contains("into 4 shards, not 8"), "{err}");
+    }
+
+    #[test]
+    fn compressed_files_go_whole_to_one_shard() {
+        let dir = tempfile::tempdir().unwrap();
+        let gz = dir.path().join("a.jsonl.gz");
+        std::fs::write(&gz, b"not really gzip but big enough").unwrap();
+        let plan = ShardPlan::build(&[gz], 3).unwrap();
+        assert_eq!(plan.files[0].pieces.len(), 1);
+        assert_eq!(plan.files[0].pieces[0].slice, Slice::Whole);
+    }
+}
