@@ -38,6 +38,8 @@ pub struct FileStats {
     pub failed_before: u64,
     /// Inputs that could not be read to their end (a truncated archive, an I/O error).
     pub source_errors: u64,
+    /// Bytes read from the input files (a shard reads only its share).
+    pub bytes_read: u64,
 }
 
 /// Whole-run counters.
@@ -139,6 +141,7 @@ impl RunStats {
             t.duplicate_ids += f.duplicate_ids;
             t.failed_before += f.failed_before;
             t.source_errors += f.source_errors;
+            t.bytes_read += f.bytes_read;
         }
         t
     }
@@ -173,6 +176,7 @@ impl RunStats {
                 "duplicate_ids": totals.duplicate_ids,
                 "failed_before": totals.failed_before,
                 "source_errors": totals.source_errors,
+                "input_bytes_read": totals.bytes_read,
             },
             "failures_by_cause": self.failures_by_cause,
             "retries_by_cause": self.retries_by_cause,

@@ -1,15 +1,198 @@
-//! `modelcall merge`: shard outputs into the unsharded outputs, verified.
+//! `modelcall merge`: the shard outputs of a task into its unsharded outputs, verified.
+//!
+//! For each input file, the journals of its pieces (one per shard) are joined into the
+//! unsharded journal, `<stem>.journal.jsonl`, which is then finalized like any run's: so the
+//! merged outputs have the unsharded names, and a later run without `--shard` resumes from them
+//! (sending only what is missing). Every piece is read again with the keys its shard gave its
+//! records, and every key must be in the journal of that piece (done or failed): what is missing
+//! is reported by shard, and the merge exits non-zero.
 
-use std::path::PathBuf;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+use modelcall_config::{load_task, Overrides, RunPlan};
+use modelcall_io::{AtomicFile, KeySet, ShardPlan};
+use serde_json::{json, Value};
+
+use super::exit::{exit_code, BadConfig, Finish};
+use super::status::{shard_states, ShardState};
+use crate::engine::reader::{read_unit, Finished, ReadItem};
+use crate::engine::{StopSignal, UnitInputs};
+use crate::tasks::shards::{RecordOutputs, MERGED_MARKER};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct MergeArgs {
-    /// The task YAML file.
+    /// The task YAML file the shards ran.
     pub task: PathBuf,
+    /// Merge even when some shards have not finished (what they did is merged; the rest is
+    /// reported missing, and a later unsharded run sends it).
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub fn run(args: MergeArgs) -> ExitCode {
-    eprintln!("error: `merge` of {} is not available yet", args.task.display());
-    ExitCode::from(2)
+    exit_code(merge(&args), false)
+}
+
+fn merge(args: &MergeArgs) -> anyhow::Result<Finish> {
+    let task = load_task(&args.task, &Overrides::default()).map_err(|e| BadConfig(e.to_string()))?;
+    let plan = RunPlan::from_task(&task).map_err(|e| BadConfig(e.to_string()))?;
+    let outputs = RecordOutputs::of(&task, &plan)?;
+    let Some(shard_plan) = ShardPlan::load(&outputs.folder).map_err(|e| BadConfig(e.to_string()))? else {
+        return Err(BadConfig(format!("{} has no shard plan (.modelcall/shards.json): the task was not run in shards there", outputs.folder.display())).into());
+    };
+    let n = shard_plan.shards;
+    let states = shard_states(&outputs, &shard_plan);
+    let unfinished: Vec<String> = states.iter().filter(|s| !s.complete()).map(ShardState::describe).collect();
+    if !unfinished.is_empty() && !args.force {
+        return Err(anyhow::anyhow!(
+            "{} of {n} shard(s) have not finished, so nothing was merged:\n  {}\nwait for them (`modelcall status`), resubmit the failed ones, or merge what is there with --force",
+            unfinished.len(),
+            unfinished.join("\n  ")
+        ));
+    }
+    let _lock = modelcall_io::OutputLock::acquire(&outputs.folder)?;
+
+    let mut missing_by_shard = vec![0u64; n as usize];
+    let mut collisions = 0u64;
+    for file in &shard_plan.files {
+        let stem = modelcall_io::input_stem(&file.path);
+        let merged = outputs.paths(&stem, None);
+        let mut journal = AtomicFile::create(&merged.journal)?;
+        let mut seen = KeySet::default();
+        // An unsharded run's earlier results come first; the shards' later ones win.
+        copy_journal(&merged.journal, &mut journal, &mut KeySet::default(), &mut 0)?;
+        for (ordinal, piece) in file.pieces.iter().enumerate() {
+            let paths = outputs.paths(&stem, Some((piece.shard, n)));
+            let mut keys = KeySet::default();
+            copy_journal(&paths.journal, &mut journal, &mut keys, &mut 0)?;
+            for key in keys.iter_hashes() {
+                if !seen.insert_hash(key) {
+                    collisions += 1;
+                }
+            }
+            let inputs = UnitInputs::RecordSlice { file: file.path.clone(), slice: piece.slice, ordinal };
+            missing_by_shard[piece.shard as usize] += missing_keys(inputs, &outputs, keys);
+        }
+        journal.commit()?;
+        crate::engine::finalize(&merged, &outputs.sink)?;
+    }
+    let summary = merged_summary(&outputs, &plan.task_name, n, &states);
+    let text = crate::cli::exit::shown(&serde_json::to_string_pretty(&summary)?) + "\n";
+    modelcall_io::write_atomically(&outputs.folder.join("run_summary.json"), text.as_bytes())?;
+    let missing: u64 = missing_by_shard.iter().sum();
+    let marker = json!({"shards": n, "merged_at": chrono::Local::now().to_rfc3339(), "missing": missing, "collisions": collisions});
+    modelcall_io::write_atomically(&outputs.folder.join(".modelcall").join(MERGED_MARKER), marker.to_string().as_bytes())?;
+
+    eprintln!("merged {n} shard(s) of {} input file(s) into {}", shard_plan.files.len(), outputs.folder.display());
+    if collisions > 0 {
+        eprintln!("warning: {collisions} key(s) were written by two shards (an id repeated on both sides of a cut); the later shard's result was kept");
+    }
+    if missing > 0 {
+        let by: Vec<String> = missing_by_shard.iter().enumerate().filter(|(_, m)| **m > 0).map(|(i, m)| format!("shard {i}/{n}: {m}")).collect();
+        return Err(anyhow::anyhow!(
+            "{missing} input record(s) are in no shard's output ({}); run the task again without --shard to send just those",
+            by.join(", ")
+        ));
+    }
+    let failed = summary["records"]["failed"].as_u64().unwrap_or(0) + summary["records"]["bad_lines"].as_u64().unwrap_or(0);
+    eprintln!("verified: every input record is in the merged output or its error file exactly once");
+    Ok(if failed > 0 { Finish::Failures(failed) } else { Finish::Done })
+}
+
+#[derive(serde::Deserialize)]
+struct KeyOnly {
+    key: String,
+}
+
+/// Appends the complete lines of `from` (if it exists) to `to`, adding their keys to `keys`.
+fn copy_journal(from: &Path, to: &mut AtomicFile, keys: &mut KeySet, lines: &mut u64) -> anyhow::Result<()> {
+    let file = match std::fs::File::open(from) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(anyhow::anyhow!("reading {}: {e}", from.display())),
+    };
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        if reader.read_until(b'\n', &mut buf)? == 0 || buf.last() != Some(&b'\n') {
+            return Ok(()); // the end, or a torn last line of a killed shard
+        }
+        if let Ok(k) = serde_json::from_slice::<KeyOnly>(&buf) {
+            keys.insert(&k.key);
+            to.write_all(&buf)?;
+            *lines += 1;
+        }
+    }
+}
+
+/// How many records of `inputs`, keyed as its shard keyed them, have no entry in `journaled`.
+fn missing_keys(inputs: UnitInputs, outputs: &RecordOutputs, journaled: KeySet) -> u64 {
+    let done = Finished { ok: journaled, failed_permanently: KeySet::default() };
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4096);
+    let read = outputs.read.clone();
+    std::thread::scope(|scope| {
+        let done = &done;
+        scope.spawn(move || read_unit(inputs, read, done, &StopSignal::default(), Default::default(), tx));
+        let mut missing = 0u64;
+        while let Some(item) = rx.blocking_recv() {
+            match item {
+                ReadItem::Work { .. } => missing += 1,
+                ReadItem::Bad { key, .. } | ReadItem::SourceFailed { key, .. } if !done.ok.contains(&key) => missing += 1,
+                _ => {}
+            }
+        }
+        missing
+    })
+}
+
+/// The shards' summaries added up (latency percentiles: the largest over the shards).
+fn merged_summary(outputs: &RecordOutputs, task_name: &str, n: u32, states: &[ShardState]) -> Value {
+    let mut records = serde_json::Map::new();
+    let mut by_cause: [(String, serde_json::Map<String, Value>); 3] =
+        [("failures_by_cause".into(), Default::default()), ("retries_by_cause".into(), Default::default()), ("skips_by_reason".into(), Default::default())];
+    let (mut requests, mut prompt, mut completion) = (0u64, 0u64, 0u64);
+    let mut latency = serde_json::Map::new();
+    for s in states.iter().filter_map(|s| s.summary.as_ref()) {
+        add_counts(&mut records, &s["records"]);
+        for (field, map) in by_cause.iter_mut() {
+            add_counts(map, &s[field.as_str()]);
+        }
+        requests += s["requests"].as_u64().unwrap_or(0);
+        prompt += s["tokens"]["prompt"].as_u64().unwrap_or(0);
+        completion += s["tokens"]["completion"].as_u64().unwrap_or(0);
+        for q in ["p50", "p90", "p99", "max"] {
+            let v = s["latency_ms"][q].as_u64().unwrap_or(0).max(latency.get(q).and_then(Value::as_u64).unwrap_or(0));
+            latency.insert(q.into(), json!(v));
+        }
+    }
+    let mut doc = json!({
+        "task_name": task_name,
+        "status": if states.iter().all(ShardState::complete) { "completed" } else { "partial" },
+        "merged_from_shards": n,
+        "finished_at": chrono::Local::now().to_rfc3339(),
+        "records": records,
+        "requests": requests,
+        "tokens": {"prompt": prompt, "completion": completion, "total": prompt + completion},
+        "latency_ms": latency,
+        "latency_note": "the largest of the shards' percentiles",
+        "output_folder": outputs.folder.display().to_string(),
+    });
+    for (field, map) in by_cause {
+        doc[field] = Value::Object(map);
+    }
+    doc
+}
+
+fn add_counts(into: &mut serde_json::Map<String, Value>, from: &Value) {
+    if let Some(obj) = from.as_object() {
+        for (k, v) in obj {
+            if let Some(n) = v.as_u64() {
+                let sum = into.get(k).and_then(Value::as_u64).unwrap_or(0) + n;
+                into.insert(k.clone(), json!(sum));
+            }
+        }
+    }
 }

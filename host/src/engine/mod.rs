@@ -20,6 +20,7 @@ pub mod reader;
 pub mod stop;
 pub mod unit;
 mod unit_run;
+pub use unit_run::finalize;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

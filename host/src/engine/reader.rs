@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use modelcall_config::task::DuplicateIds;
 use modelcall_io::key::internal_key;
-use modelcall_io::{BadLine, KeyAssigner, KeySet, SourceItem};
+use modelcall_io::{BadLine, ByteCounter, KeyAssigner, KeySet, Slice, SourceItem};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -70,17 +70,24 @@ impl Finished {
 }
 
 /// Sends every line of the unit's inputs; `true` when it got to the end (not stopped).
-pub fn read_unit(inputs: UnitInputs, opts: ReadOptions, done: &Finished, stop: &StopSignal, tx: mpsc::Sender<ReadItem>) -> bool {
-    let mut reader = Reader { opts, done, dispatched: 0, tx };
+pub fn read_unit(inputs: UnitInputs, opts: ReadOptions, done: &Finished, stop: &StopSignal, bytes: ByteCounter, tx: mpsc::Sender<ReadItem>) -> bool {
+    let mut reader = Reader { opts, done, dispatched: 0, tx, bytes };
     match inputs {
         UnitInputs::Records(files) => {
             // One assigner for the whole unit: keys are unique across its files.
             let fields: Vec<&str> = reader.opts.key_fields.iter().map(String::as_str).collect();
             let mut keys = KeyAssigner::with_fields(&fields);
             for (index, file) in files.iter().enumerate() {
-                if !reader.read_records(index, file, &mut keys, stop) {
+                if !reader.read_records(index, file, Slice::Whole, &mut keys, stop) {
                     return false;
                 }
+            }
+        }
+        UnitInputs::RecordSlice { file, slice, ordinal } => {
+            let fields: Vec<&str> = reader.opts.key_fields.iter().map(String::as_str).collect();
+            let mut keys = KeyAssigner::with_fields(&fields);
+            if !reader.read_records(ordinal, &file, slice, &mut keys, stop) {
+                return false;
             }
         }
         UnitInputs::RawFiles { root, files } => {
@@ -111,6 +118,7 @@ struct Reader<'a> {
     done: &'a Finished,
     dispatched: u64,
     tx: mpsc::Sender<ReadItem>,
+    bytes: ByteCounter,
 }
 
 impl Reader<'_> {
@@ -128,10 +136,10 @@ impl Reader<'_> {
 
     /// Sends every line of `file` (a file that fails to open or read is reported and the unit
     /// goes on with its next file); `false` when the unit must stop.
-    fn read_records(&mut self, index: usize, file: &PathBuf, keys: &mut KeyAssigner, stop: &StopSignal) -> bool {
+    fn read_records(&mut self, index: usize, file: &PathBuf, slice: Slice, keys: &mut KeyAssigner, stop: &StopSignal) -> bool {
         let name = file.display().to_string();
         let options = modelcall_io::SourceOptions { max_record_bytes: self.opts.max_record_bytes.unwrap_or(modelcall_io::DEFAULT_MAX_RECORD_BYTES) };
-        let source = match modelcall_io::open_source_with(file, options) {
+        let source = match modelcall_io::open_slice(file, slice, options, Some(self.bytes.clone())) {
             Ok(s) => s,
             Err(e) => {
                 let key = internal_key("source-error", &name);

@@ -24,6 +24,25 @@ impl std::fmt::Display for StopReason {
     }
 }
 
+/// Waits for SIGINT or SIGTERM; `false` when no handler could be installed.
+async fn interrupted() -> bool {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+            return tokio::signal::ctrl_c().await.is_ok();
+        };
+        tokio::select! {
+            _ = int.recv() => true,
+            _ = term.recv() => true,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await.is_ok()
+    }
+}
+
 #[derive(Clone, Default)]
 pub struct StopSignal {
     stopped: Arc<AtomicBool>,
@@ -32,15 +51,16 @@ pub struct StopSignal {
 }
 
 impl StopSignal {
-    /// A signal that Ctrl-C sets; a second Ctrl-C exits at once with 130.
+    /// A signal that Ctrl-C (SIGINT) or SIGTERM (a scheduler cancelling the job) sets; a second
+    /// one exits at once with 130.
     pub fn with_ctrl_c() -> Self {
         let stop = StopSignal::default();
         let s = stop.clone();
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
+            if interrupted().await {
                 eprintln!("\ninterrupted: finishing what is written and stopping (Ctrl-C again to quit at once)");
                 s.stop(StopReason::Interrupted);
-                if tokio::signal::ctrl_c().await.is_ok() {
+                if interrupted().await {
                     std::process::exit(130);
                 }
             }

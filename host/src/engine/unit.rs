@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use modelcall_io::{FilePaths, OutputFormat, RecordsTarget};
+use modelcall_io::{FilePaths, OutputFormat, RecordsTarget, Slice};
 
 /// What a unit reads.
 #[derive(Debug, Clone)]
@@ -12,6 +12,20 @@ pub enum UnitInputs {
     Records(Vec<PathBuf>),
     /// Raw files handed whole to a file preprocessor; keys are their paths relative to `root`.
     RawFiles { root: PathBuf, files: Vec<PathBuf> },
+    /// One shard's piece of a record file; `ordinal` is the piece's place in the file (so
+    /// input-order positions stay ordered across pieces when shards are merged).
+    RecordSlice { file: PathBuf, slice: Slice, ordinal: usize },
+}
+
+impl UnitInputs {
+    /// The files the unit reads.
+    pub fn files(&self) -> Vec<PathBuf> {
+        match self {
+            UnitInputs::Records(f) => f.clone(),
+            UnitInputs::RawFiles { files, .. } => files.clone(),
+            UnitInputs::RecordSlice { file, .. } => vec![file.clone()],
+        }
+    }
 }
 
 /// How a unit's journal becomes its output files.
@@ -40,6 +54,9 @@ impl Unit {
         let files = match &self.inputs {
             UnitInputs::Records(f) => f,
             UnitInputs::RawFiles { root, .. } => return root.display().to_string(),
+            UnitInputs::RecordSlice { file, slice: Slice::Bytes { start, end }, .. } => return format!("{} [bytes {start}..{end}]", file.display()),
+            UnitInputs::RecordSlice { file, slice: Slice::RowGroups { start, end }, .. } => return format!("{} [row groups {start}..{end}]", file.display()),
+            UnitInputs::RecordSlice { file, .. } => return file.display().to_string(),
         };
         match files.as_slice() {
             [one] => one.display().to_string(),

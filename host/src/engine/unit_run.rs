@@ -26,15 +26,12 @@ pub struct UnitResult {
 /// outputs (a resumed run completes them); `Err` only when the unit's own I/O failed.
 pub async fn run_unit<J: Job>(shared: Arc<RunShared>, job: Arc<J>, unit: Unit) -> anyhow::Result<UnitResult> {
     let paths = unit.paths.clone();
-    let input_files = match &unit.inputs {
-        UnitInputs::Records(f) => f.clone(),
-        UnitInputs::RawFiles { files, .. } => files.clone(),
-    };
+    let input_files = unit.inputs.files();
     let fingerprints = fingerprint::current(&input_files);
     let mut redo = Vec::new();
     if let Some(before) = fingerprint::read(&paths.journal) {
         match &unit.inputs {
-            UnitInputs::Records(_) => {
+            UnitInputs::Records(_) | UnitInputs::RecordSlice { .. } => {
                 if let Some(changed) = fingerprint::rewritten_file(&before, &fingerprints) {
                     eprintln!("warning: {} changed since the last run (not only appended to); its results are rebuilt", changed.display());
                     let _ = std::fs::remove_file(&paths.journal);
@@ -61,8 +58,8 @@ pub async fn run_unit<J: Job>(shared: Arc<RunShared>, job: Arc<J>, unit: Unit) -
     }
     let done = Arc::new(finished);
     let files: Vec<String> = match &unit.inputs {
-        UnitInputs::Records(f) => f.iter().map(|p| p.display().to_string()).collect(),
-        UnitInputs::RawFiles { files, .. } => files.iter().map(|p| p.display().to_string()).collect(),
+        UnitInputs::RecordSlice { .. } => vec![unit.input_label()],
+        inputs => inputs.files().iter().map(|p| p.display().to_string()).collect(),
     };
     let stats = FileStats {
         input: unit.input_label(),
@@ -72,10 +69,12 @@ pub async fn run_unit<J: Job>(shared: Arc<RunShared>, job: Arc<J>, unit: Unit) -
     };
 
     // Reader thread.
+    let bytes_read = modelcall_io::ByteCounter::default();
     let (read_tx, mut read_rx) = mpsc::channel::<ReadItem>(shared.read_ahead.max(16));
     let reader = {
         let (inputs, opts, done, stop) = (unit.inputs.clone(), shared.read.clone(), done.clone(), shared.stop.clone());
-        tokio::task::spawn_blocking(move || read_unit(inputs, opts, &done, &stop, read_tx))
+        let bytes = bytes_read.clone();
+        tokio::task::spawn_blocking(move || read_unit(inputs, opts, &done, &stop, bytes, read_tx))
     };
 
     // Collector: the journal's single writer.
@@ -136,7 +135,8 @@ pub async fn run_unit<J: Job>(shared: Arc<RunShared>, job: Arc<J>, unit: Unit) -
     while tasks.join_next().await.is_some() {}
     complete &= reader.await.unwrap_or(false);
     drop(out_tx);
-    let (stats, journal_error, closed) = collector.await?;
+    let (mut stats, journal_error, closed) = collector.await?;
+    stats.bytes_read = bytes_read.get();
     if let Some(e) = journal_error {
         anyhow::bail!("journal {}: {e}", paths.journal.display());
     }
@@ -154,7 +154,8 @@ pub async fn run_unit<J: Job>(shared: Arc<RunShared>, job: Arc<J>, unit: Unit) -
     Ok(UnitResult { stats, written, complete })
 }
 
-fn finalize(paths: &modelcall_io::FilePaths, sink: &SinkKind) -> anyhow::Result<Vec<std::path::PathBuf>> {
+/// Turns a unit's journal into its output and error files, atomically (also used by `merge`).
+pub fn finalize(paths: &modelcall_io::FilePaths, sink: &SinkKind) -> anyhow::Result<Vec<std::path::PathBuf>> {
     let (journal, output, errors) = (&paths.journal, &paths.output, &paths.errors);
     let in_context = |e: modelcall_io::SinkError| anyhow::anyhow!("writing {}: {e}", output.display());
     Ok(match sink {

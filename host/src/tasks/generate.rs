@@ -2,7 +2,6 @@
 //! teacher model; `<B>.jsonl` and `<B>_error.jsonl` (the reference's names), one line per uid,
 //! in input order on request (`ordered: true`), `n` answers per conversation.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use modelcall_config::distill::GenerateResponse;
@@ -12,7 +11,23 @@ use serde_json::json;
 use super::generate_job::GenerateJob;
 use super::{print_dry_run, report, TaskRun};
 use crate::cli::exit::{BadConfig, Finish};
-use crate::engine::{self, EngineOptions, ReadOptions, SinkKind, StopSignal, Unit, UnitInputs};
+use crate::engine::{self, EngineOptions, ReadOptions, SinkKind, StopSignal};
+
+/// Every `*.jsonl` of `distillation.input_path` (or that file), each with output names of its own.
+pub fn input_files(task: &modelcall_config::LoadedTask, step: &GenerateResponse) -> Result<Vec<std::path::PathBuf>, BadConfig> {
+    let file = task.source_path.display();
+    let input = &step.input_path;
+    if !input.exists() {
+        return Err(BadConfig(format!("{file}: distillation.input_path: {} does not exist", input.display())));
+    }
+    let inputs = modelcall_io::listing::list_files(input, false, &|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .map_err(|e| BadConfig(format!("{file}: distillation.input_path: {e}")))?;
+    if inputs.is_empty() {
+        return Err(BadConfig(format!("{file}: distillation.input_path: no *.jsonl files in {}", input.display())));
+    }
+    modelcall_io::naming::unique_stems(&inputs).map_err(|e| BadConfig(format!("{file}: distillation.input_path: {e}")))?;
+    Ok(inputs)
+}
 
 pub async fn run(run: &TaskRun<'_>, step: &GenerateResponse) -> anyhow::Result<Finish> {
     let file = run.task.source_path.display();
@@ -21,15 +36,7 @@ pub async fn run(run: &TaskRun<'_>, step: &GenerateResponse) -> anyhow::Result<F
         .model
         .clone()
         .ok_or_else(|| BadConfig(format!("{file}: generate_response needs a model config (distillation.response_config_path / model_config)")))?;
-    let input = &step.input_path;
-    if !input.exists() {
-        return Err(BadConfig(format!("{file}: distillation.input_path: {} does not exist", input.display())).into());
-    }
-    let inputs = modelcall_io::listing::list_files(input, false, &|p| p.extension().is_some_and(|x| x == "jsonl"))?;
-    if inputs.is_empty() {
-        return Err(BadConfig(format!("{file}: distillation.input_path: no *.jsonl files in {}", input.display())).into());
-    }
-    modelcall_io::naming::unique_stems(&inputs).map_err(|e| BadConfig(format!("{file}: distillation.input_path: {e}")))?;
+    let inputs = input_files(run.task, step)?;
     if run.dry_run {
         print_dry_run(run, &[], Some(&modelcall_secrets::Redactor::new(model.api_key.clone()).redact_string(&model.base_url)));
         return Ok(Finish::Done);
@@ -49,22 +56,13 @@ pub async fn run(run: &TaskRun<'_>, step: &GenerateResponse) -> anyhow::Result<F
         "concurrency": concurrency,
         "retry_mode": step.retry_mode,
     });
-    let units: Vec<Unit> = inputs
-        .iter()
-        .map(|input: &PathBuf| {
-            let stem = modelcall_io::input_stem(input);
-            Unit {
-                paths: FilePaths::named(&stem, &output_folder, OutputFormat::Jsonl, run.shard, Naming::Distillation),
-                name: stem,
-                inputs: UnitInputs::Records(vec![input.clone()]),
-                sink: SinkKind::Rows { format: OutputFormat::Jsonl, ordered: step.ordered },
-            }
-        })
-        .collect();
-    let job = Arc::new(GenerateJob { client, first_user_only: step.first_user_only, allow_truncated: step.allow_truncated, reasoning: step.reasoning });
+    let out = output_folder.clone();
+    let paths = move |stem: &str, shard: Option<(u32, u32)>| FilePaths::named(stem, &out, OutputFormat::Jsonl, shard, Naming::Distillation);
+    let sink = SinkKind::Rows { format: OutputFormat::Jsonl, ordered: step.ordered };
+    let units = super::shards::record_units(&output_folder, &inputs, run.shard, sink, &paths)?;    let job = Arc::new(GenerateJob { client, first_user_only: step.first_user_only, allow_truncated: step.allow_truncated, reasoning: step.reasoning });
     let options = EngineOptions {
         task_name: run.plan.task_name.clone(),
-        read: ReadOptions { key_fields: vec!["uid".into(), "id".into()], samples_per_record: step.n.max(1), shard: run.shard, ..run.read_options() },
+        read: ReadOptions { key_fields: vec!["uid".into(), "id".into()], samples_per_record: step.n.max(1), ..run.read_options() },
         concurrency,
         max_concurrent_units: 1,
         flush_interval: run.plan.flush_interval,

@@ -73,10 +73,7 @@ pub async fn run(run: &TaskRun<'_>, step: &JsonlMerge) -> anyhow::Result<Finish>
         let s = &u.stats;
         let bad = if s.bad_lines > 0 { format!("; {} bad line(s) in {}", s.bad_lines, u.unit.paths.errors.display()) } else { String::new() };
         let dups = if s.duplicate_ids > 0 { format!("; {} duplicate(s) dropped", s.duplicate_ids) } else { String::new() };
-        let n = match &u.unit.inputs {
-            UnitInputs::Records(f) => f.len(),
-            UnitInputs::RawFiles { files, .. } => files.len(),
-        };
+        let n = u.unit.inputs.files().len();
         eprintln!("merged `{}`: {n} file(s) → {} record(s) in {}{bad}{dups}", u.unit.name, s.records_out, u.unit.paths.output.display());
     }
     Ok(Finish::from_outcome(&outcome))

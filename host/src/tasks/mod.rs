@@ -16,6 +16,7 @@ pub mod model_call;
 pub mod preprocess;
 pub mod preprocess_job;
 pub mod score;
+pub mod shards;
 pub mod scoring;
 pub mod stat_files;
 
@@ -54,8 +55,12 @@ impl TaskRun<'_> {
     /// Takes the output folder for this run: a second run on the same folder is refused
     /// with a message naming this one.
     pub fn lock(&self, folder: &std::path::Path) -> anyhow::Result<modelcall_io::OutputLock> {
-        let lock = modelcall_io::OutputLock::acquire(folder)?;
-        modelcall_io::sweep_temp_files(folder);
+        let lock = modelcall_io::OutputLock::acquire_named(folder, &shards::lock_name(self.shard))?;
+        // Shards may run on other machines, whose live processes this one cannot see: only an
+        // unsharded run, alone in the folder, sweeps temp files left by dead ones.
+        if self.shard.is_none_or(|(_, n)| n <= 1) {
+            modelcall_io::sweep_temp_files(folder);
+        }
         Ok(lock)
     }
 }

@@ -20,11 +20,18 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
     let runtime = modelcall_plugin_host::PluginRuntime::new()?;
     let prompt = load_plugin(&runtime, run, &plan.prompt_builder)?;
     let parser = load_plugin(&runtime, run, &plan.score_parser)?;
+    // A shard of a task with preprocessing scores the preprocessed files (preprocessed once,
+    // before the shards, with `--stage preprocess`): shards must not preprocess side by side.
+    let sharded = run.shard.is_some_and(|(_, n)| n > 1);
     let pre = match &plan.preprocess {
-        Some(p) => Some((p, load_plugin(&runtime, run, &p.plugin)?)),
-        None => None,
+        Some(p) if !(sharded && !run.preprocess_only) => Some((p, load_plugin(&runtime, run, &p.plugin)?)),
+        _ => None,
     };
-    let inputs = if pre.is_none() { Some(input_files(run, plan)?) } else { None };
+    let inputs = match (&plan.preprocess, &pre) {
+        (_, Some(_)) => None,
+        (Some(p), None) => Some(preprocessed_files(run.task, &p.output_folder)?),
+        (None, None) => Some(input_files(run.task, plan)?),
+    };
     if let Some(first) = inputs.as_ref().and_then(|f| f.first()) {
         check_placeholders(run, plan, first)?;
     }
@@ -40,7 +47,7 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
     }
     let _lock = run.lock(&plan.output_folder)?;
     let _pre_lock = match &pre {
-        Some((p, _)) if p.output_folder != plan.output_folder => Some(run.lock(&p.output_folder)?),
+        Some((p, _)) if p.output_folder != plan.output_folder => Some(modelcall_io::OutputLock::acquire(&p.output_folder)?),
         _ => None,
     };
     let stop = StopSignal::with_ctrl_c();
@@ -48,13 +55,16 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
         modelcall_config::OutputFormat::Jsonl => OutputFormat::Jsonl,
         modelcall_config::OutputFormat::Parquet => OutputFormat::Parquet,
     };
+    let sink = SinkKind::Rows { format, ordered: false };
+    let out = plan.output_folder.clone();
+    let paths = move |stem: &str, shard: Option<(u32, u32)>| FilePaths::named(stem, &out, format, shard, Naming::Scoring);
     let unit_for = {
-        let (out, shard) = (plan.output_folder.clone(), run.shard);
+        let (sink, paths) = (sink.clone(), paths.clone());
         move |input: PathBuf| Unit {
             name: modelcall_io::input_stem(&input),
-            paths: FilePaths::named(&modelcall_io::input_stem(&input), &out, format, shard, Naming::Scoring),
+            paths: paths(&modelcall_io::input_stem(&input), None),
             inputs: UnitInputs::Records(vec![input]),
-            sink: SinkKind::Rows { format, ordered: false },
+            sink: sink.clone(),
         }
     };
     // The units: the input files, or the group files as preprocessing finishes them.
@@ -78,8 +88,8 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
             preprocessing = Some((stage, p.output_folder.clone()));
         }
         (None, Some(files)) => {
-            for f in files {
-                let _ = unit_tx.send(unit_for(f.clone()));
+            for unit in super::shards::record_units(&plan.output_folder, files, run.shard, sink.clone(), &paths)? {
+                let _ = unit_tx.send(unit);
             }
             drop(unit_tx);
         }
@@ -111,7 +121,8 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
     });
     let options = EngineOptions {
         task_name: run.plan.task_name.clone(),
-        read: ReadOptions { key_fields: vec![plan.id_field.clone()], shard: run.shard, max_items: plan.max_items_per_file, ..run.read_options() },
+        // Shards read their own pieces of the input (the shard plan), so no key is filtered.
+        read: ReadOptions { key_fields: vec![plan.id_field.clone()], max_items: plan.max_items_per_file, ..run.read_options() },
         concurrency,
         max_concurrent_units: plan.max_concurrent_files,
         flush_interval: run.plan.flush_interval,
@@ -176,10 +187,26 @@ pub fn summary_name(shard: Option<(u32, u32)>) -> String {
     format!("run_summary{}.json", modelcall_io::naming::shard_suffix(shard))
 }
 
+/// The group files an earlier `--stage preprocess` wrote, for the shards of a task with
+/// preprocessing.
+pub fn preprocessed_files(task: &modelcall_config::LoadedTask, folder: &std::path::Path) -> Result<Vec<PathBuf>, BadConfig> {
+    let files = modelcall_io::list_input_files(folder, Some("*.jsonl")).unwrap_or_default();
+    let files: Vec<PathBuf> = files.into_iter().filter(|f| !f.to_string_lossy().ends_with(".errors.jsonl")).collect();
+    if files.is_empty() {
+        return Err(BadConfig(format!(
+            "{}: a shard of a task with preprocessing scores the preprocessed files, and {} has none yet; run `modelcall run-task {} --stage preprocess` once first",
+            task.source_path.display(),
+            folder.display(),
+            task.source_path.display()
+        )));
+    }
+    Ok(files)
+}
+
 /// The record files to score: every supported file of the input folder (or the input file),
 /// each with an output name of its own.
-fn input_files(run: &TaskRun<'_>, plan: &ScoringPlan) -> Result<Vec<PathBuf>, BadConfig> {
-    let file = run.task.source_path.display();
+pub fn input_files(task: &modelcall_config::LoadedTask, plan: &ScoringPlan) -> Result<Vec<PathBuf>, BadConfig> {
+    let file = task.source_path.display();
     let (key, path) = plan.input.as_ref().ok_or_else(|| BadConfig(format!("{file}: data.input_folder is missing")))?;
     if !path.exists() {
         return Err(BadConfig(format!("{file}: `{key}`: {} does not exist", path.display())));

@@ -93,9 +93,15 @@ impl OutputLock {
     /// Takes `<folder>/.modelcall/run.lock` (creating folders), writing JSON {pid, host,
     /// started_at (RFC 3339 UTC), command (the process's argv joined)}.
     pub fn acquire(folder: &Path) -> Result<OutputLock, LockError> {
+        Self::acquire_named(folder, LOCK_FILE)
+    }
+
+    /// Like [`OutputLock::acquire`] with another lock file name in the same place (one lock
+    /// per shard of a sharded run: shards share the folder, each owns its own files).
+    pub fn acquire_named(folder: &Path, name: &str) -> Result<OutputLock, LockError> {
         let dir = folder.join(LOCK_DIR);
         std::fs::create_dir_all(&dir).map_err(|source| LockError::Io { path: dir.clone(), source })?;
-        let path = dir.join(LOCK_FILE);
+        let path = dir.join(name);
         let info = LockInfo {
             pid: std::process::id(),
             host: hostname(),
@@ -129,6 +135,13 @@ impl OutputLock {
             Some(found) => Err(found.held(&path)),
             None => Err(LockError::Held { path, pid: None, host: String::new(), started_at: String::new(), command: String::new() }),
         }
+    }
+
+    /// Whether `<folder>/.modelcall/<name>` is held by a run that may still be going (a lock
+    /// of a dead process on this host is not).
+    pub fn is_held(folder: &Path, name: &str) -> bool {
+        let path = folder.join(LOCK_DIR).join(name);
+        matches!(read_existing(&path), Ok(Some(found)) if !found.is_stale(&hostname()))
     }
 
     /// The lock file's path.

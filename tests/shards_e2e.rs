@@ -1,0 +1,140 @@
+//! Sharded runs end to end: each shard reads about 1/N of the bytes (a shard plan of
+//! line-aligned byte ranges), `status` tells what is done, `merge` joins the shards into the
+//! unsharded outputs and verifies every record is there once, and the merged folder resumes
+//! like an unsharded run.
+
+mod common;
+
+use common::{read_jsonl, Scratch};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::{json, Value};
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_modelcall")
+}
+
+fn modelcall(args: &[&str]) -> Output {
+    Command::new(bin()).args(args).stdin(Stdio::null()).output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+impl Scratch {
+    fn records(&self, rel: &str, from: usize, n: usize) {
+        let body: String = (from..from + n).map(|i| format!("{}\n", json!({"id": format!("r{i:06}"), "text": format!("record {i} about rivers")}))).collect();
+        self.write(rel, body.as_bytes());
+    }
+
+    fn scoring_task(&self) -> PathBuf {
+        self.write("model.yaml", b"client_config:\n  base_url: \"sim://\"\n  api_key: \"k\"\nchat_config:\n  model: \"m\"\n");
+        let prompt = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("configs/prompts/en_corpus_quality_v1.yaml");
+        let yaml = format!(
+            "task_name: shards\ndata:\n  input_folder: \"{}\"\n  output_folder: \"{}\"\n  input_key: text\n  prompt_format_key: text\n  output_format: jsonl\n\
+             model:\n  config_path: \"{}\"\nprompt:\n  config_path: \"{}\"\nconcurrency:\n  max_concurrent_requests: 32\n",
+            self.path("input").display(),
+            self.path("out").display(),
+            self.path("model.yaml").display(),
+            prompt.display()
+        );
+        self.write("task.yaml", yaml.as_bytes())
+    }
+}
+
+fn summary(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn id_counts(rows: &[Value]) -> HashMap<String, usize> {
+    let mut m = HashMap::new();
+    for r in rows {
+        *m.entry(r["id"].as_str().unwrap().to_string()).or_insert(0) += 1;
+    }
+    m
+}
+
+#[test]
+fn four_shards_read_a_quarter_each_then_merge_verifies_and_the_folder_resumes() {
+    let s = Scratch::new();
+    s.records("input/big.jsonl", 0, 3000);
+    s.records("input/small.jsonl", 3000, 40);
+    let task = s.scoring_task();
+    let task = task.to_str().unwrap();
+    let total_bytes: u64 = ["input/big.jsonl", "input/small.jsonl"].iter().map(|f| std::fs::metadata(s.path(f)).unwrap().len()).sum();
+
+    for i in 0..4 {
+        let o = modelcall(&["run-task", task, "--shard", &format!("{i}/4"), "--no-progress"]);
+        assert!(o.status.success(), "shard {i}: {}", text(&o));
+        let sum = summary(&s.path(&format!("out/run_summary.shard-{i}-of-4.json")));
+        let read = sum["records"]["input_bytes_read"].as_u64().unwrap();
+        assert!(read <= total_bytes / 4 + total_bytes / 50, "shard {i} read {read} of {total_bytes} bytes");
+        assert!(read > 0, "every shard has a share");
+        if i == 1 {
+            // Another N for the same folder is refused before anything is sent.
+            let o = modelcall(&["run-task", task, "--shard", "0/3", "--no-progress"]);
+            assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+            assert!(text(&o).contains("into 4 shards, not 3"), "{}", text(&o));
+            // So is an unsharded run before the merge.
+            let o = modelcall(&["run-task", task, "--no-progress"]);
+            assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+            assert!(text(&o).contains("not merged yet"), "{}", text(&o));
+        }
+    }
+    let o = modelcall(&["status", task]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("completed"), "{}", text(&o));
+
+    let o = modelcall(&["merge", task]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("verified"), "{}", text(&o));
+    let big = id_counts(&read_jsonl(&s.path("out/big.jsonl")));
+    let small = id_counts(&read_jsonl(&s.path("out/small.jsonl")));
+    assert_eq!(big.len(), 3000);
+    assert_eq!(small.len(), 40);
+    assert!(big.values().chain(small.values()).all(|&c| c == 1));
+    assert_eq!(summary(&s.path("out/run_summary.json"))["records"]["scored"], 3040);
+
+    // The merged folder resumes like an unsharded run: nothing is sent again.
+    let o = modelcall(&["run-task", task, "--no-progress"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let again = summary(&s.path("out/run_summary.json"));
+    assert_eq!(again["requests"], 0, "{again}");
+    assert_eq!(again["records"]["already_done"], 3040);
+}
+
+#[test]
+fn merge_refuses_unfinished_shards_and_with_force_names_what_is_missing() {
+    let s = Scratch::new();
+    s.records("input/data.jsonl", 0, 800);
+    let task = s.scoring_task();
+    let task = task.to_str().unwrap();
+    for i in [0, 2] {
+        let o = modelcall(&["run-task", task, "--shard", &format!("{i}/3"), "--no-progress"]);
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let o = modelcall(&["status", task]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("1/3 (not started)"), "{}", text(&o));
+    let o = modelcall(&["merge", task]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("shard 1/3: not started"), "{}", text(&o));
+    assert!(!s.path("out/data.jsonl").exists(), "nothing merged");
+
+    let o = modelcall(&["merge", task, "--force"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("are in no shard's output (shard 1/3:"), "{}", text(&o));
+    let merged = read_jsonl(&s.path("out/data.jsonl")).len();
+    assert!(merged > 0 && merged < 800, "{merged}");
+    // An unsharded run sends just the missing shard's records.
+    let o = modelcall(&["run-task", task, "--no-progress"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let sum = summary(&s.path("out/run_summary.json"));
+    assert_eq!(sum["requests"].as_u64().unwrap() as usize, 800 - merged, "{sum}");
+    let ids = id_counts(&read_jsonl(&s.path("out/data.jsonl")));
+    assert_eq!(ids.len(), 800);
+    assert!(ids.values().all(|&c| c == 1));
+}
