@@ -50,8 +50,9 @@ as_root() { "${SUDO[@]}" "$@"; }
 job_runs() {
     timeout "${1:-20}" sbatch --quiet --wait --job-name=modelcall-ci-check --output=/dev/null --wrap true >/dev/null 2>&1
 }
+ctld_up() { timeout 5 scontrol ping 2>/dev/null | grep -q 'is UP'; }
 node_state() { timeout 5 sinfo -h -N -n "$NODE" -o %T 2>/dev/null | head -n 1 || true; }
-alive() { [ -s "$1" ] && as_root kill -0 "$(cat "$1")" 2>/dev/null; }
+alive() { [ -s "$1" ] && [ -d "/proc/$(cat "$1")" ]; }
 munge_works() { command -v munge >/dev/null && munge -n 2>/dev/null | unmunge >/dev/null 2>&1; }
 stop_hint() {
     say "to stop: .ci/slurm.sh stop   (or: kill \$(cat $STATE/slurmd.pid) \$(cat $STATE/slurmctld.pid) \$(cat $MUNGE_PID))"
@@ -60,7 +61,7 @@ stop_hint() {
 case "${1:-start}" in
 start) ;;
 status)
-    if command -v sbatch >/dev/null && job_runs 20; then say "Slurm is up (node $NODE: $(node_state))"; exit 0; fi
+    if command -v scontrol >/dev/null && ctld_up && job_runs 20; then say "Slurm is up (node $NODE: $(node_state))"; exit 0; fi
     say "Slurm is not up"; exit 1 ;;
 stop)
     for f in "$STATE/slurmd.pid" "$STATE/slurmctld.pid" "$MUNGE_PID"; do
@@ -73,7 +74,11 @@ esac
 started=$(date +%s)
 
 # 1. Already up? Then nothing to do.
-if command -v sbatch >/dev/null && [ -n "$(node_state)" ] && job_runs 20; then
+ours_running() {
+    # With our slurm.conf, both our daemons must be alive (a job would otherwise wait in vain).
+    ! grep -qF "$MARK" "$CONF" 2>/dev/null || { alive "$STATE/slurmctld.pid" && alive "$STATE/slurmd.pid"; }
+}
+if command -v scontrol >/dev/null && munge_works && ours_running && ctld_up && [ -n "$(node_state)" ] && job_runs 20; then
     say "Slurm already running (node $NODE: $(node_state)); nothing to do"
     stop_hint
     exit 0
@@ -122,6 +127,8 @@ fi
 # 4. slurm.conf: one node named after this host, everything local.
 if [ -e "$CONF" ] && ! grep -qF "$MARK" "$CONF"; then
     say "using the existing $CONF (not written by this script)"
+elif [ -e "$CONF" ] && { alive "$STATE/slurmctld.pid" || alive "$STATE/slurmd.pid"; }; then
+    say "keeping $CONF (a daemon started with it is still running)"
 else
     cpus=$(nproc)
     avail_mb=$(awk '/^MemAvailable:/ {print int($2/1024)}' /proc/meminfo)
@@ -138,6 +145,7 @@ SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
 MpiDefault=none
+MailProg=/bin/true
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none

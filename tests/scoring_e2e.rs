@@ -347,3 +347,24 @@ fn a_placeholder_no_record_can_fill_stops_before_any_request() {
     }
     assert!(!s.path("out/data.jsonl").exists(), "nothing was scored");
 }
+
+#[test]
+fn num_runs_makes_independent_passes_each_in_its_run_index_folder() {
+    let s = Scratch::new();
+    write_records(&s.path("input/data.jsonl"), 20);
+    let task = s.task("sim://", 4, "distributed:\n  num_runs: 2\n");
+    let text = std::fs::read_to_string(&task).unwrap();
+    let out = s.path("out").display().to_string();
+    std::fs::write(&task, text.replace(&format!("output_folder: \"{out}\""), &format!("output_folder: \"{out}/run{{run_index}}\""))).unwrap();
+    let o = run(&task, &[]);
+    assert_success(&o);
+    for i in [1, 2] {
+        let rows = read_jsonl(&s.path(&format!("out/run{i}/data.jsonl")));
+        assert_eq!(ids(&rows).len(), 20, "pass {i}");
+    }
+    // Without `{run_index}` the passes would overwrite each other: refused.
+    std::fs::write(&task, text).unwrap();
+    let o = run(&task, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("{run_index}"));
+}

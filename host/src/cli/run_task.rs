@@ -25,33 +25,58 @@ pub fn run(args: RunTaskArgs) -> ExitCode {
         super::exit::install_redactor(model.redactor());
     }
     let allow_failures = task.task.options.allow_failures();
-    let result = (|| {
-        let plan = RunPlan::from_task(&task).map_err(|e| BadConfig(e.to_string()))?;
-        let shard = resolve_shard(&args, &task)?;
-        let run = TaskRun {
-            task: &task,
-            plan: &plan,
-            shard,
-            dry_run: args.dry_run,
-            preprocess_only: args.stage == "preprocess",
-            show_progress: !args.no_progress,
-            retry_failed: args.retry_failed,
-            output_override: args.output_folder.clone(),
-        };
-        if run.preprocess_only && !matches!(&plan.stages, Stages::Scoring(s) if s.preprocess.is_some()) {
-            return Err(BadConfig(format!("{}: --stage preprocess needs preprocess.enabled or a `preprocessor` plugin", task.source_path.display())).into());
+    // `distributed.num_runs: K`: K independent passes, each in its own `{run_index}` folder,
+    // each resuming on its own.
+    let runs = task.task.distributed.num_runs();
+    if let Err(e) = modelcall_config::run_plan::check_num_runs(&task) {
+        return exit_code(Err(BadConfig(e.to_string()).into()), false);
+    }
+    let mut result = Ok(super::exit::Finish::Done);
+    for run_index in 1..=runs {
+        let mut pass = task.clone();
+        if runs > 1 {
+            pass.output_folder = task.output_folder_for_run(run_index);
+            pass.stat_folder = task.stat_folder.as_deref().map(|p| modelcall_config::paths::with_run_index(p, run_index));
+            eprintln!("pass {run_index} of {runs}: {}", pass.output_folder.as_deref().map(|p| p.display().to_string()).unwrap_or_default());
         }
-        let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-        tokio.block_on(async {
-            match &plan.stages {
-                Stages::Scoring(s) => tasks::scoring::run(&run, s).await,
-                Stages::Generate(g) => tasks::generate::run(&run, g).await,
-                Stages::Chatml(c) => tasks::chatml::run(&run, c).await,
-                Stages::Merge(m) => tasks::merge::run(&run, m).await,
-            }
-        })
-    })();
+        let finish = run_pass(&args, &pass);
+        result = match (result, finish) {
+            (Ok(a), Ok(b)) => Ok(a.and(b)),
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        };
+        if !matches!(result, Ok(super::exit::Finish::Done) | Ok(super::exit::Finish::Failures(_))) {
+            break;
+        }
+    }
     exit_code(result, allow_failures)
+}
+
+/// One pass of the task: plan, preset, end.
+fn run_pass(args: &RunTaskArgs, task: &modelcall_config::LoadedTask) -> anyhow::Result<super::exit::Finish> {
+    let plan = RunPlan::from_task(task).map_err(|e| BadConfig(e.to_string()))?;
+    let shard = resolve_shard(args, task)?;
+    let run = TaskRun {
+        task,
+        plan: &plan,
+        shard,
+        dry_run: args.dry_run,
+        preprocess_only: args.stage == "preprocess",
+        show_progress: !args.no_progress,
+        retry_failed: args.retry_failed,
+        output_override: args.output_folder.clone(),
+    };
+    if run.preprocess_only && !matches!(&plan.stages, Stages::Scoring(s) if s.preprocess.is_some()) {
+        return Err(BadConfig(format!("{}: --stage preprocess needs preprocess.enabled or a `preprocessor` plugin", task.source_path.display())).into());
+    }
+    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    tokio.block_on(async {
+        match &plan.stages {
+            Stages::Scoring(s) => tasks::scoring::run(&run, s).await,
+            Stages::Generate(g) => tasks::generate::run(&run, g).await,
+            Stages::Chatml(c) => tasks::chatml::run(&run, c).await,
+            Stages::Merge(m) => tasks::merge::run(&run, m).await,
+        }
+    })
 }
 
 /// `--shard I/N`, else `--job_index/--world_size`, else `distributed.world_size` with index 0,

@@ -150,6 +150,22 @@ pub const SCRIPT_PRESETS: &[ScriptPreset] = &[
     },
 ];
 
+/// `distributed.num_runs > 1` writes each pass to its own folder, so the output folder must
+/// name `{run_index}`; checked once, before the passes resolve it.
+pub fn check_num_runs(task: &LoadedTask) -> Result<(), PlanError> {
+    let runs = task.task.distributed.num_runs();
+    if runs > 1 && !task.output_folder.as_ref().is_some_and(|o| o.to_string_lossy().contains("{run_index}")) {
+        return Err(PlanError {
+            file: task.source_path.clone(),
+            message: format!(
+                "`distributed.num_runs: {runs}` writes each pass to its own folder: put `{{run_index}}` in data.output_folder (e.g. output/{}/run{{run_index}})",
+                task.task.task_name
+            ),
+        });
+    }
+    Ok(())
+}
+
 impl RunPlan {
     pub fn from_task(task: &LoadedTask) -> Result<RunPlan, PlanError> {
         let t = &task.task;
@@ -166,11 +182,8 @@ impl RunPlan {
                 )))
             }
         };
-        if t.distributed.num_runs() > 1 {
-            return Err(err(format!(
-                "`distributed.num_runs: {}` (repeated independent passes) is not supported yet; run the task again with another output_folder instead",
-                t.distributed.num_runs()
-            )));
+        if t.distributed.num_runs() > 1 && !matches!(stages, Stages::Scoring(_)) {
+            return Err(err(format!("`distributed.num_runs: {}` repeats scoring passes; {} tasks run once", t.distributed.num_runs(), stages.name())));
         }
         let (concurrency, flush_interval, fresh_start) = match &stages {
             Stages::Generate(g) => (g.concurrency, Duration::from_secs_f64(g.flush_interval_secs.clamp(0.01, 60.0)), !g.resume),

@@ -1,0 +1,310 @@
+//! `modelcall submit`: write the cluster job of a sharded run and submit it: a Slurm job array
+//! ([`slurm`]) or a Kubernetes Indexed Job ([`k8s`]). Every array task / completion index runs
+//! `modelcall run-task TASK --shard I/N` into the same output folder; `modelcall status` follows
+//! it and `modelcall merge` joins the shards.
+//!
+//! Exit codes: 0 submitted (or `--dry-run` printed), 1 the scheduler's command is missing or
+//! failed, 2 bad configuration (the task, or the options).
+
+mod k8s;
+mod slurm;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use modelcall_config::{load_task, Overrides, RunPlan, Stages};
+
+use super::exit::{exit_code, BadConfig, Finish};
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheduler {
+    /// A Slurm job array (`sbatch`).
+    Slurm,
+    /// A Kubernetes Indexed Job (`kubectl apply`).
+    K8s,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct SubmitArgs {
+    /// The task YAML file (a `data_scoring` or `generate_response` task).
+    pub task: PathBuf,
+
+    /// Where the shards run.
+    #[arg(long, value_enum)]
+    pub scheduler: Scheduler,
+
+    /// How many shards to split the run into (one array task / completion index each).
+    #[arg(long, value_name = "N")]
+    pub shards: u32,
+
+    /// At most this many shards running at once (default: all of them).
+    #[arg(long, value_name = "P")]
+    pub parallel: Option<u32>,
+
+    /// Print the job script (Slurm) or Job YAML (Kubernetes) and write or submit nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// CPUs per shard (Slurm `--cpus-per-task`; Kubernetes cpu request and limit).
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub cpus_per_task: u32,
+
+    /// Memory per shard in Slurm units (`4G`, `512M`; a plain number is megabytes). Kubernetes
+    /// gets the same amount in binary units (`4Gi`).
+    #[arg(long, value_name = "SIZE", default_value = "4G")]
+    pub mem: String,
+
+    /// Slurm: the time limit of each shard (`24:00:00`, `2-00:00:00`; default 24:00:00).
+    #[arg(long, value_name = "TIME", help_heading = "Slurm")]
+    pub time: Option<String>,
+
+    /// Slurm: the partition.
+    #[arg(long, value_name = "NAME", help_heading = "Slurm")]
+    pub partition: Option<String>,
+
+    /// Slurm: the account charged.
+    #[arg(long, value_name = "NAME", help_heading = "Slurm")]
+    pub account: Option<String>,
+
+    /// Slurm: one more `#SBATCH` line, passed through as written (repeatable), e.g.
+    /// `--sbatch-arg=--qos=high`.
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true, help_heading = "Slurm")]
+    pub sbatch_arg: Vec<String>,
+
+    /// Kubernetes: the container image; it must have `modelcall` on its PATH. Required unless
+    /// --dry-run.
+    #[arg(long, value_name = "IMAGE", help_heading = "Kubernetes")]
+    pub image: Option<String>,
+
+    /// Kubernetes: the PersistentVolumeClaim holding the shared folder (the task file's folder).
+    #[arg(long, value_name = "NAME", conflicts_with = "host_path", help_heading = "Kubernetes")]
+    pub pvc: Option<String>,
+
+    /// Kubernetes: a folder on every node, instead of --pvc: the same folder as here when the task
+    /// file lies inside it (mounted at the same path), else one holding the task file's folder.
+    #[arg(long, value_name = "DIR", help_heading = "Kubernetes")]
+    pub host_path: Option<PathBuf>,
+
+    /// Kubernetes: where the shared folder is mounted in the container (default: its absolute
+    /// path here, so paths in the task resolve the same in the pods).
+    #[arg(long, value_name = "DIR", help_heading = "Kubernetes")]
+    pub mount_path: Option<PathBuf>,
+
+    /// Kubernetes: the namespace of the Job.
+    #[arg(long, value_name = "NAME", help_heading = "Kubernetes")]
+    pub namespace: Option<String>,
+
+    /// Kubernetes: retries of each failed index before it counts as failed (default 3).
+    #[arg(long, value_name = "N", help_heading = "Kubernetes")]
+    pub backoff_limit_per_index: Option<u32>,
+}
+
+/// The run every scheduler submits, resolved and checked.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    pub task_name: String,
+    /// The task file, absolute.
+    pub task_file: PathBuf,
+    /// The folder of the task file, absolute.
+    pub task_dir: PathBuf,
+    /// The output folder every shard writes into, absolute (passed as `--output-folder`, so a
+    /// `{timestamp}` in the task resolves once, here, and not once per shard).
+    pub output: PathBuf,
+    /// The folder `submit` was run from (Slurm runs the shards there).
+    pub cwd: PathBuf,
+    pub shards: u32,
+    pub parallel: u32,
+}
+
+impl Target {
+    /// `<output>/.modelcall/submit/<file>`.
+    pub fn submit_file(&self, file: &str) -> PathBuf {
+        self.output.join(".modelcall").join("submit").join(file)
+    }
+}
+
+pub fn run(args: SubmitArgs) -> ExitCode {
+    exit_code(submit(&args).map(|()| Finish::Done), false)
+}
+
+fn submit(args: &SubmitArgs) -> anyhow::Result<()> {
+    check_scheduler_options(args)?;
+    let target = resolve(args)?;
+    match args.scheduler {
+        Scheduler::Slurm => slurm::submit(args, &target),
+        Scheduler::K8s => k8s::submit(args, &target),
+    }
+}
+
+/// Options of the other scheduler are refused rather than silently ignored.
+fn check_scheduler_options(args: &SubmitArgs) -> Result<(), BadConfig> {
+    let slurm_only = [
+        ("--time", args.time.is_some()),
+        ("--partition", args.partition.is_some()),
+        ("--account", args.account.is_some()),
+        ("--sbatch-arg", !args.sbatch_arg.is_empty()),
+    ];
+    let k8s_only = [
+        ("--image", args.image.is_some()),
+        ("--pvc", args.pvc.is_some()),
+        ("--host-path", args.host_path.is_some()),
+        ("--mount-path", args.mount_path.is_some()),
+        ("--namespace", args.namespace.is_some()),
+        ("--backoff-limit-per-index", args.backoff_limit_per_index.is_some()),
+    ];
+    let (other, given) = match args.scheduler {
+        Scheduler::Slurm => ("Kubernetes", &k8s_only[..]),
+        Scheduler::K8s => ("Slurm", &slurm_only[..]),
+    };
+    if let Some((flag, _)) = given.iter().find(|(_, set)| *set) {
+        let this = match args.scheduler {
+            Scheduler::Slurm => "slurm",
+            Scheduler::K8s => "k8s",
+        };
+        return Err(BadConfig(format!("{flag} is a {other} option; it has no effect with --scheduler {this}")));
+    }
+    Ok(())
+}
+
+/// Loads the task, finds its output folder and checks the counts.
+fn resolve(args: &SubmitArgs) -> anyhow::Result<Target> {
+    if args.shards == 0 {
+        return Err(BadConfig("--shards must be at least 1".into()).into());
+    }
+    let parallel = args.parallel.unwrap_or(args.shards);
+    if parallel == 0 {
+        return Err(BadConfig("--parallel must be at least 1".into()).into());
+    }
+    if args.cpus_per_task == 0 {
+        return Err(BadConfig("--cpus-per-task must be at least 1".into()).into());
+    }
+    let task = load_task(&args.task, &Overrides::default()).map_err(|e| BadConfig(e.to_string()))?;
+    for ignored in &task.ignored_keys {
+        eprintln!("note: {ignored}");
+    }
+    for warning in &task.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let plan = RunPlan::from_task(&task).map_err(|e| BadConfig(e.to_string()))?;
+    let output = match &plan.stages {
+        Stages::Scoring(p) => p.output_folder.clone(),
+        Stages::Generate(g) => g.output_path.clone(),
+        other => {
+            return Err(BadConfig(format!(
+                "{}: a {} task runs in one piece; submit runs scoring and generate_response tasks",
+                args.task.display(),
+                other.name()
+            ))
+            .into())
+        }
+    };
+    if plan.fresh_start {
+        eprintln!("note: the task starts over (options.resume: false or delete_existing): a shard run again discards what it did before");
+    }
+    let cwd = std::env::current_dir().map_err(|e| anyhow::anyhow!("the current folder: {e}"))?;
+    let task_file = std::fs::canonicalize(&args.task).map_err(|e| BadConfig(format!("{}: {e}", args.task.display())))?;
+    let task_dir = task_file.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
+    let output = shared_output(&cwd.join(&output))?;
+    check_earlier_split(&output, args.shards)?;
+    Ok(Target {
+        task_name: plan.task_name.clone(),
+        task_file,
+        task_dir,
+        output,
+        cwd,
+        shards: args.shards,
+        parallel: parallel.min(args.shards),
+    })
+}
+
+/// The output folder, absolute, with its parent on the shared file system already there: the
+/// shards on other machines write into it, and a typo should fail here, not in N jobs.
+fn shared_output(output: &Path) -> Result<PathBuf, BadConfig> {
+    let output = std::path::absolute(output).map_err(|e| BadConfig(format!("{}: {e}", output.display())))?;
+    let (Some(parent), Some(name)) = (output.parent(), output.file_name()) else {
+        return Err(BadConfig(format!("the output folder {} cannot be shared by the shards", output.display())));
+    };
+    match std::fs::canonicalize(parent) {
+        Ok(p) if p.is_dir() => Ok(p.join(name)),
+        _ => Err(BadConfig(format!(
+            "the output folder's parent {} does not exist; the shards write into it, so it must be a folder every node sees (a shared file system)",
+            parent.display()
+        ))),
+    }
+}
+
+/// A run already split into another number of shards is refused up front: every shard of the
+/// new job would fail on it (see `modelcall_io::shard_plan`).
+fn check_earlier_split(output: &Path, shards: u32) -> Result<(), BadConfig> {
+    let plan = output.join(".modelcall").join("shards.json");
+    let Ok(text) = std::fs::read_to_string(&plan) else { return Ok(()) };
+    let planned = serde_json::from_str::<serde_json::Value>(&text).ok().and_then(|v| v.get("shards")?.as_u64());
+    match planned {
+        Some(n) if n != u64::from(shards) => Err(BadConfig(format!(
+            "{} splits this output folder into {n} shards, not {shards}; submit with --shards {n}, or merge the finished shards (`modelcall merge`) and remove the plan to split it again",
+            plan.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// A `--mem` size in Slurm units: the number and its unit (`K`, `M`, `G`, `T`; none = `M`). A
+/// binary suffix (`4Gi`) is taken as the same amount.
+pub(crate) fn parse_mem(mem: &str) -> Result<(u64, char), BadConfig> {
+    let bad = || BadConfig(format!("--mem `{mem}` should be a size such as 4G, 512M or 16384 (megabytes)"));
+    let s = mem.trim();
+    let s = s.strip_suffix('i').unwrap_or(s);
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    let (num, unit) = s.split_at(digits);
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let unit = match unit.to_ascii_uppercase().as_str() {
+        "" if !mem.trim().ends_with('i') => 'M',
+        "K" => 'K',
+        "M" => 'M',
+        "G" => 'G',
+        "T" => 'T',
+        _ => return Err(bad()),
+    };
+    if n == 0 {
+        return Err(bad());
+    }
+    Ok((n, unit))
+}
+
+/// The full path of `program` on PATH, if it is there and executable.
+pub(crate) fn find_on_path(program: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .map(|dir| dir.join(program))
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+}
+
+/// Writes a generated file (folders created, atomically).
+pub(crate) fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
+    }
+    modelcall_io::write_atomically(path, text.as_bytes())?;
+    Ok(())
+}
+
+/// `path` as UTF-8, which the generated script and YAML need.
+pub(crate) fn utf8<'a>(path: &'a Path, what: &str) -> Result<&'a str, BadConfig> {
+    path.to_str().ok_or_else(|| BadConfig(format!("{what} {} is not valid UTF-8", path.display())))
+}
+
+/// Runs a scheduler command; its stdout on success, else an error with its stderr.
+pub(crate) fn run_command(program: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| anyhow::anyhow!("running {}: {e}", program.display()))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        anyhow::bail!("`{} {}` failed ({}): {}", program.display(), args.join(" "), out.status, stderr.trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}

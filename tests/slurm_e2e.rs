@@ -1,0 +1,312 @@
+//! End-to-end sharded run on a real Slurm: `modelcall submit --scheduler slurm` of a scoring task
+//! in 4 shards (each shard starts its own simulated endpoint, `sim://?latency_ms=50`), one array
+//! task cancelled part-way with `scancel`, `modelcall status` naming it, that shard alone submitted
+//! again with `sbatch --array=<i> .modelcall/submit/slurm.sbatch`, then `status` and `merge`
+//! succeed and the merged output holds every input record exactly once.
+//!
+//! Slurm: when `MODELCALL_SLURM_SETUP=1` (CI's `.ci/run` sets it), the test first runs
+//! `.ci/slurm.sh`, which installs and starts a one-node cluster when there is none (needs root and
+//! apt). Without Slurm the test prints `SKIPPED: <why>` on stderr and passes.
+
+mod common;
+
+use common::{read_jsonl, Scratch};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const SHARDS: u32 = 4;
+const RECORDS: usize = 4_000;
+/// The whole test, every wait included, stays under this.
+const BUDGET: Duration = Duration::from_secs(280);
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_modelcall")
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// Written straight to the process's stderr: libtest captures `eprintln!` of a passing test
+/// (CI runs without `--nocapture`), and a skip must never be silent.
+fn note(msg: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{msg}");
+}
+
+fn skip(reason: &str) {
+    note(&format!("SKIPPED: slurm_e2e: {reason}"));
+}
+
+fn text(out: &Output) -> String {
+    format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// A Slurm command, bounded by coreutils `timeout` so a hung controller cannot hang the test.
+fn slurm(cmd: &str, args: &[&str], cwd: &Path) -> Output {
+    Command::new("timeout")
+        .arg("30")
+        .arg(cmd)
+        .args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd}: {e}"))
+}
+
+fn on_path(cmd: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(cmd).is_file()))
+}
+
+/// `Ok` when Slurm answers (after running `.ci/slurm.sh` if `MODELCALL_SLURM_SETUP=1`), else why not.
+fn slurm_ready() -> Result<(), String> {
+    if std::env::var("MODELCALL_SLURM_SETUP").as_deref() == Ok("1") {
+        let script = repo_root().join(".ci/slurm.sh");
+        let started = Instant::now();
+        // The script bounds its own waits (60 s) and apt-get; `timeout` is a last guard.
+        let out = Command::new("timeout")
+            .arg("600")
+            .arg(&script)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("could not run {}: {e}", script.display()))?;
+        note(&format!("slurm_e2e: {} took {:.1?} ({}):\n{}{}", script.display(), started.elapsed(), out.status,
+            String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)));
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let why = err.lines().find(|l| l.contains("ERROR")).unwrap_or("see its output above");
+            return Err(format!("{} could not start Slurm: {why}", script.display()));
+        }
+    } else if !on_path("sbatch") {
+        return Err("`sbatch` is not on PATH and MODELCALL_SLURM_SETUP is not 1 \
+                    (set it to let the test install and start Slurm with .ci/slurm.sh)"
+            .into());
+    }
+    if !on_path("sbatch") {
+        return Err("`sbatch` is still not on PATH".into());
+    }
+    let ping = slurm("scontrol", &["ping"], Path::new("/"));
+    let ping_text = String::from_utf8_lossy(&ping.stdout);
+    if !ping.status.success() || !ping_text.contains("is UP") {
+        return Err(format!("slurmctld does not answer `scontrol ping`: {}", ping_text.trim()));
+    }
+    Ok(())
+}
+
+/// Cancels what this test submitted when it ends early (a failed assertion), so no array task
+/// keeps running into a deleted folder.
+struct Cancel(Vec<String>);
+impl Drop for Cancel {
+    fn drop(&mut self) {
+        if std::thread::panicking() && !self.0.is_empty() {
+            let _ = Command::new("timeout").arg("30").arg("scancel").args(&self.0).status();
+        }
+    }
+}
+
+/// The scratch folder under /tmp (not a private $TMPDIR), so Slurm's jobs see the same paths.
+fn scratch() -> Scratch {
+    Scratch { dir: tempfile::Builder::new().prefix("modelcall-slurm-e2e-").tempdir_in("/tmp").unwrap() }
+}
+
+impl Scratch {
+    /// The scoring task of scoring_e2e.rs: `input/` → `out/`, a sim:// model, jsonl output.
+    fn task(&self, sim_url: &str, concurrency: usize, extra: &str) -> PathBuf {
+        let model = self.write(
+            "model.yaml",
+            format!(
+                "client_config:\n  base_url: \"{sim_url}\"\n  api_key: \"sk-test-secret-1234\"\n  timeout: 5\n  max_retries: 8\nchat_config:\n  model: \"m\"\n  temperature: 0\n"
+            )
+            .as_bytes(),
+        );
+        let prompt = repo_root().join("configs/prompts/en_corpus_quality_v1.yaml");
+        let yaml = format!(
+            "task_name: e2e\ntask_type: data_scoring\ndescription: e2e test\n\
+             data:\n  input_folder: \"{input}\"\n  output_folder: \"{out}\"\n  stat_folder: \"{stat}\"\n  input_key: text\n  prompt_format_key: text\n  id_field: id\n  output_format: jsonl\n\
+             model:\n  config_path: \"{model}\"\nprompt:\n  config_path: \"{prompt}\"\n\
+             concurrency:\n  max_concurrent_requests: {concurrency}\n\
+             retry:\n  max_retries: 2\n{extra}",
+            input = self.path("input").display(),
+            out = self.path("out").display(),
+            stat = self.path("stat").display(),
+            model = model.display(),
+            prompt = prompt.display(),
+        );
+        self.write("task.yaml", yaml.as_bytes())
+    }
+}
+
+fn write_records(path: &Path, n: usize) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    for i in 0..n {
+        writeln!(f, "{}", json!({"id": format!("r{i:06}"), "text": format!("Record number {i} talks about rivers and bread.")})).unwrap();
+    }
+}
+
+fn modelcall(cmd: &str, task: &Path, args: &[&str], cwd: &Path) -> Output {
+    Command::new(bin()).arg(cmd).arg(task).args(args).current_dir(cwd).stdin(Stdio::null()).output().expect("running modelcall")
+}
+
+/// Polls `done` every 200 ms until it holds or `limit` (capped by what is left of the budget) passes.
+fn wait_for(what: &str, start: Instant, limit: Duration, diag: &dyn Fn() -> String, mut done: impl FnMut() -> bool) -> Duration {
+    let began = Instant::now();
+    let limit = limit.min(BUDGET.saturating_sub(start.elapsed()));
+    loop {
+        if done() {
+            return began.elapsed();
+        }
+        if began.elapsed() >= limit {
+            panic!("timed out after {:.0?} waiting for {what}\n{}", began.elapsed(), diag());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// True once `squeue -j ID` lists nothing: every task of the job has ended.
+fn job_gone(id: &str, cwd: &Path) -> bool {
+    let q = slurm("squeue", &["-h", "-j", id, "-o", "%i %T"], cwd);
+    let err = String::from_utf8_lossy(&q.stderr);
+    (q.status.success() && String::from_utf8_lossy(&q.stdout).trim().is_empty()) || err.contains("Invalid job id")
+}
+
+/// What went wrong, for a failed wait: the queue, the shard logs and journals.
+fn diagnostics(out: &Path, cwd: &Path) -> String {
+    let mut s = String::new();
+    let q = slurm("squeue", &["-a", "-o", "%i %T %r %M"], cwd);
+    s += &format!("squeue:\n{}\n", String::from_utf8_lossy(&q.stdout));
+    for dir in [out.join(".modelcall/logs"), out.join(".modelcall")] {
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            let mut entries: Vec<_> = entries.flatten().map(|e| e.path()).filter(|p| p.is_file()).collect();
+            entries.sort();
+            for p in entries {
+                let body = std::fs::read_to_string(&p).unwrap_or_default();
+                let lines: Vec<&str> = body.lines().collect();
+                let tail = lines[lines.len().saturating_sub(8)..].join("\n");
+                s += &format!("---- {} ({} lines), last lines:\n{tail}\n", p.display(), lines.len());
+            }
+        }
+    }
+    s
+}
+
+fn journal(out: &Path, i: u32) -> PathBuf {
+    out.join(format!(".modelcall/data.shard-{i}-of-{SHARDS}.journal.jsonl"))
+}
+
+/// Whether `modelcall status` output names shard `i` (as `i/N`, `shard i` or `shard-i-of-N`).
+fn names_shard(status: &str, i: u32) -> bool {
+    let lower = status.to_lowercase();
+    lower.contains(&format!("{i}/{SHARDS}")) || lower.contains(&format!("shard {i}")) || lower.contains(&format!("shard-{i}-of-{SHARDS}"))
+}
+
+#[test]
+fn a_cancelled_shard_is_named_by_status_resubmitted_alone_and_merged_once() {
+    if let Err(why) = slurm_ready() {
+        skip(&why);
+        return;
+    }
+    let start = Instant::now();
+    let s = scratch();
+    let dir = s.dir.path().to_path_buf();
+    let out = s.path("out");
+    std::fs::create_dir_all(&out).unwrap();
+    write_records(&s.path("input/data.jsonl"), RECORDS);
+    // 1,000 records a shard at 4 requests of 50 ms at once: about 13 s a shard, long enough to
+    // cancel one part-way.
+    let task = s.task("sim://?latency_ms=50", 4, "");
+    let diag = || diagnostics(&out, &dir);
+    let mut cancel = Cancel(Vec::new());
+
+    // Submit the array: 4 shards, all may run at once (1 CPU each; the node decides how many do).
+    let sub = modelcall(
+        "submit",
+        &task,
+        &["--scheduler", "slurm", "--shards", "4", "--parallel", "4", "--cpus-per-task", "1", "--mem", "1G", "--time", "00:15:00"],
+        &dir,
+    );
+    assert!(sub.status.success(), "submit failed ({}):\n{}", sub.status, text(&sub));
+    let sub_out = String::from_utf8_lossy(&sub.stdout).to_string() + &String::from_utf8_lossy(&sub.stderr);
+    let job: String = sub_out
+        .split("submitted Slurm job ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no 'submitted Slurm job <id>' in:\n{}", text(&sub)))
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    assert!(!job.is_empty(), "no job id in:\n{}", text(&sub));
+    cancel.0.push(job.clone());
+    let script = out.join(".modelcall/submit/slurm.sbatch");
+    assert!(script.is_file(), "submit did not keep {}", script.display());
+    note(&format!("slurm_e2e: submitted array job {job} at {:.1?}", start.elapsed()));
+
+    // Wait until one shard has journaled work, then cancel that array task.
+    let mut victim = None;
+    let waited = wait_for("a shard journal with records", start, Duration::from_secs(120), &diag, || {
+        victim = (0..SHARDS).find(|&i| std::fs::metadata(journal(&out, i)).is_ok_and(|m| m.len() > 0));
+        victim.is_some()
+    });
+    let victim = victim.unwrap();
+    let task_id = format!("{job}_{victim}");
+    let sc = slurm("scancel", &[&task_id], &dir);
+    assert!(sc.status.success(), "scancel {task_id}:\n{}", text(&sc));
+    let journaled_at_cancel = read_jsonl(&journal(&out, victim)).len();
+    note(&format!("slurm_e2e: shard {victim} journaled after {waited:.1?}; cancelled {task_id} with {journaled_at_cancel} journal lines"));
+
+    // The rest of the array runs to its end.
+    let waited = wait_for(&format!("job {job} to leave the queue"), start, Duration::from_secs(180), &diag, || job_gone(&job, &dir));
+    note(&format!("slurm_e2e: array {job} done {waited:.1?} later (at {:.1?})", start.elapsed()));
+
+    // status: not complete, and it says which shard.
+    let st = modelcall("status", &task, &[], &dir);
+    let st_text = text(&st);
+    assert!(!st.status.success(), "status must fail while shard {victim} is not complete:\n{st_text}\n{}", diag());
+    assert!(names_shard(&st_text, victim), "status does not name shard {victim}:\n{st_text}");
+    let journal_lines = read_jsonl(&journal(&out, victim)).len();
+    assert!(journal_lines < RECORDS / SHARDS as usize, "shard {victim} was not interrupted ({journal_lines} journal lines)");
+
+    // Run that shard again, alone, from the kept job script.
+    let array_arg = format!("--array={victim}");
+    let re = slurm("sbatch", &["--parsable", &array_arg, script.to_str().unwrap()], &dir);
+    assert!(re.status.success(), "sbatch {array_arg} {}:\n{}", script.display(), text(&re));
+    let job2 = String::from_utf8_lossy(&re.stdout).trim().split(';').next().unwrap().to_string();
+    assert!(!job2.is_empty() && job2.chars().all(|c| c.is_ascii_digit()), "sbatch --parsable printed {:?}", text(&re));
+    cancel.0.push(job2.clone());
+    let waited = wait_for(&format!("job {job2} (shard {victim} again) to leave the queue"), start, Duration::from_secs(120), &diag, || {
+        job_gone(&job2, &dir)
+    });
+    note(&format!("slurm_e2e: shard {victim} rerun as job {job2} done after {waited:.1?} (at {:.1?})", start.elapsed()));
+
+    // Now status and merge succeed.
+    let st = modelcall("status", &task, &[], &dir);
+    assert!(st.status.success(), "status after the rerun ({}):\n{}\n{}", st.status, text(&st), diag());
+    let mg = modelcall("merge", &task, &[], &dir);
+    assert!(mg.status.success(), "merge ({}):\n{}\n{}", mg.status, text(&mg), diag());
+
+    // Every input id exactly once in the merged output, and the summary counts them all.
+    let rows = read_jsonl(&out.join("data.jsonl"));
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for r in &rows {
+        *counts.entry(r["id"].as_str().expect("an id").to_string()).or_insert(0) += 1;
+    }
+    assert_eq!(counts.len(), RECORDS, "every record is in the merged output ({} rows)", rows.len());
+    let dupes: Vec<_> = counts.iter().filter(|(_, &c)| c != 1).take(5).collect();
+    assert!(dupes.is_empty(), "records more than once: {dupes:?}");
+    for i in 0..RECORDS {
+        assert!(counts.contains_key(&format!("r{i:06}")), "r{i:06} missing");
+    }
+    for r in &rows {
+        assert_eq!(r["api_status"], "success", "{r}");
+    }
+    assert!(read_jsonl(&out.join("data.errors.jsonl")).is_empty(), "no errors");
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(out.join("run_summary.json")).expect("run_summary.json after merge"))
+        .expect("run_summary.json is JSON");
+    assert_eq!(summary["records"]["scored"], RECORDS as u64, "{summary}");
+    assert_eq!(summary["records"]["failed"], 0, "{summary}");
+    note(&format!("slurm_e2e: passed in {:.1?}", start.elapsed()));
+}

@@ -1,0 +1,347 @@
+//! `modelcall submit`: the real binary writes the Slurm job script and the Kubernetes Job of a
+//! sharded run; the scheduler commands (`sbatch`, `kubectl`) are fakes on a test PATH.
+
+mod common;
+
+use common::Scratch;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::json;
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_modelcall")
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// A tiny scoring task over the simulated endpoint in `<scratch>/<dir>/task.yaml`, with its
+/// input (`<dir>/input/data.jsonl`, 8 records) and output folder `<dir>/out`.
+fn task_in(s: &Scratch, dir: &str) -> PathBuf {
+    let base = s.path(dir);
+    std::fs::create_dir_all(base.join("input")).unwrap();
+    let records: String = (0..8).map(|i| format!("{}\n", json!({"id": format!("r{i}"), "text": format!("Record {i} about rivers.")}))).collect();
+    std::fs::write(base.join("input/data.jsonl"), records).unwrap();
+    let model = base.join("model.yaml");
+    std::fs::write(&model, "client_config:\n  base_url: \"sim://\"\n  api_key: \"sk-test\"\n  timeout: 5\nchat_config:\n  model: \"m\"\n").unwrap();
+    let prompt = repo_root().join("configs/prompts/en_corpus_quality_v1.yaml");
+    let q = |p: &Path| serde_json::to_string(p.to_str().unwrap()).unwrap();
+    let yaml = format!(
+        "task_name: e2e\ntask_type: data_scoring\n\
+         data:\n  input_folder: {input}\n  output_folder: {out}\n  input_key: text\n  prompt_format_key: text\n  id_field: id\n  output_format: jsonl\n\
+         model:\n  config_path: {model}\nprompt:\n  config_path: {prompt}\n",
+        input = q(&base.join("input")),
+        out = q(&base.join("out")),
+        model = q(&model),
+        prompt = q(&prompt),
+    );
+    let task = base.join("task.yaml");
+    std::fs::write(&task, yaml).unwrap();
+    task
+}
+
+fn submit(task: &Path, args: &[&str], path_env: Option<&Path>) -> Output {
+    let mut cmd = Command::new(bin());
+    cmd.arg("submit").arg(task).args(args).stdin(Stdio::null());
+    if let Some(p) = path_env {
+        cmd.env("PATH", p);
+    }
+    cmd.output().expect("running modelcall submit")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[track_caller]
+fn assert_code(out: &Output, code: i32) {
+    assert_eq!(out.status.code(), Some(code), "stdout:\n{}\nstderr:\n{}", text(&out.stdout), text(&out.stderr));
+}
+
+/// A fake scheduler command in `dir`: records its arguments (one per line) in `<dir>/<name>.args`
+/// and prints `reply`.
+fn fake_command(dir: &Path, name: &str, reply: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).unwrap();
+    let log = dir.join(format!("{name}.args"));
+    let script = format!("#!/bin/bash\nprintf '%s\\n' \"$@\" > '{}'\necho '{reply}'\n", log.display());
+    let path = dir.join(name);
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    log
+}
+
+#[test]
+fn slurm_dry_run_prints_a_valid_array_script_and_writes_nothing() {
+    let s = Scratch::new();
+    let task = task_in(&s, "proj");
+    let out = submit(
+        &task,
+        &["--scheduler", "slurm", "--shards", "4", "--parallel", "2", "--partition", "gpu", "--account", "lab-7", "--sbatch-arg=--qos=high", "--dry-run"],
+        None,
+    );
+    assert_code(&out, 0);
+    let script = text(&out.stdout);
+    assert!(script.starts_with("#!/bin/bash\n"), "{script}");
+    for line in [
+        "#SBATCH --job-name=modelcall-e2e",
+        "#SBATCH --array=0-3%2",
+        "#SBATCH --cpus-per-task=2",
+        "#SBATCH --mem=4G",
+        "#SBATCH --time=24:00:00",
+        "#SBATCH --partition=gpu",
+        "#SBATCH --account=lab-7",
+        "#SBATCH --qos=high",
+        "set -euo pipefail",
+    ] {
+        assert!(script.lines().any(|l| l == line), "missing `{line}` in:\n{script}");
+    }
+    let out_dir = std::fs::canonicalize(s.path("proj")).unwrap().join("out");
+    assert!(script.contains(&format!("#SBATCH --output={}/.modelcall/logs/shard-%a.out", out_dir.display())), "{script}");
+    assert!(script.contains(&format!("#SBATCH --error={}/.modelcall/logs/shard-%a.err", out_dir.display())), "{script}");
+    let exec = script.lines().find(|l| l.starts_with("exec ")).expect("an exec line");
+    assert!(exec.starts_with(&format!("exec {} run-task {} ", bin(), std::fs::canonicalize(&task).unwrap().display())), "{exec}");
+    assert!(exec.contains(r#"--shard "$SLURM_ARRAY_TASK_ID/4""#), "{exec}");
+    assert!(exec.ends_with("--no-progress"), "{exec}");
+
+    let file = s.write("check.sbatch", script.as_bytes());
+    let syntax = Command::new("bash").arg("-n").arg(&file).output().unwrap();
+    assert!(syntax.status.success(), "bash -n: {}", text(&syntax.stderr));
+    assert!(!s.path("proj/out").exists(), "--dry-run writes nothing");
+
+    // Without partition or account, no such lines; --parallel defaults to every shard.
+    let out = submit(&task, &["--scheduler", "slurm", "--shards", "3", "--dry-run"], None);
+    assert_code(&out, 0);
+    let script = text(&out.stdout);
+    assert!(script.contains("#SBATCH --array=0-2%3\n"), "{script}");
+    assert!(!script.contains("--partition") && !script.contains("--account"), "{script}");
+}
+
+/// The generated script, run by bash as one array task would be, runs that shard: paths with
+/// spaces and quotes survive the quoting.
+#[test]
+fn the_slurm_script_runs_its_shard() {
+    let s = Scratch::new();
+    let task = task_in(&s, "it's a project");
+    let out = submit(&task, &["--scheduler", "slurm", "--shards", "2", "--dry-run"], None);
+    assert_code(&out, 0);
+    // In `#SBATCH` lines sbatch splits words itself: a backslash keeps the space and quote.
+    let logs = std::fs::canonicalize(s.path("it's a project")).unwrap().join("out/.modelcall/logs/shard-%a.out");
+    let escaped = logs.to_str().unwrap().replace('\'', "\\'").replace(' ', "\\ ");
+    assert!(text(&out.stdout).contains(&format!("#SBATCH --output={escaped}\n")), "{escaped}\n{}", text(&out.stdout));
+    let script = s.write("shard.sbatch", &out.stdout);
+    let syntax = Command::new("bash").arg("-n").arg(&script).output().unwrap();
+    assert!(syntax.status.success(), "bash -n: {}", text(&syntax.stderr));
+    let run = Command::new("bash").arg(&script).env("SLURM_ARRAY_TASK_ID", "1").stdin(Stdio::null()).output().unwrap();
+    assert_code(&run, 0);
+    let names: Vec<String> = std::fs::read_dir(s.path("it's a project/out")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(names.iter().any(|n| n.contains(".shard-1-of-2")), "shard 1 of 2 wrote its outputs: {names:?}");
+    assert!(!names.iter().any(|n| n.contains(".shard-0-of-2")), "and only shard 1 ran: {names:?}");
+}
+
+#[test]
+fn slurm_submits_through_sbatch() {
+    let s = Scratch::new();
+    let task = task_in(&s, "proj");
+    let bin_dir = s.path("fakebin");
+    let args_log = fake_command(&bin_dir, "sbatch", "12345");
+    let out = submit(&task, &["--scheduler", "slurm", "--shards", "4", "--parallel", "2"], Some(&bin_dir));
+    assert_code(&out, 0);
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("submitted Slurm job 12345 (4 shards, at most 2 at once)"), "{stdout}");
+    assert!(stdout.contains("modelcall status"), "{stdout}");
+    let script = std::fs::canonicalize(s.path("proj/out/.modelcall/submit/slurm.sbatch")).expect("the script is written");
+    let args: Vec<String> = std::fs::read_to_string(&args_log).unwrap().lines().map(String::from).collect();
+    assert_eq!(args, vec!["--parsable".to_string(), script.display().to_string()]);
+    assert!(s.path("proj/out/.modelcall/logs").is_dir(), "the log folder exists before the shards start");
+}
+
+#[test]
+fn slurm_without_sbatch_says_so_and_keeps_the_script() {
+    let s = Scratch::new();
+    let task = task_in(&s, "proj");
+    let empty = s.path("empty-path");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = submit(&task, &["--scheduler", "slurm", "--shards", "2"], Some(&empty));
+    assert_code(&out, 1);
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("sbatch was not found"), "{stderr}");
+    let script = std::fs::canonicalize(s.path("proj/out/.modelcall/submit/slurm.sbatch")).expect("the script is written");
+    assert!(stderr.contains(&script.display().to_string()), "names the script: {stderr}");
+}
+
+fn k8s_job(s: &Scratch, task: &Path, extra: &[&str]) -> serde_yaml::Value {
+    let mut args = vec!["--scheduler", "k8s", "--shards", "4", "--parallel", "2", "--image", "registry.example.com/modelcall:1.0", "--pvc", "shared-data", "--dry-run"];
+    args.extend_from_slice(extra);
+    let out = submit(task, &args, None);
+    assert_code(&out, 0);
+    assert!(!s.path("proj/out").exists(), "--dry-run writes nothing");
+    serde_yaml::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)))
+}
+
+#[test]
+fn k8s_dry_run_prints_an_indexed_job() {
+    let s = Scratch::new();
+    let task = task_in(&s, "proj");
+    let job = k8s_job(&s, &task, &["--namespace", "batch", "--mem", "8G", "--cpus-per-task", "3"]);
+    let task_dir = std::fs::canonicalize(s.path("proj")).unwrap();
+    assert_eq!(job["apiVersion"], "batch/v1");
+    assert_eq!(job["kind"], "Job");
+    assert_eq!(job["metadata"]["name"], "modelcall-e2e");
+    assert_eq!(job["metadata"]["namespace"], "batch");
+    let spec = &job["spec"];
+    assert_eq!(spec["completionMode"], "Indexed");
+    assert_eq!(spec["completions"], 4);
+    assert_eq!(spec["parallelism"], 2);
+    assert_eq!(spec["backoffLimitPerIndex"], 3);
+    assert!(spec.get("maxFailedIndexes").is_none() && spec.get("ttlSecondsAfterFinished").is_none(), "{spec:?}");
+    let pod = &spec["template"]["spec"];
+    assert_eq!(pod["restartPolicy"], "Never");
+    let c = &pod["containers"][0];
+    assert_eq!(c["image"], "registry.example.com/modelcall:1.0");
+    let command: Vec<&str> = c["command"].as_sequence().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(&command[..4], ["modelcall", "run-task", task_dir.join("task.yaml").to_str().unwrap(), "--no-progress"]);
+    assert_eq!(&command[4..], ["--output-folder", task_dir.join("out").to_str().unwrap()]);
+    assert_eq!(c["env"][0]["name"], "MODELCALL_SHARD_COUNT");
+    assert_eq!(c["env"][0]["value"], "4");
+    assert_eq!(c["resources"]["limits"]["memory"], "8Gi");
+    assert_eq!(c["resources"]["requests"]["cpu"], "3");
+    assert_eq!(c["volumeMounts"][0]["mountPath"], task_dir.to_str().unwrap());
+    assert_eq!(pod["volumes"][0]["persistentVolumeClaim"]["claimName"], "shared-data");
+
+    // Another mount path moves the task and output paths with it.
+    let job = k8s_job(&s, &task, &["--mount-path", "/data", "--backoff-limit-per-index", "0"]);
+    let c = &job["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["command"][2], "/data/task.yaml");
+    assert_eq!(c["command"][5], "/data/out");
+    assert_eq!(c["volumeMounts"][0]["mountPath"], "/data");
+    assert_eq!(job["spec"]["backoffLimitPerIndex"], 0);
+}
+
+/// The Job against the Kubernetes JSON schema, with `kubernetes-validate` (PyPI, schemas
+/// bundled, no cluster). Skipped, loudly, when it is not installed; with
+/// MODELCALL_REQUIRE_K8S_VALIDATE=1 (CI) a missing validator fails the test.
+#[test]
+fn k8s_job_passes_the_kubernetes_schema() {
+    let available = Command::new("kubernetes-validate").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !available {
+        let why = "`kubernetes-validate` is not on PATH (install: python3 -m pip install kubernetes-validate)";
+        if std::env::var_os("MODELCALL_REQUIRE_K8S_VALIDATE").is_some_and(|v| v == "1") {
+            panic!("MODELCALL_REQUIRE_K8S_VALIDATE=1 but {why}");
+        }
+        eprintln!("SKIPPED k8s_job_passes_the_kubernetes_schema: {why}");
+        return;
+    }
+    let s = Scratch::new();
+    let task = task_in(&s, "proj");
+    for extra in [&["--namespace", "batch"][..], &["--mount-path", "/data"][..]] {
+        let job = k8s_job(&s, &task, extra);
+        let file = s.write("job.yaml", serde_yaml::to_string(&job).unwrap().as_bytes());
+        let check = Command::new("kubernetes-validate").arg("--strict").arg(&file).output().unwrap();
+        assert!(check.status.success(), "kubernetes-validate --strict:\n{}{}", text(&check.stdout), text(&check.stderr));
+        eprintln!("kubernetes-validate: {}", text(&check.stdout).trim());
+    }
+    // A host-path volume too (the real command writes the file; a fake kubectl accepts it).
+    let bin_dir = s.path("fakebin");
+    fake_command(&bin_dir, "kubectl", "ok");
+    let out = submit(&task, &["--scheduler", "k8s", "--shards", "2", "--image", "m:1", "--host-path", "/srv/shared"], Some(&bin_dir));
+    assert_code(&out, 0);
+    let check = Command::new("kubernetes-validate").arg("--strict").arg(s.path("proj/out/.modelcall/submit/job.yaml")).output().unwrap();
+    assert!(check.status.success(), "kubernetes-validate --strict:\n{}{}", text(&check.stdout), text(&check.stderr));
+}
+
+#[test]
+fn k8s_applies_through_kubectl() {
+    let s = Scratch::new();
+    let task = task_in(&s, "proj");
+    let bin_dir = s.path("fakebin");
+    let args_log = fake_command(&bin_dir, "kubectl", "job.batch/modelcall-e2e created");
+    let out = submit(&task, &["--scheduler", "k8s", "--shards", "3", "--image", "m:1", "--pvc", "data"], Some(&bin_dir));
+    assert_code(&out, 0);
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("job.batch/modelcall-e2e created"), "kubectl's output is shown: {stdout}");
+    assert!(stdout.contains("submitted Kubernetes Indexed Job modelcall-e2e (3 shards, at most 3 at once)"), "{stdout}");
+    let file = std::fs::canonicalize(s.path("proj/out/.modelcall/submit/job.yaml")).expect("the Job file is written");
+    let args: Vec<String> = std::fs::read_to_string(&args_log).unwrap().lines().map(String::from).collect();
+    assert_eq!(args, vec!["apply".to_string(), "-f".into(), file.display().to_string()]);
+    let job: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(job["spec"]["completions"], 3);
+
+    // No kubectl: exit 1, the file is kept and named.
+    let empty = s.path("empty-path");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = submit(&task, &["--scheduler", "k8s", "--shards", "3", "--image", "m:1", "--pvc", "data"], Some(&empty));
+    assert_code(&out, 1);
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("kubectl was not found") && stderr.contains(&file.display().to_string()), "{stderr}");
+}
+
+#[test]
+fn bad_input_exits_2_and_names_the_option() {
+    let s = Scratch::new();
+    let task = task_in(&s, "proj");
+    let cases: &[(&[&str], &str)] = &[
+        (&["--scheduler", "slurm", "--shards", "0", "--dry-run"], "--shards"),
+        (&["--scheduler", "slurm", "--shards", "2", "--parallel", "0", "--dry-run"], "--parallel"),
+        (&["--scheduler", "pbs", "--shards", "2", "--dry-run"], "--scheduler"),
+        (&["--scheduler", "k8s", "--shards", "2", "--pvc", "data"], "--image"),
+        (&["--scheduler", "k8s", "--shards", "2", "--image", "m:1"], "--pvc"),
+        (&["--scheduler", "slurm", "--shards", "2", "--mem", "lots", "--dry-run"], "--mem"),
+        (&["--scheduler", "slurm", "--shards", "2", "--image", "m:1", "--dry-run"], "--image"),
+        (&["--scheduler", "k8s", "--shards", "2", "--partition", "gpu", "--dry-run"], "--partition"),
+    ];
+    for (args, named) in cases {
+        let out = submit(&task, args, None);
+        assert_code(&out, 2);
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains(named), "{args:?}: the error should name {named}: {stderr}");
+    }
+    assert!(!s.path("proj/out").exists(), "nothing written for bad input");
+
+    // The output folder's parent must already exist (the shared folder).
+    let yaml = std::fs::read_to_string(&task).unwrap();
+    let missing = s.path("nowhere/deeper/out");
+    let moved = yaml.replace(s.path("proj/out").to_str().unwrap(), missing.to_str().unwrap());
+    let task2 = s.write("proj/task2.yaml", moved.as_bytes());
+    let out = submit(&task2, &["--scheduler", "slurm", "--shards", "2", "--dry-run"], None);
+    assert_code(&out, 2);
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains(s.path("nowhere/deeper").to_str().unwrap()), "names the missing folder: {stderr}");
+
+    // An output folder already split into another number of shards.
+    let plan = s.write("proj/out/.modelcall/shards.json", br#"{"shards": 8, "files": []}"#);
+    let out = submit(&task, &["--scheduler", "slurm", "--shards", "4", "--dry-run"], None);
+    assert_code(&out, 2);
+    assert!(text(&out.stderr).contains("--shards 8"), "{}", text(&out.stderr));
+    std::fs::remove_dir_all(plan.parent().unwrap().parent().unwrap()).unwrap();
+
+    // A task that cannot be loaded is a configuration error too.
+    let broken = s.write("proj/broken.yaml", b"task_name: x\ntask_type: data_scoring\n");
+    let out = submit(&broken, &["--scheduler", "slurm", "--shards", "2", "--dry-run"], None);
+    assert_code(&out, 2);
+}
+
+/// A `{timestamp}` in `data.output_folder` is resolved once, by `submit`: every shard gets the
+/// same folder as `--output-folder`, and the submission files live in it.
+#[test]
+fn a_timestamped_output_folder_is_resolved_once_for_every_shard() {
+    let s = Scratch::new();
+    let task = task_in(&s, "proj");
+    let out_dir = s.path("proj/out");
+    let yaml = std::fs::read_to_string(&task).unwrap().replace(out_dir.to_str().unwrap(), &format!("{}/{{timestamp}}", out_dir.display()));
+    std::fs::write(&task, yaml).unwrap();
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let bin_dir = s.path("fakebin");
+    fake_command(&bin_dir, "sbatch", "777");
+    let out = submit(&task, &["--scheduler", "slurm", "--shards", "2"], Some(&bin_dir));
+    assert_code(&out, 0);
+    let runs: Vec<PathBuf> = std::fs::read_dir(&out_dir).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(runs.len(), 1, "one timestamped folder: {runs:?}");
+    let script = std::fs::read_to_string(runs[0].join(".modelcall/submit/slurm.sbatch")).unwrap();
+    assert!(!script.contains("{timestamp}"), "{script}");
+    let run_dir = std::fs::canonicalize(&runs[0]).unwrap();
+    assert!(script.contains(&format!("--output-folder {} ", run_dir.display())), "{script}");
+}
