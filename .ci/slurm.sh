@@ -25,7 +25,7 @@ say() { echo "slurm.sh: $*"; }
 die() {
     echo "slurm.sh: ERROR: $*" >&2
     for log in "$STATE/slurmctld.log" "$STATE/slurmd.log" /var/log/munge/munged.log; do
-        if [ -s "$log" ]; then
+        if [ -s "$log" ] && [ -r "$log" ]; then
             echo "---- last lines of $log" >&2
             tail -n 15 "$log" >&2 || true
         fi
@@ -125,7 +125,9 @@ if ! munge_works; then
 fi
 
 # 4. slurm.conf: one node named after this host, everything local.
+foreign=0
 if [ -e "$CONF" ] && ! grep -qF "$MARK" "$CONF"; then
+    foreign=1
     say "using the existing $CONF (not written by this script)"
 elif [ -e "$CONF" ] && { alive "$STATE/slurmctld.pid" || alive "$STATE/slurmd.pid"; }; then
     say "keeping $CONF (a daemon started with it is still running)"
@@ -175,15 +177,24 @@ EOF
 fi
 as_root mkdir -p "$STATE/ctld" "$STATE/slurmd"
 
-# 5. The daemons (each daemonizes and writes its pid file).
-if ! alive "$STATE/slurmctld.pid"; then
+# 5. The daemons (each daemonizes and writes its pid file; with a foreign slurm.conf the pid
+#    files are elsewhere, so look for the processes).
+if [ "$foreign" = 1 ]; then
+    ctld_running() { ctld_up; }
+    slurmd_running() { pgrep -x slurmd >/dev/null; }
+else
+    ctld_running() { alive "$STATE/slurmctld.pid"; }
+    slurmd_running() { alive "$STATE/slurmd.pid"; }
+fi
+if ! ctld_running; then
     say "starting slurmctld"
     as_root slurmctld || die "slurmctld did not start"
 fi
-if ! alive "$STATE/slurmd.pid"; then
+if ! slurmd_running; then
     say "starting slurmd"
     as_root slurmd -N "$NODE" || die "slurmd did not start"
 fi
+daemons_started=$(date +%s)
 
 # 6. Wait (bounded) for the node to be idle and a job to run.
 deadline=$(( $(date +%s) + WAIT ))
@@ -193,16 +204,19 @@ while :; do
     state=$(node_state)
     case "$state" in
     idle | mixed | allocated | completing) break ;;
-    down* | drain* | drained* | fail*)
-        if [ "$resumed" = 0 ] && alive "$STATE/slurmd.pid"; then
+    down* | drain* | fail*)
+        if [ "$resumed" = 0 ] && slurmd_running; then
             say "node $NODE is $state; resuming it"
             as_root scontrol update NodeName="$NODE" State=RESUME >/dev/null 2>&1 || true
             resumed=1
         fi ;;
     esac
     [ "$(date +%s)" -lt "$deadline" ] || die "node $NODE not idle after ${WAIT} s (state: '${state:-no answer from slurmctld}'; $(timeout 5 sinfo -h -R 2>/dev/null | tr -s ' ' | head -n 1))"
-    alive "$STATE/slurmctld.pid" || die "slurmctld is not running"
-    alive "$STATE/slurmd.pid" || die "slurmd is not running"
+    # A daemon that died (bad config, port taken) will not come back: say so now.
+    if [ $(( $(date +%s) - daemons_started )) -ge 5 ]; then
+        ctld_running || die "slurmctld is not running"
+        slurmd_running || die "slurmd is not running"
+    fi
     sleep 1
 done
 left=$(( deadline - $(date +%s) ))

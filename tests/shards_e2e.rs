@@ -138,3 +138,60 @@ fn merge_refuses_unfinished_shards_and_with_force_names_what_is_missing() {
     assert_eq!(ids.len(), 800);
     assert!(ids.values().all(|&c| c == 1));
 }
+
+#[test]
+fn the_reference_batch_and_merge_task_types_run_as_sharded_generation_per_model() {
+    let s = Scratch::new();
+    let chats: String = (0..300)
+        .map(|i| format!("{}\n", json!({"uid": format!("u{i:04}"), "messages": [{"role": "user", "content": format!("question {i}")}]})))
+        .collect();
+    s.write("data/chats.jsonl", chats.as_bytes());
+    for m in ["teacher-a", "teacher-b"] {
+        s.write(&format!("models/{m}.yaml"), b"client_config:\n  base_url: \"sim://\"\n  api_key: \"k\"\nchat_config:\n  model: \"m\"\n");
+    }
+    let batch = s.write(
+        "batch.yaml",
+        format!(
+            "task_name: opc\ntask_type: batch_distillation_submit\n\
+             data_split:\n  input_file: \"{data}\"\n  num_chunks: 3\n\
+             batch_submit:\n  output_base_dir: \"{out}\"\n  concurrency: 8\n  siflow: {{resource_pool: \"eval-cpu\"}}\n  models:\n    - {{config_path: \"{a}\", alias: a}}\n    - {{config_path: \"{b}\", alias: b}}\n\
+             execution:\n  dry_run: false\n",
+            data = s.path("data/chats.jsonl").display(),
+            out = s.path("out").display(),
+            a = s.path("models/teacher-a.yaml").display(),
+            b = s.path("models/teacher-b.yaml").display(),
+        )
+        .as_bytes(),
+    );
+    let batch = batch.to_str().unwrap();
+    // The SiFlow block is reported with its Slurm/Kubernetes equivalents.
+    let o = modelcall(&["submit", batch, "--scheduler", "slurm", "--shards", "3", "--dry-run"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("SiFlow is not available") && text(&o).contains("--shard \"$SLURM_ARRAY_TASK_ID/3\""), "{}", text(&o));
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("--output-folder"), "each model keeps its own folder");
+    for i in 0..3 {
+        let o = modelcall(&["run-task", batch, "--shard", &format!("{i}/3"), "--no-progress"]);
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let merge = s.write(
+        "merge.yaml",
+        format!(
+            "task_name: opc-merge\ntask_type: merge_distillation_results\nmerge:\n  output_base_dir: \"{}\"\n  models:\n    - {{name: teacher-a}}\n    - {{name: teacher-b}}\n",
+            s.path("out").display()
+        )
+        .as_bytes(),
+    );
+    let o = modelcall(&["run-task", merge.to_str().unwrap(), "--no-progress"]);
+    assert!(o.status.success(), "{}", text(&o));
+    for m in ["teacher-a", "teacher-b"] {
+        let rows = read_jsonl(&s.path(&format!("out/{m}/chats.jsonl")));
+        let mut uids: Vec<&str> = rows.iter().map(|r| r["uid"].as_str().unwrap()).collect();
+        uids.sort();
+        uids.dedup();
+        assert_eq!((rows.len(), uids.len()), (300, 300), "{m}");
+    }
+    // Merged: the batch resumes like an unsharded run, sending nothing.
+    let o = modelcall(&["run-task", batch, "--no-progress"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(summary(&s.path("out/teacher-b/run_summary.json"))["requests"], 0);
+}

@@ -37,15 +37,47 @@ pub fn run(args: MergeArgs) -> ExitCode {
 
 fn merge(args: &MergeArgs) -> anyhow::Result<Finish> {
     let task = load_task(&args.task, &Overrides::default()).map_err(|e| BadConfig(e.to_string()))?;
-    let plan = RunPlan::from_task(&task).map_err(|e| BadConfig(e.to_string()))?;
-    let outputs = RecordOutputs::of(&task, &plan)?;
+    let mut finish = Finish::Done;
+    for run in task.expand().map_err(|e| BadConfig(e.to_string()))? {
+        let plan = RunPlan::from_task(&run).map_err(|e| BadConfig(e.to_string()))?;
+        if let modelcall_config::Stages::MergeResults(m) = &plan.stages {
+            finish = finish.and(merge_model_folders(m)?);
+            continue;
+        }
+        let outputs = RecordOutputs::of(&run, &plan)?;
+        finish = finish.and(merge_folder(&outputs, &plan.task_name, args.force)?);
+    }
+    Ok(finish)
+}
+
+/// `task_type: merge_distillation_results`: every listed model folder of a batch, merged.
+pub fn merge_results(_run: &crate::tasks::TaskRun<'_>, m: &modelcall_config::batch::MergeResults) -> anyhow::Result<Finish> {
+    merge_model_folders(m)
+}
+
+fn merge_model_folders(m: &modelcall_config::batch::MergeResults) -> anyhow::Result<Finish> {
+    let mut finish = Finish::Done;
+    for name in &m.models {
+        let folder = m.output_base_dir.join(name);
+        let Some(plan) = ShardPlan::load(&folder).map_err(|e| BadConfig(e.to_string()))? else {
+            eprintln!("warning: {} has no shard plan: model `{name}` was not run in shards there; skipped", folder.display());
+            continue;
+        };
+        let outputs = RecordOutputs::generated_folder(&folder, plan.files.iter().map(|f| f.path.clone()).collect());
+        finish = finish.and(merge_folder(&outputs, name, false)?);
+    }
+    Ok(finish)
+}
+
+/// Merges the shards of one output folder.
+fn merge_folder(outputs: &RecordOutputs, task_name: &str, force: bool) -> anyhow::Result<Finish> {
     let Some(shard_plan) = ShardPlan::load(&outputs.folder).map_err(|e| BadConfig(e.to_string()))? else {
         return Err(BadConfig(format!("{} has no shard plan (.modelcall/shards.json): the task was not run in shards there", outputs.folder.display())).into());
     };
     let n = shard_plan.shards;
     let states = shard_states(&outputs, &shard_plan);
     let unfinished: Vec<String> = states.iter().filter(|s| !s.complete()).map(ShardState::describe).collect();
-    if !unfinished.is_empty() && !args.force {
+    if !unfinished.is_empty() && !force {
         return Err(anyhow::anyhow!(
             "{} of {n} shard(s) have not finished, so nothing was merged:\n  {}\nwait for them (`modelcall status`), resubmit the failed ones, or merge what is there with --force",
             unfinished.len(),
@@ -78,7 +110,7 @@ fn merge(args: &MergeArgs) -> anyhow::Result<Finish> {
         journal.commit()?;
         crate::engine::finalize(&merged, &outputs.sink)?;
     }
-    let summary = merged_summary(&outputs, &plan.task_name, n, &states);
+    let summary = merged_summary(outputs, task_name, n, &states);
     let text = crate::cli::exit::shown(&serde_json::to_string_pretty(&summary)?) + "\n";
     modelcall_io::write_atomically(&outputs.folder.join("run_summary.json"), text.as_bytes())?;
     let missing: u64 = missing_by_shard.iter().sum();

@@ -31,13 +31,21 @@ pub fn run(args: RunTaskArgs) -> ExitCode {
     if let Err(e) = modelcall_config::run_plan::check_num_runs(&task) {
         return exit_code(Err(BadConfig(e.to_string()).into()), false);
     }
+    // A batch of models is one run per model (each its own output folder).
+    let expanded = match task.expand() {
+        Ok(t) => t,
+        Err(e) => return exit_code(Err(BadConfig(e.to_string()).into()), false),
+    };
+    let passes = expanded.iter().flat_map(|t| (1..=runs).map(move |i| (t, i)));
     let mut result = Ok(super::exit::Finish::Done);
-    for run_index in 1..=runs {
+    for (task, run_index) in passes {
         let mut pass = task.clone();
         if runs > 1 {
             pass.output_folder = task.output_folder_for_run(run_index);
             pass.stat_folder = task.stat_folder.as_deref().map(|p| modelcall_config::paths::with_run_index(p, run_index));
             eprintln!("pass {run_index} of {runs}: {}", pass.output_folder.as_deref().map(|p| p.display().to_string()).unwrap_or_default());
+        } else if expanded.len() > 1 {
+            eprintln!("run {}: {}", pass.task.task_name, pass.output_folder.as_deref().map(|p| p.display().to_string()).unwrap_or_default());
         }
         let finish = run_pass(&args, &pass);
         result = match (result, finish) {
@@ -68,6 +76,16 @@ fn run_pass(args: &RunTaskArgs, task: &modelcall_config::LoadedTask) -> anyhow::
     if run.preprocess_only && !matches!(&plan.stages, Stages::Scoring(s) if s.preprocess.is_some()) {
         return Err(BadConfig(format!("{}: --stage preprocess needs preprocess.enabled or a `preprocessor` plugin", task.source_path.display())).into());
     }
+    match &plan.stages {
+        // Merging reads files only (it blocks, so it runs outside the async runtime).
+        Stages::MergeResults(m) if !run.dry_run => return super::merge::merge_results(&run, m),
+        Stages::MergeResults(_) => {
+            crate::tasks::print_dry_run(&run, &[], None);
+            return Ok(super::exit::Finish::Done);
+        }
+        Stages::Batch(_) => unreachable!("a batch is expanded into its runs first"),
+        _ => {}
+    }
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     tokio.block_on(async {
         match &plan.stages {
@@ -75,6 +93,7 @@ fn run_pass(args: &RunTaskArgs, task: &modelcall_config::LoadedTask) -> anyhow::
             Stages::Generate(g) => tasks::generate::run(&run, g).await,
             Stages::Chatml(c) => tasks::chatml::run(&run, c).await,
             Stages::Merge(m) => tasks::merge::run(&run, m).await,
+            Stages::MergeResults(_) | Stages::Batch(_) => unreachable!("handled before the runtime starts"),
         }
     })
 }

@@ -59,12 +59,23 @@ pub fn run(args: StatusArgs) -> ExitCode {
 
 fn status(args: &StatusArgs) -> anyhow::Result<Finish> {
     let task = load_task(&args.task, &Overrides::default()).map_err(|e| BadConfig(e.to_string()))?;
-    let plan = RunPlan::from_task(&task).map_err(|e| BadConfig(e.to_string()))?;
-    let outputs = RecordOutputs::of(&task, &plan)?;
+    let mut finish = Finish::Done;
+    for run in task.expand().map_err(|e| BadConfig(e.to_string()))? {
+        let plan = RunPlan::from_task(&run).map_err(|e| BadConfig(e.to_string()))?;
+        let outputs = RecordOutputs::of(&run, &plan)?;
+        if task.task.distillation.as_ref().is_some_and(|d| matches!(d, modelcall_config::DistillationStep::BatchSubmit(_))) {
+            println!("{} ({})", plan.task_name, outputs.folder.display());
+        }
+        finish = finish.and(folder_status(args, &outputs)?);
+    }
+    Ok(finish)
+}
+
+fn folder_status(args: &StatusArgs, outputs: &RecordOutputs) -> anyhow::Result<Finish> {
     let Some(shard_plan) = ShardPlan::load(&outputs.folder).map_err(|e| BadConfig(e.to_string()))? else {
         return Err(BadConfig(format!("{} has no shard plan (.modelcall/shards.json): no sharded run has started there", outputs.folder.display())).into());
     };
-    let states = shard_states(&outputs, &shard_plan);
+    let states = shard_states(outputs, &shard_plan);
     let bytes = shard_plan.bytes_per_shard();
     println!("{:<8} {:<12} {:>10} {:>10} {:>14}", "shard", "state", "done", "failed", "input bytes");
     for s in &states {

@@ -110,6 +110,21 @@ impl RecordOutputs {
         })
     }
 
+    /// A generate_response folder known only by its shard plan (`merge_distillation_results`
+    /// names model folders, not the runs): the reference worker's settings (one answer per
+    /// conversation, completion order).
+    pub fn generated_folder(folder: &Path, inputs: Vec<PathBuf>) -> RecordOutputs {
+        use modelcall_io::{Naming, OutputFormat};
+        let out = folder.to_path_buf();
+        RecordOutputs {
+            folder: folder.to_path_buf(),
+            inputs,
+            sink: SinkKind::Rows { format: OutputFormat::Jsonl, ordered: false },
+            read: crate::engine::ReadOptions { key_fields: vec!["uid".into(), "id".into()], samples_per_record: 1, ..Default::default() },
+            paths: Box::new(move |stem: &str, shard| FilePaths::named(stem, &out, OutputFormat::Jsonl, shard, Naming::Distillation)),
+        }
+    }
+
     /// The files of `stem` (an input's stem) for `shard` (`None`: the merged, unsharded ones).
     pub fn paths(&self, stem: &str, shard: Option<(u32, u32)>) -> FilePaths {
         (self.paths)(stem, shard)

@@ -9,6 +9,7 @@
 //! - [`paths`]: `{timestamp}`/`{task_name}` templating, resume folders, path resolution;
 //! - [`shard`]: `--shard I/N` and scheduler variables; [`plan`]: a dry-run summary.
 
+pub mod batch;
 pub mod distill;
 pub mod env;
 pub mod error;

@@ -132,6 +132,16 @@ pub fn load_task_with(path: &Path, overrides: &Overrides, env: Vars) -> Result<L
             }
             task.distillation = Some(step);
         }
+        TaskType::BatchSubmit => {
+            let batch = crate::batch::parse_batch(&json, path, &yaml, &task_dir)?;
+            if let Some(siflow) = &batch.siflow {
+                warnings.push(format!("{}: batch_submit.siflow: {}", path.display(), crate::batch::siflow_note(siflow)));
+            }
+            task.distillation = Some(DistillationStep::BatchSubmit(batch));
+        }
+        TaskType::MergeResults => {
+            task.distillation = Some(DistillationStep::MergeResults(crate::batch::parse_merge(&json, path, &yaml, &task_dir)?));
+        }
     }
     if let Some(m) = &model {
         ignored.extend(m.ignored_keys.iter().cloned());
@@ -173,15 +183,8 @@ fn task_type(yaml: &YamlFile, path: &Path) -> Result<TaskType, ConfigError> {
     match yaml.tree.get("task_type") {
         // The reference ran anything without a known type as scoring.
         None | Some(Value::Null) => Ok(TaskType::DataScoring),
-        Some(Value::String(t)) => TaskType::parse(t).ok_or_else(|| match t.as_str() {
-            "batch_distillation_submit" => err(
-                "`batch_distillation_submit` (SiFlow job submission) is not supported: shard a generate_response task with --shard I/N, Slurm arrays or Kubernetes Indexed Jobs instead".into(),
-            ),
-            "merge_distillation_results" => err(
-                "`merge_distillation_results` is not a task type here: shard outputs are merged by `modelcall`'s shard merge, which also checks every key is present once".into(),
-            ),
-            other => err(format!("unknown task type `{other}`; expected one of {}", TaskType::NAMES.join(", ")))
-                .suggest(closest(other, TaskType::NAMES)),
+        Some(Value::String(t)) => TaskType::parse(t).ok_or_else(|| {
+            err(format!("unknown task type `{t}`; expected one of {}", TaskType::NAMES.join(", "))).suggest(closest(t, TaskType::NAMES))
         }),
         Some(other) => Err(err(format!("must be a string, found {}", describe(other)))),
     }

@@ -52,6 +52,15 @@ impl RunPlan {
                 let _ = writeln!(s, "step        chatml_conversion: {} → {}", c.input_dir.display(), c.output_dir.display());
                 let _ = writeln!(s, "datasets    {}", c.dataset_config_path.display());
             }
+            Stages::Batch(b) => {
+                let _ = writeln!(s, "batch       {} → {} in {} shard(s) per model", b.input_file.display(), b.output_base_dir.display(), b.shards);
+                for m in &b.models {
+                    let _ = writeln!(s, "model run   {} ({}) → {}", m.run.model_config_path.display(), m.alias, m.run.output_path.display());
+                }
+            }
+            Stages::MergeResults(m) => {
+                let _ = writeln!(s, "merge       {} for {}", m.output_base_dir.display(), m.models.join(", "));
+            }
             Stages::Merge(m) => {
                 let _ = writeln!(s, "step        jsonl_merge: {} → {}", m.base_input_dir.display(), m.base_output_dir.display());
                 let _ = writeln!(s, "groups      {}", if m.merge_groups.is_empty() { "all".to_string() } else { m.merge_groups.join(", ") });

@@ -74,6 +74,10 @@ pub enum Stages {
     Generate(GenerateResponse),
     Chatml(ChatmlConversion),
     Merge(JsonlMerge),
+    /// One generate_response run per model ([`LoadedTask::expand`] gives them).
+    Batch(crate::batch::BatchSubmit),
+    /// `modelcall merge` on every model folder of a batch.
+    MergeResults(crate::batch::MergeResults),
 }
 
 impl Stages {
@@ -83,6 +87,8 @@ impl Stages {
             Stages::Generate(_) => "generate_response",
             Stages::Chatml(_) => "chatml_conversion",
             Stages::Merge(_) => "jsonl_merge",
+            Stages::Batch(_) => "batch_distillation_submit",
+            Stages::MergeResults(_) => "merge_distillation_results",
         }
     }
 }
@@ -175,6 +181,8 @@ impl RunPlan {
             (_, Some(DistillationStep::GenerateResponse(step))) => Stages::Generate(step.clone()),
             (_, Some(DistillationStep::ChatmlConversion(step))) => Stages::Chatml(step.clone()),
             (_, Some(DistillationStep::JsonlMerge(step))) => Stages::Merge(step.clone()),
+            (_, Some(DistillationStep::BatchSubmit(b))) => Stages::Batch(b.clone()),
+            (_, Some(DistillationStep::MergeResults(m))) => Stages::MergeResults(m.clone()),
             (_, step) => {
                 return Err(err(format!(
                     "distillation step `{}` is not available in this version (generate_response, chatml_conversion and jsonl_merge are)",

@@ -11,7 +11,14 @@ pub fn known_keys(path: &[&str]) -> Option<&'static [&'static str]> {
         [] => &[
             "task_name", "task_type", "description", "data", "model", "prompt", "preprocess", "concurrency", "retry",
             "debug", "options", "environment", "logging", "distributed", "plugins", "distillation",
+            // batch_distillation_submit and merge_distillation_results (crate::batch)
+            "data_split", "batch_submit", "execution", "post_processing", "merge",
         ],
+        ["data_split"] => crate::batch::BATCH_KEYS[0].1,
+        ["batch_submit"] => crate::batch::BATCH_KEYS[1].1,
+        ["execution"] => crate::batch::BATCH_KEYS[2].1,
+        ["post_processing"] => crate::batch::BATCH_KEYS[3].1,
+        ["merge"] => crate::batch::BATCH_KEYS[4].1,
         ["data"] => &[
             "input_folder", "input_file", "output_folder", "stat_folder", "input_key", "prompt_format_key", "id_field",
             "output_format", "file_pattern", "max_record_bytes", "stringify_input",
@@ -22,7 +29,7 @@ pub fn known_keys(path: &[&str]) -> Option<&'static [&'static str]> {
         ["retry"] => &["enable_format_validation_retry", "max_retries"],
         ["debug"] => &["enabled", "max_files", "max_items_per_file"],
         ["options"] => &["main_resume", "resume", "delete_existing", "preprocess_resume", "allow_failures", "on_duplicate_id"],
-        ["environment"] => &["config_path", "tos_config_path", "timeout", "conda_env", "api_provider"],
+        ["environment"] => &["config_path", "tos_config_path", "timeout", "conda_env", "api_provider", "project_root", "env_file"],
         ["logging"] => &["level", "batch_size", "progress_report_interval", "show_progress", "log_dir"],
         ["distributed"] => &["enabled", "world_size", "num_runs"],
         ["preprocess"] => &[
@@ -49,6 +56,14 @@ pub fn ignored_reason(path: &[&str], task_type: &str) -> Option<&'static str> {
         ["logging", "show_progress"] => "never read by the reference either; use --no-progress",
         ["logging", "batch_size"] => "there are no per-batch log records; see run_summary.json",
         ["environment", "conda_env"] => "not applicable to a single binary",
+        ["environment", "project_root"] | ["environment", "env_file"] => "SiFlow job settings; use environment.config_path for an env file",
+        ["data_split", "output_dir"] => "no chunk files are written: shards read byte ranges of the input",
+        ["batch_submit", "name_prefix"] | ["batch_submit", "siflow"] => "SiFlow job settings; use `modelcall submit` options",
+        ["execution", _] => "use `modelcall submit --dry-run` (splitting is a shard plan, always on)",
+        ["post_processing", _] => "merge with `modelcall merge TASK` once the shards are done",
+        ["merge", "merge_errors"] => "error files are always merged",
+        ["data_split", _] | ["batch_submit", _] if task_type != "batch_distillation_submit" => "read only by batch_distillation_submit tasks",
+        ["merge", _] if task_type != "merge_distillation_results" => "read only by merge_distillation_results tasks",
         ["environment", "api_provider"] => "never read by the reference either",
         ["environment", "tos_config_path"] => "TOS object storage is not supported; use local or mounted paths",
         ["distributed", "enabled"] => "only a log line in the reference; sharding follows --shard or distributed.world_size",

@@ -24,16 +24,22 @@ pub enum TaskType {
     /// The reference's top-level `generate_response` (same engine as the distillation step,
     /// its own key names; see [`crate::distill`]).
     GenerateResponse,
+    /// The reference's SiFlow batch: sharded generate_response runs, one per model.
+    BatchSubmit,
+    /// The reference's merge of a batch's chunk outputs.
+    MergeResults,
 }
 
 impl TaskType {
-    pub const NAMES: [&'static str; 3] = ["data_scoring", "data_distillation", "generate_response"];
+    pub const NAMES: [&'static str; 5] = ["data_scoring", "data_distillation", "generate_response", "batch_distillation_submit", "merge_distillation_results"];
 
     pub fn parse(name: &str) -> Option<TaskType> {
         Some(match name {
             "data_scoring" => TaskType::DataScoring,
             "data_distillation" => TaskType::DataDistillation,
             "generate_response" => TaskType::GenerateResponse,
+            "batch_distillation_submit" => TaskType::BatchSubmit,
+            "merge_distillation_results" => TaskType::MergeResults,
             _ => return None,
         })
     }
@@ -43,6 +49,8 @@ impl TaskType {
             TaskType::DataScoring => "data_scoring",
             TaskType::DataDistillation => "data_distillation",
             TaskType::GenerateResponse => "generate_response",
+            TaskType::BatchSubmit => "batch_distillation_submit",
+            TaskType::MergeResults => "merge_distillation_results",
         }
     }
 }
@@ -375,6 +383,29 @@ impl LoadedTask {
     /// Resolves a path written in the task file (see [`paths::resolve`]).
     pub fn resolve(&self, path: &str) -> PathBuf {
         paths::resolve(path, &self.task_dir)
+    }
+
+    /// The runs a task stands for: itself, or for `batch_distillation_submit` one
+    /// `generate_response` task per model (each with its model config loaded and its own output
+    /// folder), so every command handles a batch as the runs it is made of.
+    pub fn expand(&self) -> Result<Vec<LoadedTask>, crate::ConfigError> {
+        let Some(crate::DistillationStep::BatchSubmit(batch)) = &self.task.distillation else {
+            return Ok(vec![self.clone()]);
+        };
+        let vars = crate::Vars::process();
+        batch
+            .models
+            .iter()
+            .map(|m| {
+                let mut t = self.clone();
+                t.task.task_type = TaskType::GenerateResponse;
+                t.task.task_name = format!("{}-{}", self.task.task_name, m.alias);
+                t.task.distillation = Some(crate::DistillationStep::GenerateResponse(m.run.clone()));
+                t.model = Some(crate::ModelConfig::load(&m.run.model_config_path, &vars, &crate::ModelDefaults::generation())?);
+                t.output_folder = Some(m.run.output_path.clone());
+                Ok(t)
+            })
+            .collect()
     }
 
     /// The output folder of run `run_index` (1-based) when `distributed.num_runs > 1`.

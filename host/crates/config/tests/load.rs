@@ -267,8 +267,9 @@ fn distillation_tasks_parse_their_steps_and_configs() {
     assert!(t.ignored_keys.iter().any(|k| k.key == "distillation.step"));
     assert!(dry_run_plan(&t).contains("generate_response"));
 
+    // The reference's batch task is read (sharded generation per model); what it lacks is named.
     let e = fx.load_text("x.yaml", "task_name: s\ntask_type: batch_distillation_submit\n", &[]).unwrap_err();
-    assert!(e.to_string().contains(":2:") && e.to_string().contains("--shard"), "{e}");
+    assert!(e.to_string().contains("data_split.input_file") && e.to_string().contains("missing"), "{e}");
 }
 
 #[test]

@@ -85,13 +85,14 @@ pub(super) fn job(args: &SubmitArgs, target: &Target) -> Result<(String, Value),
     let name = job_name(&target.task_name);
     let labels = json!({ "app.kubernetes.io/name": "modelcall", "app.kubernetes.io/instance": name });
     let resources = json!({ "cpu": args.cpus_per_task.to_string(), "memory": format!("{mem}{unit}i") });
+    let mut command = vec!["modelcall", "run-task", utf8(&task_in_pod, "the task file")?, "--no-progress"];
+    if target.pin_output {
+        command.extend(["--output-folder", utf8(&output_in_pod, "the output folder")?]);
+    }
     let mut container = json!({
         "name": "modelcall",
         "image": image,
-        "command": [
-            "modelcall", "run-task", utf8(&task_in_pod, "the task file")?, "--no-progress",
-            "--output-folder", utf8(&output_in_pod, "the output folder")?,
-        ],
+        "command": command,
         "workingDir": utf8(&workdir, "the working folder")?,
         "env": [{ "name": "MODELCALL_SHARD_COUNT", "value": target.shards.to_string() }],
         "resources": { "requests": resources, "limits": resources },

@@ -110,6 +110,9 @@ pub(crate) struct Target {
     /// The output folder every shard writes into, absolute (passed as `--output-folder`, so a
     /// `{timestamp}` in the task resolves once, here, and not once per shard).
     pub output: PathBuf,
+    /// Pass `output` to the shards as `--output-folder` (one run; a batch of several models
+    /// keeps each model's own folder under it).
+    pub pin_output: bool,
     /// The folder `submit` was run from (Slurm runs the shards there).
     pub cwd: PathBuf,
     pub shards: u32,
@@ -186,9 +189,16 @@ fn resolve(args: &SubmitArgs) -> anyhow::Result<Target> {
         eprintln!("warning: {warning}");
     }
     let plan = RunPlan::from_task(&task).map_err(|e| BadConfig(e.to_string()))?;
+    let pin_output = !matches!(plan.stages, Stages::Batch(_));
+    if let Stages::Batch(b) = &plan.stages {
+        if b.shards != args.shards {
+            eprintln!("note: data_split.num_chunks is {}; the job runs --shards {} as asked", b.shards, args.shards);
+        }
+    }
     let output = match &plan.stages {
         Stages::Scoring(p) => p.output_folder.clone(),
         Stages::Generate(g) => g.output_path.clone(),
+        Stages::Batch(b) => b.output_base_dir.clone(),
         other => {
             return Err(BadConfig(format!(
                 "{}: a {} task runs in one piece; submit runs scoring and generate_response tasks",
@@ -211,6 +221,7 @@ fn resolve(args: &SubmitArgs) -> anyhow::Result<Target> {
         task_file,
         task_dir,
         output,
+        pin_output,
         cwd,
         shards: args.shards,
         parallel: parallel.min(args.shards),

@@ -96,11 +96,14 @@ pub(super) fn render(args: &SubmitArgs, target: &Target, exe: &Path) -> Result<S
     s += &format!("#SBATCH --output={}\n", log("out")?);
     s += &format!("#SBATCH --error={}\n", log("err")?);
     s += "\nset -euo pipefail\n";
+    let out = match target.pin_output {
+        true => format!(" --output-folder {}", bash_word(utf8(&target.output, "the output folder")?)),
+        false => String::new(),
+    };
     s += &format!(
-        "exec {exe} run-task {task} --shard \"$SLURM_ARRAY_TASK_ID/{n}\" --output-folder {out} --no-progress\n",
+        "exec {exe} run-task {task} --shard \"$SLURM_ARRAY_TASK_ID/{n}\"{out} --no-progress\n",
         exe = bash_word(utf8(exe, "the modelcall binary")?),
         task = bash_word(utf8(&target.task_file, "the task file")?),
-        out = bash_word(utf8(&target.output, "the output folder")?),
     );
     Ok(s)
 }

@@ -51,6 +51,10 @@ pub enum DistillationStep {
     ChatmlConversion(ChatmlConversion),
     JsonlMerge(JsonlMerge),
     GenerateResponse(GenerateResponse),
+    /// `task_type: batch_distillation_submit` (see [`crate::batch`]).
+    BatchSubmit(crate::batch::BatchSubmit),
+    /// `task_type: merge_distillation_results`.
+    MergeResults(crate::batch::MergeResults),
 }
 
 impl DistillationStep {
@@ -59,6 +63,8 @@ impl DistillationStep {
             DistillationStep::ChatmlConversion(_) => "chatml_conversion",
             DistillationStep::JsonlMerge(_) => "jsonl_merge",
             DistillationStep::GenerateResponse(_) => "generate_response",
+            DistillationStep::BatchSubmit(_) => "batch_distillation_submit",
+            DistillationStep::MergeResults(_) => "merge_distillation_results",
         }
     }
 }
