@@ -75,7 +75,7 @@ fn merge_folder(outputs: &RecordOutputs, task_name: &str, force: bool) -> anyhow
         return Err(BadConfig(format!("{} has no shard plan (.modelcall/shards.json): the task was not run in shards there", outputs.folder.display())).into());
     };
     let n = shard_plan.shards;
-    let states = shard_states(&outputs, &shard_plan);
+    let states = shard_states(outputs, &shard_plan);
     let unfinished: Vec<String> = states.iter().filter(|s| !s.complete()).map(ShardState::describe).collect();
     if !unfinished.is_empty() && !force {
         return Err(anyhow::anyhow!(
@@ -85,32 +85,43 @@ fn merge_folder(outputs: &RecordOutputs, task_name: &str, force: bool) -> anyhow
         ));
     }
     let _lock = modelcall_io::OutputLock::acquire(&outputs.folder)?;
+    let outputs = outputs;
 
     let mut missing_by_shard = vec![0u64; n as usize];
     let mut collisions = 0u64;
+    let (mut rows_ok, mut rows_error) = (0u64, 0u64);
     for file in &shard_plan.files {
         let stem = modelcall_io::input_stem(&file.path);
         let merged = outputs.paths(&stem, None);
         let mut journal = AtomicFile::create(&merged.journal)?;
-        let mut seen = KeySet::default();
         // An unsharded run's earlier results come first; the shards' later ones win.
-        copy_journal(&merged.journal, &mut journal, &mut KeySet::default(), &mut 0)?;
+        let earlier = merged.journal.exists();
+        copy_journal(&merged.journal, &mut journal, None)?;
+        let mut keys_in_pieces = 0u64;
         for (ordinal, piece) in file.pieces.iter().enumerate() {
             let paths = outputs.paths(&stem, Some((piece.shard, n)));
             let mut keys = KeySet::default();
-            copy_journal(&paths.journal, &mut journal, &mut keys, &mut 0)?;
-            for key in keys.iter_hashes() {
-                if !seen.insert_hash(key) {
-                    collisions += 1;
-                }
-            }
+            copy_journal(&paths.journal, &mut journal, Some(&mut keys))?;
+            keys_in_pieces += keys.len() as u64;
             let inputs = UnitInputs::RecordSlice { file: file.path.clone(), slice: piece.slice, ordinal };
-            missing_by_shard[piece.shard as usize] += missing_keys(inputs, &outputs, keys);
+            missing_by_shard[piece.shard as usize] += missing_keys(inputs, outputs, keys);
         }
         journal.commit()?;
-        crate::engine::finalize(&merged, &outputs.sink)?;
+        let (ok, failed) = finalize(&merged, &outputs.sink)?;
+        rows_ok += ok;
+        rows_error += failed;
+        let rows = ok + failed;
+        // Keys are distinct within a piece; fewer rows than keys means two pieces shared one
+        // (counted without holding every key of the file in memory).
+        if !earlier {
+            collisions += keys_in_pieces.saturating_sub(rows);
+        }
     }
-    let summary = merged_summary(outputs, task_name, n, &states);
+    let mut summary = merged_summary(outputs, task_name, n, &states);
+    // What the merged files hold (each shard counted only its own last run).
+    summary["records"]["scored"] = json!(rows_ok);
+    summary["records"]["in_error_output"] = json!(rows_error);
+    summary["records"]["already_done"] = json!(0);
     let text = crate::cli::exit::shown(&serde_json::to_string_pretty(&summary)?) + "\n";
     modelcall_io::write_atomically(&outputs.folder.join("run_summary.json"), text.as_bytes())?;
     let missing: u64 = missing_by_shard.iter().sum();
@@ -128,9 +139,8 @@ fn merge_folder(outputs: &RecordOutputs, task_name: &str, force: bool) -> anyhow
             by.join(", ")
         ));
     }
-    let failed = summary["records"]["failed"].as_u64().unwrap_or(0) + summary["records"]["bad_lines"].as_u64().unwrap_or(0);
-    eprintln!("verified: every input record is in the merged output or its error file exactly once");
-    Ok(if failed > 0 { Finish::Failures(failed) } else { Finish::Done })
+    eprintln!("verified: every input record is in the merged output or its error file exactly once ({rows_ok} + {rows_error})");
+    Ok(if rows_error > 0 { Finish::Failures(rows_error) } else { Finish::Done })
 }
 
 #[derive(serde::Deserialize)]
@@ -138,8 +148,19 @@ struct KeyOnly {
     key: String,
 }
 
+/// The merged journal into the unsharded outputs; returns the rows written (output, errors).
+fn finalize(paths: &modelcall_io::FilePaths, sink: &crate::engine::SinkKind) -> anyhow::Result<(u64, u64)> {
+    use modelcall_io::OutputFormat;
+    let stats = match sink {
+        crate::engine::SinkKind::Rows { format: OutputFormat::Jsonl, ordered: true } => modelcall_io::finalize_ordered(&paths.journal, &paths.output, &paths.errors)?,
+        crate::engine::SinkKind::Rows { format, .. } => modelcall_io::finalize(&paths.journal, &paths.output, &paths.errors, *format)?,
+        crate::engine::SinkKind::Records(_) => anyhow::bail!("record sinks are not sharded"),
+    };
+    Ok((stats.rows_ok, stats.rows_error))
+}
+
 /// Appends the complete lines of `from` (if it exists) to `to`, adding their keys to `keys`.
-fn copy_journal(from: &Path, to: &mut AtomicFile, keys: &mut KeySet, lines: &mut u64) -> anyhow::Result<()> {
+fn copy_journal(from: &Path, to: &mut AtomicFile, mut keys: Option<&mut KeySet>) -> anyhow::Result<()> {
     let file = match std::fs::File::open(from) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -153,9 +174,10 @@ fn copy_journal(from: &Path, to: &mut AtomicFile, keys: &mut KeySet, lines: &mut
             return Ok(()); // the end, or a torn last line of a killed shard
         }
         if let Ok(k) = serde_json::from_slice::<KeyOnly>(&buf) {
-            keys.insert(&k.key);
+            if let Some(keys) = keys.as_deref_mut() {
+                keys.insert(&k.key);
+            }
             to.write_all(&buf)?;
-            *lines += 1;
         }
     }
 }

@@ -30,14 +30,6 @@ impl KeySet {
     pub fn is_empty(&self) -> bool {
         self.hashes.is_empty()
     }
-    /// The stored hashes (to compare sets without the keys themselves).
-    pub fn iter_hashes(&self) -> impl Iterator<Item = u128> + '_ {
-        self.hashes.iter().copied()
-    }
-    /// Adds a hash from [`KeySet::iter_hashes`]; `false` when it was there already.
-    pub fn insert_hash(&mut self, hash: u128) -> bool {
-        self.hashes.insert(hash)
-    }
 }
 
 impl<'a> FromIterator<&'a str> for KeySet {
