@@ -218,3 +218,50 @@ fn a_preprocessor_disabled_by_traps_stops_the_task_with_its_error_file_written()
     let rows: Vec<Value> = errors.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert!(!rows.is_empty() && rows.iter().all(|r| r["cause"].as_str().unwrap().starts_with("plugin_trap")), "{errors}");
 }
+
+#[test]
+fn a_raw_file_changed_after_preprocessing_is_preprocessed_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("raw/Rust/lib.rs.txt");
+    std::fs::create_dir_all(raw.parent().unwrap()).unwrap();
+    std::fs::write(&raw, "fn a() {}\n").unwrap();
+    std::fs::write(dir.path().join("raw/Rust/other.txt"), "x").unwrap();
+    std::fs::write(dir.path().join("model.yaml"), "client_config:\n  base_url: \"sim://\"\nchat_config:\n  model: m\n").unwrap();
+    let prompt = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("configs/prompts/en_corpus_quality_v1.yaml");
+    let task = dir.path().join("task.yaml");
+    std::fs::write(
+        &task,
+        format!(
+            "task_name: raw\ndata:\n  input_folder: \"{raw}\"\n  output_folder: \"{out}\"\n  input_key: text\n  output_format: jsonl\n\
+             model:\n  config_path: \"{model}\"\nprompt:\n  config_path: \"{prompt}\"\n\
+             preprocess:\n  output_folder: \"{pre}\"\nplugins:\n  pre:\n    role: preprocessor\n    path: \"{plugin}\"\n",
+            raw = dir.path().join("raw").display(),
+            out = dir.path().join("out").display(),
+            pre = dir.path().join("pre").display(),
+            model = dir.path().join("model.yaml").display(),
+            prompt = prompt.display(),
+            plugin = fx::HEALTHY,
+        ),
+    )
+    .unwrap();
+    let lens = || -> Vec<(String, u64)> {
+        let text = std::fs::read_to_string(dir.path().join("pre/Rust.jsonl")).unwrap();
+        let mut v: Vec<(String, u64)> = text
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .map(|r| (r["path"].as_str().unwrap().to_string(), r["len"].as_u64().unwrap()))
+            .collect();
+        v.sort();
+        v
+    };
+    let o = modelcall(&["run-task", task.to_str().unwrap(), "--stage", "preprocess", "--no-progress"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(lens(), vec![("Rust/lib.rs.txt".to_string(), 10), ("Rust/other.txt".to_string(), 1)]);
+    // A line appended to one raw file: that file (only) is preprocessed again.
+    std::fs::write(&raw, "fn a() {}\nfn b() {}\n").unwrap();
+    let o = modelcall(&["run-task", task.to_str().unwrap(), "--stage", "preprocess", "--no-progress"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("changed since the last run"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("1 input(s) now, 1 done before"), "{}", stderr(&o));
+    assert_eq!(lens(), vec![("Rust/lib.rs.txt".to_string(), 20), ("Rust/other.txt".to_string(), 1)]);
+}

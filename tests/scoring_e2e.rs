@@ -368,3 +368,21 @@ fn num_runs_makes_independent_passes_each_in_its_run_index_folder() {
     assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stderr).contains("{run_index}"));
 }
+
+#[test]
+fn error_rows_carry_the_real_number_of_attempts() {
+    let s = Scratch::new();
+    write_records(&s.path("input/data.jsonl"), 3);
+    let task = s.task("sim://?fault=500:1", 4, "");
+    let model = std::fs::read_to_string(s.path("model.yaml")).unwrap().replace("max_retries: 8", "max_retries: 2\n  backoff_base_ms: 1\n  backoff_max_ms: 2");
+    std::fs::write(s.path("model.yaml"), model).unwrap();
+    let out = run(&task, &[]);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let errors = read_jsonl(&s.path("out/data.errors.jsonl"));
+    assert_eq!(errors.len(), 3);
+    for e in &errors {
+        assert_eq!(e["cause"], "model_server_error", "{e}");
+        assert_eq!(e["attempts"], 3, "one try and two retries: {e}");
+        assert_eq!(e["retryable"], true, "{e}");
+    }
+}

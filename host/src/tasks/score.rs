@@ -183,3 +183,32 @@ pub fn excerpt(text: &str, max_chars: usize) -> String {
     let cut: String = text.chars().take(max_chars).collect();
     format!("{cut}…")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn score_with(extra: Option<String>) -> Score {
+        Score { value: 1.0, label: None, rationale: None, extra }
+    }
+
+    #[test]
+    fn a_verdict_too_deep_or_not_an_object_is_an_error_not_a_row_without_fields() {
+        let deep = format!("{}1{}", "{\"a\":".repeat(200), "}".repeat(200));
+        assert!(verdict_fields(&score_with(Some(deep))).unwrap_err().contains("nested deeper"));
+        assert!(verdict_fields(&score_with(Some("[1]".into()))).is_err());
+        assert!(verdict_fields(&score_with(Some("{oops".into()))).is_err());
+        assert_eq!(verdict_fields(&score_with(Some("{\"k\":1}".into()))).unwrap()["k"], 1);
+        assert!(verdict_fields(&score_with(None)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn input_fields_follow_one_rule_for_every_source() {
+        let rec = |v: Value| v.as_object().unwrap().clone();
+        assert_eq!(check_input_field(&rec(json!({"text": null})), "text", false).unwrap_err().0, "missing_input_field");
+        assert_eq!(check_input_field(&rec(json!({})), "text", false).unwrap_err().0, "missing_input_field");
+        assert_eq!(check_input_field(&rec(json!({"text": 5})), "text", false).unwrap_err().0, "wrong_input_type");
+        assert!(check_input_field(&rec(json!({"text": 5})), "text", true).is_ok());
+        assert!(check_input_field(&rec(json!({"text": "ok"})), "text", false).is_ok());
+    }
+}
