@@ -42,6 +42,23 @@ pub struct FileStats {
     pub bytes_read: u64,
 }
 
+/// Every counter of [`FileStats`], named once: adding two stats can then not forget one.
+macro_rules! add_counters {
+    ($($field:ident),* $(,)?) => {
+        impl FileStats {
+            /// Adds `other`'s counters to these.
+            pub fn add(&mut self, other: &FileStats) {
+                $(self.$field += other.$field;)*
+            }
+        }
+    };
+}
+
+add_counters!(
+    seen, already_done, other_shards, scored, failed, bad_lines, skipped, debug_limited, records_out, duplicate_ids,
+    failed_before, source_errors, bytes_read,
+);
+
 /// Whole-run counters.
 #[derive(Debug)]
 pub struct RunStats {
@@ -129,19 +146,7 @@ impl RunStats {
     pub fn totals(&self) -> FileStats {
         let mut t = FileStats::default();
         for f in &self.files {
-            t.seen += f.seen;
-            t.already_done += f.already_done;
-            t.other_shards += f.other_shards;
-            t.scored += f.scored;
-            t.failed += f.failed;
-            t.bad_lines += f.bad_lines;
-            t.skipped += f.skipped;
-            t.debug_limited += f.debug_limited;
-            t.records_out += f.records_out;
-            t.duplicate_ids += f.duplicate_ids;
-            t.failed_before += f.failed_before;
-            t.source_errors += f.source_errors;
-            t.bytes_read += f.bytes_read;
+            t.add(f);
         }
         t
     }

@@ -35,6 +35,32 @@ pub struct BatchSubmit {
     pub siflow: Option<Value>,
 }
 
+impl crate::LoadedTask {
+    /// The runs a task stands for: itself, or for `batch_distillation_submit` one
+    /// `generate_response` task per model (each with its model config loaded and its own output
+    /// folder), so every command handles a batch as the runs it is made of.
+    pub fn expand(&self) -> Result<Vec<crate::LoadedTask>, crate::ConfigError> {
+        let Some(crate::DistillationStep::BatchSubmit(batch)) = &self.task.distillation else {
+            return Ok(vec![self.clone()]);
+        };
+        let vars = crate::Vars::process();
+        batch
+            .models
+            .iter()
+            .map(|m| {
+                let mut t = self.clone();
+                t.task.task_type = crate::TaskType::GenerateResponse;
+                t.task.task_name = format!("{}-{}", self.task.task_name, m.alias);
+                t.task.distillation = Some(crate::DistillationStep::GenerateResponse(m.run.clone()));
+                t.model = Some(crate::ModelConfig::load(&m.run.model_config_path, &vars, &crate::ModelDefaults::generation())?);
+                t.output_folder = Some(m.run.output_path.clone());
+                Ok(t)
+            })
+            .collect()
+    }
+
+}
+
 /// `task_type: merge_distillation_results`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MergeResults {

@@ -21,6 +21,7 @@ pub mod paths;
 pub mod plan;
 pub mod prompt;
 pub mod run_plan;
+pub mod script_presets;
 pub mod schema;
 pub mod shard;
 pub mod sim;

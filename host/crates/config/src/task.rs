@@ -385,29 +385,6 @@ impl LoadedTask {
         paths::resolve(path, &self.task_dir)
     }
 
-    /// The runs a task stands for: itself, or for `batch_distillation_submit` one
-    /// `generate_response` task per model (each with its model config loaded and its own output
-    /// folder), so every command handles a batch as the runs it is made of.
-    pub fn expand(&self) -> Result<Vec<LoadedTask>, crate::ConfigError> {
-        let Some(crate::DistillationStep::BatchSubmit(batch)) = &self.task.distillation else {
-            return Ok(vec![self.clone()]);
-        };
-        let vars = crate::Vars::process();
-        batch
-            .models
-            .iter()
-            .map(|m| {
-                let mut t = self.clone();
-                t.task.task_type = TaskType::GenerateResponse;
-                t.task.task_name = format!("{}-{}", self.task.task_name, m.alias);
-                t.task.distillation = Some(crate::DistillationStep::GenerateResponse(m.run.clone()));
-                t.model = Some(crate::ModelConfig::load(&m.run.model_config_path, &vars, &crate::ModelDefaults::generation())?);
-                t.output_folder = Some(m.run.output_path.clone());
-                Ok(t)
-            })
-            .collect()
-    }
-
     /// The output folder of run `run_index` (1-based) when `distributed.num_runs > 1`.
     pub fn output_folder_for_run(&self, run_index: u32) -> Option<PathBuf> {
         self.output_folder.as_deref().map(|p| paths::with_run_index(p, run_index))

@@ -2,7 +2,7 @@
 //! `since_v*.rs` holds that track's generated bindings, its conversions into the host types
 //! of [`crate::types`], and its host imports. This module dispatches over the tracks, so the
 //! runner never names a generated type; supporting track 0.2 means adding
-//! `since_v0_2.rs` and one arm to each `match` below.
+//! `since_v0_2.rs` (its `RolePre` and an `impl TrackInstance`) and one arm to `PluginPre`.
 
 pub(crate) mod since_v0_1;
 
@@ -38,10 +38,17 @@ pub(crate) enum PluginPre {
     V0_1(since_v0_1::RolePre),
 }
 
-/// One live instance of a [`PluginPre`].
-pub(crate) enum PluginInstance {
-    V0_1(since_v0_1::RoleInstance),
+/// What the runner calls on a live instance, whatever its track.
+pub(crate) trait TrackInstance: Send {
+    #[allow(clippy::ptr_arg)] // the generated calls take `json` arguments as `&String`
+    fn init(&self, store: &mut Store<HostState>, config: &String) -> wasmtime::Result<Result<GuestInfo, GuestError>>;
+    fn process(&self, store: &mut Store<HostState>, ctx: Resource<CallContext>, input: PreprocessInput) -> wasmtime::Result<Result<PreprocessOutcome, GuestError>>;
+    fn build(&self, store: &mut Store<HostState>, ctx: Resource<CallContext>, record: &str) -> wasmtime::Result<Result<Prompt, GuestError>>;
+    fn parse(&self, store: &mut Store<HostState>, ctx: Resource<CallContext>, record: &str, completion: &str) -> wasmtime::Result<Result<Score, ParseFailure>>;
 }
+
+/// One live instance of a [`PluginPre`].
+pub(crate) type PluginInstance = Box<dyn TrackInstance>;
 
 impl PluginPre {
     /// `track` as `loader::track_of` gives it (`0.1`); the loader has refused other tracks.
@@ -54,50 +61,7 @@ impl PluginPre {
 
     pub(crate) fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<PluginInstance> {
         match self {
-            PluginPre::V0_1(pre) => pre.instantiate(store).map(PluginInstance::V0_1),
-        }
-    }
-}
-
-impl PluginInstance {
-    #[allow(clippy::ptr_arg)] // the generated calls take `json` arguments as `&String`
-    pub(crate) fn init(&self, store: &mut Store<HostState>, config: &String) -> wasmtime::Result<Result<GuestInfo, GuestError>> {
-        match self {
-            PluginInstance::V0_1(i) => i.init(store, config),
-        }
-    }
-
-    pub(crate) fn process(
-        &self,
-        store: &mut Store<HostState>,
-        ctx: Resource<CallContext>,
-        input: PreprocessInput,
-    ) -> wasmtime::Result<Result<PreprocessOutcome, GuestError>> {
-        match self {
-            PluginInstance::V0_1(i) => i.process(store, ctx, input),
-        }
-    }
-
-    pub(crate) fn build(
-        &self,
-        store: &mut Store<HostState>,
-        ctx: Resource<CallContext>,
-        record: &str,
-    ) -> wasmtime::Result<Result<Prompt, GuestError>> {
-        match self {
-            PluginInstance::V0_1(i) => i.build(store, ctx, record),
-        }
-    }
-
-    pub(crate) fn parse(
-        &self,
-        store: &mut Store<HostState>,
-        ctx: Resource<CallContext>,
-        record: &str,
-        completion: &str,
-    ) -> wasmtime::Result<Result<Score, ParseFailure>> {
-        match self {
-            PluginInstance::V0_1(i) => i.parse(store, ctx, record, completion),
+            PluginPre::V0_1(pre) => pre.instantiate(store).map(|i| Box::new(i) as PluginInstance),
         }
     }
 }

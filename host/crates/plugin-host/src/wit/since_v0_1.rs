@@ -98,9 +98,8 @@ impl RolePre {
     }
 }
 
-impl RoleInstance {
-    #[allow(clippy::ptr_arg)] // the generated calls take `json` arguments as `&String`
-    pub(crate) fn init(&self, store: &mut Store<HostState>, config: &String) -> wasmtime::Result<Result<GuestInfo, GuestError>> {
+impl super::TrackInstance for RoleInstance {
+    fn init(&self, store: &mut Store<HostState>, config: &String) -> wasmtime::Result<Result<GuestInfo, GuestError>> {
         let result = match self {
             RoleInstance::Preprocessor(p) => p.modelcall_plugin_preprocessor().call_init(store, config)?,
             RoleInstance::PromptBuilder(p) => p.modelcall_plugin_prompt_builder().call_init(store, config)?,
@@ -109,12 +108,7 @@ impl RoleInstance {
         Ok(result.map(GuestInfo::from).map_err(GuestError::from))
     }
 
-    pub(crate) fn process(
-        &self,
-        store: &mut Store<HostState>,
-        ctx: Resource<CallContext>,
-        input: PreprocessInput,
-    ) -> wasmtime::Result<Result<PreprocessOutcome, GuestError>> {
+    fn process(&self, store: &mut Store<HostState>, ctx: Resource<CallContext>, input: PreprocessInput) -> wasmtime::Result<Result<PreprocessOutcome, GuestError>> {
         let RoleInstance::Preprocessor(p) = self else { unreachable!("role checked at load") };
         let input = match input {
             PreprocessInput::Record(json) => pp::Input::Record(json),
@@ -124,24 +118,13 @@ impl RoleInstance {
         Ok(result.map(PreprocessOutcome::from).map_err(GuestError::from))
     }
 
-    pub(crate) fn build(
-        &self,
-        store: &mut Store<HostState>,
-        ctx: Resource<CallContext>,
-        record: &str,
-    ) -> wasmtime::Result<Result<Prompt, GuestError>> {
+    fn build(&self, store: &mut Store<HostState>, ctx: Resource<CallContext>, record: &str) -> wasmtime::Result<Result<Prompt, GuestError>> {
         let RoleInstance::PromptBuilder(p) = self else { unreachable!("role checked at load") };
         let result = p.modelcall_plugin_prompt_builder().call_build(store, ctx, &record.to_string())?;
         Ok(result.map(Prompt::from).map_err(GuestError::from))
     }
 
-    pub(crate) fn parse(
-        &self,
-        store: &mut Store<HostState>,
-        ctx: Resource<CallContext>,
-        record: &str,
-        completion: &str,
-    ) -> wasmtime::Result<Result<Score, ParseFailure>> {
+    fn parse(&self, store: &mut Store<HostState>, ctx: Resource<CallContext>, record: &str, completion: &str) -> wasmtime::Result<Result<Score, ParseFailure>> {
         let RoleInstance::ScoreParser(p) = self else { unreachable!("role checked at load") };
         let result = p.modelcall_plugin_score_parser().call_parse(store, ctx, &record.to_string(), completion)?;
         Ok(result.map(Score::from).map_err(ParseFailure::from))
