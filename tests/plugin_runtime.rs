@@ -36,8 +36,9 @@ fn list_shows_the_builtins() {
     let o = modelcall(&["plugin", "list"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
-    for b in ["builtin:json-score", "builtin:template-prompt", "builtin:repo-xml"] {
-        assert!(out.lines().any(|l| l == b), "{b} missing from:\n{out}");
+    // Each built-in with its role and what it does.
+    for (b, role) in [("builtin:json-score", "score-parser"), ("builtin:template-prompt", "prompt-builder"), ("builtin:repo-xml", "preprocessor")] {
+        assert!(out.lines().any(|l| l.starts_with(b) && l.contains(role) && l.split_whitespace().count() > 3), "{b} missing from:\n{out}");
     }
     assert!(!out.contains("builtin:sdk"), "{out}");
 }
@@ -264,4 +265,15 @@ fn a_raw_file_changed_after_preprocessing_is_preprocessed_again() {
     assert!(stderr(&o).contains("changed since the last run"), "{}", stderr(&o));
     assert!(stderr(&o).contains("1 input(s) now, 1 done before"), "{}", stderr(&o));
     assert_eq!(lens(), vec![("Rust/lib.rs.txt".to_string(), 20), ("Rust/other.txt".to_string(), 1)]);
+}
+
+#[test]
+fn check_works_without_a_config_and_prints_the_schema_it_publishes() {
+    // template-prompt needs a config: without one, what can be checked still is.
+    let o = modelcall(&["plugin", "check", "builtin:template-prompt"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("init skipped") && stdout(&o).contains("sha256:"), "{}", stdout(&o));
+    let o = modelcall(&["plugin", "check", "builtin:json-score"]);
+    let out = stdout(&o);
+    assert!(!out.contains("published") || out.contains('{'), "the schema itself is printed, not only that one exists:\n{out}");
 }

@@ -20,8 +20,13 @@ use crate::plugin_pool::PluginPool;
 pub fn units(plan: &PreprocessPlan) -> anyhow::Result<Vec<Unit>> {
     let root = &plan.input_root;
     let record_files = modelcall_io::list_input_files(root, plan.file_pattern.as_deref())?;
-    // Record inputs (JSONL/Parquet files) go through as records; anything else as raw files.
-    let raw = root.is_dir() && record_files.is_empty();
+    // `preprocess.input`, else: record inputs (JSONL/Parquet files) go through as records,
+    // anything else as raw files.
+    let raw = match plan.input {
+        Some(modelcall_config::task::PreprocessInputKind::Files) => root.is_dir(),
+        Some(modelcall_config::task::PreprocessInputKind::Records) => false,
+        None => root.is_dir() && record_files.is_empty(),
+    };
     let mut groups: Vec<(String, Vec<PathBuf>)> = Vec::new();
     if raw {
         let mut files = modelcall_io::listing::list_files(root, true, &|p| {

@@ -94,7 +94,10 @@ impl ScoreJob {
                         Ok(fields) => fields,
                         Err(message) => return Failure::new("plugin_trap_bad_output", format!("parser plugin: {message}"), calls, record),
                     };
-                    let row = build_row(record.take().unwrap_or_default(), extra, &completion, started.elapsed(), attempt, &calls);
+                    let mut row = build_row(record.take().unwrap_or_default(), extra, &completion, started.elapsed(), attempt, &calls);
+                    if self.require_json {
+                        verdict_columns(&mut row, &score);
+                    }
                     let value = self.require_json.then_some(score.value);
                     return Outcome::Done { produced: Produced::Row(row), score: value, calls };
                 }
@@ -159,6 +162,18 @@ fn check_input_field(record: &Map<String, Value>, field: &str, stringify: bool) 
 fn verdict_fields(score: &Score) -> Result<Map<String, Value>, String> {
     let Some(text) = score.extra.as_deref() else { return Ok(Map::new()) };
     modelcall_io::parse_record(text.as_bytes()).map_err(|cause| format!("its `extra` is not a usable JSON object: {cause}"))
+}
+
+/// The parser's typed verdict as columns of their own (`score_value`, and `score_label`,
+/// `score_rationale` when the parser gives them), beside the fields of its `extra`.
+fn verdict_columns(row: &mut Map<String, Value>, score: &Score) {
+    row.insert("score_value".into(), json!(score.value));
+    if let Some(label) = &score.label {
+        row.insert("score_label".into(), json!(label));
+    }
+    if let Some(rationale) = &score.rationale {
+        row.insert("score_rationale".into(), json!(rationale));
+    }
 }
 
 /// The output row: the input fields, then the verdict fields, then call metadata

@@ -66,6 +66,14 @@ pub fn load_task_with(path: &Path, overrides: &Overrides, env: Vars) -> Result<L
 
     let mut task = typed(&json, &yaml, path)?;
     task.task_type = task_type;
+    // `{task_name}` means the same in every path a task file writes (the output and stat folders
+    // also take `{timestamp}`, resolved below).
+    let name = task.task_name.clone();
+    for p in [&mut task.data.input_folder, &mut task.data.input_file, &mut task.preprocess.input_folder, &mut task.preprocess.output_folder] {
+        if let Some(v) = p.as_mut() {
+            *v = v.replace("{task_name}", &name);
+        }
+    }
     check_plugins(&mut task, &yaml, path)?;
     if let Some(fmt) = &task.data.output_format {
         if fmt != "parquet" && fmt != "jsonl" {

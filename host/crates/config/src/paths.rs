@@ -1,8 +1,8 @@
 //! Path templating and resolution.
 //!
-//! - `{timestamp}` (`YYYYmmdd_HHMMSS`, local time) and `{task_name}` are replaced in
-//!   `data.output_folder` and `data.stat_folder` only, as in the reference; `{run_index}` is
-//!   replaced per run when `distributed.num_runs > 1`.
+//! - `{timestamp}` (`YYYYmmdd_HHMMSS`, local time) is replaced in `data.output_folder` and
+//!   `data.stat_folder`, as in the reference; `{task_name}` there and in the input and
+//!   preprocessing folders; `{run_index}` per run when `distributed.num_runs > 1`.
 //! - Resume across timestamps: see [`resume_timestamp`].
 //! - Relative paths: see [`resolve`].
 

@@ -40,6 +40,8 @@ pub struct PreprocessPlan {
     pub file_pattern: Option<String>,
     /// At most this many inputs (`preprocess.num_files`, `debug.max_files`).
     pub max_inputs: Option<usize>,
+    /// `preprocess.input`: raw files or records; `None` decides by what the folder holds.
+    pub input: Option<crate::task::PreprocessInputKind>,
     pub id_field: String,
 }
 
@@ -232,14 +234,20 @@ fn scoring_plan(task: &LoadedTask) -> Result<ScoringPlan, PlanError> {
 }
 
 /// A plugin from the `plugins:` block when the task names one for `role`, else `default`
-/// configured with `default_config`.
+/// configured with `default_config`. A named plugin without a `config:` gets `{}`, unless it is
+/// the default built-in itself (which then reads the prompt file as usual): a third-party
+/// plugin is never handed another plugin's config.
 fn plugin_ref(task: &LoadedTask, role: &'static str, entry: Option<&crate::PluginEntry>, default: &str, default_config: Value) -> PluginRef {
     match entry {
         Some(e) => PluginRef {
             slot: format!("plugins.{}", e.name),
             role,
             source: if e.path.starts_with("builtin:") { e.path.clone() } else { task.resolve(&e.path).display().to_string() },
-            config: if e.config.is_null() { default_config } else { e.config.clone() },
+            config: match (e.config.is_null(), e.path.trim() == default) {
+                (true, true) => default_config,
+                (true, false) => json!({}),
+                (false, _) => e.config.clone(),
+            },
             limits: e.limits.clone(),
             sha256: e.sha256.clone(),
         },
@@ -306,6 +314,7 @@ fn preprocess_plan(task: &LoadedTask) -> Result<Option<PreprocessPlan>, PlanErro
         languages: pre.languages.clone(),
         file_pattern: pre.file_pattern.clone().or_else(|| entry.is_none().then(|| preset.file_pattern.map(str::to_string)).flatten()),
         max_inputs,
+        input: pre.input,
         id_field: t.data.id_field.clone().unwrap_or_else(|| "id".into()),
     }))
 }

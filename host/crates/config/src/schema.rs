@@ -35,7 +35,7 @@ pub fn known_keys(path: &[&str]) -> Option<&'static [&'static str]> {
         ["preprocess"] => &[
             "enabled", "script_type", "input_folder", "output_folder", "max_tokens", "num_proc", "seed", "num_files",
             "batch_size", "languages", "group_by_language", "source_name", "field_mapping", "filters", "transformations",
-            "file_pattern",
+            "file_pattern", "input",
         ],
         ["plugins", _] => &["role", "path", "config", "limits", "sha256"],
         ["distillation"] => distill::ALL_KEYS,

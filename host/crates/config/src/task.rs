@@ -269,6 +269,18 @@ pub struct PreprocessSection {
     pub filters: Option<Value>,
     pub transformations: Option<Value>,
     pub file_pattern: Option<String>,
+    /// What the preprocessor is given: `files` (each file's bytes, e.g. packs) or `records`
+    /// (each JSONL/Parquet record). Default: records when the input folder holds record
+    /// files, else files.
+    pub input: Option<PreprocessInputKind>,
+}
+
+/// `preprocess.input`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PreprocessInputKind {
+    Files,
+    Records,
 }
 
 impl PreprocessSection {

@@ -1,0 +1,68 @@
+//! `plugin check`: what a component is, what it imports and exports, and whether it loads.
+
+use std::path::Path;
+
+use anyhow::bail;
+use modelcall_plugin_host::{PluginRuntime, PluginSource, PluginSpec, Role};
+use serde_json::Value;
+
+use super::read_config;
+
+pub(super) fn check(plugin: &str, role: Option<Role>, config: Option<&Path>) -> anyhow::Result<()> {
+    let source = PluginSource::parse(plugin);
+    let rt = PluginRuntime::new()?;
+    let summary = rt.inspect(&source)?;
+    let role = match role {
+        Some(r) => r,
+        None => match summary.roles.as_slice() {
+            [r] => *r,
+            [] => bail!(
+                "plugin {plugin} exports no modelcall plugin role (exports: {}); build it with modelcall-plugin-sdk and one of register_preprocessor!/register_prompt_builder!/register_score_parser!",
+                summary.exports.join(", ")
+            ),
+            many => bail!(
+                "plugin {plugin} exports several roles ({}); pick one with --role",
+                many.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(", ")
+            ),
+        },
+    };
+    let mut spec = PluginSpec::new(source, role);
+    spec.config = read_config(config)?;
+    let loaded = match rt.load(spec) {
+        Ok(p) => p,
+        Err(e @ modelcall_plugin_host::LoadError::InvalidConfig { .. }) if config.is_none() => {
+            // Without a config, what can be checked without `init` still is.
+            println!("plugin:      {}", summary.source);
+            println!("sha256:      {}", summary.sha256);
+            println!("size:        {} bytes", summary.size_bytes);
+            println!("wit version: {}", summary.wit_version.as_deref().unwrap_or("none"));
+            println!("imports:     {}", summary.imports.join(", "));
+            println!("exports:     {}", summary.exports.join(", "));
+            println!("ok: loads as {role}; init skipped: it needs a config (pass one with --config cfg.yaml): {e}");
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let d = loaded.info();
+    println!("plugin:      {}", d.source);
+    println!("name:        {}", d.name);
+    println!("version:     {}", d.version);
+    println!("role:        {}", d.role);
+    println!("wit version: {}", d.wit_version);
+    println!("sha256:      {}", d.sha256);
+    println!("size:        {} bytes", d.size_bytes);
+    match d.config_schema.as_deref().map(|t| serde_json::from_str::<Value>(t).map(|v| serde_json::to_string_pretty(&v).unwrap_or_default()).unwrap_or_else(|_| t.to_string())) {
+        Some(schema) => println!("config schema:\n{schema}"),
+        None => println!("config schema: none published"),
+    }
+    println!("imports:");
+    for i in &d.imports {
+        println!("  {i}");
+    }
+    println!("exports:");
+    for e in &d.exports {
+        println!("  {e}");
+    }
+    println!("ok: loads as {role}");
+    Ok(())
+}
