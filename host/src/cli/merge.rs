@@ -98,14 +98,29 @@ fn merge_folder(outputs: &RecordOutputs, task_name: &str, force: bool) -> anyhow
         let earlier = merged.journal.exists();
         copy_journal(&merged.journal, &mut journal, None)?;
         let mut keys_in_pieces = 0u64;
-        for (ordinal, piece) in file.pieces.iter().enumerate() {
-            let paths = outputs.paths(&stem, Some((piece.shard, n)));
-            let mut keys = KeySet::default();
-            copy_journal(&paths.journal, &mut journal, Some(&mut keys))?;
-            keys_in_pieces += keys.len() as u64;
-            let inputs = UnitInputs::RecordSlice { file: file.path.clone(), slice: piece.slice, ordinal };
-            missing_by_shard[piece.shard as usize] += missing_keys(inputs, outputs, keys);
-        }
+        // Each piece's keys are checked against its input on a second thread while the next
+        // piece's journal is copied (two pieces' keys in memory at most).
+        std::thread::scope(|scope| -> anyhow::Result<()> {
+            let mut checking: Option<std::thread::ScopedJoinHandle<'_, (u32, u64)>> = None;
+            for (ordinal, piece) in file.pieces.iter().enumerate() {
+                let paths = outputs.paths(&stem, Some((piece.shard, n)));
+                let mut keys = KeySet::default();
+                copy_journal(&paths.journal, &mut journal, Some(&mut keys))?;
+                keys_in_pieces += keys.len() as u64;
+                if let Some(done) = checking.take() {
+                    let (shard, missing) = done.join().expect("the key check does not panic");
+                    missing_by_shard[shard as usize] += missing;
+                }
+                let inputs = UnitInputs::RecordSlice { file: file.path.clone(), slice: piece.slice, ordinal };
+                let shard = piece.shard;
+                checking = Some(scope.spawn(move || (shard, missing_keys(inputs, outputs, keys))));
+            }
+            if let Some(done) = checking.take() {
+                let (shard, missing) = done.join().expect("the key check does not panic");
+                missing_by_shard[shard as usize] += missing;
+            }
+            Ok(())
+        })?;
         journal.commit()?;
         let (ok, failed) = finalize(&merged, &outputs.sink)?;
         rows_ok += ok;
@@ -173,12 +188,41 @@ fn copy_journal(from: &Path, to: &mut AtomicFile, mut keys: Option<&mut KeySet>)
         if reader.read_until(b'\n', &mut buf)? == 0 || buf.last() != Some(&b'\n') {
             return Ok(()); // the end, or a torn last line of a killed shard
         }
-        if let Ok(k) = serde_json::from_slice::<KeyOnly>(&buf) {
+        if let Some(key) = line_key(&buf) {
             if let Some(keys) = keys.as_deref_mut() {
-                keys.insert(&k.key);
+                keys.insert(&key);
             }
             to.write_all(&buf)?;
         }
+    }
+}
+
+/// The key of a journal line, read from its start (`{"key":"…"`, as the journal writes it)
+/// without parsing the row; a line of another shape is parsed whole.
+fn line_key(line: &[u8]) -> Option<String> {
+    const PREFIX: &[u8] = b"{\"key\":\"";
+    if let Some(rest) = line.strip_prefix(PREFIX) {
+        let mut escaped = false;
+        let end = rest.iter().position(|&b| {
+            let close = b == b'"' && !escaped;
+            escaped = b == b'\\' && !escaped;
+            close
+        });
+        if let Some(end) = end {
+            return serde_json::from_slice::<String>(&line[PREFIX.len() - 1..PREFIX.len() + end + 1]).ok();
+        }
+    }
+    serde_json::from_slice::<KeyOnly>(line).ok().map(|k| k.key)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn keys_are_read_from_the_start_of_journal_lines() {
+        assert_eq!(super::line_key(br#"{"key":"a\"b","status":"ok","row":{}}"#).as_deref(), Some("a\"b"));
+        assert_eq!(super::line_key(b"{\"key\":\"\\u0001bad-line:0:2\",\"status\":\"error\"}").as_deref(), Some("\u{1}bad-line:0:2"));
+        assert_eq!(super::line_key(br#"{"status":"ok","key":"k","row":{}}"#).as_deref(), Some("k"));
+        assert_eq!(super::line_key(b"garbage"), None);
     }
 }
 

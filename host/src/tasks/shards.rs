@@ -67,7 +67,7 @@ pub struct RecordOutputs {
     pub sink: SinkKind,
     /// How records are keyed, as the shards keyed them.
     pub read: crate::engine::ReadOptions,
-    paths: Box<dyn Fn(&str, Option<(u32, u32)>) -> FilePaths>,
+    paths: Box<dyn Fn(&str, Option<(u32, u32)>) -> FilePaths + Send + Sync>,
 }
 
 impl RecordOutputs {
