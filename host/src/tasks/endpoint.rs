@@ -28,6 +28,9 @@ pub async fn connect(model: &ModelConfig, concurrency: usize, requests_per_minut
     settings.backoff_base = model.backoff_base;
     settings.backoff_max = model.backoff_max;
     settings.requests_per_minute = requests_per_minute;
+    settings.headers = model.headers.clone();
+    settings.query = model.query.clone();
+    settings.http2_prior_knowledge = model.http2_prior_knowledge;
     let client = ModelClient::new(settings).map_err(|e| BadConfig(format!("{}: {e}", model.path.display())))?;
     raise_open_file_limit(concurrency as u64 * 2 + 256);
     Ok((client, sim))

@@ -38,8 +38,15 @@ pub struct ModelConfig {
     pub max_retries: u32,
     pub model: String,
     pub stream: bool,
-    /// Every other `chat_config` key, passed through to the request body.
+    /// Every other `chat_config` key, passed through to the request body (`extra_body` merged
+    /// into its top level, as the OpenAI SDK does).
     pub chat_config: Map<String, Value>,
+    /// `default_headers`, plus `organization`/`project` as the OpenAI headers.
+    pub headers: Vec<(String, String)>,
+    /// `default_query`: added to every request URL.
+    pub query: Vec<(String, String)>,
+    /// `http2_prior_knowledge: true`: HTTP/2 without TLS (h2c).
+    pub http2_prior_knowledge: bool,
     pub backoff_base: Duration,
     pub backoff_max: Duration,
     /// `Some` when `base_url` is `sim://…` (options already checked).
@@ -69,7 +76,11 @@ impl ModelDefaults {
     }
 }
 
-const CLIENT_KEYS: &[&str] = &["base_url", "api_key", "timeout", "idle_timeout", "max_retries", "backoff_base_ms", "backoff_max_ms"];
+const CLIENT_KEYS: &[&str] = &[
+    "base_url", "api_key", "timeout", "idle_timeout", "max_retries", "backoff_base_ms", "backoff_max_ms",
+    // The OpenAI SDK's client options.
+    "default_headers", "default_query", "organization", "project", "http2_prior_knowledge",
+];
 
 impl ModelConfig {
     /// Loads a model config; `${VAR}` in its values is interpolated from `vars`.
@@ -81,10 +92,25 @@ impl ModelConfig {
             return Err(ConfigError::new(path, "a model config must be a mapping with client_config and chat_config"));
         };
         for k in root.keys() {
-            if k != "client_config" && k != "chat_config" {
+            if !["client_config", "chat_config", "model_name", "completions_params"].contains(&k.as_str()) {
                 return Err(err(&[k], "unknown key in a model config (it holds client_config and chat_config)".into())
                     .suggest(closest(k, ["client_config", "chat_config"])));
             }
+        }
+        let mut ignored = Vec::new();
+        // The reference's legacy form: a top-level `model_name` with `completions_params` as the
+        // request keys. Read as `chat_config`, with a note to move over.
+        let legacy = root.contains_key("model_name") || root.contains_key("completions_params");
+        if legacy && root.contains_key("chat_config") {
+            return Err(err(&["completions_params"], "give either chat_config or the legacy model_name/completions_params, not both".into()));
+        }
+        if legacy {
+            ignored.push(IgnoredKey {
+                path: path.to_path_buf(),
+                key: "completions_params".into(),
+                line: yaml.locate(&["completions_params"]).or_else(|| yaml.locate(&["model_name"])).map(|l| l.0),
+                why: "read as chat_config (with model_name as chat_config.model); this legacy form is deprecated, move it to chat_config".into(),
+            });
         }
         let client = match root.get("client_config") {
             None | Some(Value::Null) => None,
@@ -99,11 +125,15 @@ impl ModelConfig {
                 }
             }
         }
-        let mut chat = match root.get("chat_config") {
+        let chat_key = if legacy { "completions_params" } else { "chat_config" };
+        let mut chat = match root.get(chat_key) {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(m)) => m.clone(),
-            Some(v) => return Err(err(&["chat_config"], format!("must be a mapping, found {}", describe(v)))),
+            Some(v) => return Err(err(&[chat_key], format!("must be a mapping, found {}", describe(v)))),
         };
+        if let Some(name) = root.get("model_name").filter(|_| legacy) {
+            chat.entry("model").or_insert_with(|| name.clone());
+        }
         let model = match chat.remove("model") {
             Some(Value::String(m)) if !m.is_empty() => m,
             None | Some(Value::Null) => vars.get("MODEL_NAME").filter(|m| !m.is_empty()).ok_or_else(|| {
@@ -116,7 +146,6 @@ impl ModelConfig {
             Some(Value::Bool(b)) => b,
             Some(v) => return Err(err(&["chat_config", "stream"], format!("must be true or false, found {}", describe(&v)))),
         };
-        let mut ignored = Vec::new();
         if chat.remove("timeout").is_some() {
             ignored.push(IgnoredKey {
                 path: path.to_path_buf(),
@@ -181,8 +210,36 @@ impl ModelConfig {
             }
             Ok(v)
         };
+        let pairs = |k: &str| -> Result<Vec<(String, String)>, ConfigError> {
+            match client_value(k) {
+                None => Ok(Vec::new()),
+                Some(Value::Object(m)) => m
+                    .iter()
+                    .map(|(name, v)| match v {
+                        Value::String(s) => Ok((name.clone(), s.clone())),
+                        Value::Number(_) | Value::Bool(_) => Ok((name.clone(), v.to_string())),
+                        other => Err(err(&["client_config", k, name], format!("must be text, found {}", describe(other)))),
+                    })
+                    .collect(),
+                Some(v) => Err(err(&["client_config", k], format!("must be a mapping of names to values, found {}", describe(v)))),
+            }
+        };
+        let mut headers = pairs("default_headers")?;
+        for (key, header) in [("organization", "OpenAI-Organization"), ("project", "OpenAI-Project")] {
+            if let Some(v) = text(key, "")?.filter(|v| !v.is_empty()) {
+                headers.push((header.to_string(), v));
+            }
+        }
+        let http2_prior_knowledge = match client_value("http2_prior_knowledge") {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(v) => return Err(err(&["client_config", "http2_prior_knowledge"], format!("must be true or false, found {}", describe(v)))),
+        };
         Ok(ModelConfig {
             path: path.to_path_buf(),
+            headers,
+            query: pairs("default_query")?,
+            http2_prior_knowledge,
             base_url,
             api_key,
             timeout: Duration::from_secs_f64(timeout),
@@ -217,7 +274,8 @@ impl ModelConfig {
     /// Removes this config's key (and credential headers, URL userinfo) from text before it is
     /// shown: server bodies, transport errors.
     pub fn redactor(&self) -> modelcall_secrets::Redactor {
-        modelcall_secrets::Redactor::new(self.api_key.clone())
+        let credential_headers = self.headers.iter().filter(|(n, _)| modelcall_secrets::is_credential_header(n)).map(|(_, v)| v.clone());
+        modelcall_secrets::Redactor::new(self.api_key.clone().into_iter().chain(credential_headers))
     }
 
     pub fn temperature(&self) -> Option<f64> {
@@ -371,5 +429,23 @@ mod tests {
     fn redactor_knows_the_key() {
         let m = load("client_config:\n  base_url: http://x\n  api_key: sk-abcdefgh12345678\nchat_config:\n  model: m\n", &[]).unwrap();
         assert_eq!(m.redactor().redact("bad key sk-abcdefgh12345678"), "bad key ***5678");
+    }
+
+    #[test]
+    fn openai_client_options_and_the_legacy_form_are_read() {
+        let m = load(
+            "client_config:\n  base_url: http://x/v1\n  organization: org-9\n  default_headers: {X-Api-Key: hk-12345678, X-Team: data}\n  default_query: {api-version: '2024-10-21'}\n  http2_prior_knowledge: true\nchat_config:\n  model: m\n",
+            &[],
+        )
+        .unwrap();
+        assert!(m.headers.contains(&("OpenAI-Organization".into(), "org-9".into())));
+        assert!(m.headers.contains(&("X-Team".into(), "data".into())));
+        assert_eq!(m.query, vec![("api-version".to_string(), "2024-10-21".to_string())]);
+        assert!(m.http2_prior_knowledge);
+        assert_eq!(m.redactor().redact("echo hk-12345678"), "echo ***5678", "a credential header's value is redacted");
+        let legacy = load("client_config:\n  base_url: http://x/v1\nmodel_name: old\ncompletions_params: {temperature: 0.3}\n", &[]).unwrap();
+        assert_eq!(legacy.model, "old");
+        assert_eq!(legacy.chat_config["temperature"], 0.3);
+        assert!(legacy.ignored_keys.iter().any(|k| k.key == "completions_params" && k.why.contains("deprecated")));
     }
 }

@@ -42,6 +42,14 @@ pub struct ClientSettings {
     pub backoff_max: Duration,
     /// Optional cap on HTTP attempts per minute (provider quotas), smoothed by a token bucket.
     pub requests_per_minute: Option<u32>,
+    /// Sent with every request (the OpenAI SDK's `default_headers`, `OpenAI-Organization`,
+    /// `OpenAI-Project`); their values are redacted like the key.
+    pub headers: Vec<(String, String)>,
+    /// Added to every request's URL query (`default_query`, e.g. Azure's `api-version`).
+    pub query: Vec<(String, String)>,
+    /// HTTP/2 without TLS negotiation (h2c), for servers known to speak it; over TLS, HTTP/2 is
+    /// used whenever the server offers it.
+    pub http2_prior_knowledge: bool,
 }
 
 impl ClientSettings {
@@ -58,6 +66,9 @@ impl ClientSettings {
             chat_config: Map::new(),
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
+            headers: Vec::new(),
+            query: Vec::new(),
+            http2_prior_knowledge: false,
             requests_per_minute: None,
         }
     }
@@ -104,11 +115,24 @@ impl ModelClient {
     pub fn new(settings: ClientSettings) -> Result<Self, ClientError> {
         let base = settings.base_url.trim_end_matches('/');
         let endpoint = if base.ends_with("/chat/completions") { base.to_string() } else { format!("{base}/chat/completions") };
-        let url = reqwest::Url::parse(&endpoint).map_err(|e| ClientError::InvalidBaseUrl {
+        let mut url = reqwest::Url::parse(&endpoint).map_err(|e| ClientError::InvalidBaseUrl {
             base_url: Redactor::new(settings.api_key.clone()).redact_string(&settings.base_url),
             reason: e.to_string(),
         })?;
-        let redactor = Redactor::new(settings.api_key.iter().cloned().chain(url.password().map(str::to_string)));
+        if !settings.query.is_empty() {
+            url.query_pairs_mut().extend_pairs(settings.query.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        }
+        let endpoint = url.to_string();
+        let header_values = settings.headers.iter().filter(|(n, _)| modelcall_secrets::is_credential_header(n)).map(|(_, v)| v.clone());
+        let redactor = Redactor::new(settings.api_key.iter().cloned().chain(url.password().map(str::to_string)).chain(header_values));
+        let mut headers = reqwest::header::HeaderMap::new();
+        for (name, value) in &settings.headers {
+            let bad = |reason: String| ClientError::InvalidHeader { name: name.clone(), reason };
+            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|e| bad(e.to_string()))?;
+            let mut value = reqwest::header::HeaderValue::from_str(value).map_err(|e| bad(e.to_string()))?;
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
         if settings.idle_timeout.is_some_and(|d| d.is_zero()) {
             return Err(ClientError::ZeroIdleTimeout);
         }
@@ -119,7 +143,11 @@ impl ModelClient {
             .tcp_nodelay(true)
             .connect_timeout(settings.timeout.min(Duration::from_secs(30)))
             .timeout(settings.timeout)
-            .user_agent(concat!("modelcall/", env!("CARGO_PKG_VERSION")));
+            .user_agent(concat!("modelcall/", env!("CARGO_PKG_VERSION")))
+            .default_headers(headers);
+        if settings.http2_prior_knowledge {
+            builder = builder.http2_prior_knowledge();
+        }
         if loopback {
             builder = builder.no_proxy();
         }

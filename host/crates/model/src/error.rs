@@ -108,6 +108,9 @@ pub enum ClientError {
     ZeroRequestsPerMinute,
     #[error("idle_timeout must be positive")]
     ZeroIdleTimeout,
+    /// A `default_headers` entry (or organization/project) that is not a valid HTTP header.
+    #[error("header `{name}` cannot be sent: {reason}")]
+    InvalidHeader { name: String, reason: String },
 }
 
 /// A 200 whose body is not a chat completion (retryable as `malformed_body`).

@@ -63,8 +63,14 @@ pub struct Completion {
 
 /// The request body: `chat_config` first (every key passes through), then the messages and the
 /// per-request overrides.
+///
+/// `extra_body` is merged into the top level, as the OpenAI SDK does (vLLM's
+/// `chat_template_kwargs`, `top_k`, guided decoding… are top-level fields of the body).
 pub fn request_body(chat_config: &Map<String, Value>, model: &str, req: &ChatRequest, stream: bool) -> Value {
     let mut body = chat_config.clone();
+    if let Some(Value::Object(extra)) = body.remove("extra_body") {
+        body.extend(extra);
+    }
     body.insert("model".into(), Value::String(model.to_string()));
     body.insert("messages".into(), serde_json::to_value(&req.messages).expect("messages serialize"));
     if let Some(m) = req.max_tokens {
@@ -230,6 +236,18 @@ pub(crate) fn excerpt(s: &str) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn extra_body_is_merged_into_the_top_level() {
+        let mut cfg = Map::new();
+        cfg.insert("extra_body".into(), serde_json::json!({"chat_template_kwargs": {"enable_thinking": false}, "top_k": 20}));
+        cfg.insert("temperature".into(), serde_json::json!(0.2));
+        let body = request_body(&cfg, "m", &ChatRequest::default(), false);
+        assert_eq!(body["chat_template_kwargs"]["enable_thinking"], false);
+        assert_eq!(body["top_k"], 20);
+        assert!(body.get("extra_body").is_none());
+        assert_eq!(body["temperature"], 0.2);
+    }
 
     #[test]
     fn body_passes_chat_config_through_and_applies_overrides() {

@@ -15,6 +15,12 @@ pub const MIN_SECRET_LEN: usize = 6;
 /// What replaced text shows when nothing of it may be kept.
 pub const MASK: &str = "***";
 
+/// Whether a header with this name carries a credential (its value is then redacted like a key).
+pub fn is_credential_header(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    ["auth", "key", "token", "secret", "cookie", "password"].iter().any(|w| n.contains(w))
+}
+
 /// `sk-…abcd` → `***abcd`; secrets of 8 characters or fewer are fully masked (showing 4 of them
 /// would give half away).
 pub fn mask(secret: &str) -> String {
