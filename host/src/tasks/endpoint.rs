@@ -31,6 +31,7 @@ pub async fn connect(model: &ModelConfig, concurrency: usize, requests_per_minut
     settings.headers = model.headers.clone();
     settings.query = model.query.clone();
     settings.http2_prior_knowledge = model.http2_prior_knowledge;
+    settings.text_completion = model.text_completion;
     let client = ModelClient::new(settings).map_err(|e| BadConfig(format!("{}: {e}", model.path.display())))?;
     raise_open_file_limit(concurrency as u64 * 2 + 256);
     Ok((client, sim))

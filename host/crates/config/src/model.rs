@@ -47,6 +47,8 @@ pub struct ModelConfig {
     pub query: Vec<(String, String)>,
     /// `http2_prior_knowledge: true`: HTTP/2 without TLS (h2c).
     pub http2_prior_knowledge: bool,
+    /// `api: completions`: `/v1/completions` with a `prompt` (base models).
+    pub text_completion: bool,
     pub backoff_base: Duration,
     pub backoff_max: Duration,
     /// `Some` when `base_url` is `sim://…` (options already checked).
@@ -80,6 +82,8 @@ const CLIENT_KEYS: &[&str] = &[
     "base_url", "api_key", "timeout", "idle_timeout", "max_retries", "backoff_base_ms", "backoff_max_ms",
     // The OpenAI SDK's client options.
     "default_headers", "default_query", "organization", "project", "http2_prior_knowledge",
+    // `chat` (default) or `completions` (text completion, for base models).
+    "api",
 ];
 
 impl ModelConfig {
@@ -235,8 +239,15 @@ impl ModelConfig {
             Some(Value::Bool(b)) => *b,
             Some(v) => return Err(err(&["client_config", "http2_prior_knowledge"], format!("must be true or false, found {}", describe(v)))),
         };
+        let text_completion = match client_value("api") {
+            None => false,
+            Some(Value::String(a)) if a == "chat" => false,
+            Some(Value::String(a)) if a == "completions" => true,
+            Some(v) => return Err(err(&["client_config", "api"], format!("must be `chat` or `completions`, found {}", describe(v)))),
+        };
         Ok(ModelConfig {
             path: path.to_path_buf(),
+            text_completion,
             headers,
             query: pairs("default_query")?,
             http2_prior_knowledge,

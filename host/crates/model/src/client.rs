@@ -50,6 +50,8 @@ pub struct ClientSettings {
     /// HTTP/2 without TLS negotiation (h2c), for servers known to speak it; over TLS, HTTP/2 is
     /// used whenever the server offers it.
     pub http2_prior_knowledge: bool,
+    /// Call `/completions` (text completion, base models) instead of `/chat/completions`.
+    pub text_completion: bool,
 }
 
 impl ClientSettings {
@@ -69,6 +71,7 @@ impl ClientSettings {
             headers: Vec::new(),
             query: Vec::new(),
             http2_prior_knowledge: false,
+            text_completion: false,
             requests_per_minute: None,
         }
     }
@@ -114,7 +117,8 @@ enum AttemptError {
 impl ModelClient {
     pub fn new(settings: ClientSettings) -> Result<Self, ClientError> {
         let base = settings.base_url.trim_end_matches('/');
-        let endpoint = if base.ends_with("/chat/completions") { base.to_string() } else { format!("{base}/chat/completions") };
+        let path = if settings.text_completion { "/completions" } else { "/chat/completions" };
+        let endpoint = if base.ends_with(path) { base.to_string() } else { format!("{base}{path}") };
         let mut url = reqwest::Url::parse(&endpoint).map_err(|e| ClientError::InvalidBaseUrl {
             base_url: Redactor::new(settings.api_key.clone()).redact_string(&settings.base_url),
             reason: e.to_string(),
@@ -194,7 +198,10 @@ impl ModelClient {
 
     async fn chat_unredacted(&self, request: &ChatRequest) -> Result<Completion, CallError> {
         let s = &self.settings;
-        let body = wire::request_body(&s.chat_config, &s.model, request, s.stream);
+        let body = match s.text_completion {
+            true => wire::completion_body(&s.chat_config, &s.model, request, s.stream),
+            false => wire::request_body(&s.chat_config, &s.model, request, s.stream),
+        };
         let body = bytes::Bytes::from(serde_json::to_vec(&body).expect("request serializes"));
         let started = Instant::now();
         let mut retries = RetryCounts::default();
@@ -221,7 +228,8 @@ impl ModelClient {
     }
 
     async fn list_models_unredacted(&self) -> Result<Vec<String>, CallError> {
-        let url = self.url.trim_end_matches("/chat/completions").to_string() + "/models";
+        let path = self.url.split('?').next().unwrap_or(&self.url);
+        let url = path.trim_end_matches("/chat/completions").trim_end_matches("/completions").to_string() + "/models";
         let mut req = self.http.get(&url);
         if let Some(key) = &self.settings.api_key {
             req = req.bearer_auth(key);

@@ -61,6 +61,19 @@ pub struct Completion {
     pub latency: Duration,
 }
 
+/// The body of a text completion (`/v1/completions`, for base models): the conversation's
+/// contents joined into one `prompt`, with the same pass-through and overrides as a chat body.
+pub fn completion_body(chat_config: &Map<String, Value>, model: &str, req: &ChatRequest, stream: bool) -> Value {
+    let mut body = request_body(chat_config, model, req, stream);
+    let prompt: Vec<&str> = req.messages.iter().map(|m| m.content.as_str()).collect();
+    if let Some(obj) = body.as_object_mut() {
+        obj.remove("messages");
+        obj.remove("response_format");
+        obj.insert("prompt".into(), Value::String(prompt.join("\n\n")));
+    }
+    body
+}
+
 /// The request body: `chat_config` first (every key passes through), then the messages and the
 /// per-request overrides.
 ///
@@ -117,6 +130,16 @@ pub fn parse_json_body(body: &[u8]) -> Result<Answer, MalformedBody> {
         .get("choices")
         .and_then(|c| c.get(0))
         .ok_or_else(|| MalformedBody::NoChoices(excerpt(&v.to_string())))?;
+    // A text completion (`/v1/completions`, base models) answers in `text`.
+    if let (None, Some(text)) = (choice.get("message"), choice.get("text").and_then(Value::as_str)) {
+        return Ok(Answer {
+            content: text.to_string(),
+            usage: v.get("usage").and_then(|u| serde_json::from_value(u.clone()).ok()),
+            finish_reason: choice.get("finish_reason").and_then(Value::as_str).map(str::to_string),
+            model: v.get("model").and_then(Value::as_str).unwrap_or("").to_string(),
+            ..Answer::default()
+        });
+    }
     let message = choice.get("message").ok_or(MalformedBody::NoMessage)?;
     let content = message.get("content").and_then(Value::as_str).unwrap_or("").to_string();
     let reasoning = message
@@ -170,6 +193,9 @@ impl SseAccumulator {
                 self.answer.usage = serde_json::from_value(u.clone()).ok();
             }
             if let Some(choice) = v.get("choices").and_then(|c| c.get(0)) {
+                if let Some(t) = choice.get("text").and_then(Value::as_str) {
+                    self.answer.content.push_str(t);
+                }
                 if let Some(delta) = choice.get("delta") {
                     if let Some(c) = delta.get("content").and_then(Value::as_str) {
                         self.answer.content.push_str(c);

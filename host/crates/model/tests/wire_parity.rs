@@ -23,7 +23,10 @@ async fn capture_one(listener: TcpListener) -> (String, Value) {
         }
         break (head, serde_json::from_slice(&buf[end + 4..end + 4 + len]).unwrap());
     };
-    let reply = json!({"choices": [{"message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}]}).to_string();
+    let reply = match head.starts_with("POST /v1/completions") {
+        true => json!({"choices": [{"text": "ok", "finish_reason": "stop"}]}).to_string(),
+        false => json!({"choices": [{"message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}]}).to_string(),
+    };
     let _ = stream.write_all(format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{reply}", reply.len()).as_bytes()).await;
     (head, body)
 }
@@ -60,4 +63,21 @@ async fn extra_body_headers_and_query_reach_the_wire_as_the_openai_sdk_sends_the
     assert!(head.starts_with("POST /v1/chat/completions?api-version=2024-10-21 "), "{head}");
     assert!(head_lower.contains("openai-organization: org-1") && head_lower.contains("x-team: data"), "{head}");
     assert!(head_lower.contains("authorization: bearer sk-wire-test-0123456789"), "{head}");
+}
+
+#[tokio::test]
+async fn a_base_model_is_called_with_a_text_completion() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/v1", listener.local_addr().unwrap());
+    let server = tokio::spawn(capture_one(listener));
+    let mut settings = ClientSettings::new(base, "base-7b");
+    settings.text_completion = true;
+    let client = ModelClient::new(settings).unwrap();
+    let request = ChatRequest { messages: vec![ChatMessage::new("user", "Once upon a time")], max_tokens: Some(16), ..Default::default() };
+    assert_eq!(client.chat(&request).await.unwrap().content, "ok");
+    let (head, body) = server.await.unwrap();
+    assert!(head.starts_with("POST /v1/completions "), "{head}");
+    assert_eq!(body["prompt"], "Once upon a time");
+    assert!(body.get("messages").is_none());
+    assert_eq!(body["max_tokens"], 16);
 }
