@@ -7,7 +7,7 @@ use crate::cli::exit::BadConfig;
 
 /// Starts the in-process simulated endpoint for `sim://` and builds the client. The returned
 /// server must live as long as the client is used.
-pub async fn connect(model: &ModelConfig, concurrency: usize, requests_per_minute: Option<u32>) -> anyhow::Result<(ModelClient, Option<modelcall_sim::SimServer>)> {
+pub async fn connect(model: &ModelConfig, concurrency: usize, plan: &modelcall_config::RunPlan) -> anyhow::Result<(ModelClient, Option<modelcall_sim::SimServer>)> {
     let (base_url, sim) = match model.sim() {
         Some(spec) => {
             let opts = modelcall_sim::SimOptions::from_url(&spec.url).map_err(|e| BadConfig(format!("{}: client_config.base_url: {e}", model.path.display())))?;
@@ -27,7 +27,10 @@ pub async fn connect(model: &ModelConfig, concurrency: usize, requests_per_minut
     settings.chat_config = model.chat_config.clone();
     settings.backoff_base = model.backoff_base;
     settings.backoff_max = model.backoff_max;
-    settings.requests_per_minute = requests_per_minute;
+    settings.requests_per_minute = plan.requests_per_minute;
+    settings.tokens_per_minute = plan.tokens_per_minute;
+    // The encoding the reference's truncation used, for estimating a prompt's tokens.
+    settings.token_counter = Some(std::sync::Arc::new(modelcall_plugin_host::tokenizer::count_tokens));
     settings.headers = model.headers.clone();
     settings.query = model.query.clone();
     settings.http2_prior_knowledge = model.http2_prior_knowledge;

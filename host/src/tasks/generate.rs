@@ -45,7 +45,7 @@ pub async fn run(run: &TaskRun<'_>, step: &GenerateResponse) -> anyhow::Result<F
     let _lock = run.lock(&output_folder)?;
     let stop = StopSignal::with_ctrl_c();
     let concurrency = run.plan.concurrency;
-    let (client, _sim) = super::endpoint::connect(&model, concurrency, run.plan.requests_per_minute).await?;
+    let (client, _sim) = super::endpoint::connect(&model, concurrency, run.plan).await?;
     let provenance = json!({
         "task_file": run.task.source_path.display().to_string(),
         "step": "generate_response",

@@ -97,7 +97,7 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
     }
 
     let concurrency = run.plan.concurrency;
-    let (client, _sim) = super::endpoint::connect(&model, concurrency, run.plan.requests_per_minute).await?;
+    let (client, _sim) = super::endpoint::connect(&model, concurrency, run.plan).await?;
     let provenance = json!({
         "task_file": run.task.source_path.display().to_string(),
         "endpoint": client.endpoint(),

@@ -103,6 +103,7 @@ pub struct RunPlan {
     pub stages: Stages,
     pub concurrency: usize,
     pub requests_per_minute: Option<u32>,
+    pub tokens_per_minute: Option<u32>,
     pub flush_interval: Duration,
     /// Lines longer than this are `record_too_large` (`data.max_record_bytes`).
     pub max_record_bytes: Option<usize>,
@@ -170,6 +171,7 @@ impl RunPlan {
             stages,
             concurrency: concurrency.max(1),
             requests_per_minute: t.concurrency.requests_per_minute,
+            tokens_per_minute: t.concurrency.tokens_per_minute,
             flush_interval,
             max_record_bytes: t.data.max_record_bytes,
             fresh_start,

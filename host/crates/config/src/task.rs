@@ -119,6 +119,8 @@ pub struct ConcurrencySection {
     pub parquet_save_interval: Option<i64>,
     /// Optional request-rate cap (new here).
     pub requests_per_minute: Option<u32>,
+    /// Tokens a minute across requests (prompt estimated with o200k, plus max_tokens).
+    pub tokens_per_minute: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -52,7 +52,16 @@ pub struct ClientSettings {
     pub http2_prior_knowledge: bool,
     /// Call `/completions` (text completion, base models) instead of `/chat/completions`.
     pub text_completion: bool,
+    /// Optional cap on tokens per minute (provider quotas): each attempt waits for its
+    /// estimated tokens (prompt + `max_tokens`), and a reply that used more takes the rest.
+    pub tokens_per_minute: Option<u32>,
+    /// Counts the tokens of a prompt for `tokens_per_minute` (the host gives the o200k
+    /// tokenizer); without one, 4 bytes a token.
+    pub token_counter: Option<TokenCounter>,
 }
+
+/// Counts the tokens of a text.
+pub type TokenCounter = std::sync::Arc<dyn Fn(&str) -> usize + Send + Sync>;
 
 impl ClientSettings {
     pub fn new(base_url: impl Into<String>, model: impl Into<String>) -> Self {
@@ -72,6 +81,8 @@ impl ClientSettings {
             query: Vec::new(),
             http2_prior_knowledge: false,
             text_completion: false,
+            tokens_per_minute: None,
+            token_counter: None,
             requests_per_minute: None,
         }
     }
@@ -94,6 +105,15 @@ impl fmt::Debug for ClientSettings {
 
 type Limiter = governor::DefaultDirectRateLimiter;
 
+/// Waits until `tokens` fit the per-minute budget (at most the whole budget at once).
+async fn take_tokens(limiter: &Limiter, tokens: u64) {
+    let n = std::num::NonZeroU32::new(tokens.clamp(1, u32::MAX as u64) as u32).expect("at least one");
+    if limiter.until_n_ready(n).await.is_err() {
+        // More than a whole minute's budget: wait for all of it instead.
+        let _ = limiter.until_ready().await;
+    }
+}
+
 /// Cheap to clone: one pool shared by every request.
 #[derive(Clone)]
 pub struct ModelClient {
@@ -104,6 +124,8 @@ pub struct ModelClient {
     /// What is shown: `url` through the redactor.
     endpoint: std::sync::Arc<str>,
     limiter: Option<std::sync::Arc<Limiter>>,
+    /// `tokens_per_minute`, counted in tokens.
+    token_limiter: Option<std::sync::Arc<Limiter>>,
     /// Built from the API key (and a password in `base_url`): every error text passes through it.
     redactor: std::sync::Arc<Redactor>,
 }
@@ -165,6 +187,14 @@ impl ModelClient {
             }
             None => None,
         };
+        let token_limiter = match settings.tokens_per_minute {
+            Some(0) => return Err(ClientError::ZeroTokensPerMinute),
+            // The whole minute's budget may be spent at once: one long prompt must always fit.
+            Some(tpm) => Some(std::sync::Arc::new(governor::RateLimiter::direct(governor::Quota::per_minute(
+                std::num::NonZeroU32::new(tpm).expect("positive"),
+            )))),
+            None => None,
+        };
         let shown_endpoint = redactor.redact_string(&endpoint);
         Ok(ModelClient {
             http,
@@ -172,6 +202,7 @@ impl ModelClient {
             url: endpoint.into(),
             endpoint: shown_endpoint.into(),
             limiter,
+            token_limiter,
             redactor: std::sync::Arc::new(redactor),
         })
     }
@@ -206,10 +237,23 @@ impl ModelClient {
         let started = Instant::now();
         let mut retries = RetryCounts::default();
         let mut attempt: u32 = 0;
+        let estimate = self.token_limiter.as_ref().map(|_| self.estimate_tokens(request));
         loop {
             attempt += 1;
+            if let (Some(limiter), Some(tokens)) = (&self.token_limiter, estimate) {
+                take_tokens(limiter, tokens).await;
+            }
             match self.attempt(body.clone()).await {
-                Ok(answer) => return Ok(self.completion(answer, attempt, retries, started.elapsed())),
+                Ok(answer) => {
+                    if let (Some(limiter), Some(tokens), Some(usage)) = (&self.token_limiter, estimate, &answer.usage) {
+                        // The reply used more than estimated: the budget pays the difference.
+                        let used = usage.total_tokens as u64;
+                        if used > tokens {
+                            take_tokens(limiter, used - tokens).await;
+                        }
+                    }
+                    return Ok(self.completion(answer, attempt, retries, started.elapsed()));
+                }
                 Err(AttemptError::Final(e)) => return Err(e),
                 Err(AttemptError::Retry { cause, message, retry_after }) => {
                     if attempt > s.max_retries {
@@ -220,6 +264,20 @@ impl ModelClient {
                 }
             }
         }
+    }
+
+    /// Tokens a request may use: its prompt (counted) plus the most it may generate.
+    fn estimate_tokens(&self, request: &ChatRequest) -> u64 {
+        let text: usize = request.messages.iter().map(|m| match &self.settings.token_counter {
+            Some(count) => count(&m.content),
+            None => m.content.len() / 4,
+        }).sum();
+        let max_out = request
+            .max_tokens
+            .map(u64::from)
+            .or_else(|| self.settings.chat_config.get("max_tokens").and_then(Value::as_u64))
+            .unwrap_or(256);
+        text as u64 + max_out
     }
 
     /// GET `<base>/models`.

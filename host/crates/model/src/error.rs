@@ -108,6 +108,8 @@ pub enum ClientError {
     ZeroRequestsPerMinute,
     #[error("idle_timeout must be positive")]
     ZeroIdleTimeout,
+    #[error("tokens_per_minute must be positive")]
+    ZeroTokensPerMinute,
     /// A `default_headers` entry (or organization/project) that is not a valid HTTP header.
     #[error("header `{name}` cannot be sent: {reason}")]
     InvalidHeader { name: String, reason: String },

@@ -177,3 +177,27 @@ async fn requests_per_minute_spaces_out_requests() {
     // 10 at once, then 15 more at 10/s: at least 1.4 s.
     assert!(started.elapsed() >= Duration::from_millis(1400), "{:?}", started.elapsed());
 }
+
+#[tokio::test]
+async fn tokens_per_minute_spaces_out_requests_by_their_estimated_tokens() {
+    let sim = modelcall_sim::start(SimOptions::default()).await.unwrap();
+    let mut s = settings(sim.base_url());
+    // 60,000 a minute = 1,000 a second, the first minute's worth at once; each request is
+    // estimated at 1,000 tokens (a counter that says 0 for the prompt, plus max_tokens).
+    s.tokens_per_minute = Some(60_000);
+    s.token_counter = Some(std::sync::Arc::new(|_: &str| 0));
+    let client = ModelClient::new(s).unwrap();
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for i in 0..62 {
+        let client = client.clone();
+        let req = ChatRequest { max_tokens: Some(1000), ..ask(&format!("q{i}")) };
+        handles.push(tokio::spawn(async move { client.chat(&req).await.is_ok() }));
+    }
+    for h in handles {
+        assert!(h.await.unwrap());
+    }
+    // 60 at once, then one a second: the last two wait about 2 s between them.
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(1500) && elapsed < Duration::from_secs(10), "{elapsed:?}");
+}
