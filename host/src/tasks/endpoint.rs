@@ -11,7 +11,11 @@ pub async fn connect(model: &ModelConfig, concurrency: usize, plan: &modelcall_c
     let (base_url, sim) = match model.sim() {
         Some(spec) => {
             let opts = modelcall_sim::SimOptions::from_url(&spec.url).map_err(|e| BadConfig(format!("{}: client_config.base_url: {e}", model.path.display())))?;
-            let sim = modelcall_sim::start(opts).await?;
+            let sim = modelcall_sim::start(opts).await.map_err(|e| match e {
+                // A replies file that is missing or malformed is the task's configuration.
+                modelcall_sim::SimError::Url(e) => anyhow::Error::from(BadConfig(format!("{}: client_config.base_url: {e}", model.path.display()))),
+                other => anyhow::Error::from(other),
+            })?;
             eprintln!("using the SIMULATED endpoint at {} (replies are synthetic, not a model's)", sim.base_url());
             (sim.base_url(), Some(sim))
         }

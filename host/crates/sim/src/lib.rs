@@ -2,16 +2,44 @@
 //! deterministic functions of the prompt, with fault injection, for the quickstart, tests and
 //! benchmarks. Its model id says it is simulated so nobody mistakes its verdicts for a model's.
 //!
-//! - [`options`]: what to simulate (latency, faults), from flags or a `sim://?…` URL (the one
-//!   parser of that grammar; built even without the `server` feature);
-//! - [`reply`]: the deterministic answer to a conversation;
+//! - [`options`]: what to simulate (latency, faults, scripted replies), from flags or a
+//!   `sim://?…` URL (the one parser of that grammar; built even without the `server` feature);
+//! - [`reply`]: the deterministic answer to a conversation, and the `replies=FILE` rules;
+//! - [`schema`]: answers valid against a request's `response_format` JSON schema;
 //! - [`server`]: the HTTP server and fault injection.
 //!
 //! The `server` feature (on by default) holds everything but [`options`].
+//!
+//! # What a reply says
+//!
+//! First match wins:
+//!
+//! 1. **Scripted replies**, `sim://?replies=FILE` (`serve-sim --replies FILE`): a JSONL file of
+//!    `{"match": "<regex>", "reply": "<text>" | <any JSON value>}` lines and at most one
+//!    `{"default": …}` line. The first rule whose regex (the `regex` crate's syntax, searched
+//!    anywhere in the text) is found in the last user message gives the content (a non-string
+//!    reply is sent serialised as JSON); no rule found gives the default; no default, the
+//!    simulator answers as below. A record id is matched as a regex too, e.g.
+//!    `{"match": "\\brec-0042\\b", "reply": …}`. A relative FILE resolves against the current
+//!    folder; the file is read when the server starts, and a missing file or a bad line stops the
+//!    start with [`SimUrlError::RepliesFile`] / [`SimUrlError::RepliesLine`] (file and line).
+//! 2. **Structured output**: a request with `response_format: {"type": "json_schema",
+//!    "json_schema": {"schema": {…}}}` gets, as its whole content (no code fence), a JSON document
+//!    valid against that schema by construction: every property and required key, `enum`/`const`,
+//!    numeric bounds and `multipleOf`, string lengths and simple `pattern`s, array sizes, `anyOf`/
+//!    `oneOf` (one branch), `allOf`, local `$ref`s, type lists and nullable types. Choices are a
+//!    hash of the last user message and the `seed` option, so the same request gets the same
+//!    reply and another seed another one (a pairwise judge's `"winner": "A" | "B" | "tie"` varies
+//!    across questions, deterministically). See [`schema`] for what is and is not honoured.
+//! 3. **JSON templates** (also for `{"type": "json_object"}`): when the prompt shows quoted
+//!    `"key":` patterns, a fenced JSON object with those keys and plausible values.
+//! 4. Otherwise a plain-text answer quoting the question.
 
 pub mod options;
 #[cfg(feature = "server")]
 pub mod reply;
+#[cfg(feature = "server")]
+pub mod schema;
 #[cfg(feature = "server")]
 pub mod server;
 
@@ -42,12 +70,16 @@ pub struct ServeArgs {
     /// Seconds in the Retry-After header of simulated 429s.
     #[arg(long, default_value_t = 1)]
     pub retry_after_secs: u64,
-    /// Seed of the fault sequence.
+    /// Seed of the fault sequence and of the choices in structured (`json_schema`) replies.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Also send `reasoning_content`, as reasoning models do.
     #[arg(long)]
     pub reasoning: bool,
+    /// Scripted replies: a JSONL file of {"match": REGEX, "reply": …} lines and an optional
+    /// {"default": …} line (relative to the current folder).
+    #[arg(long, value_name = "FILE")]
+    pub replies: Option<std::path::PathBuf>,
     /// Stop by itself after this many seconds (0: run until interrupted).
     #[arg(long, default_value_t = 0)]
     pub exit_after_secs: u64,
@@ -61,6 +93,7 @@ pub fn serve(args: ServeArgs) -> Result<(), SimError> {
         retry_after_secs: args.retry_after_secs,
         seed: args.seed,
         reasoning: args.reasoning,
+        replies: args.replies.clone(),
         ..SimOptions::default()
     };
     for spec in &args.faults {
@@ -71,10 +104,11 @@ pub fn serve(args: ServeArgs) -> Result<(), SimError> {
     runtime.block_on(async move {
         let server = server::start_on(addr, opts.clone()).await?;
         println!(
-            "modelcall SIMULATED endpoint (not a real model) listening on http://{}/v1 — model id \"{SIM_MODEL_ID}\"; latency {} ms; faults: {}",
+            "modelcall SIMULATED endpoint (not a real model) listening on http://{}/v1 — model id \"{SIM_MODEL_ID}\"; latency {} ms; faults: {}{}",
             server.addr,
             opts.latency.as_millis(),
-            if opts.faults.is_empty() { "none".to_string() } else { opts.faults.iter().map(|f| f.to_string()).collect::<Vec<_>>().join(", ") }
+            if opts.faults.is_empty() { "none".to_string() } else { opts.faults.iter().map(|f| f.to_string()).collect::<Vec<_>>().join(", ") },
+            opts.replies.as_ref().map_or(String::new(), |p| format!("; scripted replies from {}", p.display()))
         );
         use std::io::Write;
         std::io::stdout().flush().ok();

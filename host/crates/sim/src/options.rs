@@ -11,6 +11,7 @@
 //! about credentials, not URL grammars.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,10 +77,20 @@ pub enum SimUrlError {
     #[error("sim:// option {key}=`{value}` is not a whole number")]
     NotAWholeNumber { key: String, value: String },
     /// The option as written; [`SimOptions::OPTIONS`] lists the known ones (for suggestions).
-    #[error("unknown sim:// option `{0}` (expected latency_ms, fault, retry_after_secs, seed, reasoning)")]
+    #[error("unknown sim:// option `{0}` (expected latency_ms, fault, retry_after_secs, seed, reasoning, replies)")]
     UnknownOption(String),
     #[error("sim:// fault rates add up to {0}, more than 1")]
     RatesAboveOne(f64),
+    /// An option that needs a value was given none (`replies=`).
+    #[error("sim:// option `{0}` needs a value")]
+    MissingValue(String),
+    /// The `replies=` file cannot be read (missing, unreadable, not UTF-8). `file` is the path as
+    /// resolved (against the current folder when relative).
+    #[error("sim:// replies file `{file}` cannot be read: {error}")]
+    RepliesFile { file: String, error: String },
+    /// A line of the `replies=` file is not a valid rule; `line` counts from 1.
+    #[error("sim:// replies file `{file}` line {line}: {message}")]
+    RepliesLine { file: String, line: usize, message: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -113,26 +124,35 @@ pub struct SimOptions {
     pub latency: Duration,
     pub faults: Vec<Fault>,
     pub retry_after_secs: u64,
+    /// Seeds the fault sequence, and the choices made for `response_format` JSON schemas.
     pub seed: u64,
     pub reasoning: bool,
+    /// `replies=FILE`: scripted replies, a JSONL file of `{"match": REGEX, "reply": …}` rules
+    /// (see `reply::ReplyRules`, with the `server` feature). Kept as written; a relative path
+    /// resolves against the process's current folder when the server starts, which is when the
+    /// file is read and checked (this module does no I/O).
+    pub replies: Option<PathBuf>,
 }
 
 impl Default for SimOptions {
     fn default() -> Self {
-        SimOptions { latency: Duration::ZERO, faults: Vec::new(), retry_after_secs: 1, seed: 0, reasoning: false }
+        SimOptions { latency: Duration::ZERO, faults: Vec::new(), retry_after_secs: 1, seed: 0, reasoning: false, replies: None }
     }
 }
 
 impl SimOptions {
     /// The options a `sim://` URL may hold.
-    pub const OPTIONS: &'static [&'static str] = &["latency_ms", "fault", "retry_after_secs", "seed", "reasoning"];
+    pub const OPTIONS: &'static [&'static str] = &["latency_ms", "fault", "retry_after_secs", "seed", "reasoning", "replies"];
 
     /// True when `url` uses the `sim://` scheme (whether or not its options are valid).
     pub fn is_sim_url(url: &str) -> bool {
         url.starts_with("sim://")
     }
 
-    /// Parses `sim://` or `sim://?latency_ms=50&fault=429:0.05&fault=drop:0.01&retry_after_secs=1&seed=3&reasoning=true`.
+    /// Parses `sim://` or `sim://?latency_ms=50&fault=429:0.05&fault=drop:0.01&retry_after_secs=1&seed=3&reasoning=true&replies=replies.jsonl`.
+    ///
+    /// `replies=FILE` takes the path as written, with `%XX` escapes decoded (`%20` for a space,
+    /// `%26` for `&`); the file itself is only read when the server starts.
     pub fn from_url(url: &str) -> Result<SimOptions, SimUrlError> {
         let rest = url.strip_prefix("sim://").ok_or_else(|| SimUrlError::NotSimUrl(url.to_string()))?;
         let query = rest.trim_start_matches('/').trim_start_matches('?');
@@ -148,6 +168,13 @@ impl SimOptions {
                 "retry_after_secs" => opts.retry_after_secs = num(k, v)?,
                 "seed" => opts.seed = num(k, v)?,
                 "reasoning" => opts.reasoning = v.is_empty() || v == "true" || v == "1",
+                "replies" => {
+                    let path = percent_decode(v);
+                    if path.is_empty() {
+                        return Err(SimUrlError::MissingValue(k.to_string()));
+                    }
+                    opts.replies = Some(PathBuf::from(path));
+                }
                 other => return Err(SimUrlError::UnknownOption(other.to_string())),
             }
         }
@@ -157,6 +184,26 @@ impl SimOptions {
         }
         Ok(opts)
     }
+}
+
+/// Decodes `%XX` escapes (invalid ones are kept as written); `+` stays a plus, as in a path.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = |b: u8| (b as char).to_digit(16);
+            if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -190,6 +237,21 @@ mod tests {
         assert_eq!(e("sim://?fault=429:2"), SimUrlError::Fault(FaultError::RateOutOfRange(2.0)));
         assert_eq!(e("sim://?fault=429"), SimUrlError::Fault(FaultError::Syntax("429".into())));
         assert_eq!(e("sim://?latency_ms=fast").to_string(), "sim:// option latency_ms=`fast` is not a whole number");
+    }
+
+    #[test]
+    fn replies_option() {
+        let o = SimOptions::from_url("sim://?replies=tests/replies.jsonl&seed=2").unwrap();
+        assert_eq!(o.replies, Some(PathBuf::from("tests/replies.jsonl")));
+        assert_eq!(o.seed, 2);
+        let o = SimOptions::from_url("sim://?replies=/tmp/my%20replies%26more.jsonl").unwrap();
+        assert_eq!(o.replies, Some(PathBuf::from("/tmp/my replies&more.jsonl")));
+        assert_eq!(SimOptions::from_url("sim://?replies=%zz%4").unwrap().replies, Some(PathBuf::from("%zz%4")));
+        assert_eq!(SimOptions::from_url("sim://?replies=").unwrap_err(), SimUrlError::MissingValue("replies".into()));
+        assert_eq!(SimOptions::from_url("sim://?replies").unwrap_err().to_string(), "sim:// option `replies` needs a value");
+        assert!(SimOptions::OPTIONS.contains(&"replies"));
+        // The parser does no I/O: a missing file is reported when the server starts.
+        assert!(SimOptions::from_url("sim://?replies=does/not/exist.jsonl").is_ok());
     }
 
     #[test]

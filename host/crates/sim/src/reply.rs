@@ -1,11 +1,21 @@
 //! Deterministic replies: the same conversation always gets the same answer.
 //!
-//! When the prompt shows a JSON template (quoted `"key":` patterns, as every scoring prompt
-//! does), the reply is a fenced JSON object with those keys: integers 1..=5 for scores, short
-//! strings for summaries and reasons, lists for tags and languages. Otherwise it is a plain-text
-//! answer quoting the question, which is what distillation needs.
+//! Which answer, first match wins:
+//!
+//! 1. a scripted reply from the `replies=FILE` rules ([`ReplyRules`]) whose regex is found in the
+//!    last user message, else that file's `default`;
+//! 2. for `response_format: {"type": "json_schema", …}`, a JSON document valid against the
+//!    schema ([`crate::schema`]), unfenced, as a real endpoint in structured-output mode sends;
+//! 3. when the prompt shows a JSON template (quoted `"key":` patterns, as every scoring prompt
+//!    does; also for `{"type": "json_object"}`), a fenced JSON object with those keys: integers
+//!    1..=5 for scores, short strings for summaries and reasons, lists for tags and languages;
+//! 4. otherwise a plain-text answer quoting the question, which is what distillation needs.
+
+use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
+
+use crate::options::SimUrlError;
 
 /// FNV-1a: stable, fast, good enough to spread replies.
 pub fn fnv1a(bytes: &[u8], seed: u64) -> u64 {
@@ -84,6 +94,110 @@ pub fn answer(template: &str, last_user: &str, h: u64) -> String {
     format!("```json\n{}\n```", Value::Object(obj))
 }
 
+/// Scripted replies, from the JSONL file of `sim://?replies=FILE` (`serve-sim --replies FILE`).
+///
+/// One JSON object a line (blank lines are skipped):
+///
+/// ```text
+/// {"match": "(?i)capital of france", "reply": "Paris."}
+/// {"match": "\\brec-0042\\b", "reply": {"winner": "B", "reason": "scripted"}}
+/// {"default": "I cannot say."}
+/// ```
+///
+/// The first rule whose `match` regex (the `regex` crate's syntax, searched anywhere: anchor
+/// with `^…$` for a whole-message match, `(?i)` for case, `(?s)` for `.` across lines) is found
+/// in the last user message gives the reply; none found gives the one optional `default` line's,
+/// and without one the simulator answers as it would without the file. A string reply is the
+/// content as is; any other JSON value (object, array, number…) is sent serialised. A record id
+/// is matched like anything else, as a regex: `"\brec-0042\b"` (escape `.`, `+`, `(`… in ids).
+#[derive(Debug, Clone, Default)]
+pub struct ReplyRules {
+    rules: Vec<(regex::Regex, String)>,
+    default: Option<String>,
+}
+
+impl ReplyRules {
+    /// Reads and checks the file; a relative `path` resolves against the current folder. Errors
+    /// name the resolved file and, for a bad rule, its line (from 1).
+    pub fn load(path: &Path) -> Result<ReplyRules, SimUrlError> {
+        let resolved: PathBuf = if path.is_relative() {
+            std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_path_buf())
+        } else {
+            path.to_path_buf()
+        };
+        let file = resolved.display().to_string();
+        let text = std::fs::read_to_string(&resolved).map_err(|e| SimUrlError::RepliesFile { file: file.clone(), error: e.to_string() })?;
+        ReplyRules::parse(&file, &text)
+    }
+
+    /// The rules in `text`; `file` names it in errors.
+    pub fn parse(file: &str, text: &str) -> Result<ReplyRules, SimUrlError> {
+        let mut rules = ReplyRules::default();
+        let mut default_line = 0;
+        for (i, line) in text.trim_start_matches('\u{feff}').lines().enumerate() {
+            let n = i + 1;
+            let bad = |message: String| SimUrlError::RepliesLine { file: file.to_string(), line: n, message };
+            if line.trim().is_empty() {
+                continue;
+            }
+            let v: Value = serde_json::from_str(line).map_err(|e| bad(format!("not JSON: {e}")))?;
+            let Value::Object(o) = v else {
+                return Err(bad("expected an object: {\"match\": REGEX, \"reply\": …} or {\"default\": …}".into()));
+            };
+            if let Some(unknown) = o.keys().find(|k| !["match", "reply", "default"].contains(&k.as_str())) {
+                let hint = if unknown == "id" { " (to match a record id, use \"match\" with the id as a regex)" } else { "" };
+                return Err(bad(format!("unknown key `{unknown}` (expected match and reply, or default){hint}")));
+            }
+            if let Some(d) = o.get("default") {
+                if o.len() > 1 {
+                    return Err(bad("a `default` line holds nothing else".into()));
+                }
+                if default_line > 0 {
+                    return Err(bad(format!("a second `default` (the first is on line {default_line})")));
+                }
+                default_line = n;
+                rules.default = Some(content_of(d));
+                continue;
+            }
+            let pattern = match o.get("match") {
+                Some(Value::String(p)) => p,
+                Some(_) => return Err(bad("`match` must be a string (a regex)".into())),
+                None => return Err(bad("missing `match` (a regex)".into())),
+            };
+            let reply = o.get("reply").ok_or_else(|| bad("missing `reply`".into()))?;
+            let re = regex::Regex::new(pattern).map_err(|e| bad(format!("`match` is not a valid regex: {}", one_line(&e.to_string()))))?;
+            rules.rules.push((re, content_of(reply)));
+        }
+        Ok(rules)
+    }
+
+    /// The scripted reply for a conversation whose last user message is `last_user`.
+    pub fn reply_for(&self, last_user: &str) -> Option<&str> {
+        self.rules.iter().find(|(re, _)| re.is_match(last_user)).map(|(_, r)| r.as_str()).or(self.default.as_deref())
+    }
+
+    /// Number of `match` rules (the default not counted).
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty() && self.default.is_none()
+    }
+}
+
+/// A string reply as is, any other JSON value serialised.
+fn content_of(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,5 +220,54 @@ mod tests {
         assert!((1..=5).contains(&s));
         assert!(v["reason"].is_string());
         assert!(answer("plain question", "what is a river?", 1).contains("what is a river?"));
+    }
+}
+
+#[cfg(test)]
+mod rule_tests {
+    use super::*;
+
+    #[test]
+    fn rules_match_in_order_then_default() {
+        let text = "{\"match\": \"(?i)capital of france\", \"reply\": \"Paris.\"}\n\n{\"match\": \"\\\\brec-0042\\\\b\", \"reply\": {\"winner\": \"B\"}}\n{\"match\": \"France\", \"reply\": \"never: an earlier rule wins\"}\n{\"default\": 7}\n";
+        let r = ReplyRules::parse("r.jsonl", text).unwrap();
+        assert_eq!(r.len(), 3);
+        assert_eq!(r.reply_for("What is the CAPITAL of France?"), Some("Paris."));
+        assert_eq!(r.reply_for("judge rec-0042 please"), Some("{\"winner\":\"B\"}"));
+        assert_eq!(r.reply_for("judge rec-00421 please"), Some("7"));
+        let no_default = ReplyRules::parse("r.jsonl", "{\"match\": \"x\", \"reply\": \"y\"}").unwrap();
+        assert_eq!(no_default.reply_for("abc"), None);
+        assert!(ReplyRules::parse("r.jsonl", "").unwrap().is_empty());
+    }
+
+    #[test]
+    fn bad_lines_name_file_and_line() {
+        let e = |text: &str| ReplyRules::parse("/x/r.jsonl", text).unwrap_err();
+        let ok = "{\"match\": \"a\", \"reply\": \"b\"}\n";
+        match e(&format!("{ok}\n{{\"match\": \"(\", \"reply\": 1}}")) {
+            SimUrlError::RepliesLine { file, line, message } => {
+                assert_eq!((file.as_str(), line), ("/x/r.jsonl", 3));
+                assert!(message.starts_with("`match` is not a valid regex: "), "{message}");
+                assert!(!message.contains('\n'), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let msg = |text: &str| e(text).to_string();
+        assert!(msg(&format!("{ok}{{\"match\": \"(\", \"reply\": 1}}")).starts_with("sim:// replies file `/x/r.jsonl` line 2: `match` is not a valid regex"));
+        assert!(msg("not json").starts_with("sim:// replies file `/x/r.jsonl` line 1: not JSON"), "{}", msg("not json"));
+        assert!(msg("[1]").contains("line 1: expected an object"));
+        assert!(msg("{\"match\": \"a\"}").contains("missing `reply`"));
+        assert!(msg("{\"reply\": \"a\"}").contains("missing `match`"));
+        assert!(msg("{\"id\": \"rec-1\", \"reply\": \"a\"}").contains("use \"match\" with the id as a regex"));
+        assert!(msg("{\"default\": 1}\n{\"default\": 2}").contains("line 2: a second `default` (the first is on line 1)"));
+        assert!(msg("{\"default\": 1, \"match\": \"x\"}").contains("holds nothing else"));
+    }
+
+    #[test]
+    fn missing_file_is_named_resolved() {
+        let e = ReplyRules::load(Path::new("no/such/replies.jsonl")).unwrap_err();
+        let SimUrlError::RepliesFile { file, .. } = &e else { panic!("{e:?}") };
+        assert!(Path::new(file).is_absolute() && file.ends_with("no/such/replies.jsonl"), "{file}");
+        assert!(e.to_string().starts_with("sim:// replies file `"), "{e}");
     }
 }

@@ -13,8 +13,9 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 
-use crate::options::{FaultKind, SimOptions};
-use crate::reply;
+use crate::options::{FaultKind, SimOptions, SimUrlError};
+use crate::reply::{self, ReplyRules};
+use crate::schema;
 
 /// Requests served, by outcome.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -38,6 +39,8 @@ struct Counters {
 
 struct State {
     opts: SimOptions,
+    /// The `replies=FILE` rules, read at start.
+    rules: Option<ReplyRules>,
     counters: Counters,
     /// Thresholds on a uniform draw in [0,1): fault i applies below cumulative[i].
     cumulative: Vec<(f64, FaultKind)>,
@@ -89,6 +92,9 @@ pub enum SimError {
     Listen { addr: SocketAddr, error: std::io::Error },
     #[error(transparent)]
     Fault(#[from] crate::options::FaultError),
+    /// The `replies=` file is missing or malformed (names the file, and the line).
+    #[error(transparent)]
+    Url(#[from] SimUrlError),
     #[error("--host/--port do not form an address: {0}")]
     Address(#[from] std::net::AddrParseError),
     #[error("cannot start the async runtime: {0}")]
@@ -102,7 +108,11 @@ pub async fn start(opts: SimOptions) -> Result<SimServer, SimError> {
     start_on(SocketAddr::from(([127, 0, 0, 1], 0)), opts).await
 }
 
+/// Starts the simulator on `addr`. The `replies=` file, if any, is read and checked first: a
+/// missing or malformed one is [`SimError::Url`] ([`SimUrlError::RepliesFile`] or
+/// [`SimUrlError::RepliesLine`]), before anything listens.
 pub async fn start_on(addr: SocketAddr, opts: SimOptions) -> Result<SimServer, SimError> {
+    let rules = opts.replies.as_deref().map(ReplyRules::load).transpose()?;
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|error| SimError::Listen { addr, error })?;
     let addr = listener.local_addr().map_err(|error| SimError::Listen { addr, error })?;
     let mut acc = 0.0;
@@ -114,7 +124,7 @@ pub async fn start_on(addr: SocketAddr, opts: SimOptions) -> Result<SimServer, S
             (acc, f.kind)
         })
         .collect();
-    let state = Arc::new(State { opts, counters: Counters::default(), cumulative });
+    let state = Arc::new(State { opts, rules, counters: Counters::default(), cumulative });
     let accept_state = state.clone();
     let accept = tokio::spawn(async move {
         loop {
@@ -238,7 +248,12 @@ async fn chat(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Body
             &json!({"error": {"message": "`messages` must be a non-empty array", "type": "invalid_request_error"}}),
         ));
     };
-    let text_of = |m: &Value| m["content"].as_str().unwrap_or("").to_string();
+    // A plain string, or the text parts of a multi-part content.
+    let text_of = |m: &Value| match &m["content"] {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts.iter().filter_map(|p| p["text"].as_str()).collect::<Vec<_>>().join("\n"),
+        _ => String::new(),
+    };
     // The template is what the task asked originally: system prompt and first user turn.
     let mut template = String::new();
     for m in messages.iter().take_while(|m| m["role"] != "assistant") {
@@ -247,7 +262,13 @@ async fn chat(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Body
     }
     let last_user = messages.iter().rev().find(|m| m["role"] == "user").map(text_of).unwrap_or_default();
     let h = reply::fnv1a(&body, 0);
-    let content = reply::answer(&template, &last_user, reply::fnv1a(template.as_bytes(), 7));
+    let scripted = state.rules.as_ref().and_then(|r| r.reply_for(&last_user));
+    let content = match (scripted, schema::requested_schema(&request)) {
+        (Some(text), _) => text.to_string(),
+        // Structured output: the bare document, its choices hashed from the question and seed.
+        (None, Some(s)) => schema::generate(s, reply::fnv1a(last_user.as_bytes(), state.opts.seed)).to_string(),
+        (None, None) => reply::answer(&template, &last_user, reply::fnv1a(template.as_bytes(), 7)),
+    };
     let reasoning = state.opts.reasoning.then(|| format!("Simulated reasoning {:08x}: weighing the criteria {{carefully}}.", h as u32));
     let prompt_tokens = (body.len() / 4) as u64;
     let completion_tokens = (content.len() / 4 + reasoning.as_ref().map_or(0, |r| r.len() / 4)) as u64;
