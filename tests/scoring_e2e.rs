@@ -386,3 +386,30 @@ fn error_rows_carry_the_real_number_of_attempts() {
         assert_eq!(e["retryable"], true, "{e}");
     }
 }
+
+#[test]
+fn a_budget_stops_the_run_cleanly_and_a_dry_run_estimates_what_it_costs() {
+    let s = Scratch::new();
+    write_records(&s.path("input/data.jsonl"), 300);
+    let task = s.task("sim://?latency_ms=20", 4, "budget:\n  max_tokens: 3000\n");
+    let model = std::fs::read_to_string(s.path("model.yaml")).unwrap() + "pricing: {prompt_per_million: 2.0, completion_per_million: 8.0}\n";
+    std::fs::write(s.path("model.yaml"), model).unwrap();
+    let dry = run(&task, &["--dry-run"]);
+    let shown = String::from_utf8_lossy(&dry.stdout).to_string();
+    assert!(dry.status.success(), "{shown}");
+    assert!(shown.contains("estimate    300 records ×") && shown.contains("cost ") && shown.contains("budget      max_tokens 3000"), "{shown}");
+
+    let out = run(&task, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("the budget is spent"), "{err}");
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(s.path("out/run_summary.json")).unwrap()).unwrap();
+    let scored = summary["records"]["scored"].as_u64().unwrap();
+    assert!(scored > 0 && scored < 300, "{summary}");
+    assert!(summary["cost"].as_f64().unwrap() > 0.0, "{summary}");
+    // A larger budget resumes where the run stopped.
+    std::fs::write(&task, std::fs::read_to_string(&task).unwrap().replace("max_tokens: 3000", "max_tokens: 10000000")).unwrap();
+    let out = run(&task, &[]);
+    assert_success(&out);
+    assert_eq!(ids(&read_jsonl(&s.path("out/data.jsonl"))).len(), 300);
+}

@@ -111,6 +111,7 @@ impl<J: Job> Collector<'_, J> {
                             }
                         };
                         drop(stats);
+                        self.check_budget();
                         if self.ordered {
                             row.insert(modelcall_io::ordered::SEQ_FIELD.into(), json!(seq));
                         }
@@ -124,6 +125,7 @@ impl<J: Job> Collector<'_, J> {
                             tally(&mut stats, &failure.calls);
                             stats.count_failure(&failure.cause);
                         }
+                        self.check_budget();
                         let file = self.files.get(file).map(String::as_str).unwrap_or(self.unit_name);
                         let retryable = !failure.is_permanent();
                         let mut row = self.job.failure_row(&FailureSite { key: &key, file, line }, failure);
@@ -145,6 +147,19 @@ fn object(v: Value) -> Map<String, Value> {
     match v {
         Value::Object(m) => m,
         _ => unreachable!("json! of an object literal"),
+    }
+}
+
+impl<J: Job> Collector<'_, J> {
+    /// Stops the run once the budget is spent (what is in flight still lands).
+    fn check_budget(&self) {
+        if let Some(budget) = &self.shared.budget {
+            if let Some(why) = budget.exceeded(&self.shared.stats.lock().unwrap()) {
+                if !self.shared.stop.is_stopped() {
+                    self.shared.stop.fatal(why);
+                }
+            }
+        }
     }
 }
 

@@ -53,6 +53,29 @@ pub struct EngineOptions {
     pub expected_records: Option<u64>,
     /// `run_summary.json` here, with these facts (endpoint, model, plugins) under `run`.
     pub summary: Option<(PathBuf, Value)>,
+    /// Stop cleanly once this much is spent.
+    pub budget: Option<Budget>,
+}
+
+/// `budget:` of the task, with the model's `pricing` for `max_cost`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Budget {
+    pub max_tokens: Option<u64>,
+    pub max_cost: Option<f64>,
+    pub pricing: Option<modelcall_config::model::Pricing>,
+}
+
+impl Budget {
+    /// Why the run must stop, once `stats` has spent the budget.
+    pub fn exceeded(&self, stats: &RunStats) -> Option<String> {
+        let tokens = stats.prompt_tokens + stats.completion_tokens;
+        if let Some(max) = self.max_tokens.filter(|m| tokens >= *m) {
+            return Some(format!("the budget is spent: {tokens} tokens used, budget.max_tokens is {max}; raise it and run the same command again to go on"));
+        }
+        let cost = self.pricing.map(|p| p.cost(stats.prompt_tokens, stats.completion_tokens))?;
+        let max = self.max_cost.filter(|m| cost >= *m)?;
+        Some(format!("the budget is spent: {cost:.4} used, budget.max_cost is {max}; raise it and run the same command again to go on"))
+    }
 }
 
 /// State shared by every unit of a run.
@@ -64,6 +87,7 @@ pub struct RunShared {
     pub read: ReadOptions,
     pub flush_interval: Duration,
     pub read_ahead: usize,
+    pub budget: Option<Budget>,
 }
 
 /// A unit that ran to its end (or to the stop), with its counters and the files it wrote.
@@ -112,6 +136,7 @@ pub async fn run<J: Job>(
         read: options.read.clone(),
         flush_interval: options.flush_interval,
         read_ahead: options.concurrency.clamp(64, 8192),
+        budget: options.budget,
     });
     let units_at_once = Arc::new(Semaphore::new(options.max_concurrent_units.max(1)));
     let mut handles = Vec::new();
@@ -177,7 +202,10 @@ pub async fn run<J: Job>(
     if let Some((path, provenance)) = options.summary {
         let status = if stopped.is_some() { "stopped" } else { "completed" };
         let reason = stopped.as_ref().map(|r| r.to_string());
-        let doc = stats.to_json(&options.task_name, status, reason.as_deref(), provenance);
+        let mut doc = stats.to_json(&options.task_name, status, reason.as_deref(), provenance);
+        if let Some(pricing) = options.budget.and_then(|b| b.pricing) {
+            doc["cost"] = serde_json::json!((pricing.cost(stats.prompt_tokens, stats.completion_tokens) * 1e4).round() / 1e4);
+        }
         let text = crate::cli::exit::shown(&serde_json::to_string_pretty(&doc)?) + "\n";
         modelcall_io::write_atomically(&path, text.as_bytes())?;
         summary_path = Some(path);

@@ -93,6 +93,7 @@ pub async fn run(run: &TaskRun<'_>, step: &ChatmlConversion) -> anyhow::Result<F
             show_progress: false,
             expected_records: None,
             summary: None,
+            budget: None,
         };
         let outcome = engine::run(options, Arc::new(PreprocessJob { plugin, pool }), engine::feed(units), stop.clone(), None).await?;
         for u in &outcome.units {

@@ -9,6 +9,7 @@
 
 pub mod chatml;
 pub mod endpoint;
+pub mod estimate;
 pub mod generate;
 pub mod generate_job;
 pub mod merge;
@@ -50,6 +51,22 @@ impl TaskRun<'_> {
             max_record_bytes: self.plan.max_record_bytes,
             ..ReadOptions::default()
         }
+    }
+
+    /// The task's `budget:` with the model's pricing; `max_cost` without pricing is refused.
+    pub fn budget(&self, model: &modelcall_config::ModelConfig) -> Result<Option<crate::engine::Budget>, BadConfig> {
+        let b = self.task.task.budget;
+        if b.max_tokens.is_none() && b.max_cost.is_none() {
+            return Ok(None);
+        }
+        if b.max_cost.is_some() && model.pricing.is_none() {
+            return Err(BadConfig(format!(
+                "{}: budget.max_cost needs the price of tokens: add `pricing: {{prompt_per_million: …, completion_per_million: …}}` to {}",
+                self.task.source_path.display(),
+                model.path.display()
+            )));
+        }
+        Ok(Some(crate::engine::Budget { max_tokens: b.max_tokens, max_cost: b.max_cost, pricing: model.pricing }))
     }
 
     /// Takes the output folder for this run: a second run on the same folder is refused

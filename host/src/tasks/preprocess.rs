@@ -111,6 +111,7 @@ pub async fn run(run: &TaskRun<'_>, plan: &PreprocessPlan, plugin: Plugin, stop:
         show_progress: false,
         expected_records: None,
         summary: None,
+        budget: None,
     };
     engine::run(options, job, engine::feed(units), stop, ready).await
 }

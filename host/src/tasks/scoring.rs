@@ -43,6 +43,9 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
         }
         let endpoint = modelcall_secrets::Redactor::new(model.api_key.clone()).redact_string(&model.base_url);
         print_dry_run(run, &loaded, Some(&endpoint));
+        if let Some(files) = &inputs {
+            super::estimate::print(files, &prompt, &model, &run.task.task.budget);
+        }
         return Ok(Finish::Done);
     }
     let _lock = run.lock(&plan.output_folder)?;
@@ -130,6 +133,7 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
         show_progress: run.show_progress,
         expected_records: inputs.as_deref().and_then(crate::input_count::count_all),
         summary: Some((plan.output_folder.join(summary_name(run.shard)), provenance)),
+        budget: run.budget(&model)?,
     };
     // Preprocessing runs concurrently, feeding `units` through its finished group files.
     let (scored, preprocessed) = match preprocessing {

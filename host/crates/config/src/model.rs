@@ -49,6 +49,9 @@ pub struct ModelConfig {
     pub http2_prior_knowledge: bool,
     /// `api: completions`: `/v1/completions` with a `prompt` (base models).
     pub text_completion: bool,
+    /// `pricing: {prompt_per_million, completion_per_million}`: what a million tokens cost, for
+    /// cost estimates and `budget.max_cost`.
+    pub pricing: Option<Pricing>,
     pub backoff_base: Duration,
     pub backoff_max: Duration,
     /// `Some` when `base_url` is `sim://…` (options already checked).
@@ -65,6 +68,19 @@ pub struct ModelDefaults {
     /// Used when neither the file, the task nor `REQUEST_TIMEOUT` sets one.
     pub timeout_secs: f64,
     pub max_retries: u32,
+}
+
+/// What a million tokens cost (prompt and completion).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pricing {
+    pub prompt_per_million: f64,
+    pub completion_per_million: f64,
+}
+
+impl Pricing {
+    pub fn cost(&self, prompt_tokens: u64, completion_tokens: u64) -> f64 {
+        (prompt_tokens as f64 * self.prompt_per_million + completion_tokens as f64 * self.completion_per_million) / 1e6
+    }
 }
 
 impl ModelDefaults {
@@ -96,7 +112,7 @@ impl ModelConfig {
             return Err(ConfigError::new(path, "a model config must be a mapping with client_config and chat_config"));
         };
         for k in root.keys() {
-            if !["client_config", "chat_config", "model_name", "completions_params"].contains(&k.as_str()) {
+            if !["client_config", "chat_config", "model_name", "completions_params", "pricing"].contains(&k.as_str()) {
                 return Err(err(&[k], "unknown key in a model config (it holds client_config and chat_config)".into())
                     .suggest(closest(k, ["client_config", "chat_config"])));
             }
@@ -239,6 +255,23 @@ impl ModelConfig {
             Some(Value::Bool(b)) => *b,
             Some(v) => return Err(err(&["client_config", "http2_prior_knowledge"], format!("must be true or false, found {}", describe(v)))),
         };
+        let pricing = match root.get("pricing") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(p)) => {
+                let price = |k: &str| -> Result<f64, ConfigError> {
+                    match p.get(k) {
+                        Some(Value::Number(n)) if n.as_f64().is_some_and(|v| v >= 0.0) => Ok(n.as_f64().unwrap_or(0.0)),
+                        None => Err(err(&["pricing", k], "missing: the price of a million tokens".into())),
+                        Some(v) => Err(err(&["pricing", k], format!("must be a number, 0 or more, found {}", describe(v)))),
+                    }
+                };
+                if let Some(k) = p.keys().find(|k| *k != "prompt_per_million" && *k != "completion_per_million") {
+                    return Err(err(&["pricing", k], "unknown key; known keys: prompt_per_million, completion_per_million".into()));
+                }
+                Some(Pricing { prompt_per_million: price("prompt_per_million")?, completion_per_million: price("completion_per_million")? })
+            }
+            Some(v) => return Err(err(&["pricing"], format!("must be a mapping, found {}", describe(v)))),
+        };
         let text_completion = match client_value("api") {
             None => false,
             Some(Value::String(a)) if a == "chat" => false,
@@ -247,6 +280,7 @@ impl ModelConfig {
         };
         Ok(ModelConfig {
             path: path.to_path_buf(),
+            pricing,
             text_completion,
             headers,
             query: pairs("default_query")?,

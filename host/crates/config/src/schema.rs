@@ -10,7 +10,7 @@ pub fn known_keys(path: &[&str]) -> Option<&'static [&'static str]> {
     Some(match path {
         [] => &[
             "task_name", "task_type", "description", "data", "model", "prompt", "preprocess", "concurrency", "retry",
-            "debug", "options", "environment", "logging", "distributed", "plugins", "distillation",
+            "debug", "options", "environment", "logging", "distributed", "plugins", "distillation", "budget",
             // batch_distillation_submit and merge_distillation_results (crate::batch)
             "data_split", "batch_submit", "execution", "post_processing", "merge",
         ],
@@ -32,6 +32,7 @@ pub fn known_keys(path: &[&str]) -> Option<&'static [&'static str]> {
         ["environment"] => &["config_path", "tos_config_path", "timeout", "conda_env", "api_provider", "project_root", "env_file"],
         ["logging"] => &["level", "batch_size", "progress_report_interval", "show_progress", "log_dir"],
         ["distributed"] => &["enabled", "world_size", "num_runs"],
+        ["budget"] => &["max_tokens", "max_cost"],
         ["preprocess"] => &[
             "enabled", "script_type", "input_folder", "output_folder", "max_tokens", "num_proc", "seed", "num_files",
             "batch_size", "languages", "group_by_language", "source_name", "field_mapping", "filters", "transformations",

@@ -232,6 +232,16 @@ impl DistributedSection {
     }
 }
 
+/// `budget:`: limits on what a run spends; `max_cost` needs `pricing` in the model config.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct BudgetSection {
+    /// Prompt plus completion tokens, as the endpoint reports them in `usage`.
+    pub max_tokens: Option<u64>,
+    /// In the currency of the model config's `pricing`.
+    pub max_cost: Option<f64>,
+}
+
 /// `preprocess.script_type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -346,6 +356,9 @@ pub struct TaskConfig {
     pub logging: LoggingSection,
     #[serde(default)]
     pub distributed: DistributedSection,
+    /// Stop the run cleanly (exit 1, resumable) once it has used this much.
+    #[serde(default)]
+    pub budget: BudgetSection,
     #[serde(default)]
     pub preprocess: PreprocessSection,
     /// The parsed `distillation:` section, for `data_distillation` and `generate_response` tasks.

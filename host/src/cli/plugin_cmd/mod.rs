@@ -4,6 +4,7 @@
 
 mod check;
 mod exercise;
+mod scaffold;
 
 use std::path::{Path, PathBuf};
 
@@ -56,6 +57,12 @@ pub enum PluginCommand {
         #[arg(long, default_value_t = 1000)]
         iterations: u32,
     },
+    /// Create a plugin project: the role's trait implemented with a unit test, the SDK vendored,
+    /// sample records and a task that runs it against the simulator.
+    New(scaffold::NewArgs),
+    /// Build the plugin project in DIR to a component (`cargo build --release --target
+    /// wasm32-wasip2`, or componentize-py) and print the path of its `NAME.wasm`.
+    Build(scaffold::BuildArgs),
 }
 
 /// The plugin that `run` and `bench` exercise, and how.
@@ -117,6 +124,8 @@ pub fn run(cmd: PluginCommand) -> anyhow::Result<()> {
         PluginCommand::Bench { target: PluginTarget { plugin, role, config, completion_field }, input, iterations } => {
             bench(&plugin, role, config.as_deref(), &input, iterations, &completion_field)
         }
+        PluginCommand::New(args) => scaffold::new(args),
+        PluginCommand::Build(args) => scaffold::build(args),
     }
 }
 

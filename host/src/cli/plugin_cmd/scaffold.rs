@@ -1,0 +1,437 @@
+//! `modelcall plugin new` and `modelcall plugin build`: a ready plugin project, and its
+//! component.
+//!
+//! `new` writes a project for one role: for Rust a crate implementing the SDK's trait with a
+//! native unit test, the SDK itself vendored under `vendor/modelcall-plugin-sdk` (its sources
+//! and the WIT are embedded in this binary, so the released binary is all a plugin author
+//! needs); for Python an `app.py` for componentize-py with the WIT. Both get `sample.jsonl`, a
+//! `model.yaml` on the built-in simulator and a `task.yaml` that runs the plugin in a scoring
+//! task. `build` compiles the project in a folder and copies the component to `NAME.wasm`
+//! there, the path `task.yaml` names.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context as _};
+use modelcall_plugin_host::Role;
+use serde_json::Value;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    Rust,
+    Python,
+}
+
+#[derive(clap::Args)]
+pub struct NewArgs {
+    /// The plugin's name (letters, digits, `-`, `_`; starting with a letter): the package name,
+    /// the default folder and the component's file name (`NAME.wasm`).
+    pub name: String,
+    /// preprocessor, prompt-builder or score-parser.
+    #[arg(long)]
+    pub role: Role,
+    #[arg(long, value_enum, default_value_t = Lang::Rust)]
+    pub lang: Lang,
+    /// The folder to create (it must not exist, or be empty); default: ./NAME.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Rust: depend on the SDK at this path instead of vendoring the copy in this binary.
+    #[arg(long)]
+    pub sdk_path: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct BuildArgs {
+    /// The project folder (from `plugin new`); default: the current folder.
+    pub dir: Option<PathBuf>,
+}
+
+/// The SDK crate's files (as `cargo package` ships them: `Cargo.toml`, `README.md`,
+/// `src/**/*.rs`, `wit/*.wit`), embedded so `plugin new` can vendor the SDK. `tests/scaffold_e2e.rs`
+/// compares a vendored copy with `plugins/sdk`, so a file added to the SDK and missing here
+/// fails that test.
+macro_rules! sdk_files {
+    ($($path:literal),* $(,)?) => {
+        &[$(($path, include_str!(concat!("../../../../plugins/sdk/", $path)))),*]
+    };
+}
+const SDK_FILES: &[(&str, &str)] = sdk_files![
+    "Cargo.toml",
+    "README.md",
+    "src/base.rs",
+    "src/context.rs",
+    "src/error.rs",
+    "src/glue.rs",
+    "src/host.rs",
+    "src/lib.rs",
+    "src/preprocessor.rs",
+    "src/preprocessor/truncation.rs",
+    "src/prompt_builder.rs",
+    "src/register.rs",
+    "src/score_parser.rs",
+    "wit/plugin.wit",
+];
+
+/// Where `plugin new` puts the vendored SDK inside a Rust project.
+const VENDORED_SDK: &str = "vendor/modelcall-plugin-sdk";
+
+mod tpl {
+    pub const CARGO_TOML: &str = include_str!("templates/rust/Cargo.toml.tmpl");
+    pub const RUST_README: &str = include_str!("templates/rust/README.md.tmpl");
+    pub const RUST_PREPROCESSOR: &str = include_str!("templates/rust/preprocessor.rs.tmpl");
+    pub const RUST_PROMPT_BUILDER: &str = include_str!("templates/rust/prompt-builder.rs.tmpl");
+    pub const RUST_SCORE_PARSER: &str = include_str!("templates/rust/score-parser.rs.tmpl");
+    pub const PY_README: &str = include_str!("templates/python/README.md.tmpl");
+    pub const PYPROJECT: &str = include_str!("templates/python/pyproject.toml.tmpl");
+    pub const PY_VENDOR_NOTE: &str = include_str!("templates/python/vendor-note.md.tmpl");
+    pub const PY_PREPROCESSOR: &str = include_str!("templates/python/preprocessor.py.tmpl");
+    pub const PY_PROMPT_BUILDER: &str = include_str!("templates/python/prompt-builder.py.tmpl");
+    pub const PY_SCORE_PARSER: &str = include_str!("templates/python/score-parser.py.tmpl");
+    pub const SAMPLE: &str = include_str!("templates/common/sample.jsonl");
+    pub const REPLIES: &str = include_str!("templates/common/replies.jsonl");
+    pub const MODEL: &str = include_str!("templates/common/model.yaml");
+    pub const PROMPT: &str = include_str!("templates/common/prompt.yaml.tmpl");
+    pub const TASK: &str = include_str!("templates/common/task.yaml.tmpl");
+    pub const GITIGNORE: &str = include_str!("templates/common/gitignore");
+}
+
+/// What differs between the roles in a new project.
+struct RoleKit {
+    /// `src/lib.rs` and `app.py`.
+    rust: &'static str,
+    python: &'static str,
+    trait_path: &'static str,
+    register_macro: &'static str,
+    /// The task's pipeline, in words.
+    pipeline: &'static str,
+    /// The task reads `prompt.yaml` (with `output_config` when the built-in parser scores).
+    prompt_file: bool,
+    builtin_parser: bool,
+    /// The `plugins:` block of task.yaml (`{{name}}` filled later).
+    plugins: &'static str,
+    /// A `preprocess:` block, for a preprocessor.
+    preprocess: &'static str,
+    /// Input of `plugin run`.
+    run_input: &'static str,
+}
+
+fn kit(role: Role) -> RoleKit {
+    match role {
+        Role::Preprocessor => RoleKit {
+            rust: tpl::RUST_PREPROCESSOR,
+            python: tpl::PY_PREPROCESSOR,
+            trait_path: "preprocessor::Preprocessor",
+            register_macro: "register_preprocessor",
+            pipeline: "{{name}} preprocesses each record, then the built-in prompt builder (prompt.yaml) and score parser rate it",
+            prompt_file: true,
+            builtin_parser: true,
+            plugins: "  {{name}}:\n    role: preprocessor\n    path: \"{{name}}.wasm\"\n    config: { min_chars: 20 }\n",
+            preprocess: "\npreprocess:\n  output_folder: \"output/preprocessed\"   # the records {{name}} keeps, then scored\n",
+            run_input: "sample.jsonl",
+        },
+        Role::PromptBuilder => RoleKit {
+            rust: tpl::RUST_PROMPT_BUILDER,
+            python: tpl::PY_PROMPT_BUILDER,
+            trait_path: "prompt_builder::PromptBuilder",
+            register_macro: "register_prompt_builder",
+            pipeline: "{{name}} builds each prompt, the built-in score parser (builtin:json-score) reads the verdict",
+            prompt_file: false,
+            builtin_parser: true,
+            plugins: "  {{name}}:\n    role: prompt-builder\n    path: \"{{name}}.wasm\"\n    config: { field: text }\n  parse:\n    role: score-parser\n    path: builtin:json-score\n    config:\n      json_keys: [score, rationale]\n      json_key_must_exists: [score]\n      score_key: score\n      checks:\n        score: { type: integer, min: 1, max: 5 }\n",
+            preprocess: "",
+            run_input: "sample.jsonl",
+        },
+        Role::ScoreParser => RoleKit {
+            rust: tpl::RUST_SCORE_PARSER,
+            python: tpl::PY_SCORE_PARSER,
+            trait_path: "score_parser::ScoreParser",
+            register_macro: "register_score_parser",
+            pipeline: "the built-in prompt builder (prompt.yaml) asks, {{name}} parses each reply",
+            prompt_file: true,
+            builtin_parser: false,
+            plugins: "  {{name}}:\n    role: score-parser\n    path: \"{{name}}.wasm\"\n    config: { key: score, min: 1, max: 5 }\n",
+            preprocess: "",
+            run_input: "replies.jsonl",
+        },
+    }
+}
+
+const OUTPUT_CONFIG: &str = "# What the built-in score parser (builtin:json-score) reads from the reply.\noutput_config:\n  require_json: true\n  json_keys: [score, rationale]\n  json_key_must_exists: [score]\n  score_key: score\n  checks:\n    score: {type: integer, min: 1, max: 5}\n";
+const NO_OUTPUT_CONFIG: &str = "# No output_config: {{name}} parses the replies (its config is in task.yaml).\n";
+
+/// `{{key}}` replaced by its value, for the keys given (other braces are left alone).
+fn render(template: &str, vars: &[(&str, &str)]) -> String {
+    vars.iter().fold(template.to_string(), |s, (k, v)| s.replace(&format!("{{{{{k}}}}}"), v))
+}
+
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && name.len() <= 64
+}
+
+/// A TOML basic string's content for `s`.
+fn toml_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// The files of a new project: (relative path, content).
+fn project_files(name: &str, role: Role, lang: Lang, sdk_path: Option<&Path>) -> Vec<(String, String)> {
+    let k = kit(role);
+    let role_s = role.interface();
+    let world = format!("{role_s}-plugin");
+    let task_name = format!("{}_sim", name.replace('-', "_"));
+    let pipeline = render(k.pipeline, &[("name", name)]);
+    let run_line = format!("modelcall plugin run {name}.wasm --role {role_s} --input {}", k.run_input);
+    let extra_files = [
+        k.prompt_file.then_some("| `prompt.yaml` | the prompt of the built-in prompt builder |\n"),
+        (role == Role::ScoreParser).then_some("| `replies.jsonl` | records with a model reply in `completion`, for `plugin run` |\n"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<String>();
+    let prompt_section = if k.prompt_file {
+        "\nprompt:\n  config_path: \"prompt.yaml\"\n".to_string()
+    } else {
+        format!("\n# No prompt file: {name} builds the prompts.\n")
+    };
+    let task = render(
+        tpl::TASK,
+        &[
+            ("pipeline", &pipeline),
+            ("task_name", &task_name),
+            ("role", role_s),
+            ("preprocess", &render(k.preprocess, &[("name", name)])),
+            ("prompt", &prompt_section),
+            ("plugins", &render(k.plugins, &[("name", name)])),
+            ("name", name),
+        ],
+    );
+    let mut files = vec![
+        ("sample.jsonl".to_string(), tpl::SAMPLE.to_string()),
+        ("model.yaml".to_string(), tpl::MODEL.to_string()),
+        ("task.yaml".to_string(), task),
+        (".gitignore".to_string(), tpl::GITIGNORE.to_string()),
+    ];
+    if k.prompt_file {
+        let output_config = if k.builtin_parser { OUTPUT_CONFIG.to_string() } else { render(NO_OUTPUT_CONFIG, &[("name", name)]) };
+        files.push(("prompt.yaml".into(), render(tpl::PROMPT, &[("output_config", &output_config)])));
+    }
+    if role == Role::ScoreParser {
+        files.push(("replies.jsonl".into(), tpl::REPLIES.to_string()));
+    }
+    match lang {
+        Lang::Rust => {
+            let (sdk_dep, sdk_where, sdk_readme) = match sdk_path {
+                Some(p) => (p.display().to_string(), format!("from {}", p.display()), p.join("README.md").display().to_string()),
+                None => (VENDORED_SDK.to_string(), format!("vendored in `{VENDORED_SDK}`"), format!("`{VENDORED_SDK}/README.md`")),
+            };
+            let vars = [
+                ("name", name),
+                ("role", role_s),
+                ("sdk_path", &toml_escape(&sdk_dep)),
+                ("sdk_version", sdk_version()),
+                ("sdk_where", &sdk_where),
+                ("sdk_readme", &sdk_readme),
+                ("trait", k.trait_path),
+                ("macro", k.register_macro),
+                ("pipeline", &pipeline),
+                ("extra_files", &extra_files),
+                ("try_line", &run_line),
+            ];
+            files.push(("Cargo.toml".into(), render(tpl::CARGO_TOML, &vars)));
+            files.push(("src/lib.rs".into(), render(k.rust, &vars)));
+            files.push(("README.md".into(), render(tpl::RUST_README, &vars)));
+            if sdk_path.is_none() {
+                files.extend(SDK_FILES.iter().map(|(p, text)| (format!("{VENDORED_SDK}/{p}"), text.to_string())));
+            }
+        }
+        Lang::Python => {
+            let vars = [
+                ("name", name),
+                ("role", role_s),
+                ("world", world.as_str()),
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("pipeline", &pipeline),
+                ("extra_files", &extra_files),
+                ("try_line", &run_line),
+            ];
+            files.push(("app.py".into(), render(k.python, &vars)));
+            files.push(("pyproject.toml".into(), render(tpl::PYPROJECT, &vars)));
+            files.push(("README.md".into(), render(tpl::PY_README, &vars)));
+            files.push(("vendor/modelcall_plugin/README.md".into(), render(tpl::PY_VENDOR_NOTE, &vars)));
+            files.push(("wit/plugin.wit".into(), wit().to_string()));
+        }
+    }
+    files
+}
+
+fn wit() -> &'static str {
+    SDK_FILES.iter().find(|(p, _)| *p == "wit/plugin.wit").map(|(_, t)| *t).expect("the SDK embeds its WIT")
+}
+
+/// The embedded SDK's version, from its Cargo.toml.
+fn sdk_version() -> &'static str {
+    let manifest = SDK_FILES[0].1;
+    toml_string(manifest, "package", "version").unwrap_or("0.1.0")
+}
+
+/// The string value of `key = "…"` in `[section]` of a simple TOML file (no inline tables
+/// needed: it reads the manifests this module writes).
+fn toml_string<'a>(text: &'a str, section: &str, key: &str) -> Option<&'a str> {
+    let mut current = "";
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(s) = line.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+            current = s.trim();
+            continue;
+        }
+        if current != section {
+            continue;
+        }
+        let Some((k, v)) = line.split_once('=') else { continue };
+        if k.trim() == key {
+            return v.trim().strip_prefix('"')?.split('"').next();
+        }
+    }
+    None
+}
+
+/// `modelcall plugin new`. An existing non-empty folder is refused with exit code 2.
+pub fn new(args: NewArgs) -> anyhow::Result<()> {
+    let NewArgs { name, role, lang, dir, sdk_path } = args;
+    if !valid_name(&name) {
+        bail!("`{name}` is not a plugin name: use letters, digits, `-` and `_`, starting with a letter (at most 64 characters)");
+    }
+    let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+    if dir.exists() {
+        let empty = dir.is_dir() && std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?.next().is_none();
+        if !empty {
+            eprintln!("error: {} already exists and is not empty; plugin new writes a new project: choose another --dir", dir.display());
+            std::process::exit(2);
+        }
+    }
+    let sdk_path = match (sdk_path, lang) {
+        (None, _) => None,
+        (Some(_), Lang::Python) => bail!("--sdk-path is for Rust projects (the Python project vendors its package under vendor/)"),
+        (Some(p), Lang::Rust) => {
+            let manifest = std::fs::read_to_string(p.join("Cargo.toml"))
+                .with_context(|| format!("--sdk-path {}: no Cargo.toml there (give the folder of modelcall-plugin-sdk)", p.display()))?;
+            if toml_string(&manifest, "package", "name") != Some("modelcall-plugin-sdk") {
+                bail!("--sdk-path {}: its Cargo.toml is not the package modelcall-plugin-sdk", p.display());
+            }
+            Some(std::fs::canonicalize(&p).with_context(|| format!("resolving --sdk-path {}", p.display()))?)
+        }
+    };
+    for (rel, content) in project_files(&name, role, lang, sdk_path.as_deref()) {
+        let path = dir.join(&rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&path, content).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let shown = dir.display();
+    println!("created the {role} plugin `{name}` ({}) in {shown}", if lang == Lang::Rust { "Rust" } else { "Python" });
+    match lang {
+        Lang::Rust => println!("next: cd {shown} && cargo test && modelcall plugin build && modelcall run-task task.yaml"),
+        Lang::Python => println!("next: cd {shown} && pip install componentize-py && modelcall plugin build && modelcall run-task task.yaml (see README.md)"),
+    }
+    Ok(())
+}
+
+/// `modelcall plugin build`: prints the path of the component it wrote.
+pub fn build(args: BuildArgs) -> anyhow::Result<()> {
+    let dir = args.dir.unwrap_or_else(|| PathBuf::from("."));
+    let wasm = if dir.join("Cargo.toml").is_file() {
+        build_rust(&dir)?
+    } else if dir.join("app.py").is_file() {
+        build_python(&dir)?
+    } else {
+        bail!("{} is not a plugin project: it has neither Cargo.toml (Rust) nor app.py (Python); create one with `modelcall plugin new`", dir.display());
+    };
+    println!("{}", wasm.display());
+    Ok(())
+}
+
+/// Adds the wasm32-wasip2 target with rustup when the toolchain used in `dir` lacks it. Without
+/// rustup nothing is done: cargo then says what is missing.
+fn ensure_wasm_target(dir: &Path) -> anyhow::Result<()> {
+    let Ok(out) = Command::new("rustup").args(["target", "list", "--installed"]).current_dir(dir).output() else { return Ok(()) };
+    if !out.status.success() || String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == "wasm32-wasip2") {
+        return Ok(());
+    }
+    eprintln!("the wasm32-wasip2 target is missing: rustup target add wasm32-wasip2");
+    let status = Command::new("rustup").args(["target", "add", "wasm32-wasip2"]).current_dir(dir).status().context("running rustup")?;
+    if !status.success() {
+        bail!("`rustup target add wasm32-wasip2` failed ({status}); plugins are built for that target");
+    }
+    Ok(())
+}
+
+fn build_rust(dir: &Path) -> anyhow::Result<PathBuf> {
+    let manifest_path = dir.join("Cargo.toml");
+    let manifest = std::fs::read_to_string(&manifest_path).with_context(|| format!("reading {}", manifest_path.display()))?;
+    let name = toml_string(&manifest, "package", "name").with_context(|| format!("{} has no [package] name", manifest_path.display()))?;
+    let manifest_abs = std::fs::canonicalize(&manifest_path)?;
+    ensure_wasm_target(dir)?;
+    eprintln!("cargo build --release --target wasm32-wasip2 (in {})", dir.display());
+    let mut child = Command::new("cargo")
+        .args(["build", "--release", "--target", "wasm32-wasip2", "--message-format=json-render-diagnostics"])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("running cargo (install Rust from https://rustup.rs)")?;
+    // The component is the cdylib artifact of this project's own package (wherever
+    // CARGO_TARGET_DIR puts it).
+    let mut component: Option<PathBuf> = None;
+    for line in BufReader::new(child.stdout.take().expect("piped stdout")).lines() {
+        let Ok(msg) = serde_json::from_str::<Value>(&line?) else { continue };
+        let ours = msg["manifest_path"].as_str().and_then(|p| std::fs::canonicalize(p).ok()).is_some_and(|p| p == manifest_abs);
+        if msg["reason"] == "compiler-artifact" && ours {
+            let files = msg["filenames"].as_array().into_iter().flatten().filter_map(Value::as_str);
+            if let Some(f) = files.filter(|f| f.ends_with(".wasm")).last() {
+                component = Some(PathBuf::from(f));
+            }
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("cargo build failed in {} ({status}); its errors are above", dir.display());
+    }
+    let built = component.with_context(|| format!("cargo built no .wasm for {name}: is `crate-type = [\"cdylib\", …]` in its [lib]?"))?;
+    let out = dir.join(format!("{name}.wasm"));
+    std::fs::copy(&built, &out).with_context(|| format!("copying {} to {}", built.display(), out.display()))?;
+    eprintln!("built {} (copied from {})", out.display(), built.display());
+    Ok(out)
+}
+
+fn build_python(dir: &Path) -> anyhow::Result<PathBuf> {
+    let pyproject_path = dir.join("pyproject.toml");
+    let pyproject = std::fs::read_to_string(&pyproject_path).with_context(|| format!("reading {}", pyproject_path.display()))?;
+    let world = toml_string(&pyproject, "tool.modelcall", "world")
+        .with_context(|| format!("{} has no `world` under [tool.modelcall] (e.g. world = \"preprocessor-plugin\")", pyproject_path.display()))?;
+    let name = toml_string(&pyproject, "project", "name").with_context(|| format!("{} has no [project] name", pyproject_path.display()))?;
+    let out = format!("{name}.wasm");
+    let mut cmd = Command::new("componentize-py");
+    cmd.args(["-d", "wit", "-w", world, "componentize", "app"]);
+    if dir.join("vendor/modelcall_plugin/__init__.py").is_file() {
+        cmd.args(["-p", ".", "-p", "vendor"]);
+    }
+    cmd.args(["-o", &out]).current_dir(dir).stdin(Stdio::null());
+    eprintln!("componentize-py -d wit -w {world} componentize app -o {out} (in {})", dir.display());
+    let status = match cmd.status() {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!("componentize-py is not installed (it compiles Python plugins): pip install componentize-py")
+        }
+        Err(e) => return Err(e).context("running componentize-py"),
+    };
+    if !status.success() {
+        bail!("componentize-py failed in {} ({status}); its errors are above", dir.display());
+    }
+    Ok(dir.join(out))
+}
