@@ -57,6 +57,22 @@ pub fn shown(text: &str) -> String {
     REDACTOR.get_or_init(Redactor::default).redact_string(text)
 }
 
+/// `doc` as it may be written: every string in it redacted (the document stays valid JSON,
+/// whatever the redaction replaces).
+pub fn shown_json(doc: &mut serde_json::Value) {
+    match doc {
+        serde_json::Value::String(s) => {
+            let r = shown(s);
+            if r != *s {
+                *s = r;
+            }
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(shown_json),
+        serde_json::Value::Object(m) => m.values_mut().for_each(shown_json),
+        _ => {}
+    }
+}
+
 /// Prints what the user needs to know about how the run ended and returns its exit code.
 /// `allow_failures` (`options.allow_failures`) makes a run with failed records exit 0.
 pub fn exit_code(result: anyhow::Result<Finish>, allow_failures: bool) -> ExitCode {

@@ -137,7 +137,8 @@ fn merge_folder(outputs: &RecordOutputs, task_name: &str, force: bool) -> anyhow
     summary["records"]["scored"] = json!(rows_ok);
     summary["records"]["in_error_output"] = json!(rows_error);
     summary["records"]["already_done"] = json!(0);
-    let text = crate::cli::exit::shown(&serde_json::to_string_pretty(&summary)?) + "\n";
+    crate::cli::exit::shown_json(&mut summary);
+    let text = serde_json::to_string_pretty(&summary)? + "\n";
     modelcall_io::write_atomically(&outputs.folder.join("run_summary.json"), text.as_bytes())?;
     let missing: u64 = missing_by_shard.iter().sum();
     let marker = json!({"shards": n, "merged_at": chrono::Local::now().to_rfc3339(), "missing": missing, "collisions": collisions});

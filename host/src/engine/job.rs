@@ -39,6 +39,23 @@ pub enum Outcome {
     Fatal { message: String },
 }
 
+impl Outcome {
+    /// What the endpoint showed of its load on this item: the last request's latency, and
+    /// whether it pushed back (429/503, retried or not). `None` when no request was made.
+    pub fn sample(&self) -> Option<(Option<Duration>, bool)> {
+        let (calls, cause) = match self {
+            Outcome::Done { calls, .. } => (calls, None),
+            Outcome::Failed(f) => (&f.calls, Some(f.cause.as_str())),
+            Outcome::Fatal { .. } => return None,
+        };
+        let throttled = calls.retries.iter().any(|(c, n)| *c == "rate_limited" && *n > 0) || cause == Some("model_rate_limited");
+        match (calls.latencies.last(), throttled) {
+            (None, false) => None,
+            (latency, t) => Some((latency.copied(), t)),
+        }
+    }
+}
+
 /// A failed item: the typed cause and, for records, the record itself so the error row can
 /// carry it for a later re-run.
 pub struct Failure {

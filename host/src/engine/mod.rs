@@ -13,6 +13,7 @@
 //! Units run `max_concurrent_units` at a time, sharing the one bound on work in flight, so the
 //! tail of one file overlaps the head of the next.
 
+pub mod adaptive;
 pub mod collect;
 mod fingerprint;
 pub mod job;
@@ -55,6 +56,9 @@ pub struct EngineOptions {
     pub summary: Option<(PathBuf, Value)>,
     /// Stop cleanly once this much is spent.
     pub budget: Option<Budget>,
+    /// Find the bound on requests in flight (`concurrency.mode: adaptive`), with `concurrency`
+    /// as the ceiling.
+    pub adaptive: bool,
 }
 
 /// `budget:` of the task, with the model's `pricing` for `max_cost`.
@@ -88,6 +92,7 @@ pub struct RunShared {
     pub flush_interval: Duration,
     pub read_ahead: usize,
     pub budget: Option<Budget>,
+    pub adaptive: Option<adaptive::AdaptiveLimit>,
 }
 
 /// A unit that ran to its end (or to the stop), with its counters and the files it wrote.
@@ -128,8 +133,12 @@ pub async fn run<J: Job>(
 ) -> anyhow::Result<RunOutcome> {
     let progress = Progress::new(options.expected_records, options.show_progress);
     let stats = Arc::new(Mutex::new(RunStats::new()));
+    let ceiling = options.concurrency.max(1);
+    let initial = if options.adaptive { adaptive::AdaptiveLimit::initial(ceiling) } else { ceiling };
+    let in_flight = Arc::new(Semaphore::new(initial));
     let shared = Arc::new(RunShared {
-        in_flight: Arc::new(Semaphore::new(options.concurrency.max(1))),
+        adaptive: options.adaptive.then(|| adaptive::AdaptiveLimit::new(in_flight.clone(), initial, ceiling)),
+        in_flight,
         stats: stats.clone(),
         progress: progress.clone(),
         stop: stop.clone(),
@@ -203,10 +212,14 @@ pub async fn run<J: Job>(
         let status = if stopped.is_some() { "stopped" } else { "completed" };
         let reason = stopped.as_ref().map(|r| r.to_string());
         let mut doc = stats.to_json(&options.task_name, status, reason.as_deref(), provenance);
+        if let Some(a) = &shared.adaptive {
+            doc["concurrency_limit"] = serde_json::json!({"final": a.limit(), "over_time_s": a.history()});
+        }
         if let Some(pricing) = options.budget.and_then(|b| b.pricing) {
             doc["cost"] = serde_json::json!((pricing.cost(stats.prompt_tokens, stats.completion_tokens) * 1e4).round() / 1e4);
         }
-        let text = crate::cli::exit::shown(&serde_json::to_string_pretty(&doc)?) + "\n";
+        crate::cli::exit::shown_json(&mut doc);
+        let text = serde_json::to_string_pretty(&doc)? + "\n";
         modelcall_io::write_atomically(&path, text.as_bytes())?;
         summary_path = Some(path);
     }

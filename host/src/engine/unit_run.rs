@@ -108,11 +108,19 @@ pub async fn run_unit<J: Job>(shared: Arc<RunShared>, job: Arc<J>, unit: Unit) -
                     permit = shared.in_flight.clone().acquire_owned() => permit?,
                     _ = shared.stop.stopped() => break,
                 };
-                let (job, out_tx, progress) = (job.clone(), out_tx.clone(), shared.progress.clone());
+                let (job, out_tx, progress, shared) = (job.clone(), out_tx.clone(), shared.progress.clone(), shared.clone());
                 progress.started();
                 tasks.spawn(async move {
                     let outcome = job.run(key.clone(), input).await;
-                    drop(permit);
+                    match &shared.adaptive {
+                        Some(adaptive) => {
+                            if let Some((latency, throttled)) = outcome.sample() {
+                                adaptive.on_sample(latency, throttled);
+                            }
+                            adaptive.release(permit);
+                        }
+                        None => drop(permit),
+                    }
                     progress.finished();
                     let _ = out_tx.send(Collected::Outcome { key, file, line, seq, outcome }).await;
                 });

@@ -94,6 +94,7 @@ pub async fn run(run: &TaskRun<'_>, step: &ChatmlConversion) -> anyhow::Result<F
             expected_records: None,
             summary: None,
             budget: None,
+            adaptive: false,
         };
         let outcome = engine::run(options, Arc::new(PreprocessJob { plugin, pool }), engine::feed(units), stop.clone(), None).await?;
         for u in &outcome.units {

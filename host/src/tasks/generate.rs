@@ -71,6 +71,7 @@ pub async fn run(run: &TaskRun<'_>, step: &GenerateResponse) -> anyhow::Result<F
         expected_records: crate::input_count::count_all(&inputs).map(|n| n * step.n.max(1) as u64),
         summary: Some((output_folder.join(super::scoring::summary_name(run.shard)), provenance)),
         budget: run.budget(&model)?,
+        adaptive: run.plan.adaptive,
     };
     let outcome = engine::run(options, job, engine::feed(units), stop, None).await?;
     Ok(report(&outcome))

@@ -68,6 +68,7 @@ pub async fn run(run: &TaskRun<'_>, step: &JsonlMerge) -> anyhow::Result<Finish>
         expected_records: None,
         summary: None,
         budget: None,
+        adaptive: false,
     };
     let outcome = engine::run(options, Arc::new(IdentityJob), engine::feed(units), StopSignal::with_ctrl_c(), None).await?;
     for u in &outcome.units {

@@ -112,6 +112,7 @@ pub async fn run(run: &TaskRun<'_>, plan: &PreprocessPlan, plugin: Plugin, stop:
         expected_records: None,
         summary: None,
         budget: None,
+        adaptive: false,
     };
     engine::run(options, job, engine::feed(units), stop, ready).await
 }

@@ -134,6 +134,7 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
         expected_records: inputs.as_deref().and_then(crate::input_count::count_all),
         summary: Some((plan.output_folder.join(summary_name(run.shard)), provenance)),
         budget: run.budget(&model)?,
+        adaptive: run.plan.adaptive,
     };
     // Preprocessing runs concurrently, feeding `units` through its finished group files.
     let (scored, preprocessed) = match preprocessing {

@@ -104,6 +104,8 @@ pub struct RunPlan {
     pub concurrency: usize,
     pub requests_per_minute: Option<u32>,
     pub tokens_per_minute: Option<u32>,
+    /// `concurrency.mode: adaptive`: `concurrency` is the ceiling of a found limit.
+    pub adaptive: bool,
     pub flush_interval: Duration,
     /// Lines longer than this are `record_too_large` (`data.max_record_bytes`).
     pub max_record_bytes: Option<usize>,
@@ -172,6 +174,7 @@ impl RunPlan {
             concurrency: concurrency.max(1),
             requests_per_minute: t.concurrency.requests_per_minute,
             tokens_per_minute: t.concurrency.tokens_per_minute,
+            adaptive: t.concurrency.mode == Some(crate::task::ConcurrencyMode::Adaptive),
             flush_interval,
             max_record_bytes: t.data.max_record_bytes,
             fresh_start,

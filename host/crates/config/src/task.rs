@@ -121,6 +121,9 @@ pub struct ConcurrencySection {
     pub requests_per_minute: Option<u32>,
     /// Tokens a minute across requests (prompt estimated with o200k, plus max_tokens).
     pub tokens_per_minute: Option<u32>,
+    /// `fixed` (default: `max_concurrent_requests` in flight) or `adaptive` (found from
+    /// latency and throttling, `max_concurrent_requests` the ceiling).
+    pub mode: Option<ConcurrencyMode>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -230,6 +233,14 @@ impl DistributedSection {
     pub fn num_runs(&self) -> u32 {
         self.num_runs.unwrap_or(1).max(1)
     }
+}
+
+/// `concurrency.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConcurrencyMode {
+    Fixed,
+    Adaptive,
 }
 
 /// `budget:`: limits on what a run spends; `max_cost` needs `pricing` in the model config.

@@ -199,7 +199,10 @@ fn redact_credential_values(text: &str) -> Option<String> {
             j += 1;
         }
         let value = &text[start..j];
-        if !value.is_empty() && !value.starts_with(MASK) {
+        // `"api_key": null` (or a number, a boolean) in JSON holds no credential: masking it
+        // would only break the document.
+        let json_literal = matches!(value, "null" | "true" | "false") || value.parse::<f64>().is_ok();
+        if !value.is_empty() && !value.starts_with(MASK) && !json_literal {
             out.push_str(&text[copied..start]);
             out.push_str(&mask(value));
             copied = j;
@@ -378,5 +381,23 @@ mod tests {
         assert!(!shown.contains("abcdefghijklmnop"), "{shown}");
         assert!(shown.contains("***1234"), "{shown}");
         assert_eq!(r.redact("ask-me-anything and sk-short stay"), "ask-me-anything and sk-short stay");
+    }
+
+    #[test]
+    fn json_literals_after_a_credential_name_stay_valid_json() {
+        let r = Redactor::default();
+        let doc = r#"{"api_key": null, "x-api-key": 12, "api-key": "abcdefgh1234"}"#;
+        let shown = r.redact(doc);
+        let v: serde_json_free::Probe = serde_json_free::parse(&shown);
+        assert!(v.0, "{shown}");
+        assert!(shown.contains("\"api_key\": null") && !shown.contains("abcdefgh1234"), "{shown}");
+    }
+
+    /// A tiny JSON validity probe without a dependency: balanced quotes and no bare `***`.
+    mod serde_json_free {
+        pub struct Probe(pub bool);
+        pub fn parse(text: &str) -> Probe {
+            Probe(!text.contains(": ***,") && !text.contains(": ***}") && text.matches('"').count() % 2 == 0)
+        }
     }
 }

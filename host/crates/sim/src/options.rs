@@ -132,17 +132,21 @@ pub struct SimOptions {
     /// resolves against the process's current folder when the server starts, which is when the
     /// file is read and checked (this module does no I/O).
     pub replies: Option<PathBuf>,
+    /// `capacity=C`: a saturating endpoint, as a GPU server is: up to C requests in flight take
+    /// `latency`; above C the latency grows with the queue (throughput stays at C / latency);
+    /// above 2·C requests are refused with 429 and Retry-After.
+    pub capacity: Option<u64>,
 }
 
 impl Default for SimOptions {
     fn default() -> Self {
-        SimOptions { latency: Duration::ZERO, faults: Vec::new(), retry_after_secs: 1, seed: 0, reasoning: false, replies: None }
+        SimOptions { latency: Duration::ZERO, faults: Vec::new(), retry_after_secs: 1, seed: 0, reasoning: false, replies: None, capacity: None }
     }
 }
 
 impl SimOptions {
     /// The options a `sim://` URL may hold.
-    pub const OPTIONS: &'static [&'static str] = &["latency_ms", "fault", "retry_after_secs", "seed", "reasoning", "replies"];
+    pub const OPTIONS: &'static [&'static str] = &["latency_ms", "fault", "retry_after_secs", "seed", "reasoning", "replies", "capacity"];
 
     /// True when `url` uses the `sim://` scheme (whether or not its options are valid).
     pub fn is_sim_url(url: &str) -> bool {
@@ -167,6 +171,7 @@ impl SimOptions {
                 "fault" => opts.faults.push(Fault::parse(v)?),
                 "retry_after_secs" => opts.retry_after_secs = num(k, v)?,
                 "seed" => opts.seed = num(k, v)?,
+                "capacity" => opts.capacity = Some(num(k, v)?.max(1)),
                 "reasoning" => opts.reasoning = v.is_empty() || v == "true" || v == "1",
                 "replies" => {
                     let path = percent_decode(v);

@@ -44,6 +44,17 @@ struct State {
     counters: Counters,
     /// Thresholds on a uniform draw in [0,1): fault i applies below cumulative[i].
     cumulative: Vec<(f64, FaultKind)>,
+    /// Chat requests being answered now (for `capacity`).
+    in_flight: AtomicU64,
+}
+
+/// Counts a request in flight while it lives.
+struct InFlight<'a>(&'a AtomicU64);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A running simulator. Dropping it stops accepting connections.
@@ -124,7 +135,7 @@ pub async fn start_on(addr: SocketAddr, opts: SimOptions) -> Result<SimServer, S
             (acc, f.kind)
         })
         .collect();
-    let state = Arc::new(State { opts, rules, counters: Counters::default(), cumulative });
+    let state = Arc::new(State { opts, rules, counters: Counters::default(), cumulative, in_flight: AtomicU64::new(0) });
     let accept_state = state.clone();
     let accept = tokio::spawn(async move {
         loop {
@@ -199,8 +210,26 @@ async fn chat(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Body
         Ok(b) => b.to_bytes(),
         Err(_) => return Err(DropConnection),
     };
-    if !state.opts.latency.is_zero() {
-        tokio::time::sleep(state.opts.latency).await;
+    let now = state.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+    let _counted = InFlight(&state.in_flight);
+    let mut latency = state.opts.latency;
+    if let Some(capacity) = state.opts.capacity {
+        if now > 2 * capacity {
+            state.counters.faults[FaultKind::RateLimited as usize].fetch_add(1, Ordering::Relaxed);
+            return Ok(Response::builder()
+                .status(StatusCode::TOO_MANY_REQUESTS)
+                .header("retry-after", state.opts.retry_after_secs.to_string())
+                .header("content-type", "application/json")
+                .body(full(json!({"error": {"message": "simulated overload (over capacity)", "type": "rate_limit"}}).to_string()))
+                .expect("valid response"));
+        }
+        if now > capacity {
+            // A queue in front of C slots: each request waits for its turn.
+            latency = latency.mul_f64(now as f64 / capacity as f64);
+        }
+    }
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
     }
     let u = draw(state.opts.seed, n);
     if let Some((_, kind)) = state.cumulative.iter().find(|(limit, _)| u < *limit) {

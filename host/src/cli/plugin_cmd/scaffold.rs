@@ -422,7 +422,8 @@ fn build_python(dir: &Path) -> anyhow::Result<PathBuf> {
         cmd.args(["-p", ".", "-p", "vendor"]);
     }
     cmd.args(["-o", &out]).current_dir(dir).stdin(Stdio::null());
-    eprintln!("componentize-py -d wit -w {world} componentize app -o {out} (in {})", dir.display());
+    let shown: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+    eprintln!("componentize-py {} (in {})", shown.join(" "), dir.display());
     let status = match cmd.status() {
         Ok(s) => s,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
