@@ -17,7 +17,7 @@ use crate::{Context, Error};
 macro_rules! kind_bindings {
     ($world:tt, $module:tt) => {
         wit_bindgen::generate!({
-            path: "../../wit",
+            path: "wit",
             world: $world,
             with: {
                 "modelcall:plugin/types@0.1.0": crate::base::modelcall::plugin::types,

@@ -64,7 +64,7 @@ pub const WIT_PACKAGE: &str = "modelcall:plugin@0.1.0";
 mod tests {
     #[test]
     fn wit_package_names_the_contract_the_bindings_read() {
-        let contract = include_str!("../../../wit/plugin.wit");
+        let contract = include_str!("../wit/plugin.wit");
         assert!(contract.contains(&format!("package {};", super::WIT_PACKAGE)));
     }
 }

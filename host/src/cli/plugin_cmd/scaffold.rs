@@ -363,7 +363,7 @@ fn ensure_wasm_target(dir: &Path) -> anyhow::Result<()> {
         return Ok(());
     }
     eprintln!("the wasm32-wasip2 target is missing: rustup target add wasm32-wasip2");
-    let status = Command::new("rustup").args(["target", "add", "wasm32-wasip2"]).current_dir(dir).status().context("running rustup")?;
+    let status = Command::new("rustup").args(["target", "add", "wasm32-wasip2"]).current_dir(dir).stdout(std::io::stderr()).status().context("running rustup")?;
     if !status.success() {
         bail!("`rustup target add wasm32-wasip2` failed ({status}); plugins are built for that target");
     }
@@ -421,7 +421,8 @@ fn build_python(dir: &Path) -> anyhow::Result<PathBuf> {
     if dir.join("vendor/modelcall_plugin/__init__.py").is_file() {
         cmd.args(["-p", ".", "-p", "vendor"]);
     }
-    cmd.args(["-o", &out]).current_dir(dir).stdin(Stdio::null());
+    // Its chatter goes to stderr: stdout is only the component's path.
+    cmd.args(["-o", &out]).current_dir(dir).stdin(Stdio::null()).stdout(std::io::stderr());
     let shown: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
     eprintln!("componentize-py {} (in {})", shown.join(" "), dir.display());
     let status = match cmd.status() {

@@ -1,0 +1,289 @@
+//! `modelcall plugin new` / `plugin build` end to end, as a plugin author outside the
+//! repository: for each Rust role a new project (SDK vendored from the binary) passes its own
+//! `cargo test`, builds to a component that `plugin check` accepts, and its `task.yaml` scores
+//! every sample record against the simulator. The three builds share one CARGO_TARGET_DIR
+//! (`target/scaffold-e2e`) so the dependencies compile once.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+
+use serde_json::Value;
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_modelcall")
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn shared_target_dir() -> PathBuf {
+    repo_root().join("target/scaffold-e2e")
+}
+
+/// The Rust roles build one after another: they share a target dir and two CPU cores.
+static BUILDS: Mutex<()> = Mutex::new(());
+
+fn show(out: &Output) -> String {
+    format!("{}\nstdout:\n{}\nstderr:\n{}", out.status, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.stdin(Stdio::null()).output().expect("spawning a command");
+    assert!(out.status.success(), "{cmd:?} failed: {}", show(&out));
+    out
+}
+
+fn modelcall(dir: &Path) -> Command {
+    let mut c = Command::new(bin());
+    c.current_dir(dir).env("CARGO_TARGET_DIR", shared_target_dir());
+    c
+}
+
+/// A scratch folder outside the repository (the system temp dir), so the project is not
+/// inside the modelcall workspace.
+fn scratch() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new().prefix("modelcall-scaffold-").tempdir().unwrap();
+    assert!(!dir.path().starts_with(repo_root()), "the scratch folder must be outside the repository");
+    dir
+}
+
+fn read_jsonl(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Every file under `dir`, relative, sorted.
+fn files_under(dir: &Path) -> Vec<String> {
+    fn walk(dir: &Path, rel: &str, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let name = if rel.is_empty() { e.file_name().to_string_lossy().to_string() } else { format!("{rel}/{}", e.file_name().to_string_lossy()) };
+            if e.path().is_dir() {
+                walk(&e.path(), &name, out);
+            } else {
+                out.push(name);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, "", &mut out);
+    out.sort();
+    out
+}
+
+/// No `{{placeholder}}` of the templates is left in the project's own files.
+fn assert_placeholders_filled(project: &Path) {
+    for rel in files_under(project) {
+        if rel.starts_with("vendor/") {
+            continue;
+        }
+        let text = std::fs::read_to_string(project.join(&rel)).unwrap();
+        if let Some(i) = text.as_bytes().windows(3).position(|w| w[0] == b'{' && w[1] == b'{' && w[2].is_ascii_lowercase()) {
+            panic!("{rel}: a placeholder is left: {}", &text[i..(i + 40).min(text.len())]);
+        }
+    }
+}
+
+/// The SDK the binary vendors is the repository's SDK, file for file (the files `cargo
+/// package` ships), with the WIT inside it.
+fn assert_vendored_sdk_is_current(project: &Path) {
+    let vendored = project.join("vendor/modelcall-plugin-sdk");
+    let sdk = repo_root().join("plugins/sdk");
+    let shipped = |f: &String| f == "Cargo.toml" || f == "README.md" || (f.starts_with("src/") && f.ends_with(".rs")) || (f.starts_with("wit/") && f.ends_with(".wit"));
+    let expected: Vec<String> = files_under(&sdk).into_iter().filter(shipped).collect();
+    assert!(expected.contains(&"wit/plugin.wit".to_string()), "plugins/sdk/wit/plugin.wit (the link to wit/) is missing");
+    assert_eq!(files_under(&vendored), expected, "the SDK embedded in modelcall (scaffold.rs SDK_FILES) differs from plugins/sdk");
+    for f in &expected {
+        assert_eq!(std::fs::read(vendored.join(f)).unwrap(), std::fs::read(sdk.join(f)).unwrap(), "vendored {f} differs from plugins/sdk/{f}");
+    }
+    assert!(!vendored.join("wit").is_symlink(), "the vendored WIT is a real folder");
+}
+
+fn rust_role(role: &str) {
+    let _serial = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = scratch();
+    let name = format!("my-{role}");
+    let project = tmp.path().join(&name);
+
+    let out = run(modelcall(tmp.path()).args(["plugin", "new", &name, "--role", role]));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&name), "{}", show(&out));
+    for f in ["Cargo.toml", "src/lib.rs", "sample.jsonl", "model.yaml", "task.yaml", "README.md", "vendor/modelcall-plugin-sdk/wit/plugin.wit"] {
+        assert!(project.join(f).is_file(), "plugin new wrote no {f}");
+    }
+    let model = std::fs::read_to_string(project.join("model.yaml")).unwrap();
+    assert!(model.contains("base_url: \"sim://\""), "{model}");
+    let lib = std::fs::read_to_string(project.join("src/lib.rs")).unwrap();
+    let (feature_trait, register) = match role {
+        "preprocessor" => ("impl Preprocessor for", "register_preprocessor!"),
+        "prompt-builder" => ("impl PromptBuilder for", "register_prompt_builder!"),
+        _ => ("impl ScoreParser for", "register_score_parser!"),
+    };
+    assert!(lib.contains(feature_trait) && lib.contains(register) && lib.contains("#[test]"), "{lib}");
+    assert_placeholders_filled(&project);
+    assert_vendored_sdk_is_current(&project);
+
+    // The native unit tests of the new project.
+    let out = run(Command::new("cargo").arg("test").current_dir(&project).env("CARGO_TARGET_DIR", shared_target_dir()));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("test result: ok. 2 passed"), "the project's two unit tests should pass: {text}");
+
+    // The component: built, copied to NAME.wasm, and accepted by `plugin check`.
+    let out = run(modelcall(&project).args(["plugin", "build"]));
+    let printed = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let wasm = project.join(format!("{name}.wasm"));
+    assert_eq!(project.join(&printed).canonicalize().ok(), wasm.canonicalize().ok(), "plugin build prints the component's path: {}", show(&out));
+    let out = run(modelcall(&project).args(["plugin", "check"]).arg(&wasm).args(["--role", role]));
+    let check = String::from_utf8_lossy(&out.stdout);
+    assert!(check.contains(&name), "plugin check names the plugin: {check}");
+
+    // The task: every sample record scored against the simulator.
+    let out = run(modelcall(&project).args(["run-task", "task.yaml", "--no-progress"]));
+    let samples = read_jsonl(&project.join("sample.jsonl"));
+    let rows = read_jsonl(&project.join("output/scored/sample.jsonl"));
+    assert_eq!(rows.len(), samples.len(), "one scored row per sample record: {}", show(&out));
+    for row in &rows {
+        assert_eq!(row["api_status"], "success", "{row}");
+        let score = row["score"].as_f64().unwrap_or_else(|| panic!("a numeric score in {row}"));
+        assert!((1.0..=5.0).contains(&score), "{row}");
+        if role == "preprocessor" {
+            assert!(row["char_count"].as_u64().is_some(), "the preprocessor's field reaches the output: {row}");
+        }
+    }
+    let errors = project.join("output/scored/sample.errors.jsonl");
+    assert!(!errors.exists() || read_jsonl(&errors).is_empty(), "no errors: {}", show(&out));
+}
+
+#[test]
+fn rust_preprocessor_project_tests_builds_checks_and_scores() {
+    rust_role("preprocessor");
+}
+
+#[test]
+fn rust_prompt_builder_project_tests_builds_checks_and_scores() {
+    rust_role("prompt-builder");
+}
+
+#[test]
+fn rust_score_parser_project_tests_builds_checks_and_scores() {
+    rust_role("score-parser");
+}
+
+/// A `SKIPPED: …` line on the real stderr (not the test harness's captured one), so it shows
+/// in every run.
+fn skipped(what: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED: {what}");
+}
+
+#[test]
+fn python_project_files_and_build() {
+    let tmp = scratch();
+    for role in ["preprocessor", "prompt-builder", "score-parser"] {
+        let name = format!("py-{role}");
+        let dir = tmp.path().join("projects").join(&name);
+        run(modelcall(tmp.path()).args(["plugin", "new", &name, "--role", role, "--lang", "python", "--dir"]).arg(&dir));
+        for f in ["app.py", "pyproject.toml", "README.md", "wit/plugin.wit", "vendor/modelcall_plugin/README.md", "sample.jsonl", "model.yaml", "task.yaml"] {
+            assert!(dir.join(f).is_file(), "plugin new --lang python wrote no {f}");
+        }
+        assert_eq!(std::fs::read(dir.join("wit/plugin.wit")).unwrap(), std::fs::read(repo_root().join("wit/plugin.wit")).unwrap());
+        let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
+        let build = format!("componentize-py -d wit -w {role}-plugin componentize app -o {name}.wasm");
+        assert!(readme.contains(&build), "the README gives the build command `{build}`:\n{readme}");
+        let app = std::fs::read_to_string(dir.join("app.py")).unwrap();
+        assert!(app.contains("modelcall_plugin"), "{app}");
+        let task = std::fs::read_to_string(dir.join("task.yaml")).unwrap();
+        assert!(task.contains(&format!("path: \"{name}.wasm\"")) && task.contains(&format!("role: {role}")), "{task}");
+        assert_placeholders_filled(&dir);
+    }
+    let has_componentize = Command::new("componentize-py").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+    if !has_componentize {
+        let dir = tmp.path().join("projects/py-preprocessor");
+        let out = modelcall(&dir).args(["plugin", "build"]).stdin(Stdio::null()).output().unwrap();
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("pip install componentize-py"), "the error names the install line: {}", show(&out));
+        skipped("building the Python plugins: componentize-py is not installed (pip install componentize-py)");
+        return;
+    }
+    // The projects vendor a placeholder for the `modelcall_plugin` package; put the
+    // repository's package there (as its README says) and build, check and run each.
+    let package = repo_root().join("plugins/sdk-python/modelcall_plugin");
+    if !package.join("__init__.py").is_file() {
+        skipped("building the Python plugins: plugins/sdk-python/modelcall_plugin is not in the repository");
+        return;
+    }
+    for role in ["preprocessor", "prompt-builder", "score-parser"] {
+        let name = format!("py-{role}");
+        let dir = tmp.path().join("projects").join(&name);
+        copy_dir(&package, &dir.join("vendor/modelcall_plugin"));
+        let out = run(modelcall(&dir).args(["plugin", "build"]));
+        let wasm = dir.join(format!("{name}.wasm"));
+        assert_eq!(dir.join(String::from_utf8_lossy(&out.stdout).trim()).canonicalize().ok(), wasm.canonicalize().ok(), "{}", show(&out));
+        run(modelcall(&dir).args(["plugin", "check"]).arg(&wasm).args(["--role", role]));
+        let out = run(modelcall(&dir).args(["run-task", "task.yaml", "--no-progress"]));
+        let rows = read_jsonl(&dir.join("output/scored/sample.jsonl"));
+        assert_eq!(rows.len(), read_jsonl(&dir.join("sample.jsonl")).len(), "{role}: one scored row per sample record: {}", show(&out));
+        assert!(rows.iter().all(|r| r["api_status"] == "success" && r["score"].is_number()), "{role}: {rows:?}");
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_name() == "__pycache__" {
+            continue;
+        }
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn refuses_a_non_empty_folder_and_bad_names() {
+    let tmp = scratch();
+    let dir = tmp.path().join("taken");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("keep.txt"), "mine").unwrap();
+    let out = modelcall(tmp.path()).args(["plugin", "new", "p", "--role", "preprocessor", "--dir"]).arg(&dir).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&dir.display().to_string()), "the error names the folder: {}", show(&out));
+    assert_eq!(std::fs::read_to_string(dir.join("keep.txt")).unwrap(), "mine");
+    assert_eq!(files_under(&dir), ["keep.txt"], "nothing written");
+
+    // An empty folder is fine.
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    run(modelcall(tmp.path()).args(["plugin", "new", "p", "--role", "score-parser", "--dir"]).arg(&empty));
+    assert!(empty.join("src/lib.rs").is_file());
+
+    let out = modelcall(tmp.path()).args(["plugin", "new", "../evil", "--role", "preprocessor"]).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not a plugin name"), "{}", show(&out));
+
+    // `plugin build` outside a project says so.
+    let out = modelcall(tmp.path()).args(["plugin", "build"]).arg(&dir).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not a plugin project"), "{}", show(&out));
+}
+
+#[test]
+fn sdk_path_replaces_the_vendored_sdk() {
+    let tmp = scratch();
+    let dir = tmp.path().join("p");
+    let sdk = repo_root().join("plugins/sdk");
+    run(modelcall(tmp.path()).args(["plugin", "new", "p", "--role", "prompt-builder", "--sdk-path"]).arg(&sdk).arg("--dir").arg(&dir));
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    let path_line = format!("modelcall-plugin-sdk = {{ path = \"{}\"", sdk.canonicalize().unwrap().display());
+    assert!(manifest.contains(&path_line), "{manifest}");
+    assert!(!dir.join("vendor").exists(), "nothing vendored with --sdk-path");
+
+    let out = modelcall(tmp.path()).args(["plugin", "new", "q", "--role", "preprocessor", "--sdk-path"]).arg(tmp.path()).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--sdk-path"), "{}", show(&out));
+}
