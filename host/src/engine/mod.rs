@@ -59,6 +59,8 @@ pub struct EngineOptions {
     /// Find the bound on requests in flight (`concurrency.mode: adaptive`), with `concurrency`
     /// as the ceiling.
     pub adaptive: bool,
+    /// Facts known only at the end (per-endpoint counts), added to the summary as `endpoints`.
+    pub endpoint_stats: Option<Box<dyn Fn() -> Value + Send + Sync>>,
 }
 
 /// `budget:` of the task, with the model's `pricing` for `max_cost`.
@@ -212,6 +214,9 @@ pub async fn run<J: Job>(
         let status = if stopped.is_some() { "stopped" } else { "completed" };
         let reason = stopped.as_ref().map(|r| r.to_string());
         let mut doc = stats.to_json(&options.task_name, status, reason.as_deref(), provenance);
+        if let Some(stats) = &options.endpoint_stats {
+            doc["endpoints"] = stats();
+        }
         if let Some(a) = &shared.adaptive {
             doc["concurrency_limit"] = serde_json::json!({"final": a.limit(), "over_time_s": a.history()});
         }

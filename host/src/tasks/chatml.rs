@@ -95,6 +95,7 @@ pub async fn run(run: &TaskRun<'_>, step: &ChatmlConversion) -> anyhow::Result<F
             summary: None,
             budget: None,
             adaptive: false,
+            endpoint_stats: None,
         };
         let outcome = engine::run(options, Arc::new(PreprocessJob { plugin, pool }), engine::feed(units), stop.clone(), None).await?;
         for u in &outcome.units {

@@ -39,6 +39,8 @@ pub async fn connect(model: &ModelConfig, concurrency: usize, plan: &modelcall_c
     settings.query = model.query.clone();
     settings.http2_prior_knowledge = model.http2_prior_knowledge;
     settings.text_completion = model.text_completion;
+    settings.more_endpoints = model.more_endpoints.clone();
+    settings.base_weight = model.base_weight;
     let client = ModelClient::new(settings).map_err(|e| BadConfig(format!("{}: {e}", model.path.display())))?;
     raise_open_file_limit(concurrency as u64 * 2 + 256);
     Ok((client, sim))

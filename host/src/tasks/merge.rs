@@ -69,6 +69,7 @@ pub async fn run(run: &TaskRun<'_>, step: &JsonlMerge) -> anyhow::Result<Finish>
         summary: None,
         budget: None,
         adaptive: false,
+        endpoint_stats: None,
     };
     let outcome = engine::run(options, Arc::new(IdentityJob), engine::feed(units), StopSignal::with_ctrl_c(), None).await?;
     for u in &outcome.units {

@@ -113,6 +113,7 @@ pub async fn run(run: &TaskRun<'_>, plan: &PreprocessPlan, plugin: Plugin, stop:
         summary: None,
         budget: None,
         adaptive: false,
+        endpoint_stats: None,
     };
     engine::run(options, job, engine::feed(units), stop, ready).await
 }

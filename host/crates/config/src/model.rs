@@ -49,6 +49,10 @@ pub struct ModelConfig {
     pub http2_prior_knowledge: bool,
     /// `api: completions`: `/v1/completions` with a `prompt` (base models).
     pub text_completion: bool,
+    /// The other endpoints of a pool (`base_url` as a list, or `endpoints:`), with weights;
+    /// `base_url` is the first.
+    pub more_endpoints: Vec<(String, f64)>,
+    pub base_weight: f64,
     /// `pricing: {prompt_per_million, completion_per_million}`: what a million tokens cost, for
     /// cost estimates and `budget.max_cost`.
     pub pricing: Option<Pricing>,
@@ -100,6 +104,8 @@ const CLIENT_KEYS: &[&str] = &[
     "default_headers", "default_query", "organization", "project", "http2_prior_knowledge",
     // `chat` (default) or `completions` (text completion, for base models).
     "api",
+    // A pool: `[{url, weight}]` (or `base_url` as a list).
+    "endpoints",
 ];
 
 impl ModelConfig {
@@ -196,7 +202,44 @@ impl ModelConfig {
                 None => Ok(None),
             }
         };
-        let base_url = text("base_url", "BASE_URL")?.filter(|s| !s.is_empty()).unwrap_or_else(|| "https://api.openai.com/v1".into());
+        // A pool of endpoints: `base_url` as a list, or `endpoints: [{url, weight}]`.
+        let mut pool: Vec<(String, f64)> = Vec::new();
+        if let Some(Value::Array(urls)) = client_value("base_url") {
+            for (i, u) in urls.iter().enumerate() {
+                match u.as_str().filter(|u| !u.is_empty()) {
+                    Some(u) => pool.push((u.to_string(), 1.0)),
+                    None => return Err(err(&["client_config", "base_url"], format!("entry {i} of the list must be a URL, found {}", describe(u)))),
+                }
+            }
+        }
+        match client_value("endpoints") {
+            None => {}
+            Some(Value::Array(entries)) => {
+                for (i, e) in entries.iter().enumerate() {
+                    let url = e.get("url").and_then(Value::as_str).filter(|u| !u.is_empty());
+                    let weight = e.get("weight").map(|w| w.as_f64().filter(|w| *w > 0.0));
+                    match (url, weight) {
+                        (Some(u), None) => pool.push((u.to_string(), 1.0)),
+                        (Some(u), Some(Some(w))) => pool.push((u.to_string(), w)),
+                        (None, _) => return Err(err(&["client_config", "endpoints"], format!("entry {i} needs a `url`"))),
+                        (_, Some(None)) => return Err(err(&["client_config", "endpoints"], format!("entry {i}: `weight` must be a positive number"))),
+                    }
+                }
+            }
+            Some(v) => return Err(err(&["client_config", "endpoints"], format!("must be a list of {{url, weight}}, found {}", describe(v)))),
+        }
+        if !pool.is_empty() && pool.iter().any(|(u, _)| u.starts_with("sim://")) {
+            return Err(err(&["client_config", "base_url"], "a pool of endpoints takes http(s) URLs; run `modelcall serve-sim` for simulated ones".into()));
+        }
+        let base_url = match pool.first() {
+            Some((u, _)) => u.clone(),
+            None => text("base_url", "BASE_URL")?.filter(|s| !s.is_empty()).unwrap_or_else(|| "https://api.openai.com/v1".into()),
+        };
+        for (u, _) in pool.iter().skip(1) {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return Err(err(&["client_config", "base_url"], format!("`{u}` must start with http:// or https://")));
+            }
+        }
         let sim_spec = match SimSpec::parse(&base_url) {
             Some(Ok(spec)) => Some(spec),
             Some(Err(e)) => return Err(err(&["client_config", "base_url"], e.to_string()).suggest(crate::sim::suggestion(&e))),
@@ -278,8 +321,12 @@ impl ModelConfig {
             Some(Value::String(a)) if a == "completions" => true,
             Some(v) => return Err(err(&["client_config", "api"], format!("must be `chat` or `completions`, found {}", describe(v)))),
         };
+        let base_weight = pool.first().map(|(_, w)| *w).unwrap_or(1.0);
+        let more_endpoints: Vec<(String, f64)> = pool.into_iter().skip(1).collect();
         Ok(ModelConfig {
             path: path.to_path_buf(),
+            base_weight,
+            more_endpoints,
             pricing,
             text_completion,
             headers,

@@ -52,6 +52,11 @@ pub struct ClientSettings {
     pub http2_prior_knowledge: bool,
     /// Call `/completions` (text completion, base models) instead of `/chat/completions`.
     pub text_completion: bool,
+    /// More endpoints serving the same model, with weights: `base_url` and these form a pool
+    /// (see [`crate::pool`]).
+    pub more_endpoints: Vec<(String, f64)>,
+    /// The weight of `base_url` in a pool.
+    pub base_weight: f64,
     /// Optional cap on tokens per minute (provider quotas): each attempt waits for its
     /// estimated tokens (prompt + `max_tokens`), and a reply that used more takes the rest.
     pub tokens_per_minute: Option<u32>,
@@ -81,6 +86,8 @@ impl ClientSettings {
             query: Vec::new(),
             http2_prior_knowledge: false,
             text_completion: false,
+            more_endpoints: Vec::new(),
+            base_weight: 1.0,
             tokens_per_minute: None,
             token_counter: None,
             requests_per_minute: None,
@@ -119,9 +126,9 @@ async fn take_tokens(limiter: &Limiter, tokens: u64) {
 pub struct ModelClient {
     http: reqwest::Client,
     settings: std::sync::Arc<ClientSettings>,
-    /// The chat-completions URL requests go to (with any userinfo of `base_url`).
-    url: std::sync::Arc<str>,
-    /// What is shown: `url` through the redactor.
+    /// The endpoints requests go to (one, or a pool); each URL with any userinfo and the query.
+    pool: std::sync::Arc<crate::pool::Pool>,
+    /// What is shown: the first endpoint through the redactor (and how many more).
     endpoint: std::sync::Arc<str>,
     limiter: Option<std::sync::Arc<Limiter>>,
     /// `tokens_per_minute`, counted in tokens.
@@ -138,19 +145,27 @@ enum AttemptError {
 
 impl ModelClient {
     pub fn new(settings: ClientSettings) -> Result<Self, ClientError> {
-        let base = settings.base_url.trim_end_matches('/');
         let path = if settings.text_completion { "/completions" } else { "/chat/completions" };
-        let endpoint = if base.ends_with(path) { base.to_string() } else { format!("{base}{path}") };
-        let mut url = reqwest::Url::parse(&endpoint).map_err(|e| ClientError::InvalidBaseUrl {
-            base_url: Redactor::new(settings.api_key.clone()).redact_string(&settings.base_url),
-            reason: e.to_string(),
-        })?;
-        if !settings.query.is_empty() {
-            url.query_pairs_mut().extend_pairs(settings.query.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let request_url = |base_url: &str| -> Result<reqwest::Url, ClientError> {
+            let base = base_url.trim_end_matches('/');
+            let endpoint = if base.ends_with(path) { base.to_string() } else { format!("{base}{path}") };
+            let mut url = reqwest::Url::parse(&endpoint).map_err(|e| ClientError::InvalidBaseUrl {
+                base_url: Redactor::new(settings.api_key.clone()).redact_string(base_url),
+                reason: e.to_string(),
+            })?;
+            if !settings.query.is_empty() {
+                url.query_pairs_mut().extend_pairs(settings.query.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            }
+            Ok(url)
+        };
+        let mut urls = vec![(request_url(&settings.base_url)?, settings.base_weight)];
+        for (base, weight) in &settings.more_endpoints {
+            urls.push((request_url(base)?, *weight));
         }
-        let endpoint = url.to_string();
+        let url = urls[0].0.clone();
         let header_values = settings.headers.iter().filter(|(n, _)| modelcall_secrets::is_credential_header(n)).map(|(_, v)| v.clone());
-        let redactor = Redactor::new(settings.api_key.iter().cloned().chain(url.password().map(str::to_string)).chain(header_values));
+        let passwords = urls.iter().filter_map(|(u, _)| u.password().map(str::to_string)).collect::<Vec<_>>();
+        let redactor = Redactor::new(settings.api_key.iter().cloned().chain(passwords).chain(header_values));
         let mut headers = reqwest::header::HeaderMap::new();
         for (name, value) in &settings.headers {
             let bad = |reason: String| ClientError::InvalidHeader { name: name.clone(), reason };
@@ -195,11 +210,15 @@ impl ModelClient {
             )))),
             None => None,
         };
-        let shown_endpoint = redactor.redact_string(&endpoint);
+        let pool = crate::pool::Pool::new(urls.iter().map(|(u, w)| (u.to_string(), redactor.redact_string(u.as_str()), *w)).collect());
+        let shown_endpoint = match pool.len() {
+            1 => pool.first().shown.clone(),
+            n => format!("{} (and {} more endpoints)", pool.first().shown, n - 1),
+        };
         Ok(ModelClient {
             http,
             settings: std::sync::Arc::new(settings),
-            url: endpoint.into(),
+            pool: std::sync::Arc::new(pool),
             endpoint: shown_endpoint.into(),
             limiter,
             token_limiter,
@@ -286,7 +305,8 @@ impl ModelClient {
     }
 
     async fn list_models_unredacted(&self) -> Result<Vec<String>, CallError> {
-        let path = self.url.split('?').next().unwrap_or(&self.url);
+        let first = &self.pool.first().url;
+        let path = first.split('?').next().unwrap_or(first);
         let url = path.trim_end_matches("/chat/completions").trim_end_matches("/completions").to_string() + "/models";
         let mut req = self.http.get(&url);
         if let Some(key) = &self.settings.api_key {
@@ -342,7 +362,26 @@ impl ModelClient {
         if let Some(limiter) = &self.limiter {
             limiter.until_ready().await;
         }
-        let mut req = self.http.post(&*self.url).header("content-type", "application/json").body(body);
+        let lease = self.pool.pick();
+        let result = self.attempt_on(&lease.endpoint.url, body).await;
+        // An endpoint that cannot answer (transport errors, 5xx, timeouts, broken bodies) is
+        // unwell; any other answer, a refusal of the request included, is a healthy one.
+        match &result {
+            Err(AttemptError::Retry { cause, .. }) if *cause != RetryCause::RateLimited => {
+                self.pool.failed(lease.endpoint);
+            }
+            _ => self.pool.succeeded(lease.endpoint),
+        }
+        result
+    }
+
+    /// What each endpoint did (requests, failures, ejections), for the run summary.
+    pub fn endpoint_stats(&self) -> Vec<crate::pool::EndpointStats> {
+        self.pool.stats()
+    }
+
+    async fn attempt_on(&self, url: &str, body: bytes::Bytes) -> Result<Answer, AttemptError> {
+        let mut req = self.http.post(url).header("content-type", "application/json").body(body);
         if let Some(key) = &self.settings.api_key {
             req = req.bearer_auth(key);
         }

@@ -3,13 +3,16 @@
 //! - [`error`]: what can go wrong, typed so the engine can branch (retry, fail the record,
 //!   stop the run);
 //! - [`wire`]: request bodies and response parsing (JSON and SSE), reasoning extraction;
-//! - [`client`]: the connection pool and the retry loop with backoff, jitter and Retry-After.
+//! - [`client`]: the connection pool and the retry loop with backoff, jitter and Retry-After;
+//! - [`pool`]: several endpoints of one model, least loaded first, failing ones ejected.
 
 pub mod client;
 pub mod error;
+pub mod pool;
 pub mod wire;
 
 pub use client::{ClientSettings, ModelClient};
+pub use pool::EndpointStats;
 pub use error::{CallError, ClientError, MalformedBody, RetryCause, RetryCounts};
 pub use modelcall_secrets::Redactor;
 pub use wire::{ChatMessage, ChatRequest, Completion, Usage};

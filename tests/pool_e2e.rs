@@ -1,0 +1,87 @@
+//! A pool of endpoints with one killed mid-run: every record still lands exactly once, and the
+//! dead endpoint is ejected instead of soaking up the retries.
+
+mod common;
+
+use common::{read_jsonl, Scratch};
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_modelcall")
+}
+
+/// A simulated endpoint in its own process; returns it and its base URL once it listens.
+fn serve_sim() -> (Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = Command::new(bin())
+        .args(["serve-sim", "--port", &port.to_string(), "--latency-ms", "20", "--exit-after-secs", "120"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // It says where it listens on stdout.
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for _ in 0..50 {
+        match lines.next() {
+            Some(Ok(l)) if l.contains("listening") => break,
+            Some(_) => continue,
+            None => panic!("serve-sim ended before listening"),
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    (child, format!("http://127.0.0.1:{port}/v1"))
+}
+
+#[test]
+fn a_pool_survives_an_endpoint_killed_mid_run() {
+    let s = Scratch::new();
+    let body: String = (0..3000).map(|i| format!("{{\"id\":\"r{i}\",\"text\":\"record {i}\"}}\n")).collect();
+    s.write("input/data.jsonl", body.as_bytes());
+    let mut servers: Vec<(Child, String)> = (0..3).map(|_| serve_sim()).collect();
+    let urls: Vec<String> = servers.iter().map(|(_, u)| format!("\"{u}\"")).collect();
+    s.write(
+        "model.yaml",
+        format!("client_config:\n  base_url: [{}]\n  max_retries: 10\n  backoff_base_ms: 5\n  backoff_max_ms: 100\n  timeout: 5\nchat_config:\n  model: m\n", urls.join(", ")).as_bytes(),
+    );
+    let prompt = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("configs/prompts/en_corpus_quality_v1.yaml");
+    let task = s.write(
+        "task.yaml",
+        format!(
+            "task_name: pool\ndata:\n  input_folder: \"{}\"\n  output_folder: \"{}\"\n  input_key: text\n  prompt_format_key: text\n  output_format: jsonl\n\
+             model:\n  config_path: \"{}\"\nprompt:\n  config_path: \"{}\"\nconcurrency:\n  max_concurrent_requests: 48\n",
+            s.path("input").display(),
+            s.path("out").display(),
+            s.path("model.yaml").display(),
+            prompt.display()
+        )
+        .as_bytes(),
+    );
+    let run = Command::new(bin()).arg("run-task").arg(&task).arg("--no-progress").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    let (mut dead, dead_url) = servers.remove(1);
+    dead.kill().unwrap();
+    dead.wait().unwrap();
+    let out = run.wait_with_output().unwrap();
+    for (mut c, _) in servers {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows = read_jsonl(&s.path("out/data.jsonl"));
+    let ids: HashSet<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!((rows.len(), ids.len()), (3000, 3000), "every record exactly once");
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(s.path("out/run_summary.json")).unwrap()).unwrap();
+    let endpoints = summary["endpoints"].as_array().unwrap();
+    assert_eq!(endpoints.len(), 3, "{summary}");
+    let dead_stats = endpoints.iter().find(|e| e["endpoint"].as_str().unwrap().starts_with(&dead_url)).unwrap();
+    eprintln!("per endpoint: {}", serde_json::to_string(endpoints).unwrap());
+    assert!(dead_stats["ejections"].as_u64().unwrap() >= 1, "the dead endpoint is ejected: {dead_stats}");
+    // What was in flight when it died, plus a few probes: not a share of the remaining work.
+    assert!(dead_stats["failures"].as_u64().unwrap() < 120, "{dead_stats}");
+    assert!(endpoints.iter().all(|e| e["requests"].as_u64().unwrap() > 0));
+}
