@@ -80,6 +80,9 @@ impl PluginRuntime {
         spawn_ticker(&engine);
 
         let mut linker = Linker::<HostState>::new(&engine);
+        // All of WASI 0.2, `wasi:sockets` included: the loader's allowlist decides what a
+        // component may import (sockets only for interpreter runtimes such as componentize-py,
+        // which import them unconditionally) and `imports::sandbox_wasi` denies every use.
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(RuntimeError)?;
         crate::wit::add_to_linker(&mut linker).map_err(RuntimeError)?;
         Ok(PluginRuntime { inner: Arc::new(RuntimeInner { engine, linker, cache_enabled }) })

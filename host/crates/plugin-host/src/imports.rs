@@ -94,11 +94,18 @@ impl HostState {
 }
 
 /// WASI p2 with nothing granted: no preopened directories, no environment, no arguments,
-/// empty stdin, stdout discarded, stderr captured, and every network use denied (TCP, UDP,
-/// name lookup, and an address check that refuses all addresses, in case a default changes).
+/// empty stdin, and every network use denied (TCP, UDP, name lookup, and an address check
+/// that refuses all addresses, in case a default changes). `wasi:sockets` is linked for
+/// interpreter runtimes that import it unconditionally (see `loader::SOCKETS_RUNTIMES`), so
+/// these denials are what a Python plugin's `socket` module runs into.
+///
+/// stdout and stderr both go to the bounded capture that trap reports quote: a Python
+/// plugin's `print()` writes to stdout, and a plugin has no other console. Clocks and random
+/// are the host's (a plugin may time itself; results must not depend on them).
 fn sandbox_wasi(stderr: StderrCapture) -> WasiCtx {
     let mut b = WasiCtxBuilder::new();
-    b.stderr(stderr)
+    b.stdout(stderr.clone())
+        .stderr(stderr)
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false)

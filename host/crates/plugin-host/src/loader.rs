@@ -25,9 +25,82 @@ const PACKAGE: &str = "modelcall:plugin";
 /// WASI packages a plugin may import. Rust's `wasm32-wasip2` std imports `wasi:io`, `wasi:cli`
 /// and often `wasi:clocks`/`wasi:random`/`wasi:filesystem` even for pure code, so these must
 /// link; the sandbox grants nothing through them (no preopens, no env, no args).
-/// `wasi:sockets` and `wasi:http` are deliberately absent: a plugin that imports them is
-/// refused at load rather than failing on its first record.
+/// `wasi:sockets` and `wasi:http` are absent: a plugin that imports them is refused at load
+/// rather than failing on its first record (Rust's std imports `wasi:sockets` only when the
+/// code uses `std::net`). The one exception is [`SOCKETS_RUNTIMES`].
 const ALLOWED_WASI: &[&str] = &["wasi:io", "wasi:cli", "wasi:clocks", "wasi:random", "wasi:filesystem"];
+
+/// The WASI package an interpreter runtime imports whatever the plugin's code does.
+const RUNTIME_WASI: &str = "wasi:sockets";
+
+/// Language runtimes whose components import `wasi:sockets` unconditionally: CPython as
+/// packaged by componentize-py links its socket module into every component, so a Python
+/// score parser that never touches the network still imports all of `wasi:sockets/*`.
+/// For these components `wasi:sockets` links, and the WASI context denies every use at run
+/// time (no TCP, no UDP, no name lookup, no address: see `imports::sandbox_wasi`), so
+/// `socket.create_connection` raises `PermissionError` inside the plugin.
+///
+/// A runtime is recognised by the name of its glue core module in the component's
+/// `component-name` section. This is a usability rule, not the security boundary (the run-time
+/// denial is): a component that fakes the name gets sockets that refuse every use.
+const SOCKETS_RUNTIMES: &[(&str, &[u8])] = &[("componentize-py", b"libcomponentize_py_runtime.so")];
+
+/// Which imports a component may have beyond the fixed allowlist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct ImportPolicy {
+    /// `wasi:sockets/*` links (denied at run time): the component is a [`SOCKETS_RUNTIMES`] build.
+    pub runtime_sockets: bool,
+}
+
+impl ImportPolicy {
+    pub(crate) fn for_component(bytes: &[u8]) -> ImportPolicy {
+        ImportPolicy { runtime_sockets: language_runtime(bytes).is_some() }
+    }
+}
+
+/// The [`SOCKETS_RUNTIMES`] entry that built this component, if any. Walks the component's
+/// top-level sections (skipping their bodies) to its `component-name` custom section and looks
+/// for the runtime's module name there; `None` for anything malformed.
+pub(crate) fn language_runtime(bytes: &[u8]) -> Option<&'static str> {
+    fn uleb(b: &[u8], pos: &mut usize) -> Option<usize> {
+        let mut value: u64 = 0;
+        for shift in (0..35).step_by(7) {
+            let byte = *b.get(*pos)?;
+            *pos += 1;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return usize::try_from(value).ok();
+            }
+        }
+        None
+    }
+    // Preamble: `\0asm`, version 0x0d, layer 1 (a component, not a core module).
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" || bytes[6..8] != [1, 0] {
+        return None;
+    }
+    let mut pos = 8;
+    while pos < bytes.len() {
+        let id = bytes[pos];
+        pos += 1;
+        let size = uleb(bytes, &mut pos)?;
+        let body = bytes.get(pos..pos.checked_add(size)?)?;
+        pos += size;
+        if id != 0 {
+            continue;
+        }
+        let mut at = 0;
+        let name_len = uleb(body, &mut at)?;
+        if body.get(at..at.checked_add(name_len)?)? != b"component-name" {
+            continue;
+        }
+        let names = &body[at + name_len..];
+        return SOCKETS_RUNTIMES
+            .iter()
+            .find(|(_, module)| names.windows(module.len()).any(|w| w == *module))
+            .map(|(runtime, _)| *runtime);
+    }
+    None
+}
 
 /// What a component is, before it is instantiated (`modelcall plugin check` prints this).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -75,11 +148,12 @@ pub(crate) fn track_of(version: &str) -> String {
 fn allowed_list() -> String {
     let mut v: Vec<String> = vec![format!("{PACKAGE}/*@{SUPPORTED_TRACK}.x")];
     v.extend(ALLOWED_WASI.iter().map(|w| format!("{w}/*")));
-    v.join(", ")
+    let runtimes: Vec<&str> = SOCKETS_RUNTIMES.iter().map(|(r, _)| *r).collect();
+    format!("{} (and {RUNTIME_WASI}/*, denied at run time, for {} components only)", v.join(", "), runtimes.join(", "))
 }
 
 /// Checks one import name. `Err(Some(version))` means "our package, wrong track".
-pub(crate) fn check_import(name: &str) -> Result<(), Option<String>> {
+pub(crate) fn check_import(name: &str, policy: ImportPolicy) -> Result<(), Option<String>> {
     let Some(iface) = parse_iface(name) else { return Err(None) };
     if iface.package == PACKAGE {
         return match iface.version {
@@ -88,7 +162,7 @@ pub(crate) fn check_import(name: &str) -> Result<(), Option<String>> {
             None => Err(None),
         };
     }
-    if ALLOWED_WASI.contains(&iface.package) {
+    if ALLOWED_WASI.contains(&iface.package) || (policy.runtime_sockets && iface.package == RUNTIME_WASI) {
         Ok(())
     } else {
         Err(None)
@@ -163,8 +237,9 @@ pub(crate) fn prepare(rt: &RuntimeInner, source: &PluginSource) -> Result<Prepar
     // The track first: a plugin for another API version imports our package at that
     // version too, and "built for API 0.2" is the message that tells the user what to do.
     let (wit_version, roles) = select_track(&plugin, &exports)?;
+    let policy = ImportPolicy::for_component(&bytes);
     for import in &imports {
-        match check_import(import) {
+        match check_import(import, policy) {
             Ok(()) => {}
             Err(Some(version)) => {
                 return Err(LoadError::UnsupportedTrack {
@@ -251,22 +326,80 @@ mod tests {
 
     #[test]
     fn allowlist_accepts_our_track_and_quiet_wasi() {
-        assert_eq!(check_import("modelcall:plugin/host@0.1.0"), Ok(()));
-        assert_eq!(check_import("modelcall:plugin/context@0.1.7"), Ok(()));
-        assert_eq!(check_import("wasi:cli/stderr@0.2.6"), Ok(()));
-        assert_eq!(check_import("wasi:io/streams@0.2.0"), Ok(()));
-        assert_eq!(check_import("wasi:filesystem/preopens@0.2.6"), Ok(()));
-        assert_eq!(check_import("wasi:random/random@0.2.6"), Ok(()));
+        let plain = ImportPolicy::default();
+        assert_eq!(check_import("modelcall:plugin/host@0.1.0", plain), Ok(()));
+        assert_eq!(check_import("modelcall:plugin/context@0.1.7", plain), Ok(()));
+        assert_eq!(check_import("wasi:cli/stderr@0.2.6", plain), Ok(()));
+        assert_eq!(check_import("wasi:io/streams@0.2.0", plain), Ok(()));
+        assert_eq!(check_import("wasi:filesystem/preopens@0.2.6", plain), Ok(()));
+        assert_eq!(check_import("wasi:random/random@0.2.6", plain), Ok(()));
     }
 
     #[test]
     fn allowlist_refuses_network_and_strangers() {
-        assert_eq!(check_import("wasi:sockets/tcp@0.2.6"), Err(None));
-        assert_eq!(check_import("wasi:http/outgoing-handler@0.2.6"), Err(None));
-        assert_eq!(check_import("acme:evil/steal@1.0.0"), Err(None));
-        assert_eq!(check_import("bare-function"), Err(None));
-        assert_eq!(check_import("modelcall:plugin/host"), Err(None));
-        assert_eq!(check_import("modelcall:plugin/host@0.2.0"), Err(Some("0.2.0".into())));
+        let plain = ImportPolicy::default();
+        assert_eq!(check_import("wasi:sockets/tcp@0.2.6", plain), Err(None));
+        assert_eq!(check_import("wasi:http/outgoing-handler@0.2.6", plain), Err(None));
+        assert_eq!(check_import("acme:evil/steal@1.0.0", plain), Err(None));
+        assert_eq!(check_import("bare-function", plain), Err(None));
+        assert_eq!(check_import("modelcall:plugin/host", plain), Err(None));
+        assert_eq!(check_import("modelcall:plugin/host@0.2.0", plain), Err(Some("0.2.0".into())));
+    }
+
+    #[test]
+    fn interpreter_runtimes_may_import_sockets_and_nothing_more() {
+        let python = ImportPolicy { runtime_sockets: true };
+        for i in ["network", "instance-network", "ip-name-lookup", "tcp", "tcp-create-socket", "udp", "udp-create-socket"] {
+            assert_eq!(check_import(&format!("wasi:sockets/{i}@0.2.9"), python), Ok(()), "{i}");
+        }
+        assert_eq!(check_import("wasi:http/outgoing-handler@0.2.6", python), Err(None));
+        assert_eq!(check_import("acme:evil/steal@1.0.0", python), Err(None));
+        assert!(allowed_list().contains("wasi:sockets/*, denied at run time, for componentize-py components only"), "{}", allowed_list());
+    }
+
+    /// A component preamble, then `sections` as (id, body).
+    fn component(sections: &[(u8, Vec<u8>)]) -> Vec<u8> {
+        let mut out = b"\0asm\x0d\0\x01\0".to_vec();
+        for (id, body) in sections {
+            out.push(*id);
+            let mut n = body.len();
+            loop {
+                let byte = (n & 0x7f) as u8;
+                n >>= 7;
+                out.push(if n == 0 { byte } else { byte | 0x80 });
+                if n == 0 {
+                    break;
+                }
+            }
+            out.extend_from_slice(body);
+        }
+        out
+    }
+
+    fn custom(name: &str, payload: &[u8]) -> (u8, Vec<u8>) {
+        let mut body = vec![name.len() as u8];
+        body.extend_from_slice(name.as_bytes());
+        body.extend_from_slice(payload);
+        (0, body)
+    }
+
+    #[test]
+    fn componentize_py_is_recognised_by_its_component_name_section() {
+        let runtime = b"\x01\x02libcomponentize_py_runtime.so\x00";
+        let big = (1, vec![0u8; 300]); // a multi-byte LEB size before the name section
+        let py = component(&[big.clone(), custom("component-name", runtime)]);
+        assert_eq!(language_runtime(&py), Some("componentize-py"));
+        assert!(ImportPolicy::for_component(&py).runtime_sockets);
+        // The name elsewhere (a data segment, another custom section) does not count.
+        assert_eq!(language_runtime(&component(&[(1, runtime.to_vec()), custom("producers", runtime)])), None);
+        assert_eq!(language_runtime(&component(&[big, custom("component-name", b"\x00libc.so")])), None);
+        // A core module, a truncated file, garbage: nothing.
+        let mut core = py.clone();
+        core[6] = 0;
+        assert_eq!(language_runtime(&core), None);
+        assert_eq!(language_runtime(&py[..py.len() - 3]), None);
+        assert_eq!(language_runtime(b"\0asm"), None);
+        assert_eq!(language_runtime(&[0xff; 64]), None);
     }
 
     #[test]

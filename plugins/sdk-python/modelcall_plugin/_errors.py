@@ -1,0 +1,57 @@
+"""Errors a plugin raises (or returns); the host branches on the kind."""
+
+from __future__ import annotations
+
+
+class PluginError(Exception):
+    """A `plugin-error`: raise one of the subclasses below from `process`, `build` or `__init__`."""
+
+    kind = "internal"
+
+    def __init__(self, message: str = ""):
+        super().__init__(message)
+        self.message = str(message)
+
+
+class InvalidInput(PluginError):
+    """This record cannot be handled: it goes to the error output, the run goes on."""
+
+    kind = "invalid-input"
+
+
+class InvalidConfig(PluginError):
+    """The plugin's `config` block is wrong: the task stops before any request (raise it from `__init__`)."""
+
+    kind = "invalid-config"
+
+
+class Unsupported(PluginError):
+    """The plugin does not support this input (e.g. a raw file given to a records-only preprocessor)."""
+
+    kind = "unsupported"
+
+
+class Internal(PluginError):
+    """A bug or an unexpected state inside the plugin (any other exception becomes this, with its traceback)."""
+
+    kind = "internal"
+
+
+class Retry(Exception):
+    """Score parsers: the reply is unusable, ask the model again with `hint` appended as a user turn.
+
+    Return it or raise it from `parse`."""
+
+    def __init__(self, hint: str):
+        super().__init__(hint)
+        self.hint = str(hint)
+
+
+class Invalid(Exception):
+    """Score parsers: the reply is unusable and a retry will not help; the record goes to the error output.
+
+    Return it or raise it from `parse`."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = str(message)

@@ -1,0 +1,231 @@
+"""Wiring a plugin class to the bindings componentize-py generates (`wit_world`).
+
+componentize-py builds the component from a module (`app` in `componentize app`) and looks in
+it for a class named after the world's export: `Preprocessor`, `PromptBuilder` or
+`ScoreParser`. `register` defines that class in the caller's module; it converts JSON text
+to dicts and back, lends the call context, and turns every exception into a result the host
+understands (never a trap), with the Python traceback in the message.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import traceback
+
+from ._errors import Internal, Invalid, InvalidConfig, InvalidInput, PluginError, Retry
+from ._host import Context
+from ._roles import ChatMessage, File, Keep, Plugin, Preprocessor, Prompt, PromptBuilder, Score, ScoreParser, Skip
+
+# The host cuts `plugin-error`, `retry` and `invalid` messages past 4 KiB (keeping the start);
+# a traceback's useful end must survive, so messages are fitted below that here.
+MAX_MESSAGE_BYTES = 4000
+
+_EXPORT_NAMES = {Preprocessor: "Preprocessor", PromptBuilder: "PromptBuilder", ScoreParser: "ScoreParser"}
+
+# The instance `init` built, per kind (one component exports one kind).
+_instances = {}
+
+
+def _dumps(value) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _fit(text: str, limit: int = MAX_MESSAGE_BYTES) -> str:
+    """`text` within `limit` UTF-8 bytes: its first line and as much of its end as fits."""
+    data = text.encode("utf-8")
+    if len(data) <= limit:
+        return text
+    first, _, _ = text.partition("\n")
+    first = first.encode("utf-8")[:400].decode("utf-8", "ignore")
+    marker = f"\n… [{len(data)} bytes in all; the middle is cut] …\n"
+    room = limit - len(first.encode("utf-8")) - len(marker.encode("utf-8"))
+    tail = data[len(data) - room :].decode("utf-8", "ignore")
+    return first + marker + tail
+
+
+def describe_exception(exc: BaseException) -> str:
+    """`ExcType: message`, then the Python traceback, fitted to the host's message cap."""
+    head = f"{type(exc).__name__}: {exc}"
+    try:
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    except BaseException:  # formatting must never be what fails
+        tb = ""
+    return _fit(f"{head}\n{tb}".rstrip("\n"))
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, PluginError):
+        return _fit(exc.message)
+    return describe_exception(exc)
+
+
+def _kind_of(exc: BaseException) -> str:
+    return exc.kind if isinstance(exc, PluginError) else "internal"
+
+
+def register(cls):
+    """Registers a subclass of `Preprocessor`, `PromptBuilder` or `ScoreParser` as the
+    component's implementation. Use it as a class decorator (or call it) in the module given
+    to `componentize-py ... componentize <module>`; it defines the export class componentize-py
+    looks for (`ScoreParser` etc.) in that module and returns `cls` unchanged."""
+    if not isinstance(cls, type) or not issubclass(cls, Plugin):
+        raise TypeError(f"register() takes a subclass of Preprocessor, PromptBuilder or ScoreParser, not {cls!r}")
+    base = next((b for b in _EXPORT_NAMES if issubclass(cls, b)), None)
+    if base is None:
+        raise TypeError(f"{cls.__name__} must subclass Preprocessor, PromptBuilder or ScoreParser")
+    export = _make_export(cls, base)
+    caller = sys._getframe(1).f_globals
+    caller[_EXPORT_NAMES[base]] = export
+    return cls
+
+
+def _make_export(cls, base):
+    # Imported here: `wit_world` exists only inside a componentize-py build (and in tests).
+    from componentize_py_types import Err
+    import wit_world.exports as wit_exports
+    from wit_world.imports import types as wt
+
+    kinds = {
+        "invalid-input": wt.ErrorKind.INVALID_INPUT,
+        "invalid-config": wt.ErrorKind.INVALID_CONFIG,
+        "unsupported": wt.ErrorKind.UNSUPPORTED,
+        "internal": wt.ErrorKind.INTERNAL,
+    }
+
+    def plugin_error(exc: BaseException):
+        return Err(wt.PluginError(kind=kinds.get(_kind_of(exc), wt.ErrorKind.INTERNAL), message=_error_text(exc)))
+
+    def init(self, config: str):
+        try:
+            cfg = json.loads(config) if config.strip() else {}
+        except ValueError as e:
+            raise Err(wt.PluginError(kind=wt.ErrorKind.INVALID_CONFIG, message=f"config is not JSON: {e}"))
+        try:
+            instance = cls(cfg)
+            schema = cls.config_schema
+            info = wt.PluginInfo(
+                name=str(cls.name or cls.__name__),
+                version=str(cls.version),
+                config_schema=None if schema is None else (schema if isinstance(schema, str) else _dumps(schema)),
+            )
+        except BaseException as e:
+            raise plugin_error(e)
+        _instances[base] = instance
+        return info
+
+    def instance():
+        try:
+            return _instances[base]
+        except KeyError:
+            raise Internal("called before init") from None
+
+    def record(text: str):
+        try:
+            return json.loads(text)
+        except ValueError as e:
+            raise InvalidInput(f"record is not JSON: {e}") from None
+
+    if base is Preprocessor:
+        from wit_world.exports import preprocessor as wp
+
+        def process(self, ctx, input):
+            c = Context(ctx)
+            try:
+                if isinstance(input, wp.Input_File):
+                    value = File(path=input.value.path, data=bytes(input.value.bytes))
+                else:
+                    value = record(input.value)
+                out = instance().process(c, value)
+                if isinstance(out, Keep):
+                    return wp.Outcome_Keep(value=[_dumps(r) for r in out.records])
+                if isinstance(out, Skip):
+                    return wp.Outcome_Skip(value=out.reason)
+                raise Internal(f"{cls.__name__}.process returned {type(out).__name__}; return Keep(...) or Skip(reason)")
+            except Err:
+                raise
+            except BaseException as e:
+                raise plugin_error(e)
+            finally:
+                c._release()
+
+        methods = {"init": init, "process": process}
+
+    elif base is PromptBuilder:
+        from wit_world.exports import prompt_builder as wpb
+
+        roles = {"system": wt.Role.SYSTEM, "user": wt.Role.USER, "assistant": wt.Role.ASSISTANT}
+
+        def message(m):
+            if isinstance(m, dict):
+                m = ChatMessage(m.get("role"), m.get("content"))
+            if not isinstance(m, ChatMessage):
+                raise Internal(f"a prompt message must be a ChatMessage or a {{role, content}} dict, not {type(m).__name__}")
+            if not isinstance(m.content, str):
+                raise Internal(f"a prompt message's content must be a str, not {type(m.content).__name__}")
+            return wt.ChatMessage(role=roles[m.role], content=m.content)
+
+        def build(self, ctx, record_json):
+            c = Context(ctx)
+            try:
+                p = instance().build(c, record(record_json))
+                if not isinstance(p, Prompt):
+                    raise Internal(f"{cls.__name__}.build returned {type(p).__name__}; return Prompt(messages, ...)")
+                schema = p.response_schema
+                return wpb.Prompt(
+                    messages=[message(m) for m in p.messages],
+                    max_tokens=None if p.max_tokens is None else int(p.max_tokens),
+                    temperature=None if p.temperature is None else float(p.temperature),
+                    stop=[str(s) for s in p.stop],
+                    response_schema=None if schema is None else (schema if isinstance(schema, str) else _dumps(schema)),
+                )
+            except Err:
+                raise
+            except BaseException as e:
+                raise plugin_error(e)
+            finally:
+                c._release()
+
+        methods = {"init": init, "build": build}
+
+    else:
+        from wit_world.exports import score_parser as wsp
+
+        # A score parser answers with a score or a parse-error (retry / invalid): a plugin
+        # error or an exception becomes `invalid`, its kind and traceback in the message.
+        def parse(self, ctx, record_json, completion):
+            c = Context(ctx)
+            try:
+                out = instance().parse(c, record(record_json), completion)
+                if isinstance(out, Score):
+                    value = float(out.value)
+                    if not math.isfinite(value):
+                        raise Internal(f"score value {value!r} is not a finite number")
+                    extra = out.extra
+                    if extra is not None and not isinstance(extra, (dict, str)):
+                        raise Internal(f"Score.extra must be a dict, not {type(extra).__name__}")
+                    return wsp.Score(
+                        value=value,
+                        label=None if out.label is None else str(out.label),
+                        rationale=None if out.rationale is None else str(out.rationale),
+                        extra=None if extra is None else (extra if isinstance(extra, str) else _dumps(extra)),
+                    )
+                if isinstance(out, (Retry, Invalid)):
+                    raise out
+                raise Internal(f"{cls.__name__}.parse returned {type(out).__name__}; return Score(...), Retry(hint) or Invalid(message)")
+            except Err:
+                raise
+            except Retry as r:
+                raise Err(wsp.ParseError_Retry(value=_fit(r.hint)))
+            except Invalid as i:
+                raise Err(wsp.ParseError_Invalid(value=_fit(i.message)))
+            except BaseException as e:
+                raise Err(wsp.ParseError_Invalid(value=_fit(f"{_kind_of(e)} error: {_error_text(e)}")))
+            finally:
+                c._release()
+
+        methods = {"init": init, "parse": parse}
+
+    protocol = getattr(wit_exports, _EXPORT_NAMES[base], object)
+    return type(_EXPORT_NAMES[base], (protocol,), dict(methods, __module__=cls.__module__, __doc__=f"componentize-py export for {cls.__name__}"))

@@ -1,0 +1,208 @@
+"""Native tests of the SDK: the glue runs against the bindings componentize-py generates for
+each world (skipped when componentize-py is not installed), with the host functions replaced
+by stand-ins. Run from plugins/sdk-python: `python -m unittest discover -s tests`."""
+
+import importlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import types
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SDK = os.path.dirname(HERE)
+WIT = os.path.join(SDK, "..", "..", "wit")
+sys.path.insert(0, SDK)
+
+
+def purge():
+    for name in list(sys.modules):
+        if name.split(".")[0] in ("wit_world", "componentize_py_types", "modelcall_plugin"):
+            del sys.modules[name]
+
+
+def native_sdk():
+    """The SDK with no bindings importable: the native stand-ins."""
+    purge()
+    return importlib.import_module("modelcall_plugin")
+
+
+def fresh_sdk(world):
+    """The SDK imported over freshly generated bindings for `world` (None without componentize-py)."""
+    exe = shutil.which("componentize-py")
+    if exe is None:
+        return None
+    out = tempfile.mkdtemp(prefix="mcp-bindings-")
+    subprocess.run([exe, "-d", WIT, "-w", world, "bindings", out], check=True, capture_output=True)
+    purge()
+    sys.path.insert(0, out)
+    try:
+        host = importlib.import_module("wit_world.imports.host")
+        host.log = lambda level, message: None
+        host.count_tokens = lambda text: len(text.split())
+        host.truncate_tokens = lambda text, n: " ".join(text.split()[:n])
+        return importlib.import_module("modelcall_plugin")
+    finally:
+        sys.path.remove(out)
+
+
+class FakeContext:
+    def task_name(self):
+        return "t"
+
+    def record_id(self):
+        return "rec-1"
+
+    def attempt(self):
+        return 2
+
+
+class NativeHostTest(unittest.TestCase):
+    def test_stand_ins_and_context(self):
+        mp = native_sdk()
+        self.assertFalse(mp.in_component())
+        self.assertGreater(mp.count_tokens("hello world"), 0)
+        self.assertEqual(mp.truncate_tokens("short", 100), "short")
+        ctx = mp.Context.for_test("task", "r9", 3)
+        self.assertEqual((ctx.task_name, ctx.record_id, ctx.attempt), ("task", "r9", 3))
+        with self.assertRaises(ValueError):
+            mp.log("loud", "x")
+
+
+class GlueTest(unittest.TestCase):
+    def register(self, mp, cls):
+        scope = {"register": mp.register, "cls": cls}
+        exec("register(cls)", scope)
+        return scope
+
+    def test_score_parser(self):
+        mp = fresh_sdk("score-parser-plugin")
+        if mp is None:
+            self.skipTest("componentize-py not installed")
+        from componentize_py_types import Err
+        from wit_world.exports import score_parser as wsp
+        from wit_world.imports import types as wt
+
+        class Judge(mp.ScoreParser):
+            name = "j"
+            config_schema = {"type": "object"}
+
+            def __init__(self, config):
+                if "bad" in config:
+                    raise mp.InvalidConfig("`bad` is not a key")
+                self.config = config
+
+            def parse(self, ctx, record, completion):
+                if completion == "retry":
+                    return mp.Retry("again")
+                if completion == "raise":
+                    raise KeyError("missing")
+                if completion == "nan":
+                    return mp.Score(float("nan"))
+                return mp.Score(1.5, label="x", extra={"ctx": [ctx.task_name, ctx.record_id, ctx.attempt], "rec": record})
+
+        scope = self.register(mp, Judge)
+        export = scope["ScoreParser"]()
+        info = export.init("{}")
+        self.assertEqual((info.name, info.version, json.loads(info.config_schema)), ("j", "0.0.0", {"type": "object"}))
+        with self.assertRaises(Err) as e:
+            export.init('{"bad": 1}')
+        self.assertEqual(e.exception.value.kind, wt.ErrorKind.INVALID_CONFIG)
+        export.init("{}")
+        s = export.parse(FakeContext(), '{"id": 7}', "ok")
+        self.assertEqual(s.value, 1.5)
+        self.assertEqual(json.loads(s.extra), {"ctx": ["t", "rec-1", 2], "rec": {"id": 7}})
+        with self.assertRaises(Err) as e:
+            export.parse(FakeContext(), "{}", "retry")
+        self.assertEqual(e.exception.value, wsp.ParseError_Retry("again"))
+        with self.assertRaises(Err) as e:
+            export.parse(FakeContext(), "{}", "raise")
+        msg = e.exception.value.value
+        self.assertIsInstance(e.exception.value, wsp.ParseError_Invalid)
+        self.assertTrue(msg.startswith("internal error: KeyError: 'missing'"), msg)
+        self.assertIn("Traceback (most recent call last)", msg)
+        with self.assertRaises(Err) as e:
+            export.parse(FakeContext(), "{}", "nan")
+        self.assertIn("not a finite number", e.exception.value.value)
+        with self.assertRaises(Err) as e:
+            export.parse(FakeContext(), "not json", "ok")
+        self.assertIn("record is not JSON", e.exception.value.value)
+
+    def test_preprocessor(self):
+        mp = fresh_sdk("preprocessor-plugin")
+        if mp is None:
+            self.skipTest("componentize-py not installed")
+        from componentize_py_types import Err
+        from wit_world.exports import preprocessor as wp
+        from wit_world.imports import types as wt
+
+        class Pre(mp.Preprocessor):
+            def process(self, ctx, input):
+                if isinstance(input, mp.File):
+                    return mp.Keep({"path": input.path, "n": len(input.data)})
+                if input.get("split"):
+                    return mp.Keep([{"a": 1}, {"b": 2}])
+                if input.get("fail"):
+                    raise mp.InvalidInput("no")
+                if input.get("wrong"):
+                    return {"not": "an outcome"}
+                if input.get("deep"):
+                    1 / 0
+                return mp.Skip("nothing")
+
+        scope = self.register(mp, Pre)
+        export = scope["Preprocessor"]()
+        export.init("")
+        out = export.process(FakeContext(), wp.Input_File(wp.RawFile("a.txt", b"abc")))
+        self.assertEqual(out, wp.Outcome_Keep(['{"path":"a.txt","n":3}']))
+        out = export.process(FakeContext(), wp.Input_Record('{"split": true}'))
+        self.assertEqual(out, wp.Outcome_Keep(['{"a":1}', '{"b":2}']))
+        self.assertEqual(export.process(FakeContext(), wp.Input_Record("{}")), wp.Outcome_Skip("nothing"))
+        for rec, kind, text in [
+            ('{"fail": 1}', wt.ErrorKind.INVALID_INPUT, "no"),
+            ('{"wrong": 1}', wt.ErrorKind.INTERNAL, "return Keep(...) or Skip(reason)"),
+            ('{"deep": 1}', wt.ErrorKind.INTERNAL, "ZeroDivisionError"),
+        ]:
+            with self.assertRaises(Err) as e:
+                export.process(FakeContext(), wp.Input_Record(rec))
+            self.assertEqual(e.exception.value.kind, kind)
+            self.assertIn(text, e.exception.value.message)
+
+    def test_prompt_builder(self):
+        mp = fresh_sdk("prompt-builder-plugin")
+        if mp is None:
+            self.skipTest("componentize-py not installed")
+        from wit_world.imports import types as wt
+
+        class Build(mp.PromptBuilder):
+            def build(self, ctx, record):
+                return mp.Prompt(
+                    [mp.system("s"), {"role": "user", "content": record["text"]}],
+                    max_tokens=10,
+                    stop=["x"],
+                    response_schema={"type": "object"},
+                )
+
+        scope = self.register(mp, Build)
+        export = scope["PromptBuilder"]()
+        export.init("{}")
+        p = export.build(FakeContext(), '{"text": "hi"}')
+        self.assertEqual([(m.role, m.content) for m in p.messages], [(wt.Role.SYSTEM, "s"), (wt.Role.USER, "hi")])
+        self.assertEqual((p.max_tokens, p.temperature, p.stop, p.response_schema), (10, None, ["x"], '{"type":"object"}'))
+
+    def test_long_tracebacks_keep_their_end(self):
+        native_sdk()
+        from modelcall_plugin._glue import MAX_MESSAGE_BYTES, _fit
+
+        text = "ValueError: first line\n" + "frame\n" * 2000 + "ValueError: the end"
+        fitted = _fit(text)
+        self.assertLessEqual(len(fitted.encode()), MAX_MESSAGE_BYTES)
+        self.assertTrue(fitted.startswith("ValueError: first line\n… ["), fitted[:80])
+        self.assertTrue(fitted.endswith("ValueError: the end"))
+
+
+if __name__ == "__main__":
+    unittest.main()
