@@ -11,7 +11,7 @@ pub enum LogLevel {
 }
 
 /// A log line, attributed by the host to the plugin and the current record. (A plugin's
-/// stdout is discarded and its stderr is only kept when it traps: use this.)
+/// stdout and stderr are only kept (bounded) when it traps: use this.)
 pub fn log(level: LogLevel, message: &str) {
     imp::log(level, message)
 }
