@@ -17,6 +17,8 @@ struct Counters {
     failed: AtomicU64,
     in_flight: AtomicU64,
     already_done: AtomicU64,
+    /// The adaptive concurrency limit (0: a fixed bound, not shown).
+    limit: AtomicU64,
     finished: std::sync::atomic::AtomicBool,
 }
 
@@ -70,6 +72,11 @@ impl Progress {
         }
     }
 
+    /// The bound on requests in flight now, when it adapts.
+    pub fn set_limit(&self, limit: usize) {
+        self.counters.limit.store(limit as u64, Ordering::Relaxed);
+    }
+
     pub fn failed(&self) {
         self.counters.failed.fetch_add(1, Ordering::Relaxed);
     }
@@ -106,12 +113,16 @@ impl Progress {
                 let in_flight = c.in_flight.load(Ordering::Relaxed);
                 let resumed = c.already_done.load(Ordering::Relaxed);
                 let rate = done as f64 / started.elapsed().as_secs_f64().max(0.001);
+                let limit = match c.limit.load(Ordering::Relaxed) {
+                    0 => String::new(),
+                    l => format!(" (limit {l})"),
+                };
                 match &this.bar {
                     Some(bar) => {
                         if bar.is_finished() {
                             return;
                         }
-                        bar.set_message(format!("failed {failed} · in flight {in_flight}"));
+                        bar.set_message(format!("failed {failed} · in flight {in_flight}{limit}"));
                     }
                     None => {
                         let eta = total
@@ -121,7 +132,7 @@ impl Progress {
                             })
                             .unwrap_or_default();
                         eprintln!(
-                            "progress: done {done} (failed {failed}), in flight {in_flight}, resumed {resumed}, {rate:.1}/s{eta}"
+                            "progress: done {done} (failed {failed}), in flight {in_flight}{limit}, resumed {resumed}, {rate:.1}/s{eta}"
                         );
                     }
                 }

@@ -98,24 +98,25 @@ fn merge_folder(outputs: &RecordOutputs, task_name: &str, force: bool) -> anyhow
         let earlier = merged.journal.exists();
         copy_journal(&merged.journal, &mut journal, None)?;
         let mut keys_in_pieces = 0u64;
-        // Each piece's keys are checked against its input on a second thread while the next
-        // piece's journal is copied (two pieces' keys in memory at most).
+        // Each piece's keys are checked against its input on other threads while the next
+        // pieces' journals are copied (at most CHECKS_AT_ONCE + 1 pieces' keys in memory).
+        const CHECKS_AT_ONCE: usize = 2;
         std::thread::scope(|scope| -> anyhow::Result<()> {
-            let mut checking: Option<std::thread::ScopedJoinHandle<'_, (u32, u64)>> = None;
+            let mut checking: std::collections::VecDeque<std::thread::ScopedJoinHandle<'_, (u32, u64)>> = Default::default();
             for (ordinal, piece) in file.pieces.iter().enumerate() {
                 let paths = outputs.paths(&stem, Some((piece.shard, n)));
                 let mut keys = KeySet::default();
                 copy_journal(&paths.journal, &mut journal, Some(&mut keys))?;
                 keys_in_pieces += keys.len() as u64;
-                if let Some(done) = checking.take() {
-                    let (shard, missing) = done.join().expect("the key check does not panic");
+                if checking.len() >= CHECKS_AT_ONCE {
+                    let (shard, missing) = checking.pop_front().expect("one is running").join().expect("the key check does not panic");
                     missing_by_shard[shard as usize] += missing;
                 }
                 let inputs = UnitInputs::RecordSlice { file: file.path.clone(), slice: piece.slice, ordinal };
                 let shard = piece.shard;
-                checking = Some(scope.spawn(move || (shard, missing_keys(inputs, outputs, keys))));
+                checking.push_back(scope.spawn(move || (shard, missing_keys(inputs, outputs, keys))));
             }
-            if let Some(done) = checking.take() {
+            for done in checking {
                 let (shard, missing) = done.join().expect("the key check does not panic");
                 missing_by_shard[shard as usize] += missing;
             }

@@ -116,6 +116,7 @@ pub async fn run_unit<J: Job>(shared: Arc<RunShared>, job: Arc<J>, unit: Unit) -
                         Some(adaptive) => {
                             if let Some((latency, throttled)) = outcome.sample() {
                                 adaptive.on_sample(latency, throttled);
+                                progress.set_limit(adaptive.limit());
                             }
                             adaptive.release(permit);
                         }
