@@ -100,7 +100,7 @@ fn merge_folder(outputs: &RecordOutputs, task_name: &str, force: bool) -> anyhow
         let mut keys_in_pieces = 0u64;
         // Each piece's keys are checked against its input on other threads while the next
         // pieces' journals are copied (at most CHECKS_AT_ONCE + 1 pieces' keys in memory).
-        const CHECKS_AT_ONCE: usize = 2;
+        const CHECKS_AT_ONCE: usize = 1;
         std::thread::scope(|scope| -> anyhow::Result<()> {
             let mut checking: std::collections::VecDeque<std::thread::ScopedJoinHandle<'_, (u32, u64)>> = Default::default();
             for (ordinal, piece) in file.pieces.iter().enumerate() {

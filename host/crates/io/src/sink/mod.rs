@@ -122,19 +122,38 @@ fn write_jsonl(journal: &Path, winners: &crate::winners::Winners, want: EntrySta
         if write_err.is_some() || cursor.status_at(index) != Some(want) {
             return;
         }
-        if let Ok(r) = serde_json::from_slice::<RowOnly>(line) {
-            rows += 1;
-            let mut bytes = serde_json::to_vec(&r.row).expect("rows serialize");
-            bytes.push(b'\n');
-            if let Err(e) = out.write_all(&bytes) {
-                write_err = Some(e);
-            }
+        // The row as the journal wrote it (the winners pass parsed the line already); parsed and
+        // written again only when the line has another shape.
+        let written = match raw_row(line) {
+            Some(row) => out.write_all(row).and_then(|_| out.write_all(b"\n")),
+            None => match serde_json::from_slice::<RowOnly>(line) {
+                Ok(r) => {
+                    let mut bytes = serde_json::to_vec(&r.row).expect("rows serialize");
+                    bytes.push(b'\n');
+                    out.write_all(&bytes)
+                }
+                Err(_) => return,
+            },
+        };
+        rows += 1;
+        if let Err(e) = written {
+            write_err = Some(e);
         }
     })?;
     if let Some(e) = write_err {
         return Err(SinkError::Io { path: out.dest().to_path_buf(), source: e });
     }
     Ok(rows)
+}
+
+/// The `row` object of a journal line as written (`{"key":…,"status":…,"row":{…}}`): the first
+/// `,"row":` is the field (the key before it is a JSON string, whose quotes are escaped), and
+/// the row ends before the entry's closing brace.
+fn raw_row(line: &[u8]) -> Option<&[u8]> {
+    const FIELD: &[u8] = b",\"row\":";
+    let start = line.windows(FIELD.len()).position(|w| w == FIELD)? + FIELD.len();
+    let end = line.iter().rposition(|b| *b == b'}')?;
+    (start < end && line[start] == b'{' && line[end - 1] == b'}').then(|| &line[start..end])
 }
 
 pub(crate) fn for_each_line(path: &Path, mut f: impl FnMut(u64, &[u8])) -> Result<(), SinkError> {
@@ -156,6 +175,21 @@ pub(crate) fn for_each_line(path: &Path, mut f: impl FnMut(u64, &[u8])) -> Resul
             f(index, &buf);
         }
         index += 1;
+    }
+}
+
+#[cfg(test)]
+mod raw_row_tests {
+    #[test]
+    fn the_row_is_cut_out_of_a_journal_line_exactly_as_serialised() {
+        let entry = crate::journal::JournalEntry {
+            key: "k\",\"row\":{".into(),
+            status: crate::journal::EntryStatus::Ok,
+            row: serde_json::json!({"a": 1, "b": {"c": [1, 2]}, "s": "x}"}).as_object().unwrap().clone(),
+        };
+        let line = serde_json::to_vec(&entry).unwrap();
+        let row = super::raw_row(&line).unwrap();
+        assert_eq!(row, serde_json::to_vec(&entry.row).unwrap().as_slice());
     }
 }
 
