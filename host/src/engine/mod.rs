@@ -39,7 +39,9 @@ pub use unit::{SinkKind, Unit, UnitInputs};
 use crate::progress::Progress;
 use crate::summary::{FileStats, RunStats};
 
-/// How a run schedules its units, and what it reports.
+/// How a run schedules its units, and what it reports. The defaults are a local run (no
+/// summary, no budget, a fixed bound) for presets that make no model calls.
+#[derive(Default)]
 pub struct EngineOptions {
     pub task_name: String,
     pub read: ReadOptions,

@@ -90,12 +90,7 @@ pub async fn run(run: &TaskRun<'_>, step: &ChatmlConversion) -> anyhow::Result<F
             max_concurrent_units: 1,
             flush_interval: run.plan.flush_interval,
             fresh_start: false,
-            show_progress: false,
-            expected_records: None,
-            summary: None,
-            budget: None,
-            adaptive: false,
-            endpoint_stats: None,
+            ..EngineOptions::default()
         };
         let outcome = engine::run(options, Arc::new(PreprocessJob { plugin, pool }), engine::feed(units), stop.clone(), None).await?;
         for u in &outcome.units {

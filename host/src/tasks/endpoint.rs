@@ -35,12 +35,15 @@ pub async fn connect(model: &ModelConfig, concurrency: usize, plan: &modelcall_c
     settings.tokens_per_minute = plan.tokens_per_minute;
     // The encoding the reference's truncation used, for estimating a prompt's tokens.
     settings.token_counter = Some(std::sync::Arc::new(modelcall_plugin_host::tokenizer::count_tokens));
-    settings.headers = model.headers.clone();
-    settings.query = model.query.clone();
-    settings.http2_prior_knowledge = model.http2_prior_knowledge;
-    settings.text_completion = model.text_completion;
-    settings.more_endpoints = model.more_endpoints.clone();
-    settings.base_weight = model.base_weight;
+    let c = &model.client;
+    settings.headers = c.headers.clone();
+    settings.query = c.query.clone();
+    settings.http2_prior_knowledge = c.h2c;
+    settings.text_completion = c.completions_api;
+    if let Some((_, weight)) = c.pool.first() {
+        settings.base_weight = *weight;
+        settings.more_endpoints = c.pool[1..].to_vec();
+    }
     let client = ModelClient::new(settings).map_err(|e| BadConfig(format!("{}: {e}", model.path.display())))?;
     raise_open_file_limit(concurrency as u64 * 2 + 256);
     Ok((client, sim))

@@ -64,12 +64,7 @@ pub async fn run(run: &TaskRun<'_>, step: &JsonlMerge) -> anyhow::Result<Finish>
         flush_interval: run.plan.flush_interval,
         // A merge is always rebuilt from its inputs: they may have changed since the last run.
         fresh_start: true,
-        show_progress: false,
-        expected_records: None,
-        summary: None,
-        budget: None,
-        adaptive: false,
-        endpoint_stats: None,
+        ..EngineOptions::default()
     };
     let outcome = engine::run(options, Arc::new(IdentityJob), engine::feed(units), StopSignal::with_ctrl_c(), None).await?;
     for u in &outcome.units {

@@ -108,12 +108,7 @@ pub async fn run(run: &TaskRun<'_>, plan: &PreprocessPlan, plugin: Plugin, stop:
         max_concurrent_units: 1,
         flush_interval: std::time::Duration::from_millis(200),
         fresh_start: false,
-        show_progress: false,
-        expected_records: None,
-        summary: None,
-        budget: None,
-        adaptive: false,
-        endpoint_stats: None,
+        ..EngineOptions::default()
     };
     engine::run(options, job, engine::feed(units), stop, ready).await
 }

@@ -9,6 +9,7 @@ understands (never a trap), with the Python traceback in the message.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -97,6 +98,19 @@ def _make_export(cls, base):
     def plugin_error(exc: BaseException):
         return Err(wt.PluginError(kind=kinds.get(_kind_of(exc), wt.ErrorKind.INTERNAL), message=_error_text(exc)))
 
+    @contextlib.contextmanager
+    def _guard(c):
+        """What a plugin raises becomes the contract's error (its traceback kept), and the
+        call context is released, whatever happens."""
+        try:
+            yield
+        except Err:
+            raise
+        except BaseException as e:
+            raise plugin_error(e)
+        finally:
+            c._release()
+
     def init(self, config: str):
         try:
             cfg = json.loads(config) if config.strip() else {}
@@ -132,7 +146,7 @@ def _make_export(cls, base):
 
         def process(self, ctx, input):
             c = Context(ctx)
-            try:
+            with _guard(c):
                 if isinstance(input, wp.Input_File):
                     value = File(path=input.value.path, data=bytes(input.value.bytes))
                 else:
@@ -143,12 +157,6 @@ def _make_export(cls, base):
                 if isinstance(out, Skip):
                     return wp.Outcome_Skip(value=out.reason)
                 raise Internal(f"{cls.__name__}.process returned {type(out).__name__}; return Keep(...) or Skip(reason)")
-            except Err:
-                raise
-            except BaseException as e:
-                raise plugin_error(e)
-            finally:
-                c._release()
 
         methods = {"init": init, "process": process}
 
@@ -168,7 +176,7 @@ def _make_export(cls, base):
 
         def build(self, ctx, record_json):
             c = Context(ctx)
-            try:
+            with _guard(c):
                 p = instance().build(c, record(record_json))
                 if not isinstance(p, Prompt):
                     raise Internal(f"{cls.__name__}.build returned {type(p).__name__}; return Prompt(messages, ...)")
@@ -180,12 +188,6 @@ def _make_export(cls, base):
                     stop=[str(s) for s in p.stop],
                     response_schema=None if schema is None else (schema if isinstance(schema, str) else _dumps(schema)),
                 )
-            except Err:
-                raise
-            except BaseException as e:
-                raise plugin_error(e)
-            finally:
-                c._release()
 
         methods = {"init": init, "build": build}
 

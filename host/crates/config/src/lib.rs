@@ -17,6 +17,7 @@ pub mod fields;
 pub mod load;
 pub mod locate;
 pub mod model;
+mod model_display;
 pub mod paths;
 pub mod plan;
 pub mod prompt;
@@ -26,6 +27,7 @@ pub mod schema;
 pub mod shard;
 pub mod sim;
 pub mod task;
+pub mod task_options;
 pub mod yaml;
 
 pub use distill::{DatasetsConfig, DistillationStep, MergeConfig, UnknownMergeGroup};

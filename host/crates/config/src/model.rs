@@ -12,7 +12,6 @@
 //!   and a `chat_config` without `model` takes `MODEL_NAME` (the reference's env fallback, minus its
 //!   silent `gpt-3.5-turbo` default).
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -41,21 +40,11 @@ pub struct ModelConfig {
     /// Every other `chat_config` key, passed through to the request body (`extra_body` merged
     /// into its top level, as the OpenAI SDK does).
     pub chat_config: Map<String, Value>,
-    /// `default_headers`, plus `organization`/`project` as the OpenAI headers.
-    pub headers: Vec<(String, String)>,
-    /// `default_query`: added to every request URL.
-    pub query: Vec<(String, String)>,
-    /// `http2_prior_knowledge: true`: HTTP/2 without TLS (h2c).
-    pub http2_prior_knowledge: bool,
-    /// `api: completions`: `/v1/completions` with a `prompt` (base models).
-    pub text_completion: bool,
-    /// The other endpoints of a pool (`base_url` as a list, or `endpoints:`), with weights;
-    /// `base_url` is the first.
-    pub more_endpoints: Vec<(String, f64)>,
-    pub base_weight: f64,
     /// `pricing: {prompt_per_million, completion_per_million}`: what a million tokens cost, for
     /// cost estimates and `budget.max_cost`.
     pub pricing: Option<Pricing>,
+    /// The OpenAI SDK's client options and the endpoint pool.
+    pub client: ClientOptions,
     pub backoff_base: Duration,
     pub backoff_max: Duration,
     /// `Some` when `base_url` is `sim://…` (options already checked).
@@ -72,6 +61,23 @@ pub struct ModelDefaults {
     /// Used when neither the file, the task nor `REQUEST_TIMEOUT` sets one.
     pub timeout_secs: f64,
     pub max_retries: u32,
+}
+
+/// `client_config` keys beyond the basics, as written; what they do is documented on
+/// `modelcall_model::ClientSettings`, which the binary fills from them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClientOptions {
+    /// `default_headers`, with `organization`/`project` as the OpenAI headers.
+    pub headers: Vec<(String, String)>,
+    /// `default_query`.
+    pub query: Vec<(String, String)>,
+    /// `http2_prior_knowledge: true`.
+    pub h2c: bool,
+    /// `api: completions`.
+    pub completions_api: bool,
+    /// Every endpoint of a pool with its weight, `base_url` first (`base_url` as a list, or
+    /// `endpoints: [{url, weight}]`); empty for a single endpoint.
+    pub pool: Vec<(String, f64)>,
 }
 
 /// What a million tokens cost (prompt and completion).
@@ -321,17 +327,11 @@ impl ModelConfig {
             Some(Value::String(a)) if a == "completions" => true,
             Some(v) => return Err(err(&["client_config", "api"], format!("must be `chat` or `completions`, found {}", describe(v)))),
         };
-        let base_weight = pool.first().map(|(_, w)| *w).unwrap_or(1.0);
-        let more_endpoints: Vec<(String, f64)> = pool.into_iter().skip(1).collect();
+        let client = ClientOptions { headers, query: pairs("default_query")?, h2c: http2_prior_knowledge, completions_api: text_completion, pool };
         Ok(ModelConfig {
             path: path.to_path_buf(),
-            base_weight,
-            more_endpoints,
+            client,
             pricing,
-            text_completion,
-            headers,
-            query: pairs("default_query")?,
-            http2_prior_knowledge,
             base_url,
             api_key,
             timeout: Duration::from_secs_f64(timeout),
@@ -366,7 +366,7 @@ impl ModelConfig {
     /// Removes this config's key (and credential headers, URL userinfo) from text before it is
     /// shown: server bodies, transport errors.
     pub fn redactor(&self) -> modelcall_secrets::Redactor {
-        let credential_headers = self.headers.iter().filter(|(n, _)| modelcall_secrets::is_credential_header(n)).map(|(_, v)| v.clone());
+        let credential_headers = self.client.headers.iter().filter(|(n, _)| modelcall_secrets::is_credential_header(n)).map(|(_, v)| v.clone());
         modelcall_secrets::Redactor::new(self.api_key.clone().into_iter().chain(credential_headers))
     }
 
@@ -386,158 +386,6 @@ impl ModelConfig {
 /// `sk-…abcd` → `***abcd` (the one masking, from `modelcall-secrets`).
 pub use modelcall_secrets::mask;
 
-impl fmt::Debug for ModelConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ModelConfig")
-            .field("path", &self.path)
-            .field("base_url", &self.redactor().redact_string(&self.base_url))
-            .field("api_key", &self.masked_key())
-            .field("model", &self.model)
-            .field("timeout", &self.timeout)
-            .field("idle_timeout", &self.idle_timeout)
-            .field("max_retries", &self.max_retries)
-            .field("stream", &self.stream)
-            .field("chat_config", &self.chat_config)
-            .finish()
-    }
-}
-
-impl fmt::Display for ModelConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let base_url = self.redactor().redact_string(&self.base_url);
-        let endpoint = if self.is_simulated() { format!("{base_url} (SIMULATED)") } else { base_url };
-        write!(
-            f,
-            "{} at {endpoint}, key {}, timeout {}s, {} retries{}",
-            self.model,
-            self.masked_key().unwrap_or_else(|| "none".into()),
-            self.timeout.as_secs_f64(),
-            self.max_retries,
-            if self.stream { ", streaming" } else { "" }
-        )
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn load_with(text: &str, env: &[(&str, &str)], defaults: ModelDefaults) -> Result<ModelConfig, ConfigError> {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("m.yaml");
-        std::fs::write(&p, text).unwrap();
-        let vars = Vars::fixed(env.iter().map(|(a, b)| (a.to_string(), b.to_string())));
-        ModelConfig::load(&p, &vars, &defaults)
-    }
-
-    fn load(text: &str, env: &[(&str, &str)]) -> Result<ModelConfig, ConfigError> {
-        load_with(text, env, ModelDefaults::scoring())
-    }
-
-    #[test]
-    fn reference_shape_with_passthrough_env_and_masking() {
-        let m = load(
-            "client_config:\n  base_url: \"${BASE:-http://h/v1}\"\n  api_key: \"${KEY}\"\n  timeout: 60\n  max_retries: 3\nchat_config:\n  model: gpt-oss-120b\n  temperature: 0.7\n  max_tokens: 8000\n  reasoning_effort: high\n  stream: true\n  timeout: 5\n",
-            &[("KEY", "sk-abcdefgh12345678")],
-        )
-        .unwrap();
-        assert_eq!(m.base_url, "http://h/v1");
-        assert_eq!(m.model, "gpt-oss-120b");
-        assert!(m.stream && !m.is_simulated());
-        assert_eq!((m.temperature(), m.max_tokens(), m.reasoning_effort()), (Some(0.7), Some(8000), Some("high")));
-        assert!(!m.chat_config.contains_key("model") && !m.chat_config.contains_key("timeout"));
-        assert_eq!(m.timeout, Duration::from_secs(60));
-        assert_eq!(m.ignored_keys[0].key, "chat_config.timeout");
-        assert_eq!(m.ignored_keys[0].line, Some(12));
-        for shown in [format!("{m:?}"), m.to_string()] {
-            assert!(!shown.contains("abcdefgh"), "{shown}");
-            assert!(shown.contains("***5678"), "{shown}");
-        }
-        assert_eq!(mask("short"), "***");
-    }
-
-    #[test]
-    fn timeout_and_retry_fallbacks_follow_the_reference() {
-        let body = "client_config:\n  base_url: http://x\nchat_config:\n  model: m\n";
-        let m = load(body, &[]).unwrap();
-        assert_eq!((m.timeout, m.max_retries), (Duration::from_secs(120), 3));
-        let m = load(body, &[("REQUEST_TIMEOUT", "45")]).unwrap();
-        assert_eq!(m.timeout, Duration::from_secs(45));
-        let m = load_with(body, &[("REQUEST_TIMEOUT", "45")], ModelDefaults { task_timeout: Some(1200.0), ..ModelDefaults::scoring() }).unwrap();
-        assert_eq!(m.timeout, Duration::from_secs(1200));
-        assert_eq!(load_with(body, &[], ModelDefaults::generation()).unwrap().timeout, Duration::from_secs(600));
-    }
-
-    #[test]
-    fn env_fallback_without_client_config() {
-        let m = load("chat_config:\n  temperature: 0\n", &[("BASE_URL", "http://gw/v1"), ("API_KEY", "k-123456789"), ("MODEL_NAME", "qwen")]).unwrap();
-        assert_eq!((m.base_url.as_str(), m.api_key.as_deref(), m.model.as_str()), ("http://gw/v1", Some("k-123456789"), "qwen"));
-    }
-
-    #[test]
-    fn errors_name_line_and_key() {
-        let e = load("client_config:\n  base_url: http://x\n  max_retires: 3\nchat_config:\n  model: m\n", &[]).unwrap_err();
-        let s = e.to_string();
-        assert!(s.contains(":3:") && s.contains("client_config.max_retires") && s.contains("did you mean `client_config.max_retries`"), "{s}");
-        let e = load("client_config:\n  api_key: \"${NOPE}\"\nchat_config:\n  model: m\n", &[]).unwrap_err();
-        assert!(e.to_string().contains("NOPE") && e.to_string().contains(":2:"), "{e}");
-        let e = load("chat_config:\n  temperature: 1\n", &[]).unwrap_err();
-        assert!(e.to_string().contains("chat_config.model"), "{e}");
-        let e = load("client_config:\n  timeout: soon\nchat_config:\n  model: m\n", &[]).unwrap_err();
-        assert!(e.to_string().contains(":2:") && e.to_string().contains("must be a number, found \"soon\""), "{e}");
-        let e = load("client_config:\n  base_url: ftp://x\nchat_config:\n  model: m\n", &[]).unwrap_err();
-        assert!(e.to_string().contains("client_config.base_url"), "{e}");
-    }
-
-    #[test]
-    fn sim_urls() {
-        let m = load("client_config:\n  base_url: sim://?latency_ms=50&fault=429:0.05\nchat_config:\n  model: m\n", &[]).unwrap();
-        assert!(m.is_simulated());
-        let s = m.sim().unwrap();
-        let o = s.options();
-        assert_eq!((o.latency, o.faults.len(), o.faults[0].kind.as_str(), o.faults[0].rate), (Duration::from_millis(50), 1, "429", 0.05));
-        assert!(m.to_string().contains("SIMULATED"));
-        let e = load("client_config:\n  base_url: sim://?fault=teapot:1\nchat_config:\n  model: m\n", &[]).unwrap_err();
-        assert!(e.to_string().contains(":2:") && e.to_string().contains("teapot"), "{e}");
-        let e = load("client_config:\n  base_url: sim://?latency=5\nchat_config:\n  model: m\n", &[]).unwrap_err();
-        assert!(e.to_string().contains("client_config.base_url") && e.to_string().contains("did you mean `latency_ms`"), "{e}");
-    }
-
-    #[test]
-    fn idle_timeout_is_optional_and_positive() {
-        let m = load("client_config:\n  base_url: http://x\n  timeout: 30\nchat_config:\n  model: m\n", &[]).unwrap();
-        assert_eq!((m.timeout, m.idle_timeout), (Duration::from_secs(30), None));
-        let m = load("client_config:\n  base_url: http://x\n  idle_timeout: 2.5\nchat_config:\n  model: m\n", &[]).unwrap();
-        assert_eq!(m.idle_timeout, Some(Duration::from_millis(2500)));
-        let m = load("client_config:\n  base_url: http://x\n  idle_timeout: \"${IDLE:-4}\"\nchat_config:\n  model: m\n", &[]).unwrap();
-        assert_eq!(m.idle_timeout, Some(Duration::from_secs(4)));
-        let e = load("client_config:\n  base_url: http://x\n  idle_timeout: 0\nchat_config:\n  model: m\n", &[]).unwrap_err();
-        assert!(e.to_string().contains(":3:") && e.to_string().contains("client_config.idle_timeout"), "{e}");
-        let e = load("client_config:\n  base_url: http://x\n  idle_timout: 1\nchat_config:\n  model: m\n", &[]).unwrap_err();
-        assert!(e.to_string().contains("did you mean `client_config.idle_timeout`"), "{e}");
-    }
-
-    #[test]
-    fn redactor_knows_the_key() {
-        let m = load("client_config:\n  base_url: http://x\n  api_key: sk-abcdefgh12345678\nchat_config:\n  model: m\n", &[]).unwrap();
-        assert_eq!(m.redactor().redact("bad key sk-abcdefgh12345678"), "bad key ***5678");
-    }
-
-    #[test]
-    fn openai_client_options_and_the_legacy_form_are_read() {
-        let m = load(
-            "client_config:\n  base_url: http://x/v1\n  organization: org-9\n  default_headers: {X-Api-Key: hk-12345678, X-Team: data}\n  default_query: {api-version: '2024-10-21'}\n  http2_prior_knowledge: true\nchat_config:\n  model: m\n",
-            &[],
-        )
-        .unwrap();
-        assert!(m.headers.contains(&("OpenAI-Organization".into(), "org-9".into())));
-        assert!(m.headers.contains(&("X-Team".into(), "data".into())));
-        assert_eq!(m.query, vec![("api-version".to_string(), "2024-10-21".to_string())]);
-        assert!(m.http2_prior_knowledge);
-        assert_eq!(m.redactor().redact("echo hk-12345678"), "echo ***5678", "a credential header's value is redacted");
-        let legacy = load("client_config:\n  base_url: http://x/v1\nmodel_name: old\ncompletions_params: {temperature: 0.3}\n", &[]).unwrap();
-        assert_eq!(legacy.model, "old");
-        assert_eq!(legacy.chat_config["temperature"], 0.3);
-        assert!(legacy.ignored_keys.iter().any(|k| k.key == "completions_params" && k.why.contains("deprecated")));
-    }
-}
+#[path = "model_tests.rs"]
+mod tests;

@@ -16,6 +16,7 @@ use crate::model::ModelConfig;
 use crate::paths;
 use crate::prompt::PromptConfig;
 use crate::schema::IgnoredKey;
+pub use crate::task_options::{BudgetSection, ConcurrencyMode, DuplicateIds, PreprocessInputKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TaskType {
@@ -169,19 +170,6 @@ pub struct OptionsSection {
     pub on_duplicate_id: Option<DuplicateIds>,
 }
 
-/// `options.on_duplicate_id`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DuplicateIds {
-    /// Process every record; repeats get keys `id#2`, `id#3`, … in input order.
-    #[default]
-    Keep,
-    /// Process only the first record of each id; repeats are counted and left out.
-    Skip,
-    /// Repeats go to the error output as `duplicate_id`.
-    Error,
-}
-
 impl OptionsSection {
     /// `main_resume`, else `resume`, else true (the reference's order).
     pub fn resume(&self) -> bool {
@@ -235,23 +223,7 @@ impl DistributedSection {
     }
 }
 
-/// `concurrency.mode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ConcurrencyMode {
-    Fixed,
-    Adaptive,
-}
 
-/// `budget:`: limits on what a run spends; `max_cost` needs `pricing` in the model config.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct BudgetSection {
-    /// Prompt plus completion tokens, as the endpoint reports them in `usage`.
-    pub max_tokens: Option<u64>,
-    /// In the currency of the model config's `pricing`.
-    pub max_cost: Option<f64>,
-}
 
 /// `preprocess.script_type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -298,13 +270,6 @@ pub struct PreprocessSection {
     pub input: Option<PreprocessInputKind>,
 }
 
-/// `preprocess.input`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PreprocessInputKind {
-    Files,
-    Records,
-}
 
 impl PreprocessSection {
     pub fn max_tokens(&self) -> u32 {

@@ -5,95 +5,19 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use rand::Rng;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use modelcall_secrets::Redactor;
 
 use crate::error::{CallError, ClientError, RetryCause, RetryCounts};
 use crate::wire::{self, Answer, ChatRequest, Completion, SseAccumulator};
 
+pub use crate::settings::{ClientSettings, TokenCounter};
+
 /// Masks all but the last four characters of a secret (`***abcd`; `***` for 8 characters or
 /// fewer): the one masking, from `modelcall-secrets`.
 pub use modelcall_secrets::mask as mask_secret;
 
-/// Everything the client needs; built from a model config.
-#[derive(Clone)]
-pub struct ClientSettings {
-    /// e.g. `http://127.0.0.1:8000/v1` (the `/chat/completions` path is appended).
-    pub base_url: String,
-    pub api_key: Option<String>,
-    pub model: String,
-    /// Per HTTP attempt, headers and body included: a total deadline, however steadily a stream
-    /// is arriving.
-    pub timeout: Duration,
-    /// The longest wait between two pieces of a response body once its headers arrived (between
-    /// stream chunks); exceeding it fails the attempt as a `timeout`. `None`: only `timeout`.
-    /// Waiting for the headers is not covered (a non-streaming server sends them only when the
-    /// whole answer is ready): `timeout` bounds that.
-    pub idle_timeout: Option<Duration>,
-    /// Retries after the first attempt for retryable failures.
-    pub max_retries: u32,
-    /// Idle connections kept per host: size it to the concurrency.
-    pub pool_size: usize,
-    pub stream: bool,
-    /// Passed through into every request body (`temperature`, `reasoning_effort`, …).
-    pub chat_config: Map<String, Value>,
-    pub backoff_base: Duration,
-    pub backoff_max: Duration,
-    /// Optional cap on HTTP attempts per minute (provider quotas), smoothed by a token bucket.
-    pub requests_per_minute: Option<u32>,
-    /// Sent with every request (the OpenAI SDK's `default_headers`, `OpenAI-Organization`,
-    /// `OpenAI-Project`); their values are redacted like the key.
-    pub headers: Vec<(String, String)>,
-    /// Added to every request's URL query (`default_query`, e.g. Azure's `api-version`).
-    pub query: Vec<(String, String)>,
-    /// HTTP/2 without TLS negotiation (h2c), for servers known to speak it; over TLS, HTTP/2 is
-    /// used whenever the server offers it.
-    pub http2_prior_knowledge: bool,
-    /// Call `/completions` (text completion, base models) instead of `/chat/completions`.
-    pub text_completion: bool,
-    /// More endpoints serving the same model, with weights: `base_url` and these form a pool
-    /// (see [`crate::pool`]).
-    pub more_endpoints: Vec<(String, f64)>,
-    /// The weight of `base_url` in a pool.
-    pub base_weight: f64,
-    /// Optional cap on tokens per minute (provider quotas): each attempt waits for its
-    /// estimated tokens (prompt + `max_tokens`), and a reply that used more takes the rest.
-    pub tokens_per_minute: Option<u32>,
-    /// Counts the tokens of a prompt for `tokens_per_minute` (the host gives the o200k
-    /// tokenizer); without one, 4 bytes a token.
-    pub token_counter: Option<TokenCounter>,
-}
-
-/// Counts the tokens of a text.
-pub type TokenCounter = std::sync::Arc<dyn Fn(&str) -> usize + Send + Sync>;
-
-impl ClientSettings {
-    pub fn new(base_url: impl Into<String>, model: impl Into<String>) -> Self {
-        ClientSettings {
-            base_url: base_url.into(),
-            api_key: None,
-            model: model.into(),
-            timeout: Duration::from_secs(600),
-            idle_timeout: None,
-            max_retries: 5,
-            pool_size: 64,
-            stream: false,
-            chat_config: Map::new(),
-            backoff_base: Duration::from_millis(500),
-            backoff_max: Duration::from_secs(30),
-            headers: Vec::new(),
-            query: Vec::new(),
-            http2_prior_knowledge: false,
-            text_completion: false,
-            more_endpoints: Vec::new(),
-            base_weight: 1.0,
-            tokens_per_minute: None,
-            token_counter: None,
-            requests_per_minute: None,
-        }
-    }
-}
 
 impl fmt::Debug for ClientSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -460,74 +384,9 @@ impl ModelClient {
     }
 }
 
-fn transport_error(e: reqwest::Error) -> AttemptError {
-    let cause = if e.is_timeout() { RetryCause::Timeout } else { RetryCause::Connection };
-    let mut message = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
-    AttemptError::Retry { cause, message, retry_after: None }
-}
-
-fn error_message(status: u16, body: &str) -> String {
-    let detail = serde_json::from_str::<Value>(body)
-        .ok()
-        .and_then(|v| v["error"]["message"].as_str().map(str::to_string).or_else(|| v["message"].as_str().map(str::to_string)))
-        .unwrap_or_else(|| wire::excerpt(body.trim()));
-    if detail.is_empty() {
-        format!("HTTP {status}")
-    } else {
-        detail
-    }
-}
-
-/// `Retry-After` as seconds or an HTTP date.
-fn parse_retry_after(v: &str) -> Option<Duration> {
-    if let Ok(secs) = v.trim().parse::<f64>() {
-        return (secs >= 0.0).then(|| Duration::from_secs_f64(secs));
-    }
-    let when = httpdate::parse_http_date(v.trim()).ok()?;
-    Some(when.duration_since(std::time::SystemTime::now()).unwrap_or_default())
-}
+mod http_errors;
+use http_errors::{error_message, parse_retry_after, transport_error};
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_after_forms() {
-        assert_eq!(parse_retry_after("2"), Some(Duration::from_secs(2)));
-        assert_eq!(parse_retry_after("0.5"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
-        assert_eq!(parse_retry_after("soon"), None);
-    }
-
-    #[test]
-    fn secrets_are_masked_in_debug() {
-        let mut s = ClientSettings::new("http://x/v1", "m");
-        s.api_key = Some("sk-verysecretkey-abcd".into());
-        let shown = format!("{s:?}");
-        assert!(!shown.contains("verysecret"), "{shown}");
-        assert!(shown.contains("***abcd"), "{shown}");
-    }
-
-    #[test]
-    fn backoff_respects_retry_after_and_cap() {
-        let mut s = ClientSettings::new("http://127.0.0.1:1/v1", "m");
-        s.backoff_base = Duration::from_millis(100);
-        s.backoff_max = Duration::from_secs(2);
-        let c = ModelClient::new(s).unwrap();
-        for attempt in 1..10 {
-            let d = c.backoff(attempt, None);
-            assert!(d <= Duration::from_secs(2));
-            let d = c.backoff(attempt, Some(Duration::from_secs(1)));
-            assert!(d >= Duration::from_secs(1) && d <= Duration::from_secs(2), "{d:?}");
-            let d = c.backoff(attempt, Some(Duration::from_secs(60)));
-            assert_eq!(d, Duration::from_secs(2));
-        }
-        assert_eq!(c.endpoint(), "http://127.0.0.1:1/v1/chat/completions");
-    }
-}
+#[path = "client_tests.rs"]
+mod tests;

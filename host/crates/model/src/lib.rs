@@ -9,6 +9,7 @@
 pub mod client;
 pub mod error;
 pub mod pool;
+pub mod settings;
 pub mod wire;
 
 pub use client::{ClientSettings, ModelClient};

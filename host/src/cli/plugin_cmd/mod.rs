@@ -2,6 +2,7 @@
 //! with the same runtime, sandbox and limits a task uses. Plugin authors use `run` to try a
 //! plugin on sample data; `check` is what to run when a task refuses to load a plugin.
 
+mod build;
 mod check;
 mod exercise;
 mod scaffold;
@@ -62,7 +63,7 @@ pub enum PluginCommand {
     New(scaffold::NewArgs),
     /// Build the plugin project in DIR to a component (`cargo build --release --target
     /// wasm32-wasip2`, or componentize-py) and print the path of its `NAME.wasm`.
-    Build(scaffold::BuildArgs),
+    Build(build::BuildArgs),
 }
 
 /// The plugin that `run` and `bench` exercise, and how.
@@ -125,7 +126,7 @@ pub fn run(cmd: PluginCommand) -> anyhow::Result<()> {
             bench(&plugin, role, config.as_deref(), &input, iterations, &completion_field)
         }
         PluginCommand::New(args) => scaffold::new(args),
-        PluginCommand::Build(args) => scaffold::build(args),
+        PluginCommand::Build(args) => build::build(args),
     }
 }
 
