@@ -28,35 +28,10 @@ fn corpus() -> PathBuf {
 }
 
 impl Scratch {
-    /// The model config (`model.yaml`) pointing at `base_url`.
-    fn model(&self, base_url: &str) -> PathBuf {
-        self.write(
-            "model.yaml",
-            format!(
-                "client_config:\n  base_url: \"{base_url}\"\n  api_key: \"sk-test-secret-1234\"\n  timeout: 5\n  max_retries: 8\nchat_config:\n  model: \"m\"\n  temperature: 0\n"
-            )
-            .as_bytes(),
-        )
-    }
-
-    /// A scoring task over `input/` writing JSONL to `out/` (as in `scoring_e2e.rs`), with
-    /// `data_extra` lines added under `data:` (indented by the caller) and `extra` appended.
+    /// A scoring task over `input/` writing JSONL to `out/`, with `data_extra` lines added
+    /// under `data:` (indented by the caller) and `extra` appended.
     fn task_with(&self, base_url: &str, concurrency: usize, data_extra: &str, extra: &str) -> PathBuf {
-        let model = self.model(base_url);
-        let prompt = repo_root().join("configs/prompts/en_corpus_quality_v1.yaml");
-        let yaml = format!(
-            "task_name: hardening\ntask_type: data_scoring\ndescription: hardening e2e test\n\
-             data:\n  input_folder: \"{input}\"\n  output_folder: \"{out}\"\n  stat_folder: \"{stat}\"\n  input_key: text\n  prompt_format_key: text\n  id_field: id\n  output_format: jsonl\n{data_extra}\
-             model:\n  config_path: \"{model}\"\nprompt:\n  config_path: \"{prompt}\"\n\
-             concurrency:\n  max_concurrent_requests: {concurrency}\n\
-             retry:\n  max_retries: 2\n{extra}",
-            input = self.path("input").display(),
-            out = self.path("out").display(),
-            stat = self.path("stat").display(),
-            model = model.display(),
-            prompt = prompt.display(),
-        );
-        self.write("task.yaml", yaml.as_bytes())
+        self.scoring_task(base_url, concurrency, data_extra, extra)
     }
 
     fn task(&self, base_url: &str, concurrency: usize, extra: &str) -> PathBuf {

@@ -30,7 +30,7 @@ impl Scratch {
         self.write(rel, body.as_bytes());
     }
 
-    fn scoring_task(&self) -> PathBuf {
+    fn shard_task(&self) -> PathBuf {
         self.write("model.yaml", b"client_config:\n  base_url: \"sim://\"\n  api_key: \"k\"\nchat_config:\n  model: \"m\"\n");
         let prompt = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("configs/prompts/en_corpus_quality_v1.yaml");
         let yaml = format!(
@@ -62,7 +62,7 @@ fn four_shards_read_a_quarter_each_then_merge_verifies_and_the_folder_resumes() 
     let s = Scratch::new();
     s.records("input/big.jsonl", 0, 3000);
     s.records("input/small.jsonl", 3000, 40);
-    let task = s.scoring_task();
+    let task = s.shard_task();
     let task = task.to_str().unwrap();
     let total_bytes: u64 = ["input/big.jsonl", "input/small.jsonl"].iter().map(|f| std::fs::metadata(s.path(f)).unwrap().len()).sum();
 
@@ -110,7 +110,7 @@ fn four_shards_read_a_quarter_each_then_merge_verifies_and_the_folder_resumes() 
 fn merge_refuses_unfinished_shards_and_with_force_names_what_is_missing() {
     let s = Scratch::new();
     s.records("input/data.jsonl", 0, 800);
-    let task = s.scoring_task();
+    let task = s.shard_task();
     let task = task.to_str().unwrap();
     for i in [0, 2] {
         let o = modelcall(&["run-task", task, "--shard", &format!("{i}/3"), "--no-progress"]);

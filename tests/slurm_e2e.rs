@@ -112,27 +112,7 @@ fn scratch() -> Scratch {
 impl Scratch {
     /// The scoring task of scoring_e2e.rs: `input/` → `out/`, a sim:// model, jsonl output.
     fn task(&self, sim_url: &str, concurrency: usize, extra: &str) -> PathBuf {
-        let model = self.write(
-            "model.yaml",
-            format!(
-                "client_config:\n  base_url: \"{sim_url}\"\n  api_key: \"sk-test-secret-1234\"\n  timeout: 5\n  max_retries: 8\nchat_config:\n  model: \"m\"\n  temperature: 0\n"
-            )
-            .as_bytes(),
-        );
-        let prompt = repo_root().join("configs/prompts/en_corpus_quality_v1.yaml");
-        let yaml = format!(
-            "task_name: e2e\ntask_type: data_scoring\ndescription: e2e test\n\
-             data:\n  input_folder: \"{input}\"\n  output_folder: \"{out}\"\n  stat_folder: \"{stat}\"\n  input_key: text\n  prompt_format_key: text\n  id_field: id\n  output_format: jsonl\n\
-             model:\n  config_path: \"{model}\"\nprompt:\n  config_path: \"{prompt}\"\n\
-             concurrency:\n  max_concurrent_requests: {concurrency}\n\
-             retry:\n  max_retries: 2\n{extra}",
-            input = self.path("input").display(),
-            out = self.path("out").display(),
-            stat = self.path("stat").display(),
-            model = model.display(),
-            prompt = prompt.display(),
-        );
-        self.write("task.yaml", yaml.as_bytes())
+        self.scoring_task(sim_url, concurrency, "", extra)
     }
 }
 

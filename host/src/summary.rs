@@ -19,8 +19,6 @@ pub struct FileStats {
     pub seen: u64,
     /// Records already done by an earlier run (resumed, not sent again).
     pub already_done: u64,
-    /// Records belonging to other shards.
-    pub other_shards: u64,
     pub scored: u64,
     pub failed: u64,
     /// Lines that are not records (invalid JSON, not an object, invalid UTF-8).
@@ -55,7 +53,7 @@ macro_rules! add_counters {
 }
 
 add_counters!(
-    seen, already_done, other_shards, scored, failed, bad_lines, skipped, debug_limited, records_out, duplicate_ids,
+    seen, already_done, scored, failed, bad_lines, skipped, debug_limited, records_out, duplicate_ids,
     failed_before, source_errors, bytes_read,
 );
 
@@ -171,7 +169,6 @@ impl RunStats {
             "records": {
                 "seen": totals.seen,
                 "already_done": totals.already_done,
-                "other_shards": totals.other_shards,
                 "scored": totals.scored,
                 "failed": totals.failed,
                 "bad_lines": totals.bad_lines,

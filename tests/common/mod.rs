@@ -41,6 +41,35 @@ impl Scratch {
         self.dir.path().join(rel)
     }
 
+    /// `model.yaml`: a model config at `base_url` (a `sim://` URL, usually) with a fixed test key.
+    pub fn model(&self, base_url: &str) -> PathBuf {
+        let yaml = format!(
+            "client_config:\n  base_url: \"{base_url}\"\n  api_key: \"sk-test-secret-1234\"\n  timeout: 5\n  max_retries: 8\nchat_config:\n  model: \"m\"\n  temperature: 0\n"
+        );
+        self.write("model.yaml", yaml.as_bytes())
+    }
+
+    /// `task.yaml`: a scoring task over `input/` writing JSONL to `out/` with the shipped English
+    /// prompt and `model.yaml` at `base_url`; `data_extra` lines go under `data:` (indented by
+    /// the caller), `extra` at the end.
+    pub fn scoring_task(&self, base_url: &str, concurrency: usize, data_extra: &str, extra: &str) -> PathBuf {
+        let model = self.model(base_url);
+        let prompt = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("configs/prompts/en_corpus_quality_v1.yaml");
+        let yaml = format!(
+            "task_name: e2e\ntask_type: data_scoring\ndescription: e2e test\n\
+             data:\n  input_folder: \"{input}\"\n  output_folder: \"{out}\"\n  stat_folder: \"{stat}\"\n  input_key: text\n  prompt_format_key: text\n  id_field: id\n  output_format: jsonl\n{data_extra}\
+             model:\n  config_path: \"{model}\"\nprompt:\n  config_path: \"{prompt}\"\n\
+             concurrency:\n  max_concurrent_requests: {concurrency}\n\
+             retry:\n  max_retries: 2\n{extra}",
+            input = self.path("input").display(),
+            out = self.path("out").display(),
+            stat = self.path("stat").display(),
+            model = model.display(),
+            prompt = prompt.display(),
+        );
+        self.write("task.yaml", yaml.as_bytes())
+    }
+
     /// Writes `content` at `rel` (folders created) and returns its path.
     pub fn write(&self, rel: &str, content: &[u8]) -> PathBuf {
         let p = self.path(rel);

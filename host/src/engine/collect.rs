@@ -39,10 +39,6 @@ impl<J: Job> Collector<'_, J> {
                 fs.seen += 1;
                 fs.failed_before += 1;
             }
-            Collected::Read(ReadItem::OtherShard) => {
-                fs.seen += 1;
-                fs.other_shards += 1;
-            }
             Collected::Read(ReadItem::DuplicateId { skipped }) => {
                 fs.duplicate_ids += 1;
                 if skipped {

@@ -4,7 +4,7 @@
 //!
 //! Threads and tasks, per unit:
 //! - a reader on a blocking thread parses lines, assigns stable keys, drops keys already done or
-//!   belonging to another shard, and sends work through a bounded channel;
+//!   failed permanently before, and sends work through a bounded channel;
 //! - one task per item, admitted by the run-wide semaphore (the bound on requests in flight), so
 //!   a slow request never holds up the others;
 //! - one collector that owns the journal (its single writer) and the counters;

@@ -23,7 +23,6 @@ pub enum ReadItem {
     /// Failed permanently in an earlier run (a rejected request, an invalid record); its error
     /// row stays, and it is sent again only with `--retry-failed`.
     FailedBefore,
-    OtherShard,
     DebugLimited,
     /// A record whose id was seen before in the unit; `skipped` when it is left out
     /// (`on_duplicate_id: skip`), else it is processed under its ordinal key as well.
@@ -39,7 +38,6 @@ pub struct ReadOptions {
     pub key_fields: Vec<String>,
     /// Work items per record (generation with `n: k`): keys `key#0..k-1`.
     pub samples_per_record: u32,
-    pub shard: Option<(u32, u32)>,
     /// At most this many work items (debug limits).
     pub max_items: Option<u64>,
     /// What a repeated id does (`options.on_duplicate_id`).
@@ -130,10 +128,6 @@ impl Reader<'_> {
         None
     }
 
-    fn other_shard(&self, key: &str) -> bool {
-        matches!(self.opts.shard, Some((i, n)) if n > 1 && modelcall_io::shard_of(key, n) != i)
-    }
-
     /// Sends every line of `file` (a file that fails to open or read is reported and the unit
     /// goes on with its next file); `false` when the unit must stop.
     fn read_records(&mut self, index: usize, file: &PathBuf, slice: Slice, keys: &mut KeyAssigner, stop: &StopSignal) -> bool {
@@ -190,9 +184,7 @@ impl Reader<'_> {
                             continue;
                         }
                     }
-                    if self.other_shard(&base) {
-                        ReadItem::OtherShard
-                    } else if samples > 1 {
+                    if samples > 1 {
                         // n answers per record: one work item per sample, each its own key.
                         for i in 0..samples {
                             let key = format!("{base}#{i}");

@@ -1,6 +1,7 @@
 //! The `jsonl_merge` preset: groups of JSONL files concatenated, in input order, into one file
-//! each: pure I/O on the same pipeline (an identity job and a single-file records sink), so a
-//! merge resumes per record and reports bad lines like every task.
+//! each: pure I/O on the same pipeline (an identity job and a single-file records sink), with
+//! atomic outputs and bad lines reported like every task. A merge is rebuilt from its inputs on
+//! every run (they may have changed since), so it does not resume.
 //!
 //! Unlike the reference, a missing input fails the task before anything is written (listing every
 //! missing file), and lines that are not JSON objects or not UTF-8 are never silently dropped:

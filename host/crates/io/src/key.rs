@@ -196,19 +196,6 @@ fn write_canonical(v: &Value, h: &mut Sha256) {
     }
 }
 
-/// The shard (0..n) a key belongs to: FNV-1a, stable across platforms and releases.
-pub fn shard_of(key: &str, n: u32) -> u32 {
-    if n <= 1 {
-        return 0;
-    }
-    let mut hash: u64 = 0xcbf29ce484222325;
-    for b in key.as_bytes() {
-        hash ^= *b as u64;
-        hash = hash.wrapping_mul(0x100000001b3);
-    }
-    (hash % n as u64) as u32
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,17 +234,5 @@ mod tests {
         // Deterministic across assigners (runs).
         let mut again = KeyAssigner::new(None);
         assert_eq!(again.key_for(&obj(json!({"b": {"x": 1, "y": 2}, "a": 1}))), a);
-    }
-
-    #[test]
-    fn shards_are_stable_and_cover_everything() {
-        assert_eq!(shard_of("abc", 1), 0);
-        let mut counts = [0u32; 4];
-        for i in 0..4000 {
-            let s = shard_of(&format!("r{i}"), 4);
-            assert_eq!(s, shard_of(&format!("r{i}"), 4));
-            counts[s as usize] += 1;
-        }
-        assert!(counts.iter().all(|&c| c > 800), "{counts:?}");
     }
 }

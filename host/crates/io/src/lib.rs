@@ -22,7 +22,7 @@ pub mod ordered;
 pub mod source;
 
 pub use journal::{EntryStatus, Journal, JournalEntry, JournalError, JournalState};
-pub use key::{internal_key, is_internal_key, shard_of, AssignedKey, KeyAssigner};
+pub use key::{internal_key, is_internal_key, AssignedKey, KeyAssigner};
 pub use keyset::KeySet;
 pub use atomic::{sweep_temp_files, write_atomically, AtomicFile, WriteError};
 pub use bad_line::BadLine;
