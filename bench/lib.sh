@@ -37,3 +37,25 @@ bench_run_task() {
     /usr/bin/time -f '%U %S %M' -o "$work/time" "$bin" run-task "$1" --no-progress > "$work/run.log" 2>&1 || { cat "$work/run.log" >&2; exit 1; }
     read -r user sys maxrss_kb < "$work/time"
 }
+
+# model.yaml on the simulated endpoint and task.yaml scoring $work/input into $work/out (JSONL)
+# with the shipped English prompt, $concurrency requests in flight; $1 is the task name.
+bench_scoring_task() {
+    bench_model_yaml bench > "$work/model.yaml"
+    cat > "$work/task.yaml" <<YAML
+task_name: $1
+task_type: data_scoring
+data:
+  input_folder: "$work/input"
+  output_folder: "$work/out"
+  input_key: text
+  id_field: id
+  output_format: jsonl
+model:
+  config_path: "$work/model.yaml"
+prompt:
+  config_path: "configs/prompts/en_corpus_quality_v1.yaml"
+concurrency:
+  max_concurrent_requests: $concurrency
+YAML
+}

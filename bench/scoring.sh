@@ -19,24 +19,7 @@ out = sys.stdout
 for i in range(n):
     out.write(json.dumps({"id": f"r{i:08d}", "text": f"Record {i}: a short English paragraph about rivers, bread and tides, long enough to look like real data."}) + "\n")
 PY
-bench_model_yaml bench > "$work/model.yaml"
-cat > "$work/task.yaml" <<YAML
-task_name: bench
-task_type: data_scoring
-description: benchmark
-data:
-  input_folder: "$work/input"
-  output_folder: "$work/out"
-  input_key: text
-  id_field: id
-  output_format: jsonl
-model:
-  config_path: "$work/model.yaml"
-prompt:
-  config_path: "configs/prompts/en_corpus_quality_v1.yaml"
-concurrency:
-  max_concurrent_requests: $concurrency
-YAML
+bench_scoring_task bench
 
 bench_run_task "$work/task.yaml"
 python3 - "$work/out/run_summary.json" "$user" "$sys" "$maxrss_kb" "$concurrency" "$latency_ms" "$records" <<'PY'

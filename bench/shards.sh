@@ -18,22 +18,7 @@ out = sys.stdout
 for i in range(int(sys.argv[1])):
     out.write(json.dumps({"id": f"r{i:09d}", "text": f"Record {i}: a short English paragraph about rivers, bread and tides, long enough to look like real data."}) + "\n")
 PY
-bench_model_yaml bench > "$work/model.yaml"
-cat > "$work/task.yaml" <<YAML
-task_name: bench_shards
-data:
-  input_folder: "$work/input"
-  output_folder: "$work/out"
-  input_key: text
-  id_field: id
-  output_format: jsonl
-model:
-  config_path: "$work/model.yaml"
-prompt:
-  config_path: "configs/prompts/en_corpus_quality_v1.yaml"
-concurrency:
-  max_concurrent_requests: $concurrency
-YAML
+bench_scoring_task bench_shards
 size=$(stat -c %s "$work/input/data.jsonl")
 "$bin" serve-sim --port "$port" --latency-ms 0 --exit-after-secs 7200 > "$work/sim.log" 2>&1 &
 sim_pid=$!
