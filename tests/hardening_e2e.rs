@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{read_jsonl, Scratch};
+use common::{read_jsonl, write_records, Scratch};
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
@@ -123,14 +123,6 @@ fn describe(out: &Output) -> String {
 
 fn assert_code(out: &Output, code: i32) {
     assert_eq!(out.status.code(), Some(code), "expected exit {code}: {}", describe(out));
-}
-
-fn write_records(path: &Path, n: usize) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    for i in 0..n {
-        writeln!(f, "{}", json!({"id": format!("r{i:06}"), "text": format!("Record number {i} talks about rivers and bread.")})).unwrap();
-    }
 }
 
 /// Non-empty lines of every `*.jsonl` input, by stem.

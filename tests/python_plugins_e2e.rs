@@ -324,8 +324,7 @@ fn examples_run_on_sample_records() {
 
 /// A scoring task over `n` records with `plugins` (YAML lines) and the sim endpoint.
 fn scoring_task(s: &Scratch, n: usize, plugins: &str) -> PathBuf {
-    let records: String = (0..n).map(|i| format!("{}\n", json!({"id": format!("r{i:06}"), "text": format!("Record number {i} talks about rivers and bread.")}))).collect();
-    s.write("input/data.jsonl", records.as_bytes());
+    common::write_records(&s.path("input/data.jsonl"), n);
     let model = s.write(
         "model.yaml",
         b"client_config:\n  base_url: \"sim://\"\n  api_key: \"sk-test\"\n  timeout: 5\n  max_retries: 2\nchat_config:\n  model: \"m\"\n  temperature: 0\n",

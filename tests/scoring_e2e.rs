@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::Scratch;
+use common::{write_records, Scratch};
 
 use common::read_jsonl;
 use std::collections::HashMap;
@@ -27,14 +27,6 @@ impl Scratch {
     /// A task over `input/` with the given sim URL and extra YAML lines appended.
     fn task(&self, sim_url: &str, concurrency: usize, extra: &str) -> PathBuf {
         self.scoring_task(sim_url, concurrency, "", extra)
-    }
-}
-
-fn write_records(path: &Path, n: usize) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    for i in 0..n {
-        writeln!(f, "{}", json!({"id": format!("r{i:06}"), "text": format!("Record number {i} talks about rivers and bread.")})).unwrap();
     }
 }
 

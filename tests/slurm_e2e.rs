@@ -10,14 +10,14 @@
 
 mod common;
 
-use common::{read_jsonl, Scratch};
+use common::{read_jsonl, write_records, Scratch};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 const SHARDS: u32 = 4;
 const RECORDS: usize = 4_000;
@@ -113,14 +113,6 @@ impl Scratch {
     /// The scoring task of scoring_e2e.rs: `input/` → `out/`, a sim:// model, jsonl output.
     fn task(&self, sim_url: &str, concurrency: usize, extra: &str) -> PathBuf {
         self.scoring_task(sim_url, concurrency, "", extra)
-    }
-}
-
-fn write_records(path: &Path, n: usize) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    for i in 0..n {
-        writeln!(f, "{}", json!({"id": format!("r{i:06}"), "text": format!("Record number {i} talks about rivers and bread.")})).unwrap();
     }
 }
 

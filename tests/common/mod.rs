@@ -27,6 +27,17 @@ pub fn read_jsonl(path: &Path) -> Vec<Value> {
         .unwrap_or_default()
 }
 
+/// Writes `n` small scoring records (`id` r000000.., a short `text`) as JSON lines to `path`.
+pub fn write_records(path: &Path, n: usize) {
+    use std::io::Write;
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    for i in 0..n {
+        let record = serde_json::json!({"id": format!("r{i:06}"), "text": format!("Record number {i} talks about rivers and bread.")});
+        writeln!(f, "{record}").unwrap();
+    }
+}
+
 /// A temporary folder for one test; each test file adds the task builders it needs.
 pub struct Scratch {
     pub dir: tempfile::TempDir,
