@@ -2,7 +2,7 @@
 //! (`modelcall plugin list|check|run`), with the fixture plugins of tests/plugins and the
 //! built-ins. The library-level sandbox tests live in host/crates/plugin-host/tests.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use modelcall_test_plugins as fx;
@@ -29,6 +29,30 @@ fn write_jsonl(dir: &Path, name: &str, records: &[Value]) -> String {
     let text: String = records.iter().map(|r| format!("{r}\n")).collect();
     std::fs::write(&path, text).unwrap();
     path.display().to_string()
+}
+
+/// A sim:// scoring task in `dir` over `input` (out/, pre/ beside it) whose preprocessor is the
+/// plugin at `plugin`; `plugin_extra` is appended under the plugin (e.g. its `limits:`).
+fn preprocess_task(dir: &Path, input: &Path, plugin: &str, plugin_extra: &str) -> PathBuf {
+    std::fs::write(dir.join("model.yaml"), "client_config:\n  base_url: \"sim://\"\nchat_config:\n  model: m\n").unwrap();
+    let prompt = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("configs/prompts/en_corpus_quality_v1.yaml");
+    let task = dir.join("task.yaml");
+    std::fs::write(
+        &task,
+        format!(
+            "task_name: pre\ndata:\n  input_folder: \"{in_}\"\n  output_folder: \"{out}\"\n  input_key: text\n  output_format: jsonl\n\
+             model:\n  config_path: \"{model}\"\nprompt:\n  config_path: \"{prompt}\"\n\
+             preprocess:\n  output_folder: \"{pre}\"\n\
+             plugins:\n  pre:\n    role: preprocessor\n    path: \"{plugin}\"\n{plugin_extra}",
+            in_ = input.display(),
+            out = dir.join("out").display(),
+            pre = dir.join("pre").display(),
+            model = dir.join("model.yaml").display(),
+            prompt = prompt.display(),
+        ),
+    )
+    .unwrap();
+    task
 }
 
 #[test]
@@ -192,25 +216,7 @@ fn a_preprocessor_disabled_by_traps_stops_the_task_with_its_error_file_written()
     std::fs::create_dir_all(&input).unwrap();
     let records: Vec<Value> = (0..6).map(|i| json!({"id": i, "text": "x", "attack": true})).collect();
     write_jsonl(&input, "data.jsonl", &records);
-    std::fs::write(dir.path().join("model.yaml"), "client_config:\n  base_url: \"sim://\"\nchat_config:\n  model: m\n").unwrap();
-    let prompt = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("configs/prompts/en_corpus_quality_v1.yaml");
-    let task = dir.path().join("task.yaml");
-    std::fs::write(
-        &task,
-        format!(
-            "task_name: traps\ndata:\n  input_folder: \"{in_}\"\n  output_folder: \"{out}\"\n  input_key: text\n  output_format: jsonl\n\
-             model:\n  config_path: \"{model}\"\nprompt:\n  config_path: \"{prompt}\"\n\
-             preprocess:\n  output_folder: \"{pre}\"\n\
-             plugins:\n  pre:\n    role: preprocessor\n    path: \"{plugin}\"\n    limits:\n      max_consecutive_traps: 2\n",
-            in_ = input.display(),
-            out = dir.path().join("out").display(),
-            pre = dir.path().join("pre").display(),
-            model = dir.path().join("model.yaml").display(),
-            prompt = prompt.display(),
-            plugin = fx::PANIC,
-        ),
-    )
-    .unwrap();
+    let task = preprocess_task(dir.path(), &input, fx::PANIC, "    limits:\n      max_consecutive_traps: 2\n");
     let o = modelcall(&["run-task", task.to_str().unwrap(), "--no-progress"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("preprocessing stopped"), "{}", stderr(&o));
@@ -227,24 +233,7 @@ fn a_raw_file_changed_after_preprocessing_is_preprocessed_again() {
     std::fs::create_dir_all(raw.parent().unwrap()).unwrap();
     std::fs::write(&raw, "fn a() {}\n").unwrap();
     std::fs::write(dir.path().join("raw/Rust/other.txt"), "x").unwrap();
-    std::fs::write(dir.path().join("model.yaml"), "client_config:\n  base_url: \"sim://\"\nchat_config:\n  model: m\n").unwrap();
-    let prompt = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("configs/prompts/en_corpus_quality_v1.yaml");
-    let task = dir.path().join("task.yaml");
-    std::fs::write(
-        &task,
-        format!(
-            "task_name: raw\ndata:\n  input_folder: \"{raw}\"\n  output_folder: \"{out}\"\n  input_key: text\n  output_format: jsonl\n\
-             model:\n  config_path: \"{model}\"\nprompt:\n  config_path: \"{prompt}\"\n\
-             preprocess:\n  output_folder: \"{pre}\"\nplugins:\n  pre:\n    role: preprocessor\n    path: \"{plugin}\"\n",
-            raw = dir.path().join("raw").display(),
-            out = dir.path().join("out").display(),
-            pre = dir.path().join("pre").display(),
-            model = dir.path().join("model.yaml").display(),
-            prompt = prompt.display(),
-            plugin = fx::HEALTHY,
-        ),
-    )
-    .unwrap();
+    let task = preprocess_task(dir.path(), &dir.path().join("raw"), fx::HEALTHY, "");
     let lens = || -> Vec<(String, u64)> {
         let text = std::fs::read_to_string(dir.path().join("pre/Rust.jsonl")).unwrap();
         let mut v: Vec<(String, u64)> = text
