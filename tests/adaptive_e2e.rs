@@ -65,7 +65,9 @@ fn adaptive_mode_finds_the_knee_of_a_saturating_endpoint() {
     assert_eq!(adaptive["records"]["scored"], RECORDS as u64);
     assert!(throttled(&fixed) > 0.2, "a fixed 512 overloads the endpoint: {}", throttled(&fixed));
     // Refusals happen only while the limit first overshoots the knee (a round trip of feedback).
-    assert!(throttled(&adaptive) < 0.05, "adaptive stays under the refusal line: {}", throttled(&adaptive));
+    // The target is under 1 % once converged; this counts the whole run, overshoot included
+    // (measured 0.6-0.7 % here), so 2 % leaves room for a slower machine and nothing more.
+    assert!(throttled(&adaptive) < 0.02, "adaptive stays under the refusal line: {}", throttled(&adaptive));
     assert!(records_per_s(&adaptive) >= 0.8 * ideal, "adaptive reaches the knee's throughput: {} of {ideal}", records_per_s(&adaptive));
     let limit = adaptive["concurrency_limit"]["final"].as_u64().unwrap();
     assert!((CAPACITY / 2..=2 * CAPACITY).contains(&limit), "the limit settles near the capacity: {limit}");
