@@ -98,7 +98,7 @@ fn wrong_role_and_wrong_track_fail_check_with_actionable_messages() {
     let o = modelcall(&["plugin", "check", fx::WRONG_TRACK]);
     assert!(!o.status.success());
     let err = stderr(&o);
-    assert!(err.contains("fixture_wrong_track.wasm") && err.contains("API 0.2") && err.contains("supports 0.1"), "{err}");
+    assert!(err.contains("fixture_wrong_track.wasm") && err.contains("API 0.9") && err.contains("supports 0.1, 0.2"), "{err}");
 
     let o = modelcall(&["plugin", "check", fx::TRIES_FILES_AND_SOCKETS]);
     assert!(!o.status.success());

@@ -29,6 +29,9 @@ pub struct FileStats {
     pub debug_limited: u64,
     /// Records a preprocessor or converter produced (several per input for file preprocessors).
     pub records_out: u64,
+    /// Items a preprocessor returned as errors (one bad row of a file): each is an error row,
+    /// the input's other records are kept.
+    pub item_errors: u64,
     /// Records whose id an earlier record of the same input already had (kept under `id#2`, …,
     /// skipped, or failed, per `options.on_duplicate_id`).
     pub duplicate_ids: u64,
@@ -53,7 +56,7 @@ macro_rules! add_counters {
 }
 
 add_counters!(
-    seen, already_done, scored, failed, bad_lines, skipped, debug_limited, records_out, duplicate_ids,
+    seen, already_done, scored, failed, bad_lines, skipped, debug_limited, records_out, item_errors, duplicate_ids,
     failed_before, source_errors, bytes_read,
 );
 
@@ -175,6 +178,7 @@ impl RunStats {
                 "skipped": totals.skipped,
                 "debug_limited": totals.debug_limited,
                 "records_out": totals.records_out,
+                "item_errors": totals.item_errors,
                 "duplicate_ids": totals.duplicate_ids,
                 "failed_before": totals.failed_before,
                 "source_errors": totals.source_errors,

@@ -4,7 +4,7 @@
 use modelcall_io::{EntryStatus, Journal, JournalEntry, JournalError};
 use serde_json::{json, Map, Value};
 
-use super::job::{CallTally, FailureSite, Job, Outcome, Produced};
+use super::job::{CallTally, Failure, FailureSite, Job, Outcome, Produced};
 use super::reader::{Finished, ReadItem};
 use super::RunShared;
 use crate::summary::{FileStats, RunStats};
@@ -90,13 +90,28 @@ impl<J: Job> Collector<'_, J> {
                                 fs.scored += 1;
                                 row
                             }
-                            Produced::Records { group, records, skipped } => {
+                            Produced::Records { group, records, skipped, item_errors } => {
                                 match &skipped {
                                     Some(reason) => {
                                         fs.skipped += 1;
                                         stats.count_skip(reason);
                                     }
                                     None => fs.scored += 1,
+                                }
+                                // Before the input's own entry: a crash in between reruns the
+                                // input, which writes the same item keys again.
+                                for item in item_errors {
+                                    fs.item_errors += 1;
+                                    stats.count_failure(&item.cause);
+                                    let file = self.files.get(file).map(String::as_str).unwrap_or(self.unit_name);
+                                    let item_key = item.key(&key);
+                                    let failure = Failure { cause: item.cause, message: item.message, calls: CallTally::default(), record: None };
+                                    let mut row = self.job.failure_row(&FailureSite { key: &item_key, file, line }, failure);
+                                    row.insert("item".into(), json!(item.index));
+                                    row.insert("location".into(), json!(item.location));
+                                    // The input succeeded: a rerun cannot redo one of its items.
+                                    row.insert("retryable".into(), json!(false));
+                                    self.journal.append(JournalEntry { key: item_key, status: EntryStatus::Error, row })?;
                                 }
                                 fs.records_out += records.len() as u64;
                                 let mut row = object(json!({"group": group.as_deref().unwrap_or(self.unit_name), "records": records}));

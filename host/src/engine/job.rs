@@ -26,8 +26,34 @@ pub enum Produced {
     /// One output row (scoring, generation, merging).
     Row(Map<String, Value>),
     /// Zero or more records for a records sink (preprocessing, conversion); `group` overrides
-    /// the unit's group; `skipped` says why nothing was kept.
-    Records { group: Option<String>, records: Vec<Value>, skipped: Option<String> },
+    /// the unit's group; `skipped` says why nothing was kept; `item_errors` are the items that
+    /// failed on their own (one error row each, the records still kept).
+    Records { group: Option<String>, records: Vec<Value>, skipped: Option<String>, item_errors: Vec<ItemFailure> },
+}
+
+impl Produced {
+    /// Records with nothing skipped and no item failed.
+    pub fn records(group: Option<String>, records: Vec<Value>) -> Self {
+        Produced::Records { group, records, skipped: None, item_errors: Vec::new() }
+    }
+}
+
+/// One item of a split that failed on its own (a preprocessor's item error).
+pub struct ItemFailure {
+    /// Position among the items the call returned.
+    pub index: usize,
+    pub cause: String,
+    pub message: String,
+    /// Where in the input, as the plugin put it.
+    pub location: Option<String>,
+}
+
+impl ItemFailure {
+    /// The journal key of the item's error row: the input's key and the item's position, so
+    /// a rerun of the input writes the same keys again rather than new ones.
+    pub fn key(&self, input_key: &str) -> String {
+        format!("{input_key}#item{}", self.index)
+    }
 }
 
 /// What happened to one item.

@@ -31,7 +31,7 @@ use anyhow::Context as _;
 use serde_json::Value;
 use tokio::sync::{mpsc, Semaphore};
 
-pub use job::{CallTally, Failure, FailureSite, Job, JobInput, Outcome, Produced};
+pub use job::{CallTally, Failure, FailureSite, ItemFailure, Job, JobInput, Outcome, Produced};
 pub use reader::ReadOptions;
 pub use stop::{StopReason, StopSignal};
 pub use unit::{SinkKind, Unit, UnitInputs};
@@ -121,7 +121,7 @@ impl RunOutcome {
     /// and records that failed permanently before and were not sent again.
     pub fn failed_items(&self) -> u64 {
         let t = self.stats.totals();
-        t.failed + t.bad_lines + t.failed_before + t.source_errors
+        t.failed + t.bad_lines + t.failed_before + t.source_errors + t.item_errors
     }
 }
 

@@ -117,17 +117,18 @@ pub async fn run(run: &TaskRun<'_>, plan: &PreprocessPlan, plugin: Plugin, stop:
 pub fn report(outcome: &RunOutcome, out: &std::path::Path) {
     let t = outcome.stats.totals();
     eprintln!(
-        "preprocessed: {} input(s) now, {} done before, {} skipped, {} failed → {} record(s); {} group file(s) in {}",
+        "preprocessed: {} input(s) now, {} done before, {} skipped, {} failed → {} record(s){}; {} group file(s) in {}",
         t.scored + t.skipped + t.failed,
         t.already_done,
         t.skipped,
         t.failed + t.bad_lines,
         t.records_out,
+        if t.item_errors > 0 { format!(" and {} item error(s)", t.item_errors) } else { String::new() },
         outcome.units.iter().map(|u| u.files_written.len()).sum::<usize>(),
         out.display()
     );
     for u in &outcome.units {
-        if u.stats.failed + u.stats.bad_lines > 0 {
+        if u.stats.failed + u.stats.bad_lines + u.stats.item_errors > 0 {
             eprintln!("preprocessing errors: {}", u.unit.paths.errors.display());
         }
     }

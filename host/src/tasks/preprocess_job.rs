@@ -7,7 +7,7 @@ use std::sync::Arc;
 use modelcall_plugin_host::{Plugin, PreprocessInput, PreprocessOutcome};
 use serde_json::{json, Map, Value};
 
-use crate::engine::{CallTally, Failure, FailureSite, Job, JobInput, Outcome, Produced};
+use crate::engine::{CallTally, Failure, FailureSite, ItemFailure, Job, JobInput, Outcome, Produced};
 use crate::plugin_pool::PluginPool;
 
 pub struct PreprocessJob {
@@ -33,21 +33,27 @@ impl Job for PreprocessJob {
             let plugin = self.plugin.clone();
             let k = key.clone();
             match self.pool.run(move || plugin.preprocess(&k, 1, call_input)).await {
-                Ok(Ok(PreprocessOutcome::Keep(records))) => {
-                    let mut kept = Vec::with_capacity(records.len());
-                    for (i, r) in records.iter().enumerate() {
-                        match modelcall_io::parse_record(r.as_bytes()) {
-                            Ok(v) => kept.push(Value::Object(v)),
-                            Err(e) => {
-                                let message = format!("record {i} the preprocessor returned is not a usable JSON object: {e}");
-                                return Failure::new("plugin_trap_bad_output", message, CallTally::default(), None);
-                            }
+                Ok(Ok(PreprocessOutcome::Keep(items))) => {
+                    let mut kept = Vec::with_capacity(items.len());
+                    let mut item_errors = Vec::new();
+                    for (index, item) in items.into_iter().enumerate() {
+                        match item {
+                            Ok(r) => match modelcall_io::parse_record(r.as_bytes()) {
+                                Ok(v) => kept.push(Value::Object(v)),
+                                Err(e) => {
+                                    let message = format!("record {index} the preprocessor returned is not a usable JSON object: {e}");
+                                    return Failure::new("plugin_trap_bad_output", message, CallTally::default(), None);
+                                }
+                            },
+                            Err(e) => item_errors.push(ItemFailure { index, cause: e.kind.cause().to_string(), message: e.message, location: e.location }),
                         }
                     }
-                    Outcome::Done { produced: Produced::Records { group, records: kept, skipped: None }, score: None, calls: CallTally::default() }
+                    let produced = Produced::Records { group, records: kept, skipped: None, item_errors };
+                    Outcome::Done { produced, score: None, calls: CallTally::default() }
                 }
                 Ok(Ok(PreprocessOutcome::Skip(reason))) => {
-                    Outcome::Done { produced: Produced::Records { group, records: Vec::new(), skipped: Some(reason) }, score: None, calls: CallTally::default() }
+                    let produced = Produced::Records { group, records: Vec::new(), skipped: Some(reason), item_errors: Vec::new() };
+                    Outcome::Done { produced, score: None, calls: CallTally::default() }
                 }
                 Ok(Err(e)) if e.is_fatal() => Outcome::Fatal { message: format!("preprocessing stopped: {e}") },
                 Ok(Err(e)) => Failure::new(e.cause(), e.to_string(), CallTally::default(), None),
@@ -73,7 +79,7 @@ impl Job for IdentityJob {
     fn run(self: Arc<Self>, _key: String, input: JobInput) -> impl std::future::Future<Output = Outcome> + Send + 'static {
         std::future::ready(match input {
             JobInput::Record(record) => Outcome::Done {
-                produced: Produced::Records { group: None, records: vec![Value::Object(record)], skipped: None },
+                produced: Produced::records(None, vec![Value::Object(record)]),
                 score: None,
                 calls: CallTally::default(),
             },

@@ -20,9 +20,9 @@ macro_rules! kind_bindings {
             path: "wit",
             world: $world,
             with: {
-                "modelcall:plugin/types@0.1.0": crate::base::modelcall::plugin::types,
-                "modelcall:plugin/context@0.1.0": crate::base::modelcall::plugin::context,
-                "modelcall:plugin/host@0.1.0": crate::base::modelcall::plugin::host,
+                "modelcall:plugin/types@0.2.0": crate::base::modelcall::plugin::types,
+                "modelcall:plugin/context@0.2.0": crate::base::modelcall::plugin::context,
+                "modelcall:plugin/host@0.2.0": crate::base::modelcall::plugin::host,
             },
             pub_export_macro: true,
             default_bindings_module: $module,

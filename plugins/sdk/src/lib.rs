@@ -58,7 +58,7 @@ pub use error::{Error, ErrorKind};
 pub use host::{count_tokens, log, truncate_tokens, LogLevel};
 
 /// The WIT package this SDK implements.
-pub const WIT_PACKAGE: &str = "modelcall:plugin@0.1.0";
+pub const WIT_PACKAGE: &str = "modelcall:plugin@0.2.0";
 
 #[cfg(test)]
 mod tests {
@@ -66,5 +66,12 @@ mod tests {
     fn wit_package_names_the_contract_the_bindings_read() {
         let contract = include_str!("../wit/plugin.wit");
         assert!(contract.contains(&format!("package {};", super::WIT_PACKAGE)));
+    }
+
+    #[test]
+    fn the_sdk_version_is_on_the_wit_track() {
+        // `0.2.x` of the SDK binds `modelcall:plugin@0.2.*`: authors pick the SDK by track.
+        let track = super::WIT_PACKAGE.rsplit('@').next().unwrap().rsplit_once('.').unwrap().0;
+        assert!(env!("CARGO_PKG_VERSION").starts_with(&format!("{track}.")), "{}", env!("CARGO_PKG_VERSION"));
     }
 }

@@ -36,6 +36,10 @@ impl Input {
 pub enum Outcome {
     /// Records to pass on: one (map), several (split) or none (silent filter).
     Keep(Vec<Value>),
+    /// Items of a split where some failed on their own: each failed item becomes one error
+    /// row (with its [`ItemError::location`]) and the records are kept. One bad row of a file
+    /// no longer fails the whole file.
+    Items(Vec<Result<Value, ItemError>>),
     /// Drop the input, with a reason counted in the task report.
     Skip(String),
 }
@@ -46,6 +50,28 @@ impl Outcome {
     }
     pub fn skip(reason: impl Into<String>) -> Self {
         Outcome::Skip(reason.into())
+    }
+}
+
+/// One item of a split that could not be made into a record. The host writes it to the
+/// error output with the cause `plugin_<kind>` (e.g. `plugin_invalid_input`) and `location`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemError {
+    pub error: Error,
+    /// Where in the input the item came from, e.g. `line 12`.
+    pub location: Option<String>,
+}
+
+impl ItemError {
+    /// `error` at `location` (any text that helps a user find the item).
+    pub fn at(error: Error, location: impl Into<String>) -> Self {
+        ItemError { error, location: Some(location.into()) }
+    }
+}
+
+impl From<Error> for ItemError {
+    fn from(error: Error) -> Self {
+        ItemError { error, location: None }
     }
 }
 
@@ -88,7 +114,7 @@ pub mod bindings {
 #[doc(hidden)]
 pub mod __glue {
     pub use super::bindings::exports::modelcall::plugin::preprocessor::{Guest, Input, Outcome};
-    use super::bindings::exports::modelcall::plugin::preprocessor::RawFile;
+    use super::bindings::exports::modelcall::plugin::preprocessor::{ItemError, RawFile};
     use super::Preprocessor;
     use crate::glue::{self, CallContext, PluginError};
 
@@ -98,7 +124,19 @@ pub mod __glue {
             Input::File(RawFile { path, bytes }) => super::Input::File { path, bytes },
         };
         Ok(match glue::with_instance(ctx, "process", |plugin: &mut T, ctx| plugin.process(ctx, input))?? {
-            super::Outcome::Keep(records) => Outcome::Keep(records.into_iter().map(|r| r.to_string()).collect()),
+            super::Outcome::Keep(records) => Outcome::Keep(records.into_iter().map(|r| Ok(r.to_string())).collect()),
+            super::Outcome::Items(items) => Outcome::Keep(
+                items
+                    .into_iter()
+                    .map(|item| match item {
+                        Ok(r) => Ok(r.to_string()),
+                        Err(e) => {
+                            let PluginError { kind, message } = e.error.into();
+                            Err(ItemError { kind, message, location: e.location })
+                        }
+                    })
+                    .collect(),
+            ),
             super::Outcome::Skip(reason) => Outcome::Skip(reason),
         })
     }

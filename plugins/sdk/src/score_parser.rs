@@ -21,6 +21,15 @@ pub enum ParseError {
     Retry(String),
     /// Give up on this record.
     Invalid(String),
+    /// The parser itself failed (not the reply): the record goes to the error output with the
+    /// cause `plugin_<kind>`; nothing is re-asked.
+    Failed(Error),
+}
+
+impl From<Error> for ParseError {
+    fn from(e: Error) -> Self {
+        ParseError::Failed(e)
+    }
 }
 
 /// A score-parser plugin; must be a pure function of (config, record, reply, context).
@@ -56,8 +65,8 @@ pub mod bindings {
     kind_bindings!("score-parser-plugin", "modelcall_plugin_sdk::score_parser::bindings");
 }
 
-/// Conversions between the WIT types of the score-parser world and the SDK's. A score parser
-/// reports every failure as a `parse-error`, so the glue's errors become `Invalid`.
+/// Conversions between the WIT types of the score-parser world and the SDK's. The glue's own
+/// errors (a record that is not JSON, a call before `init`) are the parser's `failed`.
 #[cfg(target_arch = "wasm32")]
 #[doc(hidden)]
 pub mod __glue {
@@ -66,12 +75,13 @@ pub mod __glue {
     use crate::glue::{self, CallContext};
 
     pub fn parse<T: ScoreParser>(ctx: &CallContext, record: String, completion: String) -> Result<Score, ParseError> {
-        let invalid = |e: crate::Error| ParseError::Invalid(e.message);
-        let record = glue::record(&record).map_err(invalid)?;
-        match glue::with_instance(ctx, "parse", |plugin: &mut T, ctx| plugin.parse(ctx, record, &completion)).map_err(invalid)? {
+        let failed = |e: crate::Error| ParseError::Failed(e.into());
+        let record = glue::record(&record).map_err(failed)?;
+        match glue::with_instance(ctx, "parse", |plugin: &mut T, ctx| plugin.parse(ctx, record, &completion)).map_err(failed)? {
             Ok(s) => Ok(Score { value: s.value, label: s.label, rationale: s.rationale, extra: s.extra.map(|v| v.to_string()) }),
             Err(super::ParseError::Retry(h)) => Err(ParseError::Retry(h)),
             Err(super::ParseError::Invalid(m)) => Err(ParseError::Invalid(m)),
+            Err(super::ParseError::Failed(e)) => Err(ParseError::Failed(e.into())),
         }
     }
 }

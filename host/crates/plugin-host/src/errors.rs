@@ -16,6 +16,18 @@ pub enum ErrorKind {
     Internal,
 }
 
+impl ErrorKind {
+    /// The typed cause of an error row for a plugin error of this kind.
+    pub fn cause(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidInput => "plugin_invalid_input",
+            ErrorKind::InvalidConfig => "plugin_invalid_config",
+            ErrorKind::Unsupported => "plugin_unsupported",
+            ErrorKind::Internal => "plugin_internal",
+        }
+    }
+}
+
 impl fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -116,12 +128,7 @@ impl CallError {
     /// A stable machine-readable cause for reports and dead-letter rows.
     pub fn cause(&self) -> &'static str {
         match self {
-            CallError::Plugin { kind, .. } => match kind {
-                ErrorKind::InvalidInput => "plugin_invalid_input",
-                ErrorKind::InvalidConfig => "plugin_invalid_config",
-                ErrorKind::Unsupported => "plugin_unsupported",
-                ErrorKind::Internal => "plugin_internal",
-            },
+            CallError::Plugin { kind, .. } => kind.cause(),
             CallError::Trap { kind, .. } => match kind {
                 TrapKind::Deadline => "plugin_trap_deadline",
                 TrapKind::Fuel => "plugin_trap_fuel",
@@ -154,7 +161,7 @@ pub enum LoadError {
     InvalidComponent { plugin: String, message: String },
     #[error("plugin {plugin} imports `{import}`, which this modelcall does not provide; plugins may import only {allowed}")]
     ForbiddenImport { plugin: String, import: String, allowed: String },
-    #[error("plugin {plugin} was built for modelcall plugin API {found}; this modelcall supports {supported} (rebuild it against modelcall-plugin-sdk {supported}.x)")]
+    #[error("plugin {plugin} was built for modelcall plugin API {found}; this modelcall supports {supported} (rebuild it against a modelcall-plugin-sdk of one of those tracks)")]
     UnsupportedTrack { plugin: String, found: String, supported: String },
     #[error("plugin {plugin} does not export `modelcall:plugin/{role}`, so it cannot be used as role `{role}`; it exports: {exports}")]
     MissingExport { plugin: String, role: String, exports: String },

@@ -36,7 +36,7 @@ pub use limits::{Limits, LimitsError};
 pub use runner::{CallStats, Plugin};
 pub use types::{
     ChatMessage, ChatRole, ParseFailure, PluginDescription, PluginSource, PluginSpec, PreprocessInput,
-    PreprocessOutcome, Prompt, Role, Score, SUPPORTED_TRACK,
+    ItemError, PreprocessOutcome, Prompt, Role, Score, CURRENT_TRACK, SUPPORTED_TRACKS,
 };
 
 /// `Plugin` is shared across the engine's worker threads.

@@ -13,7 +13,7 @@ use wasmtime::component::Component;
 use crate::engine::RuntimeInner;
 use crate::errors::LoadError;
 use crate::runner::{InitFailure, Plugin};
-use crate::types::{PluginDescription, PluginSource, PluginSpec, Role, SUPPORTED_TRACK};
+use crate::types::{PluginDescription, PluginSource, PluginSpec, Role, CURRENT_TRACK, SUPPORTED_TRACKS};
 use crate::wit::PluginPre;
 
 /// Components larger than this are refused before compiling.
@@ -146,18 +146,24 @@ pub(crate) fn track_of(version: &str) -> String {
 }
 
 fn allowed_list() -> String {
-    let mut v: Vec<String> = vec![format!("{PACKAGE}/*@{SUPPORTED_TRACK}.x")];
+    let mut v: Vec<String> = SUPPORTED_TRACKS.iter().map(|t| format!("{PACKAGE}/*@{t}.x")).collect();
     v.extend(ALLOWED_WASI.iter().map(|w| format!("{w}/*")));
     let runtimes: Vec<&str> = SOCKETS_RUNTIMES.iter().map(|(r, _)| *r).collect();
     format!("{} (and {RUNTIME_WASI}/*, denied at run time, for {} components only)", v.join(", "), runtimes.join(", "))
 }
 
-/// Checks one import name. `Err(Some(version))` means "our package, wrong track".
-pub(crate) fn check_import(name: &str, policy: ImportPolicy) -> Result<(), Option<String>> {
+/// The supported tracks, for messages: `0.1, 0.2`.
+fn supported_list() -> String {
+    SUPPORTED_TRACKS.join(", ")
+}
+
+/// Checks one import name. `Err(Some(version))` means "our package, wrong track": a track
+/// this host does not support, or not `track` (the one the component's exports are on).
+pub(crate) fn check_import(name: &str, policy: ImportPolicy, track: Option<&str>) -> Result<(), Option<String>> {
     let Some(iface) = parse_iface(name) else { return Err(None) };
     if iface.package == PACKAGE {
         return match iface.version {
-            Some(v) if track_of(v) == SUPPORTED_TRACK => Ok(()),
+            Some(v) if track.map_or(SUPPORTED_TRACKS.contains(&track_of(v).as_str()), |t| track_of(v) == t) => Ok(()),
             Some(v) => Err(Some(v.to_string())),
             None => Err(None),
         };
@@ -183,11 +189,16 @@ pub(crate) fn plugin_exports(exports: &[String]) -> Vec<(&str, &str)> {
 pub(crate) fn select_track(plugin: &str, exports: &[String]) -> Result<(Option<String>, Vec<Role>), LoadError> {
     let ours = plugin_exports(exports);
     let Some(&(_, version)) = ours.first() else { return Ok((None, Vec::new())) };
-    if track_of(version) != SUPPORTED_TRACK {
+    let track = track_of(version);
+    if !SUPPORTED_TRACKS.contains(&track.as_str()) {
+        return Err(LoadError::UnsupportedTrack { plugin: plugin.to_string(), found: track, supported: supported_list() });
+    }
+    // One component, one track: exports of two tracks would need two sets of bindings at once.
+    if let Some((iface, other)) = ours.iter().find(|(_, v)| track_of(v) != track) {
         return Err(LoadError::UnsupportedTrack {
             plugin: plugin.to_string(),
-            found: track_of(version),
-            supported: SUPPORTED_TRACK.to_string(),
+            found: format!("{track} and {} (`{iface}`), mixed in one component", track_of(other)),
+            supported: supported_list(),
         });
     }
     let roles = ours.iter().filter_map(|(i, _)| Role::from_interface(i)).collect();
@@ -238,15 +249,18 @@ pub(crate) fn prepare(rt: &RuntimeInner, source: &PluginSource) -> Result<Prepar
     // version too, and "built for API 0.2" is the message that tells the user what to do.
     let (wit_version, roles) = select_track(&plugin, &exports)?;
     let policy = ImportPolicy::for_component(&bytes);
+    let track = wit_version.as_deref().map(track_of);
     for import in &imports {
-        match check_import(import, policy) {
+        match check_import(import, policy, track.as_deref()) {
             Ok(()) => {}
             Err(Some(version)) => {
-                return Err(LoadError::UnsupportedTrack {
-                    plugin,
-                    found: track_of(&version),
-                    supported: SUPPORTED_TRACK.to_string(),
-                })
+                let found = match &track {
+                    Some(t) if SUPPORTED_TRACKS.contains(&track_of(&version).as_str()) => {
+                        format!("{t} (exports) and {} (import `{import}`), mixed in one component", track_of(&version))
+                    }
+                    _ => track_of(&version),
+                };
+                return Err(LoadError::UnsupportedTrack { plugin, found, supported: supported_list() });
             }
             Err(None) => return Err(LoadError::ForbiddenImport { plugin, import: import.clone(), allowed: allowed_list() }),
         }
@@ -274,7 +288,7 @@ pub(crate) fn load(rt: &RuntimeInner, spec: PluginSpec) -> Result<Plugin, LoadEr
         .linker
         .instantiate_pre(&component)
         .map_err(|e| LoadError::Link { plugin: plugin.clone(), message: format!("{e:#}") })?;
-    let track = track_of(summary.wit_version.as_deref().unwrap_or(SUPPORTED_TRACK));
+    let track = track_of(summary.wit_version.as_deref().unwrap_or(CURRENT_TRACK));
     let pre = PluginPre::new(&track, spec.role, pre).map_err(|e| LoadError::Link { plugin: plugin.clone(), message: format!("{e:#}") })?;
     let config_json = serde_json::to_string(&spec.config).expect("a JSON value serializes");
     // The o200k_base tables take ~100 ms to build. Build them now, outside any call, so the

@@ -5,33 +5,43 @@ use super::*;
 #[test]
 fn allowlist_accepts_our_track_and_quiet_wasi() {
     let plain = ImportPolicy::default();
-    assert_eq!(check_import("modelcall:plugin/host@0.1.0", plain), Ok(()));
-    assert_eq!(check_import("modelcall:plugin/context@0.1.7", plain), Ok(()));
-    assert_eq!(check_import("wasi:cli/stderr@0.2.6", plain), Ok(()));
-    assert_eq!(check_import("wasi:io/streams@0.2.0", plain), Ok(()));
-    assert_eq!(check_import("wasi:filesystem/preopens@0.2.6", plain), Ok(()));
-    assert_eq!(check_import("wasi:random/random@0.2.6", plain), Ok(()));
+    assert_eq!(check_import("modelcall:plugin/host@0.1.0", plain, None), Ok(()));
+    assert_eq!(check_import("modelcall:plugin/context@0.1.7", plain, None), Ok(()));
+    assert_eq!(check_import("wasi:cli/stderr@0.2.6", plain, None), Ok(()));
+    assert_eq!(check_import("wasi:io/streams@0.2.0", plain, None), Ok(()));
+    assert_eq!(check_import("wasi:filesystem/preopens@0.2.6", plain, None), Ok(()));
+    assert_eq!(check_import("wasi:random/random@0.2.6", plain, None), Ok(()));
+    assert_eq!(check_import("modelcall:plugin/host@0.2.1", plain, None), Ok(()));
+}
+
+#[test]
+fn a_component_imports_our_package_on_the_track_of_its_exports_only() {
+    let plain = ImportPolicy::default();
+    assert_eq!(check_import("modelcall:plugin/host@0.2.0", plain, Some("0.2")), Ok(()));
+    assert_eq!(check_import("modelcall:plugin/host@0.1.0", plain, Some("0.2")), Err(Some("0.1.0".into())));
+    assert_eq!(check_import("modelcall:plugin/host@0.2.3", plain, Some("0.1")), Err(Some("0.2.3".into())));
+    assert_eq!(check_import("wasi:cli/stderr@0.2.6", plain, Some("0.1")), Ok(()));
 }
 
 #[test]
 fn allowlist_refuses_network_and_strangers() {
     let plain = ImportPolicy::default();
-    assert_eq!(check_import("wasi:sockets/tcp@0.2.6", plain), Err(None));
-    assert_eq!(check_import("wasi:http/outgoing-handler@0.2.6", plain), Err(None));
-    assert_eq!(check_import("acme:evil/steal@1.0.0", plain), Err(None));
-    assert_eq!(check_import("bare-function", plain), Err(None));
-    assert_eq!(check_import("modelcall:plugin/host", plain), Err(None));
-    assert_eq!(check_import("modelcall:plugin/host@0.2.0", plain), Err(Some("0.2.0".into())));
+    assert_eq!(check_import("wasi:sockets/tcp@0.2.6", plain, None), Err(None));
+    assert_eq!(check_import("wasi:http/outgoing-handler@0.2.6", plain, None), Err(None));
+    assert_eq!(check_import("acme:evil/steal@1.0.0", plain, None), Err(None));
+    assert_eq!(check_import("bare-function", plain, None), Err(None));
+    assert_eq!(check_import("modelcall:plugin/host", plain, None), Err(None));
+    assert_eq!(check_import("modelcall:plugin/host@0.9.0", plain, None), Err(Some("0.9.0".into())));
 }
 
 #[test]
 fn interpreter_runtimes_may_import_sockets_and_nothing_more() {
     let python = ImportPolicy { runtime_sockets: true };
     for i in ["network", "instance-network", "ip-name-lookup", "tcp", "tcp-create-socket", "udp", "udp-create-socket"] {
-        assert_eq!(check_import(&format!("wasi:sockets/{i}@0.2.9"), python), Ok(()), "{i}");
+        assert_eq!(check_import(&format!("wasi:sockets/{i}@0.2.9"), python, None), Ok(()), "{i}");
     }
-    assert_eq!(check_import("wasi:http/outgoing-handler@0.2.6", python), Err(None));
-    assert_eq!(check_import("acme:evil/steal@1.0.0", python), Err(None));
+    assert_eq!(check_import("wasi:http/outgoing-handler@0.2.6", python, None), Err(None));
+    assert_eq!(check_import("acme:evil/steal@1.0.0", python, None), Err(None));
     assert!(allowed_list().contains("wasi:sockets/*, denied at run time, for componentize-py components only"), "{}", allowed_list());
 }
 
@@ -99,9 +109,16 @@ fn track_selection_reads_the_exports() {
     let newer_minor = vec!["modelcall:plugin/preprocessor@0.1.4".to_string()];
     assert_eq!(select_track("p", &newer_minor).unwrap().1, vec![Role::Preprocessor]);
 
-    let exports = vec!["modelcall:plugin/preprocessor@0.2.0".to_string()];
+    let (v, roles) = select_track("p", &["modelcall:plugin/preprocessor@0.2.0".to_string()]).unwrap();
+    assert_eq!((v.as_deref(), roles), (Some("0.2.0"), vec![Role::Preprocessor]));
+
+    let exports = vec!["modelcall:plugin/preprocessor@0.3.0".to_string()];
     let err = select_track("my.wasm", &exports).unwrap_err().to_string();
-    assert!(err.contains("my.wasm") && err.contains("API 0.2") && err.contains("supports 0.1"), "{err}");
+    assert!(err.contains("my.wasm") && err.contains("API 0.3") && err.contains("supports 0.1, 0.2"), "{err}");
+
+    let mixed = vec!["modelcall:plugin/preprocessor@0.1.0".to_string(), "modelcall:plugin/score-parser@0.2.0".to_string()];
+    let err = select_track("p", &mixed).unwrap_err().to_string();
+    assert!(err.contains("0.1 and 0.2 (`score-parser`), mixed in one component"), "{err}");
 
     let exports = vec!["modelcall:plugin/preprocessor@2.0.0".to_string()];
     let err = select_track("p", &exports).unwrap_err().to_string();

@@ -5,7 +5,7 @@
 
 use crate::errors::{CallError, TrapKind};
 use crate::limits::Limits;
-use crate::types::{ParseFailure, PreprocessOutcome, Prompt, Score};
+use crate::types::{ItemError, ParseFailure, PreprocessOutcome, Prompt, Score};
 use crate::wit::GuestError;
 
 /// Plugin error messages longer than this are cut (they end up in dead-letter rows).
@@ -74,21 +74,40 @@ impl Checker<'_> {
     pub(crate) fn preprocess(&self, outcome: PreprocessOutcome) -> Result<PreprocessOutcome, CallError> {
         match &outcome {
             PreprocessOutcome::Skip(reason) => self.size(reason.len() as u64)?,
-            PreprocessOutcome::Keep(records) => {
+            PreprocessOutcome::Keep(items) => {
                 let max = self.limits.max_records_per_call;
-                if records.len() as u64 > max {
+                if items.len() as u64 > max {
                     return Err(self.bad_output(format!(
                         "the call kept {} records, over limits.max_records_per_call = {max}",
-                        records.len()
+                        items.len()
                     )));
                 }
-                self.size(records.iter().map(|r| r.len() as u64).sum())?;
-                if let Some(i) = records.iter().position(|r| !is_json_object(r)) {
+                let item_bytes = |item: &Result<String, ItemError>| match item {
+                    Ok(r) => r.len() as u64,
+                    Err(e) => (e.message.len() + e.location.as_ref().map_or(0, String::len)) as u64,
+                };
+                self.size(items.iter().map(item_bytes).sum())?;
+                if let Some(i) = items.iter().position(|r| r.as_ref().is_ok_and(|r| !is_json_object(r))) {
                     return Err(self.bad_output(format!("kept record #{i} is not a JSON object")));
                 }
             }
         }
-        Ok(outcome)
+        // Item errors land in error rows: their texts get the cap of any plugin message.
+        Ok(match outcome {
+            PreprocessOutcome::Keep(items) => PreprocessOutcome::Keep(
+                items
+                    .into_iter()
+                    .map(|item| {
+                        item.map_err(|e| ItemError {
+                            message: cut(e.message, MAX_ERROR_MESSAGE),
+                            location: e.location.map(|l| cut(l, MAX_ERROR_MESSAGE)),
+                            ..e
+                        })
+                    })
+                    .collect(),
+            ),
+            skip => skip,
+        })
     }
 
     pub(crate) fn prompt(&self, prompt: Prompt) -> Result<Prompt, CallError> {
@@ -149,10 +168,10 @@ mod tests {
     fn too_many_records_are_refused_before_parsing() {
         let limits = Limits { max_records_per_call: 2, ..Limits::default() };
         let check = Checker { plugin: "p", limits: &limits };
-        let two = PreprocessOutcome::Keep(vec!["{}".into(), "{}".into()]);
+        let two = PreprocessOutcome::keep_records(vec!["{}".into(), "{}".into()]);
         assert_eq!(check.preprocess(two.clone()).unwrap(), two);
         // Three records, none of them JSON: the count is what is reported.
-        let e = check.preprocess(PreprocessOutcome::Keep(vec!["x".into(); 3])).unwrap_err();
+        let e = check.preprocess(PreprocessOutcome::keep_records(vec!["x".into(); 3])).unwrap_err();
         assert!(matches!(&e, CallError::Trap { kind: TrapKind::BadOutput, message, .. }
             if message.contains("kept 3 records") && message.contains("max_records_per_call = 2")), "{e}");
     }

@@ -165,7 +165,10 @@ impl Plugin {
         completion: &str,
     ) -> (Result<Result<Score, ParseFailure>, CallError>, CallStats) {
         self.inner.call(record_id, attempt, |store, inst, ctx, check| {
-            Ok(check.parse(inst.parse(store, ctx, record_json, completion)?))
+            Ok(match inst.parse(store, ctx, record_json, completion)?.split() {
+                Ok(verdict) => check.parse(verdict),
+                Err(e) => Err(check.plugin_error(e)),
+            })
         })
     }
 }

@@ -6,10 +6,15 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use crate::errors::ErrorKind;
 use crate::limits::Limits;
 
-/// The WIT track this host implements (`modelcall:plugin@0.1.x`).
-pub const SUPPORTED_TRACK: &str = "0.1";
+/// The WIT tracks this host loads (`modelcall:plugin@0.1.x` and `@0.2.x`), oldest first. A
+/// task may mix plugins of different tracks.
+pub const SUPPORTED_TRACKS: &[&str] = &["0.1", "0.2"];
+
+/// The track of `wit/plugin.wit`, which the SDKs and `modelcall plugin new` build against.
+pub const CURRENT_TRACK: &str = "0.2";
 
 /// What a plugin is loaded as. The YAML spells it `preprocessor`, `prompt-builder`, `score-parser`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -160,10 +165,27 @@ pub enum PreprocessInput {
 /// What a preprocessor decided.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PreprocessOutcome {
-    /// Records (JSON object text) to pass on: one, several or none.
-    Keep(Vec<String>),
+    /// Items to pass on: one, several or none; each a record (JSON object text) or, from
+    /// track 0.2 on, the error that stands in for one item (one bad row of a file).
+    Keep(Vec<Result<String, ItemError>>),
     /// Drop the input with a reason.
     Skip(String),
+}
+
+impl PreprocessOutcome {
+    /// A `keep` of records only (what a 0.1 plugin can return).
+    pub fn keep_records(records: Vec<String>) -> Self {
+        PreprocessOutcome::Keep(records.into_iter().map(Ok).collect())
+    }
+}
+
+/// One item of a preprocessor's `keep` that failed on its own; the other items are kept.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ItemError {
+    pub kind: ErrorKind,
+    pub message: String,
+    /// Where in the input, as the plugin put it (e.g. `line 12`).
+    pub location: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

@@ -3,7 +3,7 @@
 //! errors name the plugin.
 
 use modelcall_plugin_host::{
-    CallError, ErrorKind, Limits, LoadError, Plugin, PluginRuntime, PluginSource, PluginSpec, PreprocessInput,
+    CallError, ErrorKind, ItemError, Limits, LoadError, Plugin, PluginRuntime, PluginSource, PluginSpec, PreprocessInput,
     PreprocessOutcome, Role, TrapKind,
 };
 use modelcall_test_plugins as fx;
@@ -42,7 +42,7 @@ fn trap(r: Result<PreprocessOutcome, CallError>) -> (TrapKind, String, String) {
 /// After a trap, a plain record goes through (on a fresh instance).
 fn next_record_succeeds(p: &Plugin) {
     let (r, stats) = p.preprocess_with_stats("after", 1, record(json!({"text": "fine"})));
-    assert_eq!(r.unwrap(), PreprocessOutcome::Keep(vec![json!({"text": "fine"}).to_string()]));
+    assert_eq!(r.unwrap(), PreprocessOutcome::keep_records(vec![json!({"text": "fine"}).to_string()]));
     assert!(stats.fresh_instance, "the trapped instance must have been replaced");
 }
 
@@ -51,14 +51,14 @@ fn healthy_plugin_uses_every_host_import() {
     let p = load(fx::HEALTHY, Limits::default());
     assert_eq!(p.info().name, "healthy");
     assert_eq!(p.info().version, "1.2.3");
-    assert_eq!(p.info().wit_version, "0.1.0");
+    assert_eq!(p.info().wit_version, "0.2.0");
     assert_eq!(p.info().sha256.len(), 64);
     assert!(p.info().config_schema.is_some());
-    assert!(p.info().exports.iter().any(|e| e == "modelcall:plugin/preprocessor@0.1.0"), "{:?}", p.info().exports);
+    assert!(p.info().exports.iter().any(|e| e == "modelcall:plugin/preprocessor@0.2.0"), "{:?}", p.info().exports);
 
     let (r, stats) = p.preprocess_with_stats("rec-7", 3, record(json!({"text": "hello wonderful world"})));
     let PreprocessOutcome::Keep(recs) = r.unwrap() else { panic!("keep expected") };
-    let out: serde_json::Value = serde_json::from_str(&recs[0]).unwrap();
+    let out: serde_json::Value = serde_json::from_str(recs[0].as_ref().unwrap()).unwrap();
     assert_eq!(out["record_id"], "rec-7");
     assert_eq!(out["attempt"], 3);
     assert_eq!(out["task"], "sandbox-test");
@@ -74,7 +74,16 @@ fn healthy_plugin_uses_every_host_import() {
     assert!(!e.is_fatal());
 
     let r = p.preprocess("f", 1, PreprocessInput::File { path: "a/b.txt".into(), bytes: vec![0; 10] }).unwrap();
-    assert_eq!(r, PreprocessOutcome::Keep(vec![json!({"len": 10, "path": "a/b.txt"}).to_string()]));
+    assert_eq!(r, PreprocessOutcome::keep_records(vec![json!({"len": 10, "path": "a/b.txt"}).to_string()]));
+}
+
+#[test]
+fn a_track_0_2_split_keeps_the_good_items_and_returns_each_bad_one_with_its_location() {
+    let p = load(fx::HEALTHY, Limits::default());
+    let r = p.preprocess("s", 1, record(json!({"split": ["a", null, "c"]}))).unwrap();
+    let bad = ItemError { kind: ErrorKind::InvalidInput, message: "a null part".into(), location: Some("split[1]".into()) };
+    let expected = vec![Ok(json!({"part": "a"}).to_string()), Err(bad), Ok(json!({"part": "c"}).to_string())];
+    assert_eq!(r, PreprocessOutcome::Keep(expected));
 }
 
 #[test]
@@ -178,7 +187,7 @@ fn wrong_track_is_rejected_at_load() {
     let e = runtime().load(spec(fx::WRONG_TRACK, Role::Preprocessor)).err().expect("must be refused");
     let msg = e.to_string();
     assert!(matches!(e, LoadError::UnsupportedTrack { .. }), "{msg}");
-    assert!(msg.contains("fixture_wrong_track.wasm") && msg.contains("API 0.2") && msg.contains("supports 0.1"), "{msg}");
+    assert!(msg.contains("fixture_wrong_track.wasm") && msg.contains("API 0.9") && msg.contains("supports 0.1, 0.2"), "{msg}");
 }
 
 #[test]
@@ -232,7 +241,7 @@ fn concurrent_calls_use_separate_instances() {
                 for i in 0..50 {
                     let id = format!("{t}-{i}");
                     let PreprocessOutcome::Keep(r) = p.preprocess(&id, 1, record(json!({"text": "x"}))).unwrap() else { panic!() };
-                    let v: serde_json::Value = serde_json::from_str(&r[0]).unwrap();
+                    let v: serde_json::Value = serde_json::from_str(r[0].as_ref().unwrap()).unwrap();
                     assert_eq!(v["record_id"], id.as_str());
                 }
             });
@@ -288,6 +297,6 @@ fn every_builtin_is_a_component_exporting_one_role() {
             .inspect(&PluginSource::Builtin(name.to_string()))
             .unwrap_or_else(|e| panic!("builtin:{name}: {e}"));
         assert_eq!(summary.roles.len(), 1, "builtin:{name} must export exactly one role, exports: {:?}", summary.exports);
-        assert_eq!(summary.wit_version.as_deref().map(|v| v.starts_with("0.1.")), Some(true), "builtin:{name}");
+        assert_eq!(summary.wit_version.as_deref().map(|v| v.starts_with("0.2.")), Some(true), "builtin:{name}");
     }
 }

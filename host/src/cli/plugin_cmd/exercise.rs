@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context as _};
 use modelcall_plugin_host::{
-    CallError, ParseFailure, Plugin, PluginRuntime, PluginSource, PluginSpec, PreprocessInput, PreprocessOutcome, Role, RuntimeOptions,
+    CallError, ItemError, ParseFailure, Plugin, PluginRuntime, PluginSource, PluginSpec, PreprocessInput, PreprocessOutcome, Role, RuntimeOptions,
 };
 use serde_json::{json, Value};
 
@@ -32,8 +32,20 @@ fn error_json(record_id: &str, e: &CallError) -> Value {
     v
 }
 
-fn parse_records(records: &[String]) -> Value {
-    Value::Array(records.iter().map(|r| serde_json::from_str(r).unwrap_or_else(|_| json!(r))).collect())
+/// A `keep` as one JSON line: the records as JSON, and the items that failed on their own
+/// (track 0.2) with the cause an error row would carry.
+fn keep_json(id: &str, items: &[Result<String, ItemError>]) -> Value {
+    let records: Vec<Value> = items.iter().flatten().map(|r| serde_json::from_str(r).unwrap_or_else(|_| json!(r))).collect();
+    let mut v = json!({"record_id": id, "outcome": "keep", "records": records});
+    let errors: Vec<Value> = items
+        .iter()
+        .enumerate()
+        .filter_map(|(item, r)| r.as_ref().err().map(|e| json!({"item": item, "cause": e.kind.cause(), "message": e.message, "location": e.location})))
+        .collect();
+    if !errors.is_empty() {
+        v["item_errors"] = json!(errors);
+    }
+    v
 }
 
 /// One call on one record; returns the JSON line and the fatal error, if any.
@@ -43,7 +55,7 @@ fn call_one(plugin: &Plugin, role: Role, id: &str, line: &str, rec: &Value, comp
         Role::Preprocessor => {
             let (r, s) = plugin.preprocess_with_stats(id, 1, PreprocessInput::Record(line.to_string()));
             match r {
-                Ok(PreprocessOutcome::Keep(recs)) => (json!({"record_id": id, "outcome": "keep", "records": parse_records(&recs)}), s, None),
+                Ok(PreprocessOutcome::Keep(items)) => (keep_json(id, &items), s, None),
                 Ok(PreprocessOutcome::Skip(reason)) => (json!({"record_id": id, "outcome": "skip", "reason": reason}), s, None),
                 Err(e) => (error_json(id, &e), s, Some(e)),
             }
@@ -115,7 +127,7 @@ pub(super) fn run_files(plugin: &Plugin, dir: &Path, out: &mut impl Write) -> an
         let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
         let (r, s) = plugin.preprocess_with_stats(&rel, 1, PreprocessInput::File { path: rel.clone(), bytes });
         let (mut v, fatal) = match r {
-            Ok(PreprocessOutcome::Keep(recs)) => (json!({"record_id": rel, "outcome": "keep", "records": parse_records(&recs)}), None),
+            Ok(PreprocessOutcome::Keep(items)) => (keep_json(&rel, &items), None),
             Ok(PreprocessOutcome::Skip(reason)) => (json!({"record_id": rel, "outcome": "skip", "reason": reason}), None),
             Err(e) => (error_json(&rel, &e), Some(e).filter(CallError::is_fatal)),
         };

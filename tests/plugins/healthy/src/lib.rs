@@ -1,11 +1,13 @@
 //! A well-behaved preprocessor that exercises every host import: it annotates each
 //! record with what the call context and the tokenizer told it, logs one line, skips
-//! records with `"skip": true`, rejects records with `"bad": true` (invalid-input), and
-//! rejects the config `{"fail_init": true}` (invalid-config).
+//! records with `"skip": true`, rejects records with `"bad": true` (invalid-input), splits
+//! a record with `"split": [...]` into one record per element (a `null` element is an item
+//! error at `split[i]`, API track 0.2), and rejects the config `{"fail_init": true}`
+//! (invalid-config).
 
 wit_bindgen::generate!({ path: "../../../wit", world: "preprocessor-plugin" });
 
-use exports::modelcall::plugin::preprocessor::{Guest, Input, Outcome};
+use exports::modelcall::plugin::preprocessor::{Guest, Input, ItemError, Outcome};
 use modelcall::plugin::context::CallContext;
 use modelcall::plugin::host;
 use modelcall::plugin::types::{ErrorKind, LogLevel, PluginError, PluginInfo};
@@ -40,6 +42,17 @@ impl Guest for Healthy {
                 if rec.get("skip").is_some() {
                     return Ok(Outcome::Skip("asked to skip".into()));
                 }
+                if let Some(parts) = rec.get("split").and_then(|s| s.as_array()) {
+                    let items = parts.iter().enumerate().map(|(i, part)| match part {
+                        serde_json::Value::Null => Err(ItemError {
+                            kind: ErrorKind::InvalidInput,
+                            message: "a null part".into(),
+                            location: Some(format!("split[{i}]")),
+                        }),
+                        part => Ok(serde_json::json!({"part": part}).to_string()),
+                    });
+                    return Ok(Outcome::Keep(items.collect()));
+                }
                 let text = rec.get("text").and_then(|t| t.as_str()).unwrap_or("").to_string();
                 host::log(LogLevel::Info, &format!("processing {}", ctx.record_id()));
                 rec["record_id"] = ctx.record_id().into();
@@ -47,13 +60,13 @@ impl Guest for Healthy {
                 rec["task"] = ctx.task_name().into();
                 rec["tokens"] = host::count_tokens(&text).into();
                 rec["first_two_tokens"] = host::truncate_tokens(&text, 2).into();
-                Ok(Outcome::Keep(vec![rec.to_string()]))
+                Ok(Outcome::Keep(vec![Ok(rec.to_string())]))
             }
-            Input::File(file) => Ok(Outcome::Keep(vec![serde_json::json!({
+            Input::File(file) => Ok(Outcome::Keep(vec![Ok(serde_json::json!({
                 "path": file.path,
                 "len": file.bytes.len(),
             })
-            .to_string()])),
+            .to_string())])),
         }
     }
 }

@@ -22,9 +22,9 @@ impl Guest for Fixture {
         };
         if json.contains("\"attack\"") {
             let big = "a".repeat(20 * 1024 * 1024);
-            return Ok(Outcome::Keep(vec![format!("{{\"x\":\"{big}\"}}")]));
+            return Ok(Outcome::Keep(vec![Ok(format!("{{\"x\":\"{big}\"}}"))]));
         }
-        Ok(Outcome::Keep(vec![json]))
+        Ok(Outcome::Keep(vec![Ok(json)]))
     }
 }
 

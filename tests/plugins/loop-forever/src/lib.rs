@@ -26,7 +26,7 @@ impl Guest for Fixture {
                 x = core::hint::black_box(x.wrapping_add(1));
             }
         }
-        Ok(Outcome::Keep(vec![json]))
+        Ok(Outcome::Keep(vec![Ok(json)]))
     }
 }
 

@@ -25,9 +25,9 @@ impl Guest for Fixture {
                 kind: ErrorKind::InvalidInput,
                 message: "attack must be a count".into(),
             })?;
-            return Ok(Outcome::Keep(vec![String::from("{}"); n]));
+            return Ok(Outcome::Keep(vec![Ok(String::from("{}")); n]));
         }
-        Ok(Outcome::Keep(vec![json]))
+        Ok(Outcome::Keep(vec![Ok(json)]))
     }
 }
 

@@ -26,7 +26,7 @@ impl Guest for Fixture {
                 blocks.push(core::hint::black_box(vec![7u8; 1 << 20]));
             }
         }
-        Ok(Outcome::Keep(vec![json]))
+        Ok(Outcome::Keep(vec![Ok(json)]))
     }
 }
 

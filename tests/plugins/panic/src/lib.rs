@@ -26,7 +26,7 @@ impl Guest for Fixture {
         if json.contains("\"attack\"") {
             panic!("fixture panic: the answer is 42");
         }
-        Ok(Outcome::Keep(vec![json]))
+        Ok(Outcome::Keep(vec![Ok(json)]))
     }
 }
 

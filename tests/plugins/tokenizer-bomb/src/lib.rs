@@ -26,13 +26,13 @@ impl Guest for Fixture {
         let text = || "a".repeat(10 * 1024 * 1024);
         if json.contains("\"attack\":\"count\"") {
             let n = host::count_tokens(&text());
-            return Ok(Outcome::Keep(vec![format!("{{\"tokens\":{n}}}")]));
+            return Ok(Outcome::Keep(vec![Ok(format!("{{\"tokens\":{n}}}"))]));
         }
         if json.contains("\"attack\":\"truncate\"") {
             let cut = host::truncate_tokens(&text(), u32::MAX);
-            return Ok(Outcome::Keep(vec![format!("{{\"kept\":{}}}", cut.len())]));
+            return Ok(Outcome::Keep(vec![Ok(format!("{{\"kept\":{}}}", cut.len()))]));
         }
-        Ok(Outcome::Keep(vec![json]))
+        Ok(Outcome::Keep(vec![Ok(json)]))
     }
 }
 

@@ -25,7 +25,7 @@ impl Guest for Fixture {
             let net = std::net::TcpStream::connect("127.0.0.1:9").map(|_| "net: escaped".to_string()).unwrap_or_else(|e| format!("net: {e}"));
             return Err(PluginError { kind: ErrorKind::InvalidInput, message: format!("{fs}; {net}") });
         }
-        Ok(Outcome::Keep(vec![json]))
+        Ok(Outcome::Keep(vec![Ok(json)]))
     }
 }
 

@@ -22,11 +22,11 @@ impl Guest for Fixture {
         };
         if json.contains("\"attack\"") {
             return match std::fs::read_to_string("/etc/hostname").or_else(|_| std::fs::read_to_string("Cargo.toml")) {
-                Ok(text) => Ok(Outcome::Keep(vec![format!("{{\"escaped\":true,\"len\":{}}}", text.len())])),
+                Ok(text) => Ok(Outcome::Keep(vec![Ok(format!("{{\"escaped\":true,\"len\":{}}}", text.len()))])),
                 Err(e) => Err(PluginError { kind: ErrorKind::InvalidInput, message: format!("file access denied: {e}") }),
             };
         }
-        Ok(Outcome::Keep(vec![json]))
+        Ok(Outcome::Keep(vec![Ok(json)]))
     }
 }
 
