@@ -5,6 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod common;
+
+use common::preprocess_task;
 use modelcall_test_plugins as fx;
 use serde_json::{json, Value};
 
@@ -31,30 +34,6 @@ fn write_jsonl(dir: &Path, name: &str, records: &[Value]) -> String {
     path.display().to_string()
 }
 
-/// A sim:// scoring task in `dir` over `input` (out/, pre/ beside it) whose preprocessor is the
-/// plugin at `plugin`; `plugin_extra` is appended under the plugin (e.g. its `limits:`).
-fn preprocess_task(dir: &Path, input: &Path, plugin: &str, plugin_extra: &str) -> PathBuf {
-    std::fs::write(dir.join("model.yaml"), "client_config:\n  base_url: \"sim://\"\nchat_config:\n  model: m\n").unwrap();
-    let prompt = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("configs/prompts/en_corpus_quality_v1.yaml");
-    let task = dir.join("task.yaml");
-    std::fs::write(
-        &task,
-        format!(
-            "task_name: pre\ndata:\n  input_folder: \"{in_}\"\n  output_folder: \"{out}\"\n  input_key: text\n  output_format: jsonl\n\
-             model:\n  config_path: \"{model}\"\nprompt:\n  config_path: \"{prompt}\"\n\
-             preprocess:\n  output_folder: \"{pre}\"\n\
-             plugins:\n  pre:\n    role: preprocessor\n    path: \"{plugin}\"\n{plugin_extra}",
-            in_ = input.display(),
-            out = dir.join("out").display(),
-            pre = dir.join("pre").display(),
-            model = dir.join("model.yaml").display(),
-            prompt = prompt.display(),
-        ),
-    )
-    .unwrap();
-    task
-}
-
 #[test]
 fn list_shows_the_builtins() {
     let o = modelcall(&["plugin", "list"]);
@@ -73,8 +52,8 @@ fn check_builtin_json_score() {
     assert!(o.status.success(), "stdout:\n{}\nstderr:\n{}", stdout(&o), stderr(&o));
     let out = stdout(&o);
     assert!(out.contains("role:        score-parser"), "{out}");
-    assert!(out.contains("wit version: 0.1."), "{out}");
-    assert!(out.contains("modelcall:plugin/score-parser@0.1.0"), "{out}");
+    assert!(out.contains("wit version: 0.2."), "{out}");
+    assert!(out.contains("modelcall:plugin/score-parser@0.2.0"), "{out}");
     let sha = out.lines().find_map(|l| l.strip_prefix("sha256:")).expect("sha256 line").trim();
     assert_eq!(sha.len(), 64, "{out}");
 }

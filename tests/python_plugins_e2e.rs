@@ -406,7 +406,8 @@ fn a_python_exception_puts_its_traceback_in_the_error_row() {
     assert_eq!(errors.len(), 1, "{errors:?}\n{}", text(&o));
     let e = &errors[0];
     assert_eq!(e["key"], "r000002", "{e}");
-    assert_eq!(e["cause"], "parse_invalid", "{e}");
+    // API 0.2: an exception is the parser's own failure, not an unusable reply.
+    assert_eq!(e["cause"], "plugin_internal", "{e}");
     let message = e["message"].as_str().unwrap_or_else(|| panic!("a message: {e}"));
     assert!(message.contains("ValueError: cannot judge record r000002"), "{message}");
     assert!(message.contains("Traceback (most recent call last)"), "{message}");

@@ -104,3 +104,27 @@ pub fn spawn_run_task(bin: &str, task: &Path) -> std::process::Child {
         .spawn()
         .unwrap()
 }
+
+/// A sim:// scoring task in `dir` over `input` (out/, pre/ beside it) whose preprocessor is the
+/// plugin at `plugin`; `plugin_extra` is appended under the plugin (e.g. its `limits:`).
+pub fn preprocess_task(dir: &Path, input: &Path, plugin: &str, plugin_extra: &str) -> PathBuf {
+    std::fs::write(dir.join("model.yaml"), "client_config:\n  base_url: \"sim://\"\nchat_config:\n  model: m\n").unwrap();
+    let prompt = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("configs/prompts/en_corpus_quality_v1.yaml");
+    let task = dir.join("task.yaml");
+    std::fs::write(
+        &task,
+        format!(
+            "task_name: pre\ndata:\n  input_folder: \"{in_}\"\n  output_folder: \"{out}\"\n  input_key: text\n  output_format: jsonl\n\
+             model:\n  config_path: \"{model}\"\nprompt:\n  config_path: \"{prompt}\"\n\
+             preprocess:\n  output_folder: \"{pre}\"\n\
+             plugins:\n  pre:\n    role: preprocessor\n    path: \"{plugin}\"\n{plugin_extra}",
+            in_ = input.display(),
+            out = dir.join("out").display(),
+            pre = dir.join("pre").display(),
+            model = dir.join("model.yaml").display(),
+            prompt = prompt.display(),
+        ),
+    )
+    .unwrap();
+    task
+}

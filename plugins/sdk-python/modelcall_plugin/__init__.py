@@ -2,7 +2,7 @@
 
 One base class per kind (`Preprocessor`, `PromptBuilder`, `ScoreParser`) and `register`,
 which wires a subclass to the bindings componentize-py generates from `wit/plugin.wit`
-(package `modelcall:plugin@0.1.0`)::
+(package `modelcall:plugin@0.2.0`)::
 
     from modelcall_plugin import ScoreParser, Score, Retry, register
 
@@ -34,10 +34,10 @@ from ._roles import (
     user,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-#: The WIT package this SDK implements.
-WIT_PACKAGE = "modelcall:plugin@0.1.0"
+#: The WIT package this SDK implements (the SDK's version follows its track).
+WIT_PACKAGE = "modelcall:plugin@0.2.0"
 
 __all__ = [
     "ChatMessage", "Context", "File", "Internal", "Invalid", "InvalidConfig", "InvalidInput", "Keep", "Plugin",

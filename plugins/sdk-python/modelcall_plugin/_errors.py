@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 
 class PluginError(Exception):
     """A `plugin-error`: raise one of the subclasses below from `process`, `build` or `__init__`."""
 
     kind = "internal"
 
-    def __init__(self, message: str = ""):
+    def __init__(self, message: str = "", location: Optional[str] = None):
         super().__init__(message)
         self.message = str(message)
+        #: Where in the input, for an item error inside `Keep(...)` (e.g. "line 12").
+        self.location = None if location is None else str(location)
+
+    def at(self, location: str) -> "PluginError":
+        """This error as an item of `Keep(...)`, found at `location`: one error row, the other
+        items are kept (`Keep(a, InvalidInput("no text").at("line 2"), c)`)."""
+        self.location = str(location)
+        return self
 
 
 class InvalidInput(PluginError):

@@ -142,7 +142,15 @@ def _make_export(cls, base):
             raise InvalidInput(f"record is not JSON: {e}") from None
 
     if base is Preprocessor:
+        from componentize_py_types import Ok
         from wit_world.exports import preprocessor as wp
+
+        def item(r):
+            """One item of a `Keep`: a record, or a `PluginError` standing in for one."""
+            if isinstance(r, PluginError):
+                kind = kinds.get(r.kind, wt.ErrorKind.INTERNAL)
+                return Err(wp.ItemError(kind=kind, message=_fit(r.message), location=r.location))
+            return Ok(_dumps(r))
 
         def process(self, ctx, input):
             c = Context(ctx)
@@ -153,7 +161,7 @@ def _make_export(cls, base):
                     value = record(input.value)
                 out = instance().process(c, value)
                 if isinstance(out, Keep):
-                    return wp.Outcome_Keep(value=[_dumps(r) for r in out.records])
+                    return wp.Outcome_Keep(value=[item(r) for r in out.records])
                 if isinstance(out, Skip):
                     return wp.Outcome_Skip(value=out.reason)
                 raise Internal(f"{cls.__name__}.process returned {type(out).__name__}; return Keep(...) or Skip(reason)")
@@ -194,8 +202,9 @@ def _make_export(cls, base):
     else:
         from wit_world.exports import score_parser as wsp
 
-        # A score parser answers with a score or a parse-error (retry / invalid): a plugin
-        # error or an exception becomes `invalid`, its kind and traceback in the message.
+        # A score parser answers with a score or a parse-error: `Retry`/`Invalid` say the reply
+        # is unusable; a plugin error or any other exception is the parser's own `failed`,
+        # with its kind and the Python traceback.
         def parse(self, ctx, record_json, completion):
             c = Context(ctx)
             try:
@@ -223,7 +232,7 @@ def _make_export(cls, base):
             except Invalid as i:
                 raise Err(wsp.ParseError_Invalid(value=_fit(i.message)))
             except BaseException as e:
-                raise Err(wsp.ParseError_Invalid(value=_fit(f"{_kind_of(e)} error: {_error_text(e)}")))
+                raise Err(wsp.ParseError_Failed(value=plugin_error(e).value))
             finally:
                 c._release()
 

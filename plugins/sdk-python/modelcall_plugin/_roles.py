@@ -43,7 +43,10 @@ class File:
 
 
 class Keep:
-    """Records to pass on: `Keep(record)` (map), `Keep(a, b)` or `Keep([a, b])` (split), `Keep()` (silent filter)."""
+    """Records to pass on: `Keep(record)` (map), `Keep(a, b)` or `Keep([a, b])` (split), `Keep()` (silent filter).
+
+    An item may be a `PluginError` (e.g. `InvalidInput("no text").at("line 2")`): it becomes one
+    error row with its location, and the other items are kept."""
 
     __slots__ = ("records",)
 

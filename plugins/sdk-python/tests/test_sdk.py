@@ -120,22 +120,24 @@ class GlueTest(unittest.TestCase):
         self.assertEqual(e.exception.value, wsp.ParseError_Retry("again"))
         with self.assertRaises(Err) as e:
             export.parse(FakeContext(), "{}", "raise")
-        msg = e.exception.value.value
-        self.assertIsInstance(e.exception.value, wsp.ParseError_Invalid)
-        self.assertTrue(msg.startswith("internal error: KeyError: 'missing'"), msg)
-        self.assertIn("Traceback (most recent call last)", msg)
+        self.assertIsInstance(e.exception.value, wsp.ParseError_Failed)
+        failed = e.exception.value.value
+        self.assertEqual(failed.kind, wt.ErrorKind.INTERNAL)
+        self.assertTrue(failed.message.startswith("KeyError: 'missing'"), failed.message)
+        self.assertIn("Traceback (most recent call last)", failed.message)
         with self.assertRaises(Err) as e:
             export.parse(FakeContext(), "{}", "nan")
-        self.assertIn("not a finite number", e.exception.value.value)
+        self.assertIn("not a finite number", e.exception.value.value.message)
         with self.assertRaises(Err) as e:
             export.parse(FakeContext(), "not json", "ok")
-        self.assertIn("record is not JSON", e.exception.value.value)
+        self.assertEqual(e.exception.value.value.kind, wt.ErrorKind.INVALID_INPUT)
+        self.assertIn("record is not JSON", e.exception.value.value.message)
 
     def test_preprocessor(self):
         mp = fresh_sdk("preprocessor-plugin")
         if mp is None:
             self.skipTest("componentize-py not installed")
-        from componentize_py_types import Err
+        from componentize_py_types import Err, Ok
         from wit_world.exports import preprocessor as wp
         from wit_world.imports import types as wt
 
@@ -145,6 +147,8 @@ class GlueTest(unittest.TestCase):
                     return mp.Keep({"path": input.path, "n": len(input.data)})
                 if input.get("split"):
                     return mp.Keep([{"a": 1}, {"b": 2}])
+                if input.get("rows"):
+                    return mp.Keep({"a": 1}, mp.InvalidInput("row 2 has no text").at("line 2"), {"c": 3})
                 if input.get("fail"):
                     raise mp.InvalidInput("no")
                 if input.get("wrong"):
@@ -157,9 +161,12 @@ class GlueTest(unittest.TestCase):
         export = scope["Preprocessor"]()
         export.init("")
         out = export.process(FakeContext(), wp.Input_File(wp.RawFile("a.txt", b"abc")))
-        self.assertEqual(out, wp.Outcome_Keep(['{"path":"a.txt","n":3}']))
+        self.assertEqual(out, wp.Outcome_Keep([Ok('{"path":"a.txt","n":3}')]))
         out = export.process(FakeContext(), wp.Input_Record('{"split": true}'))
-        self.assertEqual(out, wp.Outcome_Keep(['{"a":1}', '{"b":2}']))
+        self.assertEqual(out, wp.Outcome_Keep([Ok('{"a":1}'), Ok('{"b":2}')]))
+        out = export.process(FakeContext(), wp.Input_Record('{"rows": true}'))
+        bad = wp.ItemError(kind=wt.ErrorKind.INVALID_INPUT, message="row 2 has no text", location="line 2")
+        self.assertEqual(out, wp.Outcome_Keep([Ok('{"a":1}'), Err(bad), Ok('{"c":3}')]))
         self.assertEqual(export.process(FakeContext(), wp.Input_Record("{}")), wp.Outcome_Skip("nothing"))
         for rec, kind, text in [
             ('{"fail": 1}', wt.ErrorKind.INVALID_INPUT, "no"),

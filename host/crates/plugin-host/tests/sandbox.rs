@@ -82,7 +82,7 @@ fn a_track_0_2_split_keeps_the_good_items_and_returns_each_bad_one_with_its_loca
     let p = load(fx::HEALTHY, Limits::default());
     let r = p.preprocess("s", 1, record(json!({"split": ["a", null, "c"]}))).unwrap();
     let bad = ItemError { kind: ErrorKind::InvalidInput, message: "a null part".into(), location: Some("split[1]".into()) };
-    let expected = vec![Ok(json!({"part": "a"}).to_string()), Err(bad), Ok(json!({"part": "c"}).to_string())];
+    let expected = vec![Ok(json!({"id": "s-0", "text": "a"}).to_string()), Err(bad), Ok(json!({"id": "s-2", "text": "c"}).to_string())];
     assert_eq!(r, PreprocessOutcome::Keep(expected));
 }
 

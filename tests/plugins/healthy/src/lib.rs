@@ -1,8 +1,8 @@
 //! A well-behaved preprocessor that exercises every host import: it annotates each
 //! record with what the call context and the tokenizer told it, logs one line, skips
 //! records with `"skip": true`, rejects records with `"bad": true` (invalid-input), splits
-//! a record with `"split": [...]` into one record per element (a `null` element is an item
-//! error at `split[i]`, API track 0.2), and rejects the config `{"fail_init": true}`
+//! a record with `"split": [...]` into one record `{"id": "<record id>-<i>", "text": element}`
+//! per element (a `null` element is an item error at `split[i]`, API track 0.2), and rejects the config `{"fail_init": true}`
 //! (invalid-config).
 
 wit_bindgen::generate!({ path: "../../../wit", world: "preprocessor-plugin" });
@@ -49,7 +49,7 @@ impl Guest for Healthy {
                             message: "a null part".into(),
                             location: Some(format!("split[{i}]")),
                         }),
-                        part => Ok(serde_json::json!({"part": part}).to_string()),
+                        part => Ok(serde_json::json!({"id": format!("{}-{i}", ctx.record_id()), "text": part}).to_string()),
                     });
                     return Ok(Outcome::Keep(items.collect()));
                 }
