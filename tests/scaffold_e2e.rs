@@ -188,18 +188,19 @@ fn python_project_files_and_build() {
         let name = format!("py-{role}");
         let dir = tmp.path().join("projects").join(&name);
         run(modelcall(tmp.path()).args(["plugin", "new", &name, "--role", role, "--lang", "python", "--dir"]).arg(&dir));
-        for f in ["app.py", "pyproject.toml", "README.md", "wit/plugin.wit", "vendor/modelcall_plugin/README.md", "sample.jsonl", "model.yaml", "task.yaml"] {
+        for f in ["app.py", "pyproject.toml", "README.md", "wit/plugin.wit", "sample.jsonl", "model.yaml", "task.yaml"] {
             assert!(dir.join(f).is_file(), "plugin new --lang python wrote no {f}");
         }
         assert_eq!(std::fs::read(dir.join("wit/plugin.wit")).unwrap(), std::fs::read(repo_root().join("wit/plugin.wit")).unwrap());
         let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
-        let build = format!("componentize-py -d wit -w {role}-plugin componentize app -o {name}.wasm");
+        let build = format!("componentize-py -d wit -w {role}-plugin componentize app -p . -p vendor -o {name}.wasm");
         assert!(readme.contains(&build), "the README gives the build command `{build}`:\n{readme}");
         let app = std::fs::read_to_string(dir.join("app.py")).unwrap();
         assert!(app.contains("modelcall_plugin"), "{app}");
         let task = std::fs::read_to_string(dir.join("task.yaml")).unwrap();
         assert!(task.contains(&format!("path: \"{name}.wasm\"")) && task.contains(&format!("role: {role}")), "{task}");
         assert_placeholders_filled(&dir);
+        assert_vendored_python_sdk_is_current(&dir);
     }
     let has_componentize = Command::new("componentize-py").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
     if !has_componentize {
@@ -210,17 +211,10 @@ fn python_project_files_and_build() {
         skipped("building the Python plugins: componentize-py is not installed (pip install componentize-py)");
         return;
     }
-    // The projects vendor a placeholder for the `modelcall_plugin` package; put the
-    // repository's package there (as its README says) and build, check and run each.
-    let package = repo_root().join("plugins/sdk-python/modelcall_plugin");
-    if !package.join("__init__.py").is_file() {
-        skipped("building the Python plugins: plugins/sdk-python/modelcall_plugin is not in the repository");
-        return;
-    }
+    // Each project as written (the package vendored from the binary): build, check, run.
     for role in ["preprocessor", "prompt-builder", "score-parser"] {
         let name = format!("py-{role}");
         let dir = tmp.path().join("projects").join(&name);
-        copy_dir(&package, &dir.join("vendor/modelcall_plugin"));
         let out = run(modelcall(&dir).args(["plugin", "build"]));
         let wasm = dir.join(format!("{name}.wasm"));
         assert_eq!(dir.join(String::from_utf8_lossy(&out.stdout).trim()).canonicalize().ok(), wasm.canonicalize().ok(), "{}", show(&out));
@@ -232,18 +226,15 @@ fn python_project_files_and_build() {
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_name() == "__pycache__" {
-            continue;
-        }
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
+/// The Python package the binary vendors is the repository's `modelcall_plugin`, file for
+/// file (scaffold.rs PYTHON_SDK_FILES), so a file added to the package and not embedded fails.
+fn assert_vendored_python_sdk_is_current(project: &Path) {
+    let vendored = project.join("vendor/modelcall_plugin");
+    let package = repo_root().join("plugins/sdk-python/modelcall_plugin");
+    let expected: Vec<String> = files_under(&package).into_iter().filter(|f| f.ends_with(".py") && !f.contains("__pycache__")).collect();
+    assert_eq!(files_under(&vendored), expected, "the Python SDK embedded in modelcall differs from plugins/sdk-python/modelcall_plugin");
+    for f in &expected {
+        assert_eq!(std::fs::read(vendored.join(f)).unwrap(), std::fs::read(package.join(f)).unwrap(), "vendored {f} differs");
     }
 }
 

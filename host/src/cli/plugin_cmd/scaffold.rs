@@ -4,7 +4,8 @@
 //! `new` writes a project for one role: for Rust a crate implementing the SDK's trait with a
 //! native unit test, the SDK itself vendored under `vendor/modelcall-plugin-sdk` (its sources
 //! and the WIT are embedded in this binary, so the released binary is all a plugin author
-//! needs); for Python an `app.py` for componentize-py with the WIT. Both get `sample.jsonl`, a
+//! needs); for Python an `app.py` for componentize-py with the WIT and the `modelcall_plugin`
+//! package vendored under `vendor/modelcall_plugin`. Both get `sample.jsonl`, a
 //! `model.yaml` on the built-in simulator and a `task.yaml` that runs the plugin in a scoring
 //! task. `build` compiles the project in a folder and copies the component to `NAME.wasm`
 //! there, the path `task.yaml` names.
@@ -68,6 +69,20 @@ const SDK_FILES: &[(&str, &str)] = sdk_files![
 /// Where `plugin new` puts the vendored SDK inside a Rust project.
 const VENDORED_SDK: &str = "vendor/modelcall-plugin-sdk";
 
+/// The Python SDK package (`plugins/sdk-python/modelcall_plugin`), embedded so `plugin new
+/// --lang python` vendors it; `tests/scaffold_e2e.rs` compares the vendored copy with the
+/// repository's, file for file.
+macro_rules! python_sdk_files {
+    ($($path:literal),* $(,)?) => {
+        &[$(($path, include_str!(concat!("../../../../plugins/sdk-python/modelcall_plugin/", $path)))),*]
+    };
+}
+const PYTHON_SDK_FILES: &[(&str, &str)] = python_sdk_files!["__init__.py", "_errors.py", "_glue.py", "_host.py", "_roles.py"];
+
+/// Where `plugin new --lang python` puts the vendored package (`plugin build` passes
+/// `-p vendor` to componentize-py).
+const VENDORED_PYTHON_SDK: &str = "vendor/modelcall_plugin";
+
 mod tpl {
     pub const CARGO_TOML: &str = include_str!("templates/rust/Cargo.toml.tmpl");
     pub const RUST_README: &str = include_str!("templates/rust/README.md.tmpl");
@@ -76,7 +91,6 @@ mod tpl {
     pub const RUST_SCORE_PARSER: &str = include_str!("templates/rust/score-parser.rs.tmpl");
     pub const PY_README: &str = include_str!("templates/python/README.md.tmpl");
     pub const PYPROJECT: &str = include_str!("templates/python/pyproject.toml.tmpl");
-    pub const PY_VENDOR_NOTE: &str = include_str!("templates/python/vendor-note.md.tmpl");
     pub const PY_PREPROCESSOR: &str = include_str!("templates/python/preprocessor.py.tmpl");
     pub const PY_PROMPT_BUILDER: &str = include_str!("templates/python/prompt-builder.py.tmpl");
     pub const PY_SCORE_PARSER: &str = include_str!("templates/python/score-parser.py.tmpl");
@@ -253,7 +267,7 @@ fn project_files(name: &str, role: Role, lang: Lang, sdk_path: Option<&Path>) ->
             files.push(("app.py".into(), render(k.python, &vars)));
             files.push(("pyproject.toml".into(), render(tpl::PYPROJECT, &vars)));
             files.push(("README.md".into(), render(tpl::PY_README, &vars)));
-            files.push(("vendor/modelcall_plugin/README.md".into(), render(tpl::PY_VENDOR_NOTE, &vars)));
+            files.extend(PYTHON_SDK_FILES.iter().map(|(f, text)| (format!("{VENDORED_PYTHON_SDK}/{f}"), text.to_string())));
             files.push(("wit/plugin.wit".into(), wit().to_string()));
         }
     }
