@@ -1,7 +1,7 @@
 //! The model client of a run: a real endpoint, or the built-in SIMULATED one for `sim://`.
 
 use modelcall_config::ModelConfig;
-use modelcall_model::{ClientSettings, ModelClient};
+use modelcall_model::{ClientSettings, EndpointShare, ModelClient};
 
 use crate::cli::exit::BadConfig;
 
@@ -40,9 +40,10 @@ pub async fn connect(model: &ModelConfig, concurrency: usize, plan: &modelcall_c
     settings.query = c.query.clone();
     settings.http2_prior_knowledge = c.h2c;
     settings.text_completion = c.completions_api;
-    if let Some((_, weight)) = c.pool.first() {
-        settings.base_weight = *weight;
-        settings.more_endpoints = c.pool[1..].to_vec();
+    let share = |e: &modelcall_config::model::PoolEndpoint| EndpointShare { weight: e.weight, max_in_flight: e.max_in_flight };
+    if let Some(first) = c.pool.first() {
+        settings.base_share = share(first);
+        settings.more_endpoints = c.pool[1..].iter().map(|e| (e.url.clone(), share(e))).collect();
     }
     let client = ModelClient::new(settings).map_err(|e| BadConfig(format!("{}: {e}", model.path.display())))?;
     raise_open_file_limit(concurrency as u64 * 2 + 256);

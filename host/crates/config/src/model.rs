@@ -75,9 +75,20 @@ pub struct ClientOptions {
     pub h2c: bool,
     /// `api: completions`.
     pub completions_api: bool,
-    /// Every endpoint of a pool with its weight, `base_url` first (`base_url` as a list, or
-    /// `endpoints: [{url, weight}]`); empty for a single endpoint.
-    pub pool: Vec<(String, f64)>,
+    /// Every endpoint of a pool, `base_url` first (`base_url` as a list, or
+    /// `endpoints: [{url, weight, max_in_flight}]`); empty for a single endpoint.
+    pub pool: Vec<PoolEndpoint>,
+}
+
+/// One endpoint of a pool.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolEndpoint {
+    pub url: String,
+    /// Share of the requests, relative to the others (default 1).
+    pub weight: f64,
+    /// At most this many requests in flight on this endpoint (a replica's own capacity);
+    /// `None`: only the run's concurrency bounds it.
+    pub max_in_flight: Option<u32>,
 }
 
 /// What a million tokens cost (prompt and completion).
@@ -110,7 +121,7 @@ const CLIENT_KEYS: &[&str] = &[
     "default_headers", "default_query", "organization", "project", "http2_prior_knowledge",
     // `chat` (default) or `completions` (text completion, for base models).
     "api",
-    // A pool: `[{url, weight}]` (or `base_url` as a list).
+    // A pool: `[{url, weight, max_in_flight}]` (or `base_url` as a list).
     "endpoints",
 ];
 
@@ -208,12 +219,12 @@ impl ModelConfig {
                 None => Ok(None),
             }
         };
-        // A pool of endpoints: `base_url` as a list, or `endpoints: [{url, weight}]`.
-        let mut pool: Vec<(String, f64)> = Vec::new();
+        // A pool of endpoints: `base_url` as a list, or `endpoints: [{url, weight, max_in_flight}]`.
+        let mut pool: Vec<PoolEndpoint> = Vec::new();
         if let Some(Value::Array(urls)) = client_value("base_url") {
             for (i, u) in urls.iter().enumerate() {
                 match u.as_str().filter(|u| !u.is_empty()) {
-                    Some(u) => pool.push((u.to_string(), 1.0)),
+                    Some(u) => pool.push(PoolEndpoint { url: u.to_string(), weight: 1.0, max_in_flight: None }),
                     None => return Err(err(&["client_config", "base_url"], format!("entry {i} of the list must be a URL, found {}", describe(u)))),
                 }
             }
@@ -222,26 +233,37 @@ impl ModelConfig {
             None => {}
             Some(Value::Array(entries)) => {
                 for (i, e) in entries.iter().enumerate() {
-                    let url = e.get("url").and_then(Value::as_str).filter(|u| !u.is_empty());
-                    let weight = e.get("weight").map(|w| w.as_f64().filter(|w| *w > 0.0));
-                    match (url, weight) {
-                        (Some(u), None) => pool.push((u.to_string(), 1.0)),
-                        (Some(u), Some(Some(w))) => pool.push((u.to_string(), w)),
-                        (None, _) => return Err(err(&["client_config", "endpoints"], format!("entry {i} needs a `url`"))),
-                        (_, Some(None)) => return Err(err(&["client_config", "endpoints"], format!("entry {i}: `weight` must be a positive number"))),
+                    let entry_err = |msg: String| err(&["client_config", "endpoints"], format!("entry {i}: {msg}"));
+                    if let Some(m) = e.as_object() {
+                        if let Some(k) = m.keys().find(|k| !["url", "weight", "max_in_flight"].contains(&k.as_str())) {
+                            return Err(entry_err(format!("unknown key `{k}` (an endpoint has url, weight, max_in_flight)"))
+                                .suggest(closest(k, ["url", "weight", "max_in_flight"])));
+                        }
                     }
+                    let url = e.get("url").and_then(Value::as_str).filter(|u| !u.is_empty()).ok_or_else(|| entry_err("needs a `url`".into()))?;
+                    let weight = match e.get("weight") {
+                        None => 1.0,
+                        Some(w) => w.as_f64().filter(|w| *w > 0.0 && w.is_finite()).ok_or_else(|| entry_err("`weight` must be a positive number".into()))?,
+                    };
+                    let max_in_flight = match e.get("max_in_flight") {
+                        None | Some(Value::Null) => None,
+                        Some(n) => Some(
+                            n.as_u64().filter(|n| (1..=u32::MAX as u64).contains(n)).ok_or_else(|| entry_err(format!("`max_in_flight` must be a whole number of at least 1, found {}", describe(n))))? as u32,
+                        ),
+                    };
+                    pool.push(PoolEndpoint { url: url.to_string(), weight, max_in_flight });
                 }
             }
-            Some(v) => return Err(err(&["client_config", "endpoints"], format!("must be a list of {{url, weight}}, found {}", describe(v)))),
+            Some(v) => return Err(err(&["client_config", "endpoints"], format!("must be a list of {{url, weight, max_in_flight}}, found {}", describe(v)))),
         }
-        if !pool.is_empty() && pool.iter().any(|(u, _)| u.starts_with("sim://")) {
+        if !pool.is_empty() && pool.iter().any(|e| e.url.starts_with("sim://")) {
             return Err(err(&["client_config", "base_url"], "a pool of endpoints takes http(s) URLs; run `modelcall serve-sim` for simulated ones".into()));
         }
         let base_url = match pool.first() {
-            Some((u, _)) => u.clone(),
+            Some(e) => e.url.clone(),
             None => text("base_url", "BASE_URL")?.filter(|s| !s.is_empty()).unwrap_or_else(|| "https://api.openai.com/v1".into()),
         };
-        for (u, _) in pool.iter().skip(1) {
+        for PoolEndpoint { url: u, .. } in pool.iter().skip(1) {
             if !(u.starts_with("http://") || u.starts_with("https://")) {
                 return Err(err(&["client_config", "base_url"], format!("`{u}` must start with http:// or https://")));
             }

@@ -120,3 +120,29 @@ fn openai_client_options_and_the_legacy_form_are_read() {
     assert_eq!(legacy.chat_config["temperature"], 0.3);
     assert!(legacy.ignored_keys.iter().any(|k| k.key == "completions_params" && k.why.contains("deprecated")));
 }
+
+#[test]
+fn pool_endpoints_take_weights_and_their_own_in_flight_limits() {
+    let m = load(
+        "client_config:\n  endpoints:\n    - {url: \"http://a/v1\", weight: 2, max_in_flight: 8}\n    - {url: \"http://b/v1\"}\nchat_config:\n  model: m\n",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(m.base_url, "http://a/v1");
+    assert_eq!(
+        m.client.pool,
+        vec![
+            PoolEndpoint { url: "http://a/v1".into(), weight: 2.0, max_in_flight: Some(8) },
+            PoolEndpoint { url: "http://b/v1".into(), weight: 1.0, max_in_flight: None },
+        ]
+    );
+    for (entry, wanted) in [
+        ("{url: \"http://a/v1\", max_in_flight: 0}", "`max_in_flight` must be a whole number of at least 1"),
+        ("{url: \"http://a/v1\", max_inflight: 4}", "unknown key `max_inflight`"),
+        ("{url: \"http://a/v1\", weight: -1}", "`weight` must be a positive number"),
+        ("{weight: 1}", "needs a `url`"),
+    ] {
+        let e = load(&format!("client_config:\n  endpoints:\n    - {entry}\nchat_config:\n  model: m\n"), &[]).unwrap_err().to_string();
+        assert!(e.contains("client_config.endpoints") && e.contains("entry 0") && e.contains(wanted), "{entry}: {e}");
+    }
+}

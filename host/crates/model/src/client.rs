@@ -82,9 +82,9 @@ impl ModelClient {
             }
             Ok(url)
         };
-        let mut urls = vec![(request_url(&settings.base_url)?, settings.base_weight)];
-        for (base, weight) in &settings.more_endpoints {
-            urls.push((request_url(base)?, *weight));
+        let mut urls = vec![(request_url(&settings.base_url)?, settings.base_share)];
+        for (base, share) in &settings.more_endpoints {
+            urls.push((request_url(base)?, *share));
         }
         let url = urls[0].0.clone();
         let header_values = settings.headers.iter().filter(|(n, _)| modelcall_secrets::is_credential_header(n)).map(|(_, v)| v.clone());
@@ -286,7 +286,7 @@ impl ModelClient {
         if let Some(limiter) = &self.limiter {
             limiter.until_ready().await;
         }
-        let lease = self.pool.pick();
+        let lease = self.pool.pick().await;
         let result = self.attempt_on(&lease.endpoint.url, body).await;
         // An endpoint that cannot answer (transport errors, 5xx, timeouts, broken bodies) is
         // unwell; any other answer, a refusal of the request included, is a healthy one.

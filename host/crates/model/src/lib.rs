@@ -4,7 +4,8 @@
 //!   stop the run);
 //! - [`wire`]: request bodies and response parsing (JSON and SSE), reasoning extraction;
 //! - [`client`]: the connection pool and the retry loop with backoff, jitter and Retry-After;
-//! - [`pool`]: several endpoints of one model, least loaded first, failing ones ejected.
+//! - [`pool`]: several endpoints of one model, least loaded first, each within its own
+//!   in-flight cap, failing ones ejected.
 
 pub mod client;
 pub mod error;
@@ -13,6 +14,7 @@ pub mod settings;
 pub mod wire;
 
 pub use client::{ClientSettings, ModelClient};
+pub use settings::EndpointShare;
 pub use pool::EndpointStats;
 pub use error::{CallError, ClientError, MalformedBody, RetryCause, RetryCounts};
 pub use modelcall_secrets::Redactor;

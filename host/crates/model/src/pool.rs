@@ -1,5 +1,6 @@
 //! Several endpoints serving one model (a vLLM/SGLang fleet): each request goes to the endpoint
-//! with the fewest requests in flight per unit of weight; an endpoint failing repeatedly
+//! with the fewest requests in flight per unit of weight, among those under their own
+//! `max_in_flight` (an attempt waits while every endpoint is full); an endpoint failing repeatedly
 //! (connection errors, 5xx, timeouts) is ejected for a back-off period, then probed again
 //! (outlier ejection, as in Envoy). A retried request picks again, so it lands elsewhere when
 //! its endpoint failed.
@@ -7,6 +8,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+use crate::settings::EndpointShare;
 
 /// Consecutive failures that eject an endpoint.
 const EJECT_AFTER: u32 = 3;
@@ -20,6 +25,8 @@ pub struct Endpoint {
     /// What may be shown (redacted).
     pub shown: String,
     pub weight: f64,
+    /// The endpoint's own cap on attempts in flight (`u64::MAX`: none).
+    max_in_flight: u64,
     in_flight: AtomicU64,
     requests: AtomicU64,
     failures: AtomicU64,
@@ -45,37 +52,46 @@ pub struct EndpointStats {
 
 pub struct Pool {
     endpoints: Vec<Endpoint>,
+    /// Whether any endpoint has a cap: only then may an attempt wait, and a lease's end wake it.
+    capped: bool,
+    /// Signalled when a capped endpoint frees a slot.
+    freed: Notify,
 }
 
 /// An endpoint lent to one attempt; counted in flight until dropped.
 pub struct Lease<'a> {
     pub endpoint: &'a Endpoint,
+    pool: &'a Pool,
 }
 
 impl Drop for Lease<'_> {
     fn drop(&mut self) {
-        self.endpoint.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.endpoint.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if self.endpoint.max_in_flight != u64::MAX {
+            self.pool.freed.notify_one();
+        }
     }
 }
 
 impl Pool {
-    /// `(url, shown, weight)` per endpoint, in order.
-    pub fn new(endpoints: Vec<(String, String, f64)>) -> Pool {
-        Pool {
-            endpoints: endpoints
-                .into_iter()
-                .map(|(url, shown, weight)| Endpoint {
-                    url,
-                    shown,
-                    weight: if weight > 0.0 { weight } else { 1.0 },
-                    in_flight: AtomicU64::new(0),
-                    requests: AtomicU64::new(0),
-                    failures: AtomicU64::new(0),
-                    ejections: AtomicU64::new(0),
-                    health: Mutex::new(Health::default()),
-                })
-                .collect(),
-        }
+    /// `(url, shown, share)` per endpoint, in order.
+    pub fn new(endpoints: Vec<(String, String, EndpointShare)>) -> Pool {
+        let endpoints: Vec<Endpoint> = endpoints
+            .into_iter()
+            .map(|(url, shown, share)| Endpoint {
+                url,
+                shown,
+                weight: if share.weight > 0.0 { share.weight } else { 1.0 },
+                max_in_flight: share.max_in_flight.map_or(u64::MAX, |n| u64::from(n.max(1))),
+                in_flight: AtomicU64::new(0),
+                requests: AtomicU64::new(0),
+                failures: AtomicU64::new(0),
+                ejections: AtomicU64::new(0),
+                health: Mutex::new(Health::default()),
+            })
+            .collect();
+        let capped = endpoints.iter().any(|e| e.max_in_flight != u64::MAX);
+        Pool { endpoints, capped, freed: Notify::new() }
     }
 
     pub fn len(&self) -> usize {
@@ -91,20 +107,45 @@ impl Pool {
     }
 
     /// The endpoint for the next attempt: the least loaded per weight among those not ejected
-    /// (when all are ejected, the one whose ejection ends first: it is probed).
-    pub fn pick(&self) -> Lease<'_> {
-        let now = Instant::now();
-        let load = |e: &Endpoint| e.in_flight.load(Ordering::Relaxed) as f64 / e.weight;
-        let available = self.endpoints.iter().filter(|e| e.health.lock().unwrap().ejected_until.is_none_or(|t| t <= now));
-        let chosen = available.min_by(|a, b| load(a).total_cmp(&load(b))).unwrap_or_else(|| {
-            self.endpoints
-                .iter()
-                .min_by_key(|e| e.health.lock().unwrap().ejected_until.unwrap_or(now))
-                .expect("a pool has endpoints")
-        });
-        chosen.in_flight.fetch_add(1, Ordering::Relaxed);
-        chosen.requests.fetch_add(1, Ordering::Relaxed);
-        Lease { endpoint: chosen }
+    /// and under their cap (when all are ejected, the one whose ejection ends first: it is
+    /// probed). Waits while every candidate is at its cap.
+    pub async fn pick(&self) -> Lease<'_> {
+        loop {
+            // Registered before looking, so a slot freed in between is not missed.
+            let freed = self.freed.notified();
+            if let Some(lease) = self.try_pick() {
+                return lease;
+            }
+            freed.await;
+        }
+    }
+
+    /// [`Pool::pick`] without waiting: `None` when every candidate is at its cap.
+    pub fn try_pick(&self) -> Option<Lease<'_>> {
+        loop {
+            let now = Instant::now();
+            let load = |e: &Endpoint| e.in_flight.load(Ordering::Acquire) as f64 / e.weight;
+            let has_room = |e: &&Endpoint| e.in_flight.load(Ordering::Acquire) < e.max_in_flight;
+            let healthy = |e: &&Endpoint| e.health.lock().unwrap().ejected_until.is_none_or(|t| t <= now);
+            let chosen = match self.endpoints.iter().filter(healthy).min_by(|a, b| load(a).total_cmp(&load(b))) {
+                Some(_) => self.endpoints.iter().filter(healthy).filter(has_room).min_by(|a, b| load(a).total_cmp(&load(b)))?,
+                None => self
+                    .endpoints
+                    .iter()
+                    .filter(has_room)
+                    .min_by_key(|e| e.health.lock().unwrap().ejected_until.unwrap_or(now))?,
+            };
+            // Taken only while under the cap: two attempts racing for the last slot do not
+            // both get it; the loser looks again.
+            let took = chosen.in_flight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < chosen.max_in_flight).then_some(n + 1));
+            if took.is_ok() {
+                chosen.requests.fetch_add(1, Ordering::Relaxed);
+                return Some(Lease { endpoint: chosen, pool: self });
+            }
+            if !self.capped {
+                unreachable!("an uncapped endpoint always has room");
+            }
+        }
     }
 
     /// The attempt on `endpoint` worked (any answer from the model, errors of the request
@@ -153,14 +194,44 @@ impl Pool {
 mod tests {
     use super::*;
 
+    fn pool_of(shares: &[EndpointShare]) -> Pool {
+        Pool::new(shares.iter().enumerate().map(|(i, s)| (format!("http://e{i}"), format!("http://e{i}"), *s)).collect())
+    }
+
     fn pool(n: usize) -> Pool {
-        Pool::new((0..n).map(|i| (format!("http://e{i}"), format!("http://e{i}"), 1.0)).collect())
+        pool_of(&vec![EndpointShare::default(); n])
+    }
+
+    impl Pool {
+        fn pick_now(&self) -> Lease<'_> {
+            self.try_pick().expect("room")
+        }
+    }
+
+    #[test]
+    fn an_endpoint_never_has_more_than_its_cap_in_flight_and_a_freed_slot_wakes_a_waiter() {
+        let p = std::sync::Arc::new(pool_of(&[EndpointShare { weight: 1.0, max_in_flight: Some(1) }, EndpointShare { weight: 4.0, max_in_flight: Some(2) }]));
+        let held: Vec<Lease<'_>> = (0..3).map(|_| p.pick_now()).collect();
+        assert_eq!(p.stats().iter().map(|s| s.requests).collect::<Vec<_>>(), vec![1, 2], "the heavier endpoint fills to its cap, not past it");
+        assert!(p.try_pick().is_none(), "every endpoint is at its cap");
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let waiter = {
+                let p = p.clone();
+                tokio::spawn(async move { p.pick().await.endpoint.url.clone() })
+            };
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            assert!(!waiter.is_finished(), "the attempt waits for a slot");
+            drop(held);
+            let url = tokio::time::timeout(Duration::from_secs(2), waiter).await.expect("woken by the freed slot").unwrap();
+            assert!(url.starts_with("http://e"), "{url}");
+        });
     }
 
     #[test]
     fn requests_spread_by_load_and_a_failing_endpoint_is_ejected_then_probed() {
         let p = pool(3);
-        let leases: Vec<Lease<'_>> = (0..6).map(|_| p.pick()).collect();
+        let leases: Vec<Lease<'_>> = (0..6).map(|_| p.pick_now()).collect();
         let per: Vec<u64> = p.stats().iter().map(|s| s.requests).collect();
         assert_eq!(per, vec![2, 2, 2], "least in flight first");
         drop(leases);
@@ -168,10 +239,10 @@ mod tests {
         assert!(!p.failed(bad) && !p.failed(bad));
         assert!(p.failed(bad), "the third failure in a row ejects");
         for _ in 0..10 {
-            assert_ne!(p.pick().endpoint.url, "http://e1", "an ejected endpoint gets nothing");
+            assert_ne!(p.pick_now().endpoint.url, "http://e1", "an ejected endpoint gets nothing");
         }
         bad.health.lock().unwrap().ejected_until = Some(Instant::now());
-        let _probe: Vec<Lease<'_>> = (0..3).map(|_| p.pick()).collect();
+        let _probe: Vec<Lease<'_>> = (0..3).map(|_| p.pick_now()).collect();
         assert!(p.stats()[1].requests > 2, "probed again after the ejection");
         assert_eq!(p.stats()[1].ejections, 1);
     }

@@ -41,17 +41,31 @@ pub struct ClientSettings {
     pub http2_prior_knowledge: bool,
     /// Call `/completions` (text completion, base models) instead of `/chat/completions`.
     pub text_completion: bool,
-    /// More endpoints serving the same model, with weights: `base_url` and these form a pool
-    /// (see [`crate::pool`]).
-    pub more_endpoints: Vec<(String, f64)>,
-    /// The weight of `base_url` in a pool.
-    pub base_weight: f64,
+    /// More endpoints serving the same model, each with its share: `base_url` and these form
+    /// a pool (see [`crate::pool`]).
+    pub more_endpoints: Vec<(String, EndpointShare)>,
+    /// The share of `base_url` in a pool.
+    pub base_share: EndpointShare,
     /// Optional cap on tokens per minute (provider quotas): each attempt waits for its
     /// estimated tokens (prompt + `max_tokens`), and a reply that used more takes the rest.
     pub tokens_per_minute: Option<u32>,
     /// Counts the tokens of a prompt for `tokens_per_minute` (the host gives the o200k
     /// tokenizer); without one, 4 bytes a token.
     pub token_counter: Option<TokenCounter>,
+}
+
+/// What an endpoint of a pool takes: its weight among the others and its own in-flight cap.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EndpointShare {
+    pub weight: f64,
+    /// At most this many attempts in flight on the endpoint; `None`: no cap of its own.
+    pub max_in_flight: Option<u32>,
+}
+
+impl Default for EndpointShare {
+    fn default() -> Self {
+        EndpointShare { weight: 1.0, max_in_flight: None }
+    }
 }
 
 /// Counts the tokens of a text.
@@ -76,7 +90,7 @@ impl ClientSettings {
             http2_prior_knowledge: false,
             text_completion: false,
             more_endpoints: Vec::new(),
-            base_weight: 1.0,
+            base_share: EndpointShare::default(),
             tokens_per_minute: None,
             token_counter: None,
             requests_per_minute: None,

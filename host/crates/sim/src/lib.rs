@@ -83,6 +83,10 @@ pub struct ServeArgs {
     /// Stop by itself after this many seconds (0: run until interrupted).
     #[arg(long, default_value_t = 0)]
     pub exit_after_secs: u64,
+    /// A saturating endpoint, as a GPU server is: up to C requests in flight take the
+    /// latency, above C the latency grows with the queue, above 2·C requests get 429.
+    #[arg(long, value_name = "C")]
+    pub capacity: Option<u64>,
 }
 
 /// Runs the simulator in the foreground until Ctrl-C (or `--exit-after-secs`).
@@ -94,6 +98,7 @@ pub fn serve(args: ServeArgs) -> Result<(), SimError> {
         seed: args.seed,
         reasoning: args.reasoning,
         replies: args.replies.clone(),
+        capacity: args.capacity.map(|c| c.max(1)),
         ..SimOptions::default()
     };
     for spec in &args.faults {
@@ -121,7 +126,7 @@ pub fn serve(args: ServeArgs) -> Result<(), SimError> {
             tokio::signal::ctrl_c().await.map_err(SimError::Signal)?;
         }
         let stats = server.stats();
-        eprintln!("simulated endpoint served {} requests", stats.requests);
+        eprintln!("simulated endpoint served {} requests ({} refused with 429)", stats.requests, stats.rate_limited);
         Ok(())
     })
 }
