@@ -251,3 +251,43 @@ fn the_top_level_generate_response_schema_runs_the_same_engine() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(uid_counts(&lines(&s.path("out_top/chats.jsonl"))).len(), 12);
 }
+
+/// 40 system prompts of 600+ bytes, interleaved across 2,000 conversations, against a server
+/// whose prefix cache holds 8: in read order most requests miss it; with
+/// `concurrency.scheduling: prefix_groups` nearly all hit, and the outputs are the same.
+#[test]
+fn prefix_groups_send_conversations_sharing_a_system_prompt_together() {
+    let hit_rate = |scheduling: &str| -> (f64, Vec<Value>) {
+        let s = Scratch::new();
+        std::fs::create_dir_all(s.path("in")).unwrap();
+        let mut f = std::io::BufWriter::new(std::fs::File::create(s.path("in/chats.jsonl")).unwrap());
+        for i in 0..2000u64 {
+            // A fixed shuffle of the 40 prompts (a multiplicative hash of the index).
+            let persona = (i.wrapping_mul(2654435761) >> 7) % 40;
+            let system = format!("You are assistant persona {persona}. {}", "Follow the house style guide closely. ".repeat(16));
+            let messages = json!([{"role": "system", "content": system}, {"role": "user", "content": format!("Question {i}?")}]);
+            writeln!(f, "{}", json!({"uid": format!("u{i:06}"), "messages": messages})).unwrap();
+        }
+        drop(f);
+        let task = s.task("sim://?prefix_cache=8&latency_ms=2", 2, 16);
+        let mut text = std::fs::read_to_string(&task).unwrap();
+        text.push_str(&format!("concurrency:\n  scheduling: {scheduling}\n"));
+        std::fs::write(&task, text).unwrap();
+        let o = run(&task);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let summary: Value = serde_json::from_str(&std::fs::read_to_string(s.path("out/run_summary.json")).unwrap()).unwrap();
+        let cache = &summary["simulator"]["prefix_cache"];
+        assert_eq!(cache["lookups"], 2000, "{summary}");
+        let mut rows = lines(&s.path("out/chats.jsonl"));
+        rows.sort_by(|a, b| a["uid"].as_str().cmp(&b["uid"].as_str()));
+        (cache["hit_rate"].as_f64().unwrap(), rows)
+    };
+    let (in_order, rows_in_order) = hit_rate("in_order");
+    let (grouped, rows_grouped) = hit_rate("prefix_groups");
+    eprintln!("prefix cache hit rate: in order {in_order}, grouped {grouped}");
+    assert!(in_order < 0.4, "{in_order}");
+    assert!(grouped > 0.95, "{grouped}");
+    let uids = |rows: &[Value]| rows.iter().map(|r| r["uid"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    assert_eq!(uids(&rows_in_order), uids(&rows_grouped), "the same conversations answered, each once");
+    assert_eq!(rows_grouped.len(), 2000);
+}

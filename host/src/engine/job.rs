@@ -127,6 +127,13 @@ pub struct FailureSite<'a> {
 pub trait Job: Send + Sync + 'static {
     fn run(self: Arc<Self>, key: String, input: JobInput) -> impl Future<Output = Outcome> + Send + 'static;
 
+    /// What the prompt of `input` begins with, hashed, for `concurrency.scheduling:
+    /// prefix_groups` (records with one key are sent together). `None`: no idea; those
+    /// records form one group.
+    fn prefix_key(&self, _input: &JobInput) -> Option<u64> {
+        None
+    }
+
     /// The error row of a failed item. The default is the scoring shape (the reference's
     /// `api_status`/`api_fail_reason` plus the typed cause and the record).
     fn failure_row(&self, site: &FailureSite<'_>, failure: Failure) -> Map<String, Value> {

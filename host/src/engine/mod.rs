@@ -14,6 +14,7 @@
 //! tail of one file overlaps the head of the next.
 
 pub mod adaptive;
+pub mod prefix_groups;
 pub mod collect;
 mod fingerprint;
 pub mod job;
@@ -61,8 +62,12 @@ pub struct EngineOptions {
     /// Find the bound on requests in flight (`concurrency.mode: adaptive`), with `concurrency`
     /// as the ceiling.
     pub adaptive: bool,
-    /// Facts known only at the end (per-endpoint counts), added to the summary as `endpoints`.
-    pub endpoint_stats: Option<Box<dyn Fn() -> Value + Send + Sync>>,
+    /// Send records whose prompts begin alike together (`concurrency.scheduling:
+    /// prefix_groups`; see [`prefix_groups`]).
+    pub prefix_groups: bool,
+    /// Facts known only at the end (per-endpoint counts, the simulator's), merged into the
+    /// summary's top level.
+    pub end_facts: Option<Box<dyn Fn() -> serde_json::Map<String, Value> + Send + Sync>>,
 }
 
 /// `budget:` of the task, with the model's `pricing` for `max_cost`.
@@ -97,6 +102,7 @@ pub struct RunShared {
     pub read_ahead: usize,
     pub budget: Option<Budget>,
     pub adaptive: Option<adaptive::AdaptiveLimit>,
+    pub prefix_groups: bool,
 }
 
 /// A unit that ran to its end (or to the stop), with its counters and the files it wrote.
@@ -150,6 +156,7 @@ pub async fn run<J: Job>(
         flush_interval: options.flush_interval,
         read_ahead: options.concurrency.clamp(64, 8192),
         budget: options.budget,
+        prefix_groups: options.prefix_groups,
     });
     let units_at_once = Arc::new(Semaphore::new(options.max_concurrent_units.max(1)));
     let mut handles = Vec::new();
@@ -216,8 +223,10 @@ pub async fn run<J: Job>(
         let status = if stopped.is_some() { "stopped" } else { "completed" };
         let reason = stopped.as_ref().map(|r| r.to_string());
         let mut doc = stats.to_json(&options.task_name, status, reason.as_deref(), provenance);
-        if let Some(stats) = &options.endpoint_stats {
-            doc["endpoints"] = stats();
+        if let Some(facts) = &options.end_facts {
+            for (k, v) in facts() {
+                doc[k] = v;
+            }
         }
         if let Some(a) = &shared.adaptive {
             doc["concurrency_limit"] = serde_json::json!({"final": a.limit(), "over_time_s": a.history()});

@@ -8,6 +8,7 @@ use tokio::sync::mpsc;
 use super::collect::{Collected, Collector};
 use super::fingerprint;
 use super::job::Job;
+use super::prefix_groups::PrefixGroups;
 use super::reader::{read_unit, Finished, ReadItem};
 use super::unit::{SinkKind, Unit, UnitInputs};
 use super::RunShared;
@@ -70,7 +71,7 @@ pub async fn run_unit<J: Job>(shared: Arc<RunShared>, job: Arc<J>, unit: Unit) -
 
     // Reader thread.
     let bytes_read = modelcall_io::ByteCounter::default();
-    let (read_tx, mut read_rx) = mpsc::channel::<ReadItem>(shared.read_ahead.max(16));
+    let (read_tx, read_rx) = mpsc::channel::<ReadItem>(shared.read_ahead.max(16));
     let reader = {
         let (inputs, opts, done, stop) = (unit.inputs.clone(), shared.read.clone(), done.clone(), shared.stop.clone());
         let bytes = bytes_read.clone();
@@ -98,7 +99,8 @@ pub async fn run_unit<J: Job>(shared: Arc<RunShared>, job: Arc<J>, unit: Unit) -
 
     // Dispatcher.
     let mut tasks = tokio::task::JoinSet::new();
-    while let Some(item) = read_rx.recv().await {
+    let mut source = WorkSource { rx: read_rx, groups: shared.prefix_groups.then(|| PrefixGroups::new(PREFIX_WINDOW)), closed: false };
+    while let Some(item) = source.next(&*job, &out_tx).await {
         if shared.stop.is_stopped() {
             break;
         }
@@ -134,7 +136,7 @@ pub async fn run_unit<J: Job>(shared: Arc<RunShared>, job: Arc<J>, unit: Unit) -
             }
         }
     }
-    drop(read_rx);
+    drop(source);
     let mut complete = true;
     if shared.stop.is_stopped() && !tasks.is_empty() {
         // In-flight items are neither done nor failed: a resumed run sends them again.
@@ -161,6 +163,50 @@ pub async fn run_unit<J: Job>(shared: Arc<RunShared>, job: Arc<J>, unit: Unit) -
         fingerprint::write(&journal_path, &fingerprints)?;
     }
     Ok(UnitResult { stats, written, complete })
+}
+
+/// Work items held for regrouping (`prefix_groups`): with K distinct prefixes in the input,
+/// about K of every window's records miss a server's prefix cache, so the window is large
+/// next to the read-ahead; its records are held in memory.
+const PREFIX_WINDOW: usize = 4096;
+
+/// What the dispatcher takes next: the reader's items in order, or, with prefix groups, the
+/// work items regrouped within a window (the others pass straight to the collector).
+struct WorkSource {
+    rx: mpsc::Receiver<ReadItem>,
+    groups: Option<PrefixGroups<ReadItem>>,
+    closed: bool,
+}
+
+impl WorkSource {
+    async fn next<J: Job>(&mut self, job: &J, collector: &mpsc::Sender<Collected>) -> Option<ReadItem> {
+        let Some(groups) = &mut self.groups else { return self.rx.recv().await };
+        // Waits for the reader only with nothing buffered; otherwise takes what it has ready.
+        while !groups.is_full() && !self.closed {
+            let item = if groups.is_empty() {
+                self.rx.recv().await
+            } else {
+                match self.rx.try_recv() {
+                    Ok(item) => Some(item),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => None,
+                }
+            };
+            match item {
+                None => self.closed = true,
+                Some(work @ ReadItem::Work { .. }) => {
+                    let ReadItem::Work { input, .. } = &work else { unreachable!() };
+                    groups.push(job.prefix_key(input).unwrap_or(0), work);
+                }
+                Some(other) => {
+                    if collector.send(Collected::Read(other)).await.is_err() {
+                        return None;
+                    }
+                }
+            }
+        }
+        groups.pop()
+    }
 }
 
 /// Turns a unit's journal into its output and error files, atomically (also used by `merge`).

@@ -1,13 +1,16 @@
 //! The model client of a run: a real endpoint, or the built-in SIMULATED one for `sim://`.
 
 use modelcall_config::ModelConfig;
+use std::sync::Arc;
+
 use modelcall_model::{ClientSettings, EndpointShare, ModelClient};
+use serde_json::{json, Map, Value};
 
 use crate::cli::exit::BadConfig;
 
 /// Starts the in-process simulated endpoint for `sim://` and builds the client. The returned
 /// server must live as long as the client is used.
-pub async fn connect(model: &ModelConfig, concurrency: usize, plan: &modelcall_config::RunPlan) -> anyhow::Result<(ModelClient, Option<modelcall_sim::SimServer>)> {
+pub async fn connect(model: &ModelConfig, concurrency: usize, plan: &modelcall_config::RunPlan) -> anyhow::Result<(ModelClient, Option<Arc<modelcall_sim::SimServer>>)> {
     let (base_url, sim) = match model.sim() {
         Some(spec) => {
             let opts = modelcall_sim::SimOptions::from_url(&spec.url).map_err(|e| BadConfig(format!("{}: client_config.base_url: {e}", model.path.display())))?;
@@ -17,7 +20,7 @@ pub async fn connect(model: &ModelConfig, concurrency: usize, plan: &modelcall_c
                 other => anyhow::Error::from(other),
             })?;
             eprintln!("using the SIMULATED endpoint at {} (replies are synthetic, not a model's)", sim.base_url());
-            (sim.base_url(), Some(sim))
+            (sim.base_url(), Some(Arc::new(sim)))
         }
         None => (model.base_url.clone(), None),
     };
@@ -48,6 +51,26 @@ pub async fn connect(model: &ModelConfig, concurrency: usize, plan: &modelcall_c
     let client = ModelClient::new(settings).map_err(|e| BadConfig(format!("{}: {e}", model.path.display())))?;
     raise_open_file_limit(concurrency as u64 * 2 + 256);
     Ok((client, sim))
+}
+
+/// What the run summary gets at the end: `endpoints` (requests, failures and ejections per
+/// endpoint) and, for `sim://`, `simulator` (what the simulated server counted, its prefix
+/// cache included).
+pub fn end_facts(client: ModelClient, sim: Option<Arc<modelcall_sim::SimServer>>) -> Box<dyn Fn() -> Map<String, Value> + Send + Sync> {
+    Box::new(move || {
+        let mut facts = Map::new();
+        facts.insert("endpoints".into(), json!(client.endpoint_stats()));
+        if let Some(sim) = &sim {
+            let s = sim.stats();
+            let mut doc = json!({"requests": s.requests, "rate_limited": s.rate_limited});
+            if s.prefix_lookups > 0 {
+                doc["prefix_cache"] = json!({"lookups": s.prefix_lookups, "hits": s.prefix_hits,
+                    "hit_rate": (s.prefix_hits as f64 / s.prefix_lookups as f64 * 1000.0).round() / 1000.0});
+            }
+            facts.insert("simulator".into(), doc);
+        }
+        facts
+    })
 }
 
 /// Thousands of connections in flight need thousands of file descriptors; raise the soft limit

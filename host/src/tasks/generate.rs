@@ -45,7 +45,7 @@ pub async fn run(run: &TaskRun<'_>, step: &GenerateResponse) -> anyhow::Result<F
     let _lock = run.lock(&output_folder)?;
     let stop = StopSignal::with_ctrl_c();
     let concurrency = run.plan.concurrency;
-    let (client, _sim) = super::endpoint::connect(&model, concurrency, run.plan).await?;
+    let (client, sim) = super::endpoint::connect(&model, concurrency, run.plan).await?;
     let client_for_stats = client.clone();
     let provenance = json!({
         "task_file": run.task.source_path.display().to_string(),
@@ -73,10 +73,8 @@ pub async fn run(run: &TaskRun<'_>, step: &GenerateResponse) -> anyhow::Result<F
         summary: Some((output_folder.join(super::scoring::summary_name(run.shard)), provenance)),
         budget: run.budget(&model)?,
         adaptive: run.plan.adaptive,
-        endpoint_stats: {
-            let client = client_for_stats.clone();
-            Some(Box::new(move || serde_json::json!(client.endpoint_stats())))
-        },
+        prefix_groups: run.plan.prefix_groups,
+        end_facts: Some(super::endpoint::end_facts(client_for_stats.clone(), sim.clone())),
     };
     let outcome = engine::run(options, job, engine::feed(units), stop, None).await?;
     Ok(report(&outcome))

@@ -34,6 +34,15 @@ impl Job for GenerateJob {
         }
     }
 
+    /// The first bytes of the conversation as sent (system prompt first), by the definition
+    /// the simulator's prefix cache uses.
+    fn prefix_key(&self, input: &JobInput) -> Option<u64> {
+        let JobInput::Record(record) = input else { return None };
+        let messages = record.get("messages")?.as_array()?;
+        let contents = messages.iter().map(|m| m.get("content").and_then(Value::as_str).unwrap_or(""));
+        Some(if self.first_user_only { modelcall_sim::prefix_cache::prefix_hash(contents.take(1)) } else { modelcall_sim::prefix_cache::prefix_hash(contents) })
+    }
+
     /// The reference's error lines: the original record plus what went wrong, so the error file
     /// can be fed back as input.
     fn failure_row(&self, site: &FailureSite<'_>, failure: Failure) -> Map<String, Value> {

@@ -100,7 +100,7 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
     }
 
     let concurrency = run.plan.concurrency;
-    let (client, _sim) = super::endpoint::connect(&model, concurrency, run.plan).await?;
+    let (client, sim) = super::endpoint::connect(&model, concurrency, run.plan).await?;
     let client_for_stats = client.clone();
     let provenance = json!({
         "task_file": run.task.source_path.display().to_string(),
@@ -136,10 +136,8 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
         summary: Some((plan.output_folder.join(summary_name(run.shard)), provenance)),
         budget: run.budget(&model)?,
         adaptive: run.plan.adaptive,
-        endpoint_stats: {
-            let client = client_for_stats.clone();
-            Some(Box::new(move || serde_json::json!(client.endpoint_stats())))
-        },
+        prefix_groups: run.plan.prefix_groups,
+        end_facts: Some(super::endpoint::end_facts(client_for_stats.clone(), sim.clone())),
     };
     // Preprocessing runs concurrently, feeding `units` through its finished group files.
     let (scored, preprocessed) = match preprocessing {

@@ -106,6 +106,8 @@ pub struct RunPlan {
     pub tokens_per_minute: Option<u32>,
     /// `concurrency.mode: adaptive`: `concurrency` is the ceiling of a found limit.
     pub adaptive: bool,
+    /// `concurrency.scheduling: prefix_groups`.
+    pub prefix_groups: bool,
     pub flush_interval: Duration,
     /// Lines longer than this are `record_too_large` (`data.max_record_bytes`).
     pub max_record_bytes: Option<usize>,
@@ -175,6 +177,7 @@ impl RunPlan {
             requests_per_minute: t.concurrency.requests_per_minute,
             tokens_per_minute: t.concurrency.tokens_per_minute,
             adaptive: t.concurrency.mode == Some(crate::task::ConcurrencyMode::Adaptive),
+            prefix_groups: t.concurrency.scheduling == Some(crate::task::Scheduling::PrefixGroups),
             flush_interval,
             max_record_bytes: t.data.max_record_bytes,
             fresh_start,

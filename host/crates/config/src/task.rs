@@ -16,7 +16,7 @@ use crate::model::ModelConfig;
 use crate::paths;
 use crate::prompt::PromptConfig;
 use crate::schema::IgnoredKey;
-pub use crate::task_options::{BudgetSection, ConcurrencyMode, DuplicateIds, PreprocessInputKind};
+pub use crate::task_options::{BudgetSection, ConcurrencyMode, DuplicateIds, PreprocessInputKind, Scheduling};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TaskType {
@@ -125,6 +125,8 @@ pub struct ConcurrencySection {
     /// `fixed` (default: `max_concurrent_requests` in flight) or `adaptive` (found from
     /// latency and throttling, `max_concurrent_requests` the ceiling).
     pub mode: Option<ConcurrencyMode>,
+    /// `in_order` (default) or `prefix_groups`.
+    pub scheduling: Option<Scheduling>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -24,6 +24,18 @@ pub enum ConcurrencyMode {
     Adaptive,
 }
 
+/// `concurrency.scheduling`: the order records are sent in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Scheduling {
+    /// As read (the default).
+    #[default]
+    InOrder,
+    /// Records whose prompts begin alike (system prompt, template head) sent together, so a
+    /// server's prefix cache hits.
+    PrefixGroups,
+}
+
 /// `budget:`: limits on what a run spends; `max_cost` needs `pricing` in the model config.
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq)]
 #[serde(default)]

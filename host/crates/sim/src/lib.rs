@@ -36,6 +36,7 @@
 //! 4. Otherwise a plain-text answer quoting the question.
 
 pub mod options;
+pub mod prefix_cache;
 #[cfg(feature = "server")]
 pub mod reply;
 #[cfg(feature = "server")]
@@ -87,6 +88,10 @@ pub struct ServeArgs {
     /// latency, above C the latency grows with the queue, above 2·C requests get 429.
     #[arg(long, value_name = "C")]
     pub capacity: Option<u64>,
+    /// Keep the last N prompt prefixes, as a server's prefix (KV) cache does, and report how
+    /// many requests found theirs when the server stops.
+    #[arg(long, value_name = "N")]
+    pub prefix_cache: Option<usize>,
 }
 
 /// Runs the simulator in the foreground until Ctrl-C (or `--exit-after-secs`).
@@ -99,6 +104,7 @@ pub fn serve(args: ServeArgs) -> Result<(), SimError> {
         reasoning: args.reasoning,
         replies: args.replies.clone(),
         capacity: args.capacity.map(|c| c.max(1)),
+        prefix_cache: args.prefix_cache.map(|n| n.max(1)),
         ..SimOptions::default()
     };
     for spec in &args.faults {
@@ -127,6 +133,9 @@ pub fn serve(args: ServeArgs) -> Result<(), SimError> {
         }
         let stats = server.stats();
         eprintln!("simulated endpoint served {} requests ({} refused with 429)", stats.requests, stats.rate_limited);
+        if args.prefix_cache.is_some() {
+            eprintln!("prefix cache: {} of {} requests found their prefix cached", stats.prefix_hits, stats.prefix_lookups);
+        }
         Ok(())
     })
 }

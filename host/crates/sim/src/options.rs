@@ -136,17 +136,20 @@ pub struct SimOptions {
     /// `latency`; above C the latency grows with the queue (throughput stays at C / latency);
     /// above 2·C requests are refused with 429 and Retry-After.
     pub capacity: Option<u64>,
+    /// `prefix_cache=N`: keep the last N prompt prefixes, as a server's prefix (KV) cache
+    /// does, and count the requests that find theirs (`SimStats::prefix_hits`).
+    pub prefix_cache: Option<usize>,
 }
 
 impl Default for SimOptions {
     fn default() -> Self {
-        SimOptions { latency: Duration::ZERO, faults: Vec::new(), retry_after_secs: 1, seed: 0, reasoning: false, replies: None, capacity: None }
+        SimOptions { latency: Duration::ZERO, faults: Vec::new(), retry_after_secs: 1, seed: 0, reasoning: false, replies: None, capacity: None, prefix_cache: None }
     }
 }
 
 impl SimOptions {
     /// The options a `sim://` URL may hold.
-    pub const OPTIONS: &'static [&'static str] = &["latency_ms", "fault", "retry_after_secs", "seed", "reasoning", "replies", "capacity"];
+    pub const OPTIONS: &'static [&'static str] = &["latency_ms", "fault", "retry_after_secs", "seed", "reasoning", "replies", "capacity", "prefix_cache"];
 
     /// True when `url` uses the `sim://` scheme (whether or not its options are valid).
     pub fn is_sim_url(url: &str) -> bool {
@@ -172,6 +175,7 @@ impl SimOptions {
                 "retry_after_secs" => opts.retry_after_secs = num(k, v)?,
                 "seed" => opts.seed = num(k, v)?,
                 "capacity" => opts.capacity = Some(num(k, v)?.max(1)),
+                "prefix_cache" => opts.prefix_cache = Some(num(k, v)?.max(1) as usize),
                 "reasoning" => opts.reasoning = v.is_empty() || v == "true" || v == "1",
                 "replies" => {
                     let path = percent_decode(v);

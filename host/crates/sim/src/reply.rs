@@ -17,15 +17,7 @@ use serde_json::{json, Map, Value};
 
 use crate::options::SimUrlError;
 
-/// FNV-1a: stable, fast, good enough to spread replies.
-pub fn fnv1a(bytes: &[u8], seed: u64) -> u64 {
-    let mut h: u64 = 0xcbf29ce484222325 ^ seed;
-    for b in bytes {
-        h ^= *b as u64;
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    h
-}
+pub use crate::prefix_cache::fnv1a;
 
 /// Keys of a JSON template in `text`: `"name":` with an identifier-like name, in order, unique.
 pub fn template_keys(text: &str) -> Vec<String> {

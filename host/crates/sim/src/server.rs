@@ -28,6 +28,9 @@ pub struct SimStats {
     pub malformed: u64,
     pub hung: u64,
     pub unauthorized: u64,
+    /// With `prefix_cache`: chat requests looked up, and those whose prefix was cached.
+    pub prefix_lookups: u64,
+    pub prefix_hits: u64,
 }
 
 #[derive(Default)]
@@ -46,6 +49,7 @@ struct State {
     cumulative: Vec<(f64, FaultKind)>,
     /// Chat requests being answered now (for `capacity`).
     in_flight: AtomicU64,
+    prefix_cache: Option<crate::prefix_cache::PrefixCache>,
 }
 
 /// Counts a request in flight while it lives.
@@ -82,6 +86,8 @@ impl SimServer {
             malformed: f(FaultKind::Malformed),
             hung: f(FaultKind::Hang),
             unauthorized: f(FaultKind::Unauthorized),
+            prefix_lookups: self.state.prefix_cache.as_ref().map_or(0, |c| c.counts().0),
+            prefix_hits: self.state.prefix_cache.as_ref().map_or(0, |c| c.counts().1),
         }
     }
 
@@ -135,7 +141,8 @@ pub async fn start_on(addr: SocketAddr, opts: SimOptions) -> Result<SimServer, S
             (acc, f.kind)
         })
         .collect();
-    let state = Arc::new(State { opts, rules, counters: Counters::default(), cumulative, in_flight: AtomicU64::new(0) });
+    let prefix_cache = opts.prefix_cache.map(crate::prefix_cache::PrefixCache::new);
+    let state = Arc::new(State { opts, rules, counters: Counters::default(), cumulative, in_flight: AtomicU64::new(0), prefix_cache });
     let accept_state = state.clone();
     let accept = tokio::spawn(async move {
         loop {
@@ -283,6 +290,10 @@ async fn chat(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Body
         Value::Array(parts) => parts.iter().filter_map(|p| p["text"].as_str()).collect::<Vec<_>>().join("\n"),
         _ => String::new(),
     };
+    if let Some(cache) = &state.prefix_cache {
+        let contents: Vec<String> = messages.iter().map(text_of).collect();
+        cache.lookup(crate::prefix_cache::prefix_hash(contents.iter().map(String::as_str)));
+    }
     // The template is what the task asked originally: system prompt and first user turn.
     let mut template = String::new();
     for m in messages.iter().take_while(|m| m["role"] != "assistant") {
