@@ -28,10 +28,21 @@ chat_config:
 YAML
 }
 
-# Starts serve-sim and runs `modelcall run-task $1` under /usr/bin/time; sets user, sys and
-# maxrss_kb (client CPU seconds and peak RSS).
+# Starts the endpoint and runs `modelcall run-task $1` under /usr/bin/time; sets user, sys and
+# maxrss_kb (client CPU seconds and peak RSS). The endpoint is `serve-sim`, or with
+# BENCH_SERVER=aiohttp a minimal OpenAI-compatible server on another HTTP stack
+# (bench/aiohttp_server.py, Python aiohttp on uvloop, installed into target/bench-venv).
 bench_run_task() {
-    "$bin" serve-sim --port "$port" --latency-ms "$latency_ms" --exit-after-secs 3600 > "$work/sim.log" 2>&1 &
+    case "${BENCH_SERVER:-sim}" in
+        sim) "$bin" serve-sim --port "$port" --latency-ms "$latency_ms" --exit-after-secs 3600 > "$work/sim.log" 2>&1 & ;;
+        aiohttp)
+            if [ ! -x target/bench-venv/bin/python ] || ! target/bench-venv/bin/python -c 'import aiohttp, uvloop' 2>/dev/null; then
+                python3 -m venv target/bench-venv >&2
+                target/bench-venv/bin/pip install -q aiohttp==3.11.18 uvloop==0.21.0 >&2
+            fi
+            target/bench-venv/bin/python bench/aiohttp_server.py "$port" "$latency_ms" 3600 > "$work/sim.log" 2>&1 & ;;
+        *) echo "BENCH_SERVER must be sim or aiohttp" >&2; exit 2 ;;
+    esac
     sim_pid=$!
     for _ in $(seq 1 100); do grep -q listening "$work/sim.log" 2>/dev/null && break; sleep 0.05; done
     /usr/bin/time -f '%U %S %M' -o "$work/time" "$bin" run-task "$1" --no-progress > "$work/run.log" 2>&1 || { cat "$work/run.log" >&2; exit 1; }
