@@ -74,3 +74,38 @@ fn with_system_prepends_the_system_prompt_only_where_missing() {
     assert_eq!(sg[0]["messages"][0]["content"], "You are kind.", "an existing system turn is kept, not doubled");
     assert_eq!(sg[0]["messages"].as_array().unwrap().iter().filter(|m| m["role"] == "system").count(), 1);
 }
+
+/// Split names come from the dataset card's `configs:` block (as the reference's
+/// `get_dataset_split_names` read them), and a dataset missing from the input folder is
+/// skipped with a warning while the others are converted (as the reference did).
+#[test]
+fn card_split_names_and_a_missing_dataset_skipped() {
+    let root = tempfile::tempdir().unwrap();
+    let raw = root.path().join("raw/demo-org/sft-card");
+    for (f, n) in [("SFT/code/code_v1.jsonl", 2), ("SFT/code/code_v2.jsonl", 1), ("SFT/math/math_v1.jsonl", 3)] {
+        let p = raw.join(f);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        let lines: String = (0..n).map(|i| format!("{{\"messages\": [{{\"role\": \"user\", \"content\": \"{f} {i}\"}}, {{\"role\": \"assistant\", \"content\": \"ok\"}}]}}\n")).collect();
+        std::fs::write(p, lines).unwrap();
+    }
+    std::fs::write(
+        raw.join("README.md"),
+        "---\nconfigs:\n- config_name: SFT\n  data_files:\n  - split: code\n    path: SFT/code/*.jsonl\n  - split: math\n    path: SFT/math/*.jsonl\n---\n# demo\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.path().join("datasets.yaml"),
+        "demo-org/sft-card:\n  configs: [SFT]\n  format_style: messages\n  column_mapping: {messages: messages}\nmissing-org/not-downloaded:\n  format_style: messages\n  column_mapping: {messages: messages}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.path().join("task.yaml"),
+        "task_name: card\ntask_type: data_distillation\ndistillation:\n  step: chatml_conversion\n  dataset_config_path: datasets.yaml\n  input_dir: raw\n  output_dir: out\n",
+    )
+    .unwrap();
+    let text = run(root.path(), "task.yaml", 0);
+    assert!(text.contains("warning: dataset `missing-org/not-downloaded`") && text.contains("skipped"), "{text}");
+    let out = root.path().join("out/sft-card");
+    assert_eq!(rows(&out.join("demo-org_sft-card-SFT-code.jsonl")).len(), 3, "both code files are split `code`");
+    assert_eq!(rows(&out.join("demo-org_sft-card-SFT-math.jsonl")).len(), 3);
+}

@@ -51,13 +51,7 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MODELCALL_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,modelcall::plugin=info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(modelcall::progress::colour_on_stderr())
-        .init();
+    modelcall::logging::init();
     let result = match cli.command {
         Command::RunTask(args) => return modelcall::cli::run_task::run(args),
         Command::Submit(args) => return modelcall::cli::submit::run(args),

@@ -19,6 +19,8 @@ pub struct FileStats {
     pub seen: u64,
     /// Records already done by an earlier run (resumed, not sent again).
     pub already_done: u64,
+    /// Records whose result another tool wrote (adopted from its outputs, not sent again).
+    pub adopted: u64,
     pub scored: u64,
     pub failed: u64,
     /// Lines that are not records (invalid JSON, not an object, invalid UTF-8).
@@ -56,7 +58,7 @@ macro_rules! add_counters {
 }
 
 add_counters!(
-    seen, already_done, scored, failed, bad_lines, skipped, debug_limited, records_out, item_errors, duplicate_ids,
+    seen, already_done, adopted, scored, failed, bad_lines, skipped, debug_limited, records_out, item_errors, duplicate_ids,
     failed_before, source_errors, bytes_read,
 );
 
@@ -172,6 +174,7 @@ impl RunStats {
             "records": {
                 "seen": totals.seen,
                 "already_done": totals.already_done,
+                "adopted": totals.adopted,
                 "scored": totals.scored,
                 "failed": totals.failed,
                 "bad_lines": totals.bad_lines,
@@ -221,6 +224,9 @@ impl RunStats {
             t.skipped,
             self.elapsed().as_secs_f64()
         );
+        if t.adopted > 0 {
+            out.push_str(&format!(" · adopted {} (results another tool wrote; not sent)", t.adopted));
+        }
         if !self.retries_by_cause.is_empty() {
             let retries: Vec<String> = self.retries_by_cause.iter().map(|(k, v)| format!("{k} {v}")).collect();
             out.push_str(&format!("\nretries: {}", retries.join(", ")));

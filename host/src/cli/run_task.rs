@@ -24,6 +24,26 @@ pub fn run(args: RunTaskArgs) -> ExitCode {
     if let Some(model) = &task.model {
         super::exit::install_redactor(model.redactor());
     }
+    let logging = &task.task.logging;
+    let level = match logging.level.as_deref() {
+        None => None,
+        Some(l) => match crate::logging::parse_level(l) {
+            Some(level) => Some(level),
+            None => {
+                let e = BadConfig(format!("{}: logging.level: `{l}` is not a level (trace, debug, info, warning, error)", task.source_path.display()));
+                return exit_code(Err(e.into()), false);
+            }
+        },
+    };
+    let log_dir = logging.log_dir.as_deref().map(|d| task.resolve(d));
+    match crate::logging::configure(&task.task.task_name, level, log_dir.as_deref()) {
+        Ok(Some(path)) => eprintln!("log: {}", path.display()),
+        Ok(None) => {}
+        Err(e) => {
+            let e = BadConfig(format!("{}: logging.log_dir: cannot write a log file under {}: {e}", task.source_path.display(), log_dir.unwrap_or_default().display()));
+            return exit_code(Err(e.into()), false);
+        }
+    }
     let allow_failures = task.task.options.allow_failures();
     // `distributed.num_runs: K`: K independent passes, each in its own `{run_index}` folder,
     // each resuming on its own.
@@ -71,6 +91,7 @@ fn run_pass(args: &RunTaskArgs, task: &modelcall_config::LoadedTask) -> anyhow::
         preprocess_only: args.stage == "preprocess",
         show_progress: !args.no_progress,
         retry_failed: args.retry_failed,
+        no_adopt: args.no_adopt,
         output_override: args.output_folder.clone(),
     };
     if run.preprocess_only && !matches!(&plan.stages, Stages::Scoring(s) if s.preprocess.is_some()) {

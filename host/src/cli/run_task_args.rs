@@ -41,6 +41,11 @@ pub struct RunTaskArgs {
     #[arg(long)]
     pub retry_failed: bool,
 
+    /// Do not adopt results found in the output folder without a journal (e.g. written by the
+    /// Python modelcall): send their records again and replace those files.
+    #[arg(long)]
+    pub no_adopt: bool,
+
     /// No progress bar or periodic progress lines.
     #[arg(long)]
     pub no_progress: bool,

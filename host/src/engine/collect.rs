@@ -35,6 +35,11 @@ impl<J: Job> Collector<'_, J> {
                 fs.already_done += 1;
                 self.shared.progress.already_done();
             }
+            Collected::Read(ReadItem::Adopted) => {
+                fs.seen += 1;
+                fs.adopted += 1;
+                self.shared.progress.already_done();
+            }
             Collected::Read(ReadItem::FailedBefore) => {
                 fs.seen += 1;
                 fs.failed_before += 1;

@@ -14,6 +14,7 @@
 //! tail of one file overlaps the head of the next.
 
 pub mod adaptive;
+pub mod adopt;
 pub mod prefix_groups;
 pub mod collect;
 mod fingerprint;
@@ -171,7 +172,7 @@ pub async fn run<J: Job>(
             break;
         };
         if options.fresh_start {
-            for p in [&unit.paths.journal, &unit.paths.output, &unit.paths.errors] {
+            for p in [&unit.paths.journal, &unit.paths.output, &unit.paths.errors, &adopt::marker_path(&unit.paths.journal)] {
                 if p.exists() {
                     eprintln!("warning: starting over (resume off / delete_existing): removing {}", p.display());
                     std::fs::remove_file(p).with_context(|| format!("removing {}", p.display()))?;

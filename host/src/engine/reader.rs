@@ -20,6 +20,8 @@ pub enum ReadItem {
     Work { key: String, file: usize, line: u64, seq: u64, input: JobInput },
     Bad { key: String, bad: BadLine },
     AlreadyDone,
+    /// Its result was written by another tool and adopted (see [`super::adopt`]).
+    Adopted,
     /// Failed permanently in an earlier run (a rejected request, an invalid record); its error
     /// row stays, and it is sent again only with `--retry-failed`.
     FailedBefore,
@@ -46,6 +48,8 @@ pub struct ReadOptions {
     pub retry_failed: bool,
     /// Lines longer than this are `record_too_large` (default: the io crate's).
     pub max_record_bytes: Option<usize>,
+    /// Match records to results another tool wrote (see [`super::adopt`]); `None`: never.
+    pub adopt: Option<super::adopt::RefKeyRule>,
 }
 
 /// What earlier runs finished, from the unit's journal.
@@ -120,6 +124,12 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
+    /// Whether another tool's result for `record` was adopted into the journal.
+    fn is_adopted(&self, record: &serde_json::Map<String, Value>) -> bool {
+        let Some(rule) = &self.opts.adopt else { return false };
+        rule.key(record).is_some_and(|r| self.done.ok.contains(&super::adopt::adopted_key(&r)))
+    }
+
     fn limited(&mut self) -> Option<ReadItem> {
         if self.opts.max_items.is_some_and(|l| self.dispatched >= l) {
             return Some(ReadItem::DebugLimited);
@@ -207,6 +217,8 @@ impl Reader<'_> {
                         continue;
                     } else if let Some(finished) = self.done.item_for(&base, self.opts.retry_failed) {
                         finished
+                    } else if self.is_adopted(&record) {
+                        ReadItem::Adopted
                     } else if let Some(limited) = self.limited() {
                         limited
                     } else {

@@ -6,6 +6,7 @@ use modelcall_io::{Journal, RecordsTarget};
 use tokio::sync::mpsc;
 
 use super::collect::{Collected, Collector};
+use super::adopt;
 use super::fingerprint;
 use super::job::Job;
 use super::prefix_groups::PrefixGroups;
@@ -47,6 +48,13 @@ pub async fn run_unit<J: Job>(shared: Arc<RunShared>, job: Arc<J>, unit: Unit) -
             }
         }
     }
+    let mut read_options = shared.read.clone();
+    if let Some(rule) = &read_options.adopt {
+        adopt::import(&paths, rule)?;
+        if !adopt::has_adopted(&paths.journal) {
+            read_options.adopt = None;
+        }
+    }
     let (journal, state) = Journal::open(&paths.journal, shared.flush_interval)
         .map_err(|e| anyhow::anyhow!("opening journal {}: {e}", paths.journal.display()))?;
     if state.torn_lines_dropped > 0 {
@@ -73,7 +81,7 @@ pub async fn run_unit<J: Job>(shared: Arc<RunShared>, job: Arc<J>, unit: Unit) -
     let bytes_read = modelcall_io::ByteCounter::default();
     let (read_tx, read_rx) = mpsc::channel::<ReadItem>(shared.read_ahead.max(16));
     let reader = {
-        let (inputs, opts, done, stop) = (unit.inputs.clone(), shared.read.clone(), done.clone(), shared.stop.clone());
+        let (inputs, opts, done, stop) = (unit.inputs.clone(), read_options, done.clone(), shared.stop.clone());
         let bytes = bytes_read.clone();
         tokio::task::spawn_blocking(move || read_unit(inputs, opts, &done, &stop, bytes, read_tx))
     };

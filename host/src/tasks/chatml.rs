@@ -51,8 +51,8 @@ pub async fn run(run: &TaskRun<'_>, step: &ChatmlConversion) -> anyhow::Result<F
             path = step.input_dir.clone();
         }
         if !path.exists() {
-            eprintln!("error: dataset `{key}`: {} does not exist (datasets are read from distillation.input_dir)", path.display());
-            finish = finish.and(Finish::Failures(1));
+            // As the reference does: the other datasets are converted.
+            eprintln!("warning: dataset `{key}`: {} does not exist (datasets are read from distillation.input_dir); skipped", path.display());
             continue;
         }
         let plugin = PluginRef {
@@ -127,6 +127,10 @@ pub fn dataset_units(path: &Path, spec: &DatasetSpec) -> anyhow::Result<Vec<(Opt
     let mut units = Vec::new();
     let configs = if spec.configs.is_empty() { vec![None] } else { spec.configs.clone() };
     for config in configs {
+        if let Some(splits) = super::dataset_card::splits(path, config.as_deref()) {
+            units.extend(splits.into_iter().map(|(split, files)| (config.clone(), split, files)));
+            continue;
+        }
         let base = match &config {
             Some(c) => path.join(c),
             None => path.to_path_buf(),

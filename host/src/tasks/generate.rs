@@ -11,6 +11,7 @@ use serde_json::json;
 use super::generate_job::GenerateJob;
 use super::{print_dry_run, report, TaskRun};
 use crate::cli::exit::{BadConfig, Finish};
+use crate::engine::adopt::RefKeyRule;
 use crate::engine::{self, EngineOptions, ReadOptions, SinkKind, StopSignal};
 
 /// Every `*.jsonl` of `distillation.input_path` (or that file), each with output names of its own.
@@ -60,10 +61,24 @@ pub async fn run(run: &TaskRun<'_>, step: &GenerateResponse) -> anyhow::Result<F
     let out = output_folder.clone();
     let paths = move |stem: &str, shard: Option<(u32, u32)>| FilePaths::named(stem, &out, OutputFormat::Jsonl, shard, Naming::Distillation);
     let sink = SinkKind::Rows { format: OutputFormat::Jsonl, ordered: step.ordered };
-    let units = super::shards::record_units(&output_folder, &inputs, run.shard, sink, &paths)?;    let job = Arc::new(GenerateJob { client, first_user_only: step.first_user_only, allow_truncated: step.allow_truncated, reasoning: step.reasoning });
+    let units = super::shards::record_units(&output_folder, &inputs, run.shard, sink, &paths)?;
+    if step.retry_mode {
+        for unit in &units {
+            archive_for_retry(&unit.paths)?;
+        }
+    }
+    let job = Arc::new(GenerateJob { client, first_user_only: step.first_user_only, allow_truncated: step.allow_truncated, reasoning: step.reasoning });
     let options = EngineOptions {
         task_name: run.plan.task_name.clone(),
-        read: ReadOptions { key_fields: vec!["uid".into(), "id".into()], samples_per_record: step.n.max(1), ..run.read_options() },
+        read: ReadOptions {
+            key_fields: vec!["uid".into(), "id".into()],
+            samples_per_record: step.n.max(1),
+            // The reference's `<B>.jsonl` rows, by its uid rule (one answer per conversation).
+            adopt: (!run.no_adopt && step.n <= 1).then_some(RefKeyRule::ConversationUid),
+            // Retry mode sends every failure again, whatever its cause.
+            retry_failed: run.retry_failed || step.retry_mode,
+            ..run.read_options()
+        },
         concurrency,
         max_concurrent_units: 1,
         flush_interval: run.plan.flush_interval,
@@ -79,3 +94,30 @@ pub async fn run(run: &TaskRun<'_>, step: &GenerateResponse) -> anyhow::Result<F
     let outcome = engine::run(options, job, engine::feed(units), stop, None).await?;
     Ok(report(&outcome))
 }
+
+/// `retry_mode: true`, the reference's archive step without its data loss: `<B>_error.jsonl`
+/// and `<B>.jsonl` are copied (atomically, never moved) to `<B>_error_retry_N.jsonl` and
+/// `<B>_success_retry_N.jsonl` (N the first free number), as scripts written for the
+/// reference expect. The run then sends only what has no result (failures included, whatever
+/// their cause), and rewrites `<B>.jsonl` with the old and the new results, one line per uid:
+/// a kill at any point leaves the originals, the archives or the journal holding everything.
+fn archive_for_retry(paths: &FilePaths) -> anyhow::Result<()> {
+    let errors = &paths.errors;
+    if !errors.is_file() {
+        eprintln!("retry mode: no {} (nothing failed before); records without a result are sent", errors.display());
+        return Ok(());
+    }
+    let stem = errors.file_name().map(|n| n.to_string_lossy().trim_end_matches(".jsonl").to_string()).unwrap_or_default();
+    let base = stem.strip_suffix("_error").unwrap_or(&stem).to_string();
+    let folder = errors.parent().unwrap_or(std::path::Path::new("."));
+    let n = (1..).find(|n| !folder.join(format!("{base}_error_retry_{n}.jsonl")).exists()).expect("a free number");
+    for (from, to) in [(errors.clone(), folder.join(format!("{base}_error_retry_{n}.jsonl"))), (paths.output.clone(), folder.join(format!("{base}_success_retry_{n}.jsonl")))] {
+        if from.is_file() {
+            let bytes = std::fs::read(&from).map_err(|e| anyhow::anyhow!("reading {}: {e}", from.display()))?;
+            modelcall_io::write_atomically(&to, &bytes)?;
+            eprintln!("retry mode: archived {} as {}", from.display(), to.display());
+        }
+    }
+    Ok(())
+}
+

@@ -23,7 +23,15 @@ use crate::engine::{self, EngineOptions, ReadOptions, SinkKind, StopSignal, Unit
 pub async fn run(run: &TaskRun<'_>, step: &JsonlMerge) -> anyhow::Result<Finish> {
     let file = run.task.source_path.display();
     let config = MergeConfig::load(&step.merge_config_path).map_err(|e| BadConfig(e.to_string()))?;
-    let groups = config.select(&step.merge_groups).map_err(|e| BadConfig(format!("{file}: distillation.merge_groups: {e}")))?;
+    let (groups, unknown) = config.select(&step.merge_groups);
+    // As the reference: a name the merge config lacks is a warning and the others are merged;
+    // with none left there is nothing to do, which is an error here.
+    for u in &unknown {
+        eprintln!("warning: {file}: distillation.merge_groups: {u}; skipped");
+    }
+    if groups.is_empty() && !unknown.is_empty() {
+        return Err(BadConfig(format!("{file}: distillation.merge_groups: none of the named groups is in {}", config.path.display())).into());
+    }
     // Every input of every selected group must exist before anything is written.
     let missing: Vec<String> = groups
         .iter()

@@ -12,6 +12,7 @@ pub mod endpoint;
 pub mod estimate;
 pub mod generate;
 pub mod generate_job;
+pub mod dataset_card;
 pub mod merge;
 pub mod model_call;
 pub mod preprocess;
@@ -37,6 +38,8 @@ pub struct TaskRun<'a> {
     pub show_progress: bool,
     /// `--retry-failed`: send permanent failures of earlier runs again.
     pub retry_failed: bool,
+    /// `--no-adopt`: never import results another tool wrote.
+    pub no_adopt: bool,
     /// `--output-folder`, where the task type takes its output folder from the step.
     pub output_override: Option<std::path::PathBuf>,
 }

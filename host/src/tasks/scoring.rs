@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use super::score::ScoreJob;
 use super::{load_plugin, preprocess, print_dry_run, report, TaskRun};
 use crate::cli::exit::{BadConfig, Finish};
+use crate::engine::adopt::RefKeyRule;
 use crate::engine::{self, EngineOptions, ReadOptions, SinkKind, StopSignal, Unit, UnitInputs};
 use crate::plugin_pool::PluginPool;
 
@@ -126,7 +127,13 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
     let options = EngineOptions {
         task_name: run.plan.task_name.clone(),
         // Shards read their own pieces of the input (the shard plan), so no key is filtered.
-        read: ReadOptions { key_fields: vec![plan.id_field.clone()], max_items: plan.max_items_per_file, ..run.read_options() },
+        read: ReadOptions {
+            key_fields: vec![plan.id_field.clone()],
+            max_items: plan.max_items_per_file,
+            // The reference wrote `<stem>.parquet` with its rows' ids.
+            adopt: (!run.no_adopt).then(|| RefKeyRule::IdField(plan.id_field.clone())),
+            ..run.read_options()
+        },
         concurrency,
         max_concurrent_units: plan.max_concurrent_files,
         flush_interval: run.plan.flush_interval,

@@ -29,7 +29,7 @@ pub fn write(stat_folder: &Path, outcome: &RunOutcome, plan: &ScoringPlan, model
         }
         let fs = &unit.stats;
         stat["n_sample"] = json!(fs.seen - fs.debug_limited);
-        stat["n_sucess_sample"] = json!(fs.scored + fs.already_done);
+        stat["n_sucess_sample"] = json!(fs.scored + fs.already_done + fs.adopted);
         let text = serde_json::to_string_pretty(&stat)? + "\n";
         modelcall_io::write_atomically(&path, text.as_bytes())?;
     }

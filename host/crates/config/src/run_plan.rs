@@ -162,7 +162,9 @@ impl RunPlan {
             return Err(err(format!("`distributed.num_runs: {}` repeats scoring passes; {} tasks run once", t.distributed.num_runs(), stages.name())));
         }
         let (concurrency, flush_interval, fresh_start) = match &stages {
-            Stages::Generate(g) => (g.concurrency, Duration::from_secs_f64(g.flush_interval_secs.clamp(0.01, 60.0)), !g.resume),
+            // Retry mode keeps what is done (the reference turned resume off there because it
+            // took its input from the error file instead).
+            Stages::Generate(g) => (g.concurrency, Duration::from_secs_f64(g.flush_interval_secs.clamp(0.01, 60.0)), !g.resume && !g.retry_mode),
             _ => (
                 t.concurrency.max_concurrent_requests.unwrap_or(64),
                 Duration::from_millis(200),

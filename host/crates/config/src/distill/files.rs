@@ -142,20 +142,24 @@ impl MergeConfig {
         Ok(MergeConfig { path: path.to_path_buf(), groups })
     }
 
-    /// The groups named (all when `names` is empty); an unknown name is an error with a suggestion.
-    pub fn select(&self, names: &[String]) -> Result<Vec<&MergeGroup>, UnknownMergeGroup> {
+    /// The groups named (all when `names` is empty), and the names the config does not define
+    /// (each with a suggestion). The reference warned about those and merged the others.
+    pub fn select(&self, names: &[String]) -> (Vec<&MergeGroup>, Vec<UnknownMergeGroup>) {
         if names.is_empty() {
-            return Ok(self.groups.iter().collect());
+            return (self.groups.iter().collect(), Vec::new());
         }
-        names
-            .iter()
-            .map(|n| {
-                self.groups.iter().find(|g| &g.name == n).ok_or_else(|| UnknownMergeGroup {
+        let mut found = Vec::new();
+        let mut unknown = Vec::new();
+        for n in names {
+            match self.groups.iter().find(|g| &g.name == n) {
+                Some(g) => found.push(g),
+                None => unknown.push(UnknownMergeGroup {
                     name: n.clone(),
                     config: self.path.clone(),
                     suggestion: closest(n, self.groups.iter().map(|g| g.name.as_str())),
-                })
-            })
-            .collect()
+                }),
+            }
+        }
+        (found, unknown)
     }
 }

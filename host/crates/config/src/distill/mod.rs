@@ -372,8 +372,10 @@ mod tests {
         std::fs::write(&m, "merge_groups:\n  - name: qa-train-data\n    output_file: qa.jsonl\n    input_files: [zh.jsonl, en.jsonl]\n").unwrap();
         let mc = MergeConfig::load(&m).unwrap();
         assert_eq!(mc.groups[0].input_files.len(), 2);
-        assert_eq!(mc.select(&[]).unwrap().len(), 1);
-        let e = mc.select(&["qa-train-dta".into()]).unwrap_err();
+        assert_eq!(mc.select(&[]).0.len(), 1);
+        let (found, unknown) = mc.select(&["qa-train-dta".into(), "qa-train-data".into()]);
+        assert_eq!(found.len(), 1);
+        let e = &unknown[0];
         assert_eq!(e.to_string(), format!("merge group `qa-train-dta` is not in {} (did you mean `qa-train-data`?)", m.display()));
         std::fs::write(&m, "merge_groups:\n  - name: qa\n    output_file: qa.jsonl\n").unwrap();
         assert!(MergeConfig::load(&m).unwrap_err().to_string().contains("input_files"));
