@@ -71,4 +71,10 @@ fn adaptive_mode_finds_the_knee_of_a_saturating_endpoint() {
     assert!(records_per_s(&adaptive) >= 0.8 * ideal, "adaptive reaches the knee's throughput: {} of {ideal}", records_per_s(&adaptive));
     let limit = adaptive["concurrency_limit"]["final"].as_u64().unwrap();
     assert!((CAPACITY / 2..=2 * CAPACITY).contains(&limit), "the limit settles near the capacity: {limit}");
+    // The line: under 1 % of requests throttled once the limit has converged.
+    let settled = &adaptive["concurrency_limit"]["after_convergence"];
+    let (samples, refused) = (settled["samples"].as_u64().unwrap(), settled["throttled"].as_u64().unwrap());
+    eprintln!("after convergence (from {} s): {refused} of {samples} throttled", settled["from_s"]);
+    assert!(samples > RECORDS as u64 / 2, "most of the run is after convergence: {settled}");
+    assert!((refused as f64) < 0.01 * samples as f64, "under 1 % throttled after convergence: {settled}");
 }

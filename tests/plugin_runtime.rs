@@ -2,7 +2,7 @@
 //! (`modelcall plugin list|check|run`), with the fixture plugins of tests/plugins and the
 //! built-ins. The library-level sandbox tests live in host/crates/plugin-host/tests.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 mod common;

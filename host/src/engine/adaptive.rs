@@ -16,6 +16,10 @@ use tokio::sync::Semaphore;
 /// The lowest limit (the endpoint is always tried with this many in flight).
 const FLOOR: usize = 4;
 
+/// How long after the first sign of the knee the limit counts as settled, for the
+/// after-convergence throttle count in the summary.
+const SETTLE: Duration = Duration::from_secs(2);
+
 pub struct AdaptiveLimit {
     semaphore: Arc<Semaphore>,
     ceiling: usize,
@@ -39,6 +43,19 @@ struct State {
     started: Instant,
     /// (seconds since start, limit) each time the limit moved by a whole request.
     history: Vec<(f64, usize)>,
+    /// When the endpoint first showed its knee (slow start ended).
+    knee_found: Option<Instant>,
+    /// Samples, and throttled samples, from [`SETTLE`] after the knee was found.
+    settled: (u64, u64),
+}
+
+/// What the endpoint did once the limit had settled, for `run_summary.json`.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Settled {
+    /// Seconds into the run when counting began.
+    pub from_s: f64,
+    pub samples: u64,
+    pub throttled: u64,
 }
 
 impl AdaptiveLimit {
@@ -59,6 +76,8 @@ impl AdaptiveLimit {
                 slow_start: true,
                 started: now,
                 history: vec![(0.0, initial)],
+                knee_found: None,
+                settled: (0, 0),
             }),
         }
     }
@@ -75,6 +94,14 @@ impl AdaptiveLimit {
     /// The limit over the run, for `run_summary.json`.
     pub fn history(&self) -> Vec<(f64, usize)> {
         self.state.lock().unwrap().history.clone()
+    }
+
+    /// Throttling once the limit had settled; `None` when it never did (no knee found).
+    pub fn settled(&self) -> Option<Settled> {
+        let s = self.state.lock().unwrap();
+        let from = s.knee_found? + SETTLE;
+        let from_s = (from.saturating_duration_since(s.started).as_secs_f64() * 1000.0).round() / 1000.0;
+        Some(Settled { from_s, samples: s.settled.0, throttled: s.settled.1 })
     }
 
     /// One finished request: its latency (none when every attempt was refused), and whether
@@ -99,8 +126,13 @@ impl AdaptiveLimit {
         let round_trip = min.max(Duration::from_millis(1));
         let ratio = latency.as_secs_f64() / min.as_secs_f64().max(1e-6);
         let old = s.limit as usize;
+        if s.knee_found.is_some_and(|t| t.elapsed() >= SETTLE) {
+            s.settled.0 += 1;
+            s.settled.1 += throttled as u64;
+        }
         if throttled || ratio >= 1.5 {
             s.slow_start = false;
+            s.knee_found.get_or_insert_with(Instant::now);
             if s.last_decrease.elapsed() >= round_trip {
                 s.limit = (s.limit * if throttled { 0.7 } else { 0.85 }).max(FLOOR as f64);
                 s.last_decrease = Instant::now();

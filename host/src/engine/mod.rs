@@ -230,7 +230,7 @@ pub async fn run<J: Job>(
             }
         }
         if let Some(a) = &shared.adaptive {
-            doc["concurrency_limit"] = serde_json::json!({"final": a.limit(), "over_time_s": a.history()});
+            doc["concurrency_limit"] = serde_json::json!({"final": a.limit(), "over_time_s": a.history(), "after_convergence": a.settled()});
         }
         if let Some(pricing) = options.budget.and_then(|b| b.pricing) {
             doc["cost"] = serde_json::json!((pricing.cost(stats.prompt_tokens, stats.completion_tokens) * 1e4).round() / 1e4);

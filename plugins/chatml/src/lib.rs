@@ -189,6 +189,7 @@ mod tests {
         match o {
             Outcome::Keep(v) => v[0]["messages"].clone(),
             Outcome::Skip(r) => panic!("skipped: {r}"),
+            other => panic!("expected a keep: {other:?}"),
         }
     }
 

@@ -90,6 +90,7 @@ mod tests {
         match o {
             Outcome::Keep(v) => v[0].clone(),
             Outcome::Skip(r) => panic!("{r}"),
+            other => panic!("expected a keep: {other:?}"),
         }
     }
 

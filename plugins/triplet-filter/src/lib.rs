@@ -76,6 +76,7 @@ mod tests {
         match o {
             Outcome::Keep(v) => v[0].clone(),
             Outcome::Skip(r) => panic!("{r}"),
+            other => panic!("expected a keep: {other:?}"),
         }
     }
 

@@ -233,6 +233,7 @@ mod tests {
         match o {
             Outcome::Keep(v) => v[0].clone(),
             Outcome::Skip(r) => panic!("{r}"),
+            other => panic!("expected a keep: {other:?}"),
         }
     }
 
@@ -254,7 +255,7 @@ mod tests {
         let p = plugin(json!({"filters": {"min_text_length": 5, "max_text_length": 20, "required_fields": ["url"], "blacklist_patterns": ["Lorem"]}}));
         let reason = |o: Outcome| match o {
             Outcome::Skip(r) => r,
-            Outcome::Keep(_) => panic!("kept"),
+            other => panic!("expected a skip: {other:?}"),
         };
         assert!(reason(run(&p, json!({"text": "abc", "url": "u"}))).contains("shorter"));
         assert!(reason(run(&p, json!({"text": "x".repeat(30), "url": "u"}))).contains("longer"));
