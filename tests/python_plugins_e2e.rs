@@ -259,7 +259,7 @@ fn examples_pass_plugin_check() {
         let out = String::from_utf8_lossy(&o.stdout);
         assert!(out.contains(&format!("name:        {name}")) && out.contains("version:     0.1.0"), "{out}");
         assert!(out.contains(&format!("role:        {role}")), "{out}");
-        assert!(out.contains(&format!("modelcall:plugin/{role}@0.1.0")), "{out}");
+        assert!(out.contains(&format!("modelcall:plugin/{role}@0.2.0")), "{out}");
         // componentize-py's runtime imports wasi:sockets: linked, and denied at run time.
         assert!(out.contains("wasi:sockets/tcp@"), "{out}");
     }

@@ -12,5 +12,6 @@ pub mod input_count;
 pub mod logging;
 pub mod plugin_pool;
 pub mod progress;
+pub mod remote;
 pub mod summary;
 pub mod tasks;

@@ -21,9 +21,9 @@ pub fn run(args: RunTaskArgs) -> ExitCode {
     for warning in &task.warnings {
         eprintln!("warning: {warning}");
     }
-    if let Some(model) = &task.model {
-        super::exit::install_redactor(model.redactor());
-    }
+    // The model's key and the object storage's secrets are never printed.
+    let redactor = task.model.as_ref().map(|m| m.redactor()).unwrap_or_default();
+    super::exit::install_redactor(redactor.with(crate::remote::storage_secrets()));
     let logging = &task.task.logging;
     let level = match logging.level.as_deref() {
         None => None,
@@ -79,8 +79,35 @@ pub fn run(args: RunTaskArgs) -> ExitCode {
     exit_code(result, allow_failures)
 }
 
-/// One pass of the task: plan, preset, end.
+/// One pass of the task; paths on object storage are staged locally around it (see
+/// [`crate::remote`]): inputs and earlier state down first, results up at the end, journals up
+/// during the run.
 fn run_pass(args: &RunTaskArgs, task: &modelcall_config::LoadedTask) -> anyhow::Result<super::exit::Finish> {
+    let has_remote = |s: &str| s.contains("s3://") || s.contains("tos://");
+    if !has_remote(&task.json.to_string()) && !task.output_folder.as_deref().is_some_and(|o| has_remote(&o.to_string_lossy())) {
+        return run_local(args, task);
+    }
+    if args.dry_run {
+        eprintln!("dry run: paths on object storage are not staged (nothing is downloaded)");
+        return run_local(args, task);
+    }
+    let storage = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let Some((staged_task, mut staged)) = storage.block_on(crate::remote::stage(task))? else {
+        return run_local(args, task);
+    };
+    staged.start_periodic(storage.handle());
+    let finish = run_local(args, &staged_task);
+    // Uploaded whatever the end: what finished is in the journal, and must reach the bucket.
+    let uploaded = storage.block_on(staged.finish());
+    match (finish, uploaded) {
+        (Ok(f), Ok(())) => Ok(f),
+        (Err(e), _) => Err(e),
+        (Ok(_), Err(e)) => Err(e.context("the run finished but its results could not all be uploaded; run the same command again to retry the upload")),
+    }
+}
+
+/// One pass of the task on local paths: plan, preset, end.
+fn run_local(args: &RunTaskArgs, task: &modelcall_config::LoadedTask) -> anyhow::Result<super::exit::Finish> {
     let plan = RunPlan::from_task(task).map_err(|e| BadConfig(e.to_string()))?;
     let shard = resolve_shard(args, task)?;
     let run = TaskRun {

@@ -76,6 +76,11 @@ impl Redactor {
         Redactor { secrets }
     }
 
+    /// This redactor and `more` secrets (the same rules as [`Redactor::new`]).
+    pub fn with(self, more: impl IntoIterator<Item = String>) -> Self {
+        Redactor::new(self.secrets.into_iter().chain(more))
+    }
+
     /// How many secrets it searches for (those kept by [`Redactor::new`]).
     pub fn secret_count(&self) -> usize {
         self.secrets.len()
