@@ -225,3 +225,36 @@ fn logging_log_dir_writes_a_json_lines_log_per_run_and_level_is_checked() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("logging.level: `loud` is not a level"), "{}", stderr(&o));
 }
+
+/// `num_files` (and `debug.max_files`) keep the first N files, not N records; the stat file of
+/// a preprocessed group is named `<stem>.parquet.json`, as the reference's.
+#[test]
+fn preprocess_num_files_counts_files_not_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    for name in ["a.jsonl", "b.jsonl"] {
+        let lines: String = (0..3).map(|i| format!("{{\"id\": \"{name}-{i}\", \"text\": \"record {i} of {name}\"}}\n")).collect();
+        std::fs::write(input.join(name), lines).unwrap();
+    }
+    let task = common::preprocess_task(dir.path(), &input, modelcall_test_plugins::HEALTHY, "");
+    let stat = dir.path().join("stat");
+    let text = std::fs::read_to_string(&task)
+        .unwrap()
+        .replace("preprocess:\n", "preprocess:\n  num_files: 1\n")
+        .replace("data:\n", &format!("data:\n  stat_folder: \"{}\"\n", stat.display()));
+    std::fs::write(&task, text).unwrap();
+    let o = run(&task, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let scored: Vec<Value> = std::fs::read_dir(dir.path().join("out"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .flat_map(|p| read_jsonl(&p))
+        .collect();
+    assert_eq!(scored.len(), 3, "the first file, whole: {}", stderr(&o));
+    assert!(scored.iter().all(|r| r["id"].as_str().unwrap().starts_with("a.jsonl")), "{scored:?}");
+    // The stat file is named as the reference's was (its preprocessing wrote Parquet).
+    let stats: Vec<String> = std::fs::read_dir(&stat).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
+    assert_eq!(stats, ["a.parquet.json"], "{stats:?}");
+}

@@ -48,7 +48,9 @@ pub fn units(plan: &PreprocessPlan) -> anyhow::Result<Vec<Unit>> {
             push(&mut groups, group, f);
         }
     } else {
-        for f in record_files {
+        // `num_files` / `debug.max_files` count files, as the reference's did (first N, sorted).
+        let keep = plan.max_inputs.unwrap_or(usize::MAX);
+        for f in record_files.into_iter().take(keep) {
             push(&mut groups, group_for_stem(&modelcall_io::input_stem(&f)), f);
         }
     }
@@ -99,11 +101,7 @@ pub async fn run(run: &TaskRun<'_>, plan: &PreprocessPlan, plugin: Plugin, stop:
     let job = Arc::new(PreprocessJob { plugin, pool });
     let options = EngineOptions {
         task_name: run.plan.task_name.clone(),
-        read: ReadOptions {
-            key_fields: vec![plan.id_field.clone()],
-            max_items: if matches!(units.first().map(|u| &u.inputs), Some(UnitInputs::Records(_))) { plan.max_inputs.map(|n| n as u64) } else { None },
-            ..run.read_options()
-        },
+        read: ReadOptions { key_fields: vec![plan.id_field.clone()], ..run.read_options() },
         concurrency: threads * 2,
         max_concurrent_units: 1,
         flush_interval: std::time::Duration::from_millis(200),

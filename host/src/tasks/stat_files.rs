@@ -8,10 +8,23 @@ use serde_json::{json, Value};
 
 use crate::engine::RunOutcome;
 
+/// The input's file name, as the reference named its stat file: the reference's preprocessing
+/// wrote `<stem>.parquet`, so a group file this tool's preprocessing wrote (`<stem>.jsonl`)
+/// gets the name the reference's would have had.
+fn stat_name(input: &str, plan: &ScoringPlan) -> String {
+    let path = Path::new(input);
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let preprocessed = plan.preprocess.as_ref().is_some_and(|p| path.parent() == Some(p.output_folder.as_path()));
+    match name.strip_suffix(".jsonl") {
+        Some(stem) if preprocessed => format!("{stem}.parquet"),
+        _ => name,
+    }
+}
+
 pub fn write(stat_folder: &Path, outcome: &RunOutcome, plan: &ScoringPlan, model_conf: &Path) -> anyhow::Result<()> {
     for unit in &outcome.units {
         let input = unit.unit.input_label();
-        let name = Path::new(&input).file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let name = stat_name(&input, plan);
         let path = stat_folder.join(format!("{name}.json"));
         let output = unit.unit.paths.output.display().to_string();
         let mut stat: Value = std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_else(|| {
