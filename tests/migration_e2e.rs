@@ -258,3 +258,53 @@ fn preprocess_num_files_counts_files_not_records() {
     let stats: Vec<String> = std::fs::read_dir(&stat).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
     assert_eq!(stats, ["a.parquet.json"], "{stats:?}");
 }
+
+/// The reference's other commands: `api-call` (scoring from flags), `preprocess repomix`,
+/// `pipeline` (its demo scorer).
+#[test]
+fn the_reference_commands_api_call_preprocess_and_pipeline_run() {
+    let s = Scratch::new();
+    write_records(&s.path("input/data.jsonl"), 10);
+    let model = s.model("sim://");
+    let prompt = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("configs/prompts/en_corpus_quality_v1.yaml");
+    let o = Command::new(bin())
+        .args(["api-call", "--input_folder"])
+        .arg(s.path("input"))
+        .arg("--output_folder")
+        .arg(s.path("scored"))
+        .arg("--model_config_path")
+        .arg(&model)
+        .arg("--prompt_config_path")
+        .arg(&prompt)
+        .args(["--prompt_format_key", "text", "--chunk_size", "100"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(s.path("scored/data.parquet").is_file(), "the reference wrote Parquet: {}", stderr(&o));
+    assert_eq!(summary(&s.path("scored/run_summary.json"))["records"]["scored"], 10);
+
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    common::copy_dir(&repo.join("configs/samples/repo-packs"), &s.path("packs"));
+    let o = Command::new(bin())
+        .args(["preprocess", "repomix", "--raw_path"])
+        .arg(s.path("packs"))
+        .arg("--output_dir")
+        .arg(s.path("pre"))
+        .arg("--stat_dir")
+        .arg(s.path("stats"))
+        .args(["--num_proc", "4", "--max_tokens", "1000"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let groups: Vec<PathBuf> = std::fs::read_dir(s.path("pre")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == "jsonl")).collect();
+    assert!(!groups.is_empty(), "{}", stderr(&o));
+    let rows: Vec<Value> = groups.iter().flat_map(|g| read_jsonl(g)).collect();
+    assert!(!rows.is_empty() && rows.iter().all(|r| r["content_truncate_1k"].is_string() || r.as_object().unwrap().keys().any(|k| k.starts_with("content_truncate"))), "{rows:?}");
+    assert!(!s.path("pre/.modelcall/scoring-not-run/run_summary.json").exists(), "nothing is scored");
+
+    std::fs::write(s.path("demo.jsonl"), "{\"text\": \"short\"}\n{\"text\": \"" .to_string() + &"x".repeat(900) + "\"}\n").unwrap();
+    let o = Command::new(bin()).arg("pipeline").arg(s.path("demo.jsonl")).arg(s.path("demo-out.jsonl")).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let scores: Vec<f64> = read_jsonl(&s.path("demo-out.jsonl")).iter().map(|r| r["score"].as_f64().unwrap()).collect();
+    assert_eq!(scores, [0.05, 5.0]);
+}

@@ -47,6 +47,14 @@ enum Command {
     Merge(modelcall::cli::merge::MergeArgs),
     /// Serve the SIMULATED OpenAI-compatible endpoint (deterministic replies, fault injection).
     ServeSim(modelcall_sim::ServeArgs),
+    /// The Python modelcall's scoring without a task file (its flags); writes the task file and runs it.
+    #[command(name = "api-call")]
+    ApiCall(modelcall::cli::compat::ApiCallArgs),
+    /// The Python modelcall's preprocessing alone: `preprocess github|repomix` with its flags.
+    #[command(subcommand)]
+    Preprocess(modelcall::cli::compat::PreprocessCommand),
+    /// The Python modelcall's demo: score = text length / 100 (at most 5) for every JSONL line.
+    Pipeline(modelcall::cli::compat::PipelineArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -57,6 +65,9 @@ fn main() -> std::process::ExitCode {
         Command::Submit(args) => return modelcall::cli::submit::run(args),
         Command::Status(args) => return modelcall::cli::status::run(args),
         Command::Merge(args) => return modelcall::cli::merge::run(args),
+        Command::ApiCall(args) => return modelcall::cli::compat::api_call(args),
+        Command::Preprocess(cmd) => return modelcall::cli::compat::preprocess(cmd),
+        Command::Pipeline(args) => return modelcall::cli::compat::pipeline(args),
         Command::Plugin(cmd) => modelcall::cli::plugin_cmd::run(cmd).map(|_| std::process::ExitCode::SUCCESS),
         Command::ServeSim(args) => modelcall_sim::serve(args).map(|_| std::process::ExitCode::SUCCESS).map_err(anyhow::Error::from),
     };

@@ -1,6 +1,8 @@
-//! The command line: `run-task`, `submit`, `status`, `merge`, `plugin`, `serve-sim`, and the
-//! mapping of a run's end to an exit code.
+//! The command line: `run-task`, `submit`, `status`, `merge`, `plugin`, `serve-sim`, the
+//! Python modelcall's `api-call`, `preprocess` and `pipeline`, and the mapping of a run's end
+//! to an exit code.
 
+pub mod compat;
 pub mod exit;
 pub mod merge;
 pub mod plugin_cmd;
