@@ -10,6 +10,7 @@ pub mod cli;
 pub mod engine;
 pub mod input_count;
 pub mod logging;
+pub mod metrics;
 pub mod plugin_pool;
 pub mod progress;
 pub mod remote;

@@ -60,6 +60,18 @@ impl Progress {
         Progress { counters: Arc::new(Counters::default()), bar: None }
     }
 
+    /// `(done, failed, in flight, resumed, adaptive limit or 0)` now, for the metrics.
+    pub fn snapshot(&self) -> (u64, u64, u64, u64, u64) {
+        let c = &self.counters;
+        (
+            c.done.load(Ordering::Relaxed),
+            c.failed.load(Ordering::Relaxed),
+            c.in_flight.load(Ordering::Relaxed),
+            c.already_done.load(Ordering::Relaxed),
+            c.limit.load(Ordering::Relaxed),
+        )
+    }
+
     pub fn started(&self) {
         self.counters.in_flight.fetch_add(1, Ordering::Relaxed);
     }

@@ -121,6 +121,14 @@ impl RunStats {
         self.started.elapsed()
     }
 
+    /// Requests whose latency is at most each bound (cumulative, as Prometheus buckets count
+    /// them), with the count and sum (ms) of all.
+    pub fn latency_buckets(&self, bounds_ms: &[u64]) -> (Vec<u64>, u64, f64) {
+        let counts = bounds_ms.iter().map(|b| self.latency.count_between(0, *b)).collect();
+        let n = self.latency.len();
+        (counts, n, self.latency.mean() * n as f64)
+    }
+
     pub fn record_latency(&mut self, latency: Duration) {
         let ms = (latency.as_millis() as u64).clamp(1, 3_600_000);
         let _ = self.latency.record(ms);

@@ -119,6 +119,7 @@ fn run_local(args: &RunTaskArgs, task: &modelcall_config::LoadedTask) -> anyhow:
         show_progress: !args.no_progress,
         retry_failed: args.retry_failed,
         no_adopt: args.no_adopt,
+        metrics: crate::metrics::MetricsTarget { file: args.metrics_file.clone(), listen: args.metrics_listen },
         output_override: args.output_folder.clone(),
     };
     if run.preprocess_only && !matches!(&plan.stages, Stages::Scoring(s) if s.preprocess.is_some()) {

@@ -46,6 +46,15 @@ pub struct RunTaskArgs {
     #[arg(long)]
     pub no_adopt: bool,
 
+    /// Write the run's counters in the Prometheus text format to this file every 10 s (for a
+    /// node exporter's textfile collector or a cluster job's monitoring).
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
+
+    /// Also serve them at http://ADDR/metrics (e.g. 127.0.0.1:9464).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+
     /// No progress bar or periodic progress lines.
     #[arg(long)]
     pub no_progress: bool,

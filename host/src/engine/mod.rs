@@ -66,6 +66,8 @@ pub struct EngineOptions {
     /// Send records whose prompts begin alike together (`concurrency.scheduling:
     /// prefix_groups`; see [`prefix_groups`]).
     pub prefix_groups: bool,
+    /// `--metrics-file` / `--metrics-listen`.
+    pub metrics: crate::metrics::MetricsTarget,
     /// Facts known only at the end (per-endpoint counts, the simulator's), merged into the
     /// summary's top level.
     pub end_facts: Option<Box<dyn Fn() -> serde_json::Map<String, Value> + Send + Sync>>,
@@ -159,6 +161,11 @@ pub async fn run<J: Job>(
         budget: options.budget,
         prefix_groups: options.prefix_groups,
     });
+    let exporter = if options.metrics.is_empty() {
+        None
+    } else {
+        Some(crate::metrics::Exporter::start(options.metrics.clone(), options.task_name.clone(), stats.clone(), progress.clone())?)
+    };
     let units_at_once = Arc::new(Semaphore::new(options.max_concurrent_units.max(1)));
     let mut handles = Vec::new();
     let mut feed_done = false;
@@ -211,6 +218,9 @@ pub async fn run<J: Job>(
         }
     }
     progress.finish();
+    if let Some(e) = exporter {
+        e.finish();
+    }
 
     // The collectors are done; take the counters out (keeping their start time).
     let mut stats = std::mem::take(&mut *stats.lock().unwrap());

@@ -89,6 +89,7 @@ pub async fn run(run: &TaskRun<'_>, step: &GenerateResponse) -> anyhow::Result<F
         budget: run.budget(&model)?,
         adaptive: run.plan.adaptive,
         prefix_groups: run.plan.prefix_groups,
+        metrics: run.metrics.clone(),
         end_facts: Some(super::endpoint::end_facts(client_for_stats.clone(), sim.clone())),
     };
     let outcome = engine::run(options, job, engine::feed(units), stop, None).await?;

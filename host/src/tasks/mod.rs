@@ -40,6 +40,8 @@ pub struct TaskRun<'a> {
     pub retry_failed: bool,
     /// `--no-adopt`: never import results another tool wrote.
     pub no_adopt: bool,
+    /// `--metrics-file` / `--metrics-listen`.
+    pub metrics: crate::metrics::MetricsTarget,
     /// `--output-folder`, where the task type takes its output folder from the step.
     pub output_override: Option<std::path::PathBuf>,
 }

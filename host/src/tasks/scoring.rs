@@ -144,6 +144,7 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
         budget: run.budget(&model)?,
         adaptive: run.plan.adaptive,
         prefix_groups: run.plan.prefix_groups,
+        metrics: run.metrics.clone(),
         end_facts: Some(super::endpoint::end_facts(client_for_stats.clone(), sim.clone())),
     };
     // Preprocessing runs concurrently, feeding `units` through its finished group files.
