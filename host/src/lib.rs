@@ -14,5 +14,6 @@ pub mod metrics;
 pub mod plugin_pool;
 pub mod progress;
 pub mod remote;
+pub mod report;
 pub mod summary;
 pub mod tasks;

@@ -47,6 +47,8 @@ enum Command {
     Merge(modelcall::cli::merge::MergeArgs),
     /// Serve the SIMULATED OpenAI-compatible endpoint (deterministic replies, fault injection).
     ServeSim(modelcall_sim::ServeArgs),
+    /// Write report.html for a run's output folder: counts, score distributions, judge quality, latency over time, failures, plugins.
+    Report(modelcall::report::ReportArgs),
     /// The Python modelcall's scoring without a task file (its flags); writes the task file and runs it.
     #[command(name = "api-call")]
     ApiCall(modelcall::cli::compat::ApiCallArgs),
@@ -68,6 +70,7 @@ fn main() -> std::process::ExitCode {
         Command::ApiCall(args) => return modelcall::cli::compat::api_call(args),
         Command::Preprocess(cmd) => return modelcall::cli::compat::preprocess(cmd),
         Command::Pipeline(args) => return modelcall::cli::compat::pipeline(args),
+        Command::Report(args) => modelcall::report::run(args).map(|_| std::process::ExitCode::SUCCESS),
         Command::Plugin(cmd) => modelcall::cli::plugin_cmd::run(cmd).map(|_| std::process::ExitCode::SUCCESS),
         Command::ServeSim(args) => modelcall_sim::serve(args).map(|_| std::process::ExitCode::SUCCESS).map_err(anyhow::Error::from),
     };

@@ -71,6 +71,11 @@ pub struct RunStats {
     pub failures_by_cause: BTreeMap<String, u64>,
     pub retries_by_cause: BTreeMap<String, u64>,
     pub skips_by_reason: BTreeMap<String, u64>,
+    /// Parse re-ask hints (their first 160 characters) and how often each was given.
+    pub retry_hints: BTreeMap<String, u64>,
+    /// Per second since the start: records done, failed, and the sum of their last request's
+    /// latency (ms), for the report's charts over time.
+    timeline: Vec<(u32, u32, u64)>,
     pub parse_retries: u64,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
@@ -97,6 +102,8 @@ impl RunStats {
             failures_by_cause: BTreeMap::new(),
             retries_by_cause: BTreeMap::new(),
             skips_by_reason: BTreeMap::new(),
+            retry_hints: BTreeMap::new(),
+            timeline: Vec::new(),
             parse_retries: 0,
             prompt_tokens: 0,
             completion_tokens: 0,
@@ -110,6 +117,39 @@ impl RunStats {
 
     pub fn mark_outcome(&mut self) {
         self.last_outcome = Some(Instant::now());
+    }
+
+    /// One finished record in the timeline (a day of seconds at most; later ones land in the
+    /// last second).
+    pub fn record_timeline(&mut self, failed: bool, latency: Option<Duration>) {
+        let second = (self.started.elapsed().as_secs() as usize).min(86_400);
+        if self.timeline.len() <= second {
+            self.timeline.resize(second + 1, (0, 0, 0));
+        }
+        let slot = &mut self.timeline[second];
+        slot.0 += 1;
+        slot.1 += failed as u32;
+        slot.2 += latency.map_or(0, |l| l.as_millis() as u64);
+    }
+
+    pub fn count_retry_hint(&mut self, hint: &str) {
+        if self.retry_hints.len() < 1000 || self.retry_hints.contains_key(hint) {
+            *self.retry_hints.entry(hint.to_string()).or_default() += 1;
+        }
+    }
+
+    /// The timeline as `run_summary.json` keeps it: at most 600 points (seconds merged).
+    fn timeline_json(&self) -> Value {
+        let step = self.timeline.len().div_ceil(600).max(1);
+        let (mut done, mut failed, mut latency) = (Vec::new(), Vec::new(), Vec::new());
+        for chunk in self.timeline.chunks(step) {
+            let d: u64 = chunk.iter().map(|c| c.0 as u64).sum();
+            done.push(d);
+            failed.push(chunk.iter().map(|c| c.1 as u64).sum::<u64>());
+            let sum: u64 = chunk.iter().map(|c| c.2).sum();
+            latency.push(if d > 0 { sum / d } else { 0 });
+        }
+        json!({"step_s": step, "done": done, "failed": failed, "latency_ms_mean": latency})
     }
 
     /// Seconds from the start to the last record outcome (0 when nothing was processed).
@@ -199,6 +239,8 @@ impl RunStats {
             "retries_by_cause": self.retries_by_cause,
             "parse_retries": self.parse_retries,
             "skips_by_reason": self.skips_by_reason,
+            "parse_retry_hints": self.retry_hints,
+            "timeline": self.timeline_json(),
             "requests": self.requests,
             "processing_elapsed_s": (self.processing_elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
             "requests_per_second": requests_per_second,

@@ -87,6 +87,7 @@ impl<J: Job> Collector<'_, J> {
                     Outcome::Done { produced, score, calls } => {
                         let mut stats = self.shared.stats.lock().unwrap();
                         tally(&mut stats, &calls);
+                        stats.record_timeline(false, calls.latencies.last().copied());
                         if let Some(v) = score {
                             stats.record_score(v);
                         }
@@ -139,6 +140,7 @@ impl<J: Job> Collector<'_, J> {
                         {
                             let mut stats = self.shared.stats.lock().unwrap();
                             tally(&mut stats, &failure.calls);
+                            stats.record_timeline(true, failure.calls.latencies.last().copied());
                             stats.count_failure(&failure.cause);
                         }
                         self.check_budget();
@@ -181,6 +183,9 @@ impl<J: Job> Collector<'_, J> {
 
 fn tally(stats: &mut RunStats, calls: &CallTally) {
     stats.requests += calls.requests;
+    for hint in &calls.retry_hints {
+        stats.count_retry_hint(hint);
+    }
     stats.parse_retries += calls.parse_retries;
     stats.prompt_tokens += calls.prompt_tokens;
     stats.completion_tokens += calls.completion_tokens;

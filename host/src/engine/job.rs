@@ -156,6 +156,8 @@ pub struct CallTally {
     pub requests: u64,
     pub retries: Vec<(&'static str, u64)>,
     pub parse_retries: u64,
+    /// The hints of those re-asks (what the judge got wrong), for the report.
+    pub retry_hints: Vec<String>,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub latencies: Vec<Duration>,

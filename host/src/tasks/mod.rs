@@ -145,6 +145,9 @@ pub fn report(outcome: &RunOutcome) -> Finish {
     eprintln!("{}", outcome.stats.render());
     if let Some(p) = &outcome.summary_path {
         eprintln!("summary: {}", p.display());
+        if let Some(folder) = p.parent() {
+            eprintln!("report:  modelcall report {}   (score distributions, judge quality, failures, latency over time)", folder.display());
+        }
     }
     Finish::from_outcome(outcome)
 }

@@ -103,6 +103,7 @@ impl ScoreJob {
                 }
                 Err(ParseFailure::Retry(hint)) if attempt <= self.parse_retries => {
                     calls.parse_retries += 1;
+                    calls.retry_hints.push(hint.chars().take(160).collect());
                     attempt += 1;
                     request.messages.push(ChatMessage { role: "assistant".into(), content: completion.content.clone() });
                     request.messages.push(ChatMessage { role: "user".into(), content: hint });

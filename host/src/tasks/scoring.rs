@@ -112,6 +112,7 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
         "concurrency": concurrency,
         "shard": run.shard.map(|(i, n)| format!("{i}/{n}")),
         "plugins": [prompt.info(), parser.info()],
+        "prompt_config": plan.prompt_file.as_ref().map(|p| p.display().to_string()),
         "modelcall_version": env!("CARGO_PKG_VERSION"),
     });
     let job = Arc::new(ScoreJob {
@@ -166,8 +167,22 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
         if let Some(folder) = &plan.stat_folder {
             super::stat_files::write(folder, &scored, plan, &model.path)?;
         }
+        if let Some(path) = &scored.summary_path {
+            add_judge_quality(path);
+        }
     }
     Ok(finish.and(report(&scored)))
+}
+
+/// Adds the judge-quality telemetry (see `crate::report::stats`), read from the finished
+/// outputs, to `run_summary.json`. A summary that cannot be read or written is left as it is.
+fn add_judge_quality(summary_path: &std::path::Path) {
+    let Ok(text) = std::fs::read_to_string(summary_path) else { return };
+    let Ok(mut summary) = serde_json::from_str::<serde_json::Value>(&text) else { return };
+    summary["judge_quality"] = crate::report::judge_quality(&summary);
+    if let Ok(text) = serde_json::to_string_pretty(&summary) {
+        let _ = modelcall_io::write_atomically(summary_path, (text + "\n").as_bytes());
+    }
 }
 
 /// With the built-in prompt builder, every `{placeholder}` of the prompt must be a field of

@@ -1,0 +1,126 @@
+//! `modelcall report OUTPUT_FOLDER`: one self-contained `report.html` (inline SVG, no script,
+//! no network) from a run's `run_summary.json` and its output rows: what was done, failed and
+//! skipped and why, the score distributions overall and per group, the judge's behaviour
+//! (judge-quality telemetry), latency and throughput over time, tokens and cost, the slowest
+//! and the failed records, the plugins and the run's settings (secrets masked). Works on a
+//! merged sharded run (it reads the merged outputs) and in one pass over the rows, so a
+//! million-row run reports in seconds.
+
+mod html;
+pub mod stats;
+mod svg;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde_json::Value;
+
+pub use stats::RowStats;
+
+#[derive(clap::Args, Debug)]
+pub struct ReportArgs {
+    /// The task's output folder (where `run_summary.json` is).
+    pub folder: PathBuf,
+    /// Where to write the report (default: FOLDER/report.html).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Open it in the default browser afterwards.
+    #[arg(long)]
+    pub open: bool,
+}
+
+/// The summary of the run in `folder`: `run_summary.json`, else the shards' summaries.
+fn load_summary(folder: &Path) -> anyhow::Result<Value> {
+    let path = folder.join("run_summary.json");
+    if path.is_file() {
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        return serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()));
+    }
+    let mut shards: Vec<PathBuf> = std::fs::read_dir(folder)
+        .with_context(|| format!("reading {}", folder.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("run_summary.shard-")))
+        .collect();
+    shards.sort();
+    let first = shards.first().with_context(|| format!("{} holds no run_summary.json: is it a task's output folder (after a run)?", folder.display()))?;
+    let mut doc: Value = serde_json::from_str(&std::fs::read_to_string(first)?)?;
+    doc["note"] = Value::from(format!("{} shard summaries, the first shown; run `modelcall merge` for one summary", shards.len()));
+    Ok(doc)
+}
+
+/// `(field, (min, max))` from the prompt config's `output_config.checks`.
+fn prompt_scale(summary: &Value) -> (BTreeMap<String, (f64, f64)>, BTreeSet<String>) {
+    let mut scale = BTreeMap::new();
+    let mut keys = BTreeSet::new();
+    let Some(path) = summary["run"]["prompt_config"].as_str() else { return (scale, keys) };
+    let Ok(text) = std::fs::read_to_string(path) else { return (scale, keys) };
+    let Ok(doc) = serde_yaml::from_str::<serde_yaml::Value>(&text) else { return (scale, keys) };
+    if let Some(checks) = doc.get("output_config").and_then(|o| o.get("checks")).and_then(|c| c.as_mapping()) {
+        for (k, v) in checks {
+            if let (Some(k), Some(lo), Some(hi)) = (k.as_str(), v.get("min").and_then(|x| x.as_f64()), v.get("max").and_then(|x| x.as_f64())) {
+                scale.insert(k.to_string(), (lo, hi));
+            }
+        }
+    }
+    if let Some(list) = doc.get("output_config").and_then(|o| o.get("json_keys")).and_then(|c| c.as_sequence()) {
+        keys.extend(list.iter().filter_map(|k| k.as_str().map(str::to_string)));
+    }
+    (scale, keys)
+}
+
+/// Gathers the rows of every output the summary lists (and their error rows, first 20).
+pub fn gather(summary: &Value) -> (RowStats, Vec<Value>) {
+    let expected = summary["records"]["scored"].as_u64().unwrap_or(0) + summary["records"]["already_done"].as_u64().unwrap_or(0) + summary["records"]["adopted"].as_u64().unwrap_or(0);
+    let (_, keys) = prompt_scale(summary);
+    let mut rows = RowStats::new(expected, None);
+    let mut errors = Vec::new();
+    for f in summary["files"].as_array().into_iter().flatten() {
+        if let Some(out) = f["output"].as_str() {
+            if let Ok(source) = modelcall_io::open_source(Path::new(out)) {
+                for item in source.flatten() {
+                    if let modelcall_io::SourceItem::Record { record, .. } = item {
+                        rows.add(out, &record, &keys);
+                    }
+                }
+            }
+        }
+        if let Some(err) = f["errors"].as_str() {
+            if let Ok(source) = modelcall_io::open_source(Path::new(err)) {
+                for item in source.flatten().take(20usize.saturating_sub(errors.len())) {
+                    if let modelcall_io::SourceItem::Record { record, .. } = item {
+                        errors.push(Value::Object(record));
+                    }
+                }
+            }
+        }
+    }
+    (rows, errors)
+}
+
+/// The judge-quality block of `run_summary.json`, from the run's summary and outputs.
+pub fn judge_quality(summary: &Value) -> Value {
+    let (rows, _) = gather(summary);
+    let (scale, _) = prompt_scale(summary);
+    rows.judge_quality(&scale)
+}
+
+pub fn run(args: ReportArgs) -> anyhow::Result<()> {
+    let summary = load_summary(&args.folder)?;
+    let (rows, errors) = gather(&summary);
+    let (scale, _) = prompt_scale(&summary);
+    let quality = summary.get("judge_quality").filter(|q| !q.is_null()).cloned().unwrap_or_else(|| rows.judge_quality(&scale));
+    let task_file = summary["run"]["task_file"].as_str().and_then(|p| std::fs::read_to_string(p).ok());
+    let page = html::render(&summary, &rows, &errors, &quality, task_file.as_deref());
+    let out = args.out.unwrap_or_else(|| args.folder.join("report.html"));
+    modelcall_io::write_atomically(&out, page.as_bytes())?;
+    println!("{}", out.display());
+    eprintln!("report: {} ({} KB)", out.display(), page.len() / 1024);
+    if args.open {
+        let opener = if cfg!(target_os = "macos") { "open" } else { "xdg-open" };
+        if std::process::Command::new(opener).arg(&out).status().is_err() {
+            eprintln!("note: could not start {opener}; open {} in a browser", out.display());
+        }
+    }
+    Ok(())
+}
