@@ -111,3 +111,26 @@ fn headless_chromium_renders_the_report_without_console_errors() {
     }
     eprintln!("report screenshot: {}", shot.display());
 }
+
+/// `options.audit_sample`: a share of the records is judged twice (chosen by key, the same on
+/// every run); the report and the summary show the test-retest agreement.
+#[test]
+fn an_audit_sample_measures_test_retest_agreement() {
+    let s = common::Scratch::new();
+    common::write_records(&s.path("input/data.jsonl"), 200);
+    s.model("sim://");
+    let task = s.scoring_task("sim://", 8, "", "options:\n  audit_sample: 0.1\n");
+    let o = Command::new(bin()).arg("run-task").arg(&task).arg("--no-progress").output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(s.path("out/run_summary.json")).unwrap()).unwrap();
+    let retest = &summary["judge_quality"]["test_retest"];
+    let pairs = retest["pairs"].as_u64().unwrap_or(0);
+    assert!((5..=40).contains(&pairs), "about 10 % of 200: {retest}");
+    assert_eq!(summary["requests"].as_u64().unwrap(), 200 + pairs, "one more request per audited record");
+    // The simulator answers the same question the same way.
+    assert_eq!(retest["exact_agreement"], 1.0, "{retest}");
+    let bad = s.scoring_task("sim://", 8, "", "options:\n  audit_sample: 5\n");
+    let o = Command::new(bin()).arg("run-task").arg(&bad).arg("--no-progress").output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("options.audit_sample"), "{}", String::from_utf8_lossy(&o.stderr));
+}

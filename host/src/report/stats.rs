@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{json, Map, Value};
 
 /// Columns that are bookkeeping, not verdicts.
-const NOT_VERDICTS: &[&str] = &["latency_ms", "parse_attempts", "attempts", "score_value", "seq", "line", "sample_index", "item"];
+const NOT_VERDICTS: &[&str] = &["latency_ms", "parse_attempts", "attempts", "score_value", "seq", "line", "sample_index", "item", "audit_score"];
 
 /// Fields that name a group when the rows have them.
 const GROUP_FIELDS: &[&str] = &["language", "lang", "source", "repo_language"];
@@ -77,6 +77,8 @@ pub struct RowStats {
     pub by_file: BTreeMap<String, FieldStats>,
     pub slowest: Vec<Shown>,
     pub parse_retried: u64,
+    /// Audited records (judged twice): pairs, same verdict, sum of |first - second|.
+    retest: (u64, u64, f64),
     /// For the headline/dimensions agreement: (headline, mean of dimensions) pairs, as sums.
     agreement: (u64, f64, f64, f64, f64, f64),
     /// Headline values in row order, bucketed by tenth (first and last tenth compared).
@@ -142,6 +144,11 @@ impl RowStats {
                 self.last_tenth.add(h);
             }
         }
+        if let (Some(h), Some(again)) = (headline, row.get("audit_score").and_then(Value::as_f64)) {
+            self.retest.0 += 1;
+            self.retest.1 += (h == again) as u64;
+            self.retest.2 += (h - again).abs();
+        }
         if row.get("parse_attempts").and_then(Value::as_u64).is_some_and(|n| n > 1) {
             self.parse_retried += 1;
         }
@@ -200,7 +207,11 @@ impl RowStats {
             "headline": self.headline, "rows": self.rows, "fields": fields,
             "headline_vs_dimensions": agreement, "drift_first_vs_last_tenth": drift,
             "parse_retried_share": if self.rows > 0 { round(self.parse_retried as f64 / self.rows as f64) } else { 0.0 },
-            "test_retest": Value::Null,
+            "test_retest": (self.retest.0 > 0).then(|| json!({
+                "pairs": self.retest.0,
+                "exact_agreement": round(self.retest.1 as f64 / self.retest.0 as f64),
+                "mean_abs_difference": round(self.retest.2 / self.retest.0 as f64),
+            })),
         })
     }
 }

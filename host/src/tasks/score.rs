@@ -25,6 +25,8 @@ pub struct ScoreJob {
     pub stringify_input: bool,
     /// With `require_json: false` the verdict is the raw reply and the parser is not consulted.
     pub require_json: bool,
+    /// `options.audit_sample`: the share of records asked a second time (chosen by key).
+    pub audit_sample: f64,
 }
 
 impl Job for ScoreJob {
@@ -67,6 +69,7 @@ impl ScoreJob {
             n: None,
         };
 
+        let first_request = (self.audit_sample > 0.0 && self.require_json && audited(&key, self.audit_sample)).then(|| request.clone());
         let started = Instant::now();
         let mut attempt: u32 = 1;
         loop {
@@ -98,6 +101,9 @@ impl ScoreJob {
                     if self.require_json {
                         verdict_columns(&mut row, &score);
                     }
+                    if let Some(again) = &first_request {
+                        row.insert("audit_score".into(), self.audit(&key, again, &record_json, &mut calls).await);
+                    }
                     let value = self.require_json.then_some(score.value);
                     return Outcome::Done { produced: Produced::Row(row), score: value, calls };
                 }
@@ -118,6 +124,26 @@ impl ScoreJob {
                 }
                 Err(ParseFailure::Invalid(message)) => return Failure::new("parse_invalid", message, calls, record),
             }
+        }
+    }
+}
+
+/// Whether the record keyed `key` is in the audit sample: a stable choice (the same records on
+/// every run and shard), about `share` of them.
+fn audited(key: &str, share: f64) -> bool {
+    (xxhash_rust::xxh3::xxh3_64(key.as_bytes()) % 1_000_000) < (share * 1_000_000.0) as u64
+}
+
+impl ScoreJob {
+    /// The audit: the first request sent again and its reply parsed; the second verdict's value
+    /// (null when the second reply did not parse; a re-ask is not made for it).
+    async fn audit(&self, key: &str, request: &ChatRequest, record_json: &Arc<String>, calls: &mut CallTally) -> Value {
+        let mut none = None;
+        let Ok(completion) = model_call::chat(&self.client, request, calls, &mut none).await else { return Value::Null };
+        let (plugin, key, json, text) = (self.parser.clone(), key.to_string(), record_json.clone(), completion.content.clone());
+        match self.pool.run(move || plugin.parse_score(&key, 1, &json, &text)).await {
+            Ok(Ok(Ok(score))) => serde_json::json!(score.value),
+            _ => Value::Null,
         }
     }
 }

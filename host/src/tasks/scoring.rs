@@ -121,6 +121,7 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
         client,
         pool: PluginPool::new(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)),
         parse_retries: plan.parse_retries,
+        audit_sample: plan.audit_sample,
         input_key: plan.input_key.clone(),
         stringify_input: plan.stringify_input,
         require_json: plan.require_json,

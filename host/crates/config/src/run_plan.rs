@@ -63,6 +63,8 @@ pub struct ScoringPlan {
     pub max_items_per_file: Option<u64>,
     /// Re-asks after a parser's `retry(hint)`.
     pub parse_retries: u32,
+    /// `options.audit_sample`: share of records judged twice.
+    pub audit_sample: f64,
     pub input_key: Option<String>,
     /// Score a non-string `input_key` field by its JSON text instead of failing the record.
     pub stringify_input: bool,
@@ -236,6 +238,11 @@ fn scoring_plan(task: &LoadedTask) -> Result<ScoringPlan, PlanError> {
         max_files: if debug.enabled { debug.max_files.filter(|n| *n >= 0).map(|n| n as usize) } else { None },
         max_items_per_file: if debug.enabled { debug.max_items_per_file.filter(|n| *n >= 0).map(|n| n as u64) } else { None },
         parse_retries: if t.retry.enable_format_validation_retry.unwrap_or(true) { t.retry.max_retries.unwrap_or(2) } else { 0 },
+        audit_sample: match t.options.audit_sample {
+            None => 0.0,
+            Some(p) if (0.0..=1.0).contains(&p) => p,
+            Some(p) => return Err(err(format!("options.audit_sample: {p} is not a share between 0 and 1 (e.g. 0.01 for 1 % of the records)"))),
+        },
         input_key: data.input_key.clone(),
         stringify_input: data.stringify_input.unwrap_or(false),
         require_json: task.prompt.as_ref().map(|p| p.require_json()).unwrap_or(true),

@@ -28,7 +28,7 @@ pub fn known_keys(path: &[&str]) -> Option<&'static [&'static str]> {
         ["concurrency"] => &["max_concurrent_files", "max_concurrent_requests", "chunk_size", "parquet_save_interval", "requests_per_minute", "tokens_per_minute", "mode", "scheduling"],
         ["retry"] => &["enable_format_validation_retry", "max_retries"],
         ["debug"] => &["enabled", "max_files", "max_items_per_file"],
-        ["options"] => &["main_resume", "resume", "delete_existing", "preprocess_resume", "allow_failures", "on_duplicate_id"],
+        ["options"] => &["main_resume", "resume", "delete_existing", "preprocess_resume", "allow_failures", "on_duplicate_id", "audit_sample"],
         ["environment"] => &["config_path", "tos_config_path", "timeout", "conda_env", "api_provider", "project_root", "env_file"],
         ["logging"] => &["level", "batch_size", "progress_report_interval", "show_progress", "log_dir"],
         ["distributed"] => &["enabled", "world_size", "num_runs"],

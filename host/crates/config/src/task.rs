@@ -170,6 +170,9 @@ pub struct OptionsSection {
     pub allow_failures: Option<bool>,
     /// What to do with a record whose id was already seen: `keep` (under `id#2`, …), `skip`, `error`.
     pub on_duplicate_id: Option<DuplicateIds>,
+    /// Share of scored records asked a second time (0..1), for the report's test-retest
+    /// agreement (the second verdict is kept as `audit_score`).
+    pub audit_sample: Option<f64>,
 }
 
 impl OptionsSection {
