@@ -68,7 +68,8 @@ fn adaptive_mode_finds_the_knee_of_a_saturating_endpoint() {
     // The target is under 1 % once converged; this counts the whole run, overshoot included
     // (measured 0.6-0.7 % here), so 2 % leaves room for a slower machine and nothing more.
     assert!(throttled(&adaptive) < 0.02, "adaptive stays under the refusal line: {}", throttled(&adaptive));
-    assert!(records_per_s(&adaptive) >= 0.8 * ideal, "adaptive reaches the knee's throughput: {} of {ideal}", records_per_s(&adaptive));
+    // The line: within 10 % of the best setting (the knee; measured 97 % here).
+    assert!(records_per_s(&adaptive) >= 0.9 * ideal, "adaptive reaches the knee's throughput: {} of {ideal}", records_per_s(&adaptive));
     let limit = adaptive["concurrency_limit"]["final"].as_u64().unwrap();
     assert!((CAPACITY / 2..=2 * CAPACITY).contains(&limit), "the limit settles near the capacity: {limit}");
     // The line: under 1 % of requests throttled once the limit has converged.

@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 /// The lowest limit (the endpoint is always tried with this many in flight).
 const FLOOR: usize = 4;
 
-/// How long after the first sign of the knee the limit counts as settled, for the
+/// How long after the first sign of the knee (the end of slow start) the limit counts as settled, for the
 /// after-convergence throttle count in the summary.
 const SETTLE: Duration = Duration::from_secs(2);
 
@@ -113,9 +113,11 @@ impl AdaptiveLimit {
             (None, Some(r)) => r,
             (None, None) => Duration::from_millis(1),
         };
-        // The lowest latency, forgotten slowly (0.1 % a sample towards the present).
+        // The lowest latency, forgotten slowly (0.02 % a sample towards the present: fast
+        // enough to follow an endpoint that slows for good, slow enough that a queue it builds
+        // up itself over a few seconds does not pass for its unloaded latency).
         let mut min = s.min_latency.map_or(latency, |m| m.min(latency));
-        min += latency.saturating_sub(min).mul_f64(0.001);
+        min += latency.saturating_sub(min).mul_f64(0.0002);
         s.min_latency = Some(min);
         let recent = match s.recent {
             Some(r) => r.mul_f64(0.8) + latency.mul_f64(0.2),
@@ -132,7 +134,6 @@ impl AdaptiveLimit {
         }
         if throttled || ratio >= 1.5 {
             s.slow_start = false;
-            s.knee_found.get_or_insert_with(Instant::now);
             if s.last_decrease.elapsed() >= round_trip {
                 s.limit = (s.limit * if throttled { 0.7 } else { 0.85 }).max(FLOOR as f64);
                 s.last_decrease = Instant::now();
@@ -149,6 +150,10 @@ impl AdaptiveLimit {
             s.slow_start = false;
         }
         let _ = recent;
+        // Slow start ends at the first sign of the knee, whichever it was.
+        if !s.slow_start {
+            s.knee_found.get_or_insert_with(Instant::now);
+        }
         let target = s.limit as usize;
         if target != old {
             let t = s.started.elapsed().as_secs_f64();

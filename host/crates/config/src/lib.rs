@@ -17,6 +17,7 @@ pub mod fields;
 pub mod load;
 pub mod locate;
 pub mod model;
+mod model_pool;
 mod model_display;
 pub mod paths;
 pub mod plan;
