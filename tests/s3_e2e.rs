@@ -119,6 +119,11 @@ fn input_output_and_resume_after_kill_on_s3() {
         )
         .as_bytes(),
     );
+    // A dry run stages the input to plan it, and sends and uploads nothing.
+    let dry = modelcall(&task, &moto, &s.path("staging-dry")).arg("--dry-run").output().unwrap();
+    assert!(dry.status.success(), "{}", String::from_utf8_lossy(&dry.stderr));
+    let listed = boto(&py, &moto, "print(len(s3.list_objects_v2(Bucket='data', Prefix='out/').get('Contents', [])))");
+    assert_eq!(listed.trim(), "0", "a dry run uploads nothing");
     // 400 records at 8 in flight and 40 ms: about 2 s. Killed after 1.2 s.
     let staging = s.path("staging-a");
     let mut child = modelcall(&task, &moto, &staging).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();

@@ -87,11 +87,15 @@ fn run_pass(args: &RunTaskArgs, task: &modelcall_config::LoadedTask) -> anyhow::
     if !has_remote(&task.json.to_string()) && !task.output_folder.as_deref().is_some_and(|o| has_remote(&o.to_string_lossy())) {
         return run_local(args, task);
     }
-    if args.dry_run {
-        eprintln!("dry run: paths on object storage are not staged (nothing is downloaded)");
-        return run_local(args, task);
-    }
     let storage = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    if args.dry_run {
+        // The plan is of the staged copy: stage (download only), plan, upload nothing.
+        eprintln!("dry run: staging the object-storage paths to check them (download only; nothing is sent or uploaded)");
+        return match storage.block_on(crate::remote::stage(task))? {
+            Some((staged_task, _)) => run_local(args, &staged_task),
+            None => run_local(args, task),
+        };
+    }
     let Some((staged_task, mut staged)) = storage.block_on(crate::remote::stage(task))? else {
         return run_local(args, task);
     };
