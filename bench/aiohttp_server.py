@@ -1,15 +1,17 @@
 """A minimal OpenAI-compatible chat-completions server on a different HTTP stack (Python
 aiohttp on uvloop), so the engine's figures do not depend on our own simulator.
 
-    python bench/aiohttp_server.py PORT LATENCY_MS EXIT_AFTER_SECS
+    python bench/aiohttp_server.py PORT LATENCY_MS EXIT_AFTER_SECS [WORKERS]
 
 Answers POST /v1/chat/completions after LATENCY_MS (asyncio sleep) with a fixed JSON score
 reply the shipped English scoring prompt parses, and usage counts. Prints "listening" once
-bound; stops by itself after EXIT_AFTER_SECS.
+bound; stops by itself after EXIT_AFTER_SECS. WORKERS processes (default 1) share the port
+(SO_REUSEPORT), so one Python process's limit is not what a benchmark measures.
 """
 
 import asyncio
 import json
+import multiprocessing
 import sys
 
 import uvloop
@@ -37,12 +39,21 @@ async def main(port: int, latency_ms: int, exit_after: int) -> None:
     app.router.add_post("/v1/chat/completions", chat)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port, backlog=8192).start()
+    await web.TCPSite(runner, "127.0.0.1", port, backlog=8192, reuse_port=True).start()
     print(f"aiohttp OpenAI-compatible server listening on http://127.0.0.1:{port}/v1", flush=True)
     await asyncio.sleep(exit_after)
     await runner.cleanup()
 
 
-if __name__ == "__main__":
+def serve(port: int, latency_ms: int, exit_after: int) -> None:
     uvloop.install()
-    asyncio.run(main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])))
+    asyncio.run(main(port, latency_ms, exit_after))
+
+
+if __name__ == "__main__":
+    port, latency_ms, exit_after = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    workers = int(sys.argv[4]) if len(sys.argv) > 4 else 1
+    others = [multiprocessing.Process(target=serve, args=(port, latency_ms, exit_after), daemon=True) for _ in range(workers - 1)]
+    for p in others:
+        p.start()
+    serve(port, latency_ms, exit_after)

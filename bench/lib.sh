@@ -12,7 +12,7 @@ bench_init() {
     # Always build: measuring a stale binary would report the old code's figures.
     cargo build --release -p modelcall >&2
     work=$(mktemp -d)
-    trap 'kill $sim_pid 2>/dev/null || true; rm -rf "$work"' EXIT
+    trap 'pkill -P $sim_pid 2>/dev/null; kill $sim_pid 2>/dev/null || true; rm -rf "$work"' EXIT
 }
 
 # The model config of a bench, pointing at the simulated endpoint.
@@ -31,7 +31,8 @@ YAML
 # Starts the endpoint and runs `modelcall run-task $1` under /usr/bin/time; sets user, sys and
 # maxrss_kb (client CPU seconds and peak RSS). The endpoint is `serve-sim`, or with
 # BENCH_SERVER=aiohttp a minimal OpenAI-compatible server on another HTTP stack
-# (bench/aiohttp_server.py, Python aiohttp on uvloop, installed into target/bench-venv).
+# (bench/aiohttp_server.py, Python aiohttp on uvloop, installed into target/bench-venv;
+# BENCH_SERVER_WORKERS processes share its port).
 bench_run_task() {
     case "${BENCH_SERVER:-sim}" in
         sim) "$bin" serve-sim --port "$port" --latency-ms "$latency_ms" --exit-after-secs 3600 > "$work/sim.log" 2>&1 & ;;
@@ -40,7 +41,7 @@ bench_run_task() {
                 python3 -m venv target/bench-venv >&2
                 target/bench-venv/bin/pip install -q aiohttp==3.11.18 uvloop==0.21.0 >&2
             fi
-            target/bench-venv/bin/python bench/aiohttp_server.py "$port" "$latency_ms" 3600 > "$work/sim.log" 2>&1 & ;;
+            target/bench-venv/bin/python bench/aiohttp_server.py "$port" "$latency_ms" 3600 "${BENCH_SERVER_WORKERS:-1}" > "$work/sim.log" 2>&1 & ;;
         *) echo "BENCH_SERVER must be sim or aiohttp" >&2; exit 2 ;;
     esac
     sim_pid=$!
