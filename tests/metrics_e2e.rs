@@ -36,7 +36,6 @@ fn value(scrape: &prometheus_parse::Scrape, name: &str) -> f64 {
 fn the_metrics_file_holds_the_run_in_the_prometheus_format() {
     let s = Scratch::new();
     write_records(&s.path("input/data.jsonl"), 200);
-    s.model("sim://?latency_ms=5");
     let task = s.scoring_task("sim://?latency_ms=5", 8, "", "");
     let metrics = s.path("metrics/modelcall.prom");
     let o = Command::new(bin()).arg("run-task").arg(&task).arg("--no-progress").arg("--metrics-file").arg(&metrics).env("MODELCALL_METRICS_INTERVAL_SECS", "0.1").output().unwrap();
@@ -63,7 +62,6 @@ fn metrics_are_served_while_the_run_goes() {
     let s = Scratch::new();
     write_records(&s.path("input/data.jsonl"), 300);
     let task = s.scoring_task("sim://?latency_ms=100", 10, "", "");
-    s.model("sim://?latency_ms=100");
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut child = Command::new(bin())
         .arg("run-task")

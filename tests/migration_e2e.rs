@@ -144,7 +144,6 @@ fn a_scoring_folder_with_the_reference_parquet_is_adopted_and_only_the_rest_scor
     // The reference's output: `<stem>.parquet` holding its successful rows, no journal.
     // Made here by scoring the first 20 records to Parquet and deleting the journal.
     write_records(&s.path("input/data.jsonl"), 20);
-    s.model("sim://");
     let task = s.scoring_task("sim://", 8, "", "");
     let text = std::fs::read_to_string(&task).unwrap().replace("output_format: jsonl", "output_format: parquet");
     std::fs::write(&task, text).unwrap();
@@ -208,7 +207,6 @@ fn the_reference_retry_config_killed_once_loses_nothing_and_retries_only_failure
 fn logging_log_dir_writes_a_json_lines_log_per_run_and_level_is_checked() {
     let s = Scratch::new();
     write_records(&s.path("input/data.jsonl"), 5);
-    s.model("sim://");
     let task = s.scoring_task("sim://", 4, "", &format!("logging:\n  level: INFO\n  log_dir: \"{}\"\n", s.path("logs").display()));
     let o = run(&task, &[]);
     assert!(o.status.success(), "{}", stderr(&o));

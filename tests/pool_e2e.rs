@@ -43,23 +43,6 @@ fn serve_sim_with(extra: &[&str]) -> (Child, String) {
     (child, format!("http://127.0.0.1:{port}/v1"))
 }
 
-/// A scoring task over `input/` with the model config `model.yaml` of the scratch folder.
-fn pool_task(s: &Scratch, concurrency: usize) -> std::path::PathBuf {
-    let prompt = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("configs/prompts/en_corpus_quality_v1.yaml");
-    s.write(
-        "task.yaml",
-        format!(
-            "task_name: pool\ndata:\n  input_folder: \"{}\"\n  output_folder: \"{}\"\n  input_key: text\n  prompt_format_key: text\n  output_format: jsonl\n\
-             model:\n  config_path: \"{}\"\nprompt:\n  config_path: \"{}\"\nconcurrency:\n  max_concurrent_requests: {concurrency}\n",
-            s.path("input").display(),
-            s.path("out").display(),
-            s.path("model.yaml").display(),
-            prompt.display()
-        )
-        .as_bytes(),
-    )
-}
-
 #[test]
 fn a_pool_survives_an_endpoint_killed_mid_run() {
     let s = Scratch::new();
@@ -71,7 +54,7 @@ fn a_pool_survives_an_endpoint_killed_mid_run() {
         "model.yaml",
         format!("client_config:\n  base_url: [{}]\n  max_retries: 10\n  backoff_base_ms: 5\n  backoff_max_ms: 100\n  timeout: 5\nchat_config:\n  model: m\n", urls.join(", ")).as_bytes(),
     );
-    let task = pool_task(&s, 48);
+    let task = s.scoring_task_for(&s.path("model.yaml"), 48, "", "");
     let run = Command::new(bin()).arg("run-task").arg(&task).arg("--no-progress").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(600));
     let (mut dead, dead_url) = servers.remove(1);
@@ -115,7 +98,7 @@ fn a_small_replica_gets_no_more_than_its_max_in_flight() {
         )
         .as_bytes(),
     );
-    let task = pool_task(&s, 32);
+    let task = s.scoring_task_for(&s.path("model.yaml"), 32, "", "");
     let out = Command::new(bin()).arg("run-task").arg(&task).arg("--no-progress").stdin(Stdio::null()).output().unwrap();
     for (mut c, _) in [small, large] {
         let _ = c.kill();

@@ -65,6 +65,11 @@ impl Scratch {
     /// the caller), `extra` at the end.
     pub fn scoring_task(&self, base_url: &str, concurrency: usize, data_extra: &str, extra: &str) -> PathBuf {
         let model = self.model(base_url);
+        self.scoring_task_for(&model, concurrency, data_extra, extra)
+    }
+
+    /// [`Scratch::scoring_task`] with a model config written by the caller (e.g. an endpoint pool).
+    pub fn scoring_task_for(&self, model: &Path, concurrency: usize, data_extra: &str, extra: &str) -> PathBuf {
         let prompt = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("configs/prompts/en_corpus_quality_v1.yaml");
         let yaml = format!(
             "task_name: e2e\ntask_type: data_scoring\ndescription: e2e test\n\

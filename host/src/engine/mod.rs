@@ -68,10 +68,14 @@ pub struct EngineOptions {
     pub prefix_groups: bool,
     /// `--metrics-file` / `--metrics-listen`.
     pub metrics: crate::metrics::MetricsTarget,
-    /// Facts known only at the end (per-endpoint counts, the simulator's), merged into the
-    /// summary's top level.
-    pub end_facts: Option<Box<dyn Fn() -> serde_json::Map<String, Value> + Send + Sync>>,
+    /// Facts known only at the end (per-endpoint counts, the simulator's, the judge's quality
+    /// read from the finalized outputs), merged into the summary's top level. Given the summary
+    /// as it stands (status, files).
+    pub end_facts: Option<EndFacts>,
 }
+
+/// See [`EngineOptions::end_facts`].
+pub type EndFacts = Box<dyn Fn(&Value) -> serde_json::Map<String, Value> + Send + Sync>;
 
 /// `budget:` of the task, with the model's `pricing` for `max_cost`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -235,7 +239,7 @@ pub async fn run<J: Job>(
         let reason = stopped.as_ref().map(|r| r.to_string());
         let mut doc = stats.to_json(&options.task_name, status, reason.as_deref(), provenance);
         if let Some(facts) = &options.end_facts {
-            for (k, v) in facts() {
+            for (k, v) in facts(&doc) {
                 doc[k] = v;
             }
         }

@@ -136,8 +136,8 @@ async fn download_tree(store: &Arc<dyn ObjectStore>, url: &RemoteUrl, local: &Pa
         let local_len = std::fs::metadata(&dest).map(|m| m.len()).ok();
         let fetch = match local_len {
             None => true,
-            Some(n) if rel.contains(".journal") => n < meta.size as u64,
-            Some(n) => n != meta.size as u64,
+            Some(n) if rel.contains(".journal") => n < meta.size,
+            Some(n) => n != meta.size,
         };
         if fetch {
             download_file(store, &meta.location, &dest).await.map_err(|e| anyhow::anyhow!("downloading {rel} from {url}: {e}"))?;
@@ -147,9 +147,12 @@ async fn download_tree(store: &Arc<dyn ObjectStore>, url: &RemoteUrl, local: &Pa
     Ok(names)
 }
 
-/// Whether `url` names one object (rather than a prefix).
-async fn is_object(store: &Arc<dyn ObjectStore>, url: &RemoteUrl) -> bool {
-    !url.prefix.is_empty() && store.head(&object_store::path::Path::from(url.prefix.as_str())).await.is_ok()
+/// The object `url` names, when it names one (rather than a prefix).
+async fn object_at(store: &Arc<dyn ObjectStore>, url: &RemoteUrl) -> Option<object_store::ObjectMeta> {
+    if url.prefix.is_empty() {
+        return None;
+    }
+    store.head(&object_store::path::Path::from(url.prefix.as_str())).await.ok()
 }
 
 /// Stages an input: the object, or every object under the prefix. Returns the local path.
@@ -157,11 +160,9 @@ async fn stage_input(raw: &str) -> anyhow::Result<Option<PathBuf>> {
     let Some(url) = RemoteUrl::parse(raw) else { return Ok(None) };
     let store = url.store()?;
     let local = local_for(&url);
-    if is_object(&store, &url).await {
-        let object = object_store::path::Path::from(url.prefix.as_str());
-        let meta = store.head(&object).await?;
-        if std::fs::metadata(&local).map(|m| m.len()).ok() != Some(meta.size as u64) {
-            download_file(&store, &object, &local).await.map_err(|e| anyhow::anyhow!("downloading {url}: {e}"))?;
+    if let Some(meta) = object_at(&store, &url).await {
+        if std::fs::metadata(&local).map(|m| m.len()).ok() != Some(meta.size) {
+            download_file(&store, &meta.location, &local).await.map_err(|e| anyhow::anyhow!("downloading {url}: {e}"))?;
         }
     } else {
         let names = download_tree(&store, &url, &local).await?;

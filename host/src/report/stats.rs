@@ -81,11 +81,10 @@ pub struct RowStats {
     retest: (u64, u64, f64),
     /// For the headline/dimensions agreement: (headline, mean of dimensions) pairs, as sums.
     agreement: (u64, f64, f64, f64, f64, f64),
-    /// Headline values in row order, bucketed by tenth (first and last tenth compared).
+    /// Headline values of the first and the last tenth of the rows (in row order).
     first_tenth: FieldStats,
     last_tenth: FieldStats,
-    /// (headline) in order, kept only as a sampled list to find the tenths: the row count is
-    /// known from the summary up front.
+    /// The row count, known from the summary up front, to place the tenths in one pass.
     expected_rows: u64,
 }
 
@@ -101,7 +100,13 @@ impl RowStats {
         if self.headline.is_none() {
             self.headline = ["score_value", "score", "overall_score"].iter().find(|k| row.get(**k).is_some_and(Value::is_number)).map(|k| k.to_string());
         }
-        let reply_keys = row.get("api_return").and_then(Value::as_str).and_then(reply_object).map(|o| o.keys().cloned().collect::<BTreeSet<_>>());
+        // The reply's own keys, to tell the defaults the parser filled in (only worth parsing
+        // when the prompt names the keys it expects).
+        let reply_keys = if json_keys.is_empty() {
+            None
+        } else {
+            row.get("api_return").and_then(Value::as_str).and_then(reply_object).map(|o| o.keys().cloned().collect::<BTreeSet<_>>())
+        };
         let mut dimensions = Vec::new();
         for (k, v) in row {
             let Some(x) = v.as_f64() else { continue };
@@ -190,7 +195,7 @@ impl RowStats {
             let vh = shh / n - (sh / n).powi(2);
             let vd = sdd / n - (sd / n).powi(2);
             if vh > 0.0 && vd > 0.0 {
-                json!({"pairs": n, "pearson": round(cov / (vh * vd).sqrt()), "mean_abs_difference": Value::Null})
+                json!({"pairs": n, "pearson": round(cov / (vh * vd).sqrt())})
             } else {
                 json!({"pairs": n, "pearson": Value::Null, "note": "no variation"})
             }

@@ -4,7 +4,7 @@ use modelcall_config::ModelConfig;
 use std::sync::Arc;
 
 use modelcall_model::{ClientSettings, EndpointShare, ModelClient};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Map};
 
 use crate::cli::exit::BadConfig;
 
@@ -56,8 +56,8 @@ pub async fn connect(model: &ModelConfig, concurrency: usize, plan: &modelcall_c
 /// What the run summary gets at the end: `endpoints` (requests, failures and ejections per
 /// endpoint) and, for `sim://`, `simulator` (what the simulated server counted, its prefix
 /// cache included).
-pub fn end_facts(client: ModelClient, sim: Option<Arc<modelcall_sim::SimServer>>) -> Box<dyn Fn() -> Map<String, Value> + Send + Sync> {
-    Box::new(move || {
+pub fn end_facts(client: ModelClient, sim: Option<Arc<modelcall_sim::SimServer>>) -> crate::engine::EndFacts {
+    Box::new(move |_summary| {
         let mut facts = Map::new();
         facts.insert("endpoints".into(), json!(client.endpoint_stats()));
         if let Some(sim) = &sim {

@@ -147,7 +147,18 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
         adaptive: run.plan.adaptive,
         prefix_groups: run.plan.prefix_groups,
         metrics: run.metrics.clone(),
-        end_facts: Some(super::endpoint::end_facts(client_for_stats.clone(), sim.clone())),
+        end_facts: {
+            // The endpoint's facts, and for a completed run the judge's quality, read from the
+            // outputs (finalized by the time the summary is written).
+            let endpoint = super::endpoint::end_facts(client_for_stats.clone(), sim.clone());
+            Some(Box::new(move |summary: &serde_json::Value| {
+                let mut facts = endpoint(summary);
+                if summary["status"] == "completed" {
+                    facts.insert("judge_quality".into(), crate::report::judge_quality(summary));
+                }
+                facts
+            }))
+        },
     };
     // Preprocessing runs concurrently, feeding `units` through its finished group files.
     let (scored, preprocessed) = match preprocessing {
@@ -168,22 +179,8 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
         if let Some(folder) = &plan.stat_folder {
             super::stat_files::write(folder, &scored, plan, &model.path)?;
         }
-        if let Some(path) = &scored.summary_path {
-            add_judge_quality(path);
-        }
     }
     Ok(finish.and(report(&scored)))
-}
-
-/// Adds the judge-quality telemetry (see `crate::report::stats`), read from the finished
-/// outputs, to `run_summary.json`. A summary that cannot be read or written is left as it is.
-fn add_judge_quality(summary_path: &std::path::Path) {
-    let Ok(text) = std::fs::read_to_string(summary_path) else { return };
-    let Ok(mut summary) = serde_json::from_str::<serde_json::Value>(&text) else { return };
-    summary["judge_quality"] = crate::report::judge_quality(&summary);
-    if let Ok(text) = serde_json::to_string_pretty(&summary) {
-        let _ = modelcall_io::write_atomically(summary_path, (text + "\n").as_bytes());
-    }
 }
 
 /// With the built-in prompt builder, every `{placeholder}` of the prompt must be a field of

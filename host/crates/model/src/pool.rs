@@ -52,8 +52,6 @@ pub struct EndpointStats {
 
 pub struct Pool {
     endpoints: Vec<Endpoint>,
-    /// Whether any endpoint has a cap: only then may an attempt wait, and a lease's end wake it.
-    capped: bool,
     /// Signalled when a capped endpoint frees a slot.
     freed: Notify,
 }
@@ -90,8 +88,7 @@ impl Pool {
                 health: Mutex::new(Health::default()),
             })
             .collect();
-        let capped = endpoints.iter().any(|e| e.max_in_flight != u64::MAX);
-        Pool { endpoints, capped, freed: Notify::new() }
+        Pool { endpoints, freed: Notify::new() }
     }
 
     pub fn len(&self) -> usize {
@@ -111,12 +108,11 @@ impl Pool {
     /// probed). Waits while every candidate is at its cap.
     pub async fn pick(&self) -> Lease<'_> {
         loop {
-            // Registered before looking, so a slot freed in between is not missed.
-            let freed = self.freed.notified();
             if let Some(lease) = self.try_pick() {
                 return lease;
             }
-            freed.await;
+            // A slot freed since the look above left a permit (`notify_one`): not missed.
+            self.freed.notified().await;
         }
     }
 
@@ -124,26 +120,32 @@ impl Pool {
     pub fn try_pick(&self) -> Option<Lease<'_>> {
         loop {
             let now = Instant::now();
-            let load = |e: &Endpoint| e.in_flight.load(Ordering::Acquire) as f64 / e.weight;
-            let has_room = |e: &&Endpoint| e.in_flight.load(Ordering::Acquire) < e.max_in_flight;
-            let healthy = |e: &&Endpoint| e.health.lock().unwrap().ejected_until.is_none_or(|t| t <= now);
-            let chosen = match self.endpoints.iter().filter(healthy).min_by(|a, b| load(a).total_cmp(&load(b))) {
-                Some(_) => self.endpoints.iter().filter(healthy).filter(has_room).min_by(|a, b| load(a).total_cmp(&load(b)))?,
-                None => self
-                    .endpoints
-                    .iter()
-                    .filter(has_room)
-                    .min_by_key(|e| e.health.lock().unwrap().ejected_until.unwrap_or(now))?,
-            };
+            // One pass: the least loaded healthy endpoint with room, whether any is healthy, and
+            // the ejected endpoint with room whose ejection ends first.
+            let (mut best, mut best_load, mut any_healthy, mut probe) = (None, f64::INFINITY, false, None::<(&Endpoint, Instant)>);
+            for e in &self.endpoints {
+                let ejected_until = e.health.lock().unwrap().ejected_until.filter(|t| *t > now);
+                let in_flight = e.in_flight.load(Ordering::Acquire);
+                let room = in_flight < e.max_in_flight;
+                match ejected_until {
+                    None => {
+                        any_healthy = true;
+                        let load = in_flight as f64 / e.weight;
+                        if room && load < best_load {
+                            (best, best_load) = (Some(e), load);
+                        }
+                    }
+                    Some(until) if room && probe.is_none_or(|(_, t)| until < t) => probe = Some((e, until)),
+                    Some(_) => {}
+                }
+            }
+            let chosen = if any_healthy { best? } else { probe?.0 };
             // Taken only while under the cap: two attempts racing for the last slot do not
-            // both get it; the loser looks again.
+            // both get it; the loser looks again (an uncapped endpoint always has room).
             let took = chosen.in_flight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < chosen.max_in_flight).then_some(n + 1));
             if took.is_ok() {
                 chosen.requests.fetch_add(1, Ordering::Relaxed);
                 return Some(Lease { endpoint: chosen, pool: self });
-            }
-            if !self.capped {
-                unreachable!("an uncapped endpoint always has room");
             }
         }
     }
