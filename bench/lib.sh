@@ -12,7 +12,7 @@ bench_init() {
     # Always build: measuring a stale binary would report the old code's figures.
     cargo build --release -p modelcall >&2
     work=$(mktemp -d)
-    trap 'pkill -P $sim_pid 2>/dev/null; kill $sim_pid 2>/dev/null || true; rm -rf "$work"' EXIT
+    trap 'pkill -P $sim_pid 2>/dev/null || true; kill $sim_pid 2>/dev/null || true; rm -rf "$work"' EXIT
 }
 
 # The model config of a bench, pointing at the simulated endpoint.
@@ -45,6 +45,11 @@ bench_run_task() {
         *) echo "BENCH_SERVER must be sim or aiohttp" >&2; exit 2 ;;
     esac
     sim_pid=$!
+    # A server left over from an interrupted bench would answer in this one's place.
+    sleep 0.3
+    if ! kill -0 "$sim_pid" 2>/dev/null; then
+        echo "the endpoint did not start (is port $port taken?):" >&2; cat "$work/sim.log" >&2; exit 1
+    fi
     for _ in $(seq 1 100); do grep -q listening "$work/sim.log" 2>/dev/null && break; sleep 0.05; done
     /usr/bin/time -f '%U %S %M' -o "$work/time" "$bin" run-task "$1" --no-progress > "$work/run.log" 2>&1 || { cat "$work/run.log" >&2; exit 1; }
     read -r user sys maxrss_kb < "$work/time"
