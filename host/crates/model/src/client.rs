@@ -3,13 +3,13 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use rand::Rng;
 use serde_json::Value;
 
 use modelcall_secrets::Redactor;
 
 use crate::error::{CallError, ClientError, RetryCause, RetryCounts};
+use crate::transport::{Http1Options, Response, Transport};
 use crate::wire::{self, Answer, ChatRequest, Completion, SseAccumulator};
 
 pub use crate::settings::{ClientSettings, TokenCounter};
@@ -48,7 +48,10 @@ async fn take_tokens(limiter: &Limiter, tokens: u64) {
 /// Cheap to clone: one pool shared by every request.
 #[derive(Clone)]
 pub struct ModelClient {
+    /// For the one-off calls (`list_models`).
     http: reqwest::Client,
+    /// What attempts go through (see [`crate::transport`]).
+    transport: std::sync::Arc<Transport>,
     settings: std::sync::Arc<ClientSettings>,
     /// The endpoints requests go to (one, or a pool); each URL with any userinfo and the query.
     pool: std::sync::Arc<crate::pool::Pool>,
@@ -117,6 +120,18 @@ impl ModelClient {
             builder = builder.no_proxy();
         }
         let http = builder.build().map_err(ClientError::Http)?;
+        let endpoint_urls: Vec<reqwest::Url> = urls.iter().map(|(u, _)| u.clone()).collect();
+        let transport = Transport::choose(
+            http.clone(),
+            Http1Options {
+                urls: &endpoint_urls,
+                api_key: settings.api_key.as_deref(),
+                headers: &settings.headers,
+                http2_prior_knowledge: settings.http2_prior_knowledge,
+                timeout: settings.timeout,
+                max_idle_per_endpoint: settings.pool_size,
+            },
+        );
         let limiter = match settings.requests_per_minute {
             Some(0) => return Err(ClientError::ZeroRequestsPerMinute),
             Some(rpm) => {
@@ -141,6 +156,7 @@ impl ModelClient {
         };
         Ok(ModelClient {
             http,
+            transport: std::sync::Arc::new(transport),
             settings: std::sync::Arc::new(settings),
             pool: std::sync::Arc::new(pool),
             endpoint: shown_endpoint.into(),
@@ -163,6 +179,11 @@ impl ModelClient {
 
     pub fn settings(&self) -> &ClientSettings {
         &self.settings
+    }
+
+    /// Which HTTP client attempts go through: `http1` (the lean one) or `reqwest`.
+    pub fn transport_name(&self) -> &'static str {
+        self.transport.name()
     }
 
     /// One logical call: attempts, retries with backoff, and the typed outcome.
@@ -305,15 +326,11 @@ impl ModelClient {
     }
 
     async fn attempt_on(&self, url: &str, body: bytes::Bytes) -> Result<Answer, AttemptError> {
-        let mut req = self.http.post(url).header("content-type", "application/json").body(body);
-        if let Some(key) = &self.settings.api_key {
-            req = req.bearer_auth(key);
-        }
-        let resp = req.send().await.map_err(transport_error)?;
-        let status = resp.status().as_u16();
+        let mut resp = self.transport.post(url, body).await.map_err(transport_error)?;
+        let status = resp.status;
         if !(200..300).contains(&status) {
-            let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
-            let text = self.read_body(resp).await.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+            let retry_after = resp.retry_after.as_deref().and_then(parse_retry_after);
+            let text = self.read_body(&mut resp).await.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
             let message = error_message(status, &text);
             return Err(match status {
                 401 | 403 => AttemptError::Final(CallError::Auth { endpoint: self.endpoint.to_string(), status, message }),
@@ -323,15 +340,10 @@ impl ModelClient {
             });
         }
         // Some servers ignore `stream: true` and answer with one JSON body: read what came.
-        let is_sse = resp
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.starts_with("text/event-stream"));
+        let is_sse = resp.content_type.as_deref().is_some_and(|ct| ct.starts_with("text/event-stream"));
         if self.settings.stream && is_sse {
             let mut acc = SseAccumulator::default();
-            let mut stream = resp.bytes_stream();
-            while let Some(chunk) = self.next_chunk(&mut stream).await? {
+            while let Some(chunk) = self.next_chunk(&mut resp).await? {
                 acc.feed(&chunk).map_err(|e| AttemptError::Retry {
                     cause: RetryCause::MalformedBody,
                     message: e.to_string(),
@@ -347,7 +359,7 @@ impl ModelClient {
             }
             Ok(acc.answer)
         } else {
-            let bytes = self.read_body(resp).await?;
+            let bytes = self.read_body(&mut resp).await?;
             wire::parse_json_body(&bytes).map_err(|e| AttemptError::Retry {
                 cause: RetryCause::MalformedBody,
                 message: e.to_string(),
@@ -356,28 +368,24 @@ impl ModelClient {
         }
     }
 
-    /// The next piece of a body, waiting at most `idle_timeout` for it (the total `timeout` is
-    /// reqwest's and covers the whole body).
-    async fn next_chunk<S>(&self, stream: &mut S) -> Result<Option<bytes::Bytes>, AttemptError>
-    where
-        S: futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin,
-    {
+    /// The next piece of a body, waiting at most `idle_timeout` for it (the total `timeout`
+    /// covers the whole body).
+    async fn next_chunk(&self, resp: &mut Response) -> Result<Option<bytes::Bytes>, AttemptError> {
         let next = match self.settings.idle_timeout {
-            None => stream.next().await,
-            Some(idle) => tokio::time::timeout(idle, stream.next()).await.map_err(|_| AttemptError::Retry {
+            None => resp.next_chunk().await,
+            Some(idle) => tokio::time::timeout(idle, resp.next_chunk()).await.map_err(|_| AttemptError::Retry {
                 cause: RetryCause::Timeout,
                 message: format!("no data from the endpoint for {} s (client_config.idle_timeout)", idle.as_secs_f64()),
                 retry_after: None,
             })?,
         };
-        next.transpose().map_err(transport_error)
+        next.map_err(transport_error)
     }
 
     /// A whole body, under the idle timeout between its pieces.
-    async fn read_body(&self, resp: reqwest::Response) -> Result<Vec<u8>, AttemptError> {
+    async fn read_body(&self, resp: &mut Response) -> Result<Vec<u8>, AttemptError> {
         let mut body = Vec::new();
-        let mut stream = resp.bytes_stream();
-        while let Some(chunk) = self.next_chunk(&mut stream).await? {
+        while let Some(chunk) = self.next_chunk(resp).await? {
             body.extend_from_slice(&chunk);
         }
         Ok(body)

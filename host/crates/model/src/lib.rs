@@ -4,6 +4,8 @@
 //!   stop the run);
 //! - [`wire`]: request bodies and response parsing (JSON and SSE), reasoning extraction;
 //! - [`client`]: the connection pool and the retry loop with backoff, jitter and Retry-After;
+//! - [`transport`]: the HTTP clients an attempt goes through (a lean HTTP/1.1 one for
+//!   direct `http://` endpoints, reqwest for the rest);
 //! - [`pool`]: several endpoints of one model, least loaded first, each within its own
 //!   in-flight cap, failing ones ejected.
 
@@ -11,6 +13,7 @@ pub mod client;
 pub mod error;
 pub mod pool;
 pub mod settings;
+pub mod transport;
 pub mod wire;
 
 pub use client::{ClientSettings, ModelClient};

@@ -6,18 +6,12 @@ use super::AttemptError;
 use serde_json::Value;
 
 use crate::error::RetryCause;
+use crate::transport::TransportError;
 use crate::wire;
 
-pub(super) fn transport_error(e: reqwest::Error) -> AttemptError {
-    let cause = if e.is_timeout() { RetryCause::Timeout } else { RetryCause::Connection };
-    let mut message = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
-    AttemptError::Retry { cause, message, retry_after: None }
+pub(super) fn transport_error(e: TransportError) -> AttemptError {
+    let cause = if e.timeout { RetryCause::Timeout } else { RetryCause::Connection };
+    AttemptError::Retry { cause, message: e.message, retry_after: None }
 }
 
 pub(super) fn error_message(status: u16, body: &str) -> String {

@@ -1,0 +1,450 @@
+//! A lean HTTP/1.1 client for plain `http://` endpoints: one keep-alive connection per request
+//! in flight, pooled per endpoint, driven by the request's own task.
+//!
+//! Why not reqwest here: at 4,096 requests in flight, hyper's per-connection state (a dispatch
+//! channel of ~9 KB blocks, an 8 KB header buffer, an 8 KB read buffer and a driver task per
+//! connection) was ~140 MB of a 265 MB heap (heaptrack, see BENCHMARKS.md). Here an idle or
+//! waiting connection costs its socket: the read buffer exists only while an answer is being
+//! read, and a connection goes back to the pool the moment its body ends, so the pool never
+//! opens more connections than requests in flight. Response heads are parsed by httparse,
+//! hyper's own parser; bodies are framed by Content-Length, chunked encoding or the end of the
+//! connection.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::time::{timeout_at, Instant};
+
+use super::Http1Options;
+
+/// Connections idle longer than this are not reused (reqwest's pool uses the same).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// A response head larger than this is refused.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// A chunk-size or trailer line larger than this is refused.
+const MAX_LINE_BYTES: usize = 8 * 1024;
+/// Read at least this much room at a time.
+const READ_ROOM: usize = 8 * 1024;
+const MAX_HEADERS: usize = 100;
+
+/// Whether `url` can be reached by this client: plain `http`, no userinfo (reqwest turns it into
+/// Basic auth), no HTTP/2, and either a loopback host or no proxy set in the environment.
+pub(crate) fn eligible(url: &reqwest::Url, http2_prior_knowledge: bool) -> bool {
+    let Some(host) = url.host_str() else { return false };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    let proxied = ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"].iter().any(|v| std::env::var(v).is_ok_and(|s| !s.is_empty()));
+    url.scheme() == "http" && !http2_prior_knowledge && url.username().is_empty() && url.password().is_none() && (loopback || !proxied)
+}
+
+/// Why an exchange failed.
+#[derive(Debug)]
+pub(crate) struct Http1Error {
+    kind: ErrorKind,
+    message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ErrorKind {
+    Timeout,
+    /// Refused, reset or closed, or an answer that is not HTTP.
+    Connection,
+    /// The connection closed (or was reset) before a byte of the answer: on a reused
+    /// connection, the server had closed it while it was idle.
+    ClosedBeforeAnswer,
+}
+
+impl Http1Error {
+    fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Http1Error { kind, message: message.into() }
+    }
+    pub fn is_timeout(&self) -> bool {
+        self.kind == ErrorKind::Timeout
+    }
+}
+
+impl fmt::Display for Http1Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// The pooled HTTP/1.1 client of one model client's endpoints.
+pub(crate) struct Http1Client {
+    endpoints: Vec<Arc<Endpoint>>,
+    timeout: Duration,
+    connect_timeout: Duration,
+}
+
+/// One endpoint: where to connect, the fixed part of every request, the idle connections.
+struct Endpoint {
+    url: String,
+    /// `host:port`, for messages.
+    authority: String,
+    host: String,
+    port: u16,
+    /// The request line and headers up to the value of `content-length`.
+    head: Vec<u8>,
+    idle: Mutex<Vec<(Conn, Instant)>>,
+    max_idle: usize,
+}
+
+struct Conn {
+    stream: TcpStream,
+    /// Bytes read and not yet consumed; empty (no allocation) between answers.
+    buf: BytesMut,
+}
+
+/// The parts of a response head the client uses.
+pub(crate) struct Head {
+    pub status: u16,
+    pub retry_after: Option<String>,
+    pub content_type: Option<String>,
+}
+
+impl Http1Client {
+    /// `None` when a header or the key cannot be sent as given (reqwest then reports it).
+    pub fn new(options: &Http1Options<'_>) -> Option<Http1Client> {
+        let mut endpoints = Vec::new();
+        for url in options.urls {
+            let host = url.host_str()?.trim_start_matches('[').trim_end_matches(']').to_string();
+            let port = url.port_or_known_default()?;
+            let authority = match url.port() {
+                Some(p) => format!("{}:{p}", url.host_str()?),
+                None => url.host_str()?.to_string(),
+            };
+            let mut target = url.path().to_string();
+            if let Some(q) = url.query() {
+                target.push('?');
+                target.push_str(q);
+            }
+            let mut head = format!("POST {target} HTTP/1.1\r\nhost: {authority}\r\nuser-agent: modelcall/{}\r\naccept: */*\r\ncontent-type: application/json\r\n", env!("CARGO_PKG_VERSION"));
+            let mut header = |name: &str, value: &str| -> Option<()> {
+                reqwest::header::HeaderName::from_bytes(name.as_bytes()).ok()?;
+                reqwest::header::HeaderValue::from_str(value).ok()?;
+                head.push_str(&format!("{name}: {value}\r\n"));
+                Some(())
+            };
+            if let Some(key) = options.api_key {
+                header("authorization", &format!("Bearer {key}"))?;
+            }
+            for (name, value) in options.headers {
+                header(name, value)?;
+            }
+            head.push_str("content-length: ");
+            endpoints.push(Arc::new(Endpoint {
+                url: url.to_string(),
+                authority: if url.port().is_some() { authority } else { format!("{host}:{port}") },
+                host,
+                port,
+                head: head.into_bytes(),
+                idle: Mutex::new(Vec::new()),
+                max_idle: options.max_idle_per_endpoint.max(1),
+            }));
+        }
+        Some(Http1Client { endpoints, timeout: options.timeout, connect_timeout: options.timeout.min(Duration::from_secs(30)) })
+    }
+
+    /// Sends `body` to `url` and reads the answer's head; the body is read from the returned
+    /// reader. The whole exchange, body included, is bounded by the client's timeout.
+    pub async fn post(&self, url: &str, body: &[u8]) -> Result<(Head, BodyReader), Http1Error> {
+        let deadline = Instant::now() + self.timeout;
+        let endpoint = self.endpoints.iter().find(|e| e.url == url).unwrap_or(&self.endpoints[0]).clone();
+        let mut request = Vec::with_capacity(endpoint.head.len() + 24 + body.len());
+        request.extend_from_slice(&endpoint.head);
+        request.extend_from_slice(body.len().to_string().as_bytes());
+        request.extend_from_slice(b"\r\n\r\n");
+        request.extend_from_slice(body);
+        let mut fresh_only = false;
+        loop {
+            let (mut conn, reused) = match (!fresh_only).then(|| endpoint.checkout()).flatten() {
+                Some(conn) => (conn, true),
+                None => (self.connect(&endpoint, deadline).await?, false),
+            };
+            match exchange(&mut conn, &request, deadline, &endpoint.authority).await {
+                Ok((head, framing, reusable)) => {
+                    drop(request);
+                    let body = BodyReader { conn: Some(conn), framing, reusable, deadline, endpoint };
+                    return Ok((head, body));
+                }
+                // The server closed the idle connection as the request went out: once more on
+                // a new connection (nothing of this request was answered).
+                Err(e) if reused && e.kind == ErrorKind::ClosedBeforeAnswer => fresh_only = true,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn connect(&self, endpoint: &Endpoint, deadline: Instant) -> Result<Conn, Http1Error> {
+        let by = deadline.min(Instant::now() + self.connect_timeout);
+        let stream = timeout_at(by, TcpStream::connect((endpoint.host.as_str(), endpoint.port)))
+            .await
+            .map_err(|_| Http1Error::new(ErrorKind::Timeout, format!("connecting to {}: timed out", endpoint.authority)))?
+            .map_err(|e| Http1Error::new(ErrorKind::Connection, format!("connecting to {}: {e}", endpoint.authority)))?;
+        let _ = stream.set_nodelay(true);
+        Ok(Conn { stream, buf: BytesMut::new() })
+    }
+}
+
+impl Endpoint {
+    /// The most recently used idle connection that is still open.
+    fn checkout(&self) -> Option<Conn> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some((conn, since)) = idle.pop() {
+            if since.elapsed() > IDLE_TIMEOUT {
+                // The newest is too old: so are all below it.
+                idle.clear();
+                return None;
+            }
+            if conn.is_open() {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, mut conn: Conn) {
+        conn.buf = BytesMut::new();
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < self.max_idle {
+            idle.push((conn, Instant::now()));
+        }
+    }
+}
+
+impl Conn {
+    /// Open and silent: an idle connection the server closed reads as end of file.
+    fn is_open(&self) -> bool {
+        let mut byte = [0u8; 1];
+        matches!(self.stream.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+
+    /// Reads what is there into the buffer (waiting for something); 0 at end of file.
+    async fn read_more(&mut self, deadline: Instant, authority: &str) -> Result<usize, Http1Error> {
+        loop {
+            timeout_at(deadline, self.stream.readable()).await.map_err(|_| timed_out())?.map_err(|e| io_error(authority, e))?;
+            if self.buf.capacity() - self.buf.len() < READ_ROOM / 2 {
+                self.buf.reserve(READ_ROOM);
+            }
+            match self.stream.try_read_buf(&mut self.buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(io_error(authority, e)),
+            }
+        }
+    }
+}
+
+fn timed_out() -> Http1Error {
+    Http1Error::new(ErrorKind::Timeout, "no complete answer within client_config.timeout")
+}
+
+fn io_error(authority: &str, e: std::io::Error) -> Http1Error {
+    use std::io::ErrorKind as Io;
+    let kind = match e.kind() {
+        Io::ConnectionReset | Io::BrokenPipe | Io::ConnectionAborted => ErrorKind::ClosedBeforeAnswer,
+        _ => ErrorKind::Connection,
+    };
+    Http1Error::new(kind, format!("connection to {authority}: {e}"))
+}
+
+/// Writes the request and reads the answer's head: its status and headers, how its body is
+/// framed and whether the connection can be reused after it.
+async fn exchange(conn: &mut Conn, request: &[u8], deadline: Instant, authority: &str) -> Result<(Head, Framing, bool), Http1Error> {
+    timeout_at(deadline, conn.stream.write_all(request)).await.map_err(|_| timed_out())?.map_err(|e| io_error(authority, e))?;
+    let mut answered = false;
+    loop {
+        if !conn.buf.is_empty() {
+            answered = true;
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut response = httparse::Response::new(&mut headers);
+            match response.parse(&conn.buf) {
+                Ok(httparse::Status::Complete(len)) => {
+                    let parsed = parse_head(&response, authority)?;
+                    conn.buf.advance(len);
+                    match parsed {
+                        // 100 Continue and other interim answers: the real one follows.
+                        None => continue,
+                        Some(head) => return Ok(head),
+                    }
+                }
+                Ok(httparse::Status::Partial) if conn.buf.len() > MAX_HEAD_BYTES => {
+                    return Err(Http1Error::new(ErrorKind::Connection, format!("{authority} sent a response head over {MAX_HEAD_BYTES} bytes")));
+                }
+                Ok(httparse::Status::Partial) => {}
+                Err(e) => return Err(Http1Error::new(ErrorKind::Connection, format!("{authority} sent an answer that is not HTTP/1.x: {e}"))),
+            }
+        }
+        let read = conn.read_more(deadline, authority).await.map_err(|e| match e.kind {
+            ErrorKind::ClosedBeforeAnswer if answered => Http1Error { kind: ErrorKind::Connection, ..e },
+            _ => e,
+        })?;
+        if read == 0 {
+            let kind = if answered { ErrorKind::Connection } else { ErrorKind::ClosedBeforeAnswer };
+            return Err(Http1Error::new(kind, format!("{authority} closed the connection before a complete answer")));
+        }
+    }
+}
+
+/// The head of a final answer, or `None` for an interim (1xx) one.
+fn parse_head(response: &httparse::Response<'_, '_>, authority: &str) -> Result<Option<(Head, Framing, bool)>, Http1Error> {
+    let status = response.code.unwrap_or(0);
+    if (100..200).contains(&status) && status != 101 {
+        return Ok(None);
+    }
+    let bad = |what: String| Http1Error::new(ErrorKind::Connection, format!("{authority} sent {what}"));
+    let (mut length, mut chunked, mut transfer_encoded, mut close, mut keep_alive) = (None::<u64>, false, false, false, false);
+    let (mut retry_after, mut content_type) = (None, None);
+    for h in response.headers.iter() {
+        let value = || String::from_utf8_lossy(h.value).trim().to_string();
+        if h.name.eq_ignore_ascii_case("content-length") {
+            let n: u64 = value().parse().map_err(|_| bad(format!("an invalid Content-Length {:?}", value())))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(bad("two different Content-Length headers".into()));
+            }
+            length = Some(n);
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            transfer_encoded = true;
+            chunked = value().rsplit(',').next().is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            for token in value().split(',') {
+                close |= token.trim().eq_ignore_ascii_case("close");
+                keep_alive |= token.trim().eq_ignore_ascii_case("keep-alive");
+            }
+        } else if h.name.eq_ignore_ascii_case("retry-after") {
+            retry_after = Some(value());
+        } else if h.name.eq_ignore_ascii_case("content-type") {
+            content_type = Some(value());
+        }
+    }
+    let http11 = response.version == Some(1);
+    let framing = if status == 204 || status == 304 {
+        Framing::Length(0)
+    } else if chunked {
+        Framing::Chunked(Chunk::Size)
+    } else if transfer_encoded {
+        Framing::UntilClose
+    } else {
+        length.map_or(Framing::UntilClose, Framing::Length)
+    };
+    let reusable = !close && (http11 || keep_alive) && !matches!(framing, Framing::UntilClose);
+    Ok(Some((Head { status, retry_after, content_type }, framing, reusable)))
+}
+
+/// How the rest of a body is delimited.
+#[derive(Debug, Clone, Copy)]
+enum Framing {
+    /// This many bytes still to come.
+    Length(u64),
+    Chunked(Chunk),
+    /// Until the server closes the connection.
+    UntilClose,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Chunk {
+    /// Expecting a chunk-size line.
+    Size,
+    /// Inside a chunk, this many bytes still to come.
+    Data(u64),
+    /// Expecting the CRLF after a chunk's data.
+    DataEnd,
+    /// After the last (empty) chunk: trailer lines up to an empty one.
+    Trailers,
+}
+
+/// The body of an answer, read on demand; the connection goes back to the pool when the body
+/// has been read to its end (and is closed if the reader is dropped before).
+pub(crate) struct BodyReader {
+    conn: Option<Conn>,
+    framing: Framing,
+    reusable: bool,
+    deadline: Instant,
+    endpoint: Arc<Endpoint>,
+}
+
+impl BodyReader {
+    /// The next piece of the body; `None` at its end.
+    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, Http1Error> {
+        let authority: &str = &self.endpoint.authority;
+        let Some(conn) = self.conn.as_mut() else { return Ok(None) };
+        let cut_short = |what: &str| Http1Error::new(ErrorKind::Connection, format!("{authority} closed the connection {what}"));
+        loop {
+            match self.framing {
+                Framing::Length(0) => break,
+                Framing::Length(left) => {
+                    if conn.buf.is_empty() && conn.read_more(self.deadline, authority).await? == 0 {
+                        return Err(cut_short(&format!("{left} bytes before the end of the body")));
+                    }
+                    let take = left.min(conn.buf.len() as u64);
+                    self.framing = Framing::Length(left - take);
+                    return Ok(Some(conn.buf.split_to(take as usize).freeze()));
+                }
+                Framing::UntilClose => {
+                    if conn.buf.is_empty() && conn.read_more(self.deadline, authority).await? == 0 {
+                        break;
+                    }
+                    return Ok(Some(conn.buf.split().freeze()));
+                }
+                Framing::Chunked(Chunk::Data(left)) => {
+                    if conn.buf.is_empty() && conn.read_more(self.deadline, authority).await? == 0 {
+                        return Err(cut_short("inside a chunk of the body"));
+                    }
+                    let take = left.min(conn.buf.len() as u64);
+                    self.framing = Framing::Chunked(if take == left { Chunk::DataEnd } else { Chunk::Data(left - take) });
+                    return Ok(Some(conn.buf.split_to(take as usize).freeze()));
+                }
+                Framing::Chunked(state) => {
+                    let Some(end) = conn.buf.windows(2).position(|w| w == b"\r\n") else {
+                        if conn.buf.len() > MAX_LINE_BYTES {
+                            return Err(Http1Error::new(ErrorKind::Connection, format!("{authority} sent a chunk line over {MAX_LINE_BYTES} bytes")));
+                        }
+                        if conn.read_more(self.deadline, authority).await? == 0 {
+                            return Err(cut_short("before the end of a chunked body"));
+                        }
+                        continue;
+                    };
+                    let line = conn.buf.split_to(end + 2);
+                    let line = &line[..end];
+                    self.framing = match state {
+                        Chunk::DataEnd if line.is_empty() => Framing::Chunked(Chunk::Size),
+                        Chunk::DataEnd => return Err(Http1Error::new(ErrorKind::Connection, format!("{authority} sent a chunk longer than its size"))),
+                        Chunk::Size => match chunk_size(line) {
+                            Some(0) => Framing::Chunked(Chunk::Trailers),
+                            Some(n) => Framing::Chunked(Chunk::Data(n)),
+                            None => return Err(Http1Error::new(ErrorKind::Connection, format!("{authority} sent an invalid chunk size {:?}", String::from_utf8_lossy(line)))),
+                        },
+                        Chunk::Trailers if line.is_empty() => Framing::Length(0),
+                        Chunk::Trailers => Framing::Chunked(Chunk::Trailers),
+                        Chunk::Data(_) => unreachable!("handled above"),
+                    };
+                }
+            }
+        }
+        // The end of the body: the connection is free again (unless the server said otherwise
+        // or sent more than the answer).
+        let conn = self.conn.take().expect("checked above");
+        if self.reusable && conn.buf.is_empty() {
+            self.endpoint.checkin(conn);
+        }
+        Ok(None)
+    }
+}
+
+/// The size of a chunk from its line (hex digits, then optional `;extensions`).
+fn chunk_size(line: &[u8]) -> Option<u64> {
+    let digits = line.split(|b| *b == b';').next()?;
+    let digits = std::str::from_utf8(digits).ok()?.trim();
+    if digits.is_empty() || digits.len() > 15 {
+        return None;
+    }
+    u64::from_str_radix(digits, 16).ok()
+}
+
+#[cfg(test)]
+#[path = "http1_tests.rs"]
+mod tests;

@@ -1,0 +1,129 @@
+//! How an attempt reaches an endpoint: a POST and its answer read piece by piece, over one of
+//! two HTTP clients.
+//!
+//! - [`http1`], our own lean HTTP/1.1 client, for plain `http://` endpoints reached directly:
+//!   the local vLLM/SGLang fleets where thousands of requests are in flight. It costs a socket
+//!   per connection and nothing per request while the request waits for its answer.
+//! - reqwest for everything else: TLS, proxies, HTTP/2 (`http2_prior_knowledge`), URLs with
+//!   userinfo. `MODELCALL_HTTP_CLIENT=reqwest` sends everything through it.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+pub(crate) mod http1;
+
+/// The variable that sends every request through reqwest (`reqwest`), e.g. to compare.
+pub const HTTP_CLIENT_VAR: &str = "MODELCALL_HTTP_CLIENT";
+
+/// A transport failure: no complete HTTP answer.
+#[derive(Debug)]
+pub(crate) struct TransportError {
+    /// The deadline (`client_config.timeout`, or the connect timeout) passed.
+    pub timeout: bool,
+    pub message: String,
+}
+
+impl From<reqwest::Error> for TransportError {
+    fn from(e: reqwest::Error) -> Self {
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            message.push_str(": ");
+            message.push_str(&s.to_string());
+            source = s.source();
+        }
+        TransportError { timeout: e.is_timeout(), message }
+    }
+}
+
+impl From<http1::Http1Error> for TransportError {
+    fn from(e: http1::Http1Error) -> Self {
+        TransportError { timeout: e.is_timeout(), message: e.to_string() }
+    }
+}
+
+/// The client a [`crate::ModelClient`] sends its attempts with.
+pub(crate) enum Transport {
+    Reqwest { client: reqwest::Client, api_key: Option<String> },
+    Http1(http1::Http1Client),
+}
+
+/// What the client needs to build an [`http1::Http1Client`] for its endpoints.
+pub(crate) struct Http1Options<'a> {
+    pub urls: &'a [reqwest::Url],
+    pub api_key: Option<&'a str>,
+    pub headers: &'a [(String, String)],
+    pub http2_prior_knowledge: bool,
+    pub timeout: Duration,
+    pub max_idle_per_endpoint: usize,
+}
+
+impl Transport {
+    /// The lean HTTP/1.1 client when every endpoint can use it, else `reqwest`.
+    pub fn choose(reqwest: reqwest::Client, options: Http1Options<'_>) -> Transport {
+        let forced = std::env::var(HTTP_CLIENT_VAR).is_ok_and(|v| v.eq_ignore_ascii_case("reqwest"));
+        let direct = options.urls.iter().all(|u| http1::eligible(u, options.http2_prior_knowledge));
+        if !forced && direct {
+            if let Some(client) = http1::Http1Client::new(&options) {
+                return Transport::Http1(client);
+            }
+        }
+        Transport::Reqwest { client: reqwest, api_key: options.api_key.map(str::to_string) }
+    }
+
+    /// Which client it is, for logs and tests.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Transport::Reqwest { .. } => "reqwest",
+            Transport::Http1(_) => "http1",
+        }
+    }
+
+    /// POSTs a JSON `body` to `url` (one of the endpoints the transport was built for).
+    pub async fn post(&self, url: &str, body: Bytes) -> Result<Response, TransportError> {
+        match self {
+            Transport::Reqwest { client, api_key } => {
+                let mut req = client.post(url).header("content-type", "application/json").body(body);
+                if let Some(key) = api_key {
+                    req = req.bearer_auth(key);
+                }
+                let resp = req.send().await?;
+                let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+                Ok(Response {
+                    status: resp.status().as_u16(),
+                    retry_after: header("retry-after"),
+                    content_type: header("content-type"),
+                    body: Body::Reqwest(resp),
+                })
+            }
+            Transport::Http1(client) => {
+                let (head, body) = client.post(url, &body).await?;
+                Ok(Response { status: head.status, retry_after: head.retry_after, content_type: head.content_type, body: Body::Http1(body) })
+            }
+        }
+    }
+}
+
+/// An answer's status and the headers the client reads, and its body still to read.
+pub(crate) struct Response {
+    pub status: u16,
+    pub retry_after: Option<String>,
+    pub content_type: Option<String>,
+    body: Body,
+}
+
+enum Body {
+    Reqwest(reqwest::Response),
+    Http1(http1::BodyReader),
+}
+
+impl Response {
+    /// The next piece of the body; `None` at its end.
+    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, TransportError> {
+        match &mut self.body {
+            Body::Reqwest(resp) => Ok(resp.chunk().await?),
+            Body::Http1(body) => Ok(body.next_chunk().await?),
+        }
+    }
+}
