@@ -46,7 +46,8 @@ fn python() -> Option<PathBuf> {
     (made && ready(&py)).then_some(py)
 }
 
-/// moto's S3 server on a free port; killed when dropped (and it stops by itself after 10 minutes).
+/// moto's S3 server on a free port, under `timeout 600`; stopped when dropped (and it stops by
+/// itself after 10 minutes).
 struct Moto {
     child: Child,
     url: String,
@@ -54,7 +55,10 @@ struct Moto {
 
 impl Drop for Moto {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // SIGTERM, which `timeout` passes on to the server; a SIGKILL would end `timeout` alone
+        // and leave the server running with nothing to stop it.
+        // SAFETY: signals our own child process, which has not been waited for yet.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
         let _ = self.child.wait();
     }
 }

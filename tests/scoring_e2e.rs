@@ -62,15 +62,33 @@ fn assert_success(out: &Output) {
 
 #[test]
 fn faults_are_retried_and_every_record_lands_exactly_once() {
+    faults_case(10_000, None, "http1");
+}
+
+/// The same faults through reqwest, the client of TLS, proxied and HTTP/2 endpoints (forced here
+/// on a plain loopback endpoint, which otherwise goes through the lean HTTP/1.1 client).
+#[test]
+fn faults_are_retried_alike_through_reqwest() {
+    faults_case(3_000, Some("reqwest"), "reqwest");
+}
+
+/// `records` records against a simulator that throttles, fails, drops connections and sends
+/// broken bodies: every record lands once, each cause is retried, `http_client` is `expected`.
+fn faults_case(records: usize, http_client: Option<&str>, expected: &str) {
     let s = Scratch::new();
-    write_records(&s.path("input/data.jsonl"), 10_000);
+    write_records(&s.path("input/data.jsonl"), records);
     let task = s.task("sim://?fault=429:0.05&fault=500:0.02&fault=drop:0.01&fault=malformed:0.01&retry_after_secs=1", 512, "");
-    let out = run(&task, &[]);
+    let mut command = Command::new(bin());
+    command.arg("run-task").arg(&task).arg("--no-progress").stdin(Stdio::null()).env_remove("MODELCALL_HTTP_CLIENT");
+    if let Some(client) = http_client {
+        command.env("MODELCALL_HTTP_CLIENT", client);
+    }
+    let out = command.output().expect("running modelcall");
     assert_success(&out);
 
     let rows = read_jsonl(&s.path("out/data.jsonl"));
     let counts = ids(&rows);
-    assert_eq!(counts.len(), 10_000, "every record is in the output");
+    assert_eq!(counts.len(), records, "every record is in the output");
     assert!(counts.values().all(|&c| c == 1), "no record twice");
     for r in &rows {
         assert_eq!(r["api_status"], "success");
@@ -81,11 +99,12 @@ fn faults_are_retried_and_every_record_lands_exactly_once() {
     assert!(read_jsonl(&s.path("out/data.errors.jsonl")).is_empty(), "no errors");
 
     let summary: Value = serde_json::from_str(&std::fs::read_to_string(s.path("out/run_summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["http_client"], expected);
     let retries = &summary["retries_by_cause"];
     for cause in ["rate_limited", "server_error", "connection", "malformed_body"] {
         assert!(retries[cause].as_u64().unwrap_or(0) > 0, "retries by cause should count {cause}: {retries}");
     }
-    assert_eq!(summary["records"]["scored"], 10_000);
+    assert_eq!(summary["records"]["scored"], records);
     assert_eq!(summary["records"]["failed"], 0);
     // The API key never appears in what the user sees.
     let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));

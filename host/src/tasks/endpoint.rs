@@ -54,12 +54,13 @@ pub async fn connect(model: &ModelConfig, concurrency: usize, plan: &modelcall_c
 }
 
 /// What the run summary gets at the end: `endpoints` (requests, failures and ejections per
-/// endpoint) and, for `sim://`, `simulator` (what the simulated server counted, its prefix
+/// endpoint), `http_client` (`http1` or `reqwest`, see `modelcall_model::transport`) and, for `sim://`, `simulator` (what the simulated server counted, its prefix
 /// cache included).
 pub fn end_facts(client: ModelClient, sim: Option<Arc<modelcall_sim::SimServer>>) -> crate::engine::EndFacts {
     Box::new(move |_summary| {
         let mut facts = Map::new();
         facts.insert("endpoints".into(), json!(client.endpoint_stats()));
+        facts.insert("http_client".into(), json!(client.transport_name()));
         if let Some(sim) = &sim {
             let s = sim.stats();
             let mut doc = json!({"requests": s.requests, "rate_limited": s.rate_limited});

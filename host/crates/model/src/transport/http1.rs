@@ -53,9 +53,9 @@ enum ErrorKind {
     Timeout,
     /// Refused, reset or closed, or an answer that is not HTTP.
     Connection,
-    /// The connection closed (or was reset) before a byte of the answer: on a reused
-    /// connection, the server had closed it while it was idle.
-    ClosedBeforeAnswer,
+    /// The request could not be written: on a reused connection, the server had closed it
+    /// while it was idle, so the request never reached it.
+    NotSent,
 }
 
 impl Http1Error {
@@ -171,9 +171,10 @@ impl Http1Client {
                     let body = BodyReader { conn: Some(conn), framing, reusable, deadline, endpoint };
                     return Ok((head, body));
                 }
-                // The server closed the idle connection as the request went out: once more on
-                // a new connection (nothing of this request was answered).
-                Err(e) if reused && e.kind == ErrorKind::ClosedBeforeAnswer => fresh_only = true,
+                // The server had closed the idle connection: the request did not reach it, so
+                // it goes once more on a new connection. (A connection closed after the request
+                // went out is an error the retry loop counts: the server may have worked on it.)
+                Err(e) if reused && e.kind == ErrorKind::NotSent => fresh_only = true,
                 Err(e) => return Err(e),
             }
         }
@@ -244,22 +245,18 @@ fn timed_out() -> Http1Error {
 }
 
 fn io_error(authority: &str, e: std::io::Error) -> Http1Error {
-    use std::io::ErrorKind as Io;
-    let kind = match e.kind() {
-        Io::ConnectionReset | Io::BrokenPipe | Io::ConnectionAborted => ErrorKind::ClosedBeforeAnswer,
-        _ => ErrorKind::Connection,
-    };
-    Http1Error::new(kind, format!("connection to {authority}: {e}"))
+    Http1Error::new(ErrorKind::Connection, format!("connection to {authority}: {e}"))
 }
 
 /// Writes the request and reads the answer's head: its status and headers, how its body is
 /// framed and whether the connection can be reused after it.
 async fn exchange(conn: &mut Conn, request: &[u8], deadline: Instant, authority: &str) -> Result<(Head, Framing, bool), Http1Error> {
-    timeout_at(deadline, conn.stream.write_all(request)).await.map_err(|_| timed_out())?.map_err(|e| io_error(authority, e))?;
-    let mut answered = false;
+    timeout_at(deadline, conn.stream.write_all(request))
+        .await
+        .map_err(|_| timed_out())?
+        .map_err(|e| Http1Error { kind: ErrorKind::NotSent, ..io_error(authority, e) })?;
     loop {
         if !conn.buf.is_empty() {
-            answered = true;
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut response = httparse::Response::new(&mut headers);
             match response.parse(&conn.buf) {
@@ -279,13 +276,8 @@ async fn exchange(conn: &mut Conn, request: &[u8], deadline: Instant, authority:
                 Err(e) => return Err(Http1Error::new(ErrorKind::Connection, format!("{authority} sent an answer that is not HTTP/1.x: {e}"))),
             }
         }
-        let read = conn.read_more(deadline, authority).await.map_err(|e| match e.kind {
-            ErrorKind::ClosedBeforeAnswer if answered => Http1Error { kind: ErrorKind::Connection, ..e },
-            _ => e,
-        })?;
-        if read == 0 {
-            let kind = if answered { ErrorKind::Connection } else { ErrorKind::ClosedBeforeAnswer };
-            return Err(Http1Error::new(kind, format!("{authority} closed the connection before a complete answer")));
+        if conn.read_more(deadline, authority).await? == 0 {
+            return Err(Http1Error::new(ErrorKind::Connection, format!("{authority} closed the connection before a complete answer")));
         }
     }
 }
