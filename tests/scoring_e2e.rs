@@ -404,3 +404,22 @@ fn a_budget_stops_the_run_cleanly_and_a_dry_run_estimates_what_it_costs() {
     assert_success(&out);
     assert_eq!(ids(&read_jsonl(&s.path("out/data.jsonl"))).len(), 300);
 }
+
+/// A model config with `http2_prior_knowledge: true` runs over HTTP/2 without TLS: the summary
+/// names reqwest as the client and the simulator counts every request as HTTP/2.
+#[test]
+fn http2_prior_knowledge_runs_the_task_over_h2c() {
+    let s = Scratch::new();
+    write_records(&s.path("input/data.jsonl"), 300);
+    let model = s.write(
+        "h2c-model.yaml",
+        b"client_config:\n  base_url: \"sim://\"\n  api_key: \"sk-test-secret-1234\"\n  http2_prior_knowledge: true\n  timeout: 5\nchat_config:\n  model: \"m\"\n",
+    );
+    let task = s.scoring_task_for(&model, 64, "", "");
+    assert_success(&run(&task, &[]));
+    assert_eq!(ids(&read_jsonl(&s.path("out/data.jsonl"))).len(), 300);
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(s.path("out/run_summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["http_client"], "reqwest");
+    assert_eq!(summary["simulator"]["http2_requests"], summary["simulator"]["requests"]);
+    assert_eq!(summary["simulator"]["requests"], 300);
+}

@@ -64,6 +64,9 @@ pub fn end_facts(client: ModelClient, sim: Option<Arc<modelcall_sim::SimServer>>
         if let Some(sim) = &sim {
             let s = sim.stats();
             let mut doc = json!({"requests": s.requests, "rate_limited": s.rate_limited});
+            if s.http2_requests > 0 {
+                doc["http2_requests"] = json!(s.http2_requests);
+            }
             if s.prefix_lookups > 0 {
                 doc["prefix_cache"] = json!({"lookups": s.prefix_lookups, "hits": s.prefix_hits,
                     "hit_rate": (s.prefix_hits as f64 / s.prefix_lookups as f64 * 1000.0).round() / 1000.0});

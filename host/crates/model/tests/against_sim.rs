@@ -201,3 +201,30 @@ async fn tokens_per_minute_spaces_out_requests_by_their_estimated_tokens() {
     let elapsed = started.elapsed();
     assert!(elapsed >= Duration::from_millis(1500) && elapsed < Duration::from_secs(10), "{elapsed:?}");
 }
+
+/// `http2_prior_knowledge: true` speaks HTTP/2 without TLS (through reqwest): every request
+/// reaches the simulator over HTTP/2, streamed or not. Without it, HTTP/1.1 through the lean
+/// transport.
+#[tokio::test]
+async fn h2c_is_spoken_when_asked_for_and_http1_otherwise() {
+    let sim = modelcall_sim::start(SimOptions::default()).await.unwrap();
+    let mut sent = 0;
+    for (h2c, stream) in [(true, false), (true, true), (false, false)] {
+        let mut s = settings(sim.base_url());
+        s.http2_prior_knowledge = h2c;
+        s.stream = stream;
+        let client = ModelClient::new(s).unwrap();
+        assert_eq!(client.transport_name(), if h2c { "reqwest" } else { "http1" });
+        let calls: Vec<_> = (0..20).map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move { client.chat(&ask(&format!("q{i}"))).await })
+        }).collect();
+        for c in calls {
+            assert_eq!(c.await.unwrap().expect("the call succeeds").finish_reason.as_deref(), Some("stop"));
+        }
+        sent += 20;
+        let stats = sim.stats();
+        assert_eq!(stats.requests, sent);
+        assert_eq!(stats.http2_requests, 40.min(sent), "h2c={h2c} stream={stream}");
+    }
+}

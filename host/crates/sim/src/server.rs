@@ -31,11 +31,14 @@ pub struct SimStats {
     /// With `prefix_cache`: chat requests looked up, and those whose prefix was cached.
     pub prefix_lookups: u64,
     pub prefix_hits: u64,
+    /// Requests that came over HTTP/2 (h2c, prior knowledge); the others were HTTP/1.x.
+    pub http2_requests: u64,
 }
 
 #[derive(Default)]
 struct Counters {
     requests: AtomicU64,
+    http2: AtomicU64,
     ok: AtomicU64,
     faults: [AtomicU64; 6],
 }
@@ -88,6 +91,7 @@ impl SimServer {
             unauthorized: f(FaultKind::Unauthorized),
             prefix_lookups: self.state.prefix_cache.as_ref().map_or(0, |c| c.counts().0),
             prefix_hits: self.state.prefix_cache.as_ref().map_or(0, |c| c.counts().1),
+            http2_requests: self.state.counters.http2.load(Ordering::Relaxed),
         }
     }
 
@@ -154,8 +158,8 @@ pub async fn start_on(addr: SocketAddr, opts: SimOptions) -> Result<SimServer, S
             let state = accept_state.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .keep_alive(true)
+                // HTTP/1.1 (kept alive), or h2c when the client opens with HTTP/2's preface.
+                let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
             });
@@ -213,6 +217,9 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
 
 async fn chat(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, DropConnection> {
     let n = state.counters.requests.fetch_add(1, Ordering::Relaxed);
+    if req.version() == hyper::Version::HTTP_2 {
+        state.counters.http2.fetch_add(1, Ordering::Relaxed);
+    }
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => return Err(DropConnection),
