@@ -14,12 +14,16 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
 use super::Http1Options;
+
+mod body;
+pub(crate) use body::BodyReader;
+use body::{Chunk, Framing};
 
 /// Connections idle longer than this are not reused (reqwest's pool uses the same).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -327,116 +331,5 @@ fn parse_head(response: &httparse::Response<'_, '_>, authority: &str) -> Result<
     Ok(Some((Head { status, retry_after, content_type }, framing, reusable)))
 }
 
-/// How the rest of a body is delimited.
-#[derive(Debug, Clone, Copy)]
-enum Framing {
-    /// This many bytes still to come.
-    Length(u64),
-    Chunked(Chunk),
-    /// Until the server closes the connection.
-    UntilClose,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Chunk {
-    /// Expecting a chunk-size line.
-    Size,
-    /// Inside a chunk, this many bytes still to come.
-    Data(u64),
-    /// Expecting the CRLF after a chunk's data.
-    DataEnd,
-    /// After the last (empty) chunk: trailer lines up to an empty one.
-    Trailers,
-}
-
-/// The body of an answer, read on demand; the connection goes back to the pool when the body
-/// has been read to its end (and is closed if the reader is dropped before).
-pub(crate) struct BodyReader {
-    conn: Option<Conn>,
-    framing: Framing,
-    reusable: bool,
-    deadline: Instant,
-    endpoint: Arc<Endpoint>,
-}
-
-impl BodyReader {
-    /// The next piece of the body; `None` at its end.
-    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, Http1Error> {
-        let authority: &str = &self.endpoint.authority;
-        let Some(conn) = self.conn.as_mut() else { return Ok(None) };
-        let cut_short = |what: &str| Http1Error::new(ErrorKind::Connection, format!("{authority} closed the connection {what}"));
-        loop {
-            match self.framing {
-                Framing::Length(0) => break,
-                Framing::Length(left) => {
-                    if conn.buf.is_empty() && conn.read_more(self.deadline, authority).await? == 0 {
-                        return Err(cut_short(&format!("{left} bytes before the end of the body")));
-                    }
-                    let take = left.min(conn.buf.len() as u64);
-                    self.framing = Framing::Length(left - take);
-                    return Ok(Some(conn.buf.split_to(take as usize).freeze()));
-                }
-                Framing::UntilClose => {
-                    if conn.buf.is_empty() && conn.read_more(self.deadline, authority).await? == 0 {
-                        break;
-                    }
-                    return Ok(Some(conn.buf.split().freeze()));
-                }
-                Framing::Chunked(Chunk::Data(left)) => {
-                    if conn.buf.is_empty() && conn.read_more(self.deadline, authority).await? == 0 {
-                        return Err(cut_short("inside a chunk of the body"));
-                    }
-                    let take = left.min(conn.buf.len() as u64);
-                    self.framing = Framing::Chunked(if take == left { Chunk::DataEnd } else { Chunk::Data(left - take) });
-                    return Ok(Some(conn.buf.split_to(take as usize).freeze()));
-                }
-                Framing::Chunked(state) => {
-                    let Some(end) = conn.buf.windows(2).position(|w| w == b"\r\n") else {
-                        if conn.buf.len() > MAX_LINE_BYTES {
-                            return Err(Http1Error::new(ErrorKind::Connection, format!("{authority} sent a chunk line over {MAX_LINE_BYTES} bytes")));
-                        }
-                        if conn.read_more(self.deadline, authority).await? == 0 {
-                            return Err(cut_short("before the end of a chunked body"));
-                        }
-                        continue;
-                    };
-                    let line = conn.buf.split_to(end + 2);
-                    let line = &line[..end];
-                    self.framing = match state {
-                        Chunk::DataEnd if line.is_empty() => Framing::Chunked(Chunk::Size),
-                        Chunk::DataEnd => return Err(Http1Error::new(ErrorKind::Connection, format!("{authority} sent a chunk longer than its size"))),
-                        Chunk::Size => match chunk_size(line) {
-                            Some(0) => Framing::Chunked(Chunk::Trailers),
-                            Some(n) => Framing::Chunked(Chunk::Data(n)),
-                            None => return Err(Http1Error::new(ErrorKind::Connection, format!("{authority} sent an invalid chunk size {:?}", String::from_utf8_lossy(line)))),
-                        },
-                        Chunk::Trailers if line.is_empty() => Framing::Length(0),
-                        Chunk::Trailers => Framing::Chunked(Chunk::Trailers),
-                        Chunk::Data(_) => unreachable!("handled above"),
-                    };
-                }
-            }
-        }
-        // The end of the body: the connection is free again (unless the server said otherwise
-        // or sent more than the answer).
-        let conn = self.conn.take().expect("checked above");
-        if self.reusable && conn.buf.is_empty() {
-            self.endpoint.checkin(conn);
-        }
-        Ok(None)
-    }
-}
-
-/// The size of a chunk from its line (hex digits, then optional `;extensions`).
-fn chunk_size(line: &[u8]) -> Option<u64> {
-    let digits = line.split(|b| *b == b';').next()?;
-    let digits = std::str::from_utf8(digits).ok()?.trim();
-    if digits.is_empty() || digits.len() > 15 {
-        return None;
-    }
-    u64::from_str_radix(digits, 16).ok()
-}
-
 #[cfg(test)]
-#[path = "http1_tests.rs"]
 mod tests;
