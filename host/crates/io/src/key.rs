@@ -14,7 +14,7 @@
 //! Keys the engine makes itself (bad lines, source errors) live in their own namespace, see
 //! [`internal_key`]: they start with [`INTERNAL_KEY_PREFIX`], which no assigned key does.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -56,22 +56,47 @@ pub struct KeyAssigner {
     /// Id fields tried in order (e.g. `uid`, then `id` for distillation inputs).
     id_fields: Vec<String>,
     /// Occurrences seen so far per content hash, for duplicate ordinals. Only records without
-    /// an id pay for this (about 40 bytes each).
-    seen: HashMap<u128, u32>,
+    /// an id pay for this.
+    seen: Counts,
     /// Per 128-bit hash of a key made from an id: how many records had that exact (escaped)
     /// id. Every key handed out for an id is in here (with 0 when it was only generated as
-    /// `id#n`), so presence means "taken". About 40 bytes a record with an id.
-    ids: HashMap<u128, u32>,
+    /// `id#n`), so presence means "taken".
+    ids: Counts,
+}
+
+/// Counts per 128-bit hash, held as the set of hashes seen (16 bytes and a control byte each)
+/// and the counts other than 1 apart, since nearly every key occurs once: half the memory of a
+/// map from hash to count, whose entries are padded to 32 bytes.
+#[derive(Default)]
+struct Counts {
+    present: HashSet<u128>,
+    /// Counts that are not 1 (repeated ids, and 0 for keys only generated).
+    other: HashMap<u128, u32>,
+}
+
+impl Counts {
+    fn get(&self, hash: u128) -> Option<u32> {
+        self.present.contains(&hash).then(|| self.other.get(&hash).copied().unwrap_or(1))
+    }
+
+    fn set(&mut self, hash: u128, count: u32) {
+        self.present.insert(hash);
+        if count == 1 {
+            self.other.remove(&hash);
+        } else {
+            self.other.insert(hash, count);
+        }
+    }
 }
 
 impl KeyAssigner {
     pub fn new(id_field: Option<String>) -> Self {
-        KeyAssigner { id_fields: id_field.into_iter().collect(), seen: HashMap::new(), ids: HashMap::new() }
+        KeyAssigner { id_fields: id_field.into_iter().collect(), seen: Counts::default(), ids: Counts::default() }
     }
 
     /// Tries each of `fields` in order before falling back to the content hash.
     pub fn with_fields(fields: &[&str]) -> Self {
-        KeyAssigner { id_fields: fields.iter().map(|f| f.to_string()).collect(), seen: HashMap::new(), ids: HashMap::new() }
+        KeyAssigner { id_fields: fields.iter().map(|f| f.to_string()).collect(), seen: Counts::default(), ids: Counts::default() }
     }
 
     /// The key of `record`; same as `assign(record).key`.
@@ -94,25 +119,19 @@ impl KeyAssigner {
             return self.assign_id(id);
         }
         let hash = content_hash(record);
-        let count = self.seen.entry(hash).or_insert(0);
-        let duplicate = *count > 0;
-        let key = if *count == 0 { format!("h:{hash:032x}") } else { format!("h:{hash:032x}#{count}") };
-        *count += 1;
-        AssignedKey { key, duplicate }
+        let count = self.seen.get(hash).unwrap_or(0);
+        let key = if count == 0 { format!("h:{hash:032x}") } else { format!("h:{hash:032x}#{count}") };
+        self.seen.set(hash, count + 1);
+        AssignedKey { key, duplicate: count > 0 }
     }
 
     fn assign_id(&mut self, id: String) -> AssignedKey {
         let hash = key_hash(&id);
-        let (occurrences, taken) = match self.ids.get_mut(&hash) {
-            Some(n) => {
-                *n += 1;
-                (*n, true)
-            }
-            None => {
-                self.ids.insert(hash, 1);
-                (1, false)
-            }
+        let (occurrences, taken) = match self.ids.get(hash) {
+            Some(n) => (n + 1, true),
+            None => (1, false),
         };
+        self.ids.set(hash, occurrences);
         if !taken {
             return AssignedKey { key: id, duplicate: false };
         }
@@ -122,8 +141,8 @@ impl KeyAssigner {
         loop {
             let candidate = format!("{id}#{n}");
             let h = key_hash(&candidate);
-            if let std::collections::hash_map::Entry::Vacant(e) = self.ids.entry(h) {
-                e.insert(0);
+            if self.ids.get(h).is_none() {
+                self.ids.set(h, 0);
                 return AssignedKey { key: candidate, duplicate: occurrences > 1 };
             }
             n += 1;
