@@ -126,7 +126,7 @@ impl Http1Client {
                 target.push('?');
                 target.push_str(q);
             }
-            let mut head = format!("POST {target} HTTP/1.1\r\nhost: {authority}\r\nuser-agent: modelcall/{}\r\naccept: */*\r\ncontent-type: application/json\r\n", env!("CARGO_PKG_VERSION"));
+            let mut head = format!("POST {target} HTTP/1.1\r\nhost: {authority}\r\ncontent-type: application/json\r\n");
             let mut header = |name: &str, value: &str| -> Option<()> {
                 reqwest::header::HeaderName::from_bytes(name.as_bytes()).ok()?;
                 reqwest::header::HeaderValue::from_str(value).ok()?;
@@ -136,8 +136,21 @@ impl Http1Client {
             if let Some(key) = options.api_key {
                 header("authorization", &format!("Bearer {key}"))?;
             }
+            // As through reqwest: a default header replaces the user agent and `accept`, not the
+            // key or the content type; the framing headers are the client's own.
+            let given = |name: &str| options.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+            if !given("user-agent") {
+                header("user-agent", concat!("modelcall/", env!("CARGO_PKG_VERSION")))?;
+            }
+            if !given("accept") {
+                header("accept", "*/*")?;
+            }
+            const OWN: [&str; 5] = ["host", "content-type", "content-length", "transfer-encoding", "connection"];
             for (name, value) in options.headers {
-                header(name, value)?;
+                let own = OWN.iter().any(|o| name.eq_ignore_ascii_case(o)) || (options.api_key.is_some() && name.eq_ignore_ascii_case("authorization"));
+                if !own {
+                    header(name, value)?;
+                }
             }
             head.push_str("content-length: ");
             endpoints.push(Arc::new(Endpoint {

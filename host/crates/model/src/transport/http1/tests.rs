@@ -276,3 +276,23 @@ fn a_header_that_cannot_be_sent_leaves_the_endpoint_to_reqwest() {
     assert!(Http1Client::new(&options(Some("sk-fine"))).is_some());
     assert!(Http1Client::new(&options(Some("sk-bad\r\nx-injected: 1"))).is_none(), "no header injection through the key");
 }
+
+#[tokio::test]
+async fn default_headers_replace_the_user_agent_but_not_the_key_or_the_framing() {
+    let s = server(|_| Then::Answer(ok("{}"))).await;
+    let headers: Vec<(String, String)> = [("User-Agent", "team-tool/2"), ("Authorization", "Bearer other"), ("Content-Length", "1"), ("Host", "elsewhere"), ("X-Trace", "t-1")]
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    let c = Http1Client::new(&Http1Options { urls: std::slice::from_ref(&s.url), api_key: Some("sk-test"), headers: &headers, http2_prior_knowledge: false, timeout: Duration::from_secs(5), max_idle_per_endpoint: 4 }).unwrap();
+    assert_eq!(post(&c, &s.url, "{\"a\":1}").await.unwrap().0, 200);
+    let request = String::from_utf8(s.requests.lock().unwrap()[0].clone()).unwrap().to_lowercase();
+    let count = |line: &str| request.matches(&format!("{line}\r\n")).count();
+    assert_eq!(count("user-agent: team-tool/2"), 1, "{request}");
+    assert_eq!(request.matches("user-agent:").count(), 1, "{request}");
+    assert_eq!(count("authorization: bearer sk-test"), 1, "{request}");
+    assert_eq!(request.matches("authorization:").count(), 1, "{request}");
+    assert_eq!(request.matches("content-length:").count(), 1, "{request}");
+    assert_eq!(request.matches("host:").count(), 1, "{request}");
+    assert_eq!(count("x-trace: t-1"), 1, "{request}");
+}
