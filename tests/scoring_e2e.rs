@@ -423,3 +423,16 @@ fn http2_prior_knowledge_runs_the_task_over_h2c() {
     assert_eq!(summary["simulator"]["http2_requests"], summary["simulator"]["requests"]);
     assert_eq!(summary["simulator"]["requests"], 300);
 }
+
+/// An unknown `MODELCALL_HTTP_CLIENT` stops the run before any request, saying what it takes.
+#[test]
+fn an_unknown_http_client_stops_before_any_request() {
+    let s = Scratch::new();
+    write_records(&s.path("input/data.jsonl"), 10);
+    let task = s.task("sim://", 4, "");
+    let out = Command::new(bin()).arg("run-task").arg(&task).arg("--no-progress").env("MODELCALL_HTTP_CLIENT", "curl").stdin(Stdio::null()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("MODELCALL_HTTP_CLIENT is `curl`: it must be `auto`"), "{stderr}");
+    assert!(!s.path("out/data.jsonl").exists(), "nothing was scored");
+}

@@ -131,7 +131,7 @@ impl ModelClient {
                 timeout: settings.timeout,
                 max_idle_per_endpoint: settings.pool_size,
             },
-        );
+        )?;
         let limiter = match settings.requests_per_minute {
             Some(0) => return Err(ClientError::ZeroRequestsPerMinute),
             Some(rpm) => {

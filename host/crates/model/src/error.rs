@@ -113,6 +113,9 @@ pub enum ClientError {
     /// A `default_headers` entry (or organization/project) that is not a valid HTTP header.
     #[error("header `{name}` cannot be sent: {reason}")]
     InvalidHeader { name: String, reason: String },
+    /// `MODELCALL_HTTP_CLIENT` set to something else than `auto` or `reqwest`.
+    #[error("MODELCALL_HTTP_CLIENT is `{0}`: it must be `auto` (modelcall's HTTP/1.1 client for direct http:// endpoints, reqwest for the rest; the default) or `reqwest` (reqwest for every endpoint)")]
+    UnknownHttpClient(String),
 }
 
 /// A 200 whose body is not a chat completion (retryable as `malformed_body`).

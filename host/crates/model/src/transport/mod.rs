@@ -13,7 +13,8 @@ use bytes::Bytes;
 
 pub(crate) mod http1;
 
-/// The variable that sends every request through reqwest (`reqwest`), e.g. to compare.
+/// The variable that sends every request through reqwest (`reqwest`), e.g. to compare; `auto`
+/// (or unset) chooses per the rules above.
 pub const HTTP_CLIENT_VAR: &str = "MODELCALL_HTTP_CLIENT";
 
 /// A transport failure: no complete HTTP answer.
@@ -60,16 +61,22 @@ pub(crate) struct Http1Options<'a> {
 }
 
 impl Transport {
-    /// The lean HTTP/1.1 client when every endpoint can use it, else `reqwest`.
-    pub fn choose(reqwest: reqwest::Client, options: Http1Options<'_>) -> Transport {
-        let forced = std::env::var(HTTP_CLIENT_VAR).is_ok_and(|v| v.eq_ignore_ascii_case("reqwest"));
+    /// The lean HTTP/1.1 client when every endpoint can use it, else `reqwest`; an unknown
+    /// `MODELCALL_HTTP_CLIENT` is an error.
+    pub fn choose(reqwest: reqwest::Client, options: Http1Options<'_>) -> Result<Transport, crate::ClientError> {
+        let forced = match std::env::var(HTTP_CLIENT_VAR) {
+            Err(_) => false,
+            Ok(v) if v.is_empty() || v.eq_ignore_ascii_case("auto") => false,
+            Ok(v) if v.eq_ignore_ascii_case("reqwest") => true,
+            Ok(v) => return Err(crate::ClientError::UnknownHttpClient(v)),
+        };
         let direct = options.urls.iter().all(|u| http1::eligible(u, options.http2_prior_knowledge));
         if !forced && direct {
             if let Some(client) = http1::Http1Client::new(&options) {
-                return Transport::Http1(client);
+                return Ok(Transport::Http1(client));
             }
         }
-        Transport::Reqwest { client: reqwest, api_key: options.api_key.map(str::to_string) }
+        Ok(Transport::Reqwest { client: reqwest, api_key: options.api_key.map(str::to_string) })
     }
 
     /// Which client it is, for logs and tests.
