@@ -114,8 +114,11 @@ fn archive_for_retry(paths: &FilePaths) -> anyhow::Result<()> {
     let n = (1..).find(|n| !folder.join(format!("{base}_error_retry_{n}.jsonl")).exists()).expect("a free number");
     for (from, to) in [(errors.clone(), folder.join(format!("{base}_error_retry_{n}.jsonl"))), (paths.output.clone(), folder.join(format!("{base}_success_retry_{n}.jsonl")))] {
         if from.is_file() {
-            let bytes = std::fs::read(&from).map_err(|e| anyhow::anyhow!("reading {}: {e}", from.display()))?;
-            modelcall_io::write_atomically(&to, &bytes)?;
+            // Streamed: an output may be far larger than memory.
+            let mut source = std::fs::File::open(&from).map_err(|e| anyhow::anyhow!("reading {}: {e}", from.display()))?;
+            let mut archive = modelcall_io::AtomicFile::create(&to)?;
+            std::io::copy(&mut source, &mut archive).map_err(|e| anyhow::anyhow!("archiving {} as {}: {e}", from.display(), to.display()))?;
+            archive.commit()?;
             eprintln!("retry mode: archived {} as {}", from.display(), to.display());
         }
     }
