@@ -15,7 +15,8 @@ fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest_dir.join("../../..").canonicalize().expect("workspace root");
     let plugins_dir = root.join("plugins");
-    for p in ["plugins", "wit", "Cargo.toml", "Cargo.lock"] {
+    // host/crates/verdict is a dependency of builtin:json-score.
+    for p in ["plugins", "host/crates/verdict", "wit", "Cargo.toml", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(p).display());
     }
 

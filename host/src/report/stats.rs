@@ -105,7 +105,7 @@ impl RowStats {
         let reply_keys = if json_keys.is_empty() {
             None
         } else {
-            row.get("api_return").and_then(Value::as_str).and_then(reply_object).map(|o| o.keys().cloned().collect::<BTreeSet<_>>())
+            row.get("api_return").and_then(Value::as_str).and_then(modelcall_verdict::find_object).map(|o| o.keys().cloned().collect::<BTreeSet<_>>())
         };
         let mut dimensions = Vec::new();
         for (k, v) in row {
@@ -231,42 +231,6 @@ fn total_variation(a: &BTreeMap<String, u64>, na: u64, b: &BTreeMap<String, u64>
     keys.iter().map(|k| (a.get(*k).copied().unwrap_or(0) as f64 / na as f64 - b.get(*k).copied().unwrap_or(0) as f64 / nb as f64).abs()).sum::<f64>() / 2.0
 }
 
-/// The JSON object of a judge's reply: the last fenced block, else the last balanced object.
-pub fn reply_object(text: &str) -> Option<Map<String, Value>> {
-    if let Some(start) = text.rfind("```") {
-        let before = &text[..start];
-        if let Some(open) = before.rfind("```") {
-            let block = &before[open + 3..];
-            let block = block.strip_prefix("json").unwrap_or(block);
-            if let Ok(Value::Object(m)) = serde_json::from_str(block.trim()) {
-                return Some(m);
-            }
-        }
-    }
-    let bytes = text.as_bytes();
-    let mut end = text.len();
-    while let Some(close) = text[..end].rfind('}') {
-        let mut depth = 0i32;
-        for i in (0..=close).rev() {
-            match bytes[i] {
-                b'}' => depth += 1,
-                b'{' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        if let Ok(Value::Object(m)) = serde_json::from_str(&text[i..=close]) {
-                            return Some(m);
-                        }
-                        break;
-                    }
-                }
-                _ => {}
-            }
-        }
-        end = close;
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -300,10 +264,4 @@ mod tests {
         assert_eq!(s.slowest[0].latency_ms, 19.0);
     }
 
-    #[test]
-    fn the_reply_object_is_found_after_reasoning() {
-        assert_eq!(reply_object("think {not json} then {\"score\": 2}").unwrap()["score"], 2);
-        assert_eq!(reply_object("x ```json\n{\"score\": 3}\n``` y").unwrap()["score"], 3);
-        assert!(reply_object("no object").is_none());
-    }
 }

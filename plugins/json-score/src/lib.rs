@@ -1,9 +1,8 @@
 //! `builtin:json-score`: the reference `output_config` (`require_json`, `json_keys`,
 //! `json_key_must_exists`, `json_default_values`), parsed robustly, plus optional `score_key`
 //! and per-key `checks` (type, min, max, enum). Anything unusable is a `retry` with a hint that
-//! tells the model exactly what was wrong.
-
-mod extract;
+//! tells the model exactly what was wrong. The verdict object is found by `modelcall-verdict`,
+//! which the run report uses too.
 
 use std::collections::BTreeMap;
 
@@ -12,7 +11,7 @@ use modelcall_plugin_sdk::{json, Context, Error, Value};
 use serde::Deserialize;
 use serde_json::Map;
 
-pub use extract::{final_answer, find_object};
+pub use modelcall_verdict::{final_answer, find_object};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

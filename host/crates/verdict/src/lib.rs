@@ -1,4 +1,4 @@
-//! Finding the JSON verdict in a reply: only in the final answer, the last fenced block that
+//! Finding a judge's JSON verdict in a reply: only in the final answer, the last fenced block that
 //! holds an object, else the last balanced `{…}` object (strings and escapes respected, so
 //! nested objects and braces inside strings work).
 
