@@ -104,7 +104,7 @@ impl ModelClient {
         if settings.idle_timeout.is_some_and(|d| d.is_zero()) {
             return Err(ClientError::ZeroIdleTimeout);
         }
-        let loopback = matches!(url.host_str(), Some("127.0.0.1") | Some("localhost") | Some("[::1]") | Some("::1"));
+        let loopback = crate::transport::is_loopback(&url);
         let mut builder = reqwest::Client::builder()
             .pool_max_idle_per_host(settings.pool_size.max(1))
             .pool_idle_timeout(Duration::from_secs(90))

@@ -17,6 +17,13 @@ pub(crate) mod http1;
 /// (or unset) chooses per the rules above.
 pub const HTTP_CLIENT_VAR: &str = "MODELCALL_HTTP_CLIENT";
 
+/// Whether `url` names this machine (`localhost`, 127.0.0.0/8, `::1`): never through a proxy.
+pub(crate) fn is_loopback(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else { return false };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 /// A transport failure: no complete HTTP answer.
 #[derive(Debug)]
 pub(crate) struct TransportError {

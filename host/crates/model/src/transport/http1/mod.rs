@@ -38,11 +38,9 @@ const MAX_HEADERS: usize = 100;
 /// Whether `url` can be reached by this client: plain `http`, no userinfo (reqwest turns it into
 /// Basic auth), no HTTP/2, and either a loopback host or no proxy set in the environment.
 pub(crate) fn eligible(url: &reqwest::Url, http2_prior_knowledge: bool) -> bool {
-    let Some(host) = url.host_str() else { return false };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let loopback = host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    let loopback = super::is_loopback(url);
     let proxied = ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"].iter().any(|v| std::env::var(v).is_ok_and(|s| !s.is_empty()));
-    url.scheme() == "http" && !http2_prior_knowledge && url.username().is_empty() && url.password().is_none() && (loopback || !proxied)
+    url.host_str().is_some() && url.scheme() == "http" && !http2_prior_knowledge && url.username().is_empty() && url.password().is_none() && (loopback || !proxied)
 }
 
 /// Why an exchange failed.
