@@ -80,6 +80,10 @@ pub struct ClientOptions {
     /// Every endpoint of a pool, `base_url` first (`base_url` as a list, or
     /// `endpoints: [{url, weight, max_in_flight}]`); empty for a single endpoint.
     pub pool: Vec<PoolEndpoint>,
+    /// `ca_cert: PATH`: a PEM file of certificates to trust besides the built-in roots (a
+    /// private CA, a self-signed server); relative to the model config's folder. Checked to
+    /// exist and hold a PEM certificate.
+    pub ca_cert: Option<PathBuf>,
 }
 
 
@@ -115,6 +119,8 @@ const CLIENT_KEYS: &[&str] = &[
     "api",
     // A pool: `[{url, weight, max_in_flight}]` (or `base_url` as a list).
     "endpoints",
+    // A PEM file of certificates to trust (a private CA).
+    "ca_cert",
 ];
 
 impl ModelConfig {
@@ -305,7 +311,28 @@ impl ModelConfig {
             Some(Value::String(a)) if a == "completions" => true,
             Some(v) => return Err(err(&["client_config", "api"], format!("must be `chat` or `completions`, found {}", describe(v)))),
         };
-        let client = ClientOptions { headers, query: pairs("default_query")?, h2c: http2_prior_knowledge, completions_api: text_completion, pool };
+        let ca_cert = match client_value("ca_cert") {
+            None => None,
+            Some(Value::String(p)) if !p.trim().is_empty() => {
+                let written = Path::new(p.trim());
+                let full = match written.is_absolute() {
+                    true => written.to_path_buf(),
+                    false => path.parent().unwrap_or(Path::new(".")).join(written),
+                };
+                let pem = std::fs::read(&full)
+                    .map_err(|e| err(&["client_config", "ca_cert"], format!("cannot read the certificate file {}: {e}", full.display())))?;
+                if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+                    return Err(err(
+                        &["client_config", "ca_cert"],
+                        format!("{} holds no PEM certificate (a -----BEGIN CERTIFICATE----- block): give the CA's certificate in PEM form", full.display()),
+                    ));
+                }
+                Some(full)
+            }
+            Some(v) => return Err(err(&["client_config", "ca_cert"], format!("must be the path of a PEM certificate file, found {}", describe(v)))),
+        };
+        let client =
+            ClientOptions { headers, query: pairs("default_query")?, h2c: http2_prior_knowledge, completions_api: text_completion, pool, ca_cert };
         Ok(ModelConfig {
             path: path.to_path_buf(),
             client,

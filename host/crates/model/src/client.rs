@@ -9,6 +9,7 @@ use serde_json::Value;
 use modelcall_secrets::Redactor;
 
 use crate::error::{CallError, ClientError, RetryCause, RetryCounts};
+use crate::fail_fast::{FailFast, Unreachable, UNREACHABLE_WINDOW};
 use crate::transport::{Http1Options, Response, Transport};
 use crate::wire::{self, Answer, ChatRequest, Completion, SseAccumulator};
 
@@ -62,12 +63,42 @@ pub struct ModelClient {
     token_limiter: Option<std::sync::Arc<Limiter>>,
     /// Built from the API key (and a password in `base_url`): every error text passes through it.
     redactor: std::sync::Arc<Redactor>,
+    /// Stops the run when its first attempts all fail the same way (see [`crate::fail_fast`]).
+    fail_fast: std::sync::Arc<FailFast>,
+    /// What `GET /models` listed, once [`ModelClient::list_models`] ran: named when the
+    /// endpoint says the model does not exist.
+    served: std::sync::Arc<std::sync::OnceLock<Vec<String>>>,
 }
 
 /// How one attempt failed.
 enum AttemptError {
     Final(CallError),
     Retry { cause: RetryCause, message: String, retry_after: Option<Duration> },
+    /// No connection could be made (refused, host not resolved): retried as a `connection`
+    /// failure unless fail-fast stops the run.
+    Unreachable { message: String },
+}
+
+/// The host of `url`, for messages (`host:port`).
+fn host_of(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => match (u.host_str(), u.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            _ => url.to_string(),
+        },
+        Err(_) => url.to_string(),
+    }
+}
+
+/// Every certificate of a PEM file, for reqwest's root store.
+fn read_certificates(what: &'static str, path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, ClientError> {
+    let bad = |reason: String| ClientError::CaCert { what, path: path.display().to_string(), reason };
+    let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+        return Err(bad("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into()));
+    }
+    reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(format!("not a PEM certificate bundle: {e}")))
 }
 
 impl ModelClient {
@@ -119,6 +150,22 @@ impl ModelClient {
         if loopback {
             builder = builder.no_proxy();
         }
+        if let Some(path) = &settings.ca_cert {
+            for cert in read_certificates("client_config.ca_cert", path)? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        // reqwest trusts its built-in roots only; SSL_CERT_FILE adds to them, as in most tools.
+        if let Some(path) = std::env::var_os("SSL_CERT_FILE").filter(|p| !p.is_empty()) {
+            match read_certificates("SSL_CERT_FILE", std::path::Path::new(&path)) {
+                Ok(certs) => {
+                    for cert in certs {
+                        builder = builder.add_root_certificate(cert);
+                    }
+                }
+                Err(e) => tracing::warn!("{e}; ignored"),
+            }
+        }
         let http = builder.build().map_err(ClientError::Http)?;
         let endpoint_urls: Vec<reqwest::Url> = urls.iter().map(|(u, _)| u.clone()).collect();
         let transport = Transport::choose(
@@ -154,7 +201,10 @@ impl ModelClient {
             1 => pool.first().shown.clone(),
             n => format!("{} (and {} more endpoints)", pool.first().shown, n - 1),
         };
+        let fail_fast = FailFast::new(pool.len(), UNREACHABLE_WINDOW);
         Ok(ModelClient {
+            fail_fast: std::sync::Arc::new(fail_fast),
+            served: Default::default(),
             http,
             transport: std::sync::Arc::new(transport),
             settings: std::sync::Arc::new(settings),
@@ -219,15 +269,47 @@ impl ModelClient {
                     return Ok(self.completion(answer, attempt, retries, started.elapsed()));
                 }
                 Err(AttemptError::Final(e)) => return Err(e),
+                // `attempt` turns these into retries or a stop; never here.
+                Err(AttemptError::Unreachable { message }) => {
+                    return Err(CallError::Exhausted { cause: RetryCause::Connection, message, attempts: attempt, retries })
+                }
                 Err(AttemptError::Retry { cause, message, retry_after }) => {
                     if attempt > s.max_retries {
+                        if cause == RetryCause::Connection {
+                            // Nothing ever answered: wait for the fail-fast verdict rather than
+                            // fail the record for good while the endpoint may simply be down.
+                            if let Some(stop) = self.await_unreachable_verdict().await {
+                                return Err(stop);
+                            }
+                        }
                         return Err(CallError::Exhausted { cause, message, attempts: attempt, retries });
                     }
                     retries.add(cause);
-                    tokio::time::sleep(self.backoff(attempt, retry_after)).await;
+                    let mut delay = self.backoff(attempt, retry_after);
+                    if let Some(left) = self.fail_fast.pending() {
+                        // Be there when the fail-fast window ends.
+                        delay = delay.min(left + Duration::from_millis(20));
+                    }
+                    tokio::time::sleep(delay).await;
                 }
             }
         }
+    }
+
+    /// While every endpoint refuses connections and nothing ever answered: waits for the end of
+    /// the fail-fast window; the stop if it passed so, `None` once anything answered.
+    async fn await_unreachable_verdict(&self) -> Option<CallError> {
+        while let Some(left) = self.fail_fast.pending() {
+            if let Some((message, waited)) = self.fail_fast.tripped_now() {
+                return Some(self.unreachable_error(message, waited));
+            }
+            tokio::time::sleep(left.max(Duration::from_millis(20))).await;
+        }
+        None
+    }
+
+    fn unreachable_error(&self, message: String, waited: Duration) -> CallError {
+        CallError::Unreachable { endpoint: self.endpoint.to_string(), message, waited }
     }
 
     /// Tokens a request may use: its prompt (counted) plus the most it may generate.
@@ -257,18 +339,25 @@ impl ModelClient {
         if let Some(key) = &self.settings.api_key {
             req = req.bearer_auth(key);
         }
-        let resp = req.send().await.map_err(|e| CallError::Exhausted {
-            cause: RetryCause::Connection,
-            message: e.to_string(),
-            attempts: 1,
-            retries: RetryCounts::default(),
+        let resp = req.send().await.map_err(|e| {
+            let e = crate::transport::TransportError::from(e);
+            if e.certificate {
+                return CallError::Certificate { host: host_of(&url), message: e.message };
+            }
+            CallError::Exhausted { cause: RetryCause::Connection, message: e.message, attempts: 1, retries: RetryCounts::default() }
         })?;
         let status = resp.status().as_u16();
         if status == 401 || status == 403 {
             return Err(CallError::Auth { endpoint: url, status, message: "unauthorized".into() });
         }
+        if !(200..300).contains(&status) {
+            return Err(CallError::Rejected { status, message: format!("GET {url}: HTTP {status}") });
+        }
         let v: Value = resp.json().await.map_err(|e| CallError::Rejected { status, message: e.to_string() })?;
-        Ok(v["data"].as_array().map(|a| a.iter().filter_map(|m| m["id"].as_str().map(str::to_string)).collect()).unwrap_or_default())
+        let models: Vec<String> =
+            v["data"].as_array().map(|a| a.iter().filter_map(|m| m["id"].as_str().map(str::to_string)).collect()).unwrap_or_default();
+        let _ = self.served.set(models.clone());
+        Ok(models)
     }
 
     /// Full-jitter exponential backoff; a server's Retry-After is a floor.
@@ -315,9 +404,32 @@ impl ModelClient {
             Err(AttemptError::Retry { cause, .. }) if *cause != RetryCause::RateLimited => {
                 self.pool.failed(lease.endpoint);
             }
+            Err(AttemptError::Unreachable { .. }) => {
+                self.pool.failed(lease.endpoint);
+            }
             _ => self.pool.succeeded(lease.endpoint),
         }
-        result
+        match result {
+            Ok(answer) => {
+                self.fail_fast.succeeded();
+                Ok(answer)
+            }
+            Err(AttemptError::Unreachable { message }) => match self.fail_fast.unreachable(&lease.endpoint.url, &message) {
+                Unreachable::Tripped { message, waited } => Err(AttemptError::Final(self.unreachable_error(message, waited))),
+                verdict => {
+                    if verdict == (Unreachable::Waiting { first: true }) {
+                        tracing::warn!(
+                            "cannot connect to {}: {}; retrying, and the run stops if nothing answers within {} s",
+                            lease.endpoint.shown,
+                            self.redactor.redact_string(&message),
+                            UNREACHABLE_WINDOW.as_secs()
+                        );
+                    }
+                    Err(AttemptError::Retry { cause: RetryCause::Connection, message, retry_after: None })
+                }
+            },
+            Err(e) => Err(e),
+        }
     }
 
     /// What each endpoint did (requests, failures, ejections), for the run summary.
@@ -326,7 +438,15 @@ impl ModelClient {
     }
 
     async fn attempt_on(&self, url: &str, body: bytes::Bytes) -> Result<Answer, AttemptError> {
-        let mut resp = self.transport.post(url, body).await.map_err(transport_error)?;
+        let mut resp = match self.transport.post(url, body).await {
+            Ok(resp) => resp,
+            Err(e) if e.certificate => {
+                return Err(AttemptError::Final(CallError::Certificate { host: host_of(url), message: e.message }));
+            }
+            Err(e) if e.connect => return Err(AttemptError::Unreachable { message: e.message }),
+            Err(e) => return Err(transport_error(e)),
+        };
+        self.fail_fast.answered();
         let status = resp.status;
         if !(200..300).contains(&status) {
             let retry_after = resp.retry_after.as_deref().and_then(parse_retry_after);
@@ -336,6 +456,17 @@ impl ModelClient {
                 401 | 403 => AttemptError::Final(CallError::Auth { endpoint: self.endpoint.to_string(), status, message }),
                 429 => AttemptError::Retry { cause: RetryCause::RateLimited, message, retry_after },
                 408 | 500..=599 => AttemptError::Retry { cause: RetryCause::ServerError, message, retry_after },
+                // Before any success, a model the endpoint does not serve stops the run: every
+                // record would get the same answer.
+                _ if !self.fail_fast.has_succeeded() && crate::fail_fast::names_missing_model(status, &message, &self.settings.model) => {
+                    AttemptError::Final(CallError::ModelNotFound {
+                        endpoint: self.endpoint.to_string(),
+                        model: self.settings.model.clone(),
+                        status,
+                        message,
+                        served: self.served.get().cloned().unwrap_or_default(),
+                    })
+                }
                 _ => AttemptError::Final(CallError::Rejected { status, message }),
             });
         }

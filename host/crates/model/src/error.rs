@@ -65,11 +65,39 @@ pub enum CallError {
     /// Retryable failures until the budget ran out.
     #[error("gave up after {attempts} attempts ({}): {message}", .cause.as_str())]
     Exhausted { cause: RetryCause, message: String, attempts: u32, retries: RetryCounts },
+    /// No connection to any endpoint for [`crate::fail_fast::UNREACHABLE_WINDOW`] and nothing
+    /// ever answered (see [`crate::fail_fast`]). Fatal.
+    #[error(
+        "could not connect to {endpoint} for {} s, and no request has succeeded yet: {message}. Check that the server is running and listening at {endpoint} (client_config.base_url)", .waited.as_secs()
+    )]
+    Unreachable { endpoint: String, message: String, waited: std::time::Duration },
+    /// A 400/404 saying the model does not exist, before any success (see
+    /// [`crate::fail_fast`]). Fatal.
+    #[error(
+        "{endpoint} does not serve the model `{model}` (HTTP {status}): {message}. Check chat_config.model in the model config{}", served_models(.served)
+    )]
+    ModelNotFound { endpoint: String, model: String, status: u16, message: String, served: Vec<String> },
+    /// The endpoint's TLS certificate is not trusted (unknown issuer, wrong name, expired): a
+    /// configuration error no retry fixes. Fatal.
+    #[error(
+        "the TLS certificate of {host} is not trusted: {message}. If the server uses a private CA (or a self-signed certificate), set client_config.ca_cert to its PEM file in the model config, or point SSL_CERT_FILE at a PEM bundle that holds it"
+    )]
+    Certificate { host: String, message: String },
+}
+
+/// `; the endpoint serves: a, b, c` (the first few), or nothing when unknown.
+fn served_models(served: &[String]) -> String {
+    const SHOWN: usize = 8;
+    match served.len() {
+        0 => String::new(),
+        n if n <= SHOWN => format!("; the endpoint serves: {}", served.join(", ")),
+        n => format!("; the endpoint serves: {} (and {} more)", served[..SHOWN].join(", "), n - SHOWN),
+    }
 }
 
 impl CallError {
     pub fn is_fatal(&self) -> bool {
-        matches!(self, CallError::Auth { .. })
+        matches!(self, CallError::Auth { .. } | CallError::Unreachable { .. } | CallError::ModelNotFound { .. } | CallError::Certificate { .. })
     }
 
     /// The typed cause written to the error output (`model_<cause>` in the engine).
@@ -78,6 +106,9 @@ impl CallError {
             CallError::Auth { .. } => "auth",
             CallError::Rejected { .. } => "rejected",
             CallError::Exhausted { cause, .. } => cause.as_str(),
+            CallError::Unreachable { .. } => "unreachable",
+            CallError::ModelNotFound { .. } => "model_not_found",
+            CallError::Certificate { .. } => "certificate",
         }
     }
 }
@@ -92,6 +123,11 @@ impl CallError {
             CallError::Exhausted { cause, message, attempts, retries } => {
                 CallError::Exhausted { cause, message: r(message), attempts, retries }
             }
+            CallError::Unreachable { endpoint, message, waited } => CallError::Unreachable { endpoint: r(endpoint), message: r(message), waited },
+            CallError::ModelNotFound { endpoint, model, status, message, served } => {
+                CallError::ModelNotFound { endpoint: r(endpoint), model, status, message: r(message), served }
+            }
+            CallError::Certificate { host, message } => CallError::Certificate { host: r(host), message: r(message) },
         }
     }
 }
@@ -116,6 +152,9 @@ pub enum ClientError {
     /// `MODELCALL_HTTP_CLIENT` set to something else than `auto` or `reqwest`.
     #[error("MODELCALL_HTTP_CLIENT is `{0}`: it must be `auto` (modelcall's HTTP/1.1 client for direct http:// endpoints, reqwest for the rest; the default) or `reqwest` (reqwest for every endpoint)")]
     UnknownHttpClient(String),
+    /// `client_config.ca_cert` (or `SSL_CERT_FILE`) that cannot be read or holds no certificate.
+    #[error("{what} `{path}`: {reason}")]
+    CaCert { what: &'static str, path: String, reason: String },
 }
 
 /// A 200 whose body is not a chat completion (retryable as `malformed_body`).

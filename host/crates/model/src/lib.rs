@@ -6,11 +6,14 @@
 //! - [`client`]: the connection pool and the retry loop with backoff, jitter and Retry-After;
 //! - [`transport`]: the HTTP clients an attempt goes through (a lean HTTP/1.1 one for
 //!   direct `http://` endpoints, reqwest for the rest);
+//! - [`fail_fast`]: a run whose first attempts all fail the same way (nothing listening, a
+//!   model the endpoint does not serve) stops instead of retrying every record;
 //! - [`pool`]: several endpoints of one model, least loaded first, each within its own
 //!   in-flight cap, failing ones ejected.
 
 pub mod client;
 pub mod error;
+pub mod fail_fast;
 pub mod pool;
 pub mod settings;
 pub mod transport;

@@ -52,6 +52,9 @@ pub struct ClientSettings {
     /// Counts the tokens of a prompt for `tokens_per_minute` (the host gives the o200k
     /// tokenizer); without one, 4 bytes a token.
     pub token_counter: Option<TokenCounter>,
+    /// A PEM file of certificates trusted besides the built-in roots (`client_config.ca_cert`:
+    /// a private CA, a self-signed server). `SSL_CERT_FILE` is read as well when set.
+    pub ca_cert: Option<std::path::PathBuf>,
 }
 
 /// What an endpoint of a pool takes: its weight among the others and its own in-flight cap.
@@ -94,6 +97,7 @@ impl ClientSettings {
             tokens_per_minute: None,
             token_counter: None,
             requests_per_minute: None,
+            ca_cert: None,
         }
     }
 }

@@ -29,6 +29,10 @@ pub(crate) fn is_loopback(url: &reqwest::Url) -> bool {
 pub(crate) struct TransportError {
     /// The deadline (`client_config.timeout`, or the connect timeout) passed.
     pub timeout: bool,
+    /// No connection could be made (refused, host not resolved): the request never left.
+    pub connect: bool,
+    /// The TLS handshake failed on the server's certificate (unknown issuer, wrong name, …).
+    pub certificate: bool,
     pub message: String,
 }
 
@@ -41,13 +45,16 @@ impl From<reqwest::Error> for TransportError {
             message.push_str(&s.to_string());
             source = s.source();
         }
-        TransportError { timeout: e.is_timeout(), message }
+        let connect = e.is_connect() && !e.is_timeout();
+        // rustls: "invalid peer certificate: UnknownIssuer" (and NotValidForName, Expired, …).
+        let certificate = connect && message.to_ascii_lowercase().contains("certificate");
+        TransportError { timeout: e.is_timeout(), connect: connect && !certificate, certificate, message }
     }
 }
 
 impl From<http1::Http1Error> for TransportError {
     fn from(e: http1::Http1Error) -> Self {
-        TransportError { timeout: e.is_timeout(), message: e.to_string() }
+        TransportError { timeout: e.is_timeout(), connect: e.is_connect(), certificate: false, message: e.to_string() }
     }
 }
 

@@ -55,6 +55,8 @@ enum ErrorKind {
     Timeout,
     /// Refused, reset or closed, or an answer that is not HTTP.
     Connection,
+    /// No connection could be made (refused, host not resolved).
+    Connect,
     /// The request could not be written: on a reused connection, the server had closed it
     /// while it was idle, so the request never reached it.
     NotSent,
@@ -66,6 +68,9 @@ impl Http1Error {
     }
     pub fn is_timeout(&self) -> bool {
         self.kind == ErrorKind::Timeout
+    }
+    pub fn is_connect(&self) -> bool {
+        self.kind == ErrorKind::Connect
     }
 }
 
@@ -200,7 +205,7 @@ impl Http1Client {
         let stream = timeout_at(by, TcpStream::connect((endpoint.host.as_str(), endpoint.port)))
             .await
             .map_err(|_| Http1Error::new(ErrorKind::Timeout, format!("connecting to {}: timed out", endpoint.authority)))?
-            .map_err(|e| Http1Error::new(ErrorKind::Connection, format!("connecting to {}: {e}", endpoint.authority)))?;
+            .map_err(|e| Http1Error::new(ErrorKind::Connect, format!("connecting to {}: {e}", endpoint.authority)))?;
         let _ = stream.set_nodelay(true);
         Ok(Conn { stream, buf: BytesMut::new() })
     }
