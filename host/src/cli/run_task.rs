@@ -15,8 +15,19 @@ pub fn run(args: RunTaskArgs) -> ExitCode {
         Ok(t) => t,
         Err(e) => return exit_code(Err(BadConfig(e.to_string()).into()), false),
     };
-    for ignored in &task.ignored_keys {
-        eprintln!("note: {ignored}");
+    // `execution.dry_run: true` is `--dry-run`, for every task type (a batch's runs included).
+    let args = RunTaskArgs { dry_run: args.dry_run || task.task.dry_run(), ..args };
+    if task.task.dry_run() {
+        eprintln!("dry run: {} sets execution.dry_run: true (nothing is sent or written)", task.source_path.display());
+    }
+    // Once per task file, not once per key nor per run of a batch; the reasons on a dry run.
+    if let Some(block) = modelcall_config::schema::notes_block(&task.ignored_keys, args.dry_run) {
+        eprintln!("{block}");
+    }
+    // `environment.tos_config_path`: the object-storage credentials it holds, over the
+    // environment as in the reference, before any thread starts (the store reads them there).
+    for (k, v) in &task.storage_env.0 {
+        std::env::set_var(k, v);
     }
     for warning in &task.warnings {
         eprintln!("warning: {warning}");

@@ -16,7 +16,7 @@ use crate::locate::find_key;
 use crate::model::{ModelConfig, ModelDefaults};
 use crate::paths;
 use crate::prompt::{PromptChecks, PromptConfig};
-use crate::schema::{ignored_reason, known_keys, IgnoredKey};
+use crate::schema::{ignored_reason, known_keys, refused_reason, IgnoredKey};
 use crate::task::{LoadedTask, Overrides, ScriptType, TaskConfig, TaskType, PLUGIN_ROLES};
 use crate::yaml::{describe, interpolate_tree, read_yaml, YamlFile};
 
@@ -63,6 +63,7 @@ pub fn load_task_with(path: &Path, overrides: &Overrides, env: Vars) -> Result<L
     };
     let mut json = yaml.tree.clone();
     interpolate_tree(&mut json, path, &yaml.source, &vars)?;
+    let storage_env = storage_env(&json, &yaml, path, &task_dir, &mut warnings)?;
 
     let mut task = typed(&json, &yaml, path)?;
     task.task_type = task_type;
@@ -131,6 +132,13 @@ pub fn load_task_with(path: &Path, overrides: &Overrides, env: Vars) -> Result<L
             let (step, off_step) = distill::parse(task_type.as_str(), json.get("distillation"), path, &yaml, &task_dir)?;
             for o in off_step {
                 let segs: Vec<&str> = o.key.split('.').collect();
+                // The other schema's spelling of the model or of resume: ignoring it would answer
+                // with another model, or resend (or skip) what the author meant otherwise.
+                if let Some(right) = other_spelling(&o.key, task_type.as_str()) {
+                    return Err(ConfigError::new(path, format!("{} (the reference ignored it too, so its value never applied); write `distillation.{right}` instead, or remove it", o.why))
+                        .key(o.key.clone())
+                        .at(find_key(&yaml.source, &segs).or_else(|| yaml.locate(&segs))));
+                }
                 ignored.push(IgnoredKey { path: path.to_path_buf(), line: find_key(&yaml.source, &segs).map(|l| l.0), key: o.key, why: o.why });
             }
             if let DistillationStep::GenerateResponse(g) = &step {
@@ -164,12 +172,78 @@ pub fn load_task_with(path: &Path, overrides: &Overrides, env: Vars) -> Result<L
         prompt,
         ignored_keys: ignored,
         warnings,
+        storage_env,
         output_folder,
         stat_folder,
         timestamp,
         resumed_earlier_run: resumed,
         task_dir,
     })
+}
+
+/// `distillation.<key>` written in the other generate_response schema's spelling for a key
+/// that changes what is sent or written: the spelling this task reads.
+fn other_spelling(key: &str, task_type: &str) -> Option<&'static str> {
+    let key = key.strip_prefix("distillation.")?;
+    let pairs = [("model_config", "response_config_path"), ("resume", "resume_mode")];
+    pairs.iter().find_map(|&(task_name, step_name)| match task_type {
+        "generate_response" if key == step_name => Some(task_name),
+        "data_distillation" if key == task_name => Some(step_name),
+        _ => None,
+    })
+}
+
+/// `environment.tos_config_path`: an env file with the object-storage credentials (the
+/// reference loaded it into the environment, over existing values, when the file existed). Its
+/// `TOS_*` and `AWS_*` variables are returned for the caller to put in the process environment,
+/// where the `s3://`/`tos://` store reads them; the reference's `REGION` is taken as `TOS_REGION`.
+fn storage_env(json: &Value, yaml: &YamlFile, path: &Path, task_dir: &Path, warnings: &mut Vec<String>) -> Result<crate::task::StorageEnv, ConfigError> {
+    let keys = ["environment", "tos_config_path"];
+    let raw = match json.pointer("/environment/tos_config_path") {
+        None | Some(Value::Null) => return Ok(Default::default()),
+        Some(Value::String(s)) if s.trim().is_empty() => return Ok(Default::default()),
+        Some(Value::String(s)) => s,
+        Some(v) => return Err(ConfigError::new(path, format!("must be a file path, found {}", describe(v))).key(keys.join(".")).at(yaml.locate(&keys))),
+    };
+    let p = paths::resolve(raw, task_dir);
+    let line = find_key(&yaml.source, &keys).map(|l| format!(":{}", l.0)).unwrap_or_default();
+    let vars = match read_env_file(&p) {
+        Ok(v) => v,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // The reference skipped a missing file silently; say so only where it matters.
+            if json.to_string().contains("tos://") {
+                warnings.push(format!("{}{line}: environment.tos_config_path: {} does not exist; object storage uses the environment only", path.display(), p.display()));
+            }
+            return Ok(Default::default());
+        }
+        Err(e) => return Err(ConfigError::new(path, format!("cannot read the TOS config {}: {e}", p.display())).key(keys.join(".")).at(yaml.locate(&keys))),
+    };
+    let mut out = std::collections::BTreeMap::new();
+    let mut skipped: Vec<String> = Vec::new();
+    let mut region = None;
+    for (k, v) in vars {
+        if k.starts_with("TOS_") || k.starts_with("AWS_") {
+            out.insert(k, v);
+        } else if k == "REGION" {
+            region = Some(v);
+        } else {
+            skipped.push(k);
+        }
+    }
+    // An explicit TOS_REGION wins over the reference's REGION.
+    if let Some(r) = region {
+        out.entry("TOS_REGION".to_string()).or_insert(r);
+    }
+    if !skipped.is_empty() {
+        skipped.sort();
+        warnings.push(format!(
+            "{}{line}: environment.tos_config_path: {} set(s) {} too; only object-storage variables (TOS_*, AWS_*, REGION) are taken from it, put the others in environment.config_path",
+            path.display(),
+            p.display(),
+            skipped.join(", ")
+        ));
+    }
+    Ok(crate::task::StorageEnv(out.into_iter().collect()))
 }
 
 /// A section of the prompt config is checked when a built-in plugin reads it: the task names no
@@ -217,6 +291,11 @@ fn check_keys(
             if !known.contains(&k.as_str()) {
                 return Err(unknown_key(file, &segs, k, known, find_key(&yaml.source, &full).or_else(|| yaml.locate(&segs))));
             }
+        }
+        if let Some(why) = refused_reason(&full, child, task_type) {
+            return Err(ConfigError::new(file, format!("the reference gave this key an effect that is not implemented here: {why}"))
+                .key(full.join("."))
+                .at(find_key(&yaml.source, &full).or_else(|| yaml.locate(&full))));
         }
         if let Some(why) = ignored_reason(&full, task_type) {
             ignored.push(IgnoredKey {

@@ -78,9 +78,8 @@ impl RunPlan {
             let _ = writeln!(s, "plugin      {} {} [{}]{facts}", p.role, p.source, p.slot);
             let _ = writeln!(s, "              config {}", excerpt(&config, 300));
         }
-        for i in &task.ignored_keys {
-            let _ = writeln!(s, "note        {i}");
-        }
+        // The ignored keys are not repeated here: the runner prints them once per task file as one
+        // note (`schema::notes_block`), not once per run of a batch.
         for w in &task.warnings {
             let _ = writeln!(s, "warning     {w}");
         }

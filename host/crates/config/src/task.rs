@@ -202,6 +202,16 @@ pub struct EnvironmentSection {
     pub api_provider: Option<String>,
 }
 
+/// `execution:` (the reference's batch task; honoured here by every task type).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ExecutionSection {
+    /// `true`: the run is a dry run, as with `--dry-run` (the plan printed, nothing sent or written).
+    pub dry_run: Option<bool>,
+    /// Accepted when true (shards are byte ranges, always on); `false` is refused by the loader.
+    pub auto_split: Option<bool>,
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct LoggingSection {
@@ -341,12 +351,21 @@ pub struct TaskConfig {
     #[serde(default)]
     pub budget: BudgetSection,
     #[serde(default)]
+    pub execution: ExecutionSection,
+    #[serde(default)]
     pub preprocess: PreprocessSection,
     /// The parsed `distillation:` section, for `data_distillation` and `generate_response` tasks.
     #[serde(skip)]
     pub distillation: Option<DistillationStep>,
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginEntry>,
+}
+
+impl TaskConfig {
+    /// `execution.dry_run: true`: run as with `--dry-run`.
+    pub fn dry_run(&self) -> bool {
+        self.execution.dry_run.unwrap_or(false)
+    }
 }
 
 fn default_type() -> TaskType {
@@ -360,6 +379,16 @@ pub struct Overrides {
     pub model_config: Option<PathBuf>,
     /// `--output-folder`: replaces `data.output_folder` (no templating, no timestamp resume).
     pub output_folder: Option<PathBuf>,
+}
+
+/// Variables for the object store (name, value); `Debug` shows the names only.
+#[derive(Clone, Default, PartialEq)]
+pub struct StorageEnv(pub Vec<(String, String)>);
+
+impl fmt::Debug for StorageEnv {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.0.iter().map(|(k, _)| k)).finish()
+    }
 }
 
 /// A loaded, checked task with the configs it names.
@@ -376,6 +405,10 @@ pub struct LoadedTask {
     pub ignored_keys: Vec<IgnoredKey>,
     /// Things worth telling the user that do not stop the run (e.g. a missing env file).
     pub warnings: Vec<String>,
+    /// Object-storage variables from `environment.tos_config_path` (`TOS_*`, `AWS_*`), which the
+    /// runner puts in the process environment (over existing values, as the reference did) for
+    /// the `s3://`/`tos://` store. Values are secrets: never print them.
+    pub storage_env: StorageEnv,
     /// `data.output_folder` with `{timestamp}`/`{task_name}` resolved (`{run_index}` is kept).
     pub output_folder: Option<PathBuf>,
     pub stat_folder: Option<PathBuf>,

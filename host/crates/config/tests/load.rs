@@ -65,7 +65,6 @@ fn every_never_read_key_is_reported_with_its_line() {
         ("logging.batch_size", "batch_size: 20"),
         ("environment.conda_env", "conda_env"),
         ("environment.api_provider", "api_provider"),
-        ("environment.tos_config_path", "tos_config_path"),
         ("distributed.enabled", "enabled: false\n  world_size"),
         ("preprocess.seed", "seed: 42"),
         ("preprocess.group_by_language", "group_by_language"),
@@ -85,7 +84,7 @@ fn every_never_read_key_is_reported_with_its_line() {
     let mt = t.ignored_keys.iter().find(|k| k.key == "chat_config.timeout").unwrap();
     assert_eq!((mt.path.clone(), mt.line), (fx.path("model.yaml"), Some(10)));
     // Keys with an effect are not reported.
-    for key in ["retry.max_retries", "environment.timeout", "concurrency.max_concurrent_requests", "debug.max_files"] {
+    for key in ["retry.max_retries", "environment.timeout", "concurrency.max_concurrent_requests", "debug.max_files", "environment.tos_config_path"] {
         assert!(!t.ignored_keys.iter().any(|k| k.key == key), "{key} wrongly reported");
     }
     assert_eq!(t.ignored_keys.len(), expected.len() + 1, "{:#?}", t.ignored_keys);
@@ -198,7 +197,8 @@ fn secrets_are_masked_everywhere_we_print() {
         assert!(!shown.contains("sk-fixture-secret"), "secret leaked: {shown}");
     }
     assert!(plan.contains("***9f3a") && plan.contains("qwen3-coder-480b"), "{plan}");
-    assert!(plan.contains("chunk_size") && plan.contains("no effect"), "{plan}");
+    let notes = modelcall_config::schema::notes_block(&t.ignored_keys, true).unwrap();
+    assert!(notes.contains("chunk_size") && notes.contains("no effect") && !notes.contains("sk-fixture-secret"), "{notes}");
 }
 
 #[test]
@@ -338,4 +338,39 @@ fn shipped_configs_load() {
     for p in &prompts {
         modelcall_config::PromptConfig::load(p).unwrap_or_else(|e| panic!("shipped prompt config does not load: {e}"));
     }
+}
+
+#[test]
+fn tos_config_path_loads_the_object_storage_credentials_it_names() {
+    let fx = Fx::new("scoring");
+    std::fs::create_dir_all(fx.path("env")).unwrap();
+    std::fs::write(fx.path("env/add_tos_key.env"), "export TOS_ACCESS_KEY=ak-1\nTOS_SECRET_KEY=\"sk-tos-secret\"\nREGION=cn-shanghai\nTOS_ENDPOINT=https://tos.example\nOTHER=x\n").unwrap();
+    let text = fx.text(TASK).replace("\"env/add_tos_key.env\"", &format!("\"{}\"", fx.path("env/add_tos_key.env").display()));
+    let t = fx.load_text(TASK, &text, &[]).unwrap();
+    let env: std::collections::HashMap<_, _> = t.storage_env.0.iter().cloned().collect();
+    assert_eq!(env.get("TOS_ACCESS_KEY").map(String::as_str), Some("ak-1"));
+    assert_eq!(env.get("TOS_SECRET_KEY").map(String::as_str), Some("sk-tos-secret"));
+    assert_eq!(env.get("TOS_REGION").map(String::as_str), Some("cn-shanghai"), "the reference's REGION");
+    assert!(!env.contains_key("OTHER"));
+    assert!(t.warnings.iter().any(|w| w.contains("OTHER")), "{:?}", t.warnings);
+    assert!(!format!("{t:?}").contains("sk-tos-secret"), "Debug shows names only");
+    assert!(!t.ignored_keys.iter().any(|k| k.key == "environment.tos_config_path"));
+}
+
+#[test]
+fn execution_dry_run_is_read_and_unimplemented_effects_are_refused() {
+    let fx = Fx::new("scoring");
+    let text = fx.text(TASK);
+    let t = fx.load_text(TASK, &format!("{text}\nexecution:\n  dry_run: true\n"), &[]).unwrap();
+    assert!(t.task.dry_run());
+    assert!(!t.ignored_keys.iter().any(|k| k.key.starts_with("execution")), "{:?}", t.ignored_keys);
+    let t = fx.load_text(TASK, &format!("{text}\nexecution:\n  dry_run: \"false\"\n"), &[]).unwrap();
+    assert!(!t.task.dry_run());
+
+    let fx = Fx::new("distillation");
+    let gen = fx.text("generate_response.yaml");
+    let bad = format!("{gen}\ndebug:\n  enabled: true\n  max_items_per_file: 5\n");
+    let e = fx.load_text("generate_response.yaml", &bad, &[]).unwrap_err();
+    assert_eq!((e.key.as_deref(), e.line), (Some("debug.enabled"), Some(line_of(&bad, "enabled: true"))), "{e}");
+    assert!(e.to_string().contains("scoring tasks only"), "{e}");
 }
