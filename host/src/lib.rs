@@ -15,5 +15,6 @@ pub mod plugin_pool;
 pub mod progress;
 pub mod remote;
 pub mod report;
+pub mod run_records;
 pub mod summary;
 pub mod tasks;

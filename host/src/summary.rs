@@ -206,6 +206,39 @@ impl RunStats {
         (!self.latency.is_empty()).then(|| self.latency.value_at_quantile(q))
     }
 
+    /// Retries of requests over the run (every cause).
+    pub fn retries(&self) -> u64 {
+        self.retries_by_cause.values().sum()
+    }
+
+    /// Latency percentiles (ms) of this run's requests; nulls when none was timed.
+    fn latency_json(&self) -> Value {
+        json!({
+            "p50": self.percentile(0.50),
+            "p90": self.percentile(0.90),
+            "p99": self.percentile(0.99),
+            "max": (!self.latency.is_empty()).then(|| self.latency.max()),
+        })
+    }
+
+    /// What this run has spent so far, as its run record keeps it (see `crate::run_records`):
+    /// requests, tokens, cost (at `pricing`, when known), retries and latency.
+    pub fn spend_json(&self, pricing: Option<modelcall_config::model::Pricing>) -> Value {
+        let mut latency = self.latency_json();
+        latency["count"] = json!(self.latency.len());
+        json!({
+            "requests": self.requests,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "cost": pricing.map(|p| p.cost(self.prompt_tokens, self.completion_tokens)),
+            "retries": self.retries(),
+            "retries_by_cause": self.retries_by_cause,
+            "parse_retries": self.parse_retries,
+            "latency_ms": latency,
+            "elapsed_s": (self.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+        })
+    }
+
     /// The `run_summary.json` document.
     pub fn to_json(&self, task_name: &str, status: &str, stop_reason: Option<&str>, extra: Value) -> Value {
         let totals = self.totals();
@@ -250,12 +283,7 @@ impl RunStats {
                 "completion": self.completion_tokens,
                 "total": self.prompt_tokens + self.completion_tokens,
             },
-            "latency_ms": {
-                "p50": self.percentile(0.50),
-                "p90": self.percentile(0.90),
-                "p99": self.percentile(0.99),
-                "max": (!self.latency.is_empty()).then(|| self.latency.max()),
-            },
+            "latency_ms": self.latency_json(),
             "score_histogram": self.score_histogram,
             "files": self.files,
             "run": extra,

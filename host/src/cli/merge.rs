@@ -283,6 +283,19 @@ fn merged_summary(outputs: &RecordOutputs, task_name: &str, n: u32, states: &[Sh
     for (field, map) in by_cause {
         doc[field] = Value::Object(map);
     }
+    // What was paid: every run of every shard (and any unsharded run of the folder), from the
+    // run records; the shards' summaries above count only each shard's last run.
+    let cumulative = crate::run_records::cumulative_json(&crate::run_records::load(&outputs.folder), None);
+    let paid = |k: &str| cumulative[k].as_u64().unwrap_or(0);
+    if paid("requests") >= requests && paid("prompt_tokens") + paid("completion_tokens") >= prompt + completion {
+        doc["requests"] = json!(paid("requests"));
+        doc["tokens"] = json!({"prompt": paid("prompt_tokens"), "completion": paid("completion_tokens"), "total": paid("total_tokens")});
+        doc["requests_note"] = json!("requests and tokens over every run of every shard (the run records under .modelcall/runs)");
+    }
+    if !cumulative["cost"].is_null() {
+        doc["cost"] = cumulative["cost"].clone();
+    }
+    doc["cumulative"] = cumulative;
     doc
 }
 

@@ -39,6 +39,7 @@ pub use stop::{StopReason, StopSignal};
 pub use unit::{SinkKind, Unit, UnitInputs};
 
 use crate::progress::Progress;
+use crate::run_records::{RunRecord, Spent};
 use crate::summary::{FileStats, RunStats};
 
 /// How a run schedules its units, and what it reports. The defaults are a local run (no
@@ -86,17 +87,60 @@ pub struct Budget {
 }
 
 impl Budget {
-    /// Why the run must stop, once `stats` has spent the budget.
-    pub fn exceeded(&self, stats: &RunStats) -> Option<String> {
-        let tokens = stats.prompt_tokens + stats.completion_tokens;
+    /// Why the run must stop, once `earlier` runs of the output folder and this run's `stats`
+    /// together have spent the budget; `task_file` is named in the message (where to raise it).
+    pub fn exceeded_over(&self, earlier: &Spent, stats: &RunStats, task_file: &str) -> Option<String> {
+        let this_run = stats.prompt_tokens + stats.completion_tokens;
+        let runs = earlier.runs_spending + (this_run > 0) as u64;
+        let over = format!("used by this output folder over {runs} run{}", if runs == 1 { "" } else { "s" });
+        let tail = format!("raise it in {task_file} and run the same command again to go on");
+        let tokens = earlier.tokens() + this_run;
         if let Some(max) = self.max_tokens.filter(|m| tokens >= *m) {
-            return Some(format!("the budget is spent: {tokens} tokens used, budget.max_tokens is {max}; raise it and run the same command again to go on"));
+            return Some(format!(
+                "the budget is spent: {} of {} tokens {over} (budget.max_tokens); {tail}",
+                crate::run_records::grouped(tokens),
+                crate::run_records::grouped(max)
+            ));
         }
-        let cost = self.pricing.map(|p| p.cost(stats.prompt_tokens, stats.completion_tokens))?;
+        let pricing = self.pricing?;
+        let cost = earlier.cost.unwrap_or(0.0) + pricing.cost(stats.prompt_tokens, stats.completion_tokens);
         let max = self.max_cost.filter(|m| cost >= *m)?;
-        Some(format!("the budget is spent: {cost:.4} used, budget.max_cost is {max}; raise it and run the same command again to go on"))
+        Some(format!("the budget is spent: a cost of {cost:.4} of {max} {over} (budget.max_cost); {tail}"))
+    }
+
+    /// [`Budget::exceeded_over`] for a run with nothing spent before it.
+    pub fn exceeded(&self, stats: &RunStats) -> Option<String> {
+        self.exceeded_over(&Spent::default(), stats, "the task file")
     }
 }
+
+/// The budget of a run: the task's limits, what earlier runs of the same output folder spent
+/// (their run records, every shard's), and the task file to raise it in.
+#[derive(Debug, Clone, Default)]
+pub struct RunBudget {
+    pub limits: Budget,
+    pub earlier: Spent,
+    pub task_file: String,
+}
+
+impl RunBudget {
+    /// Why the run must stop, once the earlier runs and this one (`stats`) spent the budget.
+    pub fn exceeded(&self, stats: &RunStats) -> Option<String> {
+        self.limits.exceeded_over(&self.earlier, stats, &self.task_file)
+    }
+}
+
+/// Aborts a background task when dropped (the run record's writer, on every way out of `run`).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// How often a running run rewrites its run record.
+const RUN_RECORD_EVERY: Duration = Duration::from_secs(2);
 
 /// State shared by every unit of a run.
 pub struct RunShared {
@@ -107,7 +151,7 @@ pub struct RunShared {
     pub read: ReadOptions,
     pub flush_interval: Duration,
     pub read_ahead: usize,
-    pub budget: Option<Budget>,
+    pub budget: Option<RunBudget>,
     pub adaptive: Option<adaptive::AdaptiveLimit>,
     pub prefix_groups: bool,
 }
@@ -150,6 +194,38 @@ pub async fn run<J: Job>(
 ) -> anyhow::Result<RunOutcome> {
     let progress = Progress::new(options.expected_records, options.show_progress);
     let stats = Arc::new(Mutex::new(RunStats::new()));
+    let pricing = options.budget.and_then(|b| b.pricing);
+    // A run that writes a summary keeps a record of what it spends in the output folder
+    // (`.modelcall/runs/`); the budget counts what the folder's earlier runs spent.
+    let mut earlier = Spent::default();
+    let record = options.summary.as_ref().map(|(path, provenance)| {
+        let folder = path.parent().unwrap_or(std::path::Path::new(".")).to_path_buf();
+        let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let suffix = name.strip_prefix("run_summary").and_then(|n| n.strip_suffix(".json")).unwrap_or("");
+        earlier = Spent::of(&crate::run_records::load(&folder), pricing);
+        (folder, Arc::new(RunRecord::new(path.parent().unwrap_or(std::path::Path::new(".")), suffix, &options.task_name, provenance, pricing)))
+    });
+    let budget = options.budget.map(|limits| RunBudget {
+        limits,
+        earlier: earlier.clone(),
+        task_file: options.summary.as_ref().and_then(|(_, p)| p["task_file"].as_str()).unwrap_or("the task file").to_string(),
+    });
+    let _record_writer = record.as_ref().map(|(_, record)| {
+        record.write_or_warn("running", record.spend(&stats.lock().unwrap()), None);
+        let (record, stats) = (record.clone(), stats.clone());
+        AbortOnDrop(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(RUN_RECORD_EVERY).await;
+                let spend = record.spend(&stats.lock().unwrap());
+                record.write_or_warn("running", spend, None);
+            }
+        }))
+    });
+    // Spent before this run sends anything: nothing is sent.
+    if let Some(why) = budget.as_ref().and_then(|b| b.exceeded(&stats.lock().unwrap())) {
+        eprintln!("nothing is sent: the earlier runs of this output folder spent the budget");
+        stop.fatal(why);
+    }
     let ceiling = options.concurrency.max(1);
     let initial = if options.adaptive { adaptive::AdaptiveLimit::initial(ceiling) } else { ceiling };
     let in_flight = Arc::new(Semaphore::new(initial));
@@ -162,7 +238,7 @@ pub async fn run<J: Job>(
         read: options.read.clone(),
         flush_interval: options.flush_interval,
         read_ahead: options.concurrency.clamp(64, 8192),
-        budget: options.budget,
+        budget,
         prefix_groups: options.prefix_groups,
     });
     let exporter = if options.metrics.is_empty() {
@@ -234,10 +310,28 @@ pub async fn run<J: Job>(
     let all_complete = feed_done && finished.iter().all(|u| u.complete);
     let stopped = stop.reason().filter(|r| !(all_complete && *r == StopReason::Interrupted));
     let mut summary_path = None;
+    drop(_record_writer);
+    if let Some((_, record)) = &record {
+        let status = match &stopped {
+            None => "completed",
+            Some(StopReason::Interrupted) => "interrupted",
+            Some(StopReason::Fatal(_)) => "stopped",
+        };
+        let t = stats.totals();
+        let records = serde_json::json!({"seen": t.seen, "scored": t.scored, "failed": t.failed, "already_done": t.already_done, "adopted": t.adopted});
+        let mut spend = record.spend(&stats);
+        spend["stop_reason"] = serde_json::json!(stopped.as_ref().map(|r| crate::cli::exit::shown(&r.to_string())));
+        record.write_or_warn(status, spend, Some(records));
+    }
     if let Some((path, provenance)) = options.summary {
         let status = if stopped.is_some() { "stopped" } else { "completed" };
         let reason = stopped.as_ref().map(|r| r.to_string());
         let mut doc = stats.to_json(&options.task_name, status, reason.as_deref(), provenance);
+        if let Some((folder, record)) = &record {
+            // What every run of the folder (every shard's) spent, this one included.
+            doc["cumulative"] = crate::run_records::cumulative_json(&crate::run_records::load(folder), pricing);
+            doc["run_record"] = serde_json::json!(format!(".modelcall/runs/{}", record.name()));
+        }
         if let Some(facts) = &options.end_facts {
             for (k, v) in facts(&doc) {
                 doc[k] = v;
@@ -246,7 +340,7 @@ pub async fn run<J: Job>(
         if let Some(a) = &shared.adaptive {
             doc["concurrency_limit"] = serde_json::json!({"final": a.limit(), "over_time_s": a.history(), "after_convergence": a.settled()});
         }
-        if let Some(pricing) = options.budget.and_then(|b| b.pricing) {
+        if let Some(pricing) = pricing {
             doc["cost"] = serde_json::json!((pricing.cost(stats.prompt_tokens, stats.completion_tokens) * 1e4).round() / 1e4);
         }
         crate::cli::exit::shown_json(&mut doc);

@@ -128,8 +128,15 @@ pub fn render(summary: &Value, rows: &RowStats, errors: &[Value], quality: &Valu
 
     // Over time.
     s.push_str("<section id=\"over-time\"><h2>Latency and throughput over time</h2>");
-    let lat = &summary["latency_ms"];
-    s.push_str(&table(&[("latency p50 / p90 / p99 / max (ms)".into(), format!("{} / {} / {} / {}", num(&lat["p50"]), num(&lat["p90"]), num(&lat["p99"]), num(&lat["max"]))), ("requests per second".into(), num(&summary["requests_per_second"]))]));
+    // A run that sent nothing (a rerun of a finished task) shows the latency of the latest run
+    // of the folder that sent requests (its run record).
+    let cumulative = &summary["cumulative"];
+    let (lat, lat_label) = if summary["latency_ms"]["p50"].is_null() && !cumulative["latency_ms"]["p50"].is_null() {
+        (&cumulative["latency_ms"], format!("latency p50 / p90 / p99 / max (ms), of the earlier run {}", num(&cumulative["latency_of_run"])))
+    } else {
+        (&summary["latency_ms"], "latency p50 / p90 / p99 / max (ms)".to_string())
+    };
+    s.push_str(&table(&[(lat_label, format!("{} / {} / {} / {}", num(&lat["p50"]), num(&lat["p90"]), num(&lat["p99"]), num(&lat["max"]))), ("requests per second".into(), num(&summary["requests_per_second"]))]));
     let tl = &summary["timeline"];
     let step = tl["step_s"].as_f64().unwrap_or(1.0);
     let series = |k: &str| tl[k].as_array().map(|a| a.iter().map(|v| v.as_f64().unwrap_or(0.0)).collect::<Vec<f64>>()).unwrap_or_default();
@@ -145,9 +152,25 @@ pub fn render(summary: &Value, rows: &RowStats, errors: &[Value], quality: &Valu
     // Tokens and cost.
     s.push_str("<section id=\"tokens\"><h2>Tokens and cost</h2>");
     let t = &summary["tokens"];
+    if cumulative.is_object() {
+        s.push_str("<h3>This run</h3>");
+    }
     let mut trows = vec![("prompt tokens".into(), num(&t["prompt"])), ("completion tokens".into(), num(&t["completion"])), ("requests".into(), num(&summary["requests"]))];
     trows.push(("cost".into(), if summary["cost"].is_null() { "unknown (no `pricing:` in the model config)".into() } else { num(&summary["cost"]) }));
     s.push_str(&table(&trows));
+    if cumulative.is_object() {
+        // What every run (and shard) of the folder paid, from the run records.
+        let _ = write!(s, "<h3>Paid over every run of this folder ({} run records)</h3>", num(&cumulative["runs"]));
+        let crows = vec![
+            ("prompt tokens".into(), num(&cumulative["prompt_tokens"])),
+            ("completion tokens".into(), num(&cumulative["completion_tokens"])),
+            ("total tokens".into(), num(&cumulative["total_tokens"])),
+            ("requests".into(), num(&cumulative["requests"])),
+            ("retries".into(), num(&cumulative["retries"])),
+            ("cost".into(), if cumulative["cost"].is_null() { "unknown (no `pricing:` known to the runs)".into() } else { num(&cumulative["cost"]) }),
+        ];
+        s.push_str(&table(&crows));
+    }
     s.push_str("</section>");
 
     // Records to look at.
