@@ -182,8 +182,8 @@ fn resolve(args: &SubmitArgs) -> anyhow::Result<Target> {
         return Err(BadConfig("--cpus-per-task must be at least 1".into()).into());
     }
     let task = load_task(&args.task, &Overrides::default()).map_err(|e| BadConfig(e.to_string()))?;
-    for ignored in &task.ignored_keys {
-        eprintln!("note: {ignored}");
+    if let Some(block) = modelcall_config::schema::notes_block(&task.ignored_keys, args.dry_run) {
+        eprintln!("{block}");
     }
     for warning in &task.warnings {
         eprintln!("warning: {warning}");
