@@ -204,3 +204,28 @@ fn merge_sums_the_run_records_of_every_shard() {
     assert_eq!(merged["tokens"]["total"].as_u64(), Some(tokens), "{merged}");
     assert!(merged["cumulative"]["cost"].as_f64().unwrap() > 0.0, "{merged}");
 }
+
+/// A run killed with SIGKILL leaves its record with what it had spent a few seconds before; the
+/// next run counts it.
+#[test]
+fn a_killed_run_leaves_its_spend_on_disk() {
+    let s = Scratch::new();
+    write_records(&s.path("input/data.jsonl"), 400);
+    let task = s.scoring_task("sim://?latency_ms=40", 2, "", "");
+    let mut child = common::spawn_run_task(bin(), &task);
+    std::thread::sleep(std::time::Duration::from_millis(4500));
+    child.kill().unwrap(); // SIGKILL: no end of run is written
+    child.wait().unwrap();
+    let records = run_records(&s.path("out"));
+    assert_eq!(records.len(), 1, "{records:?}");
+    let killed = &records[0].1;
+    assert_eq!(killed["status"], "running", "{killed}");
+    let sent = killed["requests"].as_u64().unwrap();
+    assert!(sent > 0 && killed["prompt_tokens"].as_u64().unwrap() > 0, "{killed}");
+
+    let o = run(&task, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let sum = summary(&s.path("out/run_summary.json"));
+    assert_eq!(sum["cumulative"]["runs"], 2, "{sum}");
+    assert!(sum["cumulative"]["requests"].as_u64().unwrap() >= sent + sum["requests"].as_u64().unwrap(), "{sum}");
+}
