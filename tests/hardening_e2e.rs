@@ -583,7 +583,10 @@ fn rejecting_endpoint() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsiz
                         Ok(n) => buf.extend_from_slice(&chunk[..n]),
                     }
                 }
-                c.fetch_add(1, Ordering::SeqCst);
+                // Requests for completions (not the pre-flight `GET /models`).
+                if head.starts_with("post ") {
+                    c.fetch_add(1, Ordering::SeqCst);
+                }
                 let body = r#"{"error":{"message":"this model does not accept the request","type":"invalid_request_error"}}"#;
                 let resp = format!(
                     "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",

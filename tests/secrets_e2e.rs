@@ -55,7 +55,8 @@ fn everything_written(dir: &std::path::Path, out: &mut String) {
 #[test]
 fn a_key_echoed_by_the_server_is_nowhere_in_what_the_tool_prints_or_writes() {
     let s = Scratch::new();
-    let (url, server) = echoing_server(2);
+    // Two records, and the pre-flight `GET /models` before them.
+    let (url, server) = echoing_server(3);
     let task = task(&s, &url);
     let out = Command::new(env!("CARGO_BIN_EXE_modelcall")).args(["run-task"]).arg(&task).arg("--no-progress").stdin(Stdio::null()).output().unwrap();
     server.join().unwrap();

@@ -3,7 +3,8 @@
 use modelcall_config::ModelConfig;
 use std::sync::Arc;
 
-use modelcall_model::{ClientSettings, EndpointShare, ModelClient};
+use modelcall_model::{CallError, ClientSettings, EndpointShare, ModelClient};
+use std::time::Duration;
 use serde_json::{json, Map};
 
 use crate::cli::exit::BadConfig;
@@ -43,14 +44,52 @@ pub async fn connect(model: &ModelConfig, concurrency: usize, plan: &modelcall_c
     settings.query = c.query.clone();
     settings.http2_prior_knowledge = c.h2c;
     settings.text_completion = c.completions_api;
+    settings.ca_cert = c.ca_cert.clone();
     let share = |e: &modelcall_config::model::PoolEndpoint| EndpointShare { weight: e.weight, max_in_flight: e.max_in_flight };
     if let Some(first) = c.pool.first() {
         settings.base_share = share(first);
         settings.more_endpoints = c.pool[1..].iter().map(|e| (e.url.clone(), share(e))).collect();
     }
     let client = ModelClient::new(settings).map_err(|e| BadConfig(format!("{}: {e}", model.path.display())))?;
+    if sim.is_none() {
+        preflight(&client, model).await?;
+    }
     raise_open_file_limit(concurrency as u64 * 2 + 256);
     Ok((client, sim))
+}
+
+/// How long the pre-flight `GET /models` may take before the run goes on without it.
+const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Before the first paid request: `GET {base_url}/models` (free). A model the endpoint does not
+/// list is a warning naming what it serves; a certificate the client does not trust stops the
+/// run (exit 2). Anything else (no `/models`, an error, no answer in time) says nothing.
+async fn preflight(client: &ModelClient, model: &ModelConfig) -> anyhow::Result<()> {
+    match tokio::time::timeout(PREFLIGHT_TIMEOUT, client.list_models()).await {
+        Ok(Err(e @ CallError::Certificate { .. })) => Err(BadConfig(format!("{}: {e}", model.path.display())).into()),
+        Ok(Ok(served)) => {
+            if let Some(warning) = unlisted_model_warning(&model.model, &served) {
+                eprintln!("warning: {}", crate::cli::exit::shown(&format!("{} (GET {}/models): {warning}", model.path.display(), model.base_url.trim_end_matches('/'))));
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// What to say when `model` is not among the `served` models (the first few named); `None`
+/// when it is, when nothing is listed, or when the server is modelcall's simulator (which
+/// answers for any model name).
+fn unlisted_model_warning(model: &str, served: &[String]) -> Option<String> {
+    const SHOWN: usize = 8;
+    if served.is_empty() || served.iter().any(|m| m == model) || served.iter().all(|m| m == modelcall_sim::SIM_MODEL_ID) {
+        return None;
+    }
+    let mut names = served.iter().take(SHOWN).map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ");
+    if served.len() > SHOWN {
+        names.push_str(&format!(" and {} more", served.len() - SHOWN));
+    }
+    Some(format!("the endpoint does not list the model `{model}` (chat_config.model); it serves {names}"))
 }
 
 /// What the run summary gets at the end: `endpoints` (requests, failures and ejections per
@@ -87,5 +126,20 @@ fn raise_open_file_limit(wanted: u64) {
             lim.rlim_cur = (wanted as libc::rlim_t).min(lim.rlim_max);
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unlisted_model_warning;
+
+    #[test]
+    fn an_unlisted_model_is_named_with_what_the_endpoint_serves() {
+        let served: Vec<String> = (0..10).map(|i| format!("m{i}")).collect();
+        let w = unlisted_model_warning("qwen", &served).unwrap();
+        assert!(w.contains("`qwen`") && w.contains("`m0`") && w.contains("`m7`") && !w.contains("`m8`") && w.contains("2 more"), "{w}");
+        assert_eq!(unlisted_model_warning("m3", &served), None);
+        assert_eq!(unlisted_model_warning("qwen", &[]), None);
+        assert_eq!(unlisted_model_warning("qwen", &[modelcall_sim::SIM_MODEL_ID.to_string()]), None);
     }
 }
