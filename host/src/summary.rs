@@ -21,6 +21,11 @@ pub struct FileStats {
     pub already_done: u64,
     /// Records whose result another tool wrote (adopted from its outputs, not sent again).
     pub adopted: u64,
+    /// Records done before whose content (or whose settings, with `--redo-changed`) changed
+    /// since: their old result was retired and they were sent again.
+    pub changed: u64,
+    /// Records left out by `retry_mode` because the error output does not list them.
+    pub not_retried: u64,
     pub scored: u64,
     pub failed: u64,
     /// Lines that are not records (invalid JSON, not an object, invalid UTF-8).
@@ -58,7 +63,7 @@ macro_rules! add_counters {
 }
 
 add_counters!(
-    seen, already_done, adopted, scored, failed, bad_lines, skipped, debug_limited, records_out, item_errors, duplicate_ids,
+    seen, already_done, adopted, changed, not_retried, scored, failed, bad_lines, skipped, debug_limited, records_out, item_errors, duplicate_ids,
     failed_before, source_errors, bytes_read,
 );
 
@@ -256,6 +261,8 @@ impl RunStats {
                 "seen": totals.seen,
                 "already_done": totals.already_done,
                 "adopted": totals.adopted,
+                "changed": totals.changed,
+                "not_retried": totals.not_retried,
                 "scored": totals.scored,
                 "failed": totals.failed,
                 "bad_lines": totals.bad_lines,
@@ -302,6 +309,9 @@ impl RunStats {
             t.skipped,
             self.elapsed().as_secs_f64()
         );
+        if t.changed > 0 {
+            out.push_str(&format!(" · changed {} (input or settings changed since their result; sent again)", t.changed));
+        }
         if t.adopted > 0 {
             out.push_str(&format!(" · adopted {} (results another tool wrote; not sent)", t.adopted));
         }

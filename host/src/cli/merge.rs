@@ -230,7 +230,7 @@ mod tests {
 
 /// How many records of `inputs`, keyed as its shard keyed them, have no entry in `journaled`.
 fn missing_keys(inputs: UnitInputs, outputs: &RecordOutputs, journaled: KeySet) -> u64 {
-    let done = Finished { ok: journaled, failed_permanently: KeySet::default() };
+    let done = Finished { ok: journaled, ..Finished::default() };
     let (tx, mut rx) = tokio::sync::mpsc::channel(4096);
     let read = outputs.read.clone();
     std::thread::scope(|scope| {

@@ -134,6 +134,7 @@ fn run_local(args: &RunTaskArgs, task: &modelcall_config::LoadedTask) -> anyhow:
         show_progress: !args.no_progress,
         retry_failed: args.retry_failed,
         no_adopt: args.no_adopt,
+        on_changed: args.on_changed(),
         metrics: crate::metrics::MetricsTarget { file: args.metrics_file.clone(), listen: args.metrics_listen },
         output_override: args.output_folder.clone(),
     };

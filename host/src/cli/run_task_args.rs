@@ -41,6 +41,17 @@ pub struct RunTaskArgs {
     #[arg(long)]
     pub retry_failed: bool,
 
+    /// Results made with other settings than the task's now (prompt, plugins, model, request
+    /// settings) are sent again. Without this or --keep-existing such a run stops before its
+    /// first request and says how many results it concerns.
+    #[arg(long, conflicts_with = "keep_existing")]
+    pub redo_changed: bool,
+
+    /// Keep results made with other settings than the task's now as they are (remembered for
+    /// the output folder: later runs keep them too).
+    #[arg(long)]
+    pub keep_existing: bool,
+
     /// Do not adopt results found in the output folder without a journal (e.g. written by the
     /// Python modelcall): send their records again and replace those files.
     #[arg(long)]
@@ -58,4 +69,16 @@ pub struct RunTaskArgs {
     /// No progress bar or periodic progress lines.
     #[arg(long)]
     pub no_progress: bool,
+}
+
+impl RunTaskArgs {
+    /// What results made with other settings get (`--redo-changed` / `--keep-existing`).
+    pub fn on_changed(&self) -> crate::engine::settings::OnChanged {
+        use crate::engine::settings::OnChanged;
+        match (self.redo_changed, self.keep_existing) {
+            (true, _) => OnChanged::Redo,
+            (_, true) => OnChanged::Keep,
+            _ => OnChanged::Ask,
+        }
+    }
 }

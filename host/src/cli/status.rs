@@ -129,6 +129,10 @@ fn read_journal_keys(path: &std::path::Path, done: &mut KeySet, failed: &mut Key
                 failed.insert(&entry.key);
             }
             modelcall_io::EntryStatus::Error => {}
+            modelcall_io::EntryStatus::Retired => {
+                done.remove(&entry.key);
+                failed.remove(&entry.key);
+            }
         }
     }
 }

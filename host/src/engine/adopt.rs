@@ -117,7 +117,7 @@ pub fn import(paths: &FilePaths, rule: &RefKeyRule) -> anyhow::Result<u64> {
             }
             let Some(reference) = rule.key(&record) else { continue };
             journal
-                .append(JournalEntry { key: adopted_key(&reference), status: EntryStatus::Ok, row: record })
+                .append(JournalEntry::new(adopted_key(&reference), EntryStatus::Ok, record))
                 .map_err(|e| anyhow::anyhow!("journal {}: {e}", paths.journal.display()))?;
             from_file += 1;
         }

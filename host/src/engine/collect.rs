@@ -1,7 +1,7 @@
 //! The collector: the single writer of a unit's journal. Every read item and every outcome
 //! passes here, so the counters and the journal always agree.
 
-use modelcall_io::{EntryStatus, Journal, JournalEntry, JournalError};
+use modelcall_io::{EntryStatus, Journal, JournalEntry, JournalError, MadeFrom};
 use serde_json::{json, Map, Value};
 
 use super::job::{CallTally, Failure, FailureSite, Job, Outcome, Produced};
@@ -11,7 +11,7 @@ use crate::summary::{FileStats, RunStats};
 
 pub enum Collected {
     Read(ReadItem),
-    Outcome { key: String, file: usize, line: u64, seq: u64, outcome: Outcome },
+    Outcome { key: String, file: usize, line: u64, seq: u64, outcome: Outcome, made: MadeFrom, retire: Option<&'static str> },
 }
 
 pub struct Collector<'a, J: Job> {
@@ -50,6 +50,10 @@ impl<J: Job> Collector<'_, J> {
                     fs.seen += 1;
                 }
             }
+            Collected::Read(ReadItem::NotRetried) => {
+                fs.seen += 1;
+                fs.not_retried += 1;
+            }
             Collected::Read(ReadItem::DebugLimited) => {
                 fs.seen += 1;
                 fs.debug_limited += 1;
@@ -65,7 +69,7 @@ impl<J: Job> Collector<'_, J> {
                     "file": file, "cause": "source_read_error", "message": message,
                     "api_status": "error", "api_fail_reason": message,
                 });
-                self.journal.append(JournalEntry { key, status: EntryStatus::Error, row: object(row) })?;
+                self.journal.append(JournalEntry::new(key, EntryStatus::Error, object(row)))?;
             }
             Collected::Read(ReadItem::Bad { key, bad }) => {
                 fs.seen += 1;
@@ -76,12 +80,20 @@ impl<J: Job> Collector<'_, J> {
                 if !self.finished.failed_permanently.contains(&key) {
                     let mut row = bad.to_row();
                     row.insert("retryable".into(), json!(false));
-                    self.journal.append(JournalEntry { key, status: EntryStatus::Error, row })?;
+                    self.journal.append(JournalEntry::new(key, EntryStatus::Error, row))?;
                 }
             }
             Collected::Read(ReadItem::Work { .. }) => unreachable!("work items go to record tasks"),
-            Collected::Outcome { key, file, line, seq, outcome } => {
+            Collected::Outcome { key, file, line, seq, outcome, made, retire } => {
                 fs.seen += 1;
+                if let Some(why) = retire {
+                    // The earlier result is void whatever this outcome is: a failure must not
+                    // leave the stale result standing in the output.
+                    if !matches!(outcome, Outcome::Fatal { .. }) {
+                        fs.changed += 1;
+                        self.journal.append(JournalEntry::retired(key.clone(), why))?;
+                    }
+                }
                 self.shared.stats.lock().unwrap().mark_outcome();
                 match outcome {
                     Outcome::Done { produced, score, calls } => {
@@ -111,13 +123,13 @@ impl<J: Job> Collector<'_, J> {
                                     stats.count_failure(&item.cause);
                                     let file = self.files.get(file).map(String::as_str).unwrap_or(self.unit_name);
                                     let item_key = item.key(&key);
-                                    let failure = Failure { cause: item.cause, message: item.message, calls: CallTally::default(), record: None };
+                                    let failure = Failure { cause: item.cause, message: item.message, calls: CallTally::default(), record: None, reply: None };
                                     let mut row = self.job.failure_row(&FailureSite { key: &item_key, file, line }, failure);
                                     row.insert("item".into(), json!(item.index));
                                     row.insert("location".into(), json!(item.location));
                                     // The input succeeded: a rerun cannot redo one of its items.
                                     row.insert("retryable".into(), json!(false));
-                                    self.journal.append(JournalEntry { key: item_key, status: EntryStatus::Error, row })?;
+                                    self.journal.append(JournalEntry::new(item_key, EntryStatus::Error, row))?;
                                 }
                                 fs.records_out += records.len() as u64;
                                 let mut row = object(json!({"group": group.as_deref().unwrap_or(self.unit_name), "records": records}));
@@ -132,7 +144,7 @@ impl<J: Job> Collector<'_, J> {
                         if self.ordered {
                             row.insert(modelcall_io::ordered::SEQ_FIELD.into(), json!(seq));
                         }
-                        self.journal.append(JournalEntry { key, status: EntryStatus::Ok, row })?;
+                        self.journal.append(JournalEntry::new(key, EntryStatus::Ok, row).made_from(Some(made)))?;
                     }
                     Outcome::Failed(failure) => {
                         fs.failed += 1;
@@ -148,7 +160,7 @@ impl<J: Job> Collector<'_, J> {
                         let retryable = !failure.is_permanent();
                         let mut row = self.job.failure_row(&FailureSite { key: &key, file, line }, failure);
                         row.insert("retryable".into(), json!(retryable));
-                        self.journal.append(JournalEntry { key, status: EntryStatus::Error, row })?;
+                        self.journal.append(JournalEntry::new(key, EntryStatus::Error, row).made_from(Some(made)))?;
                     }
                     Outcome::Fatal { message } => {
                         fs.seen -= 1;

@@ -89,6 +89,10 @@ pub struct Failure {
     pub message: String,
     pub calls: CallTally,
     pub record: Option<Map<String, Value>>,
+    /// The model's reply, when the failure came after it arrived (a parser plugin trapped or
+    /// returned bad output): the answer is paid for, so it is kept in the error row and a
+    /// plain rerun does not buy it again (only `--retry-failed` does).
+    pub reply: Option<String>,
 }
 
 /// Causes a plain rerun would only repeat: the request or the record itself is wrong.
@@ -107,11 +111,16 @@ const PERMANENT_CAUSES: &[&str] = &[
 impl Failure {
     /// Whether the failure would repeat on a rerun (sent again only with `--retry-failed`).
     pub fn is_permanent(&self) -> bool {
-        PERMANENT_CAUSES.contains(&self.cause.as_str())
+        self.reply.is_some() || PERMANENT_CAUSES.contains(&self.cause.as_str())
     }
 
     pub fn new(cause: impl Into<String>, message: impl Into<String>, calls: CallTally, record: Option<Map<String, Value>>) -> Outcome {
-        Outcome::Failed(Failure { cause: cause.into(), message: message.into(), calls, record })
+        Outcome::Failed(Failure { cause: cause.into(), message: message.into(), calls, record, reply: None })
+    }
+
+    /// A failure after the model's `reply` arrived (see [`Failure::reply`]).
+    pub fn after_reply(cause: impl Into<String>, message: impl Into<String>, calls: CallTally, record: Option<Map<String, Value>>, reply: &str) -> Outcome {
+        Outcome::Failed(Failure { cause: cause.into(), message: message.into(), calls, record, reply: Some(reply.to_string()) })
     }
 }
 
@@ -143,6 +152,10 @@ pub trait Job: Send + Sync + 'static {
             "attempts": failure.calls.requests,
             "record": failure.record.map(Value::Object).unwrap_or(Value::Null),
         });
+        let mut row = row;
+        if let Some(reply) = failure.reply {
+            row["api_return"] = Value::String(reply);
+        }
         match row {
             Value::Object(m) => m,
             _ => unreachable!("json! of an object literal"),

@@ -17,7 +17,8 @@ pub mod adaptive;
 pub mod adopt;
 pub mod prefix_groups;
 pub mod collect;
-mod fingerprint;
+pub mod settings;
+pub mod survey;
 pub mod job;
 pub mod reader;
 pub mod stop;
@@ -34,7 +35,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, Semaphore};
 
 pub use job::{CallTally, Failure, FailureSite, ItemFailure, Job, JobInput, Outcome, Produced};
-pub use reader::ReadOptions;
+pub use reader::{OtherSettings, ReadOptions};
 pub use stop::{StopReason, StopSignal};
 pub use unit::{SinkKind, Unit, UnitInputs};
 

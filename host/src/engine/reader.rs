@@ -8,7 +8,8 @@ use std::path::PathBuf;
 
 use modelcall_config::task::DuplicateIds;
 use modelcall_io::key::internal_key;
-use modelcall_io::{BadLine, ByteCounter, KeyAssigner, KeySet, Slice, SourceItem};
+use modelcall_io::keyset::key_hash;
+use modelcall_io::{BadLine, ByteCounter, KeyAssigner, KeySet, MadeFrom, Slice, SourceItem};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -17,7 +18,10 @@ use super::stop::StopSignal;
 use super::unit::UnitInputs;
 
 pub enum ReadItem {
-    Work { key: String, file: usize, line: u64, seq: u64, input: JobInput },
+    /// A record to send. `made` is what its result will be made from (journaled with it);
+    /// `retire` says why an earlier result of the key no longer counts (its input or settings
+    /// changed), so the collector voids it before journaling the new one.
+    Work { key: String, file: usize, line: u64, seq: u64, input: JobInput, made: MadeFrom, retire: Option<&'static str> },
     Bad { key: String, bad: BadLine },
     AlreadyDone,
     /// Its result was written by another tool and adopted (see [`super::adopt`]).
@@ -26,6 +30,8 @@ pub enum ReadItem {
     /// row stays, and it is sent again only with `--retry-failed`.
     FailedBefore,
     DebugLimited,
+    /// `retry_mode`: not listed in the error output, so not sent.
+    NotRetried,
     /// A record whose id was seen before in the unit; `skipped` when it is left out
     /// (`on_duplicate_id: skip`), else it is processed under its ordinal key as well.
     DuplicateId { skipped: bool },
@@ -50,6 +56,30 @@ pub struct ReadOptions {
     pub max_record_bytes: Option<usize>,
     /// Match records to results another tool wrote (see [`super::adopt`]); `None`: never.
     pub adopt: Option<super::adopt::RefKeyRule>,
+    /// A hash of what shapes this stage's results besides the input (plugins and their config,
+    /// the model and its request settings); journaled with each result.
+    pub settings: Option<super::settings::Settings>,
+    /// What a result made under other settings gets.
+    pub other_settings: OtherSettings,
+    /// `retry_mode`: send exactly the records the error output lists, nothing else.
+    pub only_failed: bool,
+}
+
+impl ReadOptions {
+    /// The hash journaled with each result (0: a stage with no settings of its own).
+    pub fn settings_hash(&self) -> u64 {
+        self.settings.as_ref().map_or(0, |s| s.hash)
+    }
+}
+
+/// What a result made under other settings than this run's gets on resume.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OtherSettings {
+    /// Kept as done: `--keep-existing`, or a check before the run found none.
+    #[default]
+    Keep,
+    /// Sent again: `--redo-changed`, and always for a stage that costs nothing (preprocessing).
+    Redo,
 }
 
 /// What earlier runs finished, from the unit's journal.
@@ -57,17 +87,114 @@ pub struct ReadOptions {
 pub struct Finished {
     pub ok: KeySet,
     pub failed_permanently: KeySet,
+    /// Keys whose latest entry is an error (what the error output lists).
+    pub failed: KeySet,
+    /// What each journaled result was made from (journals before 0.3 have none: kept as is).
+    pub made: std::collections::HashMap<u128, MadeFrom>,
+    /// The input each failed key had when it failed.
+    pub failed_inputs: std::collections::HashMap<u128, u64>,
+    /// Settings whose results the user chose to keep (`--keep-existing`).
+    pub accepted_settings: Vec<u64>,
+    /// `retry_mode`: the `uid`s the error output lists (it may have been written by another
+    /// tool, with no journal behind it).
+    pub listed_in_errors: KeySet,
+}
+
+/// What the reader does with a key, given what earlier runs journaled.
+pub enum Decision {
+    /// Not sent; counted as this item.
+    Skip(ReadItem),
+    /// Sent; with the reason its earlier result is void, if it had one.
+    Send(Option<&'static str>),
 }
 
 impl Finished {
-    fn item_for(&self, key: &str, retry_failed: bool) -> Option<ReadItem> {
-        if self.ok.contains(key) {
-            Some(ReadItem::AlreadyDone)
-        } else if !retry_failed && self.failed_permanently.contains(key) {
-            Some(ReadItem::FailedBefore)
+    /// Why `key`'s journaled result no longer matches `made`, if it does not.
+    pub fn changed(&self, key: &str, made: &MadeFrom, opts: &ReadOptions) -> Option<&'static str> {
+        let before = self.made.get(&key_hash(key))?;
+        if before.input != made.input {
+            Some("its input changed")
+        } else if before.settings != made.settings && opts.other_settings == OtherSettings::Redo && !self.accepted_settings.contains(&before.settings) {
+            Some("the settings it was made with changed")
         } else {
             None
         }
+    }
+
+    /// `reference_key`: the record's key as another tool wrote it (see [`super::adopt`]).
+    pub fn decide(&self, key: &str, made: &MadeFrom, opts: &ReadOptions, reference_key: Option<&str>) -> Decision {
+        if opts.only_failed {
+            let listed = self.failed.contains(key) || self.listed_in_errors.contains(key) || reference_key.is_some_and(|r| self.listed_in_errors.contains(r));
+            return if listed { Decision::Send(None) } else { Decision::Skip(ReadItem::NotRetried) };
+        }
+        if self.ok.contains(key) {
+            return match self.changed(key, made, opts) {
+                Some(why) => Decision::Send(Some(why)),
+                None => Decision::Skip(ReadItem::AlreadyDone),
+            };
+        }
+        if !opts.retry_failed && self.failed_permanently.contains(key) {
+            // A record fixed since it failed is a new record: sent again.
+            return match self.failed_inputs.get(&key_hash(key)) {
+                Some(before) if *before != made.input => Decision::Send(Some("its input changed")),
+                _ => Decision::Skip(ReadItem::FailedBefore),
+            };
+        }
+        Decision::Send(None)
+    }
+}
+
+/// The `uid`s (else `key`s) of the rows of an error output: what `retry_mode` sends again.
+pub fn listed_in_errors(errors: &std::path::Path) -> KeySet {
+    let mut listed = KeySet::default();
+    let Ok(source) = modelcall_io::open_source(errors) else { return listed };
+    for item in source.flatten() {
+        if let SourceItem::Record { record, .. } = item {
+            for field in ["uid", "key"] {
+                match record.get(field) {
+                    Some(Value::String(s)) => {
+                        listed.insert(s);
+                    }
+                    Some(Value::Number(n)) => {
+                        listed.insert(&n.to_string());
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    listed
+}
+
+/// The hash of a record's content, as its results are matched to it.
+pub fn record_hash(record: &serde_json::Map<String, Value>) -> u64 {
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    // serde_json writes into the hasher directly: no copy of the record.
+    let _ = serde_json::to_writer(HashWriter(&mut hasher), record);
+    hasher.digest()
+}
+
+/// The hash of a file's bytes; 0 when it cannot be read (the job then reports why).
+pub fn file_hash(path: &std::path::Path) -> u64 {
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    match std::fs::File::open(path) {
+        Ok(mut f) => match std::io::copy(&mut f, &mut HashWriter(&mut hasher)) {
+            Ok(_) => hasher.digest(),
+            Err(_) => 0,
+        },
+        Err(_) => 0,
+    }
+}
+
+struct HashWriter<'a>(&'a mut xxhash_rust::xxh3::Xxh3);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -98,13 +225,16 @@ pub fn read_unit(inputs: UnitInputs, opts: ReadOptions, done: &Finished, stop: &
                     return false;
                 }
                 let rel = modelcall_io::listing::relative_name(&root, &path);
-                let item = if let Some(finished) = reader.done.item_for(&rel, reader.opts.retry_failed) {
-                    finished
-                } else if let Some(limited) = reader.limited() {
-                    limited
-                } else {
-                    let seq = modelcall_io::ordered::position(index as u64, 0, 0);
-                    ReadItem::Work { key: rel.clone(), file: index, line: 0, seq, input: JobInput::File { rel, path } }
+                let made = MadeFrom { input: file_hash(&path), settings: reader.opts.settings_hash() };
+                let item = match reader.done.decide(&rel, &made, &reader.opts, None) {
+                    Decision::Skip(item) => item,
+                    Decision::Send(retire) => match reader.limited() {
+                        Some(limited) => limited,
+                        None => {
+                            let seq = modelcall_io::ordered::position(index as u64, 0, 0);
+                            ReadItem::Work { key: rel.clone(), file: index, line: 0, seq, input: JobInput::File { rel, path }, made, retire }
+                        }
+                    },
                 };
                 if reader.tx.blocking_send(item).is_err() {
                     return false;
@@ -194,13 +324,15 @@ impl Reader<'_> {
                             continue;
                         }
                     }
+                    let made = MadeFrom { input: record_hash(&record), settings: self.opts.settings_hash() };
+                    let reference_key = self.opts.adopt.as_ref().and_then(|rule| rule.key(&record));
                     if samples > 1 {
                         // n answers per record: one work item per sample, each its own key.
                         for i in 0..samples {
                             let key = format!("{base}#{i}");
-                            let msg = if let Some(finished) = self.done.item_for(&key, self.opts.retry_failed) {
-                                finished
-                            } else {
+                            let msg = match self.done.decide(&key, &made, &self.opts, reference_key.as_deref()) {
+                                Decision::Skip(item) => item,
+                                Decision::Send(retire) => {
                                 let mut r = record.clone();
                                 if let Some(uid) = r.get("uid").cloned() {
                                     r.insert("source_uid".into(), uid);
@@ -208,22 +340,27 @@ impl Reader<'_> {
                                 r.insert("uid".into(), Value::String(key.clone()));
                                 r.insert("sample_index".into(), Value::from(i));
                                 let seq = modelcall_io::ordered::position(index as u64, line, i as u64);
-                                ReadItem::Work { key, file: index, line, seq, input: JobInput::Record(r) }
+                                ReadItem::Work { key, file: index, line, seq, input: JobInput::Record(r), made, retire }
+                                }
                             };
                             if self.tx.blocking_send(msg).is_err() {
                                 return false;
                             }
                         }
                         continue;
-                    } else if let Some(finished) = self.done.item_for(&base, self.opts.retry_failed) {
-                        finished
-                    } else if self.is_adopted(&record) {
-                        ReadItem::Adopted
-                    } else if let Some(limited) = self.limited() {
-                        limited
                     } else {
-                        let seq = modelcall_io::ordered::position(index as u64, line, 0);
-                        ReadItem::Work { key: base, file: index, line, seq, input: JobInput::Record(record) }
+                        match self.done.decide(&base, &made, &self.opts, reference_key.as_deref()) {
+                            Decision::Skip(ReadItem::NotRetried) if self.is_adopted(&record) => ReadItem::Adopted,
+                            Decision::Skip(item) => item,
+                            Decision::Send(None) if self.is_adopted(&record) => ReadItem::Adopted,
+                            Decision::Send(retire) => match self.limited() {
+                                Some(limited) => limited,
+                                None => {
+                                    let seq = modelcall_io::ordered::position(index as u64, line, 0);
+                                    ReadItem::Work { key: base, file: index, line, seq, input: JobInput::Record(record), made, retire }
+                                }
+                            },
+                        }
                     }
                 }
             };

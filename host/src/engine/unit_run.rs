@@ -7,10 +7,9 @@ use tokio::sync::mpsc;
 
 use super::collect::{Collected, Collector};
 use super::adopt;
-use super::fingerprint;
 use super::job::Job;
 use super::prefix_groups::PrefixGroups;
-use super::reader::{read_unit, Finished, ReadItem};
+use super::reader::{listed_in_errors, read_unit, Finished, ReadItem};
 use super::unit::{SinkKind, Unit, UnitInputs};
 use super::RunShared;
 use crate::summary::FileStats;
@@ -28,26 +27,6 @@ pub struct UnitResult {
 /// outputs (a resumed run completes them); `Err` only when the unit's own I/O failed.
 pub async fn run_unit<J: Job>(shared: Arc<RunShared>, job: Arc<J>, unit: Unit) -> anyhow::Result<UnitResult> {
     let paths = unit.paths.clone();
-    let input_files = unit.inputs.files();
-    let fingerprints = fingerprint::current(&input_files);
-    let mut redo = Vec::new();
-    if let Some(before) = fingerprint::read(&paths.journal) {
-        match &unit.inputs {
-            UnitInputs::Records(_) | UnitInputs::RecordSlice { .. } => {
-                if let Some(changed) = fingerprint::rewritten_file(&before, &fingerprints) {
-                    eprintln!("warning: {} changed since the last run (not only appended to); its results are rebuilt", changed.display());
-                    let _ = std::fs::remove_file(&paths.journal);
-                    fingerprint::write(&paths.journal, &fingerprints)?;
-                }
-            }
-            UnitInputs::RawFiles { root, .. } => {
-                for changed in fingerprint::changed_files(&before, &fingerprints) {
-                    eprintln!("note: {} changed since the last run; it is processed again", changed.display());
-                    redo.push(modelcall_io::listing::relative_name(root, &changed));
-                }
-            }
-        }
-    }
     let mut read_options = shared.read.clone();
     if let Some(rule) = &read_options.adopt {
         adopt::import(&paths, rule)?;
@@ -60,11 +39,18 @@ pub async fn run_unit<J: Job>(shared: Arc<RunShared>, job: Arc<J>, unit: Unit) -
     if state.torn_lines_dropped > 0 {
         tracing::warn!(journal = %paths.journal.display(), dropped = state.torn_lines_dropped, "dropped a torn last line left by a crash");
     }
-    let mut finished = Finished { ok: state.done_ok, failed_permanently: state.failed_permanently };
-    for key in &redo {
-        finished.ok.remove(key);
-        finished.failed_permanently.remove(key);
+    if let Some(settings) = &read_options.settings {
+        super::settings::remember(&paths.journal, settings)?;
     }
+    let finished = Finished {
+        ok: state.done_ok,
+        failed_permanently: state.failed_permanently,
+        failed: state.failed,
+        made: state.made,
+        failed_inputs: state.failed_inputs,
+        accepted_settings: super::settings::accepted(&paths.journal, read_options.settings_hash()),
+            listed_in_errors: if read_options.only_failed { listed_in_errors(&paths.errors) } else { Default::default() },
+    };
     let done = Arc::new(finished);
     let files: Vec<String> = match &unit.inputs {
         UnitInputs::RecordSlice { .. } => vec![unit.input_label()],
@@ -113,7 +99,7 @@ pub async fn run_unit<J: Job>(shared: Arc<RunShared>, job: Arc<J>, unit: Unit) -
             break;
         }
         match item {
-            ReadItem::Work { key, file, line, seq, input } => {
+            ReadItem::Work { key, file, line, seq, input, made, retire } => {
                 let permit = tokio::select! {
                     permit = shared.in_flight.clone().acquire_owned() => permit?,
                     _ = shared.stop.stopped() => break,
@@ -133,7 +119,7 @@ pub async fn run_unit<J: Job>(shared: Arc<RunShared>, job: Arc<J>, unit: Unit) -
                         None => drop(permit),
                     }
                     progress.finished();
-                    let _ = out_tx.send(Collected::Outcome { key, file, line, seq, outcome }).await;
+                    let _ = out_tx.send(Collected::Outcome { key, file, line, seq, outcome, made, retire }).await;
                 });
                 while tasks.try_join_next().is_some() {}
             }
@@ -164,12 +150,7 @@ pub async fn run_unit<J: Job>(shared: Arc<RunShared>, job: Arc<J>, unit: Unit) -
     // Finalize: journal → output + errors, atomically; after a stop too, so what is done is
     // in the outputs and every failure so far in the error file.
     let sink = unit.sink.clone();
-    let journal_path = paths.journal.clone();
     let written = tokio::task::spawn_blocking(move || finalize(&paths, &sink)).await??;
-    if complete {
-        // Only now do the results match these inputs (see `fingerprint`).
-        fingerprint::write(&journal_path, &fingerprints)?;
-    }
     Ok(UnitResult { stats, written, complete })
 }
 

@@ -67,7 +67,10 @@ pub async fn run(run: &TaskRun<'_>, step: &ChatmlConversion) -> anyhow::Result<F
             limits: serde_json::Value::Null,
             sha256: None,
         };
+        let plugin_config = plugin.config.clone();
         let plugin = load_plugin(&runtime, run, &plugin).map_err(|e| BadConfig(format!("dataset `{key}` in {}: {e}", config.path.display())))?;
+        // A conversion costs nothing: one made with another style or plugin is redone.
+        let settings = engine::settings::Settings::new(json!({"converter": engine::settings::Settings::plugin(&plugin, &plugin_config)}));
         let mut units = Vec::new();
         for (cfg, split, files) in dataset_units(&path, spec).map_err(|e| anyhow::anyhow!("dataset `{key}`: {e}"))? {
             let out = output_path(&step.output_dir, &key, cfg.as_deref(), &split, step.add_system_prompt);
@@ -83,9 +86,8 @@ pub async fn run(run: &TaskRun<'_>, step: &ChatmlConversion) -> anyhow::Result<F
         let concurrency = pool.threads() * 4;
         let options = EngineOptions {
             task_name: run.plan.task_name.clone(),
-            // Content-hash keys: conversions resume per record, duplicates kept under ordinals.
             // Content-hash keys: conversions resume per record, repeats kept under ordinals.
-            read: ReadOptions { key_fields: Vec::new(), ..run.read_options() },
+            read: ReadOptions { key_fields: Vec::new(), settings: Some(settings), other_settings: engine::OtherSettings::Redo, ..run.read_options() },
             concurrency,
             max_concurrent_units: 1,
             flush_interval: run.plan.flush_interval,

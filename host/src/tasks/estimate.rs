@@ -11,8 +11,9 @@ use serde_json::Value;
 /// Records sampled to estimate the prompt size.
 const SAMPLE: usize = 50;
 
-pub fn print(inputs: &[PathBuf], prompt: &Plugin, model: &ModelConfig, budget: &modelcall_config::task::BudgetSection) {
-    let records = crate::input_count::count_all(inputs);
+/// `to_send`: the records a run would send now (resume counted), when known; else every record.
+pub fn print(inputs: &[PathBuf], prompt: &Plugin, model: &ModelConfig, budget: &modelcall_config::task::BudgetSection, to_send: Option<u64>) {
+    let records = to_send.or_else(|| crate::input_count::count_all(inputs));
     let mut sampled = Vec::new();
     if let Some(Ok(source)) = inputs.first().map(|f| modelcall_io::open_source(f)) {
         for item in source.filter_map(Result::ok).take(SAMPLE * 2) {
@@ -47,7 +48,7 @@ pub fn print(inputs: &[PathBuf], prompt: &Plugin, model: &ModelConfig, budget: &
         (Some(m), Some(t)) => format!("at most {m} output tokens each, {t} in all"),
         _ => "output tokens unbounded (no max_tokens set)".to_string(),
     };
-    println!("estimate    {n} records × ~{avg_prompt} prompt tokens (sampled {}) = ~{prompt_total}; {out_text}", sampled.len());
+    println!("estimate    {n} records to send × ~{avg_prompt} prompt tokens (sampled {}) = ~{prompt_total}; {out_text}", sampled.len());
     if let Some(p) = model.pricing {
         let low = p.cost(prompt_total, 0);
         match out_total {

@@ -62,6 +62,11 @@ pub async fn run(run: &TaskRun<'_>, step: &GenerateResponse) -> anyhow::Result<F
     let paths = move |stem: &str, shard: Option<(u32, u32)>| FilePaths::named(stem, &out, OutputFormat::Jsonl, shard, Naming::Distillation);
     let sink = SinkKind::Rows { format: OutputFormat::Jsonl, ordered: step.ordered };
     let units = super::shards::record_units(&output_folder, &inputs, run.shard, sink, &paths)?;
+    let settings = engine::settings::Settings::new(json!({
+        "request": engine::settings::answer_settings(&model),
+        "send": if step.first_user_only { "first_user" } else { "conversation" },
+    }));
+    let other_settings = run.settings_check(&units, &settings)?;
     if step.retry_mode {
         for unit in &units {
             archive_for_retry(&unit.paths)?;
@@ -75,8 +80,11 @@ pub async fn run(run: &TaskRun<'_>, step: &GenerateResponse) -> anyhow::Result<F
             samples_per_record: step.n.max(1),
             // The reference's `<B>.jsonl` rows, by its uid rule (one answer per conversation).
             adopt: (!run.no_adopt && step.n <= 1).then_some(RefKeyRule::ConversationUid),
-            // Retry mode sends every failure again, whatever its cause.
+            // Retry mode sends exactly what the error output lists, whatever the cause.
             retry_failed: run.retry_failed || step.retry_mode,
+            only_failed: step.retry_mode,
+            settings: Some(settings),
+            other_settings,
             ..run.read_options()
         },
         concurrency,
@@ -99,13 +107,13 @@ pub async fn run(run: &TaskRun<'_>, step: &GenerateResponse) -> anyhow::Result<F
 /// `retry_mode: true`, the reference's archive step without its data loss: `<B>_error.jsonl`
 /// and `<B>.jsonl` are copied (atomically, never moved) to `<B>_error_retry_N.jsonl` and
 /// `<B>_success_retry_N.jsonl` (N the first free number), as scripts written for the
-/// reference expect. The run then sends only what has no result (failures included, whatever
-/// their cause), and rewrites `<B>.jsonl` with the old and the new results, one line per uid:
+/// reference expect. The run then sends exactly the records the error output lists (whatever
+/// their cause), nothing else, and rewrites `<B>.jsonl` with the old and the new results, one line per uid:
 /// a kill at any point leaves the originals, the archives or the journal holding everything.
 fn archive_for_retry(paths: &FilePaths) -> anyhow::Result<()> {
     let errors = &paths.errors;
     if !errors.is_file() {
-        eprintln!("retry mode: no {} (nothing failed before); records without a result are sent", errors.display());
+        eprintln!("retry mode: no {} (nothing failed before): nothing to send", errors.display());
         return Ok(());
     }
     let stem = errors.file_name().map(|n| n.to_string_lossy().trim_end_matches(".jsonl").to_string()).unwrap_or_default();

@@ -53,6 +53,9 @@ impl Job for GenerateJob {
         r.insert("attempts".into(), json!(failure.calls.requests));
         r.insert("timestamp".into(), json!(chrono::Local::now().to_rfc3339()));
         r.insert("source_line".into(), json!(site.line));
+        if let Some(reply) = failure.reply {
+            r.insert("api_return".into(), json!(reply));
+        }
         r
     }
 }

@@ -22,6 +22,7 @@ pub mod shards;
 pub mod scoring;
 pub mod stat_files;
 
+
 use modelcall_config::{LoadedTask, PluginRef, RunPlan};
 use modelcall_plugin_host::{Limits, Plugin, PluginRuntime, PluginSource, PluginSpec, Role};
 
@@ -40,6 +41,8 @@ pub struct TaskRun<'a> {
     pub retry_failed: bool,
     /// `--no-adopt`: never import results another tool wrote.
     pub no_adopt: bool,
+    /// `--redo-changed` / `--keep-existing`: what results made with other settings get.
+    pub on_changed: crate::engine::settings::OnChanged,
     /// `--metrics-file` / `--metrics-listen`.
     pub metrics: crate::metrics::MetricsTarget,
     /// `--output-folder`, where the task type takes its output folder from the step.
@@ -72,6 +75,22 @@ impl TaskRun<'_> {
             )));
         }
         Ok(Some(crate::engine::Budget { max_tokens: b.max_tokens, max_cost: b.max_cost, pricing: model.pricing }))
+    }
+
+    /// Before a paid stage's first request: stops (exit 2) when earlier results of `units` were
+    /// made with other settings and the user has not said what to do with them; else the
+    /// reading options that carry the choice.
+    pub fn settings_check(&self, units: &[crate::engine::Unit], settings: &crate::engine::settings::Settings) -> Result<crate::engine::OtherSettings, BadConfig> {
+        crate::engine::settings::check_before_run(units, settings, self.on_changed, &self.task.source_path)?;
+        Ok(self.other_settings())
+    }
+
+    /// How the reader treats results made with other settings, once the check has passed.
+    pub fn other_settings(&self) -> crate::engine::OtherSettings {
+        match self.on_changed {
+            crate::engine::settings::OnChanged::Redo => crate::engine::OtherSettings::Redo,
+            _ => crate::engine::OtherSettings::Keep,
+        }
     }
 
     /// Takes the output folder for this run: a second run on the same folder is refused
@@ -138,6 +157,23 @@ pub fn print_dry_run(run: &TaskRun<'_>, loaded: &[(&PluginRef, &Plugin)], endpoi
         println!("shard       {i}/{n}");
     }
     println!("dry run: no request sent, nothing written");
+}
+
+/// The dry run's resume lines: what a run would do with each record, and whether results made
+/// with other settings would stop it.
+pub fn print_resume_plan(run: &TaskRun<'_>, units: &[crate::engine::Unit], settings: &crate::engine::settings::Settings, survey: &crate::engine::survey::Survey) {
+    println!("{}", survey.render());
+    let other = crate::engine::settings::mismatches(units, settings);
+    let n: u64 = other.iter().map(|m| m.results).sum();
+    if n > 0 {
+        match run.on_changed {
+            crate::engine::settings::OnChanged::Ask => println!(
+                "settings    {n} done result(s) were made with other settings: a run stops before its first request; --redo-changed sends them again (+{n} to send), --keep-existing keeps them"
+            ),
+            crate::engine::settings::OnChanged::Redo => println!("settings    {n} done result(s) were made with other settings: sent again (--redo-changed; counted as changed)"),
+            crate::engine::settings::OnChanged::Keep => println!("settings    {n} done result(s) were made with other settings: kept (--keep-existing)"),
+        }
+    }
 }
 
 /// The console block at the end of an engine run, and how it ended.

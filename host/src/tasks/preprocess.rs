@@ -98,10 +98,18 @@ pub async fn run(run: &TaskRun<'_>, plan: &PreprocessPlan, plugin: Plugin, stop:
     }
     let pool = PluginPool::new(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
     let threads = pool.threads();
+    // Preprocessing costs nothing but time: inputs preprocessed by another plugin or config
+    // are simply preprocessed again (and what scores them sees their records change).
+    let settings = engine::settings::Settings::new(serde_json::json!({"preprocessor": engine::settings::Settings::plugin(&plugin, &plan.plugin.config)}));
     let job = Arc::new(PreprocessJob { plugin, pool });
     let options = EngineOptions {
         task_name: run.plan.task_name.clone(),
-        read: ReadOptions { key_fields: vec![plan.id_field.clone()], ..run.read_options() },
+        read: ReadOptions {
+            key_fields: vec![plan.id_field.clone()],
+            settings: Some(settings),
+            other_settings: engine::OtherSettings::Redo,
+            ..run.read_options()
+        },
         concurrency: threads * 2,
         max_concurrent_units: 1,
         flush_interval: std::time::Duration::from_millis(200),

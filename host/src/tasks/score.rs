@@ -84,8 +84,10 @@ impl ScoreJob {
                 let (plugin, key, json, text) = (self.parser.clone(), key.clone(), record_json.clone(), completion.content.clone());
                 match self.pool.run(move || plugin.parse_score(&key, attempt, &json, &text)).await {
                     Ok(Ok(v)) => v,
-                    Ok(Err(err)) => return plugin_failure("parser", err, calls, record),
-                    Err(host) => return Failure::new("host_error", host.to_string(), calls, record),
+                    // The reply is paid for: kept in the error row, not bought again on a rerun.
+                    Ok(Err(err)) if err.is_fatal() => return plugin_failure("parser", err, calls, record),
+                    Ok(Err(err)) => return Failure::after_reply(err.cause(), format!("parser plugin: {err}"), calls, record, &completion.raw_text),
+                    Err(host) => return Failure::after_reply("host_error", host.to_string(), calls, record, &completion.raw_text),
                 }
             } else {
                 Ok(Score { value: 0.0, label: None, rationale: None, extra: None })
@@ -95,7 +97,7 @@ impl ScoreJob {
                 Ok(score) => {
                     let extra = match verdict_fields(&score) {
                         Ok(fields) => fields,
-                        Err(message) => return Failure::new("plugin_trap_bad_output", format!("parser plugin: {message}"), calls, record),
+                        Err(message) => return Failure::after_reply("plugin_trap_bad_output", format!("parser plugin: {message}"), calls, record, &completion.raw_text),
                     };
                     let mut row = build_row(record.take().unwrap_or_default(), extra, &completion, started.elapsed(), attempt, &calls);
                     if self.require_json {

@@ -37,6 +37,21 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
         check_placeholders(run, plan, first)?;
     }
     let model = run.task.model.clone().ok_or_else(|| BadConfig("scoring needs a model config (model.config_path)".into()))?;
+    // What this run's results are made with besides their record: results made otherwise are
+    // redone, kept or asked about (`settings_check`) before the first request.
+    let settings = engine::settings::Settings::new(json!({
+        "prompt_builder": engine::settings::Settings::plugin(&prompt, &plan.prompt_builder.config),
+        "input_key": plan.input_key,
+        "stringify_input": plan.stringify_input,
+        "request": engine::settings::answer_settings(&model),
+    }));
+    let format = match plan.output_format {
+        modelcall_config::OutputFormat::Jsonl => OutputFormat::Jsonl,
+        modelcall_config::OutputFormat::Parquet => OutputFormat::Parquet,
+    };
+    let sink = SinkKind::Rows { format, ordered: false };
+    let out = plan.output_folder.clone();
+    let paths = move |stem: &str, shard: Option<(u32, u32)>| FilePaths::named(stem, &out, format, shard, Naming::Scoring);
     if run.dry_run {
         let mut loaded = vec![(&plan.prompt_builder, &prompt), (&plan.score_parser, &parser)];
         if let Some((p, plugin)) = &pre {
@@ -44,8 +59,22 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
         }
         let endpoint = modelcall_secrets::Redactor::new(model.api_key.clone()).redact_string(&model.base_url);
         print_dry_run(run, &loaded, Some(&endpoint));
-        if let Some(files) = &inputs {
-            super::estimate::print(files, &prompt, &model, &run.task.task.budget);
+        match &inputs {
+            Some(files) => {
+                // What a run would send now, record by record, against the journals as they are.
+                let units = super::shards::record_units(&plan.output_folder, files, run.shard, sink.clone(), &paths)?;
+                let read = ReadOptions {
+                    key_fields: vec![plan.id_field.clone()],
+                    max_items: plan.max_items_per_file,
+                    settings: Some(settings.clone()),
+                    other_settings: run.other_settings(),
+                    ..run.read_options()
+                };
+                let survey = engine::survey::survey(&units, &read).await?;
+                super::print_resume_plan(run, &units, &settings, &survey);
+                super::estimate::print(files, &prompt, &model, &run.task.task.budget, Some(survey.to_send()));
+            }
+            None => println!("resume      counted after preprocessing (run --stage preprocess first to see it here)"),
         }
         return Ok(Finish::Done);
     }
@@ -55,13 +84,6 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
         _ => None,
     };
     let stop = StopSignal::with_ctrl_c();
-    let format = match plan.output_format {
-        modelcall_config::OutputFormat::Jsonl => OutputFormat::Jsonl,
-        modelcall_config::OutputFormat::Parquet => OutputFormat::Parquet,
-    };
-    let sink = SinkKind::Rows { format, ordered: false };
-    let out = plan.output_folder.clone();
-    let paths = move |stem: &str, shard: Option<(u32, u32)>| FilePaths::named(stem, &out, format, shard, Naming::Scoring);
     let unit_for = {
         let (sink, paths) = (sink.clone(), paths.clone());
         move |input: PathBuf| Unit {
@@ -71,8 +93,17 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
             sink: sink.clone(),
         }
     };
+    let other_settings = match &plan.preprocess {
+        // The scoring units are the group files; those of earlier runs are what can clash.
+        Some(p) if pre.is_some() => {
+            let earlier = modelcall_io::list_input_files(&p.output_folder, Some("*.jsonl")).unwrap_or_default();
+            run.settings_check(&earlier.into_iter().map(&unit_for).collect::<Vec<_>>(), &settings)?
+        }
+        _ => engine::OtherSettings::Keep,
+    };
     // The units: the input files, or the group files as preprocessing finishes them.
     let (unit_tx, units) = mpsc::unbounded_channel();
+    let mut other_settings = other_settings;
     let mut preprocessing = None;
     match (&pre, inputs.as_ref()) {
         (Some((p, plugin)), _) => {
@@ -92,7 +123,9 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
             preprocessing = Some((stage, p.output_folder.clone()));
         }
         (None, Some(files)) => {
-            for unit in super::shards::record_units(&plan.output_folder, files, run.shard, sink.clone(), &paths)? {
+            let units = super::shards::record_units(&plan.output_folder, files, run.shard, sink.clone(), &paths)?;
+            other_settings = run.settings_check(&units, &settings)?;
+            for unit in units {
                 let _ = unit_tx.send(unit);
             }
             drop(unit_tx);
@@ -134,6 +167,8 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
             max_items: plan.max_items_per_file,
             // The reference wrote `<stem>.parquet` with its rows' ids.
             adopt: (!run.no_adopt).then(|| RefKeyRule::IdField(plan.id_field.clone())),
+            settings: Some(settings),
+            other_settings,
             ..run.read_options()
         },
         concurrency,

@@ -75,7 +75,7 @@ pub fn finalize_records(journal: &Path, target: &RecordsTarget, errors: &Path) -
         if failure.is_some() {
             return;
         }
-        let Some(status) = cursor.status_at(index) else { return };
+        let Some(status) = cursor.status_at(index).filter(|s| *s != EntryStatus::Retired) else { return };
         let Ok(Row { row }) = serde_json::from_slice::<Row>(line) else { return };
         if status == EntryStatus::Error {
             stats.errors += 1;
@@ -158,7 +158,7 @@ mod tests {
         let j = dir.path().join(".modelcall/pre.journal.jsonl");
         let (journal, _) = Journal::open(&j, Duration::from_millis(10)).unwrap();
         let add = |k: &str, s: EntryStatus, row: Value| {
-            journal.append(JournalEntry { key: k.into(), status: s, row: row.as_object().unwrap().clone() }).unwrap()
+            journal.append(JournalEntry::new(k, s, row.as_object().unwrap().clone())).unwrap()
         };
         add("Rust/a.xml", EntryStatus::Ok, json!({"group": "Rust", "records": [{"id": "a", "v": 1}]}));
         add("Rust/a.xml", EntryStatus::Ok, json!({"group": "Rust", "records": [{"id": "a", "v": 2}]})); // a re-run after a crash

@@ -1,10 +1,11 @@
 //! The append-only journal: the durable record of every result, and the basis of resume.
 //!
 //! One line per result: `{"key": …, "status": "ok"|"error", "row": {…}}`. A single writer
-//! thread batches lines and writes + fsyncs them every `flush_interval` (or sooner when a batch
-//! grows large), so the cost of durability does not grow with the request rate. A crash can
-//! lose at most the last interval's results (they are simply processed again) and can leave a
-//! torn last line, which [`Journal::open`] drops by truncating the file to its last complete
+//! thread writes each line to the file as soon as it is queued (so a kill -9 of the process
+//! loses nothing that had arrived) and fsyncs every `flush_interval` (or sooner when many lines
+//! are unsynced), so the cost of durability does not grow with the request rate. A machine
+//! crash can lose at most the last interval's results (they are simply processed again) and
+//! can leave a torn last line, which [`Journal::open`] drops by truncating the file to its last complete
 //! line. Keys whose latest entry is `ok` are done; `error` entries are retried by the next run.
 
 
@@ -24,13 +25,63 @@ use serde_json::{Map, Value};
 pub enum EntryStatus {
     Ok,
     Error,
+    /// The key's earlier entries no longer match its input or settings (a record edited in
+    /// place, a preprocessor changed): they are void, and the key is not done until a later
+    /// entry says so. Written before such a key is sent again, so a crash in between leaves
+    /// it to be sent again rather than its stale result kept.
+    Retired,
+}
+
+/// What a result was made from: a hash of its input (the record's content, or a raw file's
+/// bytes) and of the settings that shape the answer (plugins with their config, the model and
+/// the request settings). Compared on resume, so a result never outlives its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MadeFrom {
+    #[serde(with = "hex64")]
+    pub input: u64,
+    #[serde(with = "hex64")]
+    pub settings: u64,
+}
+
+/// u64 hashes as 16 hex digits: JSON readers that hold numbers as doubles (jq, JavaScript)
+/// would round them.
+mod hex64 {
+    pub fn serialize<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{v:016x}"))
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        let text = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
+        u64::from_str_radix(&text, 16).map_err(serde::de::Error::custom)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JournalEntry {
     pub key: String,
     pub status: EntryStatus,
+    /// Absent in journals written before 0.3 (their results are taken as matching). Before
+    /// `row`: the sinks cut the row out of a line as its last field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub made: Option<MadeFrom>,
     pub row: Map<String, Value>,
+}
+
+impl JournalEntry {
+    pub fn new(key: impl Into<String>, status: EntryStatus, row: Map<String, Value>) -> Self {
+        JournalEntry { key: key.into(), status, row, made: None }
+    }
+
+    /// The entry that voids `key`'s earlier results (see [`EntryStatus::Retired`]).
+    pub fn retired(key: impl Into<String>, why: &str) -> Self {
+        let mut row = Map::new();
+        row.insert("retired".into(), Value::String(why.into()));
+        JournalEntry::new(key, EntryStatus::Retired, row)
+    }
+
+    pub fn made_from(mut self, made: Option<MadeFrom>) -> Self {
+        self.made = made;
+        self
+    }
 }
 
 /// What an existing journal says, read at open.
@@ -43,6 +94,10 @@ pub struct JournalState {
     /// Of those, the ones whose failure is permanent (`retryable: false` in the row): sent
     /// again only on request (`--retry-failed`).
     pub failed_permanently: KeySet,
+    /// What each done key's result was made from, where its entry says (see [`MadeFrom`]).
+    pub made: std::collections::HashMap<u128, MadeFrom>,
+    /// The input hash of each failed key's latest failure, where its entry says.
+    pub failed_inputs: std::collections::HashMap<u128, u64>,
     /// Unterminated or unreadable last lines removed at open (left by a crash).
     pub torn_lines_dropped: u64,
     /// Complete lines that could not be parsed (should never happen; counted, skipped).
@@ -126,44 +181,48 @@ impl Drop for Journal {
     }
 }
 
+/// Lines reach the file (a write to the OS, which a kill -9 of this process does not lose) as
+/// soon as they are queued: a finished answer is never paid for twice because it sat in a
+/// buffer. Only the fsync (what a power loss would need) waits for `interval` or a large batch,
+/// so durability against the machine going down costs one sync per interval, whatever the rate.
 fn write_loop(mut file: File, receiver: Receiver<Command>, interval: Duration, path: PathBuf) -> Result<(), JournalError> {
     let io = |source| JournalError::Io { path: path.clone(), source };
     let mut batch: Vec<u8> = Vec::with_capacity(1 << 16);
-    let mut lines = 0usize;
-    let mut last_flush = Instant::now();
+    // Lines written since the last sync.
+    let mut unsynced = 0usize;
+    let mut last_sync = Instant::now();
     loop {
-        let wait = interval.saturating_sub(last_flush.elapsed());
-        let closing = match receiver.recv_timeout(wait) {
+        // With nothing unsynced there is no deadline: wait for the next line.
+        let command = if unsynced == 0 {
+            receiver.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        } else {
+            receiver.recv_timeout(interval.saturating_sub(last_sync.elapsed()))
+        };
+        let mut closing = match command {
             Ok(Command::Line(line)) => {
                 batch.extend_from_slice(&line);
-                lines += 1;
                 false
             }
             Ok(Command::Close) | Err(RecvTimeoutError::Disconnected) => true,
             Err(RecvTimeoutError::Timeout) => false,
         };
-        // Drain what is already queued without waiting.
-        if !closing {
-            while lines < MAX_BATCH_LINES {
-                match receiver.try_recv() {
-                    Ok(Command::Line(line)) => {
-                        batch.extend_from_slice(&line);
-                        lines += 1;
-                    }
-                    Ok(Command::Close) => {
-                        flush(&mut file, &mut batch).map_err(io)?;
-                        return Ok(());
-                    }
-                    Err(_) => break,
-                }
+        // Take what is already queued without waiting, so one write carries it all.
+        while !closing && batch.len() < MAX_BATCH_BYTES {
+            match receiver.try_recv() {
+                Ok(Command::Line(line)) => batch.extend_from_slice(&line),
+                Ok(Command::Close) => closing = true,
+                Err(_) => break,
             }
         }
-        if closing || lines >= MAX_BATCH_LINES || last_flush.elapsed() >= interval {
-            if !batch.is_empty() {
-                flush(&mut file, &mut batch).map_err(io)?;
-            }
-            lines = 0;
-            last_flush = Instant::now();
+        if !batch.is_empty() {
+            unsynced += bytecount_lines(&batch);
+            file.write_all(&batch).map_err(io)?;
+            batch.clear();
+        }
+        if unsynced > 0 && (closing || unsynced >= MAX_BATCH_LINES || last_sync.elapsed() >= interval) {
+            file.sync_data().map_err(io)?;
+            unsynced = 0;
+            last_sync = Instant::now();
         }
         if closing {
             return Ok(());
@@ -171,23 +230,48 @@ fn write_loop(mut file: File, receiver: Receiver<Command>, interval: Duration, p
     }
 }
 
-fn flush(file: &mut File, batch: &mut Vec<u8>) -> std::io::Result<()> {
-    if batch.is_empty() {
-        return Ok(());
-    }
-    file.write_all(batch)?;
-    file.sync_data()?;
-    batch.clear();
-    Ok(())
+/// Bytes taken from the queue into one write.
+const MAX_BATCH_BYTES: usize = 1 << 20;
+
+fn bytecount_lines(batch: &[u8]) -> usize {
+    batch.iter().filter(|b| **b == b'\n').count()
+}
+
+/// What a journal says, read only (a torn tail is skipped, not repaired): for checks before a
+/// run (settings changed, the dry run's counts) that must not touch a journal a live run owns.
+pub fn read_state(path: &Path) -> Result<JournalState, JournalError> {
+    Ok(scan(path)?.0)
 }
 
 /// Reads the journal's entries' keys and statuses, truncating a torn tail.
 fn repair_and_read(path: &Path) -> Result<JournalState, JournalError> {
     let io = |source| JournalError::Io { path: path.to_path_buf(), source };
+    let (mut state, good_end, torn) = scan(path)?;
+    let len = match std::fs::metadata(path) {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(state),
+        Err(e) => return Err(io(e)),
+    };
+    if len > good_end {
+        // The tail after the last good line is torn (unterminated and/or unparseable).
+        state.torn_lines_dropped = torn.max(1);
+        let f = OpenOptions::new().write(true).open(path).map_err(io)?;
+        f.set_len(good_end).map_err(io)?;
+        let mut f = f;
+        f.seek(SeekFrom::End(0)).map_err(io)?;
+        f.sync_all().map_err(io)?;
+    }
+    Ok(state)
+}
+
+/// The state of the journal's complete lines, the offset where they end, and how many torn
+/// lines follow.
+fn scan(path: &Path) -> Result<(JournalState, u64, u64), JournalError> {
+    let io = |source| JournalError::Io { path: path.to_path_buf(), source };
     let mut state = JournalState::default();
     let file = match File::open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(state),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((state, 0, 0)),
         Err(e) => return Err(io(e)),
     };
     #[derive(Deserialize)]
@@ -196,6 +280,8 @@ fn repair_and_read(path: &Path) -> Result<JournalState, JournalError> {
         status: EntryStatus,
         #[serde(default)]
         row: RowFlags,
+        #[serde(default)]
+        made: Option<MadeFrom>,
     }
     /// The one row field the journal itself reads: `retryable: false` marks a failure that a
     /// plain rerun must not send again (a rejected request, an invalid record).
@@ -241,9 +327,25 @@ fn repair_and_read(path: &Path) -> Result<JournalState, JournalError> {
                         state.failed.remove(&entry.key);
                         state.failed_permanently.remove(&entry.key);
                         state.done_ok.insert(&entry.key);
+                        state.failed_inputs.remove(&crate::keyset::key_hash(&entry.key));
+                        match entry.made {
+                            Some(made) => state.made.insert(crate::keyset::key_hash(&entry.key), made),
+                            None => state.made.remove(&crate::keyset::key_hash(&entry.key)),
+                        };
+                    }
+                    EntryStatus::Retired => {
+                        state.failed.remove(&entry.key);
+                        state.failed_permanently.remove(&entry.key);
+                        state.done_ok.remove(&entry.key);
+                        state.made.remove(&crate::keyset::key_hash(&entry.key));
+                        state.failed_inputs.remove(&crate::keyset::key_hash(&entry.key));
                     }
                     EntryStatus::Error => {
                         if !state.done_ok.contains(&entry.key) {
+                            // A failed record's input, so a fixed record is told from the same.
+                            if let Some(made) = entry.made {
+                                state.failed_inputs.insert(crate::keyset::key_hash(&entry.key), made.input);
+                            }
                             state.failed.insert(&entry.key);
                             if entry.row.retryable {
                                 state.failed_permanently.remove(&entry.key);
@@ -258,17 +360,8 @@ fn repair_and_read(path: &Path) -> Result<JournalState, JournalError> {
             Err(_) => pending_bad += 1,
         }
     }
-    let len = std::fs::metadata(path).map_err(io)?.len();
-    if len > good_end {
-        // The tail after the last good line is torn (unterminated and/or unparseable).
-        state.torn_lines_dropped = (pending_bad + u64::from(unterminated)).max(1);
-        let f = OpenOptions::new().write(true).open(path).map_err(io)?;
-        f.set_len(good_end).map_err(io)?;
-        let mut f = f;
-        f.seek(SeekFrom::End(0)).map_err(io)?;
-        f.sync_all().map_err(io)?;
-    }
-    Ok(state)
+    let _ = offset;
+    Ok((state, good_end, pending_bad + u64::from(unterminated)))
 }
 
 #[cfg(test)]
@@ -277,7 +370,7 @@ mod tests {
     use serde_json::json;
 
     fn entry(key: &str, status: EntryStatus) -> JournalEntry {
-        JournalEntry { key: key.into(), status, row: json!({"k": key}).as_object().unwrap().clone() }
+        JournalEntry::new(key, status, json!({"k": key}).as_object().unwrap().clone())
     }
 
     #[test]
@@ -285,11 +378,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("j.jsonl");
         let (j, _) = Journal::open(&p, Duration::from_millis(50)).unwrap();
-        let failed = |key: &str, retryable: bool| JournalEntry {
-            key: key.into(),
-            status: EntryStatus::Error,
-            row: json!({"cause": "x", "retryable": retryable}).as_object().unwrap().clone(),
-        };
+        let failed = |key: &str, retryable: bool| JournalEntry::new(key, EntryStatus::Error, json!({"cause": "x", "retryable": retryable}).as_object().unwrap().clone());
         j.append(failed("p", false)).unwrap();
         j.append(failed("t", true)).unwrap();
         j.append(failed("later-ok", false)).unwrap();

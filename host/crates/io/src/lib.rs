@@ -21,7 +21,7 @@ pub mod grouped;
 pub mod ordered;
 pub mod source;
 
-pub use journal::{EntryStatus, Journal, JournalEntry, JournalError, JournalState};
+pub use journal::{EntryStatus, Journal, JournalEntry, JournalError, JournalState, MadeFrom};
 pub use key::{internal_key, is_internal_key, AssignedKey, KeyAssigner};
 pub use keyset::KeySet;
 pub use atomic::{sweep_temp_files, write_atomically, AtomicFile, WriteError};

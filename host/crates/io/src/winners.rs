@@ -31,20 +31,22 @@ fn code(s: EntryStatus) -> u8 {
     match s {
         EntryStatus::Ok => 0,
         EntryStatus::Error => 1,
+        EntryStatus::Retired => 2,
     }
 }
 
 fn status(c: u8) -> EntryStatus {
-    if c == 0 {
-        EntryStatus::Ok
-    } else {
-        EntryStatus::Error
+    match c {
+        0 => EntryStatus::Ok,
+        1 => EntryStatus::Error,
+        _ => EntryStatus::Retired,
     }
 }
 
-/// The later entry wins, except that an `error` never replaces an `ok`.
+/// The later entry wins, except that an `error` never replaces an `ok`; a `retired` entry
+/// voids everything before it (a retired winner writes no row).
 fn better(current: (u64, u8), candidate: (u64, u8)) -> bool {
-    !(current.1 == 0 && candidate.1 == 1)
+    candidate.1 == 2 || current.1 == 2 || !(current.1 == 0 && candidate.1 == 1)
 }
 
 pub enum Winners {

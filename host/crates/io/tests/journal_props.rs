@@ -12,7 +12,7 @@ use serde_json::{json, Map};
 fn entry(key: &str, ok: bool) -> JournalEntry {
     let mut row = Map::new();
     row.insert("k".into(), json!(key));
-    JournalEntry { key: key.into(), status: if ok { EntryStatus::Ok } else { EntryStatus::Error }, row }
+    JournalEntry::new(key, if ok { EntryStatus::Ok } else { EntryStatus::Error }, row)
 }
 
 fn line_of(e: &JournalEntry) -> Vec<u8> {

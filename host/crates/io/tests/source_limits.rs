@@ -125,7 +125,7 @@ fn a_record_at_the_depth_limit_survives_the_journal() {
     let (j, _) = Journal::open(&jp, std::time::Duration::from_millis(5)).unwrap();
     let mut row = serde_json::Map::new();
     row.insert("input".into(), serde_json::Value::Object(record));
-    j.append(JournalEntry { key: "k".into(), status: EntryStatus::Ok, row }).unwrap();
+    j.append(JournalEntry::new("k", EntryStatus::Ok, row)).unwrap();
     j.close().unwrap();
     let (_j, state) = Journal::open(&jp, std::time::Duration::from_millis(5)).unwrap();
     assert!(state.done_ok.contains("k"));

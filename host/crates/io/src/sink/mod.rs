@@ -182,14 +182,18 @@ pub(crate) fn for_each_line(path: &Path, mut f: impl FnMut(u64, &[u8])) -> Resul
 mod raw_row_tests {
     #[test]
     fn the_row_is_cut_out_of_a_journal_line_exactly_as_serialised() {
-        let entry = crate::journal::JournalEntry {
-            key: "k\",\"row\":{".into(),
-            status: crate::journal::EntryStatus::Ok,
-            row: serde_json::json!({"a": 1, "b": {"c": [1, 2]}, "s": "x}"}).as_object().unwrap().clone(),
-        };
+        let entry = crate::journal::JournalEntry::new(
+            "k\",\"row\":{",
+            crate::journal::EntryStatus::Ok,
+            serde_json::json!({"a": 1, "b": {"c": [1, 2]}, "s": "x}"}).as_object().unwrap().clone(),
+        );
         let line = serde_json::to_vec(&entry).unwrap();
         let row = super::raw_row(&line).unwrap();
         assert_eq!(row, serde_json::to_vec(&entry.row).unwrap().as_slice());
+        // With what it was made from, the row is still the line's last field.
+        let made = entry.made_from(Some(crate::journal::MadeFrom { input: 1, settings: 2 }));
+        let line = serde_json::to_vec(&made).unwrap();
+        assert_eq!(super::raw_row(&line).unwrap(), serde_json::to_vec(&made.row).unwrap().as_slice());
     }
 }
 
@@ -205,7 +209,7 @@ mod tests {
         let p = dir.join("j.jsonl");
         let (j, _) = Journal::open(&p, Duration::from_millis(10)).unwrap();
         for (k, s, row) in entries {
-            j.append(JournalEntry { key: k.to_string(), status: *s, row: row.as_object().unwrap().clone() }).unwrap();
+            j.append(JournalEntry::new(k.to_string(), *s, row.as_object().unwrap().clone())).unwrap();
         }
         j.close().unwrap();
         p
@@ -219,6 +223,44 @@ mod tests {
                 other => panic!("{other:?}"),
             })
             .collect()
+    }
+
+    #[test]
+    fn a_retired_result_is_gone_from_both_files_and_what_follows_it_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = journal_with(
+            dir.path(),
+            &[
+                // An edited record whose redo failed: its stale verdict must not stay.
+                ("a", EntryStatus::Ok, json!({"id": "a", "score": 4})),
+                ("a", EntryStatus::Retired, json!({"retired": "its input changed"})),
+                ("a", EntryStatus::Error, json!({"id": "a", "why": "redo failed"})),
+                // Redone and done.
+                ("b", EntryStatus::Ok, json!({"id": "b", "score": 1})),
+                ("b", EntryStatus::Retired, json!({"retired": "its input changed"})),
+                ("b", EntryStatus::Ok, json!({"id": "b", "score": 5})),
+                // Retired, and killed before its redo came back.
+                ("c", EntryStatus::Ok, json!({"id": "c", "score": 2})),
+                ("c", EntryStatus::Retired, json!({"retired": "its input changed"})),
+            ],
+        );
+        for buckets in ["0", "1"] {
+            // In memory, and through the on-disk buckets of large journals.
+            std::env::set_var("MODELCALL_FINALIZE_BUCKET_KEYS", if buckets == "1" { "1" } else { "200000" });
+            let out = dir.path().join("out.jsonl");
+            let err = dir.path().join("out.errors.jsonl");
+            finalize(&j, &out, &err, OutputFormat::Jsonl).unwrap();
+            let rows = read_rows(&out);
+            assert_eq!(rows.len(), 1, "{rows:?}");
+            assert_eq!((rows[0]["id"].as_str(), rows[0]["score"].as_i64()), (Some("b"), Some(5)));
+            let errors = read_rows(&err);
+            assert_eq!(errors.len(), 1);
+            assert_eq!(errors[0]["why"], "redo failed");
+        }
+        std::env::remove_var("MODELCALL_FINALIZE_BUCKET_KEYS");
+        let state = crate::journal::read_state(&j).unwrap();
+        assert!(state.done_ok.contains("b") && !state.done_ok.contains("a") && !state.done_ok.contains("c"));
+        assert!(state.failed.contains("a") && !state.failed.contains("c"));
     }
 
     #[test]
@@ -305,7 +347,7 @@ mod tests {
         let p = dir.path().join("j.jsonl");
         let (j, _) = Journal::open(&p, Duration::from_millis(10)).unwrap();
         for (k, s, row) in &entries {
-            j.append(JournalEntry { key: k.clone(), status: *s, row: row.as_object().unwrap().clone() }).unwrap();
+            j.append(JournalEntry::new(k.clone(), *s, row.as_object().unwrap().clone())).unwrap();
         }
         j.close().unwrap();
         std::env::set_var("MODELCALL_FINALIZE_BUCKET_KEYS", "1000");
