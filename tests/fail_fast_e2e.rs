@@ -238,7 +238,7 @@ fn a_model_the_endpoint_does_not_serve_stops_the_run_after_a_few_requests() {
 // (c) Pre-flight.
 
 #[test]
-fn preflight_warns_when_the_endpoint_does_not_list_the_model() {
+fn preflight_warns_when_the_endpoint_does_not_list_the_model_and_is_silent_without_models() {
     let s = Scratch::new();
     write_records(&s.path("input/data.jsonl"), 5);
     let (url, posts) = http_server(|method, path| match (method, path) {
@@ -254,10 +254,8 @@ fn preflight_warns_when_the_endpoint_does_not_list_the_model() {
     assert!(warning.contains("`alpha`") && warning.contains("`beta`"), "names the models served: {warning}");
     assert_eq!(posts.load(Ordering::SeqCst), 5);
     assert_all_once(&s, 5);
-}
 
-#[test]
-fn preflight_says_nothing_when_models_is_absent_or_lists_the_model() {
+    // Without `/models`, nothing is said.
     let s = Scratch::new();
     write_records(&s.path("input/data.jsonl"), 3);
     let (url, _) = http_server(|method, path| match (method, path) {
