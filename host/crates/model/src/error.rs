@@ -68,19 +68,19 @@ pub enum CallError {
     /// No connection to any endpoint for [`crate::fail_fast::UNREACHABLE_WINDOW`] and nothing
     /// ever answered (see [`crate::fail_fast`]). Fatal.
     #[error(
-        "could not connect to {endpoint} for {} s, and no request has succeeded yet: {message}. Check that the server is running and listening at {endpoint} (client_config.base_url)", .waited.as_secs()
+        "could not connect to {endpoint} for {} s, and no request has succeeded yet: {}. Check that the server is running and listening at {endpoint} (client_config.base_url)", .waited.as_secs(), .message.trim_end_matches('.')
     )]
     Unreachable { endpoint: String, message: String, waited: std::time::Duration },
     /// A 400/404 saying the model does not exist, before any success (see
     /// [`crate::fail_fast`]). Fatal.
     #[error(
-        "{endpoint} does not serve the model `{model}` (HTTP {status}): {message}. Check chat_config.model in the model config{}", served_models(.served)
+        "{endpoint} does not serve the model `{model}` (HTTP {status}): {}. Check chat_config.model in the model config{}", .message.trim_end_matches('.'), served_models(.served)
     )]
     ModelNotFound { endpoint: String, model: String, status: u16, message: String, served: Vec<String> },
     /// The endpoint's TLS certificate is not trusted (unknown issuer, wrong name, expired): a
     /// configuration error no retry fixes. Fatal.
     #[error(
-        "the TLS certificate of {host} is not trusted: {message}. If the server uses a private CA (or a self-signed certificate), set client_config.ca_cert to its PEM file in the model config, or point SSL_CERT_FILE at a PEM bundle that holds it"
+        "the TLS certificate of {host} is not trusted: {}. If the server uses a private CA (or a self-signed certificate), set client_config.ca_cert to its PEM file in the model config, or point SSL_CERT_FILE at a PEM bundle that holds it", .message.trim_end_matches('.')
     )]
     Certificate { host: String, message: String },
 }
