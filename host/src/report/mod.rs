@@ -1,12 +1,22 @@
-//! `modelcall report OUTPUT_FOLDER`: one self-contained `report.html` (inline SVG, no script,
-//! no network) from a run's `run_summary.json` and its output rows: what was done, failed and
-//! skipped and why, the score distributions overall and per group, the judge's behaviour
-//! (judge-quality telemetry), latency and throughput over time, tokens and cost, the slowest
-//! and the failed records, the plugins and the run's settings (secrets masked). Works on a
-//! merged sharded run (it reads the merged outputs) and in one pass over the rows, so a
-//! million-row run reports in seconds.
+//! `modelcall report OUTPUT_FOLDER`: one self-contained `report.html` (inline SVG and one small
+//! inline script, no network) from a run's `run_summary.json` and its output rows: what was
+//! done, failed and skipped and why, a record browser (per score a sample of records, every
+//! failure, searchable by id), the score distributions, the judge's behaviour in plain words,
+//! latency and throughput over time, tokens and cost, the run history of the folder and the
+//! settings the results were made with. Works on a merged sharded run (it reads the merged
+//! outputs) and in one pass over the rows, so a million-row run reports in seconds.
+//!
+//! `modelcall report A B` compares two outputs of the same input instead ([`compare`]).
+//!
+//! One job per module: `stats.rs` (distributions and judge-quality telemetry), `quality.rs`
+//! (that telemetry in plain words), `browser.rs` (the record browser), `history.rs` (run
+//! records and settings), `compare.rs` (A vs B), `html.rs` (the page), `svg.rs` (charts).
 
+mod browser;
+mod compare;
+mod history;
 mod html;
+mod quality;
 pub mod stats;
 mod svg;
 
@@ -22,6 +32,10 @@ pub use stats::RowStats;
 pub struct ReportArgs {
     /// The task's output folder (where `run_summary.json` is).
     pub folder: PathBuf,
+    /// A second output folder of the same input (another judge, prompt or model): writes a
+    /// comparison of the two instead (score shift, agreement, confusion table, records that
+    /// moved most), matched by record id; default FOLDER/compare.html.
+    pub other: Option<PathBuf>,
     /// Where to write the report (default: FOLDER/report.html).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -69,56 +83,104 @@ fn prompt_scale(summary: &Value) -> (BTreeMap<String, (f64, f64)>, BTreeSet<Stri
     (scale, keys)
 }
 
-/// Gathers the rows of every output the summary lists (and their error rows, first 20).
-pub fn gather(summary: &Value) -> (RowStats, Vec<Value>) {
-    let expected = summary["records"]["scored"].as_u64().unwrap_or(0) + summary["records"]["already_done"].as_u64().unwrap_or(0) + summary["records"]["adopted"].as_u64().unwrap_or(0);
-    let (_, keys) = prompt_scale(summary);
-    let mut rows = RowStats::new(expected, None);
-    let mut errors = Vec::new();
-    for f in summary["files"].as_array().into_iter().flatten() {
-        if let Some(out) = f["output"].as_str() {
+/// Calls `f(output file, row)` for every output row of every file the summary lists.
+pub(crate) fn for_each_row(summary: &Value, mut f: impl FnMut(&str, &serde_json::Map<String, Value>)) {
+    for file in summary["files"].as_array().into_iter().flatten() {
+        if let Some(out) = file["output"].as_str() {
             if let Ok(source) = modelcall_io::open_source(Path::new(out)) {
                 for item in source.flatten() {
                     if let modelcall_io::SourceItem::Record { record, .. } = item {
-                        rows.add(out, &record, &keys);
-                    }
-                }
-            }
-        }
-        if let Some(err) = f["errors"].as_str() {
-            if let Ok(source) = modelcall_io::open_source(Path::new(err)) {
-                for item in source.flatten().take(20usize.saturating_sub(errors.len())) {
-                    if let modelcall_io::SourceItem::Record { record, .. } = item {
-                        errors.push(Value::Object(record));
+                        f(out, &record);
                     }
                 }
             }
         }
     }
-    (rows, errors)
+}
+
+/// Gathers the rows of every output the summary lists, and with `browser` their error rows and
+/// the record browser's samples.
+fn gather_with(summary: &Value, mut browser: Option<&mut browser::Browser>) -> RowStats {
+    let expected = summary["records"]["scored"].as_u64().unwrap_or(0) + summary["records"]["already_done"].as_u64().unwrap_or(0) + summary["records"]["adopted"].as_u64().unwrap_or(0);
+    let (_, keys) = prompt_scale(summary);
+    let mut rows = RowStats::new(expected, None);
+    for_each_row(summary, |out, record| {
+        rows.add(out, record, &keys);
+        if let Some(b) = browser.as_deref_mut() {
+            b.add(out, record, rows.headline.as_deref(), &keys);
+        }
+    });
+    if let Some(b) = browser {
+        for f in summary["files"].as_array().into_iter().flatten() {
+            if let Some(err) = f["errors"].as_str() {
+                if let Ok(source) = modelcall_io::open_source(Path::new(err)) {
+                    for item in source.flatten() {
+                        if let modelcall_io::SourceItem::Record { record, .. } = item {
+                            b.add_failure(&record);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    rows
+}
+
+/// Gathers the rows of every output the summary lists.
+pub fn gather(summary: &Value) -> RowStats {
+    gather_with(summary, None)
 }
 
 /// The judge-quality block of `run_summary.json`, from the run's summary and outputs.
 pub fn judge_quality(summary: &Value) -> Value {
-    let (rows, _) = gather(summary);
+    let rows = gather(summary);
     let (scale, _) = prompt_scale(summary);
     rows.judge_quality(&scale)
 }
 
 pub fn run(args: ReportArgs) -> anyhow::Result<()> {
+    if let Some(other) = &args.other {
+        return run_compare(&args, other);
+    }
     let summary = load_summary(&args.folder)?;
-    let (rows, errors) = gather(&summary);
+    let mut browser = browser::Browser::default();
+    let rows = gather_with(&summary, Some(&mut browser));
     let (scale, _) = prompt_scale(&summary);
-    let quality = summary.get("judge_quality").filter(|q| !q.is_null()).cloned().unwrap_or_else(|| rows.judge_quality(&scale));
+    // Recomputed from the rows (not the summary's copy): a summary written by an older version
+    // may count `score_value` as a second field.
+    let quality = rows.judge_quality(&scale);
     let task_file = summary["run"]["task_file"].as_str().and_then(|p| std::fs::read_to_string(p).ok());
-    let page = html::render(&summary, &rows, &errors, &quality, task_file.as_deref());
-    let out = args.out.unwrap_or_else(|| args.folder.join("report.html"));
-    modelcall_io::write_atomically(&out, page.as_bytes())?;
+    let page = html::render(&html::Page { summary: &summary, folder: &args.folder, rows: &rows, browser: &browser, quality: &quality, task_file: task_file.as_deref() });
+    let out = args.out.clone().unwrap_or_else(|| args.folder.join("report.html"));
+    write_and_open(&out, &page, args.open)
+}
+
+/// `report A B`: the two runs compared.
+fn run_compare(args: &ReportArgs, other: &Path) -> anyhow::Result<()> {
+    let a = load_summary(&args.folder)?;
+    let b = load_summary(other)?;
+    let (c, rows) = compare::compare(&a, &b);
+    if c.pairs == 0 {
+        eprintln!("warning: no record scored in both {} and {} (records are matched by id): is it the same input?", args.folder.display(), other.display());
+    }
+    let page = compare::render((&args.folder, &a), (other, &b), &c, &rows);
+    eprintln!(
+        "compared {} records: exact agreement {}, within 1 {}",
+        c.pairs,
+        c.exact_share().map(|x| format!("{:.1} %", x * 100.0)).unwrap_or_else(|| "–".into()),
+        c.within_one_share().map(|x| format!("{:.1} %", x * 100.0)).unwrap_or_else(|| "–".into())
+    );
+    let out = args.out.clone().unwrap_or_else(|| args.folder.join("compare.html"));
+    write_and_open(&out, &page, args.open)
+}
+
+fn write_and_open(out: &Path, page: &str, open: bool) -> anyhow::Result<()> {
+    modelcall_io::write_atomically(out, page.as_bytes())?;
     println!("{}", out.display());
     eprintln!("report: {} ({} KB)", out.display(), page.len() / 1024);
-    if args.open {
+    if open {
         let opener = if cfg!(target_os = "macos") { "open" } else { "xdg-open" };
-        if std::process::Command::new(opener).arg(&out).status().is_err() {
+        if std::process::Command::new(opener).arg(out).status().is_err() {
             eprintln!("note: could not start {opener}; open {} in a browser", out.display());
         }
     }

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{json, Map, Value};
 
 /// Columns that are bookkeeping, not verdicts.
-const NOT_VERDICTS: &[&str] = &["latency_ms", "parse_attempts", "attempts", "score_value", "seq", "line", "sample_index", "item", "audit_score"];
+const NOT_VERDICTS: &[&str] = &["id", "uid", "latency_ms", "parse_attempts", "attempts", "score_value", "seq", "line", "sample_index", "item", "audit_score"];
 
 /// Fields that name a group when the rows have them.
 const GROUP_FIELDS: &[&str] = &["language", "lang", "source", "repo_language"];
@@ -76,6 +76,11 @@ pub struct RowStats {
     pub groups: BTreeMap<String, BTreeMap<String, FieldStats>>,
     pub by_file: BTreeMap<String, FieldStats>,
     pub slowest: Vec<Shown>,
+    /// Every row's `latency_ms` (the record's whole time, its retries included): the latency the
+    /// report shows, so its maximum is the slowest record's.
+    pub latency: Option<hdrhistogram::Histogram<u64>>,
+    /// The exact largest `latency_ms` (the histogram keeps 3 significant digits).
+    pub latency_max: f64,
     pub parse_retried: u64,
     /// Audited records (judged twice): pairs, same verdict, sum of |first - second|.
     retest: (u64, u64, f64),
@@ -98,7 +103,9 @@ impl RowStats {
         let index = self.rows;
         self.rows += 1;
         if self.headline.is_none() {
-            self.headline = ["score_value", "score", "overall_score"].iter().find(|k| row.get(**k).is_some_and(Value::is_number)).map(|k| k.to_string());
+            // `score` is the verdict as the judge wrote it; `score_value` the parser's numeric copy
+            // of it (the headline only when `score` is not a number, e.g. a label).
+            self.headline = ["score", "score_value", "overall_score"].iter().find(|k| row.get(**k).is_some_and(Value::is_number)).map(|k| k.to_string());
         }
         // The reply's own keys, to tell the defaults the parser filled in (only worth parsing
         // when the prompt names the keys it expects).
@@ -158,6 +165,9 @@ impl RowStats {
             self.parse_retried += 1;
         }
         if let Some(l) = row.get("latency_ms").and_then(Value::as_f64) {
+            let h = self.latency.get_or_insert_with(|| hdrhistogram::Histogram::new_with_bounds(1, 3_600_000, 3).expect("valid bounds"));
+            let _ = h.record((l.max(0.0) as u64).clamp(1, 3_600_000));
+            self.latency_max = self.latency_max.max(l);
             if self.slowest.len() < 10 || l > self.slowest.last().map_or(0.0, |s| s.latency_ms) {
                 let key = ["id", "uid", "key"].iter().find_map(|k| row.get(*k)).map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).unwrap_or_else(|| format!("row {index}"));
                 self.slowest.push(Shown { key, latency_ms: l, detail: file.to_string() });
@@ -165,6 +175,13 @@ impl RowStats {
                 self.slowest.truncate(10);
             }
         }
+    }
+
+    /// The records' latency as the report shows it: p50, p90, p99 and max (ms), from the rows.
+    pub fn latency_percentiles(&self) -> Option<[f64; 4]> {
+        let h = self.latency.as_ref().filter(|h| !h.is_empty())?;
+        let q = |x: f64| (h.value_at_quantile(x) as f64).min(self.latency_max);
+        Some([q(0.5), q(0.9), q(0.99), self.latency_max])
     }
 
     /// The judge-quality telemetry (for the report and `run_summary.json`). `scale` gives a
@@ -262,6 +279,17 @@ mod tests {
         assert_eq!(q["drift_first_vs_last_tenth"]["mean_shift"], 4.0);
         assert_eq!(q["drift_first_vs_last_tenth"]["total_variation"], 1.0);
         assert_eq!(s.slowest[0].latency_ms, 19.0);
+        assert_eq!(s.latency_percentiles().unwrap()[3], s.slowest[0].latency_ms, "max latency is the slowest record's");
+    }
+
+    #[test]
+    fn score_is_the_headline_and_score_value_is_not_a_second_field() {
+        let mut s = RowStats::new(2, None);
+        for v in [2, 4] {
+            s.add("f", &row(json!({"id": v, "score": v, "score_value": v as f64})), &BTreeSet::new());
+        }
+        assert_eq!(s.headline.as_deref(), Some("score"));
+        assert_eq!(s.fields.keys().collect::<Vec<_>>(), vec!["score"]);
     }
 
 }
