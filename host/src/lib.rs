@@ -6,6 +6,7 @@
 //! - [`engine`]: the pipeline every preset runs on;
 //! - [`plugin_pool`], [`progress`], [`summary`], [`input_count`]: what the engine uses.
 
+pub mod banner;
 pub mod cli;
 pub mod engine;
 pub mod input_count;

@@ -244,8 +244,18 @@ impl RunStats {
         })
     }
 
-    /// The `run_summary.json` document.
+    /// Every record this run read failed (none scored, skipped, done before or adopted, and at
+    /// least one failed): such a run ended, but did not complete anything.
+    pub fn all_failed(&self) -> bool {
+        let t = self.totals();
+        let failed = t.failed + t.bad_lines + t.source_errors + t.item_errors + t.failed_before;
+        failed > 0 && t.scored == 0 && t.skipped == 0 && t.already_done == 0 && t.adopted == 0 && t.records_out == 0
+    }
+
+    /// The `run_summary.json` document. A run that ended with every record failed is `failed`,
+    /// never `completed`.
     pub fn to_json(&self, task_name: &str, status: &str, stop_reason: Option<&str>, extra: Value) -> Value {
+        let status = if status == "completed" && self.all_failed() { "failed" } else { status };
         let totals = self.totals();
         let elapsed = self.elapsed().as_secs_f64();
         let processing = self.processing_elapsed().as_secs_f64();
@@ -327,6 +337,156 @@ impl RunStats {
             out.push_str(&format!("\nlatency p50 {p50} ms, p99 {p99} ms"));
         }
         out
+    }
+
+    /// The end-of-run block: how it ended, the counts, tokens and cost, the output files, the
+    /// error files with their causes (count and one example each), and what to run next.
+    pub fn render_end(&self, end: &EndReport) -> String {
+        let g = crate::run_records::grouped;
+        let mut out = String::new();
+        let head = match (&end.stopped, self.all_failed()) {
+            (Some(why), _) => format!("run stopped ({why})"),
+            (None, true) => "run FAILED: every record failed, nothing was scored".to_string(),
+            (None, false) if end.failed_items > 0 => format!("run finished with {} failed item(s)", g(end.failed_items)),
+            (None, false) => "run completed".to_string(),
+        };
+        out.push_str(&format!("{head} in {:.1}s\n", self.elapsed().as_secs_f64()));
+        out.push_str(&self.render());
+        let tokens = self.prompt_tokens + self.completion_tokens;
+        let mut spend = format!(
+            "\ntokens: {} ({} prompt + {} completion) in {} request(s)",
+            g(tokens),
+            g(self.prompt_tokens),
+            g(self.completion_tokens),
+            g(self.requests)
+        );
+        match end.cost {
+            Some(c) => spend.push_str(&format!(" · cost {c:.4}")),
+            None => spend.push_str(" · cost unknown (add `pricing:` to the model config)"),
+        }
+        out.push_str(&spend);
+        if let Some(c) = &end.cumulative {
+            out.push_str(&format!("\n        this output folder over {} run(s): {} tokens", g(c.runs), g(c.tokens)));
+            if let Some(cost) = c.cost {
+                out.push_str(&format!(", cost {cost:.4}"));
+            }
+        }
+        const SHOWN: usize = 10;
+        let outputs: Vec<&FileStats> = self.files.iter().filter(|f| !f.output.is_empty()).collect();
+        if !outputs.is_empty() {
+            out.push_str("\noutput:");
+            for f in outputs.iter().take(SHOWN) {
+                let state = if std::path::Path::new(&f.output).exists() { "" } else { "  (not written)" };
+                out.push_str(&format!("\n  {}{state}", f.output));
+            }
+            if outputs.len() > SHOWN {
+                out.push_str(&format!("\n  … and {} more output file(s)", outputs.len() - SHOWN));
+            }
+        }
+        if !end.error_files.is_empty() {
+            out.push_str("\nerrors:");
+            for (i, e) in end.error_files.iter().enumerate() {
+                if i == SHOWN {
+                    out.push_str(&format!("\n  … and {} more error file(s)", end.error_files.len() - SHOWN));
+                    break;
+                }
+                out.push_str(&format!("\n  {} ({} row(s))", e.path, g(e.rows)));
+                for c in &e.causes {
+                    let kind = match (c.retryable, c.count) {
+                        (0, _) => "permanent",
+                        (r, n) if r == n => "retryable",
+                        _ => "partly retryable",
+                    };
+                    out.push_str(&format!("\n    {} {} ({kind})", c.cause, g(c.count)));
+                    if let Some(m) = &c.example {
+                        out.push_str(&format!(": e.g. \"{m}\""));
+                    }
+                }
+            }
+        }
+        if let Some(next) = &end.next {
+            out.push_str(&format!("\nnext: {next}"));
+        }
+        out
+    }
+}
+
+/// What the end block needs besides the counters (see [`RunStats::render_end`]).
+#[derive(Debug, Default, Clone)]
+pub struct EndReport {
+    /// Why the run stopped, when it did.
+    pub stopped: Option<String>,
+    /// Items in the error outputs.
+    pub failed_items: u64,
+    /// This run's cost, when the pricing is known.
+    pub cost: Option<f64>,
+    /// Every run of the output folder (from the run records).
+    pub cumulative: Option<Cumulative>,
+    pub error_files: Vec<ErrorFile>,
+    /// The exact command to run next, with why.
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Cumulative {
+    pub runs: u64,
+    pub tokens: u64,
+    pub cost: Option<f64>,
+}
+
+/// An error file as it stands after the run: its rows by cause.
+#[derive(Debug, Default, Clone)]
+pub struct ErrorFile {
+    pub path: String,
+    pub rows: u64,
+    /// Most frequent first.
+    pub causes: Vec<ErrorCause>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct ErrorCause {
+    pub cause: String,
+    pub count: u64,
+    /// Rows a plain rerun sends again (`retryable: true`).
+    pub retryable: u64,
+    /// The first row's message (its first line, at most 200 characters).
+    pub example: Option<String>,
+}
+
+impl ErrorFile {
+    /// Reads an error file (JSON lines; `cause`/`message` rows, or the distillation shape's
+    /// `error_type`/`error`). `None` when it does not exist or has no row.
+    pub fn read(path: &std::path::Path) -> Option<ErrorFile> {
+        use std::io::BufRead;
+        let file = std::fs::File::open(path).ok()?;
+        let mut causes: BTreeMap<String, ErrorCause> = BTreeMap::new();
+        let mut rows = 0;
+        for line in std::io::BufReader::new(file).lines().map_while(Result::ok) {
+            let Ok(row) = serde_json::from_str::<Value>(&line) else { continue };
+            rows += 1;
+            let cause = row["cause"].as_str().or(row["error_type"].as_str()).unwrap_or("unknown").to_string();
+            let message = row["message"].as_str().or(row["error"].as_str()).or(row["api_fail_reason"].as_str());
+            let entry = causes.entry(cause.clone()).or_insert_with(|| ErrorCause { cause, ..Default::default() });
+            entry.count += 1;
+            // Rows without the flag (written before it existed) count as retryable.
+            entry.retryable += row["retryable"].as_bool().unwrap_or(true) as u64;
+            if entry.example.is_none() {
+                entry.example = message.map(|m| {
+                    let m = m.lines().next().unwrap_or("").trim();
+                    let m = match m.char_indices().nth(200) {
+                        Some((i, _)) => format!("{}…", &m[..i]),
+                        None => m.to_string(),
+                    };
+                    crate::cli::exit::shown(&m)
+                });
+            }
+        }
+        if rows == 0 {
+            return None;
+        }
+        let mut causes: Vec<ErrorCause> = causes.into_values().collect();
+        causes.sort_by(|a, b| b.count.cmp(&a.count).then(a.cause.cmp(&b.cause)));
+        Some(ErrorFile { path: path.display().to_string(), rows, causes })
     }
 }
 

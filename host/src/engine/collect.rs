@@ -64,6 +64,7 @@ impl<J: Job> Collector<'_, J> {
                 tracing::error!(file = %file, "{message}");
                 fs.source_errors += 1;
                 self.shared.progress.failed();
+                self.shared.progress.failure("source_read_error", &message);
                 self.shared.stats.lock().unwrap().count_failure("source_read_error");
                 let row = json!({
                     "file": file, "cause": "source_read_error", "message": message,
@@ -75,6 +76,7 @@ impl<J: Job> Collector<'_, J> {
                 fs.seen += 1;
                 fs.bad_lines += 1;
                 self.shared.progress.failed();
+                self.shared.progress.failure(&bad.cause, &bad.message);
                 self.shared.stats.lock().unwrap().count_failure(&bad.cause);
                 // A bad line stays bad: journaled once, not again on every rerun.
                 if !self.finished.failed_permanently.contains(&key) {
@@ -97,6 +99,7 @@ impl<J: Job> Collector<'_, J> {
                 self.shared.stats.lock().unwrap().mark_outcome();
                 match outcome {
                     Outcome::Done { produced, score, calls } => {
+                        self.shared.progress.calls(&calls);
                         let mut stats = self.shared.stats.lock().unwrap();
                         tally(&mut stats, &calls);
                         stats.record_timeline(false, calls.latencies.last().copied());
@@ -149,6 +152,8 @@ impl<J: Job> Collector<'_, J> {
                     Outcome::Failed(failure) => {
                         fs.failed += 1;
                         self.shared.progress.failed();
+                        self.shared.progress.calls(&failure.calls);
+                        self.shared.progress.failure(&failure.cause, &failure.message);
                         {
                             let mut stats = self.shared.stats.lock().unwrap();
                             tally(&mut stats, &failure.calls);

@@ -72,6 +72,19 @@ pub async fn run(run: &TaskRun<'_>, step: &GenerateResponse) -> anyhow::Result<F
             archive_for_retry(&unit.paths)?;
         }
     }
+    let per_record = step.n.max(1) as u64;
+    let banner_read = ReadOptions {
+        key_fields: vec!["uid".into(), "id".into()],
+        samples_per_record: step.n.max(1),
+        retry_failed: run.retry_failed || step.retry_mode,
+        only_failed: step.retry_mode,
+        settings: Some(settings.clone()),
+        other_settings,
+        ..run.read_options()
+    };
+    let records = super::banner_records(&units, &banner_read, &inputs, per_record).await;
+    let estimate = crate::banner::sample(&inputs, crate::banner::model_max_tokens(&model), |record| Some((crate::banner::text_tokens(&serde_json::Value::Object(record.clone())), None)));
+    super::print_banner(run, &model, &client_for_stats, records, estimate, per_record);
     let job = Arc::new(GenerateJob { client, first_user_only: step.first_user_only, allow_truncated: step.allow_truncated, reasoning: step.reasoning });
     let options = EngineOptions {
         task_name: run.plan.task_name.clone(),
@@ -101,7 +114,7 @@ pub async fn run(run: &TaskRun<'_>, step: &GenerateResponse) -> anyhow::Result<F
         end_facts: Some(super::endpoint::end_facts(client_for_stats.clone(), sim.clone())),
     };
     let outcome = engine::run(options, job, engine::feed(units), stop, None).await?;
-    Ok(report(&outcome))
+    Ok(report(run, &outcome))
 }
 
 /// `retry_mode: true`, the reference's archive step without its data loss: `<B>_error.jsonl`

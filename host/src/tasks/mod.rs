@@ -176,9 +176,106 @@ pub fn print_resume_plan(run: &TaskRun<'_>, units: &[crate::engine::Unit], setti
     }
 }
 
-/// The console block at the end of an engine run, and how it ended.
-pub fn report(outcome: &RunOutcome) -> Finish {
-    eprintln!("{}", outcome.stats.render());
+/// The start banner of a run that calls `model` through `client`: printed once on stderr before
+/// the first request (see [`crate::banner`]).
+pub fn print_banner(
+    run: &TaskRun<'_>,
+    model: &modelcall_config::ModelConfig,
+    client: &modelcall_model::ModelClient,
+    records: crate::banner::Records,
+    estimate: Option<crate::banner::Estimate>,
+    per_record: u64,
+) {
+    let redactor = modelcall_secrets::Redactor::new(model.api_key.clone());
+    let endpoints = match model.sim() {
+        Some(_) => vec![format!("{} (served at {})", redactor.redact_string(&model.base_url), client.endpoint())],
+        None => {
+            let listed: Vec<String> = client.endpoint_stats().into_iter().map(|e| redactor.redact_string(&e.endpoint)).collect();
+            if listed.is_empty() { vec![redactor.redact_string(client.endpoint())] } else { listed }
+        }
+    };
+    // A fresh start discards the earlier results: every record is sent.
+    let records = match records {
+        crate::banner::Records::Surveyed(s) if run.plan.fresh_start => {
+            crate::banner::Records::Inputs(Some(s.to_send() + s.done + s.adopted + s.failed_permanent))
+        }
+        r => r,
+    };
+    crate::banner::Banner {
+        task_name: &run.plan.task_name,
+        model,
+        endpoints,
+        records,
+        concurrency: run.plan.concurrency,
+        adaptive: run.plan.adaptive,
+        per_record,
+        estimate,
+        shard: run.shard,
+    }
+    .print();
+}
+
+/// What a run over `units` known up front will send: surveyed record by record (as `--dry-run`
+/// does) when the inputs are small enough to read twice, else their record count.
+pub async fn banner_records(units: &[crate::engine::Unit], read: &ReadOptions, inputs: &[std::path::PathBuf], per_record: u64) -> crate::banner::Records {
+    const SURVEY_UP_TO_BYTES: u64 = 1 << 30;
+    let bytes: u64 = inputs.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
+    if bytes <= SURVEY_UP_TO_BYTES {
+        // Adoption is imported as each unit starts; the survey reads without it.
+        let read = ReadOptions { adopt: None, ..read.clone() };
+        if let Ok(s) = crate::engine::survey::survey(units, &read).await {
+            return crate::banner::Records::Surveyed(s);
+        }
+    }
+    crate::banner::Records::Inputs(crate::input_count::count_all(inputs).map(|n| n * per_record))
+}
+
+/// The console block at the end of an engine run (counts, tokens and cost, output and error
+/// files with the causes and an example each, the next command), and how it ended.
+pub fn report(run: &TaskRun<'_>, outcome: &RunOutcome) -> Finish {
+    let stats = &outcome.stats;
+    let pricing = run.task.model.as_ref().and_then(|m| m.pricing);
+    let error_files: Vec<crate::summary::ErrorFile> = outcome
+        .units
+        .iter()
+        .filter_map(|u| crate::summary::ErrorFile::read(&u.unit.paths.errors))
+        .collect();
+    let cumulative = outcome.summary_path.as_ref().and_then(|p| p.parent()).and_then(|folder| {
+        let records = crate::run_records::load(folder);
+        (records.len() > 1).then(|| {
+            let s = crate::run_records::Spent::of(&records, pricing);
+            crate::summary::Cumulative { runs: s.runs, tokens: s.tokens(), cost: s.cost }
+        })
+    });
+    let (retryable, permanent) = error_files
+        .iter()
+        .flat_map(|f| &f.causes)
+        .fold((0, 0), |(r, p), c| (r + c.retryable, p + c.count - c.retryable));
+    let command = next_command(run);
+    let g = crate::run_records::grouped;
+    let next = match &outcome.stopped {
+        Some(_) => Some(format!("{command}   (resumes: what is done is kept)")),
+        None if retryable > 0 && permanent > 0 => Some(format!(
+            "{command}   (sends the {} retryable failure(s) again)\n      {command} --retry-failed   (also sends the {} permanent one(s), once their cause is fixed)",
+            g(retryable),
+            g(permanent)
+        )),
+        None if retryable > 0 => Some(format!("{command}   (sends the {} retryable failure(s) again)", g(retryable))),
+        None if permanent > 0 => Some(format!(
+            "{command} --retry-failed   (the {} failure(s) are permanent: fix their cause first, a plain rerun does not send them)",
+            g(permanent)
+        )),
+        None => None,
+    };
+    let end = crate::summary::EndReport {
+        stopped: outcome.stopped.as_ref().map(|r| crate::cli::exit::shown(&r.to_string())),
+        failed_items: outcome.failed_items(),
+        cost: pricing.map(|p| p.cost(stats.prompt_tokens, stats.completion_tokens)),
+        cumulative,
+        error_files,
+        next,
+    };
+    eprintln!("{}", stats.render_end(&end));
     if let Some(p) = &outcome.summary_path {
         eprintln!("summary: {}", p.display());
         if let Some(folder) = p.parent() {
@@ -186,4 +283,28 @@ pub fn report(outcome: &RunOutcome) -> Finish {
         }
     }
     Finish::from_outcome(outcome)
+}
+
+/// The command that ran this task, to run it again: the command line as typed for `run-task`
+/// (without `--retry-failed`, which the caller adds when it is wanted), else `modelcall
+/// run-task <task file>`.
+fn next_command(run: &TaskRun<'_>) -> String {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quote = |a: &str| {
+        if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+%".contains(c)) {
+            a.to_string()
+        } else {
+            format!("'{}'", a.replace('\'', r"'\''"))
+        }
+    };
+    let words: Vec<String> = if args.iter().any(|a| a == "run-task") {
+        args.iter().filter(|a| *a != "--retry-failed").map(|a| quote(a)).collect()
+    } else {
+        let mut w = vec!["run-task".to_string(), quote(&run.task.source_path.display().to_string())];
+        if let Some((i, n)) = run.shard {
+            w.push(format!("--shard {i}/{n}"));
+        }
+        w
+    };
+    crate::cli::exit::shown(&format!("modelcall {}", words.join(" ")))
 }

@@ -105,6 +105,7 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
     let (unit_tx, units) = mpsc::unbounded_channel();
     let mut other_settings = other_settings;
     let mut preprocessing = None;
+    let mut banner_records = crate::banner::Records::AfterPreprocessing;
     match (&pre, inputs.as_ref()) {
         (Some((p, plugin)), _) => {
             let (ready_tx, mut ready) = mpsc::unbounded_channel::<PathBuf>();
@@ -125,6 +126,14 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
         (None, Some(files)) => {
             let units = super::shards::record_units(&plan.output_folder, files, run.shard, sink.clone(), &paths)?;
             other_settings = run.settings_check(&units, &settings)?;
+            let read = ReadOptions {
+                key_fields: vec![plan.id_field.clone()],
+                max_items: plan.max_items_per_file,
+                settings: Some(settings.clone()),
+                other_settings,
+                ..run.read_options()
+            };
+            banner_records = super::banner_records(&units, &read, files, 1).await;
             for unit in units {
                 let _ = unit_tx.send(unit);
             }
@@ -136,6 +145,14 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
     let concurrency = run.plan.concurrency;
     let (client, sim) = super::endpoint::connect(&model, concurrency, run.plan).await?;
     let client_for_stats = client.clone();
+    let estimate = inputs.as_deref().and_then(|files| {
+        crate::banner::sample(files, crate::banner::model_max_tokens(&model), |record| {
+            let p = prompt.build_prompt("estimate", 1, &serde_json::Value::Object(record.clone()).to_string()).ok()?;
+            let tokens: usize = p.messages.iter().map(|m| modelcall_plugin_host::tokenizer::count_tokens(&m.content)).sum();
+            Some((tokens as u64, p.max_tokens.map(u64::from)))
+        })
+    });
+    super::print_banner(run, &model, &client, banner_records, estimate, 1);
     let provenance = json!({
         "task_file": run.task.source_path.display().to_string(),
         "endpoint": client.endpoint(),
@@ -215,7 +232,7 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
             super::stat_files::write(folder, &scored, plan, &model.path)?;
         }
     }
-    Ok(finish.and(report(&scored)))
+    Ok(finish.and(report(run, &scored)))
 }
 
 /// With the built-in prompt builder, every `{placeholder}` of the prompt must be a field of
