@@ -26,10 +26,33 @@ static LAZY_ARENA_COMMIT: extern "C" fn() = {
 };
 
 #[derive(Parser)]
-#[command(name = "modelcall", version, about = "Run LLM scoring and distillation jobs over datasets, with sandboxed WebAssembly plugins")]
+#[command(
+    name = "modelcall",
+    version,
+    about = "Run LLM scoring and distillation jobs over datasets, with sandboxed WebAssembly plugins",
+    after_help = modelcall::cli::TOP_LEVEL_AFTER_HELP
+)]
 struct Cli {
+    /// More log lines on stderr (and in the run's JSON log): -v one line per request attempt
+    /// (modelcall's debug level), -vv modelcall's trace level. Runtime internals (wasmtime,
+    /// hyper, …) only through MODELCALL_LOG with their target, e.g. MODELCALL_LOG=wasmtime=debug.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Errors only on stderr: no warnings, no problem lines, no plugin log lines.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Colour in the help and the log lines: auto (a terminal, unless NO_COLOR is set), always or never.
+    #[arg(long, value_name = "WHEN", value_enum, default_value_t = Colour::Auto, global = true)]
+    color: Colour,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Colour {
+    Auto,
+    Always,
+    Never,
 }
 
 #[derive(Subcommand)]
@@ -49,19 +72,84 @@ enum Command {
     ServeSim(modelcall_sim::ServeArgs),
     /// Write report.html for a run's output folder: counts, score distributions, judge quality, latency over time, failures, plugins.
     Report(modelcall::report::ReportArgs),
-    /// The Python modelcall's scoring without a task file (its flags); writes the task file and runs it.
-    #[command(name = "api-call")]
+    /// Compatibility with the Python modelcall: its scoring without a task file (its flags); writes the task file and runs it.
+    #[command(name = "api-call", hide = true)]
     ApiCall(modelcall::cli::compat::ApiCallArgs),
-    /// The Python modelcall's preprocessing alone: `preprocess github|repomix` with its flags.
-    #[command(subcommand)]
+    /// Compatibility with the Python modelcall: its preprocessing alone, `preprocess github|repomix` with its flags.
+    #[command(subcommand, hide = true)]
     Preprocess(modelcall::cli::compat::PreprocessCommand),
-    /// The Python modelcall's demo: score = text length / 100 (at most 5) for every JSONL line.
+    /// Compatibility with the Python modelcall: its demo, score = text length / 100 (at most 5) for every JSONL line.
+    #[command(hide = true)]
     Pipeline(modelcall::cli::compat::PipelineArgs),
 }
 
+/// `--color` as given on the command line, read before clap parses it (the help clap prints
+/// while parsing is coloured by it); `NO_COLOR` counts as `never` for `auto`.
+fn colour_choice() -> Colour {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let mut choice = None;
+    for (i, a) in args.iter().enumerate() {
+        let a = a.to_string_lossy();
+        if a == "--" {
+            break;
+        }
+        let value = match a.strip_prefix("--color") {
+            Some(rest) if rest.starts_with('=') => Some(rest[1..].to_string()),
+            Some("") => args.get(i + 1).map(|v| v.to_string_lossy().to_string()),
+            _ => None,
+        };
+        match value.as_deref() {
+            Some("always") => choice = Some(Colour::Always),
+            Some("never") => choice = Some(Colour::Never),
+            Some("auto") => choice = Some(Colour::Auto),
+            _ => {}
+        }
+    }
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    match choice.unwrap_or(Colour::Auto) {
+        Colour::Auto if no_color => Colour::Never,
+        c => c,
+    }
+}
+
+/// A closed stdout (`modelcall … | head -1`) ends the process quietly, as it does for other
+/// command-line tools, instead of a panic in `println!`: the default action of SIGPIPE, which
+/// the Rust runtime ignores. Nothing is lost by it: what a command does (a submitted job, a
+/// journal line) is done before what it prints about it, and a run's journal survives any kill.
+fn default_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: sets a signal disposition at start, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
-    modelcall::logging::init();
+    default_sigpipe();
+    let colour = colour_choice();
+    match colour {
+        // Everything that decides colour by itself (the progress bar) follows NO_COLOR.
+        Colour::Never => std::env::set_var("NO_COLOR", "1"),
+        Colour::Always => std::env::set_var("CLICOLOR_FORCE", "1"),
+        Colour::Auto => {}
+    }
+    let clap_colour = match colour {
+        Colour::Auto => clap::ColorChoice::Auto,
+        Colour::Always => clap::ColorChoice::Always,
+        Colour::Never => clap::ColorChoice::Never,
+    };
+    let command = modelcall::cli::with_examples(<Cli as clap::CommandFactory>::command().color(clap_colour));
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&command.get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let verbosity = if cli.quiet { -1 } else { cli.verbose as i8 };
+    let ansi = match colour {
+        Colour::Always => true,
+        Colour::Never => false,
+        Colour::Auto => std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    };
+    modelcall::logging::init(verbosity, ansi);
     let result = match cli.command {
         Command::RunTask(args) => return modelcall::cli::run_task::run(args),
         Command::Submit(args) => return modelcall::cli::submit::run(args),

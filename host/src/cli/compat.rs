@@ -12,46 +12,63 @@ use clap::{Args, Subcommand};
 use super::exit::{exit_code, BadConfig};
 use super::run_task_args::RunTaskArgs;
 
-/// `api-call`: the reference's flags, spelled as it spelled them.
+/// `api-call`: the Python modelcall's flags, spelled as it spelled them.
 #[derive(Args, Debug)]
 pub struct ApiCallArgs {
-    #[arg(long = "input_folder")]
+    /// Folder of the input files (JSONL or Parquet) to score.
+    #[arg(long = "input_folder", value_name = "DIR")]
     pub input_folder: PathBuf,
-    #[arg(long = "output_folder")]
+    /// Folder the scored rows and the error rows are written to (and the generated task file, under `.modelcall/`).
+    #[arg(long = "output_folder", value_name = "DIR")]
     pub output_folder: PathBuf,
-    #[arg(long = "stat_folder")]
+    /// Folder of the per-file statistics (default: beside the outputs).
+    #[arg(long = "stat_folder", value_name = "DIR")]
     pub stat_folder: Option<PathBuf>,
-    #[arg(long = "model_config_path")]
+    /// The model config YAML (`client_config`, `chat_config`), as for a task's `model.config_path`.
+    #[arg(long = "model_config_path", value_name = "MODEL_YAML")]
     pub model_config_path: PathBuf,
-    #[arg(long = "prompt_config_path")]
+    /// The prompt config YAML (`prompt_template`, `output_config`), as for a task's `prompt.config_path`.
+    #[arg(long = "prompt_config_path", value_name = "PROMPT_YAML")]
     pub prompt_config_path: PathBuf,
-    #[arg(long = "max_concurrent_files", default_value_t = 2)]
+    /// Input files processed at once.
+    #[arg(long = "max_concurrent_files", value_name = "N", default_value_t = 2)]
     pub max_concurrent_files: usize,
-    #[arg(long = "max_concurrent_requests", default_value_t = 10)]
+    /// Requests in flight at once, over all files.
+    #[arg(long = "max_concurrent_requests", value_name = "N", default_value_t = 10)]
     pub max_concurrent_requests: usize,
     /// Accepted; there are no chunks here (requests flow continuously).
-    #[arg(long = "chunk_size")]
+    #[arg(long = "chunk_size", value_name = "N")]
     pub chunk_size: Option<i64>,
     /// Accepted; outputs are rebuilt from the journal instead.
-    #[arg(long = "parquet_save_interval")]
+    #[arg(long = "parquet_save_interval", value_name = "N")]
     pub parquet_save_interval: Option<i64>,
-    #[arg(long = "input_key", default_value = "text")]
+    /// The record field holding the text to score.
+    #[arg(long = "input_key", value_name = "FIELD", default_value = "text")]
     pub input_key: String,
-    #[arg(long = "prompt_format_key", default_value = "code_corpus_description_and_sample")]
+    /// The prompt template's placeholder the text goes into.
+    #[arg(long = "prompt_format_key", value_name = "KEY", default_value = "code_corpus_description_and_sample")]
     pub prompt_format_key: String,
-    #[arg(long = "debug_files")]
+    /// A trial run: only the first N input files (`debug.max_files`).
+    #[arg(long = "debug_files", value_name = "N")]
     pub debug_files: Option<i64>,
-    #[arg(long = "debug_items")]
+    /// A trial run: only the first N records of each file (`debug.max_items_per_file`).
+    #[arg(long = "debug_items", value_name = "N")]
     pub debug_items: Option<i64>,
+    /// Do not resume: records done by an earlier run are sent again (`options.resume: false`).
     #[arg(long = "no_resume")]
     pub no_resume: bool,
+    /// Remove the earlier run's outputs and journal first, then start over (`options.delete_existing`).
     #[arg(long = "delete_existing")]
     pub delete_existing: bool,
+    /// Do not ask again when a reply is not in the expected format: the record fails instead
+    /// (`retry.enable_format_validation_retry: false`).
     #[arg(long = "disable_format_validation_retry")]
     pub disable_format_validation_retry: bool,
-    #[arg(long = "job_index")]
+    /// This run's shard index, 0-based (with --world_size): `run-task --shard I/N`.
+    #[arg(long = "job_index", value_name = "I")]
     pub job_index: Option<u32>,
-    #[arg(long = "world_size")]
+    /// The number of shards (with --job_index): `run-task --shard I/N`.
+    #[arg(long = "world_size", value_name = "N")]
     pub world_size: Option<u32>,
 }
 
@@ -65,37 +82,45 @@ pub enum PreprocessCommand {
 
 #[derive(Args, Debug)]
 pub struct PreprocessArgs {
-    #[arg(long = "raw_path")]
+    /// Folder of the raw inputs (GitHub code rows, or Repomix/RenderGit packs in language folders).
+    #[arg(long = "raw_path", value_name = "DIR")]
     pub raw_path: PathBuf,
-    #[arg(long = "output_dir")]
+    /// Folder the preprocessed JSONL records are written to.
+    #[arg(long = "output_dir", value_name = "DIR")]
     pub output_dir: PathBuf,
-    /// Required, as by the reference; preprocessing resumes from its journal, not from stat files.
-    #[arg(long = "stat_dir")]
+    /// Folder of the per-file statistics. Required, as by the Python modelcall; preprocessing
+    /// resumes from its journal, not from stat files.
+    #[arg(long = "stat_dir", value_name = "DIR")]
     pub stat_dir: PathBuf,
     /// Accepted; plugin calls run on every core.
-    #[arg(long = "num_proc")]
+    #[arg(long = "num_proc", value_name = "N")]
     pub num_proc: Option<usize>,
-    #[arg(long = "max_tokens", default_value_t = 32768)]
+    /// Longest record kept, in tokens; longer ones are cut or split by the preprocessor.
+    #[arg(long = "max_tokens", value_name = "N", default_value_t = 32768)]
     pub max_tokens: u64,
-    #[arg(long = "num_files", default_value_t = -1)]
+    /// Only the first N input files (-1: all).
+    #[arg(long = "num_files", value_name = "N", default_value_t = -1, allow_negative_numbers = true)]
     pub num_files: i64,
     /// Accepted; nothing is sampled.
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     pub seed: Option<i64>,
-    #[arg(long, num_args = 1..)]
+    /// Only these languages (folder names, e.g. python rust); default: all.
+    #[arg(long, value_name = "LANG", num_args = 1..)]
     pub languages: Vec<String>,
 }
 
-/// `pipeline INPUT OUTPUT`: the reference's demo scorer.
+/// `pipeline INPUT OUTPUT`: the Python modelcall's demo scorer.
 #[derive(Args, Debug)]
 pub struct PipelineArgs {
+    /// The JSONL file to score (relative to --root).
     pub input: PathBuf,
+    /// The JSONL file to write: each input line with a `score` added (relative to --root).
     pub output: PathBuf,
-    /// `local` (TOS paths: use run-task with tos:// paths).
-    #[arg(long, default_value = "local")]
+    /// `local` only (for TOS paths use run-task with tos:// paths).
+    #[arg(long, value_name = "FS", default_value = "local")]
     pub fs: String,
     /// Root of relative paths (default: $DATA_ROOT, else the current folder).
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
 }
 

@@ -12,12 +12,13 @@ pub struct RunTaskArgs {
     #[arg(long, value_name = "I/N")]
     pub shard: Option<String>,
 
-    /// Reference-compatible spelling of the shard index (with --world_size).
-    #[arg(long = "job_index", alias = "job-index", value_name = "I")]
+    /// The Python modelcall's spelling of the shard index: `--job_index I --world_size N` is
+    /// `--shard I/N`.
+    #[arg(long = "job_index", alias = "job-index", value_name = "I", help_heading = super::COMPAT_HEADING)]
     pub job_index: Option<u32>,
 
-    /// Reference-compatible spelling of the shard count (with --job_index).
-    #[arg(long = "world_size", alias = "world-size", value_name = "N")]
+    /// The Python modelcall's spelling of the shard count (with --job_index).
+    #[arg(long = "world_size", alias = "world-size", value_name = "N", help_heading = super::COMPAT_HEADING)]
     pub world_size: Option<u32>,
 
     /// Validate the task, load the plugins and print the plan without sending a request.

@@ -107,7 +107,7 @@ pub async fn run_unit<J: Job>(shared: Arc<RunShared>, job: Arc<J>, unit: Unit) -
                 let (job, out_tx, progress, shared) = (job.clone(), out_tx.clone(), shared.progress.clone(), shared.clone());
                 progress.started();
                 tasks.spawn(async move {
-                    let outcome = job.run(key.clone(), input).await;
+                    let outcome = modelcall_model::for_record(key.as_str(), job.run(key.clone(), input)).await;
                     match &shared.adaptive {
                         Some(adaptive) => {
                             if let Some((latency, throttled)) = outcome.sample() {
@@ -151,6 +151,7 @@ pub async fn run_unit<J: Job>(shared: Arc<RunShared>, job: Arc<J>, unit: Unit) -
     // in the outputs and every failure so far in the error file.
     let sink = unit.sink.clone();
     let written = tokio::task::spawn_blocking(move || finalize(&paths, &sink)).await??;
+    tracing::info!(event = "unit_done", unit = %unit.name, input = %stats.input, output = %stats.output, errors = %stats.errors, seen = stats.seen, scored = stats.scored, failed = stats.failed, already_done = stats.already_done, complete, "unit done: {} scored, {} failed, {} already done ({})", stats.scored, stats.failed, stats.already_done, stats.output);
     Ok(UnitResult { stats, written, complete })
 }
 

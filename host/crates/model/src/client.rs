@@ -10,6 +10,8 @@ use modelcall_secrets::Redactor;
 
 use crate::error::{CallError, ClientError, RetryCause, RetryCounts};
 use crate::fail_fast::{FailFast, Unreachable, UNREACHABLE_WINDOW};
+use crate::pool::Endpoint;
+use crate::problems::{Problem, ProblemReporter};
 use crate::transport::{Http1Options, Response, Transport};
 use crate::wire::{self, Answer, ChatRequest, Completion, SseAccumulator};
 
@@ -36,6 +38,41 @@ impl fmt::Debug for ClientSettings {
 }
 
 type Limiter = governor::DefaultDirectRateLimiter;
+
+tokio::task_local! {
+    /// The key of the record whose request is being sent, for the attempt log lines.
+    static RECORD_KEY: std::sync::Arc<str>;
+}
+
+/// Runs `f` (a record's work) with `key` as the record key of the log lines its requests
+/// write (`key` in the `attempt`, `retry` and `failure` events).
+pub async fn for_record<F: std::future::Future>(key: impl Into<std::sync::Arc<str>>, f: F) -> F::Output {
+    RECORD_KEY.scope(key.into(), f).await
+}
+
+/// The key set by [`for_record`], or `""`.
+fn record_key() -> std::sync::Arc<str> {
+    RECORD_KEY.try_with(|k| k.clone()).unwrap_or_else(|_| std::sync::Arc::from(""))
+}
+
+/// What an attempt was, for its log line: the endpoint, the HTTP status (0: none) and how long
+/// it took.
+struct Attempted<'a> {
+    endpoint: &'a Endpoint,
+    status: u16,
+    latency: Duration,
+}
+
+impl Attempted<'_> {
+    fn latency_ms(&self) -> f64 {
+        (self.latency.as_secs_f64() * 1e4).round() / 10.0
+    }
+    /// The problem as the reporter counts it: the status, else the cause.
+    fn problem(&self, cause: &str, retried: bool) -> Problem {
+        let what = if self.status == 0 { cause.to_string() } else { self.status.to_string() };
+        Problem { what, endpoint: self.endpoint.shown.clone(), retried }
+    }
+}
 
 /// Waits until `tokens` fit the per-minute budget (at most the whole budget at once).
 async fn take_tokens(limiter: &Limiter, tokens: u64) {
@@ -68,6 +105,8 @@ pub struct ModelClient {
     /// What `GET /models` listed, once [`ModelClient::list_models`] ran: named when the
     /// endpoint says the model does not exist.
     served: std::sync::Arc<std::sync::OnceLock<Vec<String>>>,
+    /// Logs each distinct problem once, then a count every 10 s (see [`crate::problems`]).
+    problems: ProblemReporter,
 }
 
 /// How one attempt failed.
@@ -205,6 +244,7 @@ impl ModelClient {
         Ok(ModelClient {
             fail_fast: std::sync::Arc::new(fail_fast),
             served: Default::default(),
+            problems: ProblemReporter::default(),
             http,
             transport: std::sync::Arc::new(transport),
             settings: std::sync::Arc::new(settings),
@@ -257,8 +297,18 @@ impl ModelClient {
             if let (Some(limiter), Some(tokens)) = (&self.token_limiter, estimate) {
                 take_tokens(limiter, tokens).await;
             }
-            match self.attempt(body.clone()).await {
+            let (result, attempted) = self.attempt(body.clone()).await;
+            match result {
                 Ok(answer) => {
+                    tracing::debug!(
+                        message = "answered",
+                        event = "attempt",
+                        key = %record_key(),
+                        endpoint = %attempted.endpoint.shown,
+                        attempt,
+                        status = attempted.status,
+                        latency_ms = attempted.latency_ms(),
+                    );
                     if let (Some(limiter), Some(tokens), Some(usage)) = (&self.token_limiter, estimate, &answer.usage) {
                         // The reply used more than estimated: the budget pays the difference.
                         let used = usage.total_tokens as u64;
@@ -268,9 +318,13 @@ impl ModelClient {
                     }
                     return Ok(self.completion(answer, attempt, retries, started.elapsed()));
                 }
-                Err(AttemptError::Final(e)) => return Err(e),
+                Err(AttemptError::Final(e)) => {
+                    self.log_failure(&attempted, attempt, e.cause(), &e.to_string(), !e.is_fatal());
+                    return Err(e);
+                }
                 // `attempt` turns these into retries or a stop; never here.
                 Err(AttemptError::Unreachable { message }) => {
+                    self.log_failure(&attempted, attempt, RetryCause::Connection.as_str(), &message, true);
                     return Err(CallError::Exhausted { cause: RetryCause::Connection, message, attempts: attempt, retries })
                 }
                 Err(AttemptError::Retry { cause, message, retry_after }) => {
@@ -279,9 +333,11 @@ impl ModelClient {
                             // Nothing ever answered: wait for the fail-fast verdict rather than
                             // fail the record for good while the endpoint may simply be down.
                             if let Some(stop) = self.await_unreachable_verdict().await {
+                                self.log_failure(&attempted, attempt, stop.cause(), &stop.to_string(), false);
                                 return Err(stop);
                             }
                         }
+                        self.log_failure(&attempted, attempt, cause.as_str(), &message, true);
                         return Err(CallError::Exhausted { cause, message, attempts: attempt, retries });
                     }
                     retries.add(cause);
@@ -290,6 +346,7 @@ impl ModelClient {
                         // Be there when the fail-fast window ends.
                         delay = delay.min(left + Duration::from_millis(20));
                     }
+                    self.log_retry(&attempted, attempt, cause, &message, delay);
                     tokio::time::sleep(delay).await;
                 }
             }
@@ -392,12 +449,21 @@ impl ModelClient {
         }
     }
 
-    async fn attempt(&self, body: bytes::Bytes) -> Result<Answer, AttemptError> {
+    /// One attempt, and what it was (for its log line).
+    async fn attempt(&self, body: bytes::Bytes) -> (Result<Answer, AttemptError>, Attempted<'_>) {
         if let Some(limiter) = &self.limiter {
             limiter.until_ready().await;
         }
         let lease = self.pool.pick().await;
-        let result = self.attempt_on(&lease.endpoint.url, body).await;
+        let started = Instant::now();
+        let mut status = 0;
+        let result = self.attempt_on(&lease.endpoint.url, body, &mut status).await;
+        let attempted = Attempted { endpoint: lease.endpoint, status, latency: started.elapsed() };
+        (self.settle(&lease, result), attempted)
+    }
+
+    /// The pool's and fail-fast's bookkeeping of an attempt's result.
+    fn settle(&self, lease: &crate::pool::Lease<'_>, result: Result<Answer, AttemptError>) -> Result<Answer, AttemptError> {
         // An endpoint that cannot answer (transport errors, 5xx, timeouts, broken bodies) is
         // unwell; any other answer, a refusal of the request included, is a healthy one.
         match &result {
@@ -432,12 +498,49 @@ impl ModelClient {
         }
     }
 
+    /// A retry's debug line (`event="retry"`) and its count in the problem reporter.
+    fn log_retry(&self, attempted: &Attempted<'_>, attempt: u32, cause: RetryCause, message: &str, backoff: Duration) {
+        let message = self.redactor.redact(message);
+        tracing::debug!(
+            message = %message,
+            event = "retry",
+            key = %record_key(),
+            endpoint = %attempted.endpoint.shown,
+            attempt,
+            status = attempted.status,
+            latency_ms = attempted.latency_ms(),
+            cause = cause.as_str(),
+            backoff_ms = backoff.as_millis() as u64,
+        );
+        self.problems.record(attempted.problem(cause.as_str(), true), &message);
+    }
+
+    /// The debug line of an attempt after which the record fails (`event="failure"`), and its
+    /// count in the problem reporter when `report` (not for stops, which say so themselves).
+    fn log_failure(&self, attempted: &Attempted<'_>, attempt: u32, cause: &str, message: &str, report: bool) {
+        let message = self.redactor.redact(message);
+        tracing::debug!(
+            message = %message,
+            event = "failure",
+            key = %record_key(),
+            endpoint = %attempted.endpoint.shown,
+            attempt,
+            status = attempted.status,
+            latency_ms = attempted.latency_ms(),
+            cause,
+        );
+        if report {
+            self.problems.record(attempted.problem(cause, false), &message);
+        }
+    }
+
     /// What each endpoint did (requests, failures, ejections), for the run summary.
     pub fn endpoint_stats(&self) -> Vec<crate::pool::EndpointStats> {
         self.pool.stats()
     }
 
-    async fn attempt_on(&self, url: &str, body: bytes::Bytes) -> Result<Answer, AttemptError> {
+    /// One attempt at `url`; `status` gets the HTTP status once an answer's head arrived.
+    async fn attempt_on(&self, url: &str, body: bytes::Bytes, status_seen: &mut u16) -> Result<Answer, AttemptError> {
         let mut resp = match self.transport.post(url, body).await {
             Ok(resp) => resp,
             Err(e) if e.certificate => {
@@ -448,6 +551,7 @@ impl ModelClient {
         };
         self.fail_fast.answered();
         let status = resp.status;
+        *status_seen = status;
         if !(200..300).contains(&status) {
             let retry_after = resp.retry_after.as_deref().and_then(parse_retry_after);
             let text = self.read_body(&mut resp).await.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();

@@ -9,17 +9,19 @@
 //! - [`fail_fast`]: a run whose first attempts all fail the same way (nothing listening, a
 //!   model the endpoint does not serve) stops instead of retrying every record;
 //! - [`pool`]: several endpoints of one model, least loaded first, each within its own
-//!   in-flight cap, failing ones ejected.
+//!   in-flight cap, failing ones ejected;
+//! - [`problems`]: each distinct problem logged once, then counted every 10 s.
 
 pub mod client;
 pub mod error;
 pub mod fail_fast;
 pub mod pool;
+pub mod problems;
 pub mod settings;
 pub mod transport;
 pub mod wire;
 
-pub use client::{ClientSettings, ModelClient};
+pub use client::{for_record, ClientSettings, ModelClient};
 pub use settings::EndpointShare;
 pub use pool::EndpointStats;
 pub use error::{CallError, ClientError, MalformedBody, RetryCause, RetryCounts};

@@ -55,6 +55,7 @@ pub enum PluginCommand {
         /// JSONL file of records (for a score parser each needs the completion field).
         #[arg(long)]
         input: PathBuf,
+        /// Passes over the records timed for the warm µs-per-record figure.
         #[arg(long, default_value_t = 1000)]
         iterations: u32,
     },
@@ -71,6 +72,7 @@ pub enum PluginCommand {
 pub struct PluginTarget {
     /// A `.wasm` component or `builtin:<name>`.
     plugin: String,
+    /// The role to exercise it as: preprocessor, prompt-builder or score-parser.
     #[arg(long)]
     role: Role,
     /// Config (YAML or JSON file) passed to the plugin's `init`; default `{}`.
