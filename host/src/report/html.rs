@@ -61,7 +61,7 @@ pub fn status_label(summary: &Value) -> (String, bool) {
     let (scored, failed) = (r["scored"].as_u64().unwrap_or(0), r["failed"].as_u64().unwrap_or(0));
     let done_before = r["already_done"].as_u64().unwrap_or(0) + r["adopted"].as_u64().unwrap_or(0);
     match status {
-        "completed" if failed > 0 && scored == 0 && done_before == 0 => (format!("failed: every record failed ({failed})"), true),
+        "completed" | "failed" if failed > 0 && scored == 0 && done_before == 0 => (format!("failed: every record failed ({failed})"), true),
         "completed" if failed > 0 => (format!("completed with {failed} failed record{}", if failed == 1 { "" } else { "s" }), true),
         s => (s.to_string(), s != "completed"),
     }
