@@ -16,6 +16,9 @@ use super::svg::{bars, esc, short};
 /// Records that moved most, shown.
 const TOP_MOVED: usize = 20;
 
+/// The rows of the records shown, by id: A's and B's.
+pub type ShownRows = BTreeMap<String, [Option<Map<String, Value>>; 2]>;
+
 /// The headline score of a row: `score` when numeric, else `score_value`, else `overall_score`.
 pub fn headline_of(row: &Map<String, Value>) -> Option<(&'static str, f64)> {
     ["score", "score_value", "overall_score"].iter().find_map(|k| row.get(*k).and_then(Value::as_f64).map(|v| (*k, v)))
@@ -115,7 +118,7 @@ impl Comparison {
 }
 
 /// Compares the rows of two runs' summaries.
-pub fn compare(a: &Value, b: &Value) -> (Comparison, BTreeMap<String, [Option<Map<String, Value>>; 2]>) {
+pub fn compare(a: &Value, b: &Value) -> (Comparison, ShownRows) {
     let mut c = Comparison::default();
     let mut scores_a: HashMap<String, f64> = HashMap::new();
     super::for_each_row(a, |_, row| {
@@ -138,7 +141,7 @@ pub fn compare(a: &Value, b: &Value) -> (Comparison, BTreeMap<String, [Option<Ma
     c.only_a = scores_a.len() as u64 - matched.len() as u64;
     // The rows of the records shown, read again.
     let wanted: BTreeSet<&String> = c.moved.iter().map(|m| &m.1).collect();
-    let mut rows: BTreeMap<String, [Option<Map<String, Value>>; 2]> = BTreeMap::new();
+    let mut rows = ShownRows::new();
     for (side, summary) in [a, b].into_iter().enumerate() {
         let mut i = 0;
         super::for_each_row(summary, |_, row| {
@@ -186,7 +189,7 @@ fn describe(summary: &Value, folder: &Path) -> String {
 }
 
 /// The comparison page.
-pub fn render(a: (&Path, &Value), b: (&Path, &Value), c: &Comparison, rows: &BTreeMap<String, [Option<Map<String, Value>>; 2]>) -> String {
+pub fn render(a: (&Path, &Value), b: (&Path, &Value), c: &Comparison, rows: &ShownRows) -> String {
     let mut s = format!("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>modelcall report: A vs B</title><style>{}</style></head><body>", super::html::STYLE);
     let _ = write!(s, "<h1>modelcall report: two runs compared</h1><table><tr><th>A</th><td>{}</td></tr><tr><th>B</th><td>{}</td></tr></table>", describe(a.1, a.0), describe(b.1, b.0));
     s.push_str("<p class=\"muted\">Records are matched by id; the headline score (<code>score</code>, else <code>score_value</code>) of each is compared. Failed records have no score and are not matched.</p>");

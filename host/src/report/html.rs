@@ -171,7 +171,7 @@ pub fn render(page: &Page) -> String {
     s.push_str(&super::quality::render(quality));
     if let Some(h) = summary["parse_retry_hints"].as_object().filter(|h| !h.is_empty()) {
         let mut hints: Vec<(String, u64)> = h.iter().map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0))).collect();
-        hints.sort_by(|a, b| b.1.cmp(&a.1));
+        hints.sort_by_key(|h| std::cmp::Reverse(h.1));
         s.push_str("<h3>Most common re-ask hints</h3><table><tr><th>hint sent with the re-ask</th><th>times</th></tr>");
         for (k, v) in hints.into_iter().take(10) {
             let _ = write!(s, "<tr><td>{}</td><td>{v}</td></tr>", esc(&k));
