@@ -33,16 +33,15 @@ static LAZY_ARENA_COMMIT: extern "C" fn() = {
     after_help = modelcall::cli::TOP_LEVEL_AFTER_HELP
 )]
 struct Cli {
-    /// More log lines on stderr (and in the run's JSON log): -v one line per request attempt
-    /// (modelcall's debug level), -vv modelcall's trace level. Runtime internals (wasmtime,
-    /// hyper, …) only through MODELCALL_LOG with their target, e.g. MODELCALL_LOG=wasmtime=debug.
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    /// More log lines: -v one per request attempt (key, status, latency, cause), -vv
+    /// modelcall's trace lines. Runtime internals only by target: MODELCALL_LOG=wasmtime=debug.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, help_heading = "Global options")]
     verbose: u8,
-    /// Errors only on stderr: no warnings, no problem lines, no plugin log lines.
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    /// Errors only on stderr: no warnings, problem lines or plugin log lines.
+    #[arg(short, long, global = true, conflicts_with = "verbose", help_heading = "Global options")]
     quiet: bool,
-    /// Colour in the help and the log lines: auto (a terminal, unless NO_COLOR is set), always or never.
-    #[arg(long, value_name = "WHEN", value_enum, default_value_t = Colour::Auto, global = true)]
+    /// Colour in the help and the log lines: auto (at a terminal, unless NO_COLOR is set), always, never.
+    #[arg(long, value_name = "WHEN", value_enum, default_value_t = Colour::Auto, global = true, help_heading = "Global options")]
     color: Colour,
     #[command(subcommand)]
     command: Command,

@@ -352,7 +352,7 @@ pub async fn run<J: Job>(
     if let Some(e) = unit_error {
         return Err(e);
     }
-    tracing::info!(event = "run_done", task = %options.task_name, status = if stopped.is_some() { "stopped" } else { "completed" }, seen = stats.totals().seen, scored = stats.totals().scored, failed = stats.totals().failed, already_done = stats.totals().already_done, requests = stats.requests, retries = stats.retries_by_cause.values().sum::<u64>(), prompt_tokens = stats.prompt_tokens, completion_tokens = stats.completion_tokens, summary = ?summary_path.as_ref().map(|p| p.display().to_string()), "run done");
+    tracing::info!(event = "run_done", task = %options.task_name, status = if stopped.is_some() { "stopped" } else { "completed" }, seen = stats.totals().seen, scored = stats.totals().scored, failed = stats.totals().failed, already_done = stats.totals().already_done, requests = stats.requests, retries = stats.retries_by_cause.values().sum::<u64>(), prompt_tokens = stats.prompt_tokens, completion_tokens = stats.completion_tokens, summary = %summary_path.as_ref().map(|p| p.display().to_string()).unwrap_or_default(), "run done");
     Ok(RunOutcome { stats, units: finished, stopped, summary_path })
 }
 

@@ -6,7 +6,8 @@
 //!
 //! Lines go to the target `modelcall_model::problems` (shown on stderr by default) with the
 //! fields `event` (`problem` for a first occurrence, `problem_count` for a count), `problem`,
-//! `endpoint`, `count`, `window_s`, and `message` (the server's, redacted) on a first one.
+//! `endpoint`, `retried`, `count` and `window_s` (counts), and `message`: the line, with the
+//! server's message (redacted) on a first occurrence.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -66,13 +67,12 @@ impl Report {
     /// Logs it (target `modelcall_model::problems`).
     pub fn emit(&self) {
         match self {
-            Report::First { problem, message } => tracing::info!(
+            Report::First { problem, .. } => tracing::info!(
                 message = %self.text(),
                 event = "problem",
                 problem = %problem.what,
                 endpoint = %problem.endpoint,
                 retried = problem.retried,
-                server_message = %message,
             ),
             Report::Count { problem, count, window } => tracing::info!(
                 message = %self.text(),
