@@ -48,11 +48,16 @@ pub struct Comparison {
 }
 
 fn label(v: f64) -> String {
-    short((v * 10.0).round() / 10.0)
+    let v = (v * 10.0).round() / 10.0;
+    if v.fract() == 0.0 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v:.1}")
+    }
 }
 
 fn order(l: &str) -> f64 {
-    l.trim_end_matches('k').parse::<f64>().unwrap_or(f64::MAX)
+    l.parse::<f64>().unwrap_or(f64::MAX)
 }
 
 impl Comparison {
@@ -243,8 +248,8 @@ pub fn render(a: (&Path, &Value), b: (&Path, &Value), c: &Comparison, rows: &Sho
     let _ = write!(s, "<section id=\"moved\"><h2>Records that moved most</h2><p class=\"muted\">The {} records whose score changed most, with both replies.</p>", c.moved.len());
     if c.moved.is_empty() {
         s.push_str("<p>None: every matched record got the same score.</p>");
-    }
-    s.push_str("<table><tr><th>id</th><th>A</th><th>B</th><th>B − A</th><th>reply in A</th><th>reply in B</th></tr>");
+    } else {
+        s.push_str("<table><tr><th>id</th><th>A</th><th>B</th><th>B − A</th><th>reply in A</th><th>reply in B</th></tr>");
     for (_, id, va, vb) in &c.moved {
         let reply = |side: usize| rows.get(id).and_then(|r| r[side].as_ref()).and_then(|r| r.get("api_return")).and_then(Value::as_str).map(|t| t.chars().take(600).collect::<String>()).unwrap_or_default();
         let _ = write!(
@@ -258,7 +263,11 @@ pub fn render(a: (&Path, &Value), b: (&Path, &Value), c: &Comparison, rows: &Sho
             k = esc(id)
         );
     }
-    s.push_str("</table></section><p class=\"muted\">Written by modelcall; self-contained, no network needed.</p></body></html>\n");
+    }
+    if !c.moved.is_empty() {
+        s.push_str("</table>");
+    }
+    s.push_str("</section><p class=\"muted\">Written by modelcall; self-contained, no network needed.</p></body></html>\n");
     s
 }
 
