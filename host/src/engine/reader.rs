@@ -200,7 +200,36 @@ impl std::io::Write for HashWriter<'_> {
 
 /// Sends every line of the unit's inputs; `true` when it got to the end (not stopped).
 pub fn read_unit(inputs: UnitInputs, opts: ReadOptions, done: &Finished, stop: &StopSignal, bytes: ByteCounter, tx: mpsc::Sender<ReadItem>) -> bool {
-    let mut reader = Reader { opts, done, dispatched: 0, tx, bytes };
+    read_unit_tracked(inputs, opts, done, stop, bytes, tx).complete
+}
+
+/// How a read ended, and the keys it saw.
+pub struct ReadEnd {
+    /// It got to the end (not stopped).
+    pub complete: bool,
+    /// Every input could be read to its end (no truncated archive, no I/O error).
+    pub sources_ok: bool,
+    /// Every key the inputs hold now (records, raw files, bad lines).
+    pub seen: KeySet,
+}
+
+impl ReadEnd {
+    /// Whether the journal's keys outside [`ReadEnd::seen`] are records no longer in the input.
+    pub fn saw_everything(&self) -> bool {
+        self.complete && self.sources_ok
+    }
+}
+
+/// [`read_unit`], also telling which keys the inputs hold (see [`ReadEnd`]).
+pub fn read_unit_tracked(inputs: UnitInputs, opts: ReadOptions, done: &Finished, stop: &StopSignal, bytes: ByteCounter, tx: mpsc::Sender<ReadItem>) -> ReadEnd {
+    let mut reader = Reader { opts, done, dispatched: 0, tx, bytes, seen: KeySet::default(), sources_ok: true };
+    let complete = reader.read_all(inputs, stop);
+    ReadEnd { complete, sources_ok: reader.sources_ok, seen: reader.seen }
+}
+
+impl Reader<'_> {
+    fn read_all(&mut self, inputs: UnitInputs, stop: &StopSignal) -> bool {
+    let reader = self;
     match inputs {
         UnitInputs::Records(files) => {
             // One assigner for the whole unit: keys are unique across its files.
@@ -225,6 +254,7 @@ pub fn read_unit(inputs: UnitInputs, opts: ReadOptions, done: &Finished, stop: &
                     return false;
                 }
                 let rel = modelcall_io::listing::relative_name(&root, &path);
+                reader.seen.insert(&rel);
                 let made = MadeFrom { input: file_hash(&path), settings: reader.opts.settings_hash() };
                 let item = match reader.done.decide(&rel, &made, &reader.opts, None) {
                     Decision::Skip(item) => item,
@@ -243,6 +273,7 @@ pub fn read_unit(inputs: UnitInputs, opts: ReadOptions, done: &Finished, stop: &
         }
     }
     !stop.is_stopped()
+    }
 }
 
 struct Reader<'a> {
@@ -251,6 +282,8 @@ struct Reader<'a> {
     dispatched: u64,
     tx: mpsc::Sender<ReadItem>,
     bytes: ByteCounter,
+    seen: KeySet,
+    sources_ok: bool,
 }
 
 impl Reader<'_> {
@@ -277,6 +310,8 @@ impl Reader<'_> {
             Ok(s) => s,
             Err(e) => {
                 let key = internal_key("source-error", &name);
+                self.seen.insert(&key);
+                self.sources_ok = false;
                 return self.tx.blocking_send(ReadItem::SourceFailed { key, file: name, message: e.to_string() }).is_ok();
             }
         };
@@ -288,15 +323,22 @@ impl Reader<'_> {
             let msg = match item {
                 Err(e) => {
                     let key = internal_key("source-error", &name);
+                    self.seen.insert(&key);
+                    self.sources_ok = false;
                     return self.tx.blocking_send(ReadItem::SourceFailed { key, file: name.clone(), message: e.to_string() }).is_ok();
                 }
                 Ok(SourceItem::Bad { line, cause, raw_excerpt }) => ReadItem::Bad {
-                    key: internal_key("bad-line", &format!("{index}:{line}")),
+                    key: {
+                        let key = internal_key("bad-line", &format!("{index}:{line}"));
+                        self.seen.insert(&key);
+                        key
+                    },
                     bad: BadLine { file: name.clone(), line, cause: cause.as_str().to_string(), message: cause.to_string(), raw_excerpt },
                 },
                 Ok(SourceItem::Record { line, record }) => {
                     let assigned = keys.assign(&record);
                     let base = assigned.key;
+                    self.seen.insert(&base);
                     if assigned.duplicate {
                         let (note, skip) = match self.opts.on_duplicate_id {
                             DuplicateIds::Keep => (ReadItem::DuplicateId { skipped: false }, None),
@@ -309,6 +351,7 @@ impl Reader<'_> {
                                     message: format!("the id of this record was already used by an earlier record (it would be keyed `{base}`); options.on_duplicate_id is `error`"),
                                     raw_excerpt: serde_json::Value::Object(record.clone()).to_string().chars().take(200).collect(),
                                 };
+                                self.seen.insert(&internal_key("duplicate-id", &base));
                                 (ReadItem::DuplicateId { skipped: false }, Some(Some(ReadItem::Bad { key: internal_key("duplicate-id", &base), bad })))
                             }
                         };
@@ -330,6 +373,7 @@ impl Reader<'_> {
                         // n answers per record: one work item per sample, each its own key.
                         for i in 0..samples {
                             let key = format!("{base}#{i}");
+                            self.seen.insert(&key);
                             let msg = match self.done.decide(&key, &made, &self.opts, reference_key.as_deref()) {
                                 Decision::Skip(item) => item,
                                 Decision::Send(retire) => {

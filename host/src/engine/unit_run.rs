@@ -9,7 +9,7 @@ use super::collect::{Collected, Collector};
 use super::adopt;
 use super::job::Job;
 use super::prefix_groups::PrefixGroups;
-use super::reader::{listed_in_errors, read_unit, Finished, ReadItem};
+use super::reader::{listed_in_errors, read_unit_tracked, Finished, ReadEnd, ReadItem};
 use super::unit::{SinkKind, Unit, UnitInputs};
 use super::RunShared;
 use crate::summary::FileStats;
@@ -69,7 +69,7 @@ pub async fn run_unit<J: Job>(shared: Arc<RunShared>, job: Arc<J>, unit: Unit) -
     let reader = {
         let (inputs, opts, done, stop) = (unit.inputs.clone(), read_options, done.clone(), shared.stop.clone());
         let bytes = bytes_read.clone();
-        tokio::task::spawn_blocking(move || read_unit(inputs, opts, &done, &stop, bytes, read_tx))
+        tokio::task::spawn_blocking(move || read_unit_tracked(inputs, opts, &done, &stop, bytes, read_tx))
     };
 
     // Collector: the journal's single writer.
@@ -138,7 +138,8 @@ pub async fn run_unit<J: Job>(shared: Arc<RunShared>, job: Arc<J>, unit: Unit) -
         complete = false;
     }
     while tasks.join_next().await.is_some() {}
-    complete &= reader.await.unwrap_or(false);
+    let read_end = reader.await.ok();
+    complete &= read_end.as_ref().is_some_and(|r| r.complete);
     drop(out_tx);
     let (mut stats, journal_error, closed) = collector.await?;
     stats.bytes_read = bytes_read.get();
@@ -146,6 +147,13 @@ pub async fn run_unit<J: Job>(shared: Arc<RunShared>, job: Arc<J>, unit: Unit) -
         anyhow::bail!("journal {}: {e}", paths.journal.display());
     }
     closed.map_err(|e| anyhow::anyhow!("closing journal {}: {e}", paths.journal.display()))?;
+    if let Some(end) = read_end.filter(|e| complete && e.saw_everything()) {
+        let journal = paths.journal.clone();
+        let gone = tokio::task::spawn_blocking(move || retire_gone(&journal, &end)).await??;
+        if gone > 0 {
+            eprintln!("note: {gone} result(s) of {} belong to records no longer in its input; they are removed from the outputs", unit.input_label());
+        }
+    }
 
     // Finalize: journal → output + errors, atomically; after a stop too, so what is done is
     // in the outputs and every failure so far in the error file.
@@ -224,4 +232,45 @@ pub fn finalize(paths: &modelcall_io::FilePaths, sink: &SinkKind) -> anyhow::Res
             }
         }
     })
+}
+
+/// Voids the results of keys the inputs no longer hold (a record deleted or re-keyed, a raw file
+/// removed, a bad line fixed), so the outputs hold only what matches the input as it is. Only
+/// after a read that saw every input to its end. Kept: rows adopted from another tool (keyed
+/// by its ids) and the item errors of an input still there. Returns how many were voided.
+fn retire_gone(journal: &std::path::Path, end: &ReadEnd) -> anyhow::Result<u64> {
+    use std::io::BufRead;
+    let Ok(file) = std::fs::File::open(journal) else { return Ok(0) };
+    let adopted_prefix = modelcall_io::key::internal_key("adopted", "");
+    #[derive(serde::Deserialize)]
+    struct KeyStatus {
+        key: String,
+        status: modelcall_io::EntryStatus,
+    }
+    // Latest status of each key the input no longer holds.
+    let mut gone: std::collections::HashMap<u128, (String, bool)> = std::collections::HashMap::new();
+    for line in std::io::BufReader::new(file).split(b'\n') {
+        let Ok(entry) = serde_json::from_slice::<KeyStatus>(&line?) else { continue };
+        let key = entry.key;
+        if end.seen.contains(&key) || key.starts_with(&adopted_prefix) {
+            continue;
+        }
+        if let Some((base, _)) = key.rsplit_once("#item") {
+            if end.seen.contains(base) {
+                continue;
+            }
+        }
+        let retired = entry.status == modelcall_io::EntryStatus::Retired;
+        gone.insert(modelcall_io::keyset::key_hash(&key), (key, retired));
+    }
+    let to_retire: Vec<String> = gone.into_values().filter(|(_, retired)| !retired).map(|(k, _)| k).collect();
+    if to_retire.is_empty() {
+        return Ok(0);
+    }
+    let (writer, _) = modelcall_io::Journal::open(journal, std::time::Duration::from_millis(200))?;
+    for key in &to_retire {
+        writer.append(modelcall_io::JournalEntry::retired(key.clone(), "its record is no longer in the input"))?;
+    }
+    writer.close()?;
+    Ok(to_retire.len() as u64)
 }
