@@ -388,7 +388,7 @@ fn a_budget_stops_the_run_cleanly_and_a_dry_run_estimates_what_it_costs() {
     let dry = run(&task, &["--dry-run"]);
     let shown = String::from_utf8_lossy(&dry.stdout).to_string();
     assert!(dry.status.success(), "{shown}");
-    assert!(shown.contains("estimate    300 records ×") && shown.contains("cost ") && shown.contains("budget      max_tokens 3000"), "{shown}");
+    assert!(shown.contains("estimate    300 records to send ×") && shown.contains("cost ") && shown.contains("budget      max_tokens 3000"), "{shown}");
 
     let out = run(&task, &[]);
     let err = String::from_utf8_lossy(&out.stderr);
