@@ -63,7 +63,7 @@ enum Command {
     Plugin(modelcall::cli::plugin_cmd::PluginCommand),
     /// Write and submit a cluster job that runs the task in N shards (Slurm job array or Kubernetes Indexed Job).
     Submit(modelcall::cli::submit::SubmitArgs),
-    /// Show per shard what is done, failed and pending, from the journals (no request sent).
+    /// Show how far a run is, for a task file or any output folder (sharded or not): per unit and shard done, failed, remaining, running or not, last progress, spend, and the scheduler's state (no request sent, no API key needed).
     Status(modelcall::cli::status::StatusArgs),
     /// Merge the shard outputs of a task into its unsharded outputs and verify every input record is there once.
     Merge(modelcall::cli::merge::MergeArgs),

@@ -11,7 +11,7 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use modelcall_config::{load_task, Overrides, RunPlan};
+use modelcall_config::{load_task_without_secrets as load_task, Overrides, RunPlan};
 use modelcall_io::{AtomicFile, KeySet, ShardPlan};
 use serde_json::{json, Value};
 

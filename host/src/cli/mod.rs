@@ -98,7 +98,8 @@ pub const EXAMPLES: &[(&[&str], &str)] = &[
     (
         &["status"],
         "Examples:
-  modelcall status task.yaml                            # per shard: done, failed, running
+  modelcall status task.yaml                            # per unit and shard: done, failed, remaining, running
+  modelcall status out/                                 # any output folder; no API key needed
   watch -n 10 modelcall status task.yaml",
     ),
     (

@@ -98,6 +98,8 @@ pub struct Vars {
     env_file: Option<(PathBuf, bool)>,
     /// Test hook: a fixed environment instead of the process's.
     fixed: Option<HashMap<String, String>>,
+    /// A variable with no value reads as "" instead of failing (see [`Vars::unset_as_empty`]).
+    unset_as_empty: bool,
 }
 
 impl std::fmt::Debug for Vars {
@@ -128,14 +130,23 @@ impl Vars {
         self
     }
 
+    /// For commands that only read local files (`status`, `merge`): a `${VAR}` with no value and
+    /// no default becomes "" instead of an error, so a task loads without its secrets (an empty
+    /// `api_key` is no key). Never for a command that sends requests.
+    pub fn unset_as_empty(mut self) -> Vars {
+        self.unset_as_empty = true;
+        self
+    }
+
     pub fn get(&self, name: &str) -> Option<String> {
         if let Some(v) = self.file_vars.get(name) {
             return Some(v.clone());
         }
-        match &self.fixed {
+        let found = match &self.fixed {
             Some(m) => m.get(name).cloned(),
             None => std::env::var(name).ok(),
-        }
+        };
+        found.or_else(|| self.unset_as_empty.then(String::new))
     }
 
     /// What to tell the user about a variable with no value and no default.
@@ -172,6 +183,8 @@ mod tests {
         assert_eq!(interpolate("${A}${MISSING}", &env), Err(MissingVar("MISSING".into())));
         assert_eq!(interpolate("${MISSING:-}${OTHER}", &env), Err(MissingVar("OTHER".into())));
         assert_eq!(interpolate("unclosed ${A", &env), Ok("unclosed ${A".into()));
+        let lenient = Vars::fixed([("A".to_string(), "1".to_string())]).unset_as_empty();
+        assert_eq!(interpolate("${A}<${MISSING}>${M2:-d}", &|k| lenient.get(k)), Ok("1<>d".into()));
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub mod yaml;
 pub use distill::{DatasetsConfig, DistillationStep, MergeConfig, UnknownMergeGroup};
 pub use env::{MissingVar, Vars};
 pub use error::ConfigError;
-pub use load::{load_task, load_task_with};
+pub use load::{load_task, load_task_with, load_task_without_secrets};
 pub use model::{ModelConfig, ModelDefaults};
 pub use plan::dry_run_plan;
 pub use run_plan::{PluginRef, PreprocessPlan, RunPlan, ScoringPlan, Stages};

@@ -26,6 +26,12 @@ pub fn load_task(path: &Path, overrides: &Overrides) -> Result<LoadedTask, Confi
     load_task_with(path, overrides, Vars::process())
 }
 
+/// [`load_task`] for commands that only read local files (`status`, `merge`): a `${VAR}` with no
+/// value (an API key's, typically) reads as "" instead of failing ([`Vars::unset_as_empty`]).
+pub fn load_task_without_secrets(path: &Path, overrides: &Overrides) -> Result<LoadedTask, ConfigError> {
+    load_task_with(path, overrides, Vars::process().unset_as_empty())
+}
+
 /// [`load_task`] with an explicit environment (tests; embedders).
 pub fn load_task_with(path: &Path, overrides: &Overrides, env: Vars) -> Result<LoadedTask, ConfigError> {
     let yaml = read_yaml(path, "task file")?;
