@@ -123,7 +123,7 @@ pub async fn run(run: &TaskRun<'_>, plan: &PreprocessPlan, plugin: Plugin, stop:
 pub fn report(outcome: &RunOutcome, out: &std::path::Path) {
     let t = outcome.stats.totals();
     eprintln!(
-        "preprocessed: {} input(s) now, {} done before, {} skipped, {} failed → {} record(s){}; {} group file(s) in {}",
+        "preprocessed: {} input(s) now, {} done before, {} skipped, {} failed → {} record(s){}; {} group file(s) in {}{}",
         t.scored + t.skipped + t.failed,
         t.already_done,
         t.skipped,
@@ -131,7 +131,8 @@ pub fn report(outcome: &RunOutcome, out: &std::path::Path) {
         t.records_out,
         if t.item_errors > 0 { format!(" and {} item error(s)", t.item_errors) } else { String::new() },
         outcome.units.iter().map(|u| u.files_written.len()).sum::<usize>(),
-        out.display()
+        out.display(),
+        if t.changed > 0 { format!("; {} of them changed since the last run (or were made with another preprocessor or config)", t.changed) } else { String::new() },
     );
     for u in &outcome.units {
         if u.stats.failed + u.stats.bad_lines + u.stats.item_errors > 0 {
