@@ -12,6 +12,7 @@
 //!   in-flight cap, failing ones ejected;
 //! - [`problems`]: each distinct problem logged once, then counted every 10 s.
 
+pub mod batch;
 pub mod client;
 pub mod error;
 pub mod fail_fast;

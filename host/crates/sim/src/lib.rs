@@ -36,6 +36,8 @@
 //! 4. Otherwise a plain-text answer quoting the question.
 
 pub mod options;
+#[cfg(feature = "server")]
+pub mod batch;
 pub mod prefix_cache;
 #[cfg(feature = "server")]
 pub mod reply;

@@ -36,23 +36,25 @@ pub struct SimStats {
 }
 
 #[derive(Default)]
-struct Counters {
-    requests: AtomicU64,
+pub(crate) struct Counters {
+    pub(crate) requests: AtomicU64,
     http2: AtomicU64,
     ok: AtomicU64,
     faults: [AtomicU64; 6],
 }
 
-struct State {
+pub(crate) struct State {
     opts: SimOptions,
     /// The `replies=FILE` rules, read at start.
     rules: Option<ReplyRules>,
-    counters: Counters,
+    pub(crate) counters: Counters,
     /// Thresholds on a uniform draw in [0,1): fault i applies below cumulative[i].
     cumulative: Vec<(f64, FaultKind)>,
     /// Chat requests being answered now (for `capacity`).
     in_flight: AtomicU64,
     prefix_cache: Option<crate::prefix_cache::PrefixCache>,
+    /// The files and batches of the Batch API (see [`crate::batch`]).
+    pub(crate) batches: crate::batch::Store,
 }
 
 /// Counts a request in flight while it lives.
@@ -93,6 +95,16 @@ impl SimServer {
             prefix_hits: self.state.prefix_cache.as_ref().map_or(0, |c| c.counts().1),
             http2_requests: self.state.counters.http2.load(Ordering::Relaxed),
         }
+    }
+
+    /// Sets the faults of the batch endpoints (see [`crate::batch::BatchFaults`]).
+    pub fn set_batch_faults(&self, faults: crate::batch::BatchFaults) {
+        self.state.batches.set_faults(faults);
+    }
+
+    /// What the batch endpoints have seen (batches and answers per `custom_id`).
+    pub fn batch_stats(&self) -> crate::batch::BatchStats {
+        self.state.batches.stats()
     }
 
     pub fn shutdown(self) {
@@ -146,7 +158,7 @@ pub async fn start_on(addr: SocketAddr, opts: SimOptions) -> Result<SimServer, S
         })
         .collect();
     let prefix_cache = opts.prefix_cache.map(crate::prefix_cache::PrefixCache::new);
-    let state = Arc::new(State { opts, rules, counters: Counters::default(), cumulative, in_flight: AtomicU64::new(0), prefix_cache });
+    let state = Arc::new(State { opts, rules, counters: Counters::default(), cumulative, in_flight: AtomicU64::new(0), prefix_cache, batches: Default::default() });
     let accept_state = state.clone();
     let accept = tokio::spawn(async move {
         loop {
@@ -193,7 +205,7 @@ fn draw(seed: u64, n: u64) -> f64 {
 }
 
 #[derive(Debug)]
-struct DropConnection;
+pub(crate) struct DropConnection;
 
 impl std::fmt::Display for DropConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -211,6 +223,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
             &json!({"object": "list", "data": [{"id": crate::SIM_MODEL_ID, "object": "model", "owned_by": "modelcall (SIMULATED)"}]}),
         )),
         (&Method::POST, "/v1/chat/completions") | (&Method::POST, "/chat/completions") => chat(state, req).await,
+        (_, p) if crate::batch::is_batch_route(p) => crate::batch::handle(state, req).await,
         _ => Ok(json_response(StatusCode::NOT_FOUND, &json!({"error": {"message": format!("no route {path}"), "type": "not_found"}}))),
     }
 }
@@ -224,6 +237,11 @@ async fn chat(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Body
         Ok(b) => b.to_bytes(),
         Err(_) => return Err(DropConnection),
     };
+    chat_body(state, n, body).await
+}
+
+/// Answers the chat request `body` (the `n`th request): also each line of a batch.
+pub(crate) async fn chat_body(state: Arc<State>, n: u64, body: Bytes) -> Result<Response<Body>, DropConnection> {
     let now = state.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
     let _counted = InFlight(&state.in_flight);
     let mut latency = state.opts.latency;
