@@ -7,18 +7,29 @@
 //!
 //! - naming this host and a pid that is not alive: the lock is stale (its run was killed), and is
 //!   taken over;
-//! - naming another host, or a live pid (this process included: a second acquire in one process
-//!   is a different run): [`LockError::Held`];
+//! - naming another host whose heartbeat stopped (the file not refreshed for
+//!   [`STALE_AFTER`], three missed [`HEARTBEAT_EVERY`] beats: its node died): stale, taken over
+//!   with a warning that says so;
+//! - naming another host with a live heartbeat, or a live pid (this process included: a second
+//!   acquire in one process is a different run): [`LockError::Held`];
 //! - unreadable or garbled: stale when its file is older than [`GARBLED_GRACE`], otherwise Held
 //!   (its writer may be between creating and writing it).
 //!
+//! While a run holds the lock, a thread touches the file (its mtime) every [`HEARTBEAT_EVERY`]:
+//! that is the heartbeat another host judges it by (a pid means nothing there).
+//!
 //! Taking over never removes a lock it has not judged: takeovers are serialised by a `flock` on
-//! `.modelcall/run.lock.takeover` (kept; the kernel releases it when a process dies), under
+//! `.modelcall/run.lock.takeover` (the kernel releases it when a process dies), under
 //! which the lock file is re-read and removed only if it still holds the bytes judged stale. The
+//! takeover file is removed by the takeover that made it, still under its `flock`; a waiter
+//! that then gets the `flock` of the removed file sees that the path no longer names it and
+//! opens it again, so two takeovers never hold the mutex at once. The
 //! new lock is then created with `O_EXCL` again, and losing that race is Held. So of any number
 //! of runs starting together on a stale lock, exactly one gets it.
 //!
-//! Limits: liveness is judged by pid on the same host name, so two containers sharing a folder
+//! Limits: liveness on another host is judged by the file's mtime against this host's clock, so
+//! clocks more than [`STALE_AFTER`] apart (or a shared file system whose mtimes lag) can
+//! misjudge it. On the same host name liveness is judged by pid, so two containers sharing a folder
 //! and a host name but not a pid namespace may take each other's lock; a pid reused by an
 //! unrelated process keeps a dead run's lock Held (the message says which file to remove).
 
@@ -35,6 +46,10 @@ pub const LOCK_DIR: &str = ".modelcall";
 pub const LOCK_FILE: &str = "run.lock";
 /// How old an unreadable or garbled lock file must be before it is treated as stale.
 pub const GARBLED_GRACE: Duration = Duration::from_secs(60);
+/// How often a held lock's file is touched (its mtime is the heartbeat).
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
+/// A lock of another host not touched for this long (three missed beats) is stale.
+pub const STALE_AFTER: Duration = Duration::from_secs(30);
 
 /// Why [`OutputLock::acquire`] failed.
 #[derive(Debug, thiserror::Error)]
@@ -42,8 +57,9 @@ pub enum LockError {
     /// Another run (or an earlier acquire in this process) holds the folder. The fields come from
     /// its lock file; `pid` is `None` (and the strings empty) when that file is being written or
     /// is unreadable.
-    #[error("{}", held_message(path, *pid, host, started_at, command))]
-    Held { path: PathBuf, pid: Option<u32>, host: String, started_at: String, command: String },
+    /// `note` says more when there is more to say (a lock of another host: its last heartbeat).
+    #[error("{}{}", held_message(path, *pid, host, started_at, command), note)]
+    Held { path: PathBuf, pid: Option<u32>, host: String, started_at: String, command: String, note: String },
     /// The lock file or its folder could not be created, read or written.
     #[error("output lock {path}: {source}", path = path.display())]
     Io { path: PathBuf, source: std::io::Error },
@@ -87,6 +103,52 @@ pub struct OutputLock {
     path: PathBuf,
     /// The exact bytes we wrote: the file is removed on drop only if it still holds them.
     content: Vec<u8>,
+    /// Stops the heartbeat thread when dropped.
+    heartbeat: Option<Heartbeat>,
+}
+
+/// The thread touching the lock file every [`HEARTBEAT_EVERY`]; dropping this stops it.
+#[derive(Debug)]
+struct Heartbeat {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Heartbeat {
+    fn start(path: PathBuf, content: Vec<u8>) -> Option<Heartbeat> {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("lock-heartbeat".into())
+            .spawn(move || loop {
+                match rx.recv_timeout(HEARTBEAT_EVERY) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => beat(&path, &content),
+                    _ => return,
+                }
+            })
+            .ok()?;
+        Some(Heartbeat { stop: Some(tx), thread: Some(thread) })
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Touches the lock file if it is still ours (never one another run took over).
+fn beat(path: &Path, content: &[u8]) {
+    let Ok(file) = OpenOptions::new().read(true).write(true).open(path) else { return };
+    let mut now = Vec::new();
+    if (&file).read_to_end(&mut now).is_err() || now != content {
+        return;
+    }
+    if let Err(e) = file.set_modified(SystemTime::now()) {
+        tracing::warn!(lock = %path.display(), error = %e, "could not refresh the output lock's heartbeat");
+    }
 }
 
 impl OutputLock {
@@ -115,7 +177,10 @@ impl OutputLock {
         // existing file (a lost race) is Held.
         for attempt in 0..2 {
             match create_exclusive(&path, &content) {
-                Ok(()) => return Ok(OutputLock { path, content }),
+                Ok(()) => {
+                    let heartbeat = Heartbeat::start(path.clone(), content.clone());
+                    return Ok(OutputLock { path, content, heartbeat });
+                }
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
                 Err(source) => return Err(LockError::Io { path, source }),
             }
@@ -123,7 +188,7 @@ impl OutputLock {
                 continue; // removed between our create and read: try again
             };
             if attempt == 0 && found.is_stale(&info.host) {
-                tracing::warn!(lock = %path.display(), holder = %found.describe(), "taking over a stale output lock");
+                tracing::warn!(lock = %path.display(), holder = %found.describe(), "taking over a stale output lock: {}", found.why_stale(&info.host));
                 take_away(&path, &found.bytes)?;
                 continue;
             }
@@ -133,7 +198,7 @@ impl OutputLock {
         // report whatever holds it now, or Held without details.
         match read_existing(&path)? {
             Some(found) => Err(found.held(&path)),
-            None => Err(LockError::Held { path, pid: None, host: String::new(), started_at: String::new(), command: String::new() }),
+            None => Err(LockError::Held { path, pid: None, host: String::new(), started_at: String::new(), command: String::new(), note: String::new() }),
         }
     }
 
@@ -152,6 +217,7 @@ impl OutputLock {
 
 impl Drop for OutputLock {
     fn drop(&mut self) {
+        drop(self.heartbeat.take());
         // Only if it is still ours: someone may have removed it by hand and another run taken it.
         if std::fs::read(&self.path).is_ok_and(|b| b == self.content) {
             if let Err(e) = std::fs::remove_file(&self.path) {
@@ -192,15 +258,39 @@ struct Found {
 impl Found {
     fn is_stale(&self, our_host: &str) -> bool {
         match &self.info {
-            Some(info) => info.host == our_host && !process_alive(info.pid),
+            Some(info) if info.host == our_host => !process_alive(info.pid),
+            Some(_) => self.age >= STALE_AFTER,
             None => self.age >= GARBLED_GRACE,
         }
     }
 
+    /// Why a stale lock is stale, for the takeover warning.
+    fn why_stale(&self, our_host: &str) -> String {
+        match &self.info {
+            Some(info) if info.host == our_host => format!("process {} is not running on this host", info.pid),
+            Some(info) => format!(
+                "host {} has not refreshed it for {}s (its heartbeat comes every {}s; a lock from another host is stale after {}s, 3 missed beats: that run's node is gone)",
+                info.host,
+                self.age.as_secs(),
+                HEARTBEAT_EVERY.as_secs(),
+                STALE_AFTER.as_secs()
+            ),
+            None => format!("its file is unreadable and {}s old", self.age.as_secs()),
+        }
+    }
+
     fn held(self, path: &Path) -> LockError {
+        let note = match &self.info {
+            Some(i) if i.host != hostname() => format!(
+                " (its last heartbeat was {}s ago; a lock from another host counts as stale {}s after its last one)",
+                self.age.as_secs(),
+                STALE_AFTER.as_secs()
+            ),
+            _ => String::new(),
+        };
         match self.info {
-            Some(i) => LockError::Held { path: path.to_path_buf(), pid: Some(i.pid), host: i.host, started_at: i.started_at, command: i.command },
-            None => LockError::Held { path: path.to_path_buf(), pid: None, host: String::new(), started_at: String::new(), command: String::new() },
+            Some(i) => LockError::Held { path: path.to_path_buf(), pid: Some(i.pid), host: i.host, started_at: i.started_at, command: i.command, note },
+            None => LockError::Held { path: path.to_path_buf(), pid: None, host: String::new(), started_at: String::new(), command: String::new(), note: String::new() },
         }
     }
 
@@ -243,13 +333,13 @@ fn parse(bytes: &[u8]) -> Option<LockInfo> {
 /// alone and the caller's retry reports the new holder. Where `flock` is not available the
 /// stale lock is reported, to be removed by hand.
 fn take_away(path: &Path, judged: &[u8]) -> Result<(), LockError> {
-    let Some(_guard) = takeover_mutex(path) else {
+    let Some(guard) = takeover_mutex(path) else {
         return Err(LockError::Io {
             path: path.to_path_buf(),
             source: std::io::Error::other("cannot lock it for a takeover on this file system; if no run is using the folder, remove it by hand"),
         });
     };
-    match std::fs::read(path) {
+    let result = match std::fs::read(path) {
         Ok(now) if now == judged => match std::fs::remove_file(path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()), // removed by hand
@@ -258,14 +348,20 @@ fn take_away(path: &Path, judged: &[u8]) -> Result<(), LockError> {
         Ok(_) => Ok(()), // another run took it over first
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(()), // gone already
         Err(source) => Err(LockError::Io { path: path.to_path_buf(), source }),
-    }
+    };
+    // Still under the flock: a waiter on this file notices it was removed and opens it anew.
+    let _ = std::fs::remove_file(path.with_file_name(TAKEOVER_FILE));
+    drop(guard);
+    result
 }
 
-/// Beside the lock; never removed (removing a `flock`ed file would break the mutual exclusion).
+/// Beside the lock while a takeover runs; removed by that takeover under its own `flock`.
 pub const TAKEOVER_FILE: &str = "run.lock.takeover";
 
 /// An exclusive `flock` on `<lock dir>/run.lock.takeover`, held while the returned file is open;
-/// `None` when the file system does not support it.
+/// `None` when the file system does not support it. The flock counts only if, once taken, the
+/// path still names the file locked (a takeover removes it before letting go): otherwise the
+/// file is opened again.
 fn takeover_mutex(path: &Path) -> Option<File> {
     #[cfg(unix)]
     {
@@ -280,7 +376,15 @@ fn takeover_mutex(path: &Path) -> Option<File> {
         };
         loop {
             if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
-                return Some(file);
+                use std::os::unix::fs::MetadataExt;
+                let same = match (file.metadata(), std::fs::metadata(&mutex_path)) {
+                    (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+                    _ => false,
+                };
+                if same {
+                    return Some(file);
+                }
+                return takeover_mutex(path); // removed by the takeover before us: a new file
             }
             let e = std::io::Error::last_os_error();
             if e.kind() != ErrorKind::Interrupted {
@@ -350,6 +454,7 @@ mod tests {
             host: "h".into(),
             started_at: "2026-12-01T15:00:00Z".into(),
             command: "modelcall run-task x.yaml".into(),
+            note: String::new(),
         };
         assert_eq!(
             e.to_string(),

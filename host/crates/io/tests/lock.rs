@@ -88,7 +88,7 @@ fn a_dead_pid_on_this_host_is_taken_over() {
     write_lock(dir.path(), DEAD_PID, &hostname());
     let lock = OutputLock::acquire(dir.path()).unwrap();
     assert_eq!(lock_json(lock.path())["pid"], std::process::id());
-    assert_eq!(lock_dir_names(dir.path()), ["run.lock", "run.lock.takeover"], "no stale copies left aside");
+    assert_eq!(lock_dir_names(dir.path()), ["run.lock"], "no stale copies nor the takeover file left aside");
 }
 
 #[test]
@@ -105,6 +105,23 @@ fn a_lock_of_another_host_is_held() {
         "{msg}"
     );
     assert_eq!(lock_json(&path)["pid"], DEAD_PID, "untouched");
+}
+
+#[test]
+fn a_lock_of_another_host_without_a_heartbeat_for_30s_is_taken_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_lock(dir.path(), DEAD_PID, "some-other-host.example");
+    let age = |secs| {
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.set_modified(SystemTime::now() - Duration::from_secs(secs)).unwrap();
+    };
+    age(20); // two missed beats: maybe a slow file system, still held
+    let msg = assert_held_by(OutputLock::acquire(dir.path()).unwrap_err(), Some(DEAD_PID));
+    assert!(msg.contains("last heartbeat was 20s ago") || msg.contains("last heartbeat was 21s ago"), "{msg}");
+    age(40);
+    let lock = OutputLock::acquire(dir.path()).unwrap();
+    assert_eq!(lock_json(lock.path())["pid"], std::process::id());
+    assert!(OutputLock::is_held(dir.path(), "run.lock"));
 }
 
 #[test]
@@ -164,6 +181,6 @@ fn racing_takeovers_of_one_stale_lock_leave_exactly_one_holder() {
         });
         assert_eq!(wins.len(), 1, "exactly one run holds the folder");
         assert_eq!(lock_json(wins[0].path())["pid"], std::process::id());
-        assert_eq!(lock_dir_names(dir.path()), ["run.lock", "run.lock.takeover"]);
+        assert_eq!(lock_dir_names(dir.path()), ["run.lock"]);
     }
 }

@@ -6,9 +6,12 @@
 //! - after a healthy call the instance goes back, until it has served `max_calls` calls;
 //! - after a trap the instance is dropped, and `max_consecutive_traps` traps in a row (no
 //!   healthy call in between, on any thread) trip the breaker: the pool empties and every
-//!   later checkout answers [`Checkout::Disabled`].
+//!   later checkout answers [`Checkout::Disabled`];
+//! - a budget trap (fuel, deadline, memory, output size) on an outsized input (see
+//!   [`InstancePool::is_outsized`]) is that input's failure, not the plugin's: the instance is
+//!   dropped but the breaker's count is left as it was ([`Verdict::TrappedOnOutsizedInput`]).
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 pub(crate) struct InstancePool<I> {
@@ -17,7 +20,14 @@ pub(crate) struct InstancePool<I> {
     max_consecutive_traps: u32,
     consecutive_traps: AtomicU32,
     disabled: AtomicBool,
+    /// The largest input (bytes) a call has handled without trapping.
+    largest_healthy_input: AtomicU64,
 }
+
+/// An input at most this large is always ordinary (see [`InstancePool::is_outsized`]).
+pub(crate) const ORDINARY_INPUT_FLOOR: u64 = 64 * 1024;
+/// An input more than this many times the largest one handled healthily is outsized.
+pub(crate) const OUTSIZED_FACTOR: u64 = 4;
 
 /// An instance checked out of the pool, with the calls it has served.
 pub(crate) struct Lease<I> {
@@ -43,6 +53,9 @@ pub(crate) enum Verdict {
     Healthy,
     /// The call trapped or returned something the host refused: discard the instance.
     Trapped,
+    /// The call ran out of a budget on an outsized input: discard the instance, but the trap
+    /// is that input's failure and does not count towards the breaker (nor reset it).
+    TrappedOnOutsizedInput,
 }
 
 impl<I> InstancePool<I> {
@@ -53,7 +66,21 @@ impl<I> InstancePool<I> {
             max_consecutive_traps,
             consecutive_traps: AtomicU32::new(0),
             disabled: AtomicBool::new(false),
+            largest_healthy_input: AtomicU64::new(0),
         }
+    }
+
+    /// Notes that a call on an input of `bytes` bytes did not trap.
+    pub(crate) fn note_healthy_input(&self, bytes: u64) {
+        self.largest_healthy_input.fetch_max(bytes, Ordering::Relaxed);
+    }
+
+    /// Whether an input of `bytes` bytes is outsized: over [`ORDINARY_INPUT_FLOOR`] and more
+    /// than [`OUTSIZED_FACTOR`] times the largest input handled without a trap so far. A budget
+    /// trap on such an input says more about the input than about the plugin.
+    pub(crate) fn is_outsized(&self, bytes: u64) -> bool {
+        let ordinary = self.largest_healthy_input.load(Ordering::Relaxed).saturating_mul(OUTSIZED_FACTOR).max(ORDINARY_INPUT_FLOOR);
+        bytes > ordinary
     }
 
     /// Puts an instance that has served no call yet (e.g. the one built at load) in the pool.
@@ -98,6 +125,10 @@ impl<I> InstancePool<I> {
                 drop(lease);
                 self.note_trap()
             }
+            Verdict::TrappedOnOutsizedInput => {
+                drop(lease);
+                false
+            }
         }
     }
 
@@ -131,6 +162,27 @@ impl<I> InstancePool<I> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn traps_on_outsized_inputs_neither_count_nor_reset() {
+        let pool = InstancePool::new(10, 2);
+        let mut next = 0;
+        assert!(!pool.is_outsized(ORDINARY_INPUT_FLOOR));
+        assert!(pool.is_outsized(ORDINARY_INPUT_FLOOR + 1));
+        pool.note_healthy_input(100_000);
+        assert!(!pool.is_outsized(400_000));
+        assert!(pool.is_outsized(400_001));
+        let l = take(&pool, &mut next);
+        pool.release(l, Verdict::Trapped);
+        for _ in 0..10 {
+            let l = take(&pool, &mut next);
+            assert!(!pool.release(l, Verdict::TrappedOnOutsizedInput));
+        }
+        assert!(!pool.is_disabled());
+        assert_eq!(pool.consecutive_traps(), 1);
+        let l = take(&pool, &mut next);
+        assert!(pool.release(l, Verdict::Trapped), "ordinary traps still trip it");
+    }
 
     /// Checks out (spawning `next` if needed) and returns `(instance, fresh)`.
     fn take(pool: &InstancePool<u32>, next: &mut u32) -> Lease<u32> {

@@ -140,7 +140,8 @@ impl Plugin {
         attempt: u32,
         input: PreprocessInput,
     ) -> (Result<PreprocessOutcome, CallError>, CallStats) {
-        self.inner.call(record_id, attempt, |store, inst, ctx, check| {
+        let input_bytes = preprocess_input_bytes(&input);
+        self.inner.call(record_id, attempt, input_bytes, |store, inst, ctx, check| {
             Ok(match inst.process(store, ctx, input)? {
                 Ok(outcome) => check.preprocess(outcome),
                 Err(e) => Err(check.plugin_error(e)),
@@ -149,7 +150,7 @@ impl Plugin {
     }
 
     pub fn build_prompt_with_stats(&self, record_id: &str, attempt: u32, record_json: &str) -> (Result<Prompt, CallError>, CallStats) {
-        self.inner.call(record_id, attempt, |store, inst, ctx, check| {
+        self.inner.call(record_id, attempt, record_json.len() as u64, |store, inst, ctx, check| {
             Ok(match inst.build(store, ctx, record_json)? {
                 Ok(prompt) => check.prompt(prompt),
                 Err(e) => Err(check.plugin_error(e)),
@@ -164,7 +165,8 @@ impl Plugin {
         record_json: &str,
         completion: &str,
     ) -> (Result<Result<Score, ParseFailure>, CallError>, CallStats) {
-        self.inner.call(record_id, attempt, |store, inst, ctx, check| {
+        let input_bytes = (record_json.len() + completion.len()) as u64;
+        self.inner.call(record_id, attempt, input_bytes, |store, inst, ctx, check| {
             Ok(match inst.parse(store, ctx, record_json, completion)?.split() {
                 Ok(verdict) => check.parse(verdict),
                 Err(e) => Err(check.plugin_error(e)),
@@ -241,10 +243,13 @@ impl Inner {
     /// Runs one call on a warm instance under the per-call limits. `f` makes the wasm call
     /// (an `Err` is a trap) and checks its result (a `CallError::Trap` from the checks also
     /// discards the instance).
+    /// `input_bytes` is the size of what the call is given: a budget trap on an outsized input
+    /// is that input's failure and leaves the breaker alone (see `InstancePool::is_outsized`).
     fn call<R>(
         &self,
         record_id: &str,
         attempt: u32,
+        input_bytes: u64,
         f: impl FnOnce(&mut Store<HostState>, &PluginInstance, Resource<CallContext>, &Checker) -> wasmtime::Result<Result<R, CallError>>,
     ) -> (Result<R, CallError>, CallStats) {
         let mut stats = CallStats::default();
@@ -304,6 +309,17 @@ impl Inner {
                 (Err(CallError::Trap { plugin: self.name.to_string(), kind, message, stderr }), Verdict::Trapped)
             }
         };
+        let verdict = match (&result, verdict) {
+            (_, Verdict::Healthy) => {
+                self.pool.note_healthy_input(input_bytes);
+                Verdict::Healthy
+            }
+            (Err(CallError::Trap { kind, .. }), Verdict::Trapped) if is_budget_trap(*kind) && self.pool.is_outsized(input_bytes) => {
+                tracing::debug!(target: "modelcall::plugin", plugin = &*self.name, record_id, input_bytes, "a {kind} trap on an outsized input: the record fails, the breaker does not count it");
+                Verdict::TrappedOnOutsizedInput
+            }
+            (_, v) => v,
+        };
         if self.pool.release(lease, verdict) {
             self.log_tripped();
         }
@@ -320,6 +336,19 @@ impl Inner {
     fn log_tripped(&self) {
         let n = self.pool.consecutive_traps();
         tracing::error!(target: "modelcall::plugin", plugin = &*self.name, "plugin disabled after {n} consecutive traps");
+    }
+}
+
+/// Traps of a budget running out (as opposed to a plugin bug), which an outsized input explains.
+fn is_budget_trap(kind: TrapKind) -> bool {
+    matches!(kind, TrapKind::Fuel | TrapKind::Deadline | TrapKind::Memory | TrapKind::OutputTooLarge)
+}
+
+/// The bytes a preprocessor call is given.
+fn preprocess_input_bytes(input: &PreprocessInput) -> u64 {
+    match input {
+        PreprocessInput::Record(text) => text.len() as u64,
+        PreprocessInput::File { path, bytes } => (path.len() + bytes.len()) as u64,
     }
 }
 
