@@ -76,6 +76,12 @@ pub fn shown_json(doc: &mut serde_json::Value) {
 /// Prints what the user needs to know about how the run ended and returns its exit code.
 /// `allow_failures` (`options.allow_failures`) makes a run with failed records exit 0.
 pub fn exit_code(result: anyhow::Result<Finish>, allow_failures: bool) -> ExitCode {
+    // Interrupted after the last stage looked (while finalizing): the outputs are complete, but
+    // the run was asked to stop, and says so.
+    let result = match result {
+        Ok(Finish::Done | Finish::Failures(_)) if crate::engine::stop::was_interrupted() => Ok(Finish::Stopped(StopReason::Interrupted)),
+        other => other,
+    };
     match result {
         Ok(Finish::Done) => ExitCode::SUCCESS,
         Ok(Finish::Failures(n)) => {

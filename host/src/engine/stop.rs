@@ -43,6 +43,16 @@ async fn interrupted() -> bool {
     }
 }
 
+/// Set once SIGINT or SIGTERM has been received by any [`StopSignal::with_ctrl_c`] handler.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process was interrupted (SIGINT/SIGTERM) at any point, even after its last
+/// stage had looked at the stop signal (e.g. while it wrote its outputs): such a run still
+/// ends with exit 130 once what it was writing is in place.
+pub fn was_interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
 #[derive(Clone, Default)]
 pub struct StopSignal {
     stopped: Arc<AtomicBool>,
@@ -58,6 +68,7 @@ impl StopSignal {
         let s = stop.clone();
         tokio::spawn(async move {
             if interrupted().await {
+                INTERRUPTED.store(true, Ordering::SeqCst);
                 eprintln!("\ninterrupted: finishing what is written and stopping (Ctrl-C again to quit at once)");
                 s.stop(StopReason::Interrupted);
                 if interrupted().await {

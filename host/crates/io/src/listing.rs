@@ -32,6 +32,31 @@ pub fn list_files(root: &Path, recursive: bool, keep: &dyn Fn(&Path) -> bool) ->
     Ok(out)
 }
 
+/// How many files inside the sub-folders of the folder `root` (at any depth, hidden entries
+/// skipped) `keep` accepts: what a one-level listing of `root` leaves out.
+pub fn files_in_subfolders(root: &Path, keep: &dyn Fn(&Path) -> bool) -> usize {
+    let Ok(all) = list_files(root, true, keep) else { return 0 };
+    all.iter().filter(|p| p.parent() != Some(root)).count()
+}
+
+/// Warns once per folder (per process) that `skipped` files in its sub-folders are not read.
+pub fn warn_skipped_subfolder_files(root: &Path, skipped: usize) {
+    static WARNED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    if skipped == 0 {
+        return;
+    }
+    let mut warned = WARNED.lock().unwrap_or_else(|e| e.into_inner());
+    if warned.iter().any(|p| p == root) {
+        return;
+    }
+    warned.push(root.to_path_buf());
+    tracing::warn!(
+        folder = %root.display(),
+        "{skipped} input file(s) in sub-folders of {} are not read: only the folder's own files are (move them up, or give each sub-folder a task of its own)",
+        root.display()
+    );
+}
+
 /// `path` relative to `root`, with `/` separators (stable across platforms, used in keys).
 pub fn relative_name(root: &Path, path: &Path) -> String {
     path.strip_prefix(root).unwrap_or(path).to_string_lossy().replace('\\', "/")
@@ -54,5 +79,7 @@ mod tests {
         assert_eq!(names, vec!["a/y.xml", "b/x.xml", "top.txt"]);
         let flat = list_files(dir.path(), false, &|_| true).unwrap();
         assert_eq!(flat.len(), 1);
+        assert_eq!(files_in_subfolders(dir.path(), &|_| true), 2);
+        assert_eq!(files_in_subfolders(dir.path(), &|p| p.extension().is_some_and(|x| x == "txt")), 0);
     }
 }

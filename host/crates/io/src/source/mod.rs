@@ -282,6 +282,10 @@ pub fn list_input_files(path: &Path, pattern: Option<&str>) -> Result<Vec<PathBu
         files.push(p);
     }
     files.sort();
+    let nested = crate::listing::files_in_subfolders(path, &|p| {
+        is_supported_input(p) && pattern.is_none_or(|g| p.file_name().is_some_and(|n| glob_match(g, &n.to_string_lossy())))
+    });
+    crate::listing::warn_skipped_subfolder_files(path, nested);
     Ok(files)
 }
 
