@@ -79,3 +79,81 @@ fn adaptive_mode_finds_the_knee_of_a_saturating_endpoint() {
     assert!(samples > RECORDS as u64 / 2, "most of the run is after convergence: {settled}");
     assert!((refused as f64) < 0.01 * samples as f64, "under 1 % throttled after convergence: {settled}");
 }
+
+mod capacity_server;
+
+use capacity_server::{Over, Spec};
+
+/// Runs `records` records against `url` with `mode` and a ceiling; returns the summary and
+/// records per second.
+fn run_against(s: &Scratch, name: &str, url: &str, mode: &str, ceiling: usize, records: usize) -> (Value, f64) {
+    let body: String = (0..records).map(|i| format!("{{\"id\":\"r{i}\",\"text\":\"record {i} about tides\"}}\n")).collect();
+    s.write(&format!("input-{name}/data.jsonl"), body.as_bytes());
+    let model = s.write(
+        &format!("model-{name}.yaml"),
+        format!("client_config:\n  base_url: \"{url}\"\n  max_retries: 50\n  backoff_base_ms: 5\n  backoff_max_ms: 50\n  timeout: 30\nchat_config:\n  model: m\n").as_bytes(),
+    );
+    let prompt = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("configs/prompts/en_corpus_quality_v1.yaml");
+    let out = s.path(&format!("out-{name}"));
+    let task = s.write(
+        &format!("task-{name}.yaml"),
+        format!(
+            "task_name: adaptive\ndata:\n  input_folder: \"{}\"\n  output_folder: \"{}\"\n  input_key: text\n  prompt_format_key: text\n  output_format: jsonl\n\
+             model:\n  config_path: \"{}\"\nprompt:\n  config_path: \"{}\"\nconcurrency:\n  max_concurrent_requests: {ceiling}\n  mode: {mode}\n",
+            s.path(&format!("input-{name}")).display(),
+            out.display(),
+            model.display(),
+            prompt.display()
+        )
+        .as_bytes(),
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_modelcall")).arg("run-task").arg(&task).arg("--no-progress").stdin(Stdio::null()).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(out.join("run_summary.json")).unwrap()).unwrap();
+    assert_eq!(v["records"]["scored"], records as u64, "{v}");
+    let rate = records as f64 / v["processing_elapsed_s"].as_f64().unwrap();
+    (v, rate)
+}
+
+#[test]
+fn variable_service_time_is_not_congestion() {
+    // Uniform 50–500 ms and no capacity limit in reach: the old controller sank to 4 in flight
+    // (1.6 % of a fixed ceiling's throughput); adaptive must reach 90 % of the fixed ceiling.
+    let s = Scratch::new();
+    let server = capacity_server::start(Spec { capacity: u64::MAX, over: Over::Queue, latency_ms: (50, 500) });
+    let (_, fixed) = run_against(&s, "fixed", &server.url, "fixed", 128, 6000);
+    let (adaptive, rate) = run_against(&s, "adaptive", &server.url, "adaptive", 128, 6000);
+    eprintln!("BENCH uniform 50-500 ms, no capacity limit, ceiling 128: fixed {fixed:.0}/s, adaptive {rate:.0}/s ({:.0} %), final limit {}", 100.0 * rate / fixed, adaptive["concurrency_limit"]["final"]);
+    assert!(rate >= 0.9 * fixed, "adaptive {rate:.0}/s against fixed {fixed:.0}/s: {}", adaptive["concurrency_limit"]);
+    assert!(adaptive["concurrency_limit"]["after_convergence"]["samples"].as_u64().unwrap_or(0) > 0, "the limit converges (at the ceiling): {}", adaptive["concurrency_limit"]);
+}
+
+fn capacity_case(over: Over, name: &str) {
+    const K: u64 = 64;
+    let s = Scratch::new();
+    let server = capacity_server::start(Spec { capacity: K, over, latency_ms: (100, 100) });
+    let (adaptive, rate) = run_against(&s, name, &server.url, "adaptive", 512, 6000);
+    let ideal = K as f64 / 0.1;
+    let settled = &adaptive["concurrency_limit"]["after_convergence"];
+    eprintln!(
+        "BENCH capacity {K} ({name}), 100 ms: adaptive {rate:.0}/s of {ideal:.0} ({:.0} %), final limit {}, server peak {}, 429s {}; after convergence {settled}",
+        100.0 * rate / ideal,
+        adaptive["concurrency_limit"]["final"],
+        server.stats.peak.load(std::sync::atomic::Ordering::Relaxed),
+        server.stats.refused.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    assert!(rate >= 0.9 * ideal, "{rate:.0}/s of {ideal:.0}: {}", adaptive["concurrency_limit"]);
+    let (samples, refused) = (settled["samples"].as_u64().unwrap_or(0), settled["throttled"].as_u64().unwrap_or(0));
+    assert!(samples > 6000 / 2, "converged for most of the run: {settled} {}", adaptive["concurrency_limit"]);
+    assert!((refused as f64) < 0.01 * samples as f64, "under 1 % throttled after convergence: {settled}");
+}
+
+#[test]
+fn capacity_64_queueing_reaches_the_knee() {
+    capacity_case(Over::Queue, "queue");
+}
+
+#[test]
+fn capacity_64_refusing_reaches_the_knee_with_few_429s() {
+    capacity_case(Over::Refuse, "refuse");
+}

@@ -111,3 +111,51 @@ fn a_small_replica_gets_no_more_than_its_max_in_flight() {
     assert!(requests[0] > 0 && requests[0] < 150, "the small replica takes its share of 2 in 32: {requests:?}");
     assert_eq!(requests.iter().sum::<u64>(), 600, "{summary}");
 }
+
+mod capacity_server;
+
+use capacity_server::{Over, Spec};
+use std::sync::atomic::Ordering;
+
+/// Two replicas behind one pool: one healthy, one that answers 429 at once past 4 in service.
+fn throttling_pool(mode: &str) {
+    let s = Scratch::new();
+    let body: String = (0..3000).map(|i| format!("{{\"id\":\"r{i}\",\"text\":\"record {i}\"}}\n")).collect();
+    s.write("input/data.jsonl", body.as_bytes());
+    let healthy = capacity_server::start(Spec { capacity: u64::MAX, over: Over::Queue, latency_ms: (50, 50) });
+    let throttling = capacity_server::start(Spec { capacity: 4, over: Over::Refuse, latency_ms: (50, 50) });
+    s.write(
+        "model.yaml",
+        format!("client_config:\n  base_url: [\"{}\", \"{}\"]\n  max_retries: 2\n  backoff_base_ms: 5\n  backoff_max_ms: 20\n  timeout: 5\nchat_config:\n  model: m\n", throttling.url, healthy.url).as_bytes(),
+    );
+    let extra = format!("  mode: {mode}\n");
+    let task = s.scoring_task_for(&s.path("model.yaml"), 64, "", "");
+    // `concurrency:` is the task's last-but-one block: add the mode under it.
+    let yaml = std::fs::read_to_string(&task).unwrap().replace("  max_concurrent_requests: 64\n", &format!("  max_concurrent_requests: 64\n{extra}"));
+    std::fs::write(&task, yaml).unwrap();
+    let out = Command::new(bin()).arg("run-task").arg(&task).arg("--no-progress").stdin(Stdio::null()).output().unwrap();
+    let (good, refused, bad_good) = (healthy.stats.answered.load(Ordering::Relaxed), throttling.stats.refused.load(Ordering::Relaxed), throttling.stats.answered.load(Ordering::Relaxed));
+    eprintln!(
+        "BENCH two replicas ({mode}, 64 in flight), one refusing past 4: healthy answered {good} (peak {} in flight), throttling answered {bad_good} and refused {refused}",
+        healthy.stats.peak.load(Ordering::Relaxed)
+    );
+    assert!(out.status.success(), "0 failed records: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(read_jsonl(&s.path("out/data.jsonl")).len(), 3000);
+    // Its fair share is half; with room for everything it carries at least 80 % of that (here: nearly all).
+    assert!(good as f64 >= 0.8 * 1500.0, "the healthy replica carries its share: {good}");
+    assert!((refused as f64) < 0.05 * 3000.0, "the throttling replica's share shrinks to what it can serve: {refused} refusals");
+    if mode == "adaptive" {
+        // One limit per endpoint: the healthy replica is not held down by the other's 429s.
+        assert!(healthy.stats.peak.load(Ordering::Relaxed) >= 40, "healthy peak {}", healthy.stats.peak.load(Ordering::Relaxed));
+    }
+}
+
+#[test]
+fn a_throttling_replica_loses_its_share_in_a_fixed_pool() {
+    throttling_pool("fixed");
+}
+
+#[test]
+fn a_throttling_replica_does_not_hold_an_adaptive_pool_down() {
+    throttling_pool("adaptive");
+}

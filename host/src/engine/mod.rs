@@ -228,10 +228,10 @@ pub async fn run<J: Job>(
         stop.fatal(why);
     }
     let ceiling = options.concurrency.max(1);
-    let initial = if options.adaptive { adaptive::AdaptiveLimit::initial(ceiling) } else { ceiling };
-    let in_flight = Arc::new(Semaphore::new(initial));
+    // Adaptive: the endpoints' own limits bound what is in flight; the semaphore is the ceiling.
+    let in_flight = Arc::new(Semaphore::new(ceiling));
     let shared = Arc::new(RunShared {
-        adaptive: options.adaptive.then(|| adaptive::AdaptiveLimit::new(in_flight.clone(), initial, ceiling)),
+        adaptive: options.adaptive.then(|| adaptive::AdaptiveLimit::new(ceiling)),
         in_flight,
         stats: stats.clone(),
         progress: progress.clone(),

@@ -4,9 +4,19 @@
 //! (connection errors, 5xx, timeouts) is ejected for a back-off period, then probed again
 //! (outlier ejection, as in Envoy). A retried request picks again, so it lands elsewhere when
 //! its endpoint failed.
+//!
+//! Each endpoint also has its own bound found from what it does ([`limit`]): in
+//! `concurrency.mode: adaptive` every endpoint's limit is found from its latency and its 429/503s
+//! (the run's total is the sum, under `max_concurrent_requests`); in a fixed-concurrency pool an
+//! endpoint gets a limit once it throttles (a replica answering 429 quickly would otherwise look
+//! idle and draw most of the traffic). An endpoint at its limit is not chosen; a retry prefers
+//! another endpoint than the one it just tried; an endpoint back from an ejection is probed with
+//! one attempt, then ramps up.
+
+pub mod limit;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
@@ -32,6 +42,9 @@ pub struct Endpoint {
     failures: AtomicU64,
     ejections: AtomicU64,
     health: Mutex<Health>,
+    /// Its own limit (`None`: a single endpoint in a fixed-concurrency run, not limited).
+    control: Mutex<Option<limit::Controller>>,
+    index: usize,
 }
 
 #[derive(Default)]
@@ -48,6 +61,26 @@ pub struct EndpointStats {
     pub requests: u64,
     pub failures: u64,
     pub ejections: u64,
+    /// 429/503 answers.
+    pub throttled: u64,
+    /// Its limit at the end (adaptive, or after it throttled).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+}
+
+/// The pools of the process, for [`adapt_all`].
+static POOLS: Mutex<Vec<Weak<Pool>>> = Mutex::new(Vec::new());
+
+/// Turns every live pool's endpoints to adaptive limits (`concurrency.mode: adaptive`), each
+/// starting at `initial` and at most `ceiling`; returns the pools.
+pub fn adapt_all(initial: usize, ceiling: usize) -> Vec<Arc<Pool>> {
+    let mut pools = POOLS.lock().unwrap();
+    pools.retain(|p| p.strong_count() > 0);
+    let live: Vec<Arc<Pool>> = pools.iter().filter_map(Weak::upgrade).collect();
+    for p in &live {
+        p.adapt(initial, ceiling);
+    }
+    live
 }
 
 pub struct Pool {
@@ -60,23 +93,61 @@ pub struct Pool {
 pub struct Lease<'a> {
     pub endpoint: &'a Endpoint,
     pool: &'a Pool,
+    /// Attempts in flight on the endpoint with this one.
+    in_flight: u64,
 }
 
 impl Drop for Lease<'_> {
     fn drop(&mut self) {
         self.endpoint.in_flight.fetch_sub(1, Ordering::AcqRel);
-        if self.endpoint.max_in_flight != u64::MAX {
-            self.pool.freed.notify_one();
+        self.pool.freed.notify_one();
+    }
+}
+
+impl Lease<'_> {
+    /// What the attempt showed of the endpoint's load: its latency and whether it was throttled
+    /// (429/503). Feeds the endpoint's limit.
+    pub fn observed(&self, latency: Duration, throttled: bool) {
+        let mut c = self.endpoint.control.lock().unwrap();
+        if let Some(c) = c.as_mut() {
+            let before = c.allowed();
+            c.on_sample(latency, throttled, self.in_flight);
+            if c.allowed() > before {
+                self.pool.freed.notify_waiters();
+            }
         }
     }
 }
 
+impl Endpoint {
+    fn allowed(&self) -> u64 {
+        let limit = self.control.lock().unwrap().as_ref().map_or(u64::MAX, |c| c.allowed());
+        limit.min(self.max_in_flight)
+    }
+
+    /// Its place in the pool (for [`Pool::pick_avoiding`]).
+    pub fn index(&self) -> usize {
+        self.index
+    }
+}
+
 impl Pool {
+    /// [`Pool::new`], shared and known to [`adapt_all`].
+    pub fn shared(endpoints: Vec<(String, String, EndpointShare)>) -> Arc<Pool> {
+        let pool = Arc::new(Pool::new(endpoints));
+        let mut pools = POOLS.lock().unwrap();
+        pools.retain(|p| p.strong_count() > 0);
+        pools.push(Arc::downgrade(&pool));
+        pool
+    }
+
     /// `(url, shown, share)` per endpoint, in order.
     pub fn new(endpoints: Vec<(String, String, EndpointShare)>) -> Pool {
+        let guarded = endpoints.len() > 1;
         let endpoints: Vec<Endpoint> = endpoints
             .into_iter()
-            .map(|(url, shown, share)| Endpoint {
+            .enumerate()
+            .map(|(index, (url, shown, share))| Endpoint {
                 url,
                 shown,
                 weight: if share.weight > 0.0 { share.weight } else { 1.0 },
@@ -86,6 +157,8 @@ impl Pool {
                 failures: AtomicU64::new(0),
                 ejections: AtomicU64::new(0),
                 health: Mutex::new(Health::default()),
+                control: Mutex::new(guarded.then(|| limit::Controller::new(limit::Mode::Guard, 0, usize::MAX))),
+                index,
             })
             .collect();
         Pool { endpoints, freed: Notify::new() }
@@ -103,12 +176,41 @@ impl Pool {
         &self.endpoints[0]
     }
 
+    /// Adaptive limits for every endpoint, from `initial` in flight each.
+    pub fn adapt(&self, initial: usize, ceiling: usize) {
+        for e in &self.endpoints {
+            *e.control.lock().unwrap() = Some(limit::Controller::new(limit::Mode::Adaptive, initial, ceiling));
+        }
+        self.freed.notify_waiters();
+    }
+
+    /// The sum of the endpoints' limits (`None` when one has none).
+    pub fn total_limit(&self) -> Option<f64> {
+        self.endpoints.iter().map(|e| e.control.lock().unwrap().as_ref().and_then(|c| c.limit())).sum()
+    }
+
+    /// Since when every endpoint's limit has converged (`None`: one has not, or has none).
+    pub fn converged_since(&self) -> Option<Instant> {
+        let mut latest = None;
+        for e in &self.endpoints {
+            let t = e.control.lock().unwrap().as_ref().and_then(|c| c.converged_since())?;
+            latest = latest.max(Some(t));
+        }
+        latest
+    }
+
     /// The endpoint for the next attempt: the least loaded per weight among those not ejected
     /// and under their cap (when all are ejected, the one whose ejection ends first: it is
     /// probed). Waits while every candidate is at its cap.
     pub async fn pick(&self) -> Lease<'_> {
+        self.pick_avoiding(None).await
+    }
+
+    /// [`Pool::pick`], preferring any other endpoint with room to the one at `avoid` (the one a
+    /// retried attempt just failed on).
+    pub async fn pick_avoiding(&self, avoid: Option<usize>) -> Lease<'_> {
         loop {
-            if let Some(lease) = self.try_pick() {
+            if let Some(lease) = self.try_pick_avoiding(avoid) {
                 return lease;
             }
             // A slot freed since the look above left a permit (`notify_one`): not missed.
@@ -118,15 +220,29 @@ impl Pool {
 
     /// [`Pool::pick`] without waiting: `None` when every candidate is at its cap.
     pub fn try_pick(&self) -> Option<Lease<'_>> {
+        self.try_pick_avoiding(None)
+    }
+
+    fn try_pick_avoiding(&self, avoid: Option<usize>) -> Option<Lease<'_>> {
+        if let Some(a) = avoid.filter(|_| self.endpoints.len() > 1) {
+            if let Some(lease) = self.try_pick_among(Some(a)) {
+                return Some(lease);
+            }
+        }
+        self.try_pick_among(None)
+    }
+
+    /// The pick, leaving out the endpoint at `skip`.
+    fn try_pick_among(&self, skip: Option<usize>) -> Option<Lease<'_>> {
         loop {
             let now = Instant::now();
             // One pass: the least loaded healthy endpoint with room, whether any is healthy, and
             // the ejected endpoint with room whose ejection ends first.
             let (mut best, mut best_load, mut any_healthy, mut probe) = (None, f64::INFINITY, false, None::<(&Endpoint, Instant)>);
-            for e in &self.endpoints {
+            for e in self.endpoints.iter().filter(|e| Some(e.index) != skip) {
                 let ejected_until = e.health.lock().unwrap().ejected_until.filter(|t| *t > now);
                 let in_flight = e.in_flight.load(Ordering::Acquire);
-                let room = in_flight < e.max_in_flight;
+                let room = in_flight < e.allowed();
                 match ejected_until {
                     None => {
                         any_healthy = true;
@@ -139,13 +255,19 @@ impl Pool {
                     Some(_) => {}
                 }
             }
-            let chosen = if any_healthy { best? } else { probe?.0 };
+            let chosen = match (any_healthy, skip) {
+                (true, _) => best?,
+                // Avoiding one endpoint never means sending to an ejected one instead.
+                (false, Some(_)) => return None,
+                (false, None) => probe?.0,
+            };
             // Taken only while under the cap: two attempts racing for the last slot do not
             // both get it; the loser looks again (an uncapped endpoint always has room).
-            let took = chosen.in_flight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < chosen.max_in_flight).then_some(n + 1));
-            if took.is_ok() {
+            let allowed = chosen.allowed();
+            let took = chosen.in_flight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < allowed).then_some(n + 1));
+            if let Ok(before) = took {
                 chosen.requests.fetch_add(1, Ordering::Relaxed);
-                return Some(Lease { endpoint: chosen, pool: self });
+                return Some(Lease { endpoint: chosen, pool: self, in_flight: before + 1 });
             }
         }
     }
@@ -175,8 +297,18 @@ impl Pool {
         h.next_ejection = Some((period * 2).min(LONGEST_EJECTION));
         h.consecutive_failures = 0;
         endpoint.ejections.fetch_add(1, Ordering::Relaxed);
+        // Back from the ejection: one probe, then a ramp (not a share of everything in flight).
+        if let Some(c) = endpoint.control.lock().unwrap().as_mut() {
+            c.readmit();
+        }
         tracing::warn!(endpoint = %endpoint.shown, seconds = period.as_secs_f64(), "endpoint ejected after repeated failures; it is probed again after that");
         true
+    }
+
+    /// An endpoint's throttles and limit (one lock at a time).
+    fn control_of(&self, e: &Endpoint) -> (u64, Option<u64>) {
+        let c = e.control.lock().unwrap();
+        c.as_ref().map_or((0, None), |c| (c.throttles, c.limit().map(|l| l as u64)))
     }
 
     pub fn stats(&self) -> Vec<EndpointStats> {
@@ -187,6 +319,8 @@ impl Pool {
                 requests: e.requests.load(Ordering::Relaxed),
                 failures: e.failures.load(Ordering::Relaxed),
                 ejections: e.ejections.load(Ordering::Relaxed),
+                throttled: self.control_of(e).0,
+                limit: self.control_of(e).1,
             })
             .collect()
     }
