@@ -138,6 +138,12 @@ impl Vars {
         self
     }
 
+    /// Whether this loads a task without its secrets ([`Vars::unset_as_empty`]): a missing
+    /// `api_key_file` is then no key.
+    pub fn secrets_optional(&self) -> bool {
+        self.unset_as_empty
+    }
+
     pub fn get(&self, name: &str) -> Option<String> {
         if let Some(v) = self.file_vars.get(name) {
             return Some(v.clone());

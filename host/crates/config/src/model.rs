@@ -112,7 +112,7 @@ impl ModelDefaults {
 }
 
 const CLIENT_KEYS: &[&str] = &[
-    "base_url", "api_key", "timeout", "idle_timeout", "max_retries", "backoff_base_ms", "backoff_max_ms",
+    "base_url", "api_key", "api_key_file", "timeout", "idle_timeout", "max_retries", "backoff_base_ms", "backoff_max_ms",
     // The OpenAI SDK's client options.
     "default_headers", "default_query", "organization", "project", "http2_prior_knowledge",
     // `chat` (default) or `completions` (text completion, for base models).
@@ -239,6 +239,18 @@ impl ModelConfig {
             }
         };
         let api_key = text("api_key", "API_KEY")?.filter(|s| !s.is_empty());
+        let api_key = match client_value("api_key_file") {
+            None => api_key,
+            Some(_) if api_key.is_some() => {
+                return Err(err(&["client_config", "api_key_file"], "give either api_key or api_key_file, not both".into()))
+            }
+            Some(Value::String(p)) if !p.trim().is_empty() => {
+                let written = Path::new(p.trim());
+                let full = if written.is_absolute() { written.to_path_buf() } else { path.parent().unwrap_or(Path::new(".")).join(written) };
+                modelcall_secrets::read_key_file(&full, vars.secrets_optional()).map_err(|e| err(&["client_config", "api_key_file"], e))?
+            }
+            Some(v) => return Err(err(&["client_config", "api_key_file"], format!("must be the path of a file holding the key, found {}", describe(v)))),
+        };
         let timeout = match num("timeout")? {
             Some(t) => t,
             None => defaults
@@ -373,6 +385,7 @@ impl ModelConfig {
     pub fn redactor(&self) -> modelcall_secrets::Redactor {
         let credential_headers = self.client.headers.iter().filter(|(n, _)| modelcall_secrets::is_credential_header(n)).map(|(_, v)| v.clone());
         modelcall_secrets::Redactor::new(self.api_key.clone().into_iter().chain(credential_headers))
+            .with_url_credentials(std::iter::once(self.base_url.as_str()).chain(self.client.pool.iter().map(|e| e.url.as_str())))
     }
 
     pub fn temperature(&self) -> Option<f64> {

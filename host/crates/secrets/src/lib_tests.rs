@@ -149,3 +149,64 @@ mod serde_json_free {
         Probe(!text.contains(": ***,") && !text.contains(": ***}") && text.matches('"').count() % 2 == 0)
     }
 }
+
+/// Standard base64 with padding, written out here so the test does not use the code it checks.
+fn b64(bytes: &[u8]) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in bytes.chunks(3) {
+        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            out.push(if i <= c.len() { A[(n >> (18 - 6 * i) & 63) as usize] as char } else { '=' });
+        }
+    }
+    out
+}
+
+#[test]
+fn basic_auth_of_user_and_key_is_caught_whatever_the_user() {
+    let key = "sk-live-0123/456789+abcdefSECRET";
+    let r = Redactor::new([key.to_string()]);
+    assert_eq!(b64(b"user:password"), "dXNlcjpwYXNzd29yZA==");
+    for user in ["", "u", "us", "use", "user", "someone-long"] {
+        let basic = b64(format!("{user}:{key}").as_bytes());
+        let text = format!(r#"{{"error":"denied for credentials {basic}"}}"#);
+        let shown = r.redact(&text);
+        assert!(!shown.contains(&basic[basic.len() / 2 - 4..basic.len() / 2 + 4]), "user {user:?}: {shown}");
+        assert!(shown.contains("***"), "{shown}");
+        // The user's part stays, and at most a group at either end of the key's run.
+        let kept = shown.trim_start_matches(r#"{"error":"denied for credentials "#).trim_end_matches(r#""}"#).replace("***", "");
+        assert!(kept.len() <= (user.len() + 1).div_ceil(3) * 4 + 8, "user {user:?}: {shown}");
+    }
+    let bare = b64(key.as_bytes());
+    assert!(!r.redact(&bare).contains(&bare[4..bare.len() - 4]), "{}", r.redact(&bare));
+    let url_safe = bare.replace('+', "-").replace('/', "_");
+    assert!(!r.redact(&url_safe).contains(&url_safe[4..url_safe.len() - 4]));
+}
+
+#[test]
+fn url_encoded_json_escaped_and_url_decoded_forms_are_caught() {
+    let key = "sk-live-0123/456789+abcdef=SECRET";
+    let r = Redactor::new([key.to_string()]);
+    for form in ["sk-live-0123%2F456789%2Babcdef%3DSECRET", "sk-live-0123%2f456789%2babcdef%3dSECRET", r"sk-live-0123\/456789+abcdef=SECRET"] {
+        let shown = r.redact_string(&format!("echo {form} end"));
+        assert_eq!(shown, "echo *** end", "{form}");
+    }
+    // A password as written in a URL (percent-encoded) and echoed decoded.
+    let r = Redactor::default().with_url_credentials(["http://user:sk-live-0123%2F456789%2Babcdef@127.0.0.1:9/v1"]);
+    assert_eq!(r.redact("got sk-live-0123/456789+abcdef"), "got ***");
+    assert_eq!(r.redact("got sk-live-0123%2F456789%2Babcdef"), "got ***cdef");
+    let basic = b64(b"user:sk-live-0123/456789+abcdef");
+    assert!(!r.redact(&basic).contains(&basic[8..basic.len() - 8]), "{}", r.redact(&basic));
+    // A token alone as userinfo; no userinfo, nothing added.
+    let r = Redactor::default().with_url_credentials(["https://tok-abcdefgh12345@example.com/v1", "https://example.com/x@y"]);
+    assert_eq!(r.secret_count(), 1);
+    assert_eq!(r.redact("tok-abcdefgh12345"), "***2345");
+}
+
+#[test]
+fn ordinary_text_is_untouched_by_the_encoded_forms() {
+    let r = redactor();
+    let text = "The quick brown fox jumps over the lazy dog 0123 abcd; c2stbGl2ZQ is not enough.";
+    assert_eq!(r.redact(text), text);
+}
