@@ -129,3 +129,24 @@ impl Scratch {
         self.scoring_task("sim://", 4, "", "")
     }
 }
+
+/// A reply carrying a 3 MB string is stored cut to `output.max_field_bytes` (in the reply and
+/// in any verdict field it fed), marked, and counted in run_summary.json.
+#[test]
+fn long_fields_are_cut_marked_and_counted() {
+    let s = Scratch::new();
+    write_input(&s, "input/data.jsonl", &["a"]);
+    let reply = format!("```json\n{{\"score\": 4, \"reason\": \"{}\"}}\n```", "y".repeat(3_000_000));
+    let replies_path = s.write("replies.jsonl", format!("{}\n", serde_json::json!({"default": reply})).as_bytes());
+    let task = s.scoring_task(&format!("sim://?replies={}", replies_path.display()), 1, "", "output:\n  max_field_bytes: 100000\n");
+    let out = run(&task);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let size = std::fs::metadata(s.path("out/data.jsonl")).unwrap().len();
+    assert!(size < 400_000, "the row is bounded: {size} bytes");
+    let rows = read_jsonl(&s.path("out/data.jsonl"));
+    let api_return = rows[0]["api_return"].as_str().unwrap();
+    assert!(api_return.ends_with(" bytes]") && api_return.contains("…[cut: "), "{}", &api_return[api_return.len() - 40..]);
+    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(s.path("out/run_summary.json")).unwrap()).unwrap();
+    let cut = summary["files"][0]["fields_cut"].as_u64().expect("fields_cut is in the summary");
+    assert!(cut >= 1, "the cut fields are counted: {cut}");
+}

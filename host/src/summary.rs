@@ -48,6 +48,8 @@ pub struct FileStats {
     pub source_errors: u64,
     /// Bytes read from the input files (a shard reads only its share).
     pub bytes_read: u64,
+    /// Strings of result or error rows cut to `output.max_field_bytes`.
+    pub fields_cut: u64,
 }
 
 /// Every counter of [`FileStats`], named once: adding two stats can then not forget one.
@@ -63,6 +65,7 @@ macro_rules! add_counters {
 }
 
 add_counters!(
+    fields_cut,
     seen, already_done, adopted, changed, not_retried, scored, failed, bad_lines, skipped, debug_limited, records_out, item_errors, duplicate_ids,
     failed_before, source_errors, bytes_read,
 );

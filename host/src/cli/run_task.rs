@@ -17,6 +17,7 @@ pub fn run(args: RunTaskArgs) -> ExitCode {
     };
     // `execution.dry_run: true` is `--dry-run`, for every task type (a batch's runs included).
     let args = RunTaskArgs { dry_run: args.dry_run || task.task.dry_run(), ..args };
+    crate::engine::collect::set_max_field_bytes(task.task.output.max_field_bytes());
     if task.task.dry_run() {
         eprintln!("dry run: {} sets execution.dry_run: true (nothing is sent or written)", task.source_path.display());
     }

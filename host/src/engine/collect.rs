@@ -144,6 +144,9 @@ impl<J: Job> Collector<'_, J> {
                         };
                         drop(stats);
                         self.check_budget();
+                        if matches!(row.get("records"), None) {
+                            self.stats.fields_cut += cap_fields(&mut row, max_field_bytes());
+                        }
                         if self.ordered {
                             row.insert(modelcall_io::ordered::SEQ_FIELD.into(), json!(seq));
                         }
@@ -165,6 +168,7 @@ impl<J: Job> Collector<'_, J> {
                         let retryable = !failure.is_permanent();
                         let mut row = self.job.failure_row(&FailureSite { key: &key, file, line }, failure);
                         row.insert("retryable".into(), json!(retryable));
+                        self.stats.fields_cut += cap_fields(&mut row, max_field_bytes());
                         self.journal.append(JournalEntry::new(key, EntryStatus::Error, row).made_from(Some(made)))?;
                     }
                     Outcome::Fatal { message } => {
@@ -176,6 +180,43 @@ impl<J: Job> Collector<'_, J> {
         }
         Ok(())
     }
+}
+
+/// `output.max_field_bytes` of the task being run (`None`: no cap); set once the task is loaded.
+static MAX_FIELD_BYTES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(modelcall_config::task::OutputSection::DEFAULT_MAX_FIELD_BYTES);
+
+/// Sets the cap on every string of a result or error row (`output.max_field_bytes`; `None`: none).
+pub fn set_max_field_bytes(cap: Option<usize>) {
+    MAX_FIELD_BYTES.store(cap.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
+}
+
+fn max_field_bytes() -> Option<usize> {
+    Some(MAX_FIELD_BYTES.load(std::sync::atomic::Ordering::Relaxed)).filter(|n| *n > 0)
+}
+
+/// Cuts every string in `row` (at any depth) longer than `cap` bytes to its first `cap` bytes (at
+/// a character boundary), marked `…[cut: N bytes]` with the bytes left out; returns how many
+/// were cut. Rows of preprocessed records are not cut (they are the data itself).
+fn cap_fields(row: &mut Map<String, Value>, cap: Option<usize>) -> u64 {
+    fn cap_value(v: &mut Value, cap: usize) -> u64 {
+        match v {
+            Value::String(s) if s.len() > cap => {
+                let mut end = cap;
+                while !s.is_char_boundary(end) {
+                    end -= 1;
+                }
+                let cut = s.len() - end;
+                s.truncate(end);
+                s.push_str(&format!("…[cut: {cut} bytes]"));
+                1
+            }
+            Value::Array(a) => a.iter_mut().map(|v| cap_value(v, cap)).sum(),
+            Value::Object(m) => m.values_mut().map(|v| cap_value(v, cap)).sum(),
+            _ => 0,
+        }
+    }
+    let Some(cap) = cap else { return 0 };
+    row.values_mut().map(|v| cap_value(v, cap)).sum()
 }
 
 fn object(v: Value) -> Map<String, Value> {
@@ -211,5 +252,20 @@ fn tally(stats: &mut RunStats, calls: &CallTally) {
     }
     for l in &calls.latencies {
         stats.record_latency(*l);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_strings_are_cut_at_a_char_boundary_and_marked() {
+        let mut row = object(json!({"a": "é".repeat(10), "b": {"c": ["xxxxxxxxxxxx", 1]}, "d": "short"}));
+        assert_eq!(cap_fields(&mut row, Some(7)), 2);
+        assert_eq!(row["a"], "ééé…[cut: 14 bytes]");
+        assert_eq!(row["b"]["c"][0], "xxxxxxx…[cut: 5 bytes]");
+        assert_eq!(row["d"], "short");
+        assert_eq!(cap_fields(&mut row, None), 0);
     }
 }

@@ -10,7 +10,7 @@ pub fn known_keys(path: &[&str]) -> Option<&'static [&'static str]> {
     Some(match path {
         [] => &[
             "task_name", "task_type", "description", "data", "model", "prompt", "preprocess", "concurrency", "retry",
-            "debug", "options", "environment", "logging", "distributed", "plugins", "distillation", "budget",
+            "debug", "options", "environment", "logging", "distributed", "plugins", "distillation", "budget", "output",
             // batch_distillation_submit and merge_distillation_results (crate::batch)
             "data_split", "batch_submit", "execution", "post_processing", "merge",
         ],
@@ -33,6 +33,7 @@ pub fn known_keys(path: &[&str]) -> Option<&'static [&'static str]> {
         ["logging"] => &["level", "batch_size", "progress_report_interval", "show_progress", "log_dir"],
         ["distributed"] => &["enabled", "world_size", "num_runs"],
         ["budget"] => &["max_tokens", "max_cost"],
+        ["output"] => &["max_field_bytes"],
         ["preprocess"] => &[
             "enabled", "script_type", "input_folder", "output_folder", "max_tokens", "num_proc", "seed", "num_files",
             "batch_size", "languages", "group_by_language", "source_name", "field_mapping", "filters", "transformations",

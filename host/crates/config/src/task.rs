@@ -354,11 +354,35 @@ pub struct TaskConfig {
     pub execution: ExecutionSection,
     #[serde(default)]
     pub preprocess: PreprocessSection,
+    /// `output:`: bounds on what is stored.
+    #[serde(default)]
+    pub output: OutputSection,
     /// The parsed `distillation:` section, for `data_distillation` and `generate_response` tasks.
     #[serde(skip)]
     pub distillation: Option<DistillationStep>,
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginEntry>,
+}
+
+/// `output:`: bounds on what a result row stores.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct OutputSection {
+    /// Bytes kept of any one string in a result or error row (default 1 MiB; 0: no cap). A longer
+    /// string is cut at a character boundary and marked `…[cut: N bytes]`.
+    pub max_field_bytes: Option<usize>,
+}
+
+impl OutputSection {
+    pub const DEFAULT_MAX_FIELD_BYTES: usize = 1024 * 1024;
+
+    /// The cap, `None` for none.
+    pub fn max_field_bytes(&self) -> Option<usize> {
+        match self.max_field_bytes.unwrap_or(Self::DEFAULT_MAX_FIELD_BYTES) {
+            0 => None,
+            n => Some(n),
+        }
+    }
 }
 
 impl TaskConfig {
