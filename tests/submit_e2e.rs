@@ -18,16 +18,23 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
+/// The key the tests' model config reads from `${OPENAI_API_KEY}`, set in `submit`'s environment
+/// (a Slurm submission checks it is there; a Kubernetes Job must never hold it).
+const KEY: &str = "sk-submit-0123456789abcdefSECRET";
+
 /// A tiny scoring task over the simulated endpoint in `<scratch>/<dir>/task.yaml`, with its
-/// input (`<dir>/input/data.jsonl`, 8 records) and output folder `<dir>/out`.
+/// input (`<dir>/input/data.jsonl`, 8 records), its model config (the key from
+/// `${OPENAI_API_KEY}`) and prompt in `<dir>`, and output folder `<dir>/out`: everything the run
+/// reads inside the one folder a Kubernetes volume shares.
 fn task_in(s: &Scratch, dir: &str) -> PathBuf {
     let base = s.path(dir);
     std::fs::create_dir_all(base.join("input")).unwrap();
     let records: String = (0..8).map(|i| format!("{}\n", json!({"id": format!("r{i}"), "text": format!("Record {i} about rivers.")}))).collect();
     std::fs::write(base.join("input/data.jsonl"), records).unwrap();
     let model = base.join("model.yaml");
-    std::fs::write(&model, "client_config:\n  base_url: \"sim://\"\n  api_key: \"sk-test\"\n  timeout: 5\nchat_config:\n  model: \"m\"\n").unwrap();
-    let prompt = repo_root().join("configs/prompts/en_corpus_quality_v1.yaml");
+    std::fs::write(&model, "client_config:\n  base_url: \"sim://\"\n  api_key: \"${OPENAI_API_KEY}\"\n  timeout: 5\nchat_config:\n  model: \"m\"\n").unwrap();
+    let prompt = base.join("prompt.yaml");
+    std::fs::copy(repo_root().join("configs/prompts/en_corpus_quality_v1.yaml"), &prompt).unwrap();
     let q = |p: &Path| serde_json::to_string(p.to_str().unwrap()).unwrap();
     let yaml = format!(
         "task_name: e2e\ntask_type: data_scoring\n\
@@ -45,7 +52,7 @@ fn task_in(s: &Scratch, dir: &str) -> PathBuf {
 
 fn submit(task: &Path, args: &[&str], path_env: Option<&Path>) -> Output {
     let mut cmd = Command::new(bin());
-    cmd.arg("submit").arg(task).args(args).stdin(Stdio::null());
+    cmd.arg("submit").arg(task).args(args).stdin(Stdio::null()).env("OPENAI_API_KEY", KEY);
     if let Some(p) = path_env {
         cmd.env("PATH", p);
     }
@@ -135,7 +142,7 @@ fn the_slurm_script_runs_its_shard() {
     let script = s.write("shard.sbatch", &out.stdout);
     let syntax = Command::new("bash").arg("-n").arg(&script).output().unwrap();
     assert!(syntax.status.success(), "bash -n: {}", text(&syntax.stderr));
-    let run = Command::new("bash").arg(&script).env("SLURM_ARRAY_TASK_ID", "1").stdin(Stdio::null()).output().unwrap();
+    let run = Command::new("bash").arg(&script).env("SLURM_ARRAY_TASK_ID", "1").env("OPENAI_API_KEY", KEY).stdin(Stdio::null()).output().unwrap();
     assert_code(&run, 0);
     let names: Vec<String> = std::fs::read_dir(s.path("it's a project/out")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert!(names.iter().any(|n| n.contains(".shard-1-of-2")), "shard 1 of 2 wrote its outputs: {names:?}");
@@ -174,10 +181,26 @@ fn slurm_without_sbatch_says_so_and_keeps_the_script() {
 }
 
 fn k8s_job(s: &Scratch, task: &Path, extra: &[&str]) -> serde_yaml::Value {
-    let mut args = vec!["--scheduler", "k8s", "--shards", "4", "--parallel", "2", "--image", "registry.example.com/modelcall:1.0", "--pvc", "shared-data", "--dry-run"];
+    let mut args = vec![
+        "--scheduler",
+        "k8s",
+        "--shards",
+        "4",
+        "--parallel",
+        "2",
+        "--image",
+        "registry.example.com/modelcall:1.0",
+        "--pvc",
+        "shared-data",
+        "--dry-run",
+    ];
+    if !extra.contains(&"--k8s-secret") {
+        args.extend(["--k8s-secret", "openai"]);
+    }
     args.extend_from_slice(extra);
     let out = submit(task, &args, None);
     assert_code(&out, 0);
+    assert!(!text(&out.stdout).contains("0123456789abcdef"), "the key is in the Job:\n{}", text(&out.stdout));
     assert!(!s.path("proj/out").exists(), "--dry-run writes nothing");
     serde_yaml::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)))
 }
@@ -197,7 +220,14 @@ fn k8s_dry_run_prints_an_indexed_job() {
     assert_eq!(spec["completions"], 4);
     assert_eq!(spec["parallelism"], 2);
     assert_eq!(spec["backoffLimitPerIndex"], 3);
-    assert!(spec.get("maxFailedIndexes").is_none() && spec.get("ttlSecondsAfterFinished").is_none(), "{spec:?}");
+    assert!(spec.get("maxFailedIndexes").is_none(), "{spec:?}");
+    assert_eq!(spec["activeDeadlineSeconds"], 86400);
+    assert_eq!(spec["ttlSecondsAfterFinished"], 604800);
+    // A configuration error (exit 2) fails its index without the retries.
+    let rules = spec["podFailurePolicy"]["rules"].as_sequence().expect("a podFailurePolicy");
+    assert_eq!(rules[0]["action"], "FailIndex");
+    assert_eq!(rules[0]["onExitCodes"]["operator"], "In");
+    assert_eq!(rules[0]["onExitCodes"]["values"][0], 2);
     let pod = &spec["template"]["spec"];
     assert_eq!(pod["restartPolicy"], "Never");
     let c = &pod["containers"][0];
@@ -207,18 +237,48 @@ fn k8s_dry_run_prints_an_indexed_job() {
     assert_eq!(&command[4..], ["--output-folder", task_dir.join("out").to_str().unwrap()]);
     assert_eq!(c["env"][0]["name"], "MODELCALL_SHARD_COUNT");
     assert_eq!(c["env"][0]["value"], "4");
+    // The key: the variable the model config reads, from the Secret, never a value.
+    let key_env = c["env"].as_sequence().unwrap().iter().find(|e| e["name"] == "OPENAI_API_KEY").expect("OPENAI_API_KEY in env");
+    assert_eq!(key_env["valueFrom"]["secretKeyRef"]["name"], "openai");
+    assert_eq!(key_env["valueFrom"]["secretKeyRef"]["key"], "OPENAI_API_KEY");
+    assert!(key_env.get("value").is_none(), "{key_env:?}");
+    // Hardened: non-root, read-only root filesystem (with /tmp writable), no capabilities.
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_ne!(pod["securityContext"]["runAsUser"], 0);
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    let sc = &c["securityContext"];
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["runAsNonRoot"], true);
+    assert_eq!(sc["capabilities"]["drop"][0], "ALL");
+    let mounts = c["volumeMounts"].as_sequence().unwrap();
+    let tmp = mounts.iter().find(|m| m["mountPath"] == "/tmp").expect("/tmp is mounted");
+    let tmp_volume = pod["volumes"].as_sequence().unwrap().iter().find(|v| v["name"] == tmp["name"]).unwrap();
+    assert!(tmp_volume.get("emptyDir").is_some(), "{tmp_volume:?}");
     assert_eq!(c["resources"]["limits"]["memory"], "8Gi");
     assert_eq!(c["resources"]["requests"]["cpu"], "3");
-    assert_eq!(c["volumeMounts"][0]["mountPath"], task_dir.to_str().unwrap());
-    assert_eq!(pod["volumes"][0]["persistentVolumeClaim"]["claimName"], "shared-data");
+    let shared = mounts.iter().find(|m| m["name"] == "shared").unwrap();
+    assert_eq!(shared["mountPath"], task_dir.to_str().unwrap());
+    let shared = pod["volumes"].as_sequence().unwrap().iter().find(|v| v["name"] == "shared").unwrap();
+    assert_eq!(shared["persistentVolumeClaim"]["claimName"], "shared-data");
 
     // Another mount path moves the task and output paths with it.
-    let job = k8s_job(&s, &task, &["--mount-path", "/data", "--backoff-limit-per-index", "0"]);
+    let job = k8s_job(
+        &s,
+        &task,
+        &["--mount-path", "/data", "--backoff-limit-per-index", "0", "--k8s-secret", "llm-keys:openai", "--active-deadline-seconds", "3600", "--ttl-seconds-after-finished", "60", "--run-as-user", "1234"],
+    );
     let c = &job["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(c["command"][2], "/data/task.yaml");
     assert_eq!(c["command"][5], "/data/out");
-    assert_eq!(c["volumeMounts"][0]["mountPath"], "/data");
+    assert!(c["volumeMounts"].as_sequence().unwrap().iter().any(|m| m["mountPath"] == "/data"));
     assert_eq!(job["spec"]["backoffLimitPerIndex"], 0);
+    assert_eq!(job["spec"]["activeDeadlineSeconds"], 3600);
+    assert_eq!(job["spec"]["ttlSecondsAfterFinished"], 60);
+    assert_eq!(job["spec"]["template"]["spec"]["securityContext"]["runAsUser"], 1234);
+    let key_env = c["env"].as_sequence().unwrap().iter().find(|e| e["name"] == "OPENAI_API_KEY").unwrap();
+    assert_eq!(key_env["valueFrom"]["secretKeyRef"]["name"], "llm-keys");
+    assert_eq!(key_env["valueFrom"]["secretKeyRef"]["key"], "openai");
 }
 
 /// The Job against the Kubernetes JSON schema, with `kubernetes-validate` (PyPI, schemas
@@ -239,7 +299,9 @@ fn k8s_job_passes_the_kubernetes_schema() {
     let task = task_in(&s, "proj");
     for extra in [&["--namespace", "batch"][..], &["--mount-path", "/data"][..]] {
         let job = k8s_job(&s, &task, extra);
-        let file = s.write("job.yaml", serde_yaml::to_string(&job).unwrap().as_bytes());
+        let yaml = serde_yaml::to_string(&job).unwrap();
+        assert!(yaml.contains("secretKeyRef") && !yaml.contains("0123456789abcdef"), "{yaml}");
+        let file = s.write("job.yaml", yaml.as_bytes());
         let check = Command::new("kubernetes-validate").arg("--strict").arg(&file).output().unwrap();
         assert!(check.status.success(), "kubernetes-validate --strict:\n{}{}", text(&check.stdout), text(&check.stderr));
         eprintln!("kubernetes-validate: {}", text(&check.stdout).trim());
@@ -247,8 +309,10 @@ fn k8s_job_passes_the_kubernetes_schema() {
     // A host-path volume too (the real command writes the file; a fake kubectl accepts it).
     let bin_dir = s.path("fakebin");
     fake_command(&bin_dir, "kubectl", "ok");
-    let out = submit(&task, &["--scheduler", "k8s", "--shards", "2", "--image", "m:1", "--host-path", "/srv/shared"], Some(&bin_dir));
+    let out = submit(&task, &["--scheduler", "k8s", "--shards", "2", "--image", "m:1", "--host-path", "/srv/shared", "--k8s-secret", "openai"], Some(&bin_dir));
     assert_code(&out, 0);
+    let written = std::fs::read_to_string(s.path("proj/out/.modelcall/submit/job.yaml")).unwrap();
+    assert!(written.contains("secretKeyRef") && !written.contains("0123456789abcdef"), "{written}");
     let check = Command::new("kubernetes-validate").arg("--strict").arg(s.path("proj/out/.modelcall/submit/job.yaml")).output().unwrap();
     assert!(check.status.success(), "kubernetes-validate --strict:\n{}{}", text(&check.stdout), text(&check.stderr));
 }
@@ -259,7 +323,7 @@ fn k8s_applies_through_kubectl() {
     let task = task_in(&s, "proj");
     let bin_dir = s.path("fakebin");
     let args_log = fake_command(&bin_dir, "kubectl", "job.batch/modelcall-e2e created");
-    let out = submit(&task, &["--scheduler", "k8s", "--shards", "3", "--image", "m:1", "--pvc", "data"], Some(&bin_dir));
+    let out = submit(&task, &["--scheduler", "k8s", "--shards", "3", "--image", "m:1", "--pvc", "data", "--k8s-secret", "openai"], Some(&bin_dir));
     assert_code(&out, 0);
     let stdout = text(&out.stdout);
     assert!(stdout.contains("job.batch/modelcall-e2e created"), "kubectl's output is shown: {stdout}");
@@ -273,7 +337,7 @@ fn k8s_applies_through_kubectl() {
     // No kubectl: exit 1, the file is kept and named.
     let empty = s.path("empty-path");
     std::fs::create_dir_all(&empty).unwrap();
-    let out = submit(&task, &["--scheduler", "k8s", "--shards", "3", "--image", "m:1", "--pvc", "data"], Some(&empty));
+    let out = submit(&task, &["--scheduler", "k8s", "--shards", "3", "--image", "m:1", "--pvc", "data", "--k8s-secret", "openai"], Some(&empty));
     assert_code(&out, 1);
     let stderr = text(&out.stderr);
     assert!(stderr.contains("kubectl was not found") && stderr.contains(&file.display().to_string()), "{stderr}");
@@ -344,4 +408,95 @@ fn a_timestamped_output_folder_is_resolved_once_for_every_shard() {
     assert!(!script.contains("{timestamp}"), "{script}");
     let run_dir = std::fs::canonicalize(&runs[0]).unwrap();
     assert!(script.contains(&format!("--output-folder {} ", run_dir.display())), "{script}");
+}
+
+/// The key never goes into a Job: a model config holding it is refused, a key read from the
+/// environment needs `--k8s-secret`, and `--dry-run` needs no key at all.
+#[test]
+fn k8s_takes_the_key_from_a_secret_and_refuses_a_literal_one() {
+    let s = Scratch::new();
+    let task = task_in(&s, "proj");
+    let k8s = ["--scheduler", "k8s", "--shards", "2", "--image", "m:1", "--pvc", "data", "--dry-run"];
+
+    // No Secret for ${OPENAI_API_KEY}: exit 2, naming the variable and the option.
+    let out = submit(&task, &k8s, None);
+    assert_code(&out, 2);
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("OPENAI_API_KEY") && stderr.contains("--k8s-secret"), "{stderr}");
+
+    // A dry run with no key in the environment at all still writes the Job.
+    let out = Command::new(bin())
+        .arg("submit")
+        .arg(&task)
+        .args(k8s)
+        .args(["--k8s-secret", "openai"])
+        .env_remove("OPENAI_API_KEY")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_code(&out, 0);
+    assert!(text(&out.stdout).contains("secretKeyRef"), "{}", text(&out.stdout));
+
+    // The key written in the model config: refused with or without a Secret, and not quoted.
+    let model = s.path("proj/model.yaml");
+    let yaml = std::fs::read_to_string(&model).unwrap();
+    std::fs::write(&model, yaml.replace("${OPENAI_API_KEY}", KEY)).unwrap();
+    for extra in [&[][..], &["--k8s-secret", "openai"][..]] {
+        let out = submit(&task, &[&k8s[..], extra].concat(), None);
+        assert_code(&out, 2);
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains("api_key holds the key itself") && stderr.contains("model.yaml"), "{stderr}");
+        assert!(!stderr.contains("0123456789abcdef") && out.stdout.is_empty(), "{stderr}");
+    }
+    let bin_dir = s.path("fakebin");
+    fake_command(&bin_dir, "kubectl", "ok");
+    let out = submit(&task, &["--scheduler", "k8s", "--shards", "2", "--image", "m:1", "--pvc", "data", "--k8s-secret", "openai"], Some(&bin_dir));
+    assert_code(&out, 2);
+    assert!(!s.path("proj/out").exists(), "no Job file is written for a literal key");
+    std::fs::write(&model, yaml).unwrap();
+
+    // A bad Secret reference.
+    let out = submit(&task, &[&k8s[..], &["--k8s-secret", "Bad_Name"]].concat(), None);
+    assert_code(&out, 2);
+    assert!(text(&out.stderr).contains("--k8s-secret"), "{}", text(&out.stderr));
+}
+
+/// With `--pvc` the pods see only the shared folder: an input, a config or a plugin outside it
+/// is an error naming it (not only the output folder).
+#[test]
+fn k8s_pvc_refuses_files_outside_the_shared_folder() {
+    let s = Scratch::new();
+    let task = task_in(&s, "proj");
+    let yaml = std::fs::read_to_string(&task).unwrap();
+    let k8s = ["--scheduler", "k8s", "--shards", "2", "--image", "m:1", "--pvc", "data", "--k8s-secret", "openai", "--dry-run"];
+    let outside = s.path("elsewhere");
+    std::fs::create_dir_all(&outside).unwrap();
+    let prompt = outside.join("prompt.yaml");
+    std::fs::copy(s.path("proj/prompt.yaml"), &prompt).unwrap();
+    std::fs::copy(s.path("proj/model.yaml"), outside.join("model.yaml")).unwrap();
+    std::fs::create_dir_all(outside.join("input")).unwrap();
+    std::fs::copy(s.path("proj/input/data.jsonl"), outside.join("input/data.jsonl")).unwrap();
+    let cases = [
+        ("the prompt", s.path("proj/prompt.yaml"), prompt.clone()),
+        ("the model config", s.path("proj/model.yaml"), outside.join("model.yaml")),
+        ("the input", s.path("proj/input"), outside.join("input")),
+        ("the output", s.path("proj/out"), outside.join("out")),
+    ];
+    for (what, inside, moved) in cases {
+        let q = |p: &Path| serde_json::to_string(p.to_str().unwrap()).unwrap();
+        std::fs::write(&task, yaml.replace(&q(&inside), &q(&moved))).unwrap();
+        let out = submit(&task, &k8s, None);
+        assert_code(&out, 2);
+        let stderr = text(&out.stderr);
+        let shown = std::fs::canonicalize(moved.parent().unwrap()).unwrap().join(moved.file_name().unwrap());
+        assert!(stderr.contains("--pvc") && stderr.contains(shown.to_str().unwrap()), "{what}: {stderr}");
+        // Without --pvc (a dry run with no volume): a warning, the Job is printed.
+        let no_pvc: Vec<&str> = k8s.iter().copied().filter(|a| *a != "--pvc" && *a != "data").collect();
+        let out = submit(&task, &no_pvc, None);
+        assert_code(&out, 0);
+        assert!(text(&out.stderr).contains("warning") && text(&out.stderr).contains(shown.to_str().unwrap()), "{what}: {}", text(&out.stderr));
+    }
+    std::fs::write(&task, &yaml).unwrap();
+    let out = submit(&task, &k8s, None);
+    assert_code(&out, 0);
 }

@@ -6,18 +6,33 @@
 //! The shards share one folder through a volume (`--pvc` or `--host-path`): the task file's
 //! folder, or the `--host-path` folder when the task file lies inside it. It is mounted at the
 //! same absolute path by default, so every path in the task means the same inside the pods.
+//! With `--pvc` every file the run reads or writes must be inside that folder.
+//!
+//! The key: never in the Job. The variable the model config reads (`api_key: ${OPENAI_API_KEY}`)
+//! comes from a Secret (`--k8s-secret NAME[:KEY]` → `valueFrom.secretKeyRef`); a model config
+//! holding the key itself is refused. The pods run as a non-root user with a read-only root
+//! filesystem (an `emptyDir` at /tmp), no privilege escalation and no capabilities; an index
+//! whose run exits 2 (a configuration error) fails without retries (`podFailurePolicy`).
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use super::{find_on_path, parse_mem, run_command, utf8, write_file, SubmitArgs, Target};
+use super::{find_on_path, parse_mem, run_command, utf8, write_file, Loaded, SubmitArgs, Target};
 use crate::cli::exit::BadConfig;
+use modelcall_config::Stages;
 
 const DEFAULT_BACKOFF_LIMIT_PER_INDEX: u32 = 3;
+const DEFAULT_ACTIVE_DEADLINE_SECONDS: u64 = 24 * 3600;
+const DEFAULT_TTL_SECONDS_AFTER_FINISHED: u64 = 7 * 24 * 3600;
+/// The user the pods run as when `submit` runs as root (the "nonroot" user of distroless images).
+const NON_ROOT_UID: u32 = 65532;
+/// `modelcall run-task`'s exit code for a configuration error: retrying cannot help.
+const EXIT_BAD_CONFIGURATION: u32 = 2;
 const IMAGE_PLACEHOLDER: &str = "SET-WITH--image";
 
-pub(super) fn submit(args: &SubmitArgs, target: &Target) -> anyhow::Result<()> {
+pub(super) fn submit(args: &SubmitArgs, target: &Target, loaded: &Loaded) -> anyhow::Result<()> {
     if !args.dry_run {
         if args.image.is_none() {
             return Err(BadConfig("--image is required with --scheduler k8s: a container image with `modelcall` on its PATH".into()).into());
@@ -26,7 +41,9 @@ pub(super) fn submit(args: &SubmitArgs, target: &Target) -> anyhow::Result<()> {
             return Err(BadConfig("--pvc NAME or --host-path DIR is required with --scheduler k8s: the shards write into one shared output folder".into()).into());
         }
     }
-    let (name, job) = job(args, target)?;
+    let keys = key_env(args, loaded)?;
+    let (name, job) = job(args, target, &keys)?;
+    check_shared(args, target, loaded, &keys)?;
     let yaml = format!(
         "# Written by `modelcall submit`: task {task}, {n} shards, one per completion index.\n{body}",
         task = target.task_name,
@@ -63,8 +80,223 @@ pub(super) fn submit(args: &SubmitArgs, target: &Target) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where a model config takes its API key from.
+#[derive(Debug, Clone, PartialEq)]
+enum KeySource {
+    /// No key (a local server that needs none).
+    None,
+    /// The variable named by `api_key: ${VAR}` (or `API_KEY` with no `client_config`).
+    Env(String),
+    /// `api_key` written out in the file.
+    Literal,
+    /// `api_key_file: PATH`, resolved.
+    File(PathBuf),
+}
+
+/// What the Job gets for the key: the variables set from the Secret, and the key files the
+/// pods read.
+pub(super) struct KeyEnv {
+    /// `(variable, secret name, secret key)`.
+    from_secret: Vec<(String, String, String)>,
+    files: Vec<PathBuf>,
+}
+
+/// Reads `model_config` as written (not interpolated) to find where its key comes from.
+fn key_source(model_config: &Path) -> Result<KeySource, BadConfig> {
+    let text = std::fs::read_to_string(model_config).map_err(|e| BadConfig(format!("{}: {e}", model_config.display())))?;
+    let yaml: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| BadConfig(format!("{}: {e}", model_config.display())))?;
+    let Some(client) = yaml.get("client_config").filter(|c| !c.is_null()) else {
+        // No client_config: the key is read from API_KEY (see `ModelConfig::load`).
+        return Ok(KeySource::Env("API_KEY".into()));
+    };
+    if let Some(file) = client.get("api_key_file").and_then(|v| v.as_str()) {
+        let written = Path::new(file.trim());
+        let dir = model_config.parent().unwrap_or(Path::new("."));
+        return Ok(KeySource::File(if written.is_absolute() { written.to_path_buf() } else { dir.join(written) }));
+    }
+    let api_key = match client.get("api_key") {
+        None | Some(serde_yaml::Value::Null) => return Ok(KeySource::None),
+        Some(serde_yaml::Value::String(s)) => s.clone(),
+        Some(_) => return Ok(KeySource::Literal),
+    };
+    let names = std::cell::RefCell::new(Vec::new());
+    let rest = modelcall_config::env::interpolate(&api_key, &|name| {
+        names.borrow_mut().push(name.to_string());
+        Some(String::new())
+    })
+    .unwrap_or_default();
+    let names = names.into_inner();
+    Ok(match names.into_iter().next() {
+        Some(var) => KeySource::Env(var),
+        None if rest.trim().is_empty() => KeySource::None,
+        None => KeySource::Literal,
+    })
+}
+
+/// The model configs the run uses (one, or one per model of a batch).
+fn model_configs(loaded: &Loaded) -> Vec<PathBuf> {
+    match &loaded.plan.stages {
+        Stages::Batch(b) => b.models.iter().map(|m| m.run.model_config_path.clone()).collect(),
+        Stages::Generate(g) => vec![g.model_config_path.clone()],
+        _ => loaded.task.model.iter().map(|m| m.path.clone()).collect(),
+    }
+}
+
+/// The Secret references for the key (or the refusal to write a Job that would need it
+/// written out).
+fn key_env(args: &SubmitArgs, loaded: &Loaded) -> Result<KeyEnv, BadConfig> {
+    let mut vars = BTreeSet::new();
+    let mut files = Vec::new();
+    for config in model_configs(loaded) {
+        match key_source(&config)? {
+            KeySource::None => {}
+            KeySource::Env(var) => {
+                vars.insert(var);
+            }
+            KeySource::File(path) => files.push(path),
+            KeySource::Literal => {
+                return Err(BadConfig(format!(
+                    "{}: client_config.api_key holds the key itself; a Kubernetes Job never carries a key: write `api_key: ${{OPENAI_API_KEY}}`, create a Secret (kubectl create secret generic NAME --from-literal=OPENAI_API_KEY=…) and submit with --k8s-secret NAME",
+                    config.display()
+                )))
+            }
+        }
+    }
+    let Some(secret) = &args.k8s_secret else {
+        return match vars.first() {
+            Some(var) => Err(BadConfig(format!(
+                "the model config reads its key from ${{{var}}}, which the pods do not have: give --k8s-secret NAME[:KEY], a Secret holding it (kubectl create secret generic NAME --from-literal={var}=…)"
+            ))),
+            None => Ok(KeyEnv { from_secret: Vec::new(), files }),
+        };
+    };
+    if vars.is_empty() {
+        let why = if files.is_empty() { "reads no key from the environment (no `api_key: ${VAR}`)" } else { "reads its key from client_config.api_key_file" };
+        return Err(BadConfig(format!("--k8s-secret {secret}: the model config {why}, so the Secret would not be used")));
+    }
+    let (name, key) = match secret.split_once(':') {
+        Some((n, k)) => (n, Some(k)),
+        None => (secret.as_str(), None),
+    };
+    let dns_name = !name.is_empty()
+        && name.len() <= 253
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+    let key_ok = |k: &str| !k.is_empty() && k.len() <= 253 && k.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
+    if !dns_name || key.is_some_and(|k| !key_ok(k)) {
+        return Err(BadConfig(format!(
+            "--k8s-secret `{secret}` should be NAME or NAME:KEY: a Secret name (lower case letters, digits, `-`, `.`) and a key in it (letters, digits, `-`, `_`, `.`)"
+        )));
+    }
+    let from_secret = vars.into_iter().map(|var| (var.clone(), name.to_string(), key.map(str::to_string).unwrap_or(var))).collect();
+    Ok(KeyEnv { from_secret, files })
+}
+
+/// Every local file or folder the run reads, by what names it (`s3://`/`tos://` ones excluded).
+fn files_read(loaded: &Loaded, keys: &KeyEnv) -> Vec<(String, PathBuf)> {
+    let mut read: Vec<(String, PathBuf)> = Vec::new();
+    match &loaded.plan.stages {
+        Stages::Scoring(p) => {
+            if let Some((what, path)) = &p.input {
+                read.push((what.to_string(), path.clone()));
+            }
+            if let Some(pre) = &p.preprocess {
+                read.push(("preprocess input".into(), pre.input_root.clone()));
+                read.push((format!("the {} plugin ({})", pre.plugin.role, pre.plugin.slot), PathBuf::from(&pre.plugin.source)));
+            }
+            for plugin in [&p.prompt_builder, &p.score_parser] {
+                read.push((format!("the {} plugin ({})", plugin.role, plugin.slot), PathBuf::from(&plugin.source)));
+            }
+            if let Some(prompt) = &p.prompt_file {
+                read.push(("prompt.config_path".into(), prompt.clone()));
+            }
+        }
+        Stages::Generate(g) => read.push(("the input".into(), g.input_path.clone())),
+        Stages::Batch(b) => read.push(("the input".into(), b.input_file.clone())),
+        _ => {}
+    }
+    for config in model_configs(loaded) {
+        read.push(("the model config".into(), config));
+    }
+    for file in &keys.files {
+        read.push(("client_config.api_key_file".into(), file.clone()));
+    }
+    for key in ["config_path", "tos_config_path"] {
+        if let Some(p) = loaded.task.json.get("environment").and_then(|e| e.get(key)).and_then(Value::as_str) {
+            read.push((format!("environment.{key}"), loaded.task.resolve(p)));
+        }
+    }
+    read.retain(|(_, p)| {
+        let s = p.to_string_lossy();
+        !s.starts_with("builtin:") && !s.contains("://") && !s.starts_with("s3:/") && !s.starts_with("tos:/")
+    });
+    read
+}
+
+/// `path` made absolute from `cwd`, with symbolic links resolved as far as it exists.
+fn real(cwd: &Path, path: &Path) -> PathBuf {
+    let path = cwd.join(path);
+    if let Ok(p) = std::fs::canonicalize(&path) {
+        return p;
+    }
+    match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) => real(cwd, parent).join(name),
+        _ => path,
+    }
+}
+
+/// What lies outside the shared folder the volume holds: with `--pvc`, an error naming each;
+/// otherwise a warning (a `--host-path` node may hold the same paths, a dry run has no volume).
+fn check_shared(args: &SubmitArgs, target: &Target, loaded: &Loaded, keys: &KeyEnv) -> Result<(), BadConfig> {
+    let paths = Paths::new(args, target)?;
+    let mut outside: Vec<String> = Vec::new();
+    let written = std::iter::once(("the output folder".to_string(), target.output.clone()))
+        .chain(match &loaded.plan.stages {
+            Stages::Scoring(p) => p.stat_folder.clone().map(|f| ("data.stat_folder".to_string(), f)),
+            _ => None,
+        });
+    for (what, path) in written.chain(files_read(loaded, keys)) {
+        let full = real(&target.cwd, &path);
+        if !full.starts_with(&paths.shared) {
+            let line = format!("{what} {}", full.display());
+            if !outside.contains(&line) {
+                outside.push(line);
+            }
+        }
+    }
+    if outside.is_empty() {
+        return Ok(());
+    }
+    let shared = paths.shared.display();
+    if let Some(claim) = &args.pvc {
+        return Err(BadConfig(format!(
+            "with --pvc {claim} the pods see only the shared folder {shared}, and these are outside it: {}; move them into it (or submit from a task file in a folder that holds them all)",
+            outside.join("; ")
+        )));
+    }
+    for line in outside {
+        eprintln!("warning: {line} is outside the shared folder {shared} that the volume holds; the pods see it only if the nodes or the image provide it");
+    }
+    Ok(())
+}
+
+/// The user (and group) the pods run as: never root.
+fn run_as(args: &SubmitArgs) -> (u32, Option<u32>) {
+    if let Some(uid) = args.run_as_user {
+        return (uid, None);
+    }
+    // SAFETY: getuid and getgid cannot fail and touch no memory.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    if uid == 0 {
+        (NON_ROOT_UID, Some(NON_ROOT_UID))
+    } else {
+        (uid, Some(gid))
+    }
+}
+
 /// The Job's name and the Job.
-pub(super) fn job(args: &SubmitArgs, target: &Target) -> Result<(String, Value), BadConfig> {
+pub(super) fn job(args: &SubmitArgs, target: &Target, keys: &KeyEnv) -> Result<(String, Value), BadConfig> {
     let (mem, unit) = parse_mem(&args.mem)?;
     let image = args.image.as_deref().unwrap_or(IMAGE_PLACEHOLDER);
     if image.is_empty() || image.chars().any(char::is_whitespace) {
@@ -73,13 +305,6 @@ pub(super) fn job(args: &SubmitArgs, target: &Target) -> Result<(String, Value),
     let paths = Paths::new(args, target)?;
     let task_in_pod = paths.in_pod(&target.task_file);
     let output_in_pod = paths.in_pod(&target.output);
-    if !target.output.starts_with(&paths.shared) {
-        eprintln!(
-            "warning: the output folder {} is outside the shared folder {} that the volume holds; the pods write it in their own file system unless the image provides it",
-            target.output.display(),
-            paths.shared.display()
-        );
-    }
     // The shards start where `submit` ran when that is inside the shared folder.
     let workdir = if target.cwd.starts_with(&paths.shared) { paths.in_pod(&target.cwd) } else { paths.mount.clone() };
     let name = job_name(&target.task_name);
@@ -89,24 +314,60 @@ pub(super) fn job(args: &SubmitArgs, target: &Target) -> Result<(String, Value),
     if target.pin_output {
         command.extend(["--output-folder", utf8(&output_in_pod, "the output folder")?]);
     }
+    let mut env = vec![
+        json!({ "name": "MODELCALL_SHARD_COUNT", "value": target.shards.to_string() }),
+        // The root filesystem is read-only: temporary files and any cache go to /tmp.
+        json!({ "name": "TMPDIR", "value": "/tmp" }),
+        json!({ "name": "HOME", "value": "/tmp" }),
+    ];
+    for (var, secret, key) in &keys.from_secret {
+        env.push(json!({ "name": var, "valueFrom": { "secretKeyRef": { "name": secret, "key": key } } }));
+    }
     let mut container = json!({
         "name": "modelcall",
         "image": image,
         "command": command,
         "workingDir": utf8(&workdir, "the working folder")?,
-        "env": [{ "name": "MODELCALL_SHARD_COUNT", "value": target.shards.to_string() }],
+        "env": env,
         "resources": { "requests": resources, "limits": resources },
+        "securityContext": {
+            "runAsNonRoot": true,
+            "readOnlyRootFilesystem": true,
+            "allowPrivilegeEscalation": false,
+            "privileged": false,
+            "capabilities": { "drop": ["ALL"] },
+        },
     });
-    let mut pod = json!({ "restartPolicy": "Never", "containers": [] });
+    if args.active_deadline_seconds == Some(0) {
+        return Err(BadConfig("--active-deadline-seconds must be at least 1".into()));
+    }
+    let (uid, gid) = run_as(args);
+    if uid == 0 {
+        return Err(BadConfig("--run-as-user 0 is root; the pods run as a non-root user".into()));
+    }
+    let mut security = json!({ "runAsNonRoot": true, "runAsUser": uid, "seccompProfile": { "type": "RuntimeDefault" } });
+    if let Some(gid) = gid {
+        security["runAsGroup"] = json!(gid);
+    }
+    let mut pod = json!({
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": false,
+        "securityContext": security,
+        "containers": [],
+    });
+    let mut volumes = vec![json!({ "name": "tmp", "emptyDir": {} })];
+    let mut mounts = vec![json!({ "name": "tmp", "mountPath": "/tmp" })];
     let volume = match (&args.pvc, &args.host_path) {
         (Some(claim), _) => Some(json!({ "name": "shared", "persistentVolumeClaim": { "claimName": claim } })),
         (None, Some(dir)) => Some(json!({ "name": "shared", "hostPath": { "path": utf8(dir, "--host-path")?, "type": "Directory" } })),
         (None, None) => None,
     };
     if let Some(volume) = volume {
-        container["volumeMounts"] = json!([{ "name": "shared", "mountPath": utf8(&paths.mount, "--mount-path")? }]);
-        pod["volumes"] = json!([volume]);
+        mounts.push(json!({ "name": "shared", "mountPath": utf8(&paths.mount, "--mount-path")? }));
+        volumes.push(volume);
     }
+    container["volumeMounts"] = json!(mounts);
+    pod["volumes"] = json!(volumes);
     pod["containers"] = json!([container]);
     let mut metadata = json!({ "name": name, "labels": labels });
     if let Some(ns) = &args.namespace {
@@ -121,6 +382,14 @@ pub(super) fn job(args: &SubmitArgs, target: &Target) -> Result<(String, Value),
             "completions": target.shards,
             "parallelism": target.parallel,
             "backoffLimitPerIndex": args.backoff_limit_per_index.unwrap_or(DEFAULT_BACKOFF_LIMIT_PER_INDEX),
+            // A configuration error (exit 2) fails the index at once: every retry would fail
+            // the same way. A pod evicted by a drain or preemption is not counted.
+            "podFailurePolicy": { "rules": [
+                { "action": "FailIndex", "onExitCodes": { "containerName": "modelcall", "operator": "In", "values": [EXIT_BAD_CONFIGURATION] } },
+                { "action": "Ignore", "onPodConditions": [{ "type": "DisruptionTarget", "status": "True" }] },
+            ] },
+            "activeDeadlineSeconds": args.active_deadline_seconds.unwrap_or(DEFAULT_ACTIVE_DEADLINE_SECONDS),
+            "ttlSecondsAfterFinished": args.ttl_seconds_after_finished.unwrap_or(DEFAULT_TTL_SECONDS_AFTER_FINISHED),
             "template": { "metadata": { "labels": labels }, "spec": pod },
         },
     });

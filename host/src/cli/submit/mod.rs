@@ -12,7 +12,7 @@ mod slurm;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use modelcall_config::{load_task, Overrides, RunPlan, Stages};
+use modelcall_config::{load_task, load_task_without_secrets, LoadedTask, Overrides, RunPlan, Stages};
 
 use super::exit::{exit_code, BadConfig, Finish};
 
@@ -94,9 +94,33 @@ pub struct SubmitArgs {
     #[arg(long, value_name = "NAME", help_heading = "Kubernetes")]
     pub namespace: Option<String>,
 
-    /// Kubernetes: retries of each failed index before it counts as failed (default 3).
+    /// Kubernetes: retries of each failed index before it counts as failed (default 3). An
+    /// index whose run exits 2 (a configuration error) fails at once, without retries.
     #[arg(long, value_name = "N", help_heading = "Kubernetes")]
     pub backoff_limit_per_index: Option<u32>,
+
+    /// Kubernetes: the Secret holding the API key, as `NAME` or `NAME:KEY` (KEY defaults to the
+    /// name of the variable the model config reads, e.g. OPENAI_API_KEY for
+    /// `api_key: ${OPENAI_API_KEY}`). The pods get that variable from the Secret
+    /// (`secretKeyRef`); the key itself is never written into the Job.
+    #[arg(long, value_name = "NAME[:KEY]", help_heading = "Kubernetes")]
+    pub k8s_secret: Option<String>,
+
+    /// Kubernetes: the longest the whole Job may run, in seconds, before Kubernetes stops it
+    /// (`activeDeadlineSeconds`; default 86400, one day).
+    #[arg(long, value_name = "SECONDS", help_heading = "Kubernetes")]
+    pub active_deadline_seconds: Option<u64>,
+
+    /// Kubernetes: how long the finished Job and its pods are kept before Kubernetes deletes
+    /// them, in seconds (`ttlSecondsAfterFinished`; default 604800, a week). The results stay in
+    /// the shared folder.
+    #[arg(long, value_name = "SECONDS", help_heading = "Kubernetes")]
+    pub ttl_seconds_after_finished: Option<u64>,
+
+    /// Kubernetes: the user id the pods run as (never root; default: yours, or 65532 when you
+    /// are root). It must be able to write the shared folder.
+    #[arg(long, value_name = "UID", help_heading = "Kubernetes")]
+    pub run_as_user: Option<u32>,
 }
 
 /// The run every scheduler submits, resolved and checked.
@@ -119,6 +143,13 @@ pub(crate) struct Target {
     pub parallel: u32,
 }
 
+/// The loaded task and its plan, for what a scheduler checks beyond [`Target`] (Kubernetes:
+/// where the key comes from, which files the pods read).
+pub(crate) struct Loaded {
+    pub task: LoadedTask,
+    pub plan: RunPlan,
+}
+
 impl Target {
     /// `<output>/.modelcall/submit/<file>`.
     pub fn submit_file(&self, file: &str) -> PathBuf {
@@ -132,10 +163,10 @@ pub fn run(args: SubmitArgs) -> ExitCode {
 
 fn submit(args: &SubmitArgs) -> anyhow::Result<()> {
     check_scheduler_options(args)?;
-    let target = resolve(args)?;
+    let (target, loaded) = resolve(args)?;
     match args.scheduler {
         Scheduler::Slurm => slurm::submit(args, &target),
-        Scheduler::K8s => k8s::submit(args, &target),
+        Scheduler::K8s => k8s::submit(args, &target, &loaded),
     }
 }
 
@@ -154,6 +185,10 @@ fn check_scheduler_options(args: &SubmitArgs) -> Result<(), BadConfig> {
         ("--mount-path", args.mount_path.is_some()),
         ("--namespace", args.namespace.is_some()),
         ("--backoff-limit-per-index", args.backoff_limit_per_index.is_some()),
+        ("--k8s-secret", args.k8s_secret.is_some()),
+        ("--active-deadline-seconds", args.active_deadline_seconds.is_some()),
+        ("--ttl-seconds-after-finished", args.ttl_seconds_after_finished.is_some()),
+        ("--run-as-user", args.run_as_user.is_some()),
     ];
     let (other, given) = match args.scheduler {
         Scheduler::Slurm => ("Kubernetes", &k8s_only[..]),
@@ -170,7 +205,7 @@ fn check_scheduler_options(args: &SubmitArgs) -> Result<(), BadConfig> {
 }
 
 /// Loads the task, finds its output folder and checks the counts.
-fn resolve(args: &SubmitArgs) -> anyhow::Result<Target> {
+fn resolve(args: &SubmitArgs) -> anyhow::Result<(Target, Loaded)> {
     if args.shards == 0 {
         return Err(BadConfig("--shards must be at least 1".into()).into());
     }
@@ -181,7 +216,12 @@ fn resolve(args: &SubmitArgs) -> anyhow::Result<Target> {
     if args.cpus_per_task == 0 {
         return Err(BadConfig("--cpus-per-task must be at least 1".into()).into());
     }
-    let task = load_task(&args.task, &Overrides::default()).map_err(|e| BadConfig(e.to_string()))?;
+    // The key is not needed to write a job: a dry run never sends anything, and Kubernetes pods
+    // take it from a Secret. Slurm shards inherit the submitting shell's environment (sbatch
+    // exports it), so a real Slurm submission checks here that the variables are set.
+    let without_secrets = args.dry_run || args.scheduler == Scheduler::K8s;
+    let task = if without_secrets { load_task_without_secrets(&args.task, &Overrides::default()) } else { load_task(&args.task, &Overrides::default()) }
+        .map_err(|e| BadConfig(e.to_string()))?;
     if let Some(block) = modelcall_config::schema::notes_block(&task.ignored_keys, args.dry_run) {
         eprintln!("{block}");
     }
@@ -216,7 +256,7 @@ fn resolve(args: &SubmitArgs) -> anyhow::Result<Target> {
     let task_dir = task_file.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
     let output = shared_output(&cwd.join(&output))?;
     check_earlier_split(&output, args.shards)?;
-    Ok(Target {
+    let target = Target {
         task_name: plan.task_name.clone(),
         task_file,
         task_dir,
@@ -225,7 +265,8 @@ fn resolve(args: &SubmitArgs) -> anyhow::Result<Target> {
         cwd,
         shards: args.shards,
         parallel: parallel.min(args.shards),
-    })
+    };
+    Ok((target, Loaded { task, plan }))
 }
 
 /// The output folder, absolute, with its parent on the shared file system already there: the
