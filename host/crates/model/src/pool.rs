@@ -85,8 +85,28 @@ pub fn adapt_all(initial: usize, ceiling: usize) -> Vec<Arc<Pool>> {
 
 pub struct Pool {
     endpoints: Vec<Endpoint>,
-    /// Signalled when a capped endpoint frees a slot.
+    /// Signalled when a capped endpoint frees a slot (one waiter).
     freed: Notify,
+    /// Signalled to every attempt waiting for an endpoint other than the one it avoids (few:
+    /// retries), counted in `avoiding`.
+    freed_any: Notify,
+    avoiding: AtomicU64,
+}
+
+/// Counts an attempt waiting in [`Pool::pick_avoiding`] while it waits.
+struct AvoidingWaiter<'a>(&'a AtomicU64);
+
+impl<'a> AvoidingWaiter<'a> {
+    fn new(n: &'a AtomicU64) -> Self {
+        n.fetch_add(1, Ordering::AcqRel);
+        AvoidingWaiter(n)
+    }
+}
+
+impl Drop for AvoidingWaiter<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// An endpoint lent to one attempt; counted in flight until dropped.
@@ -100,7 +120,7 @@ pub struct Lease<'a> {
 impl Drop for Lease<'_> {
     fn drop(&mut self) {
         self.endpoint.in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.pool.freed.notify_one();
+        self.pool.notify_freed();
     }
 }
 
@@ -114,6 +134,7 @@ impl Lease<'_> {
             c.on_sample(latency, throttled, self.in_flight);
             if c.allowed() > before {
                 self.pool.freed.notify_waiters();
+                self.pool.freed_any.notify_waiters();
             }
         }
     }
@@ -161,7 +182,7 @@ impl Pool {
                 index,
             })
             .collect();
-        Pool { endpoints, freed: Notify::new() }
+        Pool { endpoints, freed: Notify::new(), freed_any: Notify::new(), avoiding: AtomicU64::new(0) }
     }
 
     pub fn len(&self) -> usize {
@@ -182,6 +203,7 @@ impl Pool {
             *e.control.lock().unwrap() = Some(limit::Controller::new(limit::Mode::Adaptive, initial, ceiling));
         }
         self.freed.notify_waiters();
+        self.freed_any.notify_waiters();
     }
 
     /// The sum of the endpoints' limits (`None` when one has none).
@@ -208,13 +230,47 @@ impl Pool {
 
     /// [`Pool::pick`], preferring any other endpoint with room to the one at `avoid` (the one a
     /// retried attempt just failed on).
+    ///
+    /// While another endpoint is healthy but at its limit, the attempt waits for it rather than
+    /// going back to `avoid` (a retry after a 429 sent straight back to the replica that refused
+    /// it would fail the record while the other replica is merely busy).
     pub async fn pick_avoiding(&self, avoid: Option<usize>) -> Lease<'_> {
+        let avoid = avoid.filter(|_| self.endpoints.len() > 1);
+        if let Some(a) = avoid {
+            let _waiting = AvoidingWaiter::new(&self.avoiding);
+            loop {
+                // Registered before the look: a slot freed in between wakes it.
+                let notified = self.freed_any.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if let Some(lease) = self.try_pick_among(Some(a)) {
+                    return lease;
+                }
+                if !self.another_healthy(a) {
+                    break;
+                }
+                notified.await;
+            }
+        }
         loop {
-            if let Some(lease) = self.try_pick_avoiding(avoid) {
+            if let Some(lease) = self.try_pick_among(None) {
                 return lease;
             }
             // A slot freed since the look above left a permit (`notify_one`): not missed.
             self.freed.notified().await;
+        }
+    }
+
+    /// Whether an endpoint other than `avoid` is not ejected.
+    fn another_healthy(&self, avoid: usize) -> bool {
+        let now = Instant::now();
+        self.endpoints.iter().any(|e| e.index != avoid && e.health.lock().unwrap().ejected_until.is_none_or(|t| t <= now))
+    }
+
+    fn notify_freed(&self) {
+        self.freed.notify_one();
+        if self.avoiding.load(Ordering::Acquire) > 0 {
+            self.freed_any.notify_waiters();
         }
     }
 

@@ -33,6 +33,8 @@ use std::time::{Duration, Instant};
 const TOLERANCE: f64 = 1.5;
 /// The limit after a throttle, as a share of the limit.
 const THROTTLE_CUT: f64 = 0.9;
+/// The limit after a throttle of an attempt sent under a limit already cut (and not grown since).
+const THROTTLE_AGAIN_CUT: f64 = 0.5;
 /// Samples in a window, at least.
 const MIN_WINDOW: u64 = 32;
 /// Windows over which a converged limit varied by less than 10 %.
@@ -71,6 +73,8 @@ pub struct Controller {
     recent: VecDeque<f64>,
     converged_since: Option<Instant>,
     skip_window: bool,
+    /// The limit grew since the last cut.
+    grown_since_cut: bool,
     pub throttles: u64,
 }
 
@@ -98,6 +102,7 @@ impl Controller {
             recent: VecDeque::new(),
             converged_since: None,
             skip_window: false,
+            grown_since_cut: false,
             throttles: 0,
         }
     }
@@ -126,6 +131,7 @@ impl Controller {
         self.limit = Some(2.0_f64.min(self.ceiling));
         self.slow_start = true;
         self.knee = None;
+        self.last_cut = None;
         self.reset_window(Instant::now());
         self.recent.clear();
     }
@@ -147,14 +153,20 @@ impl Controller {
         self.peak_in_flight = self.peak_in_flight.max(in_flight);
         if throttled {
             self.throttles += 1;
-            let cooldown = Duration::from_secs_f64(self.baseline.unwrap_or(0.1).clamp(0.01, 5.0));
-            if self.last_cut.is_none_or(|t| now.duration_since(t) >= cooldown) {
+            // Only an attempt sent after the last cut says the cut was not enough: the ones sent
+            // before it answer for the old limit (a 429 comes back in a millisecond, so a cooldown
+            // of a round trip would let hundreds through).
+            let sent = now.checked_sub(latency).unwrap_or(now);
+            if self.last_cut.is_none_or(|t| sent >= t) {
                 let at = match self.limit {
                     Some(l) => l,
                     // A guard learns its first limit from what was in flight.
                     None => (in_flight.max(1)) as f64,
                 };
-                self.cut(at, THROTTLE_CUT, now);
+                // Throttled again before the limit grew back: far above what the endpoint
+                // serves, so halve (as TCP does) rather than step down by 10 %.
+                let factor = if self.last_cut.is_some() && !self.grown_since_cut { THROTTLE_AGAIN_CUT } else { THROTTLE_CUT };
+                self.cut(at, factor, now);
             }
             return;
         }
@@ -215,6 +227,7 @@ impl Controller {
                         None => limit + limit.sqrt(),
                     }
                 };
+                self.grown_since_cut |= grown > limit;
                 self.limit = Some(grown.min(self.ceiling));
             }
         }
@@ -226,6 +239,7 @@ impl Controller {
         self.knee = Some(at);
         self.limit = Some((at * factor).max(self.floor).min(self.ceiling));
         self.last_cut = Some(now);
+        self.grown_since_cut = false;
     }
 
     fn window_ended(&mut self, now: Instant) {
