@@ -8,9 +8,12 @@ bench_init() {
     concurrency=${2:?concurrency}
     latency_ms=${3:?latency_ms}
     port=${4:-$5}
-    bin=target/release/modelcall
+    # BENCH_PROFILE=profiling: the release build with symbols and line tables, for
+    # `perf record` (the release profile ships stripped).
+    profile=${BENCH_PROFILE:-release}
+    bin=target/$profile/modelcall
     # Always build: measuring a stale binary would report the old code's figures.
-    cargo build --release -p modelcall >&2
+    cargo build --profile "$profile" -p modelcall >&2
     work=$(mktemp -d)
     trap 'pkill -P $sim_pid 2>/dev/null || true; kill $sim_pid 2>/dev/null || true; rm -rf "$work"' EXIT
 }

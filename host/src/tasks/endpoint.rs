@@ -45,6 +45,9 @@ pub async fn connect(model: &ModelConfig, concurrency: usize, plan: &modelcall_c
     settings.http2_prior_knowledge = c.h2c;
     settings.text_completion = c.completions_api;
     settings.ca_cert = c.ca_cert.clone();
+    if let Some(max) = c.max_response_bytes {
+        settings.max_response_bytes = max;
+    }
     let share = |e: &modelcall_config::model::PoolEndpoint| EndpointShare { weight: e.weight, max_in_flight: e.max_in_flight };
     if let Some(first) = c.pool.first() {
         settings.base_share = share(first);
@@ -93,13 +96,17 @@ fn unlisted_model_warning(model: &str, served: &[String]) -> Option<String> {
 }
 
 /// What the run summary gets at the end: `endpoints` (requests, failures and ejections per
-/// endpoint), `http_client` (`http1` or `reqwest`, see `modelcall_model::transport`) and, for `sim://`, `simulator` (what the simulated server counted, its prefix
+/// endpoint), `http_client` (`http1` or `reqwest`, see `modelcall_model::transport`),
+/// `stale_connection_resends` and, for `sim://`, `simulator` (what the simulated server counted, its prefix
 /// cache included).
 pub fn end_facts(client: ModelClient, sim: Option<Arc<modelcall_sim::SimServer>>) -> crate::engine::EndFacts {
     Box::new(move |_summary| {
         let mut facts = Map::new();
         facts.insert("endpoints".into(), json!(client.endpoint_stats()));
         facts.insert("http_client".into(), json!(client.transport_name()));
+        // Requests re-sent once on a fresh connection after the server closed a reused one
+        // before answering (not retries).
+        facts.insert("stale_connection_resends".into(), json!(client.stale_connection_resends()));
         if let Some(sim) = &sim {
             let s = sim.stats();
             let mut doc = json!({"requests": s.requests, "rate_limited": s.rate_limited});

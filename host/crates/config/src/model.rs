@@ -84,6 +84,9 @@ pub struct ClientOptions {
     /// private CA, a self-signed server); relative to the model config's folder. Checked to
     /// exist and hold a PEM certificate.
     pub ca_cert: Option<PathBuf>,
+    /// `max_response_bytes: N`: the most bytes of one reply's body; `None`: the client's
+    /// default (16 MiB).
+    pub max_response_bytes: Option<u64>,
 }
 
 
@@ -121,6 +124,8 @@ const CLIENT_KEYS: &[&str] = &[
     "endpoints",
     // A PEM file of certificates to trust (a private CA).
     "ca_cert",
+    // The most bytes of one reply (default 16 MiB).
+    "max_response_bytes",
 ];
 
 impl ModelConfig {
@@ -343,8 +348,20 @@ impl ModelConfig {
             }
             Some(v) => return Err(err(&["client_config", "ca_cert"], format!("must be the path of a PEM certificate file, found {}", describe(v)))),
         };
-        let client =
-            ClientOptions { headers, query: pairs("default_query")?, h2c: http2_prior_knowledge, completions_api: text_completion, pool, ca_cert };
+        let max_response_bytes = match num("max_response_bytes")? {
+            None => None,
+            Some(n) if n >= 1.0 && n.fract() == 0.0 && n <= u64::MAX as f64 => Some(n as u64),
+            Some(n) => return Err(err(&["client_config", "max_response_bytes"], format!("must be a whole number of bytes, 1 or more, found {n}"))),
+        };
+        let client = ClientOptions {
+            headers,
+            query: pairs("default_query")?,
+            h2c: http2_prior_knowledge,
+            completions_api: text_completion,
+            pool,
+            ca_cert,
+            max_response_bytes,
+        };
         Ok(ModelConfig {
             path: path.to_path_buf(),
             client,

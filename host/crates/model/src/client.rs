@@ -143,13 +143,14 @@ fn read_certificates(what: &'static str, path: &std::path::Path) -> Result<Vec<r
 impl ModelClient {
     pub fn new(settings: ClientSettings) -> Result<Self, ClientError> {
         let path = if settings.text_completion { "/completions" } else { "/chat/completions" };
+        // The path goes before any query the base URL has (`http://h/v1?api-version=X`, Azure).
         let request_url = |base_url: &str| -> Result<reqwest::Url, ClientError> {
-            let base = base_url.trim_end_matches('/');
-            let endpoint = if base.ends_with(path) { base.to_string() } else { format!("{base}{path}") };
-            let mut url = reqwest::Url::parse(&endpoint).map_err(|e| ClientError::InvalidBaseUrl {
+            let mut url = reqwest::Url::parse(base_url.trim()).map_err(|e| ClientError::InvalidBaseUrl {
                 base_url: Redactor::new(settings.api_key.clone()).redact_string(base_url),
                 reason: e.to_string(),
             })?;
+            let base = url.path().trim_end_matches('/').to_string();
+            url.set_path(&if base.ends_with(path) { base } else { format!("{base}{path}") });
             if !settings.query.is_empty() {
                 url.query_pairs_mut().extend_pairs(settings.query.iter().map(|(k, v)| (k.as_str(), v.as_str())));
             }
@@ -177,7 +178,9 @@ impl ModelClient {
         let loopback = crate::transport::is_loopback(&url);
         let mut builder = reqwest::Client::builder()
             .pool_max_idle_per_host(settings.pool_size.max(1))
-            .pool_idle_timeout(Duration::from_secs(90))
+            // Under the usual servers' keep-alive (uvicorn's 5 s, which vLLM and SGLang
+            // inherit): a connection the server is about to close is not reused.
+            .pool_idle_timeout(crate::transport::IDLE_REUSE_LIMIT)
             .tcp_nodelay(true)
             .connect_timeout(settings.timeout.min(Duration::from_secs(30)))
             .timeout(settings.timeout)
@@ -215,6 +218,7 @@ impl ModelClient {
                 headers: &settings.headers,
                 http2_prior_knowledge: settings.http2_prior_knowledge,
                 timeout: settings.timeout,
+                idle_timeout: settings.idle_timeout,
                 max_idle_per_endpoint: settings.pool_size,
             },
         )?;
@@ -392,9 +396,15 @@ impl ModelClient {
     }
 
     async fn list_models_unredacted(&self) -> Result<Vec<String>, CallError> {
-        let first = &self.pool.first().url;
-        let path = first.split('?').next().unwrap_or(first);
-        let url = path.trim_end_matches("/chat/completions").trim_end_matches("/completions").to_string() + "/models";
+        // `<base>/models`, the base URL's query kept.
+        let url = match reqwest::Url::parse(&self.pool.first().url) {
+            Ok(mut u) => {
+                let base = u.path().trim_end_matches("/chat/completions").trim_end_matches("/completions").to_string();
+                u.set_path(&format!("{base}/models"));
+                u.to_string()
+            }
+            Err(_) => self.pool.first().url.clone(),
+        };
         let mut req = self.http.get(&url);
         if let Some(key) = &self.settings.api_key {
             req = req.bearer_auth(key);
@@ -547,8 +557,15 @@ impl ModelClient {
         self.pool.stats()
     }
 
+    /// Requests re-sent once on a fresh connection because a reused one was closed by the
+    /// server before any answer (not counted as retries), for the run summary.
+    pub fn stale_connection_resends(&self) -> u64 {
+        self.transport.stale_resends()
+    }
+
     /// One attempt at `url`; `status` gets the HTTP status once an answer's head arrived.
     async fn attempt_on(&self, url: &str, body: bytes::Bytes, status_seen: &mut u16) -> Result<Answer, AttemptError> {
+        let mut read = BodyRead { deadline: tokio::time::Instant::now() + self.settings.timeout, received: 0 };
         let mut resp = match self.transport.post(url, body).await {
             Ok(resp) => resp,
             Err(e) if e.certificate => {
@@ -562,7 +579,11 @@ impl ModelClient {
         *status_seen = status;
         if !(200..300).contains(&status) {
             let retry_after = resp.retry_after.as_deref().and_then(parse_retry_after);
-            let text = self.read_body(&mut resp).await.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+            let text = match self.read_body(&mut resp, &mut read).await {
+                Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+                Err(e @ AttemptError::Final(_)) => return Err(e),
+                Err(_) => String::new(),
+            };
             let message = error_message(status, &text);
             return Err(match status {
                 401 | 403 => AttemptError::Final(CallError::Auth { endpoint: self.endpoint.to_string(), status, message }),
@@ -586,7 +607,7 @@ impl ModelClient {
         let is_sse = resp.content_type.as_deref().is_some_and(|ct| ct.starts_with("text/event-stream"));
         if self.settings.stream && is_sse {
             let mut acc = SseAccumulator::default();
-            while let Some(chunk) = self.next_chunk(&mut resp).await? {
+            while let Some(chunk) = self.next_chunk(&mut resp, &mut read).await? {
                 acc.feed(&chunk).map_err(|e| AttemptError::Retry {
                     cause: RetryCause::MalformedBody,
                     message: e.to_string(),
@@ -602,7 +623,7 @@ impl ModelClient {
             }
             Ok(acc.answer)
         } else {
-            let bytes = self.read_body(&mut resp).await?;
+            let bytes = self.read_body(&mut resp, &mut read).await?;
             wire::parse_json_body(&bytes).map_err(|e| AttemptError::Retry {
                 cause: RetryCause::MalformedBody,
                 message: e.to_string(),
@@ -611,28 +632,56 @@ impl ModelClient {
         }
     }
 
-    /// The next piece of a body, waiting at most `idle_timeout` for it (the total `timeout`
-    /// covers the whole body).
-    async fn next_chunk(&self, resp: &mut Response) -> Result<Option<bytes::Bytes>, AttemptError> {
-        let next = match self.settings.idle_timeout {
-            None => resp.next_chunk().await,
-            Some(idle) => tokio::time::timeout(idle, resp.next_chunk()).await.map_err(|_| AttemptError::Retry {
-                cause: RetryCause::Timeout,
-                message: format!("no data from the endpoint for {} s (client_config.idle_timeout)", idle.as_secs_f64()),
-                retry_after: None,
-            })?,
+    /// The next piece of a body, waiting at most `idle_timeout` for it and never past the
+    /// attempt's `timeout` (which bounds the whole exchange, body included, on both clients);
+    /// the body's bytes are counted against `max_response_bytes` as they arrive.
+    async fn next_chunk(&self, resp: &mut Response, read: &mut BodyRead) -> Result<Option<bytes::Bytes>, AttemptError> {
+        let total = || AttemptError::Retry {
+            cause: RetryCause::Timeout,
+            message: format!("no complete answer within {} s (client_config.timeout)", self.settings.timeout.as_secs_f64()),
+            retry_after: None,
         };
-        next.map_err(transport_error)
+        let now = tokio::time::Instant::now();
+        if now >= read.deadline {
+            return Err(total());
+        }
+        let idle_by = self.settings.idle_timeout.map(|idle| now + idle).filter(|at| *at < read.deadline);
+        let next = match tokio::time::timeout_at(idle_by.unwrap_or(read.deadline), resp.next_chunk()).await {
+            Ok(next) => next,
+            Err(_) if idle_by.is_some() => {
+                return Err(AttemptError::Retry {
+                    cause: RetryCause::Timeout,
+                    message: format!("no data from the endpoint for {} s (client_config.idle_timeout)", self.settings.idle_timeout.unwrap_or_default().as_secs_f64()),
+                    retry_after: None,
+                })
+            }
+            Err(_) => return Err(total()),
+        };
+        let chunk = next.map_err(transport_error)?;
+        if let Some(piece) = &chunk {
+            read.received += piece.len() as u64;
+            if read.received > self.settings.max_response_bytes {
+                // Dropping the response closes its connection.
+                return Err(AttemptError::Final(CallError::ReplyTooLarge { limit: self.settings.max_response_bytes }));
+            }
+        }
+        Ok(chunk)
     }
 
     /// A whole body, under the idle timeout between its pieces.
-    async fn read_body(&self, resp: &mut Response) -> Result<Vec<u8>, AttemptError> {
+    async fn read_body(&self, resp: &mut Response, read: &mut BodyRead) -> Result<Vec<u8>, AttemptError> {
         let mut body = Vec::new();
-        while let Some(chunk) = self.next_chunk(resp).await? {
+        while let Some(chunk) = self.next_chunk(resp, read).await? {
             body.extend_from_slice(&chunk);
         }
         Ok(body)
     }
+}
+
+/// An answer's body being read: the attempt's deadline and the bytes received so far.
+struct BodyRead {
+    deadline: tokio::time::Instant,
+    received: u64,
 }
 
 mod http_errors;

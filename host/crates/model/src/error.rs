@@ -83,6 +83,10 @@ pub enum CallError {
         "the TLS certificate of {host} is not trusted: {}. If the server uses a private CA (or a self-signed certificate), set client_config.ca_cert to its PEM file in the model config, or point SSL_CERT_FILE at a PEM bundle that holds it", .message.trim_end_matches('.')
     )]
     Certificate { host: String, message: String },
+    /// The answer's body passed `client_config.max_response_bytes`: the connection was dropped.
+    /// Permanent (the same request would get the same answer), not fatal.
+    #[error("the reply passed client_config.max_response_bytes ({limit} bytes): the connection was dropped; raise the limit if such replies are expected")]
+    ReplyTooLarge { limit: u64 },
 }
 
 /// `; the endpoint serves: a, b, c` (the first few), or nothing when unknown.
@@ -109,6 +113,7 @@ impl CallError {
             CallError::Unreachable { .. } => "unreachable",
             CallError::ModelNotFound { .. } => "model_not_found",
             CallError::Certificate { .. } => "certificate",
+            CallError::ReplyTooLarge { .. } => "reply_too_large",
         }
     }
 }
@@ -128,6 +133,7 @@ impl CallError {
                 CallError::ModelNotFound { endpoint: r(endpoint), model, status, message: r(message), served }
             }
             CallError::Certificate { host, message } => CallError::Certificate { host: r(host), message: r(message) },
+            CallError::ReplyTooLarge { limit } => CallError::ReplyTooLarge { limit },
         }
     }
 }

@@ -15,11 +15,15 @@ pub struct ClientSettings {
     /// Per HTTP attempt, headers and body included: a total deadline, however steadily a stream
     /// is arriving.
     pub timeout: Duration,
-    /// The longest wait between two pieces of a response body once its headers arrived (between
-    /// stream chunks); exceeding it fails the attempt as a `timeout`. `None`: only `timeout`.
-    /// Waiting for the headers is not covered (a non-streaming server sends them only when the
-    /// whole answer is ready): `timeout` bounds that.
+    /// The longest silence from the endpoint once the request is written: until the first byte
+    /// of the answer's head, then between any two pieces of it (head and body, between stream
+    /// chunks); exceeding it fails the attempt as a `timeout`. `None`: only `timeout`. With a
+    /// non-streaming server, which sends its head only when the whole answer is ready, it must
+    /// exceed the longest generation.
     pub idle_timeout: Option<Duration>,
+    /// The most bytes of one answer's body (streamed or not), counted as they arrive; over it
+    /// the connection is dropped and the record fails (`reply_too_large`, not retried).
+    pub max_response_bytes: u64,
     /// Retries after the first attempt for retryable failures.
     pub max_retries: u32,
     /// Idle connections kept per host: size it to the concurrency.
@@ -57,6 +61,9 @@ pub struct ClientSettings {
     pub ca_cert: Option<std::path::PathBuf>,
 }
 
+/// `client_config.max_response_bytes` when not set: 16 MiB.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 16 << 20;
+
 /// What an endpoint of a pool takes: its weight among the others and its own in-flight cap.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EndpointShare {
@@ -82,6 +89,7 @@ impl ClientSettings {
             model: model.into(),
             timeout: Duration::from_secs(600),
             idle_timeout: None,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             max_retries: 5,
             pool_size: 64,
             stream: false,

@@ -162,6 +162,9 @@ pub fn parse_json_body(body: &[u8]) -> Result<Answer, MalformedBody> {
 #[derive(Debug, Default)]
 pub struct SseAccumulator {
     buffer: Vec<u8>,
+    /// How far `buffer` is known to hold no `\n`: each byte is scanned once, however many
+    /// pieces a long line arrives in.
+    scanned: usize,
     pub answer: Answer,
     pub done: bool,
 }
@@ -170,48 +173,67 @@ impl SseAccumulator {
     /// Feeds raw bytes; `Err` for an event that is not valid JSON (malformed stream).
     pub fn feed(&mut self, bytes: &[u8]) -> Result<(), MalformedBody> {
         self.buffer.extend_from_slice(bytes);
-        while let Some(pos) = self.buffer.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.buffer.drain(..=pos).collect();
-            let line = String::from_utf8_lossy(&line);
-            let line = line.trim();
-            let Some(data) = line.strip_prefix("data:") else { continue };
-            let data = data.trim();
-            if data == "[DONE]" {
-                self.done = true;
-                continue;
+        // Lines are taken from `start` on and the buffer is shifted once per piece, not once per
+        // line; the search resumes where the last one stopped.
+        let buffer = std::mem::take(&mut self.buffer);
+        let mut start = 0;
+        let mut result = Ok(());
+        while let Some(at) = memchr::memchr(b'\n', &buffer[self.scanned.max(start)..]) {
+            let end = self.scanned.max(start) + at;
+            let line = &buffer[start..end];
+            start = end + 1;
+            result = self.line(line);
+            if result.is_err() {
+                break;
             }
-            let v: Value = serde_json::from_str(data).map_err(MalformedBody::EventNotJson)?;
-            if let Some(err) = v.get("error") {
-                return Err(MalformedBody::ErrorEvent(excerpt(&err.to_string())));
+        }
+        self.buffer = buffer;
+        self.buffer.drain(..start);
+        self.scanned = self.buffer.len();
+        result
+    }
+
+    /// Handles one line of the stream (without its `\n`).
+    fn line(&mut self, line: &[u8]) -> Result<(), MalformedBody> {
+        let line = String::from_utf8_lossy(line);
+        let line = line.trim();
+        let Some(data) = line.strip_prefix("data:") else { return Ok(()) };
+        let data = data.trim();
+        if data == "[DONE]" {
+            self.done = true;
+            return Ok(());
+        }
+        let v: Value = serde_json::from_str(data).map_err(MalformedBody::EventNotJson)?;
+        if let Some(err) = v.get("error") {
+            return Err(MalformedBody::ErrorEvent(excerpt(&err.to_string())));
+        }
+        if self.answer.model.is_empty() {
+            if let Some(m) = v.get("model").and_then(Value::as_str) {
+                self.answer.model = m.to_string();
             }
-            if self.answer.model.is_empty() {
-                if let Some(m) = v.get("model").and_then(Value::as_str) {
-                    self.answer.model = m.to_string();
+        }
+        if let Some(u) = v.get("usage").filter(|u| !u.is_null()) {
+            self.answer.usage = serde_json::from_value(u.clone()).ok();
+        }
+        if let Some(choice) = v.get("choices").and_then(|c| c.get(0)) {
+            if let Some(t) = choice.get("text").and_then(Value::as_str) {
+                self.answer.content.push_str(t);
+            }
+            if let Some(delta) = choice.get("delta") {
+                if let Some(c) = delta.get("content").and_then(Value::as_str) {
+                    self.answer.content.push_str(c);
+                }
+                let r = delta
+                    .get("reasoning_content")
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                    .or_else(|| delta.get("reasoning").and_then(Value::as_str));
+                if let Some(r) = r {
+                    self.answer.reasoning.push_str(r);
                 }
             }
-            if let Some(u) = v.get("usage").filter(|u| !u.is_null()) {
-                self.answer.usage = serde_json::from_value(u.clone()).ok();
-            }
-            if let Some(choice) = v.get("choices").and_then(|c| c.get(0)) {
-                if let Some(t) = choice.get("text").and_then(Value::as_str) {
-                    self.answer.content.push_str(t);
-                }
-                if let Some(delta) = choice.get("delta") {
-                    if let Some(c) = delta.get("content").and_then(Value::as_str) {
-                        self.answer.content.push_str(c);
-                    }
-                    let r = delta
-                        .get("reasoning_content")
-                        .and_then(Value::as_str)
-                        .filter(|s| !s.is_empty())
-                        .or_else(|| delta.get("reasoning").and_then(Value::as_str));
-                    if let Some(r) = r {
-                        self.answer.reasoning.push_str(r);
-                    }
-                }
-                if let Some(f) = choice.get("finish_reason").and_then(Value::as_str) {
-                    self.answer.finish_reason = Some(f.to_string());
-                }
+            if let Some(f) = choice.get("finish_reason").and_then(Value::as_str) {
+                self.answer.finish_reason = Some(f.to_string());
             }
         }
         Ok(())
@@ -328,6 +350,38 @@ mod tests {
         let mut errored = SseAccumulator::default();
         let e = errored.feed(b"data: {\"error\": {\"message\": \"overloaded\"}}\n").unwrap_err();
         assert_eq!(e.to_string(), r#"stream error event: {"message":"overloaded"}"#);
+    }
+
+    #[test]
+    fn sse_splitting_is_linear_in_bytes() {
+        // One 8 MB `data:` line in 1 KiB pieces: rescanning the buffer on every piece reads
+        // ~32 GB (minutes); scanning each byte once takes milliseconds. Generous bound.
+        let text = "x".repeat(8 << 20);
+        let event = format!("data: {{\"choices\":[{{\"delta\":{{\"content\":\"{text}\"}},\"finish_reason\":\"stop\"}}]}}\n\n");
+        let started = std::time::Instant::now();
+        let mut acc = SseAccumulator::default();
+        for piece in event.as_bytes().chunks(1024) {
+            acc.feed(piece).unwrap();
+        }
+        assert!(acc.is_complete());
+        assert_eq!(acc.answer.content.len(), text.len());
+        assert!(started.elapsed() < std::time::Duration::from_secs(3), "one long line took {:?}", started.elapsed());
+        // 200,000 short lines in one piece: the buffer is shifted once, not once per line.
+        let many = "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n".repeat(200_000);
+        let started = std::time::Instant::now();
+        let mut acc = SseAccumulator::default();
+        acc.feed(many.as_bytes()).unwrap();
+        acc.feed(b"data: [DONE]\n").unwrap();
+        assert!(acc.is_complete());
+        assert_eq!(acc.answer.content.len(), 200_000);
+        assert!(started.elapsed() < std::time::Duration::from_secs(3), "many lines took {:?}", started.elapsed());
+        // A line split inside its `\n`-free part and across CRLF still parses.
+        let mut acc = SseAccumulator::default();
+        for piece in ["da", "ta: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\r", "\n\r\n", "data: [DO", "NE]\r\n"] {
+            acc.feed(piece.as_bytes()).unwrap();
+        }
+        assert!(acc.is_complete());
+        assert_eq!(acc.answer.content, "hi");
     }
 
     #[test]

@@ -17,6 +17,12 @@ pub(crate) mod http1;
 /// (or unset) chooses per the rules above.
 pub const HTTP_CLIENT_VAR: &str = "MODELCALL_HTTP_CLIENT";
 
+/// A connection idle longer than this is not reused, by either client: under the usual
+/// servers' keep-alive timeouts (uvicorn's 5 s, which vLLM and SGLang inherit), so the client
+/// does not send a request on a connection the server is closing. The lean client also honours a
+/// shorter `Keep-Alive: timeout=N` the server sends.
+pub(crate) const IDLE_REUSE_LIMIT: Duration = Duration::from_secs(4);
+
 /// Whether `url` names this machine (`localhost`, 127.0.0.0/8, `::1`): never through a proxy.
 pub(crate) fn is_loopback(url: &reqwest::Url) -> bool {
     let Some(host) = url.host_str() else { return false };
@@ -60,7 +66,13 @@ impl From<http1::Http1Error> for TransportError {
 
 /// The client a [`crate::ModelClient`] sends its attempts with.
 pub(crate) enum Transport {
-    Reqwest { client: reqwest::Client, api_key: Option<String> },
+    Reqwest {
+        client: reqwest::Client,
+        api_key: Option<String>,
+        idle_timeout: Option<Duration>,
+        /// Requests re-sent because the server closed a connection before any answer.
+        stale_resends: std::sync::atomic::AtomicU64,
+    },
     Http1(http1::Http1Client),
 }
 
@@ -71,6 +83,9 @@ pub(crate) struct Http1Options<'a> {
     pub headers: &'a [(String, String)],
     pub http2_prior_knowledge: bool,
     pub timeout: Duration,
+    /// `client_config.idle_timeout`: also the longest wait for the head once the request is
+    /// written.
+    pub idle_timeout: Option<Duration>,
     pub max_idle_per_endpoint: usize,
 }
 
@@ -90,7 +105,21 @@ impl Transport {
                 return Ok(Transport::Http1(client));
             }
         }
-        Ok(Transport::Reqwest { client: reqwest, api_key: options.api_key.map(str::to_string) })
+        Ok(Transport::Reqwest {
+            client: reqwest,
+            api_key: options.api_key.map(str::to_string),
+            idle_timeout: options.idle_timeout,
+            stale_resends: Default::default(),
+        })
+    }
+
+    /// Requests re-sent once on a fresh connection because the server closed a reused one
+    /// before any byte of an answer (counted apart from retries).
+    pub fn stale_resends(&self) -> u64 {
+        match self {
+            Transport::Reqwest { stale_resends, .. } => stale_resends.load(std::sync::atomic::Ordering::Relaxed),
+            Transport::Http1(client) => client.stale_resends(),
+        }
     }
 
     /// Which client it is, for logs and tests.
@@ -104,12 +133,33 @@ impl Transport {
     /// POSTs a JSON `body` to `url` (one of the endpoints the transport was built for).
     pub async fn post(&self, url: &str, body: Bytes) -> Result<Response, TransportError> {
         match self {
-            Transport::Reqwest { client, api_key } => {
-                let mut req = client.post(url).header("content-type", "application/json").body(body);
-                if let Some(key) = api_key {
-                    req = req.bearer_auth(key);
-                }
-                let resp = req.send().await?;
+            Transport::Reqwest { client, api_key, idle_timeout, stale_resends } => {
+                let mut resent = false;
+                let resp = loop {
+                    let mut req = client.post(url).header("content-type", "application/json").body(body.clone());
+                    if let Some(key) = api_key {
+                        req = req.bearer_auth(key);
+                    }
+                    let sent = match idle_timeout {
+                        None => req.send().await,
+                        Some(idle) => tokio::time::timeout(*idle, req.send()).await.map_err(|_| TransportError {
+                            timeout: true,
+                            connect: false,
+                            certificate: false,
+                            message: format!("no answer from the endpoint {} s after the request (client_config.idle_timeout)", idle.as_secs_f64()),
+                        })?,
+                    };
+                    match sent {
+                        Ok(resp) => break resp,
+                        // The server closed the (pooled) connection before any byte of an
+                        // answer: sent once more, on the fresh connection hyper then opens.
+                        Err(e) if !resent && closed_before_answer(&e) => {
+                            resent = true;
+                            stale_resends.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                };
                 let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
                 Ok(Response {
                     status: resp.status().as_u16(),
@@ -124,6 +174,29 @@ impl Transport {
             }
         }
     }
+}
+
+/// Whether a reqwest failure is a connection the server closed (or reset) before any byte of
+/// an answer: hyper's "connection closed before message completed", the race on a pooled
+/// connection the server was closing.
+fn closed_before_answer(e: &reqwest::Error) -> bool {
+    if e.is_timeout() || e.is_connect() || e.is_status() || e.is_body() || e.is_decode() {
+        return false;
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if text.contains("connection closed before message completed") {
+            return true;
+        }
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            if matches!(io.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe) {
+                return true;
+            }
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// An answer's status and the headers the client reads, and its body still to read.

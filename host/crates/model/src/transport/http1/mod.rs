@@ -25,14 +25,16 @@ mod body;
 pub(crate) use body::BodyReader;
 use body::{Chunk, Framing};
 
-/// Connections idle longer than this are not reused (reqwest's pool uses the same).
-const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Connections idle longer than this are not reused (see [`super::IDLE_REUSE_LIMIT`]).
+const IDLE_TIMEOUT: Duration = super::IDLE_REUSE_LIMIT;
 /// A response head larger than this is refused.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// A chunk-size or trailer line larger than this is refused.
 const MAX_LINE_BYTES: usize = 8 * 1024;
 /// Read at least this much room at a time.
 const READ_ROOM: usize = 8 * 1024;
+/// While a body keeps filling its reads, the room doubles up to this.
+const MAX_READ_ROOM: usize = 512 * 1024;
 const MAX_HEADERS: usize = 100;
 
 /// Whether `url` can be reached by this client: plain `http`, no userinfo (reqwest turns it into
@@ -60,6 +62,9 @@ enum ErrorKind {
     /// The request could not be written: on a reused connection, the server had closed it
     /// while it was idle, so the request never reached it.
     NotSent,
+    /// The connection was closed or reset before any byte of an answer: on a reused
+    /// connection, the server was closing it as the request went out.
+    ClosedBeforeAnswer,
 }
 
 impl Http1Error {
@@ -84,7 +89,12 @@ impl fmt::Display for Http1Error {
 pub(crate) struct Http1Client {
     endpoints: Vec<Arc<Endpoint>>,
     timeout: Duration,
+    /// `client_config.idle_timeout`: the longest wait for the answer's head (and between its
+    /// pieces) once the request is written.
+    idle_timeout: Option<Duration>,
     connect_timeout: Duration,
+    /// Requests re-sent on a fresh connection after a reused one failed before any answer.
+    stale_resends: std::sync::atomic::AtomicU64,
 }
 
 /// One endpoint: where to connect, the fixed part of every request, the idle connections.
@@ -96,6 +106,7 @@ struct Endpoint {
     port: u16,
     /// The request line and headers up to the value of `content-length`.
     head: Vec<u8>,
+    /// Idle connections and until when each may be reused.
     idle: Mutex<Vec<(Conn, Instant)>>,
     max_idle: usize,
 }
@@ -104,6 +115,11 @@ struct Conn {
     stream: TcpStream,
     /// Bytes read and not yet consumed; empty (no allocation) between answers.
     buf: BytesMut,
+    /// How much room a read gets: doubles while a body keeps filling it (up to
+    /// [`MAX_READ_ROOM`]), back to [`READ_ROOM`] between answers.
+    room: usize,
+    /// The server's `Keep-Alive: timeout=N`, from the last answer's head.
+    keep_alive: Option<Duration>,
 }
 
 /// The parts of a response head the client uses.
@@ -166,7 +182,13 @@ impl Http1Client {
                 max_idle: options.max_idle_per_endpoint.max(1),
             }));
         }
-        Some(Http1Client { endpoints, timeout: options.timeout, connect_timeout: options.timeout.min(Duration::from_secs(30)) })
+        Some(Http1Client {
+            endpoints,
+            timeout: options.timeout,
+            idle_timeout: options.idle_timeout,
+            connect_timeout: options.timeout.min(Duration::from_secs(30)),
+            stale_resends: Default::default(),
+        })
     }
 
     /// Sends `body` to `url` and reads the answer's head; the body is read from the returned
@@ -185,16 +207,20 @@ impl Http1Client {
                 Some(conn) => (conn, true),
                 None => (self.connect(&endpoint, deadline).await?, false),
             };
-            match exchange(&mut conn, &request, deadline, &endpoint.authority).await {
+            match exchange(&mut conn, &request, deadline, self.idle_timeout, &endpoint.authority).await {
                 Ok((head, framing, reusable)) => {
                     drop(request);
                     let body = BodyReader { conn: Some(conn), framing, reusable, deadline, endpoint };
                     return Ok((head, body));
                 }
-                // The server had closed the idle connection: the request did not reach it, so
-                // it goes once more on a new connection. (A connection closed after the request
-                // went out is an error the retry loop counts: the server may have worked on it.)
-                Err(e) if reused && e.kind == ErrorKind::NotSent => fresh_only = true,
+                // The server had closed the idle connection, or closed it as the request went
+                // out, before any byte of an answer: the request goes once more, on a new
+                // connection, without spending a retry (counted apart). A connection closed
+                // after an answer began is an error the retry loop counts.
+                Err(e) if reused && matches!(e.kind, ErrorKind::NotSent | ErrorKind::ClosedBeforeAnswer) => {
+                    self.stale_resends.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    fresh_only = true;
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -207,7 +233,12 @@ impl Http1Client {
             .map_err(|_| Http1Error::new(ErrorKind::Timeout, format!("connecting to {}: timed out", endpoint.authority)))?
             .map_err(|e| Http1Error::new(ErrorKind::Connect, format!("connecting to {}: {e}", endpoint.authority)))?;
         let _ = stream.set_nodelay(true);
-        Ok(Conn { stream, buf: BytesMut::new() })
+        Ok(Conn { stream, buf: BytesMut::new(), room: READ_ROOM, keep_alive: None })
+    }
+
+    /// See [`Http1Client::stale_resends`](field@Http1Client::stale_resends).
+    pub fn stale_resends(&self) -> u64 {
+        self.stale_resends.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -215,12 +246,11 @@ impl Endpoint {
     /// The most recently used idle connection that is still open.
     fn checkout(&self) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some((conn, since)) = idle.pop() {
-            if since.elapsed() > IDLE_TIMEOUT {
-                // The newest is too old: so are all below it.
-                idle.clear();
-                return None;
-            }
+        let now = Instant::now();
+        // The server may be closing what is past its time: dropped (older ones stay behind
+        // newer ones, but a `Keep-Alive` hint can make a newer one expire first).
+        idle.retain(|(_, until)| *until > now);
+        while let Some((conn, _)) = idle.pop() {
             if conn.is_open() {
                 return Some(conn);
             }
@@ -230,9 +260,11 @@ impl Endpoint {
 
     fn checkin(&self, mut conn: Conn) {
         conn.buf = BytesMut::new();
+        conn.room = READ_ROOM;
+        let until = Instant::now() + reuse_limit(conn.keep_alive);
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < self.max_idle {
-            idle.push((conn, Instant::now()));
+            idle.push((conn, until));
         }
     }
 }
@@ -244,15 +276,42 @@ impl Conn {
         matches!(self.stream.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
     }
 
-    /// Reads what is there into the buffer (waiting for something); 0 at end of file.
+    /// Reads what is there into the buffer (waiting for something); 0 at end of file. The
+    /// deadline is checked before each read, however steadily data is arriving.
     async fn read_more(&mut self, deadline: Instant, authority: &str) -> Result<usize, Http1Error> {
+        self.read_more_within(deadline, None, authority).await
+    }
+
+    /// [`Conn::read_more`], waiting at most `idle` for data.
+    async fn read_more_within(&mut self, deadline: Instant, idle: Option<Duration>, authority: &str) -> Result<usize, Http1Error> {
         loop {
-            timeout_at(deadline, self.stream.readable()).await.map_err(|_| timed_out())?.map_err(|e| io_error(authority, e))?;
-            if self.buf.capacity() - self.buf.len() < READ_ROOM / 2 {
-                self.buf.reserve(READ_ROOM);
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(timed_out());
             }
+            let idle_by = idle.map(|i| now + i).filter(|at| *at < deadline);
+            timeout_at(idle_by.unwrap_or(deadline), self.stream.readable())
+                .await
+                .map_err(|_| match idle {
+                    Some(i) if idle_by.is_some() => Http1Error::new(
+                        ErrorKind::Timeout,
+                        format!("no answer from {authority} {} s after the request (client_config.idle_timeout)", i.as_secs_f64()),
+                    ),
+                    _ => timed_out(),
+                })?
+                .map_err(|e| io_error(authority, e))?;
+            if self.buf.capacity() - self.buf.len() < self.room / 2 {
+                self.buf.reserve(self.room);
+            }
+            let spare = self.buf.capacity() - self.buf.len();
             match self.stream.try_read_buf(&mut self.buf) {
-                Ok(n) => return Ok(n),
+                Ok(n) => {
+                    // A body that fills its reads gets bigger ones: a long line arrives in few.
+                    if n >= spare && self.room < MAX_READ_ROOM {
+                        self.room *= 2;
+                    }
+                    return Ok(n);
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Err(io_error(authority, e)),
             }
@@ -270,11 +329,13 @@ fn io_error(authority: &str, e: std::io::Error) -> Http1Error {
 
 /// Writes the request and reads the answer's head: its status and headers, how its body is
 /// framed and whether the connection can be reused after it.
-async fn exchange(conn: &mut Conn, request: &[u8], deadline: Instant, authority: &str) -> Result<(Head, Framing, bool), Http1Error> {
+/// `idle` bounds each wait for the head once the request is written.
+async fn exchange(conn: &mut Conn, request: &[u8], deadline: Instant, idle: Option<Duration>, authority: &str) -> Result<(Head, Framing, bool), Http1Error> {
     timeout_at(deadline, conn.stream.write_all(request))
         .await
         .map_err(|_| timed_out())?
         .map_err(|e| Http1Error { kind: ErrorKind::NotSent, ..io_error(authority, e) })?;
+    let mut answered = false;
     loop {
         if !conn.buf.is_empty() {
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -286,7 +347,10 @@ async fn exchange(conn: &mut Conn, request: &[u8], deadline: Instant, authority:
                     match parsed {
                         // 100 Continue and other interim answers: the real one follows.
                         None => continue,
-                        Some(head) => return Ok(head),
+                        Some((head, framing, reusable, keep_alive)) => {
+                            conn.keep_alive = keep_alive;
+                            return Ok((head, framing, reusable));
+                        }
                     }
                 }
                 Ok(httparse::Status::Partial) if conn.buf.len() > MAX_HEAD_BYTES => {
@@ -296,21 +360,39 @@ async fn exchange(conn: &mut Conn, request: &[u8], deadline: Instant, authority:
                 Err(e) => return Err(Http1Error::new(ErrorKind::Connection, format!("{authority} sent an answer that is not HTTP/1.x: {e}"))),
             }
         }
-        if conn.read_more(deadline, authority).await? == 0 {
-            return Err(Http1Error::new(ErrorKind::Connection, format!("{authority} closed the connection before a complete answer")));
+        let read = conn.read_more_within(deadline, idle, authority).await;
+        match read {
+            Ok(0) if !answered => {
+                return Err(Http1Error::new(ErrorKind::ClosedBeforeAnswer, format!("{authority} closed the connection before answering")))
+            }
+            Ok(0) => return Err(Http1Error::new(ErrorKind::Connection, format!("{authority} closed the connection before a complete answer"))),
+            Ok(_) => answered = true,
+            Err(e) if !answered && e.kind == ErrorKind::Connection => return Err(Http1Error { kind: ErrorKind::ClosedBeforeAnswer, ..e }),
+            Err(e) => return Err(e),
         }
     }
 }
 
+/// How long an idle connection may be reused: [`IDLE_TIMEOUT`], or less when the server said
+/// `Keep-Alive: timeout=N` (a second before it, as it may close at N).
+fn reuse_limit(keep_alive: Option<Duration>) -> Duration {
+    match keep_alive {
+        Some(n) if n > Duration::from_secs(1) => IDLE_TIMEOUT.min(n - Duration::from_secs(1)),
+        Some(n) => n / 2,
+        None => IDLE_TIMEOUT,
+    }
+}
+
 /// The head of a final answer, or `None` for an interim (1xx) one.
-fn parse_head(response: &httparse::Response<'_, '_>, authority: &str) -> Result<Option<(Head, Framing, bool)>, Http1Error> {
+/// The last element is the server's `Keep-Alive: timeout=N`.
+fn parse_head(response: &httparse::Response<'_, '_>, authority: &str) -> Result<Option<(Head, Framing, bool, Option<Duration>)>, Http1Error> {
     let status = response.code.unwrap_or(0);
     if (100..200).contains(&status) && status != 101 {
         return Ok(None);
     }
     let bad = |what: String| Http1Error::new(ErrorKind::Connection, format!("{authority} sent {what}"));
     let (mut length, mut chunked, mut transfer_encoded, mut close, mut keep_alive) = (None::<u64>, false, false, false, false);
-    let (mut retry_after, mut content_type) = (None, None);
+    let (mut retry_after, mut content_type, mut keep_alive_timeout) = (None, None, None);
     for h in response.headers.iter() {
         let value = || String::from_utf8_lossy(h.value).trim().to_string();
         if h.name.eq_ignore_ascii_case("content-length") {
@@ -331,6 +413,15 @@ fn parse_head(response: &httparse::Response<'_, '_>, authority: &str) -> Result<
             retry_after = Some(value());
         } else if h.name.eq_ignore_ascii_case("content-type") {
             content_type = Some(value());
+        } else if h.name.eq_ignore_ascii_case("keep-alive") {
+            // `timeout=5, max=100`
+            keep_alive_timeout = value()
+                .split(',')
+                .filter_map(|p| p.trim().split_once('='))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("timeout"))
+                .and_then(|(_, v)| v.trim().parse::<f64>().ok())
+                .filter(|n| n.is_finite() && *n >= 0.0)
+                .map(Duration::from_secs_f64);
         }
     }
     let http11 = response.version == Some(1);
@@ -344,7 +435,7 @@ fn parse_head(response: &httparse::Response<'_, '_>, authority: &str) -> Result<
         length.map_or(Framing::UntilClose, Framing::Length)
     };
     let reusable = !close && (http11 || keep_alive) && !matches!(framing, Framing::UntilClose);
-    Ok(Some((Head { status, retry_after, content_type }, framing, reusable)))
+    Ok(Some((Head { status, retry_after, content_type }, framing, reusable, keep_alive_timeout)))
 }
 
 #[cfg(test)]

@@ -99,6 +99,7 @@ fn client(url: &reqwest::Url, timeout: Duration) -> Http1Client {
         headers: &headers,
         http2_prior_knowledge: false,
         timeout,
+        idle_timeout: None,
         max_idle_per_endpoint: 64,
     })
     .expect("valid headers")
@@ -178,15 +179,22 @@ async fn a_connection_the_server_closed_while_idle_is_replaced_without_an_error(
 }
 
 #[tokio::test]
-async fn a_request_dropped_unanswered_on_a_reused_connection_is_an_error_not_a_silent_resend() {
-    // The server may have worked on it: the retry loop decides, and counts it.
+async fn a_request_dropped_unanswered_on_a_reused_connection_is_resent_once_on_a_fresh_one() {
+    // The server was closing the connection as the request went out (a keep-alive timeout
+    // race): sent once more on a new connection, counted apart, not a retry (issue 24.3).
     let s = server(|n| if n == 1 { Then::Close } else { Then::Answer(ok("{}")) }).await;
     let c = client(&s.url, Duration::from_secs(5));
     post(&c, &s.url, "{}").await.unwrap();
+    assert_eq!(post(&c, &s.url, "{}").await.unwrap().0, 200);
+    assert_eq!((s.accepted.load(Ordering::SeqCst), s.requests.lock().unwrap().len()), (2, 3));
+    assert_eq!(c.stale_resends(), 1);
+    // Only once: a reused connection closed, then the fresh one closed too, is an error.
+    let s = server(|n| if n == 0 { Then::Answer(ok("{}")) } else { Then::Close }).await;
+    let c = client(&s.url, Duration::from_secs(5));
+    post(&c, &s.url, "{}").await.unwrap();
     let e = post(&c, &s.url, "{}").await.unwrap_err();
-    assert!(e.to_string().contains("closed the connection before a complete answer"), "{e}");
-    assert_eq!((s.accepted.load(Ordering::SeqCst), s.requests.lock().unwrap().len()), (1, 2));
-    assert_eq!(post(&c, &s.url, "{}").await.unwrap().0, 200, "the next request opens a new connection");
+    assert!(e.to_string().contains("closed the connection before answering"), "{e}");
+    assert_eq!((s.accepted.load(Ordering::SeqCst), s.requests.lock().unwrap().len(), c.stale_resends()), (2, 3, 1));
 }
 
 #[tokio::test]
@@ -195,8 +203,36 @@ async fn a_fresh_connection_closed_unanswered_is_an_error_not_a_silent_resend() 
     let c = client(&s.url, Duration::from_secs(5));
     let e = post(&c, &s.url, "{}").await.unwrap_err();
     assert!(!e.is_timeout());
-    assert!(e.to_string().contains("closed the connection before a complete answer"), "{e}");
+    assert!(e.to_string().contains("closed the connection before answering"), "{e}");
     assert_eq!(s.requests.lock().unwrap().len(), 1, "sent once");
+    assert_eq!(c.stale_resends(), 0);
+}
+
+#[tokio::test]
+async fn idle_timeout_bounds_the_wait_for_the_head() {
+    let s = server(|_| Then::Hang).await;
+    let c = Http1Client::new(&Http1Options {
+        urls: std::slice::from_ref(&s.url),
+        api_key: None,
+        headers: &[],
+        http2_prior_knowledge: false,
+        timeout: Duration::from_secs(20),
+        idle_timeout: Some(Duration::from_millis(300)),
+        max_idle_per_endpoint: 4,
+    })
+    .unwrap();
+    let started = std::time::Instant::now();
+    let e = post(&c, &s.url, "{}").await.unwrap_err();
+    assert!(e.is_timeout() && e.to_string().contains("idle_timeout"), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+}
+
+#[test]
+fn keep_alive_timeout_shortens_reuse() {
+    assert_eq!(super::reuse_limit(None), Duration::from_secs(4));
+    assert_eq!(super::reuse_limit(Some(Duration::from_secs(2))), Duration::from_secs(1));
+    assert_eq!(super::reuse_limit(Some(Duration::from_secs(75))), Duration::from_secs(4));
+    assert_eq!(super::reuse_limit(Some(Duration::from_secs(1))), Duration::from_millis(500));
 }
 
 #[tokio::test]
@@ -272,7 +308,7 @@ fn only_direct_plain_http_endpoints_are_eligible() {
 #[test]
 fn a_header_that_cannot_be_sent_leaves_the_endpoint_to_reqwest() {
     let url = reqwest::Url::parse("http://127.0.0.1:1/v1").unwrap();
-    let options = |key| Http1Options { urls: std::slice::from_ref(&url), api_key: key, headers: &[], http2_prior_knowledge: false, timeout: Duration::from_secs(1), max_idle_per_endpoint: 1 };
+    let options = |key| Http1Options { urls: std::slice::from_ref(&url), api_key: key, headers: &[], http2_prior_knowledge: false, idle_timeout: None, timeout: Duration::from_secs(1), max_idle_per_endpoint: 1 };
     assert!(Http1Client::new(&options(Some("sk-fine"))).is_some());
     assert!(Http1Client::new(&options(Some("sk-bad\r\nx-injected: 1"))).is_none(), "no header injection through the key");
 }
@@ -284,7 +320,7 @@ async fn default_headers_replace_the_user_agent_but_not_the_key_or_the_framing()
         .iter()
         .map(|(n, v)| (n.to_string(), v.to_string()))
         .collect();
-    let c = Http1Client::new(&Http1Options { urls: std::slice::from_ref(&s.url), api_key: Some("sk-test"), headers: &headers, http2_prior_knowledge: false, timeout: Duration::from_secs(5), max_idle_per_endpoint: 4 }).unwrap();
+    let c = Http1Client::new(&Http1Options { urls: std::slice::from_ref(&s.url), api_key: Some("sk-test"), headers: &headers, http2_prior_knowledge: false, idle_timeout: None, timeout: Duration::from_secs(5), max_idle_per_endpoint: 4 }).unwrap();
     assert_eq!(post(&c, &s.url, "{\"a\":1}").await.unwrap().0, 200);
     let request = String::from_utf8(s.requests.lock().unwrap()[0].clone()).unwrap().to_lowercase();
     let count = |line: &str| request.matches(&format!("{line}\r\n")).count();
