@@ -98,6 +98,7 @@ pub struct Failure {
 /// Causes a plain rerun would only repeat: the request or the record itself is wrong.
 const PERMANENT_CAUSES: &[&str] = &[
     "model_rejected",
+    "model_reply_too_large",
     "parse_invalid",
     "missing_input_field",
     "wrong_input_type",
