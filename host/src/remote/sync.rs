@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use modelcall_config::distill::DistillationStep;
 use modelcall_config::LoadedTask;
-use object_store::ObjectStore;
+use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::io::AsyncWriteExt;
 
 use super::store::RemoteUrl;
