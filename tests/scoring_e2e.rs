@@ -251,8 +251,10 @@ fn two_shards_cover_every_record_exactly_once() {
     for shard in ["0/2", "1/2"] {
         assert_success(&run(&task, &["--shard", shard]));
     }
-    let a = read_jsonl(&s.path("out/data.shard-0-of-2.jsonl"));
-    let b = read_jsonl(&s.path("out/data.shard-1-of-2.jsonl"));
+    // Each shard's own files are kept under the state folder, not beside the outputs.
+    assert!(!s.path("out/data.shard-0-of-2.jsonl").exists());
+    let a = read_jsonl(&s.path("out/.modelcall/shards/data.shard-0-of-2.jsonl"));
+    let b = read_jsonl(&s.path("out/.modelcall/shards/data.shard-1-of-2.jsonl"));
     assert!(!a.is_empty() && !b.is_empty(), "both shards got work: {} / {}", a.len(), b.len());
     let mut all = a.clone();
     all.extend(b);

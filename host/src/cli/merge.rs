@@ -90,6 +90,7 @@ fn merge_folder(outputs: &RecordOutputs, task_name: &str, force: bool) -> anyhow
     let mut missing_by_shard = vec![0u64; n as usize];
     let mut collisions = 0u64;
     let (mut rows_ok, mut rows_error) = (0u64, 0u64);
+    let mut files = Vec::new();
     for file in &shard_plan.files {
         let stem = modelcall_io::input_stem(&file.path);
         let merged = outputs.paths(&stem, None);
@@ -105,6 +106,7 @@ fn merge_folder(outputs: &RecordOutputs, task_name: &str, force: bool) -> anyhow
             let mut checking: std::collections::VecDeque<std::thread::ScopedJoinHandle<'_, (u32, u64)>> = Default::default();
             for (ordinal, piece) in file.pieces.iter().enumerate() {
                 let paths = outputs.paths(&stem, Some((piece.shard, n)));
+                move_legacy_shard_files(&outputs.folder, &paths);
                 let mut keys = KeySet::default();
                 copy_journal(&paths.journal, &mut journal, Some(&mut keys))?;
                 keys_in_pieces += keys.len() as u64;
@@ -127,6 +129,14 @@ fn merge_folder(outputs: &RecordOutputs, task_name: &str, force: bool) -> anyhow
         rows_ok += ok;
         rows_error += failed;
         let rows = ok + failed;
+        files.push(json!({
+            "input": file.path.display().to_string(),
+            "output": merged.output.display().to_string(),
+            "errors": if failed > 0 { merged.errors.display().to_string() } else { String::new() },
+            "seen": rows,
+            "scored": ok,
+            "failed": failed,
+        }));
         // Keys are distinct within a piece; fewer rows than keys means two pieces shared one
         // (counted without holding every key of the file in memory).
         if !earlier {
@@ -138,9 +148,23 @@ fn merge_folder(outputs: &RecordOutputs, task_name: &str, force: bool) -> anyhow
     summary["records"]["scored"] = json!(rows_ok);
     summary["records"]["in_error_output"] = json!(rows_error);
     summary["records"]["already_done"] = json!(0);
+    summary["files"] = Value::Array(files);
+    if summary["status"] == "completed" && rows_ok > 0 && summary["score_histogram"].as_object().is_some_and(|h| !h.is_empty()) {
+        summary["judge_quality"] = crate::report::judge_quality(&summary);
+    }
     crate::cli::exit::shown_json(&mut summary);
     let text = serde_json::to_string_pretty(&summary)? + "\n";
     modelcall_io::write_atomically(&outputs.folder.join("run_summary.json"), text.as_bytes())?;
+    if let crate::engine::SinkKind::Rows { format, .. } = &outputs.sink {
+        let run = &summary["run"];
+        let made_with: Vec<(&str, String)> = [("model", &run["model"]), ("prompt", &run["prompt_config"]), ("task", &run["task_file"])]
+            .into_iter()
+            .filter_map(|(k, v)| v.as_str().map(|v| (k, v.to_string())))
+            .collect();
+        if let Err(e) = modelcall_io::sink::card::write_card(&outputs.folder, *format, task_name, &made_with) {
+            eprintln!("warning: cannot write the dataset card in {}: {e}", outputs.folder.display());
+        }
+    }
     let missing: u64 = missing_by_shard.iter().sum();
     let marker = json!({"shards": n, "merged_at": chrono::Local::now().to_rfc3339(), "missing": missing, "collisions": collisions});
     modelcall_io::write_atomically(&outputs.folder.join(".modelcall").join(MERGED_MARKER), marker.to_string().as_bytes())?;
@@ -170,10 +194,31 @@ fn finalize(paths: &modelcall_io::FilePaths, sink: &crate::engine::SinkKind) -> 
     use modelcall_io::OutputFormat;
     let stats = match sink {
         crate::engine::SinkKind::Rows { format: OutputFormat::Jsonl, ordered: true } => modelcall_io::finalize_ordered(&paths.journal, &paths.output, &paths.errors)?,
-        crate::engine::SinkKind::Rows { format, .. } => modelcall_io::finalize(&paths.journal, &paths.output, &paths.errors, *format)?,
+        crate::engine::SinkKind::Rows { format, .. } => {
+            // The schema the shards declared (`.modelcall/schema.json`), so the merged file has it.
+            let declared = crate::engine::unit::declared_schema(paths, *format);
+            modelcall_io::sink::finalize_with(&paths.journal, &paths.output, &paths.errors, *format, declared.as_ref())?
+        }
         crate::engine::SinkKind::Records(_) => anyhow::bail!("record sinks are not sharded"),
     };
     Ok((stats.rows_ok, stats.rows_error))
+}
+
+/// A folder written before shard files moved under `.modelcall/shards/` has them beside the
+/// outputs: they are moved there, so the output folder holds one copy of each record.
+fn move_legacy_shard_files(folder: &Path, paths: &modelcall_io::FilePaths) {
+    for now in [&paths.output, &paths.errors] {
+        let Some(name) = now.file_name() else { continue };
+        let legacy = folder.join(name);
+        if legacy != *now && legacy.exists() {
+            if let Some(dir) = now.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            if let Err(e) = std::fs::rename(&legacy, now) {
+                eprintln!("warning: cannot move the shard file {} to {}: {e}", legacy.display(), now.display());
+            }
+        }
+    }
 }
 
 /// Appends the complete lines of `from` (if it exists) to `to`, adding their keys to `keys`.
@@ -255,8 +300,22 @@ fn merged_summary(outputs: &RecordOutputs, task_name: &str, n: u32, states: &[Sh
         [("failures_by_cause".into(), Default::default()), ("retries_by_cause".into(), Default::default()), ("skips_by_reason".into(), Default::default())];
     let (mut requests, mut prompt, mut completion) = (0u64, 0u64, 0u64);
     let mut latency = serde_json::Map::new();
+    let mut histogram = serde_json::Map::new();
+    let (mut elapsed, mut started_at, mut run) = (0f64, None::<String>, Value::Null);
     for s in states.iter().filter_map(|s| s.summary.as_ref()) {
         add_counts(&mut records, &s["records"]);
+        add_counts(&mut histogram, &s["score_histogram"]);
+        elapsed = elapsed.max(s["elapsed_s"].as_f64().unwrap_or(0.0));
+        if let Some(at) = s["started_at"].as_str() {
+            if started_at.as_deref().is_none_or(|first| at < first) {
+                started_at = Some(at.to_string());
+            }
+        }
+        if run.is_null() && s["run"].is_object() {
+            run = s["run"].clone();
+            run["shard"] = Value::Null;
+            run["merged_from_shards"] = json!(n);
+        }
         for (field, map) in by_cause.iter_mut() {
             add_counts(map, &s[field.as_str()]);
         }
@@ -278,6 +337,13 @@ fn merged_summary(outputs: &RecordOutputs, task_name: &str, n: u32, states: &[Sh
         "tokens": {"prompt": prompt, "completion": completion, "total": prompt + completion},
         "latency_ms": latency,
         "latency_note": "the largest of the shards' percentiles",
+        "stop_reason": Value::Null,
+        "started_at": started_at,
+        "elapsed_s": elapsed,
+        "elapsed_note": "the longest shard's (shards run side by side)",
+        "score_histogram": histogram,
+        "files": [],
+        "run": run,
         "output_folder": outputs.folder.display().to_string(),
     });
     for (field, map) in by_cause {

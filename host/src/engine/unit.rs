@@ -69,3 +69,15 @@ impl Unit {
         matches!(self.sink, SinkKind::Rows { ordered: true, .. } | SinkKind::Records(RecordsTarget::File { ordered: true, .. }))
     }
 }
+
+/// The declared schema of a Parquet row output (`<out>/.modelcall/schema.json`, stored by the
+/// task before its first row), for the unit whose files are `paths`; None for JSONL, or when the
+/// task declared none (each file's schema is then inferred from its rows).
+pub fn declared_schema(paths: &FilePaths, format: OutputFormat) -> Option<modelcall_io::sink::RowsSchema> {
+    if format != OutputFormat::Parquet {
+        return None;
+    }
+    // The journal is `<out>/.modelcall/<stem>.journal.jsonl`.
+    let folder = paths.journal.parent()?.parent()?;
+    modelcall_io::sink::DeclaredSchema::load(folder).map(modelcall_io::sink::RowsSchema::new)
+}

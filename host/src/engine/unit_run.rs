@@ -217,7 +217,8 @@ pub fn finalize(paths: &modelcall_io::FilePaths, sink: &SinkKind) -> anyhow::Res
             vec![output.clone()]
         }
         SinkKind::Rows { format, .. } => {
-            modelcall_io::finalize(journal, output, errors, *format).map_err(in_context)?;
+            let declared = super::unit::declared_schema(paths, *format);
+            modelcall_io::sink::finalize_with(journal, output, errors, *format, declared.as_ref()).map_err(in_context)?;
             vec![output.clone()]
         }
         SinkKind::Records(target) => {

@@ -208,6 +208,7 @@ fn verdict_columns(row: &mut Map<String, Value>, score: &Score) {
 /// The output row: the input fields, then the verdict fields, then call metadata
 /// (reference: `item ∪ json_keys ∪ {api_status, api_fail_reason, api_return}`).
 fn build_row(mut row: Map<String, Value>, extra: Map<String, Value>, completion: &Completion, elapsed: Duration, parse_attempts: u32, calls: &CallTally) -> Map<String, Value> {
+    keep_shadowed_inputs(&mut row, extra.keys().map(String::as_str).chain(OUTPUT_COLUMNS.iter().copied()));
     row.extend(extra);
     row.insert("api_status".into(), json!("success"));
     row.insert("api_fail_reason".into(), json!(""));
@@ -218,6 +219,24 @@ fn build_row(mut row: Map<String, Value>, extra: Map<String, Value>, completion:
     row.insert("attempts".into(), json!(calls.requests));
     row.insert("parse_attempts".into(), json!(parse_attempts));
     row
+}
+
+/// The columns the host adds to every scoring row.
+const OUTPUT_COLUMNS: &[&str] =
+    &["api_status", "api_fail_reason", "api_return", "usage", "finish_reason", "latency_ms", "attempts", "parse_attempts", "score_value", "score_label", "score_rationale", "audit_score"];
+
+/// An input field named like an output column is kept as `input_<name>` (warned about once per
+/// run) instead of being overwritten by the output's value.
+fn keep_shadowed_inputs<'a>(row: &mut Map<String, Value>, outputs: impl Iterator<Item = &'a str>) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    for name in outputs {
+        if let Some(v) = row.remove(name) {
+            if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                eprintln!("warning: input field `{name}` has the name of an output column; it is kept as `input_{name}` (warned once)");
+            }
+            row.insert(format!("input_{name}"), v);
+        }
+    }
 }
 
 pub fn excerpt(text: &str, max_chars: usize) -> String {

@@ -79,6 +79,13 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
         return Ok(Finish::Done);
     }
     let _lock = run.lock(&plan.output_folder)?;
+    if let (modelcall_config::OutputFormat::Parquet, Some(files)) = (&plan.output_format, &inputs) {
+        // The output schema, declared once before the first row (`.modelcall/schema.json`):
+        // every file, shard, resume and merge of the task writes exactly it.
+        if let Some(schema) = declared_schema(plan, files) {
+            schema.settle(&plan.output_folder);
+        }
+    }
     let _pre_lock = match &pre {
         Some((p, _)) if p.output_folder != plan.output_folder => Some(modelcall_io::OutputLock::acquire(&p.output_folder)?),
         _ => None,
@@ -227,6 +234,17 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
         finish = Finish::from_outcome(&preprocessed);
     }
     let scored = scored?;
+    if !sharded && scored.stopped.is_none() {
+        // The dataset card, so `datasets.load_dataset(folder)` reads the data files only (a
+        // sharded run's card is written by `modelcall merge`).
+        let mut made_with = vec![("model", model.model.clone()), ("task", run.task.source_path.display().to_string())];
+        if let Some(prompt) = &plan.prompt_file {
+            made_with.push(("prompt", prompt.display().to_string()));
+        }
+        if let Err(e) = modelcall_io::sink::card::write_card(&plan.output_folder, format, &run.plan.task_name, &made_with) {
+            eprintln!("warning: cannot write the dataset card in {}: {e}", plan.output_folder.display());
+        }
+    }
     if scored.stopped.is_none() {
         if let Some(folder) = &plan.stat_folder {
             super::stat_files::write(folder, &scored, plan, &model.path)?;
@@ -304,4 +322,81 @@ pub fn input_files(task: &modelcall_config::LoadedTask, plan: &ScoringPlan) -> R
     }
     modelcall_io::naming::unique_stems(&files).map_err(|e| BadConfig(format!("{file}: `{key}`: {e}")))?;
     Ok(files)
+}
+
+/// The task's output schema (see `modelcall_io::sink::schema`): the input columns of the first
+/// records of each input (or its Parquet schema), the verdict fields of `builtin:json-score`'s
+/// `json_keys` typed by `checks` and `json_default_values`, and the host's own columns. None when
+/// the verdict fields are not known up front (another parser, or no `json_keys`): then each
+/// file's schema is inferred from its rows as before.
+pub fn declared_schema(plan: &ScoringPlan, inputs: &[PathBuf]) -> Option<modelcall_io::sink::DeclaredSchema> {
+    use modelcall_io::sink::schema::{infer_inputs, parquet_inputs, verdict_type, ColType, Column, Role};
+    let verdict: Vec<(String, ColType)> = if !plan.require_json {
+        Vec::new()
+    } else {
+        if plan.score_parser.source != "builtin:json-score" {
+            return None;
+        }
+        let cfg = &plan.score_parser.config;
+        let cfg = cfg.get("output_config").unwrap_or(cfg);
+        let keys: Vec<String> = cfg["json_keys"].as_array()?.iter().filter_map(|k| k.as_str().map(String::from)).collect();
+        if keys.is_empty() {
+            return None;
+        }
+        keys.into_iter()
+            .map(|k| {
+                let ty = verdict_type(cfg["checks"][&k]["type"].as_str(), cfg["json_default_values"].get(&k));
+                (k, ty)
+            })
+            .collect()
+    };
+    let mut inputs_cols: Vec<(String, ColType)> = Vec::new();
+    let mut sample: Vec<serde_json::Map<String, serde_json::Value>> = Vec::new();
+    for file in inputs.iter().take(64) {
+        if file.extension().is_some_and(|e| e == "parquet") {
+            for (name, ty) in parquet_inputs(file).unwrap_or_default() {
+                if !inputs_cols.iter().any(|(n, _)| *n == name) {
+                    inputs_cols.push((name, ty));
+                }
+            }
+            continue;
+        }
+        let Ok(source) = modelcall_io::open_source(file) else { continue };
+        sample.extend(
+            source
+                .filter_map(Result::ok)
+                .filter_map(|item| match item {
+                    modelcall_io::SourceItem::Record { record, .. } => Some(record),
+                    modelcall_io::SourceItem::Bad { .. } => None,
+                })
+                .take(500),
+        );
+    }
+    for (name, ty) in infer_inputs(&sample) {
+        if !inputs_cols.iter().any(|(n, _)| *n == name) {
+            inputs_cols.push((name, ty));
+        }
+    }
+    let int = || ColType::Int64;
+    let text = || ColType::String;
+    let mut host = vec![
+        ("api_status".to_string(), text()),
+        ("api_fail_reason".into(), text()),
+        ("api_return".into(), text()),
+        (
+            "usage".into(),
+            ColType::Struct(["prompt_tokens", "completion_tokens", "total_tokens"].iter().map(|n| Column::new(*n, int(), Role::Host)).collect()),
+        ),
+        ("finish_reason".into(), text()),
+        ("latency_ms".into(), int()),
+        ("attempts".into(), int()),
+        ("parse_attempts".into(), int()),
+    ];
+    if plan.require_json {
+        host.extend([("score_value".to_string(), ColType::Float64), ("score_label".into(), text()), ("score_rationale".into(), text())]);
+    }
+    if plan.audit_sample > 0.0 {
+        host.push(("audit_score".into(), ColType::Float64));
+    }
+    Some(modelcall_io::sink::DeclaredSchema::build(inputs_cols, verdict, host))
 }

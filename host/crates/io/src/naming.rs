@@ -26,16 +26,18 @@ pub enum Naming {
 impl FilePaths {
     /// `<out>/<stem>.<ext>`, the error file beside it and `<out>/.modelcall/<stem>.journal.jsonl`.
     /// With shards, the stem gets [`shard_suffix`] so shards sharing a folder never write the
-    /// same file.
+    /// same file, and a shard's output and error file go under [`shard_files_folder`], so the
+    /// output folder holds one copy of each record once `merge` has written the merged files.
     pub fn named(stem: &str, output_folder: &Path, format: OutputFormat, shard: Option<(u32, u32)>, naming: Naming) -> Self {
         let stem = format!("{stem}{}", shard_suffix(shard));
         let ext = match format {
             OutputFormat::Parquet => "parquet",
             OutputFormat::Jsonl => "jsonl",
         };
+        let files = if shard_suffix(shard).is_empty() { output_folder.to_path_buf() } else { shard_files_folder(output_folder) };
         FilePaths {
-            output: output_folder.join(format!("{stem}.{ext}")),
-            errors: output_folder.join(match naming {
+            output: files.join(format!("{stem}.{ext}")),
+            errors: files.join(match naming {
                 Naming::Scoring => format!("{stem}.errors.jsonl"),
                 Naming::Distillation => format!("{stem}_error.jsonl"),
             }),
@@ -55,6 +57,12 @@ impl FilePaths {
             journal: journal_path(folder, &stem),
         }
     }
+}
+
+/// `<out>/.modelcall/shards/`: where the shards of a sharded run write their own outputs and
+/// error files (folders written before this kept them beside the outputs; `merge` moves them).
+pub fn shard_files_folder(output_folder: &Path) -> PathBuf {
+    output_folder.join(".modelcall").join("shards")
 }
 
 /// `<folder>/.modelcall/<stem>.journal.jsonl`.
@@ -132,6 +140,8 @@ mod tests {
         let b = FilePaths::named("x", Path::new("out"), OutputFormat::Parquet, Some((1, 4)), Naming::Scoring);
         assert_ne!(a.output, b.output);
         assert_ne!(a.journal, b.journal);
+        assert_eq!(a.output, Path::new("out/.modelcall/shards/x.shard-0-of-4.parquet"));
+        assert_eq!(a.errors, Path::new("out/.modelcall/shards/x.shard-0-of-4.errors.jsonl"));
         let single = FilePaths::named("x", Path::new("out"), OutputFormat::Jsonl, None, Naming::Scoring);
         assert_eq!(single.output, Path::new("out/x.jsonl"));
         assert_eq!(single.errors, Path::new("out/x.errors.jsonl"));

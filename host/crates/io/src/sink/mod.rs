@@ -17,7 +17,10 @@ use crate::atomic::AtomicFile;
 use crate::journal::EntryStatus;
 
 mod parquet;
+pub mod card;
+pub mod schema;
 use parquet::{write_parquet, Flatten};
+pub use schema::{DeclaredSchema, RowsSchema};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputFormat {
@@ -49,6 +52,13 @@ pub(crate) struct RowOnly {
 }
 
 pub fn finalize(journal: &Path, output: &Path, errors: &Path, format: OutputFormat) -> Result<FinalizeStats, SinkError> {
+    finalize_with(journal, output, errors, format, None)
+}
+
+/// [`finalize`] with the task's declared schema: the Parquet output is written with exactly
+/// that schema (a file where every record failed has it too, with 0 rows), in bounded row
+/// groups (JSONL rows are written as they are). No error file is left when nothing failed.
+pub fn finalize_with(journal: &Path, output: &Path, errors: &Path, format: OutputFormat, declared: Option<&RowsSchema>) -> Result<FinalizeStats, SinkError> {
     let mut stats = FinalizeStats::default();
     // Pass 1: the winning line of each key (latest ok, else latest error), kept on disk in
     // hash buckets when the journal is large so memory stays flat whatever the input size.
@@ -57,11 +67,16 @@ pub fn finalize(journal: &Path, output: &Path, errors: &Path, format: OutputForm
 
     // Errors: JSONL.
     stats.rows_error = write_jsonl_to(journal, winners, EntryStatus::Error, errors)?;
+    if declared.is_some() && stats.rows_error == 0 {
+        // Nothing failed: no empty error file for a data glob to trip on.
+        let _ = std::fs::remove_file(errors);
+    }
 
     // Output.
     match format {
         OutputFormat::Jsonl => {
             let mut out = AtomicFile::create(output)?;
+            // JSON text has no column types: the rows are written as the journal holds them.
             stats.rows_ok = write_jsonl(journal, winners, EntryStatus::Ok, &mut out)?;
             out.commit()?;
         }
@@ -70,7 +85,7 @@ pub fn finalize(journal: &Path, output: &Path, errors: &Path, format: OutputForm
             // Each attempt is more forgiving about mixed types across rows.
             for mode in [Flatten::None, Flatten::Nested, Flatten::All] {
                 let mut out = AtomicFile::create(output)?;
-                match write_parquet(journal, &mut out, winners, mode) {
+                match write_parquet(journal, &mut out, winners, mode, declared) {
                     Ok(n) => {
                         out.commit()?;
                         stats.rows_ok = n;

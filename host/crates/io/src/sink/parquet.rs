@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use super::{for_each_line, RowOnly};
 use crate::atomic::AtomicFile;
 use crate::journal::EntryStatus;
+use super::schema::{RowsSchema, ROW_GROUP_BYTES};
 
 /// Rows per Parquet record batch.
 const BATCH_ROWS: usize = 4096;
@@ -46,7 +47,10 @@ fn flatten_row(row: Map<String, Value>, mode: Flatten) -> Map<String, Value> {
     }
 }
 
-pub(super) fn write_parquet(journal: &Path, out: &mut AtomicFile, winners: &crate::winners::Winners, mode: Flatten) -> Result<u64, String> {
+pub(super) fn write_parquet(journal: &Path, out: &mut AtomicFile, winners: &crate::winners::Winners, mode: Flatten, declared: Option<&RowsSchema>) -> Result<u64, String> {
+    if let Some(declared) = declared {
+        return write_declared(journal, out, winners, declared);
+    }
     let mut cursor = winners.cursor().map_err(|e| e.to_string())?;
     // Schema over every selected row.
     let mut values: Vec<Value> = Vec::new();
@@ -96,9 +100,7 @@ pub(super) fn write_parquet(journal: &Path, out: &mut AtomicFile, winners: &crat
             .unwrap_or_else(|| Schema::new(vec![Field::new("api_status", DataType::Utf8, true)])),
     );
 
-    let props = parquet::file::properties::WriterProperties::builder()
-        .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
-        .build();
+    let props = writer_properties(crate::sink::schema::DEFAULT_ROW_GROUP_ROWS);
     let mut writer = parquet::arrow::ArrowWriter::try_new(out, schema.clone(), Some(props)).map_err(|e| e.to_string())?;
     let mut decoder = arrow_json::ReaderBuilder::new(schema.clone())
         .with_batch_size(BATCH_ROWS)
@@ -145,3 +147,59 @@ pub(super) fn write_parquet(journal: &Path, out: &mut AtomicFile, winners: &crat
     Ok(rows)
 }
 
+
+fn writer_properties(row_group_rows: usize) -> parquet::file::properties::WriterProperties {
+    parquet::file::properties::WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
+        .set_max_row_group_size(row_group_rows)
+        .build()
+}
+
+/// The rows written with the task's declared schema (no inference): each row is fitted to it
+/// first ([`super::schema::DeclaredSchema::conform`]); row groups close at `row_group_rows` rows
+/// or [`ROW_GROUP_BYTES`] of buffered data.
+fn write_declared(journal: &Path, out: &mut AtomicFile, winners: &crate::winners::Winners, declared: &RowsSchema) -> Result<u64, String> {
+    let schema = Arc::new(declared.schema.arrow());
+    let batch_rows = BATCH_ROWS.min(declared.row_group_rows);
+    let mut writer = parquet::arrow::ArrowWriter::try_new(out, schema.clone(), Some(writer_properties(declared.row_group_rows))).map_err(|e| e.to_string())?;
+    let mut decoder = arrow_json::ReaderBuilder::new(schema.clone()).with_batch_size(batch_rows).build_decoder().map_err(|e| e.to_string())?;
+    let mut rows = 0u64;
+    let mut pending = 0usize;
+    let mut err: Option<String> = None;
+    let mut cursor = winners.cursor().map_err(|e| e.to_string())?;
+    let flush = |decoder: &mut arrow_json::reader::Decoder, writer: &mut parquet::arrow::ArrowWriter<&mut AtomicFile>| -> Result<(), String> {
+        if let Some(batch) = decoder.flush().map_err(|e| e.to_string())? {
+            writer.write(&batch).map_err(|e| e.to_string())?;
+            if writer.in_progress_size() >= ROW_GROUP_BYTES {
+                writer.flush().map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    };
+    for_each_line(journal, |index, line| {
+        if err.is_some() || cursor.status_at(index) != Some(EntryStatus::Ok) {
+            return;
+        }
+        let Ok(r) = serde_json::from_slice::<RowOnly>(line) else { return };
+        let row = Value::Object(declared.schema.conform(r.row));
+        if let Err(e) = decoder.serialize(&[row]) {
+            err = Some(e.to_string());
+            return;
+        }
+        rows += 1;
+        pending += 1;
+        if pending >= batch_rows {
+            pending = 0;
+            if let Err(e) = flush(&mut decoder, &mut writer) {
+                err = Some(e);
+            }
+        }
+    })
+    .map_err(|e| e.to_string())?;
+    if let Some(e) = err {
+        return Err(e);
+    }
+    flush(&mut decoder, &mut writer)?;
+    writer.close().map_err(|e| e.to_string())?;
+    Ok(rows)
+}

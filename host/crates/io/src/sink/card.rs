@@ -1,0 +1,105 @@
+//! The dataset card (`README.md`) of an output folder, so `datasets.load_dataset(folder)` reads
+//! exactly the data files (its YAML `configs:` lists them; error files, summaries and the state
+//! folder are left out) and a reader sees the schema, the counts and what made the data.
+//!
+//! A `README.md` that modelcall did not write is never replaced.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::OutputFormat;
+use crate::sink::schema::DeclaredSchema;
+
+/// The first line of every card modelcall writes (how it knows it may replace it).
+pub const CARD_MARKER: &str = "<!-- dataset card written by modelcall; rewritten at the end of every run -->";
+
+/// The data files at the top of `folder`: outputs of `format`, not error files, not shard files.
+pub fn data_files(folder: &Path, format: OutputFormat) -> Vec<PathBuf> {
+    let ext = match format {
+        OutputFormat::Parquet => ".parquet",
+        OutputFormat::Jsonl => ".jsonl",
+    };
+    let Ok(entries) = std::fs::read_dir(folder) else { return Vec::new() };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .filter(|p| {
+            let name = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            name.ends_with(ext)
+                && !name.starts_with('.')
+                && !name.ends_with(".errors.jsonl")
+                && !name.ends_with("_error.jsonl")
+                && !name.contains(".shard-")
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+fn rows_in(path: &Path) -> u64 {
+    if path.extension().is_some_and(|e| e == "parquet") {
+        let Ok(file) = std::fs::File::open(path) else { return 0 };
+        return parquet::file::reader::SerializedFileReader::new(file)
+            .map(|r| parquet::file::reader::FileReader::metadata(&r).file_metadata().num_rows() as u64)
+            .unwrap_or(0);
+    }
+    std::fs::read(path).map(|b| b.split(|c| *c == b'\n').filter(|l| !l.iter().all(u8::is_ascii_whitespace)).count() as u64).unwrap_or(0)
+}
+
+fn quote(s: &str) -> String {
+    Value::String(s.to_string()).to_string()
+}
+
+/// Writes `<folder>/README.md` for the data files of `format` in `folder`. `made_with` holds
+/// short facts (`model`, `prompt`, `task`…) shown in the card. Returns whether a card was
+/// written (not when the folder has no data file, or a README of someone else's is there).
+pub fn write_card(folder: &Path, format: OutputFormat, title: &str, made_with: &[(&str, String)]) -> std::io::Result<bool> {
+    let card = folder.join("README.md");
+    if let Ok(existing) = std::fs::read_to_string(&card) {
+        if !existing.starts_with(CARD_MARKER) && !existing.contains(&format!("\n{CARD_MARKER}")) {
+            return Ok(false);
+        }
+    }
+    let files = data_files(folder, format);
+    let counted: Vec<(String, u64)> = files.iter().map(|f| (f.file_name().unwrap().to_string_lossy().to_string(), rows_in(f))).collect();
+    // A file with no rows (every record of its input failed) is left out: `datasets` cannot
+    // read a 0-row Parquet file (its batch size would be 0), nor type an empty JSONL one.
+    let listed: Vec<&(String, u64)> = counted.iter().filter(|(_, n)| *n > 0).collect();
+    if listed.is_empty() {
+        return Ok(false);
+    }
+    let mut text = String::new();
+    text.push_str("---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n    path:\n");
+    for (name, _) in &listed {
+        text.push_str(&format!("    - {}\n", quote(name)));
+    }
+    text.push_str("---\n");
+    text.push_str(CARD_MARKER);
+    text.push('\n');
+    text.push_str(&format!("\n# {title}\n\nWritten by modelcall {}. Load it with `datasets.load_dataset(\"<this folder>\")`, or read the data files below with pandas, pyarrow or polars.\n", env!("CARGO_PKG_VERSION")));
+    let total: u64 = counted.iter().map(|(_, n)| n).sum();
+    text.push_str(&format!("\n## Data files ({total} rows)\n\n| file | rows |\n|---|---|\n"));
+    for (name, n) in &counted {
+        let note = if *n == 0 { " (no rows: every record failed; not listed in `configs:`)" } else { "" };
+        text.push_str(&format!("| `{name}` | {n}{note} |\n"));
+    }
+    if format == OutputFormat::Parquet {
+        if let Some(schema) = DeclaredSchema::load(folder) {
+            text.push_str("\n## Schema\n\nEvery data file has exactly this schema (declared before the first row; every column is nullable). A verdict value that does not fit its column is kept, as text, in `<field>_raw`; other values that fit no column are in `extra_json`, a JSON object.\n\n| column | type |\n|---|---|\n");
+            for (name, ty) in schema.describe() {
+                text.push_str(&format!("| `{name}` | {ty} |\n"));
+            }
+        }
+    }
+    if !made_with.is_empty() {
+        text.push_str("\n## Made with\n\n");
+        for (k, v) in made_with {
+            text.push_str(&format!("- {k}: `{v}`\n"));
+        }
+    }
+    text.push_str("\n## Not data\n\nFailed records are in the error files (`<stem>.errors.jsonl`, or `<stem>_error.jsonl` for generation; written only when a record failed), the run's counts in `run_summary.json`, and the run's state (journals, shard files, the schema) under `.modelcall/`. The `configs:` above leave them out.\n");
+    crate::atomic::write_atomically(&card, text.as_bytes()).map_err(|e| std::io::Error::other(e.to_string()))?;
+    Ok(true)
+}
