@@ -280,3 +280,50 @@ fn concurrent_runs_sharing_a_cache_keep_it_whole_and_every_record_once() {
     let stats = Command::new(bin()).args(["cache", "stats", "--path", cache.to_str().unwrap()]).output().unwrap();
     assert!(String::from_utf8_lossy(&stats.stdout).contains("400 answer(s)"), "{}", String::from_utf8_lossy(&stats.stdout));
 }
+
+#[test]
+fn a_changed_reasoning_handling_re_derives_generation_outputs_with_no_request() {
+    let s = Scratch::new();
+    let body: String = (0..8)
+        .map(|i| format!("{}\n", serde_json::json!({"uid": format!("u{i}"), "messages": [{"role": "user", "content": format!("Question {i}: why is the sea salty?")}]})))
+        .collect();
+    s.write("in/chats.jsonl", body.as_bytes());
+    s.write("teacher.yaml", b"client_config:\n  base_url: \"sim://?reasoning=true\"\nchat_config:\n  model: teacher\n");
+    let task = |reasoning: &str| {
+        s.write(
+            "gen.yaml",
+            format!(
+                "task_name: gen\ntask_type: data_distillation\ndistillation:\n  step: generate_response\n  response_config_path: \"{}\"\n  input_path: \"{}\"\n  output_path: \"{}\"\n  concurrency: 4\n  reasoning: {reasoning}\n",
+                s.path("teacher.yaml").display(),
+                s.path("in/chats.jsonl").display(),
+                s.path("gen").display()
+            )
+            .as_bytes(),
+        )
+    };
+    let o = run(&task("separate"), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(summary(&s.path("gen"))["requests"], 8);
+    let rows = read_jsonl(&s.path("gen/chats.jsonl"));
+    let reasoning_of: std::collections::BTreeMap<String, String> =
+        rows.iter().map(|r| (r["uid"].as_str().unwrap().to_string(), r["reasoning"].as_str().expect("separate keeps reasoning apart").to_string())).collect();
+    let answer_of: std::collections::BTreeMap<String, String> = rows.iter().map(|r| (r["uid"].as_str().unwrap().to_string(), r["response"].as_str().unwrap().to_string())).collect();
+
+    let o = run(&task("inline"), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let sum = summary(&s.path("gen"));
+    assert_eq!((sum["requests"].as_u64(), sum["records"]["reparsed"].as_u64()), (Some(0), Some(8)), "{sum}");
+    for r in read_jsonl(&s.path("gen/chats.jsonl")) {
+        let uid = r["uid"].as_str().unwrap();
+        assert_eq!(r["response"].as_str().unwrap(), format!("<think>\n{}\n</think>\n\n{}", reasoning_of[uid], answer_of[uid]), "{r}");
+        assert!(r.get("reasoning").is_none());
+        assert_eq!(r["final_messages"].as_array().unwrap().last().unwrap()["content"], r["response"]);
+    }
+
+    let o = run(&task("drop"), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(summary(&s.path("gen"))["requests"], 0);
+    for r in read_jsonl(&s.path("gen/chats.jsonl")) {
+        assert_eq!(r["response"].as_str().unwrap(), answer_of[r["uid"].as_str().unwrap()], "{r}");
+    }
+}
