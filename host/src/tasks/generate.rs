@@ -47,6 +47,8 @@ pub async fn run(run: &TaskRun<'_>, step: &GenerateResponse) -> anyhow::Result<F
     let stop = StopSignal::with_ctrl_c();
     let concurrency = run.plan.concurrency;
     let (client, sim) = super::endpoint::connect(&model, concurrency, run.plan).await?;
+    // `concurrency.mode: batch`: requests go through the Batch API (see `batch_mode`).
+    let batch = super::batch_mode::open_for(run, &client, &output_folder)?;
     let client_for_stats = client.clone();
     let provenance = json!({
         "task_file": run.task.source_path.display().to_string(),
@@ -86,6 +88,7 @@ pub async fn run(run: &TaskRun<'_>, step: &GenerateResponse) -> anyhow::Result<F
     let estimate = crate::banner::sample(&inputs, crate::banner::model_max_tokens(&model), |record| Some((crate::banner::text_tokens(&serde_json::Value::Object(record.clone())), None)));
     super::print_banner(run, &model, &client_for_stats, records, estimate, per_record);
     let job = Arc::new(GenerateJob { client, first_user_only: step.first_user_only, allow_truncated: step.allow_truncated, reasoning: step.reasoning });
+    let job = super::batch_mode::routed(job, batch.clone());
     let options = EngineOptions {
         task_name: run.plan.task_name.clone(),
         read: ReadOptions {
@@ -100,7 +103,7 @@ pub async fn run(run: &TaskRun<'_>, step: &GenerateResponse) -> anyhow::Result<F
             other_settings,
             ..run.read_options()
         },
-        concurrency,
+        concurrency: batch.as_deref().map_or(concurrency, super::batch_mode::in_flight),
         max_concurrent_units: 1,
         flush_interval: run.plan.flush_interval,
         fresh_start: run.plan.fresh_start,

@@ -7,6 +7,7 @@
 //! - [`chatml`]: datasets in six format styles to ChatML (`chatml_conversion`);
 //! - [`merge`]: groups of JSONL files into one file each (`jsonl_merge`).
 
+pub mod batch_mode;
 pub mod chatml;
 pub mod endpoint;
 pub mod estimate;

@@ -8,7 +8,12 @@ use crate::engine::{CallTally, Failure, Outcome};
 /// Sends `request`, adding what it cost to `calls`. On failure, the outcome to return: a fatal
 /// stop (authentication) or a typed `model_<cause>` failure carrying `record`.
 pub async fn chat(client: &ModelClient, request: &ChatRequest, calls: &mut CallTally, record: &mut Option<Map<String, Value>>) -> Result<Completion, Outcome> {
-    match client.chat(request).await {
+    // `concurrency.mode: batch`: the request goes into the run's batch instead.
+    let answer = match super::batch_mode::chat_if_batch(request).await {
+        Some(answer) => answer,
+        None => client.chat(request).await,
+    };
+    match answer {
         Ok(c) => {
             calls.add_completion(&c);
             Ok(c)

@@ -151,6 +151,8 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
 
     let concurrency = run.plan.concurrency;
     let (client, sim) = super::endpoint::connect(&model, concurrency, run.plan).await?;
+    // `concurrency.mode: batch`: requests go through the Batch API (see `batch_mode`).
+    let batch = super::batch_mode::open_for(run, &client, &plan.output_folder)?;
     let client_for_stats = client.clone();
     let estimate = inputs.as_deref().and_then(|files| {
         crate::banner::sample(files, crate::banner::model_max_tokens(&model), |record| {
@@ -183,6 +185,7 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
         stringify_input: plan.stringify_input,
         require_json: plan.require_json,
     });
+    let job = super::batch_mode::routed(job, batch.clone());
     let options = EngineOptions {
         task_name: run.plan.task_name.clone(),
         // Shards read their own pieces of the input (the shard plan), so no key is filtered.
@@ -195,7 +198,7 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
             other_settings,
             ..run.read_options()
         },
-        concurrency,
+        concurrency: batch.as_deref().map_or(concurrency, super::batch_mode::in_flight),
         max_concurrent_units: plan.max_concurrent_files,
         flush_interval: run.plan.flush_interval,
         fresh_start: run.plan.fresh_start,

@@ -25,7 +25,7 @@ pub fn known_keys(path: &[&str]) -> Option<&'static [&'static str]> {
         ],
         ["model"] => &["config_path"],
         ["prompt"] => &["config_path"],
-        ["concurrency"] => &["max_concurrent_files", "max_concurrent_requests", "chunk_size", "parquet_save_interval", "requests_per_minute", "tokens_per_minute", "mode", "scheduling"],
+        ["concurrency"] => &["max_concurrent_files", "max_concurrent_requests", "chunk_size", "parquet_save_interval", "requests_per_minute", "tokens_per_minute", "mode", "scheduling", "batch_max_requests", "batch_max_bytes", "batch_poll_secs", "batch_max_rounds"],
         ["retry"] => &["enable_format_validation_retry", "max_retries"],
         ["debug"] => &["enabled", "max_files", "max_items_per_file"],
         ["options"] => &["main_resume", "resume", "delete_existing", "preprocess_resume", "allow_failures", "on_duplicate_id", "audit_sample"],

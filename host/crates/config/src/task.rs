@@ -125,6 +125,13 @@ pub struct ConcurrencySection {
     /// `fixed` (default: `max_concurrent_requests` in flight) or `adaptive` (found from
     /// latency and throttling, `max_concurrent_requests` the ceiling).
     pub mode: Option<ConcurrencyMode>,
+    /// `mode: batch`: the most requests and bytes of one batch file (defaults 50,000 and
+    /// 200 MB), seconds between polls (first, then doubling up to 60 s), rounds for records a
+    /// batch left unanswered (default 3).
+    pub batch_max_requests: Option<usize>,
+    pub batch_max_bytes: Option<u64>,
+    pub batch_poll_secs: Option<f64>,
+    pub batch_max_rounds: Option<u32>,
     /// `in_order` (default) or `prefix_groups`.
     pub scheduling: Option<Scheduling>,
 }

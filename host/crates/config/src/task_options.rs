@@ -22,6 +22,9 @@ pub enum DuplicateIds {
 pub enum ConcurrencyMode {
     Fixed,
     Adaptive,
+    /// The provider's Batch API (OpenAI's `/v1/batches`): requests collected into batch files,
+    /// half the price, answers within the completion window.
+    Batch,
 }
 
 /// `concurrency.scheduling`: the order records are sent in.
