@@ -1,8 +1,8 @@
 //! The run-wide stop signal: set once, by an authentication failure, a disabled plugin, a
 //! journal that cannot be written, or Ctrl-C; every stage watches it.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::sync::Notify;
 
@@ -53,6 +53,89 @@ pub fn was_interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }
 
+/// Set by [`install_early`]: SIGINT/SIGTERM are then caught from the start of the command.
+static EARLY: AtomicBool = AtomicBool::new(false);
+/// How many [`StopSignal::with_ctrl_c`] signals exist: once one does, a run is under way and an
+/// interruption goes through it (what is written is finished); before, nothing is, and the
+/// process ends at once.
+static ARMED: AtomicUsize = AtomicUsize::new(0);
+
+fn early_notify() -> &'static Notify {
+    static NOTIFY: OnceLock<Notify> = OnceLock::new();
+    NOTIFY.get_or_init(Notify::new)
+}
+
+/// Catches SIGINT and SIGTERM from now on (call it first thing, before plugins are loaded, so a
+/// signal during the start-up no longer kills the process without a word): before any run has
+/// started (no [`StopSignal::with_ctrl_c`] yet) the process says "interrupted" and exits with
+/// 130 at once; after, the run's stop signal is set; a second signal always exits at once.
+pub fn install_early() {
+    if EARLY.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<bool>();
+    let spawned = std::thread::Builder::new().name("modelcall-signals".into()).spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let _ = ready_tx.send(false);
+            return;
+        };
+        rt.block_on(async move {
+            let Some(mut signals) = Signals::new() else {
+                let _ = ready_tx.send(false);
+                return;
+            };
+            let _ = ready_tx.send(true);
+            signals.recv().await;
+            INTERRUPTED.store(true, Ordering::SeqCst);
+            if ARMED.load(Ordering::SeqCst) == 0 {
+                eprintln!("\ninterrupted before the run started: nothing was written; run the same command again to start");
+                std::process::exit(130);
+            }
+            eprintln!("\ninterrupted: finishing what is written and stopping (Ctrl-C again to quit at once)");
+            early_notify().notify_waiters();
+            signals.recv().await;
+            std::process::exit(130);
+        });
+    });
+    let installed = spawned.is_ok() && ready_rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap_or(false);
+    if !installed {
+        // Fall back to the handler each run installs.
+        EARLY.store(false, Ordering::SeqCst);
+    }
+}
+
+/// SIGINT and SIGTERM, registered once.
+struct Signals {
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Option<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Some(Signals { int: signal(SignalKind::interrupt()).ok()?, term: signal(SignalKind::terminate()).ok()? })
+        }
+        #[cfg(not(unix))]
+        {
+            Some(Signals {})
+        }
+    }
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.int.recv() => {},
+            _ = self.term.recv() => {},
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
 #[derive(Clone, Default)]
 pub struct StopSignal {
     stopped: Arc<AtomicBool>,
@@ -66,6 +149,22 @@ impl StopSignal {
     pub fn with_ctrl_c() -> Self {
         let stop = StopSignal::default();
         let s = stop.clone();
+        if EARLY.load(Ordering::SeqCst) {
+            // The handler installed at start-up (`install_early`) prints the line and handles
+            // a second signal; this run only watches for the first.
+            ARMED.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                loop {
+                    let notified = early_notify().notified();
+                    if was_interrupted() {
+                        break;
+                    }
+                    notified.await;
+                }
+                s.stop(StopReason::Interrupted);
+            });
+            return stop;
+        }
         tokio::spawn(async move {
             if interrupted().await {
                 INTERRUPTED.store(true, Ordering::SeqCst);

@@ -96,13 +96,21 @@ impl AtomicFile {
         &self.tmp
     }
 
-    /// Flushes, fsyncs, renames into place and fsyncs the folder.
+    /// Flushes, fsyncs, renames into place and fsyncs the folder. On failure (a full disk, a
+    /// file size limit) the temporary file is removed and the error names the destination.
     pub fn commit(mut self) -> Result<(), WriteError> {
         let writer = self.writer.take().expect("an uncommitted file has its writer");
-        let file = writer.into_inner().map_err(|e| WriteError::new("writing", &self.tmp, e.into_error()))?;
-        file.sync_all().map_err(|e| WriteError::new("syncing", &self.tmp, e))?;
-        drop(file);
-        std::fs::rename(&self.tmp, &self.dest).map_err(|e| WriteError::new("renaming into place", &self.dest, e))?;
+        let result = (|| {
+            let file = writer.into_inner().map_err(|e| WriteError::new("writing", &self.dest, e.into_error()))?;
+            file.sync_all().map_err(|e| WriteError::new("syncing", &self.dest, e))?;
+            drop(file);
+            std::fs::rename(&self.tmp, &self.dest).map_err(|e| WriteError::new("renaming into place", &self.dest, e))
+        })();
+        if result.is_err() {
+            // The writer is gone, so drop would not remove it: nothing half-written stays behind.
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+        result?;
         sync_folder(&self.dest);
         Ok(())
     }
@@ -119,8 +127,10 @@ impl AtomicFile {
     }
 
     fn io_error(&self, e: std::io::Error) -> std::io::Error {
-        // Keep the io::Error type (Write's contract) but name the file in its message.
-        let named = WriteError::new("writing", &self.tmp, e);
+        // Keep the io::Error type (Write's contract) but name the file in its message: the
+        // destination (the temporary name means nothing to a user, and is removed on drop).
+        let shown = if self.dest.as_os_str().is_empty() { &self.tmp } else { &self.dest };
+        let named = WriteError::new("writing", shown, e);
         std::io::Error::new(named.source.kind(), named.to_string())
     }
 }
@@ -160,7 +170,10 @@ impl Drop for AtomicFile {
 /// Writes `bytes` to `dest` atomically.
 pub fn write_atomically(dest: &Path, bytes: &[u8]) -> Result<(), WriteError> {
     let mut f = AtomicFile::create(dest)?;
-    f.write_all(bytes).map_err(|e| WriteError::new("writing", dest, e))?;
+    if let Err(e) = f.write_all(bytes) {
+        f.abandon();
+        return Err(WriteError::new("writing", dest, e));
+    }
     f.commit()
 }
 
@@ -269,6 +282,20 @@ mod tests {
         let err = WriteError::new("writing", &dir.path().join("out.parquet"), std::io::Error::from_raw_os_error(28));
         let text = err.to_string();
         assert!(text.contains("out.parquet") && text.contains("bytes free on that file system"), "{text}");
+    }
+
+    #[test]
+    fn a_failed_commit_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        // The destination is a folder: the rename fails after the temp file was written.
+        let dest = dir.path().join("taken");
+        std::fs::create_dir_all(dest.join("inside")).unwrap();
+        let mut f = AtomicFile::create(&dest).unwrap();
+        f.write_all(b"x").unwrap();
+        let err = f.commit().err().expect("renaming over a non-empty folder fails");
+        assert!(err.to_string().contains("taken"), "{err}");
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(left.len(), 1, "only the folder: {left:?}");
     }
 
     #[test]
