@@ -178,6 +178,6 @@ impl Banner<'_> {
     /// Prints the banner (redacted) on stderr, and hands the pricing to the progress display.
     pub fn print(&self) {
         crate::progress::set_pricing(self.model.pricing);
-        eprintln!("{}", crate::cli::exit::shown(&self.render()));
+        eprintln!("{}", crate::shown::shown(&self.render()));
     }
 }

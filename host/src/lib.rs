@@ -16,6 +16,8 @@ pub mod plugin_pool;
 pub mod progress;
 pub mod remote;
 pub mod report;
+pub mod response_cache;
 pub mod run_records;
+pub mod shown;
 pub mod summary;
 pub mod tasks;

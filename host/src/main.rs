@@ -69,6 +69,11 @@ enum Command {
     Merge(modelcall::cli::merge::MergeArgs),
     /// Serve the SIMULATED OpenAI-compatible endpoint (deterministic replies, fault injection).
     ServeSim(modelcall_sim::ServeArgs),
+    /// Parse every stored reply of a scoring task again with its score parser (or another one, `--parser`), sending nothing; into a new folder with `--output-folder`.
+    Reparse(modelcall::cli::reparse::ReparseArgs),
+    /// The response cache on this machine (a task's `cache:`): stats, prune, clear.
+    #[command(subcommand)]
+    Cache(modelcall::cli::cache_cmd::CacheCommand),
     /// Write report.html for a run's output folder: counts, score distributions, judge quality, latency over time, failures, plugins.
     Report(modelcall::report::ReportArgs),
     /// Compatibility with the Python modelcall: its scoring without a task file (its flags); writes the task file and runs it.
@@ -153,10 +158,12 @@ fn main() -> std::process::ExitCode {
         Command::RunTask(args) => return modelcall::cli::run_task::run(args),
         Command::Submit(args) => return modelcall::cli::submit::run(args),
         Command::Status(args) => return modelcall::cli::status::run(args),
+        Command::Reparse(args) => return modelcall::cli::reparse::run(args),
         Command::Merge(args) => return modelcall::cli::merge::run(args),
         Command::ApiCall(args) => return modelcall::cli::compat::api_call(args),
         Command::Preprocess(cmd) => return modelcall::cli::compat::preprocess(cmd),
         Command::Pipeline(args) => return modelcall::cli::compat::pipeline(args),
+        Command::Cache(cmd) => modelcall::cli::cache_cmd::run(cmd).map(|_| std::process::ExitCode::SUCCESS),
         Command::Report(args) => modelcall::report::run(args).map(|_| std::process::ExitCode::SUCCESS),
         Command::Plugin(cmd) => modelcall::cli::plugin_cmd::run(cmd).map(|_| std::process::ExitCode::SUCCESS),
         Command::ServeSim(args) => modelcall_sim::serve(args).map(|_| std::process::ExitCode::SUCCESS).map_err(anyhow::Error::from),

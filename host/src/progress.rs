@@ -335,7 +335,7 @@ impl Facts {
                     causes.iter().find(|(k, v)| k.ends_with(cause.as_str()) && v.message.is_some()).and_then(|(_, v)| v.message.clone())
                 });
                 match message {
-                    Some(m) => line.push_str(&format!(": \"{}\"", crate::cli::exit::shown(&m))),
+                    Some(m) => line.push_str(&format!(": \"{}\"", crate::shown::shown(&m))),
                     None if cause == "rate_limited" => line.push_str(": the server answers 429 Too Many Requests (backing off and retrying)"),
                     None => {}
                 }

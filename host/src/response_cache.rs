@@ -239,17 +239,18 @@ pub fn active() -> Option<Arc<ResponseCache>> {
 }
 
 /// The task's `cache:` opened for `model` (none without the section, or with `--no-cache`).
-pub fn for_task(task: &modelcall_config::LoadedTask, model: &modelcall_config::ModelConfig, no_cache: bool) -> Result<Option<ResponseCache>, crate::cli::exit::BadConfig> {
+/// The error names the task file and the key (a configuration error: exit 2).
+pub fn for_task(task: &modelcall_config::LoadedTask, model: &modelcall_config::ModelConfig, no_cache: bool) -> Result<Option<ResponseCache>, String> {
     let file = task.source_path.display();
     let Some(section) = task.json.get("cache").filter(|_| !no_cache) else { return Ok(None) };
     let section: CacheSection = serde_json::from_value(if section.is_null() { json!({}) } else { section.clone() })
-        .map_err(|e| crate::cli::exit::BadConfig(format!("{file}: `cache`: {e} (it takes `path` and `max_size`)")))?;
+        .map_err(|e| format!("{file}: `cache`: {e} (it takes `path` and `max_size`)"))?;
     let max = match &section.max_size {
-        Some(v) => parse_size(v).map_err(|e| crate::cli::exit::BadConfig(format!("{file}: `cache.max_size`: {e}")))?,
+        Some(v) => parse_size(v).map_err(|e| format!("{file}: `cache.max_size`: {e}"))?,
         None => DEFAULT_MAX_BYTES,
     };
     let path = section.path.as_deref().map(|p| task.resolve(p)).unwrap_or_else(default_path);
-    let cache = ResponseCache::open(&path, max).map_err(|e| crate::cli::exit::BadConfig(format!("{file}: `cache`: {e}")))?;
+    let cache = ResponseCache::open(&path, max).map_err(|e| format!("{file}: `cache`: {e}"))?;
     let mut chat = model.chat_config.clone();
     chat.remove("stream");
     chat.remove("stream_options");

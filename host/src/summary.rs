@@ -24,8 +24,13 @@ pub struct FileStats {
     /// Records done before whose content (or whose settings, with `--redo-changed`) changed
     /// since: their old result was retired and they were sent again.
     pub changed: u64,
-    /// Records left out by `retry_mode` because the error output does not list them.
+    /// Records left out by `retry_mode` because the error output does not list them, or not
+    /// sent by `modelcall reparse` (which sends nothing).
     pub not_retried: u64,
+    /// Records whose stored replies were parsed again with a changed score parser (no request).
+    pub reparsed: u64,
+    /// Of those, records that had failed and now parse.
+    pub recovered: u64,
     pub scored: u64,
     pub failed: u64,
     /// Lines that are not records (invalid JSON, not an object, invalid UTF-8).
@@ -66,7 +71,7 @@ macro_rules! add_counters {
 
 add_counters!(
     fields_cut,
-    seen, already_done, adopted, changed, not_retried, scored, failed, bad_lines, skipped, debug_limited, records_out, item_errors, duplicate_ids,
+    seen, already_done, adopted, changed, not_retried, reparsed, recovered, scored, failed, bad_lines, skipped, debug_limited, records_out, item_errors, duplicate_ids,
     failed_before, source_errors, bytes_read,
 );
 
@@ -88,6 +93,8 @@ pub struct RunStats {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub requests: u64,
+    /// Answers taken from the response cache (no request, not billed).
+    pub cached: u64,
     latency: hdrhistogram::Histogram<u64>,
     score_histogram: BTreeMap<String, u64>,
     /// When the last record outcome arrived: request throughput is measured up to here, before
@@ -116,6 +123,7 @@ impl RunStats {
             prompt_tokens: 0,
             completion_tokens: 0,
             requests: 0,
+            cached: 0,
             // 1 ms .. 1 hour at 3 significant digits.
             latency: hdrhistogram::Histogram::new_with_bounds(1, 3_600_000, 3).expect("valid bounds"),
             score_histogram: BTreeMap::new(),
@@ -276,6 +284,8 @@ impl RunStats {
                 "adopted": totals.adopted,
                 "changed": totals.changed,
                 "not_retried": totals.not_retried,
+                "reparsed": totals.reparsed,
+                "recovered": totals.recovered,
                 "scored": totals.scored,
                 "failed": totals.failed,
                 "bad_lines": totals.bad_lines,
@@ -295,6 +305,7 @@ impl RunStats {
             "parse_retry_hints": self.retry_hints,
             "timeline": self.timeline_json(),
             "requests": self.requests,
+            "cached": self.cached,
             "processing_elapsed_s": (self.processing_elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
             "requests_per_second": requests_per_second,
             "records_per_second": if elapsed > 0.0 { ((totals.scored + totals.failed) as f64 / elapsed * 10.0).round() / 10.0 } else { 0.0 },
@@ -324,6 +335,15 @@ impl RunStats {
         );
         if t.changed > 0 {
             out.push_str(&format!(" · changed {} (input or settings changed since their result; sent again)", t.changed));
+        }
+        if self.cached > 0 {
+            out.push_str(&format!("\nanswered from the response cache: {} (no request, not billed)", self.cached));
+        }
+        if t.reparsed > 0 {
+            out.push_str(&format!(
+                "\nre-parsed {} from stored replies (parser changed), 0 requests; {} recovered (had failed, now parse)",
+                t.reparsed, t.recovered
+            ));
         }
         if t.adopted > 0 {
             out.push_str(&format!(" · adopted {} (results another tool wrote; not sent)", t.adopted));
@@ -480,7 +500,7 @@ impl ErrorFile {
                         Some((i, _)) => format!("{}…", &m[..i]),
                         None => m.to_string(),
                     };
-                    crate::cli::exit::shown(&m)
+                    crate::shown::shown(&m)
                 });
             }
         }

@@ -3,9 +3,7 @@
 //! 130 interrupted.
 
 use std::process::ExitCode;
-use std::sync::OnceLock;
 
-use modelcall_secrets::Redactor;
 
 use crate::engine::{RunOutcome, StopReason};
 
@@ -44,34 +42,7 @@ impl Finish {
     }
 }
 
-static REDACTOR: OnceLock<Redactor> = OnceLock::new();
-
-/// Sets the redaction of everything printed at the end of the run: the task's own key (and
-/// any password in its endpoint URL), besides the credential shapes every redactor removes.
-pub fn install_redactor(redactor: Redactor) {
-    let _ = REDACTOR.set(redactor);
-}
-
-/// `text` as it may be shown: the one redaction step for messages this module prints.
-pub fn shown(text: &str) -> String {
-    REDACTOR.get_or_init(Redactor::default).redact_string(text)
-}
-
-/// `doc` as it may be written: every string in it redacted (the document stays valid JSON,
-/// whatever the redaction replaces).
-pub fn shown_json(doc: &mut serde_json::Value) {
-    match doc {
-        serde_json::Value::String(s) => {
-            let r = shown(s);
-            if r != *s {
-                *s = r;
-            }
-        }
-        serde_json::Value::Array(a) => a.iter_mut().for_each(shown_json),
-        serde_json::Value::Object(m) => m.values_mut().for_each(shown_json),
-        _ => {}
-    }
-}
+pub use crate::shown::{install_redactor, shown, shown_json};
 
 /// Prints what the user needs to know about how the run ended and returns its exit code.
 /// `allow_failures` (`options.allow_failures`) makes a run with failed records exit 0.

@@ -152,7 +152,7 @@ fn merge_folder(outputs: &RecordOutputs, task_name: &str, force: bool) -> anyhow
     if summary["status"] == "completed" && rows_ok > 0 && summary["score_histogram"].as_object().is_some_and(|h| !h.is_empty()) {
         summary["judge_quality"] = crate::report::judge_quality(&summary);
     }
-    crate::cli::exit::shown_json(&mut summary);
+    crate::shown::shown_json(&mut summary);
     let text = serde_json::to_string_pretty(&summary)? + "\n";
     modelcall_io::write_atomically(&outputs.folder.join("run_summary.json"), text.as_bytes())?;
     if let crate::engine::SinkKind::Rows { format, .. } = &outputs.sink {

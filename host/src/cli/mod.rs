@@ -2,10 +2,12 @@
 //! Python modelcall's `api-call`, `preprocess` and `pipeline`, and the mapping of a run's end
 //! to an exit code.
 
+pub mod cache_cmd;
 pub mod compat;
 pub mod exit;
 pub mod merge;
 pub mod plugin_cmd;
+pub mod reparse;
 pub mod run_task;
 pub mod run_task_args;
 pub mod status;
@@ -36,6 +38,23 @@ Exit codes: 0 done, 1 stopped, 2 bad configuration, 3 finished with failed recor
 
 /// Examples per command, by its path under `modelcall` (`after_help`, shown by `--help`).
 pub const EXAMPLES: &[(&[&str], &str)] = &[
+    (
+        &["cache"],
+        "Examples:
+  modelcall cache stats                                         # answers held and their size
+  modelcall cache prune --max-size 500MB                        # evict the least recently used
+  modelcall cache clear --path /scratch/mc-cache.sqlite         # empty another cache file",
+    ),
+    (&["cache", "stats"], "Examples:\n  modelcall cache stats\n  modelcall cache stats --path /scratch/mc-cache.sqlite"),
+    (&["cache", "prune"], "Examples:\n  modelcall cache prune --max-size 500MB\n  modelcall cache prune --max-size 2GiB --path /scratch/mc-cache.sqlite"),
+    (&["cache", "clear"], "Examples:\n  modelcall cache clear\n  modelcall cache clear --path /scratch/mc-cache.sqlite"),
+    (
+        &["reparse"],
+        "Examples:
+  modelcall reparse task.yaml                                   # parse every stored reply again with the task's parser
+  modelcall reparse task.yaml --parser my_parser.wasm --output-folder out_b   # another parser, into a new folder
+  modelcall report out_a out_b                                  # then compare the two parsers' verdicts",
+    ),
     (
         &["run-task"],
         "Examples:

@@ -67,6 +67,19 @@ pub struct RunTaskArgs {
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<std::net::SocketAddr>,
 
+    /// Neither read nor write the task's response cache (`cache:`): every request is sent.
+    #[arg(long)]
+    pub no_cache: bool,
+
+    /// Set by `modelcall reparse`: send nothing, parse the stored replies again.
+    #[arg(skip)]
+    pub offline: bool,
+
+    /// Set by `modelcall reparse --parser`: another score parser (`builtin:NAME` or a path)
+    /// and, optionally, its config.
+    #[arg(skip)]
+    pub parser_override: Option<(String, Option<serde_json::Value>)>,
+
     /// No progress bar or periodic progress lines.
     #[arg(long)]
     pub no_progress: bool,

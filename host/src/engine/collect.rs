@@ -88,11 +88,24 @@ impl<J: Job> Collector<'_, J> {
             Collected::Read(ReadItem::Work { .. }) => unreachable!("work items go to record tasks"),
             Collected::Outcome { key, file, line, seq, outcome, made, retire } => {
                 fs.seen += 1;
+                let calls = match &outcome {
+                    Outcome::Done { calls, .. } => Some(calls),
+                    Outcome::Failed(f) => Some(&f.calls),
+                    Outcome::Fatal { .. } => None,
+                };
+                if let Some(calls) = calls.filter(|c| c.reparsed) {
+                    fs.reparsed += 1;
+                    if calls.recovered && matches!(outcome, Outcome::Done { .. }) {
+                        fs.recovered += 1;
+                    }
+                }
                 if let Some(why) = retire {
                     // The earlier result is void whatever this outcome is: a failure must not
                     // leave the stale result standing in the output.
                     if !matches!(outcome, Outcome::Fatal { .. }) {
-                        fs.changed += 1;
+                        if why != super::reader::REPARSED {
+                            fs.changed += 1;
+                        }
                         self.journal.append(JournalEntry::retired(key.clone(), why))?;
                     }
                 }
@@ -126,7 +139,7 @@ impl<J: Job> Collector<'_, J> {
                                     stats.count_failure(&item.cause);
                                     let file = self.files.get(file).map(String::as_str).unwrap_or(self.unit_name);
                                     let item_key = item.key(&key);
-                                    let failure = Failure { cause: item.cause, message: item.message, calls: CallTally::default(), record: None, reply: None };
+                                    let failure = Failure { cause: item.cause, message: item.message, calls: CallTally::default(), record: None, replies: Vec::new(), after_reply: false };
                                     let mut row = self.job.failure_row(&FailureSite { key: &item_key, file, line }, failure);
                                     row.insert("item".into(), json!(item.index));
                                     row.insert("location".into(), json!(item.location));
@@ -241,6 +254,7 @@ impl<J: Job> Collector<'_, J> {
 
 fn tally(stats: &mut RunStats, calls: &CallTally) {
     stats.requests += calls.requests;
+    stats.cached += calls.cached;
     for hint in &calls.retry_hints {
         stats.count_retry_hint(hint);
     }

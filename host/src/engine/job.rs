@@ -19,6 +19,11 @@ pub enum JobInput {
     /// A raw file (e.g. a Repomix pack) for a file preprocessor; `rel` is its path relative to
     /// the input folder, with `/`.
     File { rel: String, path: PathBuf },
+    /// A record whose stored replies are parsed again with a changed score parser instead of
+    /// being bought again: `row` is its journaled row (output or error), `replies` the model's
+    /// replies it holds, oldest first. `then_send`: when none parses, the record is sent (its
+    /// earlier failure was retryable). `recovering`: it had failed.
+    Reparse { record: Map<String, Value>, row: Map<String, Value>, replies: Vec<String>, then_send: bool, recovering: bool },
 }
 
 /// What a finished item produced.
@@ -89,10 +94,12 @@ pub struct Failure {
     pub message: String,
     pub calls: CallTally,
     pub record: Option<Map<String, Value>>,
-    /// The model's reply, when the failure came after it arrived (a parser plugin trapped or
-    /// returned bad output): the answer is paid for, so it is kept in the error row and a
-    /// plain rerun does not buy it again (only `--retry-failed` does).
-    pub reply: Option<String>,
+    /// The model's replies, when the failure came after they arrived (oldest first): they are
+    /// paid for, so the error row keeps them and a changed parser can read them again.
+    pub replies: Vec<String>,
+    /// The failure is the parser plugin's (a trap, bad output), not the reply's: a plain
+    /// rerun does not buy the same reply again (only `--retry-failed` does).
+    pub after_reply: bool,
 }
 
 /// Causes a plain rerun would only repeat: the request or the record itself is wrong.
@@ -112,16 +119,34 @@ const PERMANENT_CAUSES: &[&str] = &[
 impl Failure {
     /// Whether the failure would repeat on a rerun (sent again only with `--retry-failed`).
     pub fn is_permanent(&self) -> bool {
-        self.reply.is_some() || PERMANENT_CAUSES.contains(&self.cause.as_str())
+        self.after_reply || PERMANENT_CAUSES.contains(&self.cause.as_str())
     }
 
     pub fn new(cause: impl Into<String>, message: impl Into<String>, calls: CallTally, record: Option<Map<String, Value>>) -> Outcome {
-        Outcome::Failed(Failure { cause: cause.into(), message: message.into(), calls, record, reply: None })
+        Outcome::Failed(Failure { cause: cause.into(), message: message.into(), calls, record, replies: Vec::new(), after_reply: false })
     }
 
-    /// A failure after the model's `reply` arrived (see [`Failure::reply`]).
-    pub fn after_reply(cause: impl Into<String>, message: impl Into<String>, calls: CallTally, record: Option<Map<String, Value>>, reply: &str) -> Outcome {
-        Outcome::Failed(Failure { cause: cause.into(), message: message.into(), calls, record, reply: Some(reply.to_string()) })
+    /// A failure of the parser plugin after the model's `replies` arrived (see
+    /// [`Failure::after_reply`]).
+    pub fn after_reply(cause: impl Into<String>, message: impl Into<String>, calls: CallTally, record: Option<Map<String, Value>>, replies: Vec<String>) -> Outcome {
+        Outcome::Failed(Failure { cause: cause.into(), message: message.into(), calls, record, replies, after_reply: true })
+    }
+
+    /// A failure of the replies themselves (they never parsed): kept for a later parser, and
+    /// retryable or not by `cause` alone.
+    pub fn with_replies(cause: impl Into<String>, message: impl Into<String>, calls: CallTally, record: Option<Map<String, Value>>, replies: Vec<String>) -> Outcome {
+        Outcome::Failed(Failure { cause: cause.into(), message: message.into(), calls, record, replies, after_reply: false })
+    }
+
+    /// Puts the kept replies in an error row: `api_return` the last, `replies` all of them
+    /// when there were several.
+    pub fn add_replies(replies: Vec<String>, row: &mut Map<String, Value>) {
+        if let Some(last) = replies.last() {
+            row.insert("api_return".into(), Value::String(last.clone()));
+        }
+        if replies.len() > 1 {
+            row.insert("replies".into(), json!(replies));
+        }
     }
 }
 
@@ -154,8 +179,8 @@ pub trait Job: Send + Sync + 'static {
             "record": failure.record.map(Value::Object).unwrap_or(Value::Null),
         });
         let mut row = row;
-        if let Some(reply) = failure.reply {
-            row["api_return"] = Value::String(reply);
+        if let Value::Object(m) = &mut row {
+            Failure::add_replies(failure.replies, m);
         }
         match row {
             Value::Object(m) => m,
@@ -175,10 +200,21 @@ pub struct CallTally {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub latencies: Vec<Duration>,
+    /// Answers taken from the response cache (not requests, not billed).
+    pub cached: u64,
+    /// The outcome came from stored replies parsed again (no request).
+    pub reparsed: bool,
+    /// ... and the record had failed before.
+    pub recovered: bool,
 }
 
 impl CallTally {
     pub fn add_completion(&mut self, c: &Completion) {
+        if c.attempts == 0 {
+            // Answered from the response cache: no request, nothing billed.
+            self.cached += 1;
+            return;
+        }
         self.requests += c.attempts as u64;
         for (cause, n) in c.retries.iter() {
             self.retries.push((cause, n));

@@ -30,7 +30,8 @@ pub enum ReadItem {
     /// row stays, and it is sent again only with `--retry-failed`.
     FailedBefore,
     DebugLimited,
-    /// `retry_mode`: not listed in the error output, so not sent.
+    /// `retry_mode`: not listed in the error output, so not sent; `modelcall reparse`: not
+    /// sent (it sends nothing).
     NotRetried,
     /// A record whose id was seen before in the unit; `skipped` when it is left out
     /// (`on_duplicate_id: skip`), else it is processed under its ordinal key as well.
@@ -63,7 +64,16 @@ pub struct ReadOptions {
     pub other_settings: OtherSettings,
     /// `retry_mode`: send exactly the records the error output lists, nothing else.
     pub only_failed: bool,
+    /// A hash of the score parser (plugin and config), journaled with each result: a result
+    /// read by another parser has its stored replies parsed again.
+    pub parser: Option<u64>,
+    /// `modelcall reparse`: re-parse every stored reply (whatever parser read it), send nothing.
+    pub offline: bool,
 }
+
+/// The retire reason of a result whose stored replies are parsed again (not a change of its
+/// input: not counted as `changed`).
+pub const REPARSED: &str = "its score parser changed";
 
 impl ReadOptions {
     /// The hash journaled with each result (0: a stage with no settings of its own).
@@ -91,8 +101,12 @@ pub struct Finished {
     pub failed: KeySet,
     /// What each journaled result was made from (journals before 0.3 have none: kept as is).
     pub made: std::collections::HashMap<u128, MadeFrom>,
-    /// The input each failed key had when it failed.
-    pub failed_inputs: std::collections::HashMap<u128, u64>,
+    /// What each failed key's latest failure was made from.
+    pub failed_made: std::collections::HashMap<u128, MadeFrom>,
+    /// Where in the journal the rows of results read by another parser are (see
+    /// [`stored_rows`]), and the journal itself.
+    pub stored: std::collections::HashMap<u128, u64>,
+    pub journal: Option<std::path::PathBuf>,
     /// Settings whose results the user chose to keep (`--keep-existing`).
     pub accepted_settings: Vec<u64>,
     /// `retry_mode`: the `uid`s the error output lists (it may have been written by another
@@ -106,6 +120,9 @@ pub enum Decision {
     Skip(ReadItem),
     /// Sent; with the reason its earlier result is void, if it had one.
     Send(Option<&'static str>),
+    /// Its stored replies are parsed again (the score parser changed); see
+    /// [`JobInput::Reparse`] for the flags.
+    Reparse { then_send: bool, recovering: bool },
 }
 
 impl Finished {
@@ -123,24 +140,114 @@ impl Finished {
 
     /// `reference_key`: the record's key as another tool wrote it (see [`super::adopt`]).
     pub fn decide(&self, key: &str, made: &MadeFrom, opts: &ReadOptions, reference_key: Option<&str>) -> Decision {
+        let decision = self.decide_sending(key, made, opts, reference_key);
+        match decision {
+            // `modelcall reparse` sends nothing.
+            Decision::Send(_) if opts.offline => Decision::Skip(ReadItem::NotRetried),
+            Decision::Reparse { recovering, .. } if opts.offline => Decision::Reparse { then_send: false, recovering },
+            other => other,
+        }
+    }
+
+    fn decide_sending(&self, key: &str, made: &MadeFrom, opts: &ReadOptions, reference_key: Option<&str>) -> Decision {
+        let h = key_hash(key);
+        let read_by_another_parser =
+            |before: &MadeFrom| (opts.offline || before.parser.is_some() && before.parser != made.parser) && self.stored.contains_key(&h);
+        // A failure whose replies are stored and that another parser read: those replies first.
+        let reparse_failure = || {
+            let before = self.failed_made.get(&h)?;
+            (self.failed.contains(key) && before.input == made.input && read_by_another_parser(before))
+                .then(|| Decision::Reparse { then_send: opts.retry_failed || !self.failed_permanently.contains(key), recovering: true })
+        };
         if opts.only_failed {
             let listed = self.failed.contains(key) || self.listed_in_errors.contains(key) || reference_key.is_some_and(|r| self.listed_in_errors.contains(r));
-            return if listed { Decision::Send(None) } else { Decision::Skip(ReadItem::NotRetried) };
+            return match (listed, reparse_failure()) {
+                (true, Some(reparse)) => reparse,
+                (true, None) => Decision::Send(None),
+                (false, _) => Decision::Skip(ReadItem::NotRetried),
+            };
         }
         if self.ok.contains(key) {
             return match self.changed(key, made, opts) {
                 Some(why) => Decision::Send(Some(why)),
+                None if self.made.get(&h).is_some_and(read_by_another_parser) => Decision::Reparse { then_send: false, recovering: false },
                 None => Decision::Skip(ReadItem::AlreadyDone),
             };
         }
+        if let Some(reparse) = reparse_failure() {
+            return reparse;
+        }
         if !opts.retry_failed && self.failed_permanently.contains(key) {
             // A record fixed since it failed is a new record: sent again.
-            return match self.failed_inputs.get(&key_hash(key)) {
-                Some(before) if *before != made.input => Decision::Send(Some("its input changed")),
+            return match self.failed_made.get(&h) {
+                Some(before) if before.input != made.input => Decision::Send(Some("its input changed")),
                 _ => Decision::Skip(ReadItem::FailedBefore),
             };
         }
         Decision::Send(None)
+    }
+
+    /// The journaled row at `key`'s stored offset, with the replies it holds (oldest first).
+    fn stored_row(&self, key: &str) -> Option<(serde_json::Map<String, Value>, Vec<String>)> {
+        use std::io::{BufRead, Seek};
+        let offset = *self.stored.get(&key_hash(key))?;
+        let mut file = std::io::BufReader::new(std::fs::File::open(self.journal.as_ref()?).ok()?);
+        file.seek(std::io::SeekFrom::Start(offset)).ok()?;
+        let mut line = Vec::new();
+        file.read_until(b'\n', &mut line).ok()?;
+        let entry: modelcall_io::JournalEntry = serde_json::from_slice(&line).ok()?;
+        let replies: Vec<String> = match entry.row.get("replies").and_then(Value::as_array) {
+            Some(all) => all.iter().filter_map(|r| r.as_str().map(str::to_string)).collect(),
+            None => entry.row.get("api_return").and_then(Value::as_str).map(|r| vec![r.to_string()]).unwrap_or_default(),
+        };
+        // A generation row holds its answer as `response`, re-derived rather than re-parsed.
+        (!replies.is_empty() || entry.row.contains_key("response")).then_some((entry.row, replies))
+    }
+}
+
+/// Where the latest rows of the keys `wanted` are in `journal` (byte offsets): the results a
+/// changed parser reads again. One pass, done only when some result was read by another parser.
+pub fn stored_rows(journal: &std::path::Path, wanted: &std::collections::HashSet<u128>) -> std::collections::HashMap<u128, u64> {
+    use std::io::BufRead;
+    let mut found = std::collections::HashMap::new();
+    if wanted.is_empty() {
+        return found;
+    }
+    let Ok(file) = std::fs::File::open(journal) else { return found };
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    let (mut offset, mut line) = (0u64, Vec::new());
+    #[derive(serde::Deserialize)]
+    struct KeyOnly {
+        key: String,
+    }
+    loop {
+        line.clear();
+        let n = match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n as u64,
+        };
+        if let Ok(k) = serde_json::from_slice::<KeyOnly>(&line) {
+            let h = key_hash(&k.key);
+            if wanted.contains(&h) {
+                found.insert(h, offset);
+            }
+        }
+        offset += n;
+    }
+    found
+}
+
+impl Finished {
+    /// Reads [`Finished::stored`] for the results (done or failed) another parser than
+    /// `parser` read.
+    /// `everything`: every result with replies (`modelcall reparse`).
+    pub fn find_stored_rows(&mut self, journal: &std::path::Path, parser: Option<u64>, everything: bool) {
+        let Some(parser) = parser else { return };
+        let other = |m: &MadeFrom| everything || m.parser.is_some_and(|p| p != parser);
+        let wanted: std::collections::HashSet<u128> =
+            self.made.iter().chain(self.failed_made.iter()).filter(|(_, m)| other(m)).map(|(h, _)| *h).collect();
+        self.stored = stored_rows(journal, &wanted);
+        self.journal = Some(journal.to_path_buf());
     }
 }
 
@@ -255,9 +362,11 @@ impl Reader<'_> {
                 }
                 let rel = modelcall_io::listing::relative_name(&root, &path);
                 reader.seen.insert(&rel);
-                let made = MadeFrom { input: file_hash(&path), settings: reader.opts.settings_hash() };
+                let made = MadeFrom { input: file_hash(&path), settings: reader.opts.settings_hash(), parser: reader.opts.parser };
                 let item = match reader.done.decide(&rel, &made, &reader.opts, None) {
                     Decision::Skip(item) => item,
+                    // No score parser reads raw files.
+                    Decision::Reparse { .. } => ReadItem::AlreadyDone,
                     Decision::Send(retire) => match reader.limited() {
                         Some(limited) => limited,
                         None => {
@@ -367,24 +476,36 @@ impl Reader<'_> {
                             continue;
                         }
                     }
-                    let made = MadeFrom { input: record_hash(&record), settings: self.opts.settings_hash() };
+                    let made = MadeFrom { input: record_hash(&record), settings: self.opts.settings_hash(), parser: self.opts.parser };
                     let reference_key = self.opts.adopt.as_ref().and_then(|rule| rule.key(&record));
                     if samples > 1 {
                         // n answers per record: one work item per sample, each its own key.
                         for i in 0..samples {
                             let key = format!("{base}#{i}");
                             self.seen.insert(&key);
-                            let msg = match self.done.decide(&key, &made, &self.opts, reference_key.as_deref()) {
-                                Decision::Skip(item) => item,
-                                Decision::Send(retire) => {
+                            let sample = |key: &str| {
                                 let mut r = record.clone();
                                 if let Some(uid) = r.get("uid").cloned() {
                                     r.insert("source_uid".into(), uid);
                                 }
-                                r.insert("uid".into(), Value::String(key.clone()));
+                                r.insert("uid".into(), Value::String(key.to_string()));
                                 r.insert("sample_index".into(), Value::from(i));
-                                let seq = modelcall_io::ordered::position(index as u64, line, i as u64);
-                                ReadItem::Work { key, file: index, line, seq, input: JobInput::Record(r), made, retire }
+                                r
+                            };
+                            let seq = modelcall_io::ordered::position(index as u64, line, i as u64);
+                            let msg = match self.done.decide(&key, &made, &self.opts, reference_key.as_deref()) {
+                                Decision::Skip(item) => item,
+                                // The answer is stored: derived again, not bought again.
+                                Decision::Reparse { then_send, recovering } => match self.done.stored_row(&key) {
+                                    Some((row, replies)) => {
+                                        let input = JobInput::Reparse { record: sample(&key), row, replies, then_send, recovering };
+                                        ReadItem::Work { key, file: index, line, seq, input, made, retire: Some(REPARSED) }
+                                    }
+                                    None => ReadItem::AlreadyDone,
+                                },
+                                Decision::Send(retire) => {
+                                    let r = sample(&key);
+                                    ReadItem::Work { key, file: index, line, seq, input: JobInput::Record(r), made, retire }
                                 }
                             };
                             if self.tx.blocking_send(msg).is_err() {
@@ -397,6 +518,20 @@ impl Reader<'_> {
                             Decision::Skip(ReadItem::NotRetried) if self.is_adopted(&record) => ReadItem::Adopted,
                             Decision::Skip(item) => item,
                             Decision::Send(None) if self.is_adopted(&record) => ReadItem::Adopted,
+                            Decision::Reparse { then_send, recovering } => match self.done.stored_row(&base) {
+                                Some((row, replies)) => {
+                                    let seq = modelcall_io::ordered::position(index as u64, line, 0);
+                                    let input = JobInput::Reparse { record, row, replies, then_send, recovering };
+                                    ReadItem::Work { key: base, file: index, line, seq, input, made, retire: Some(REPARSED) }
+                                }
+                                // Nothing stored to read again: as if the parser had not changed.
+                                None if !recovering => ReadItem::AlreadyDone,
+                                None if then_send && !self.opts.offline => {
+                                    let seq = modelcall_io::ordered::position(index as u64, line, 0);
+                                    ReadItem::Work { key: base, file: index, line, seq, input: JobInput::Record(record), made, retire: None }
+                                }
+                                None => ReadItem::FailedBefore,
+                            },
                             Decision::Send(retire) => match self.limited() {
                                 Some(limited) => limited,
                                 None => {

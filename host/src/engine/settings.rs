@@ -149,7 +149,8 @@ pub fn mismatches(units: &[Unit], current: &Settings) -> Vec<Mismatch> {
 
 /// Before a paid stage's first request: results made under other settings stop the run (exit
 /// 2) unless the user chose what to do; `--keep-existing` is remembered per unit.
-pub fn check_before_run(units: &[Unit], current: &Settings, on_changed: OnChanged, task_file: &Path) -> Result<(), crate::cli::exit::BadConfig> {
+/// The error is the message a stop before the first request prints (exit 2).
+pub fn check_before_run(units: &[Unit], current: &Settings, on_changed: OnChanged, task_file: &Path) -> Result<(), String> {
     let found = mismatches(units, current);
     if found.is_empty() {
         return Ok(());
@@ -165,13 +166,13 @@ pub fn check_before_run(units: &[Unit], current: &Settings, on_changed: OnChange
                         kept.push(hex(*h));
                     }
                 }
-                write_sidecar(&m.journal, &sidecar).map_err(|e| crate::cli::exit::BadConfig(format!("{e:#}")))?;
+                write_sidecar(&m.journal, &sidecar).map_err(|e| format!("{e:#}"))?;
             }
             let n: u64 = found.iter().map(|m| m.results).sum();
             eprintln!("note: keeping {n} result(s) made with earlier settings (--keep-existing); later runs keep them too");
             Ok(())
         }
-        OnChanged::Ask => Err(crate::cli::exit::BadConfig(explain(&found, current, task_file))),
+        OnChanged::Ask => Err(explain(&found, current, task_file)),
     }
 }
 

@@ -25,6 +25,8 @@ pub struct Survey {
     pub adopted: u64,
     /// Never tried: sent.
     pub new: u64,
+    /// Stored replies a changed score parser reads again: no request.
+    pub reparse: u64,
     /// Not records (bad lines), left out by a debug limit, or not listed for `retry_mode`.
     pub not_sent: u64,
 }
@@ -37,7 +39,7 @@ impl Survey {
 
     pub fn render(&self) -> String {
         format!(
-            "resume      done {} · changed {} · failed {} retryable / {} permanent · adopted {} · new {} → to send {}{}",
+            "resume      done {} · changed {} · failed {} retryable / {} permanent · adopted {} · new {} → to send {}{}{}",
             self.done,
             self.changed,
             self.failed_retryable,
@@ -45,6 +47,7 @@ impl Survey {
             self.adopted,
             self.new,
             self.to_send(),
+            if self.reparse > 0 { format!(" · re-parse {} stored replies (parser changed; no request)", self.reparse) } else { String::new() },
             if self.not_sent > 0 { format!(" ({} other line(s) not sent: bad lines, debug limits, retry mode)", self.not_sent) } else { String::new() }
         )
     }
@@ -55,15 +58,19 @@ pub async fn survey(units: &[Unit], options: &ReadOptions) -> anyhow::Result<Sur
     let mut total = Survey::default();
     for unit in units {
         let state = modelcall_io::journal::read_state(&unit.paths.journal)?;
-        let finished = Arc::new(Finished {
+        let mut finished = Finished {
             ok: state.done_ok,
             failed_permanently: state.failed_permanently,
             failed: state.failed,
             made: state.made,
-            failed_inputs: state.failed_inputs,
+            failed_made: state.failed_made,
+            stored: Default::default(),
+            journal: None,
             accepted_settings: super::settings::accepted(&unit.paths.journal, options.settings_hash()),
             listed_in_errors: if options.only_failed { listed_in_errors(&unit.paths.errors) } else { Default::default() },
-        });
+        };
+        finished.find_stored_rows(&unit.paths.journal, options.parser, options.offline);
+        let finished = Arc::new(finished);
         let (tx, mut rx) = mpsc::channel::<ReadItem>(1024);
         let reader = {
             let (inputs, opts, finished) = (unit.inputs.clone(), options.clone(), finished.clone());
@@ -71,6 +78,7 @@ pub async fn survey(units: &[Unit], options: &ReadOptions) -> anyhow::Result<Sur
         };
         while let Some(item) = rx.recv().await {
             match item {
+                ReadItem::Work { input: super::job::JobInput::Reparse { .. }, .. } => total.reparse += 1,
                 ReadItem::Work { key, retire, .. } => match retire {
                     Some(_) => total.changed += 1,
                     None if finished.failed.contains(&key) => total.failed_retryable += 1,

@@ -106,7 +106,7 @@ pub fn render_settings(folder: &Path, summary: &Value) -> String {
     }
     s.push_str("</table>");
     if let Some(text) = run["prompt_config"].as_str().and_then(|p| std::fs::read_to_string(p).ok()) {
-        let _ = write!(s, "<details><summary>The prompt file as it is now</summary><pre>{}</pre></details>", esc(&crate::cli::exit::shown(&text)));
+        let _ = write!(s, "<details><summary>The prompt file as it is now</summary><pre>{}</pre></details>", esc(&crate::shown::shown(&text)));
     }
     let mut sidecars: Vec<_> = std::fs::read_dir(folder.join(".modelcall")).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| p.to_string_lossy().ends_with(".settings.json")).collect();
     sidecars.sort();
@@ -144,7 +144,7 @@ pub fn render_settings(folder: &Path, summary: &Value) -> String {
                 row("user prompt", format!("<pre>{}</pre>", esc(t)));
             }
             s.push_str("</table>");
-            let _ = write!(s, "<details><summary>everything these settings hold</summary><pre>{}</pre></details></div>", esc(&crate::cli::exit::shown(&serde_json::to_string_pretty(d).unwrap_or_default())));
+            let _ = write!(s, "<details><summary>everything these settings hold</summary><pre>{}</pre></details></div>", esc(&crate::shown::shown(&serde_json::to_string_pretty(d).unwrap_or_default())));
         }
     }
     s.push_str("</section>");

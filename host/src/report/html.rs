@@ -270,7 +270,7 @@ pub fn render(page: &Page) -> String {
     let run: Vec<(String, String)> = summary["run"].as_object().into_iter().flatten().filter(|(k, _)| *k != "plugins").map(|(k, v)| (k.clone(), num(v))).collect();
     s.push_str(&table(&run));
     if let Some(text) = task_file {
-        let _ = write!(s, "<h3>Task file</h3><pre>{}</pre>", esc(&crate::cli::exit::shown(text)));
+        let _ = write!(s, "<h3>Task file</h3><pre>{}</pre>", esc(&crate::shown::shown(text)));
     }
     s.push_str("</section><p class=\"muted\">Written by modelcall; self-contained, no network needed.</p></body></html>\n");
     s

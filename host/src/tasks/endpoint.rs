@@ -72,7 +72,7 @@ async fn preflight(client: &ModelClient, model: &ModelConfig) -> anyhow::Result<
         Ok(Err(e @ CallError::Certificate { .. })) => Err(BadConfig(format!("{}: {e}", model.path.display())).into()),
         Ok(Ok(served)) => {
             if let Some(warning) = unlisted_model_warning(&model.model, &served) {
-                eprintln!("warning: {}", crate::cli::exit::shown(&format!("{} (GET {}/models): {warning}", model.path.display(), model.base_url.trim_end_matches('/'))));
+                eprintln!("warning: {}", crate::shown::shown(&format!("{} (GET {}/models): {warning}", model.path.display(), model.base_url.trim_end_matches('/'))));
             }
             Ok(())
         }

@@ -47,6 +47,8 @@ pub async fn run(run: &TaskRun<'_>, step: &GenerateResponse) -> anyhow::Result<F
     let stop = StopSignal::with_ctrl_c();
     let concurrency = run.plan.concurrency;
     let (client, sim) = super::endpoint::connect(&model, concurrency, run.plan).await?;
+    // The response cache, when the task has one (`cache:`; `--no-cache` bypasses it).
+    crate::response_cache::install(crate::response_cache::for_task(run.task, &model, run.no_cache).map_err(BadConfig)?);
     // `concurrency.mode: batch`: requests go through the Batch API (see `batch_mode`).
     let batch = super::batch_mode::open_for(run, &client, &output_folder)?;
     let client_for_stats = client.clone();
@@ -99,6 +101,9 @@ pub async fn run(run: &TaskRun<'_>, step: &GenerateResponse) -> anyhow::Result<F
             // Retry mode sends exactly what the error output lists, whatever the cause.
             retry_failed: run.retry_failed || step.retry_mode,
             only_failed: step.retry_mode,
+            // How the answer is written (reasoning inline, apart or dropped): a change re-derives
+            // the stored answers instead of buying them again.
+            parser: Some(xxhash_rust::xxh3::xxh3_64(format!("reasoning:{:?}", step.reasoning).as_bytes())),
             settings: Some(settings),
             other_settings,
             ..run.read_options()

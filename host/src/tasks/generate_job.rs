@@ -27,10 +27,11 @@ pub struct GenerateJob {
 impl Job for GenerateJob {
     fn run(self: Arc<Self>, key: String, input: JobInput) -> impl std::future::Future<Output = Outcome> + Send + 'static {
         async move {
-            let JobInput::Record(record) = input else {
-                return Failure::new("unsupported_input", "generation takes records, not raw files", CallTally::default(), None);
-            };
-            self.generate(key, record).await
+            match input {
+                JobInput::Record(record) => self.generate(key, record).await,
+                JobInput::Reparse { record, row, .. } => self.rederive(record, row),
+                JobInput::File { .. } => Failure::new("unsupported_input", "generation takes records, not raw files", CallTally::default(), None),
+            }
         }
     }
 
@@ -53,9 +54,7 @@ impl Job for GenerateJob {
         r.insert("attempts".into(), json!(failure.calls.requests));
         r.insert("timestamp".into(), json!(chrono::Local::now().to_rfc3339()));
         r.insert("source_line".into(), json!(site.line));
-        if let Some(reply) = failure.reply {
-            r.insert("api_return".into(), json!(reply));
-        }
+        crate::engine::Failure::add_replies(failure.replies, &mut r);
         r
     }
 }
@@ -98,6 +97,42 @@ impl GenerateJob {
         row.insert("finish_reason".into(), json!(completion.finish_reason));
         row.insert("latency_ms".into(), json!(completion.latency.as_millis() as u64));
         row.insert("attempts".into(), json!(completion.attempts));
+        Outcome::Done { produced: Produced::Row(row), score: None, calls }
+    }
+}
+
+impl GenerateJob {
+    /// The stored answer given this run's `reasoning` handling (it changed): no request. The
+    /// reasoning comes from the row's `reasoning` column or the `<think>` block of an inline
+    /// answer; an answer stored with `reasoning: drop` has none left to give.
+    fn rederive(&self, record: Map<String, Value>, stored: Map<String, Value>) -> Outcome {
+        let calls = CallTally { reparsed: true, ..CallTally::default() };
+        let response = stored.get("response").and_then(Value::as_str).unwrap_or_default().to_string();
+        let (reasoning, content) = match stored.get("reasoning") {
+            Some(Value::String(r)) => (Some(r.clone()), response),
+            _ => match response.strip_prefix("<think>\n").and_then(|rest| rest.split_once("\n</think>\n\n")) {
+                Some((r, answer)) => (Some(r.to_string()), answer.to_string()),
+                None => (None, response),
+            },
+        };
+        let answer = match (self.reasoning, &reasoning) {
+            (ReasoningMode::Inline, Some(r)) => format!("<think>\n{r}\n</think>\n\n{content}"),
+            _ => content,
+        };
+        let mut row = stored;
+        for (k, v) in record {
+            row.entry(k).or_insert(v);
+        }
+        row.remove("reasoning");
+        if self.reasoning == ReasoningMode::Separate {
+            row.insert("reasoning".into(), json!(reasoning));
+        }
+        if let Some(Value::Array(messages)) = row.get_mut("final_messages") {
+            if let Some(last) = messages.last_mut() {
+                last["content"] = json!(answer);
+            }
+        }
+        row.insert("response".into(), json!(answer));
         Outcome::Done { produced: Produced::Row(row), score: None, calls }
     }
 }

@@ -44,6 +44,12 @@ pub struct TaskRun<'a> {
     pub no_adopt: bool,
     /// `--redo-changed` / `--keep-existing`: what results made with other settings get.
     pub on_changed: crate::engine::settings::OnChanged,
+    /// `modelcall reparse`: send nothing; parse every stored reply again.
+    pub offline: bool,
+    /// `--no-cache`: the task's response cache is neither read nor written.
+    pub no_cache: bool,
+    /// `modelcall reparse --parser`: the score parser (source, config) to use instead.
+    pub parser_override: Option<(String, Option<serde_json::Value>)>,
     /// `--metrics-file` / `--metrics-listen`.
     pub metrics: crate::metrics::MetricsTarget,
     /// `--output-folder`, where the task type takes its output folder from the step.
@@ -82,7 +88,7 @@ impl TaskRun<'_> {
     /// made with other settings and the user has not said what to do with them; else the
     /// reading options that carry the choice.
     pub fn settings_check(&self, units: &[crate::engine::Unit], settings: &crate::engine::settings::Settings) -> Result<crate::engine::OtherSettings, BadConfig> {
-        crate::engine::settings::check_before_run(units, settings, self.on_changed, &self.task.source_path)?;
+        crate::engine::settings::check_before_run(units, settings, self.on_changed, &self.task.source_path).map_err(BadConfig)?;
         Ok(self.other_settings())
     }
 
@@ -269,7 +275,7 @@ pub fn report(run: &TaskRun<'_>, outcome: &RunOutcome) -> Finish {
         None => None,
     };
     let end = crate::summary::EndReport {
-        stopped: outcome.stopped.as_ref().map(|r| crate::cli::exit::shown(&r.to_string())),
+        stopped: outcome.stopped.as_ref().map(|r| crate::shown::shown(&r.to_string())),
         failed_items: outcome.failed_items(),
         cost: pricing.map(|p| p.cost(stats.prompt_tokens, stats.completion_tokens)),
         cumulative,
@@ -307,5 +313,5 @@ fn next_command(run: &TaskRun<'_>) -> String {
         }
         w
     };
-    crate::cli::exit::shown(&format!("modelcall {}", words.join(" ")))
+    crate::shown::shown(&format!("modelcall {}", words.join(" ")))
 }

@@ -19,7 +19,7 @@ impl Job for PreprocessJob {
     fn run(self: Arc<Self>, key: String, input: JobInput) -> impl std::future::Future<Output = Outcome> + Send + 'static {
         async move {
             let (group, call_input) = match input {
-                JobInput::Record(record) => (None, PreprocessInput::Record(Value::Object(record).to_string())),
+                JobInput::Record(record) | JobInput::Reparse { record, .. } => (None, PreprocessInput::Record(Value::Object(record).to_string())),
                 JobInput::File { rel, path } => {
                     let bytes = match tokio::fs::read(&path).await {
                         Ok(b) => b,
@@ -78,7 +78,7 @@ pub struct IdentityJob;
 impl Job for IdentityJob {
     fn run(self: Arc<Self>, _key: String, input: JobInput) -> impl std::future::Future<Output = Outcome> + Send + 'static {
         std::future::ready(match input {
-            JobInput::Record(record) => Outcome::Done {
+            JobInput::Record(record) | JobInput::Reparse { record, .. } => Outcome::Done {
                 produced: Produced::records(None, vec![Value::Object(record)]),
                 score: None,
                 calls: CallTally::default(),

@@ -32,10 +32,11 @@ pub struct ScoreJob {
 impl Job for ScoreJob {
     fn run(self: Arc<Self>, key: String, input: JobInput) -> impl std::future::Future<Output = Outcome> + Send + 'static {
         async move {
-            let JobInput::Record(record) = input else {
-                return Failure::new("unsupported_input", "scoring takes records, not raw files", CallTally::default(), None);
-            };
-            self.score(key, record).await
+            match input {
+                JobInput::Record(record) => self.score(key, record).await,
+                JobInput::Reparse { record, row, replies, then_send, recovering } => self.reparse(key, record, row, replies, then_send, recovering).await,
+                JobInput::File { .. } => Failure::new("unsupported_input", "scoring takes records, not raw files", CallTally::default(), None),
+            }
         }
     }
 }
@@ -72,12 +73,15 @@ impl ScoreJob {
         let first_request = (self.audit_sample > 0.0 && self.require_json && audited(&key, self.audit_sample)).then(|| request.clone());
         let started = Instant::now();
         let mut attempt: u32 = 1;
+        // Every reply this record was given, kept in its error row if it fails after one.
+        let mut replies: Vec<String> = Vec::new();
         loop {
             // 2. Model.
             let completion = match model_call::chat(&self.client, &request, &mut calls, &mut record).await {
                 Ok(c) => c,
                 Err(outcome) => return outcome,
             };
+            replies.push(completion.raw_text.clone());
 
             // 3. Parse.
             let verdict = if self.require_json {
@@ -86,8 +90,8 @@ impl ScoreJob {
                     Ok(Ok(v)) => v,
                     // The reply is paid for: kept in the error row, not bought again on a rerun.
                     Ok(Err(err)) if err.is_fatal() => return plugin_failure("parser", err, calls, record),
-                    Ok(Err(err)) => return Failure::after_reply(err.cause(), format!("parser plugin: {err}"), calls, record, &completion.raw_text),
-                    Err(host) => return Failure::after_reply("host_error", host.to_string(), calls, record, &completion.raw_text),
+                    Ok(Err(err)) => return Failure::after_reply(err.cause(), format!("parser plugin: {err}"), calls, record, replies),
+                    Err(host) => return Failure::after_reply("host_error", host.to_string(), calls, record, replies),
                 }
             } else {
                 Ok(Score { value: 0.0, label: None, rationale: None, extra: None })
@@ -97,7 +101,7 @@ impl ScoreJob {
                 Ok(score) => {
                     let extra = match verdict_fields(&score) {
                         Ok(fields) => fields,
-                        Err(message) => return Failure::after_reply("plugin_trap_bad_output", format!("parser plugin: {message}"), calls, record, &completion.raw_text),
+                        Err(message) => return Failure::after_reply("plugin_trap_bad_output", format!("parser plugin: {message}"), calls, record, replies),
                     };
                     let mut row = build_row(record.take().unwrap_or_default(), extra, &completion, started.elapsed(), attempt, &calls);
                     if self.require_json {
@@ -122,11 +126,72 @@ impl ScoreJob {
                         self.parse_retries,
                         excerpt(&completion.content, 300)
                     );
-                    return Failure::new("parse_retries_exhausted", message, calls, record);
+                    return Failure::with_replies("parse_retries_exhausted", message, calls, record, replies);
                 }
-                Err(ParseFailure::Invalid(message)) => return Failure::new("parse_invalid", message, calls, record),
+                Err(ParseFailure::Invalid(message)) => return Failure::with_replies("parse_invalid", message, calls, record, replies),
             }
         }
+    }
+
+    /// The record's stored replies parsed again with this run's parser (it changed), newest
+    /// first, with no request: the first that parses gives the verdict, its row keeping the
+    /// stored call metadata. None parses: the record is sent (`then_send`, an earlier retryable
+    /// failure) or fails `reparse_failed`, keeping its replies.
+    async fn reparse(&self, key: String, record: Map<String, Value>, stored: Map<String, Value>, replies: Vec<String>, then_send: bool, recovering: bool) -> Outcome {
+        let calls = CallTally { reparsed: true, recovered: recovering, ..CallTally::default() };
+        let record_json = Arc::new(Value::Object(record.clone()).to_string());
+        let mut why = String::from("no stored reply");
+        for (i, raw) in replies.iter().enumerate().rev() {
+            let (plugin, k, json, text) = (self.parser.clone(), key.clone(), record_json.clone(), answer_of(raw).to_string());
+            let score = match self.pool.run(move || plugin.parse_score(&k, 1, &json, &text)).await {
+                Ok(Ok(Ok(score))) => score,
+                Ok(Ok(Err(ParseFailure::Retry(hint) | ParseFailure::Invalid(hint)))) => {
+                    why = hint;
+                    continue;
+                }
+                Ok(Err(err)) if err.is_fatal() => return plugin_failure("parser", err, calls, Some(record)),
+                Ok(Err(err)) => {
+                    why = format!("parser plugin: {err}");
+                    continue;
+                }
+                Err(host) => {
+                    why = host.to_string();
+                    continue;
+                }
+            };
+            let extra = match verdict_fields(&score) {
+                Ok(fields) => fields,
+                Err(message) => {
+                    why = format!("parser plugin: {message}");
+                    continue;
+                }
+            };
+            let mut row = record.clone();
+            row.extend(extra);
+            row.insert("api_status".into(), json!("success"));
+            row.insert("api_fail_reason".into(), json!(""));
+            row.insert("api_return".into(), json!(raw));
+            for column in ["usage", "finish_reason", "latency_ms", "attempts"] {
+                row.insert(column.into(), stored.get(column).cloned().unwrap_or(Value::Null));
+            }
+            row.insert("parse_attempts".into(), json!(i + 1));
+            verdict_columns(&mut row, &score);
+            return Outcome::Done { produced: Produced::Row(row), score: Some(score.value), calls };
+        }
+        if then_send {
+            return self.score(key, record).await;
+        }
+        let message = format!("none of the {} stored reply(ies) parses with the current parser: {why}", replies.len());
+        Failure::after_reply("reparse_failed", message, calls, Some(record), replies)
+    }
+}
+
+/// The answer part of a stored `api_return` (which holds `<think>…</think>` before the
+/// answer when the model reasoned), as the parser was given it.
+fn answer_of(raw: &str) -> &str {
+    match raw.strip_prefix("<think>\n").and_then(|rest| rest.split_once("\n</think>\n\n")) {
+        Some((_, answer)) => answer,
+        None => raw,
     }
 }
 
@@ -141,7 +206,7 @@ impl ScoreJob {
     /// (null when the second reply did not parse; a re-ask is not made for it).
     async fn audit(&self, key: &str, request: &ChatRequest, record_json: &Arc<String>, calls: &mut CallTally) -> Value {
         let mut none = None;
-        let Ok(completion) = model_call::chat(&self.client, request, calls, &mut none).await else { return Value::Null };
+        let Ok(completion) = model_call::chat_fresh(&self.client, request, calls, &mut none).await else { return Value::Null };
         let (plugin, key, json, text) = (self.parser.clone(), key.to_string(), record_json.clone(), completion.content.clone());
         match self.pool.run(move || plugin.parse_score(&key, 1, &json, &text)).await {
             Ok(Ok(Ok(score))) => serde_json::json!(score.value),

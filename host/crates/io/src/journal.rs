@@ -41,6 +41,10 @@ pub struct MadeFrom {
     pub input: u64,
     #[serde(with = "hex64")]
     pub settings: u64,
+    /// The score parser (plugin and config) that read the reply, where one did: a change
+    /// re-parses the stored reply instead of buying a new one.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "hex64_opt")]
+    pub parser: Option<u64>,
 }
 
 /// u64 hashes as 16 hex digits: JSON readers that hold numbers as doubles (jq, JavaScript)
@@ -52,6 +56,19 @@ mod hex64 {
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
         let text = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
         u64::from_str_radix(&text, 16).map_err(serde::de::Error::custom)
+    }
+}
+
+mod hex64_opt {
+    pub fn serialize<S: serde::Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => super::hex64::serialize(v, s),
+            None => s.serialize_none(),
+        }
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        let text = <Option<std::borrow::Cow<'de, str>> as serde::Deserialize>::deserialize(d)?;
+        text.map(|t| u64::from_str_radix(&t, 16).map_err(serde::de::Error::custom)).transpose()
     }
 }
 
@@ -96,8 +113,8 @@ pub struct JournalState {
     pub failed_permanently: KeySet,
     /// What each done key's result was made from, where its entry says (see [`MadeFrom`]).
     pub made: std::collections::HashMap<u128, MadeFrom>,
-    /// The input hash of each failed key's latest failure, where its entry says.
-    pub failed_inputs: std::collections::HashMap<u128, u64>,
+    /// What each failed key's latest failure was made from, where its entry says.
+    pub failed_made: std::collections::HashMap<u128, MadeFrom>,
     /// Unterminated or unreadable last lines removed at open (left by a crash).
     pub torn_lines_dropped: u64,
     /// Complete lines that could not be parsed (should never happen; counted, skipped).
@@ -327,7 +344,7 @@ fn scan(path: &Path) -> Result<(JournalState, u64, u64), JournalError> {
                         state.failed.remove(&entry.key);
                         state.failed_permanently.remove(&entry.key);
                         state.done_ok.insert(&entry.key);
-                        state.failed_inputs.remove(&crate::keyset::key_hash(&entry.key));
+                        state.failed_made.remove(&crate::keyset::key_hash(&entry.key));
                         match entry.made {
                             Some(made) => state.made.insert(crate::keyset::key_hash(&entry.key), made),
                             None => state.made.remove(&crate::keyset::key_hash(&entry.key)),
@@ -338,13 +355,13 @@ fn scan(path: &Path) -> Result<(JournalState, u64, u64), JournalError> {
                         state.failed_permanently.remove(&entry.key);
                         state.done_ok.remove(&entry.key);
                         state.made.remove(&crate::keyset::key_hash(&entry.key));
-                        state.failed_inputs.remove(&crate::keyset::key_hash(&entry.key));
+                        state.failed_made.remove(&crate::keyset::key_hash(&entry.key));
                     }
                     EntryStatus::Error => {
                         if !state.done_ok.contains(&entry.key) {
                             // A failed record's input, so a fixed record is told from the same.
                             if let Some(made) = entry.made {
-                                state.failed_inputs.insert(crate::keyset::key_hash(&entry.key), made.input);
+                                state.failed_made.insert(crate::keyset::key_hash(&entry.key), made);
                             }
                             state.failed.insert(&entry.key);
                             if entry.row.retryable {

@@ -206,7 +206,7 @@ mod raw_row_tests {
         let row = super::raw_row(&line).unwrap();
         assert_eq!(row, serde_json::to_vec(&entry.row).unwrap().as_slice());
         // With what it was made from, the row is still the line's last field.
-        let made = entry.made_from(Some(crate::journal::MadeFrom { input: 1, settings: 2 }));
+        let made = entry.made_from(Some(crate::journal::MadeFrom { input: 1, settings: 2, parser: Some(3) }));
         let line = serde_json::to_vec(&made).unwrap();
         assert_eq!(super::raw_row(&line).unwrap(), serde_json::to_vec(&made.row).unwrap().as_slice());
     }
