@@ -150,3 +150,122 @@ fn long_fields_are_cut_marked_and_counted() {
     let cut = summary["files"][0]["fields_cut"].as_u64().expect("fields_cut is in the summary");
     assert!(cut >= 1, "the cut fields are counted: {cut}");
 }
+
+/// Runs `modelcall run-task TASK` with every file it writes limited to `max_bytes` (RLIMIT_FSIZE,
+/// SIGXFSZ ignored, so a write past it fails with EFBIG like one on a full disk).
+fn run_with_file_size_limit(task: &Path, max_bytes: u64) -> Output {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(bin());
+    cmd.arg("run-task").arg(task).arg("--no-progress").stdin(Stdio::null());
+    unsafe {
+        cmd.pre_exec(move || {
+            let limit = libc::rlimit { rlim_cur: max_bytes as libc::rlim_t, rlim_max: max_bytes as libc::rlim_t };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    cmd.output().expect("running modelcall")
+}
+
+/// Every `.modelcall-tmp.*` file or folder under `dir`.
+fn temp_files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if entry.file_name().to_string_lossy().starts_with(modelcall_io::atomic::TEMP_PREFIX) {
+            found.push(path);
+        } else if path.is_dir() {
+            found.extend(temp_files_under(&path));
+        }
+    }
+    found
+}
+
+/// A journal that cannot grow (the disk full; here a file size limit) is the failure the run
+/// names, not the run summary written after it, and no temporary file is left behind. Before:
+/// the message named `.modelcall-tmp.run_summary.json.NNN` and left that file.
+#[test]
+fn a_full_disk_names_the_journal_that_failed_first_and_leaves_no_temp_file() {
+    let s = Scratch::new();
+    // 150 one-record files first (each a line of the summary, so the summary outgrows the
+    // limit too, as every file does on a full disk), then one whose journal outgrows it.
+    for i in 0..150 {
+        write_input(&s, &format!("input/s{i:03}.jsonl"), &[&format!("s{i}")]);
+    }
+    let long = "x".repeat(1000);
+    let lines: String = (0..200).map(|i| format!("{}\n", serde_json::json!({"id": format!("big{i}"), "text": long}))).collect();
+    s.write("input/zz_big.jsonl", lines.as_bytes());
+    let task = s.task_for_sim();
+    // Above what the plugins' code images need (~30 KB), below the big journal and the summary.
+    let out = run_with_file_size_limit(&task, 60_000);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    let last = err.lines().rev().find(|l| l.contains("error")).unwrap_or_default();
+    assert!(last.contains("zz_big.journal.jsonl"), "the journal is named: {err}");
+    assert!(!last.contains("modelcall-tmp"), "no temp name in the message: {err}");
+    let left = temp_files_under(&s.path("out"));
+    assert!(left.is_empty(), "temp files left: {left:?}");
+}
+
+/// SIGTERM at any time after start (right away, while plugins load, during preprocessing) ends
+/// the run with "interrupted" and exit 130, soon. Before: the handler came after plugin
+/// loading, so an early SIGTERM killed the process (exit 143, no line).
+#[test]
+fn sigterm_at_any_time_during_preprocessing_ends_interrupted_and_soon() {
+    for delay in [0.05, 0.3, 1.5] {
+        let s = Scratch::new();
+        let body: String = (0..300_000).map(|i| format!("{{\"id\":\"p{i}\",\"text\":\"Record {i} is plain prose about rivers.\"}}\n")).collect();
+        s.write("in/data.jsonl", body.as_bytes());
+        let task = common::preprocess_task(s.dir.path(), &s.path("in"), "builtin:universal", "    config: {}\n");
+        let child = Command::new(bin())
+            .arg("run-task")
+            .arg(&task)
+            .args(["--stage", "preprocess", "--no-progress"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_secs_f64(delay));
+        let sent = std::time::Instant::now();
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        let out = child.wait_with_output().unwrap();
+        let took = sent.elapsed();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(130), "SIGTERM after {delay} s: {err}");
+        assert!(err.contains("interrupted"), "SIGTERM after {delay} s: {err}");
+        assert!(took < Duration::from_millis(1500), "SIGTERM after {delay} s took {took:?} to end: {err}");
+    }
+}
+
+/// `data.recursive: true`: files in sub-folders are read, their outputs named after the
+/// relative path (`a__b`), every record scored once; a rerun sends nothing.
+#[test]
+fn a_recursive_input_folder_reads_sub_folders_with_relative_output_names() {
+    let s = Scratch::new();
+    write_input(&s, "input/a/b.jsonl", &["b1", "b2"]);
+    write_input(&s, "input/c.jsonl", &["c1"]);
+    let task = s.scoring_task("sim://", 4, "  recursive: true\n", "");
+    let out = run(&task);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("sub-folders"), "no skipped-files warning: {err}");
+    let ids = |rel: &str| -> Vec<String> {
+        let mut v: Vec<String> = read_jsonl(&s.path(rel)).iter().map(|r| r["id"].as_str().unwrap().to_string()).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(ids("out/a__b.jsonl"), vec!["b1", "b2"]);
+    assert_eq!(ids("out/c.jsonl"), vec!["c1"]);
+    let summary = |s: &Scratch| -> serde_json::Value { serde_json::from_str(&std::fs::read_to_string(s.path("out/run_summary.json")).unwrap()).unwrap() };
+    assert_eq!(summary(&s)["records"]["scored"], 3);
+
+    let again = run(&task);
+    assert!(again.status.success(), "{}", stderr(&again));
+    let doc = summary(&s);
+    assert_eq!(doc["records"]["scored"], 0, "nothing is sent again: {doc}");
+    assert_eq!(doc["records"]["already_done"], 3);
+}

@@ -10,6 +10,8 @@ use super::run_task_args::RunTaskArgs;
 use crate::tasks::{self, TaskRun};
 
 pub fn run(args: RunTaskArgs) -> ExitCode {
+    // Ctrl-C / SIGTERM from the start (plugins take a while to load): "interrupted", exit 130.
+    crate::engine::stop::install_early();
     let overrides = Overrides { model_config: args.model.clone(), output_folder: args.output_folder.clone() };
     let task = match load_task(&args.task, &overrides) {
         Ok(t) => t,
@@ -136,6 +138,9 @@ fn run_local(args: &RunTaskArgs, task: &modelcall_config::LoadedTask) -> anyhow:
         retry_failed: args.retry_failed,
         no_adopt: args.no_adopt,
         on_changed: args.on_changed(),
+        offline: args.offline,
+        no_cache: args.no_cache,
+        parser_override: args.parser_override.clone(),
         metrics: crate::metrics::MetricsTarget { file: args.metrics_file.clone(), listen: args.metrics_listen },
         output_override: args.output_folder.clone(),
     };

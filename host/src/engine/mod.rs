@@ -321,7 +321,7 @@ pub async fn run<J: Job>(
         let t = stats.totals();
         let records = serde_json::json!({"seen": t.seen, "scored": t.scored, "failed": t.failed, "already_done": t.already_done, "adopted": t.adopted});
         let mut spend = record.spend(&stats);
-        spend["stop_reason"] = serde_json::json!(stopped.as_ref().map(|r| crate::cli::exit::shown(&r.to_string())));
+        spend["stop_reason"] = serde_json::json!(stopped.as_ref().map(|r| crate::shown::shown(&r.to_string())));
         record.write_or_warn(status, spend, Some(records));
     }
     if let Some((path, provenance)) = options.summary {
@@ -344,10 +344,15 @@ pub async fn run<J: Job>(
         if let Some(pricing) = pricing {
             doc["cost"] = serde_json::json!((pricing.cost(stats.prompt_tokens, stats.completion_tokens) * 1e4).round() / 1e4);
         }
-        crate::cli::exit::shown_json(&mut doc);
+        crate::shown::shown_json(&mut doc);
         let text = serde_json::to_string_pretty(&doc)? + "\n";
-        modelcall_io::write_atomically(&path, text.as_bytes())?;
-        summary_path = Some(path);
+        match modelcall_io::write_atomically(&path, text.as_bytes()) {
+            Ok(()) => summary_path = Some(path),
+            // The unit's error came first (e.g. the journal on a full disk): it is the one the
+            // run ends with; the summary's failure follows from it.
+            Err(e) if unit_error.is_some() => eprintln!("warning: {e}"),
+            Err(e) => return Err(e.into()),
+        }
     }
     if let Some(e) = unit_error {
         return Err(e);

@@ -42,15 +42,18 @@ pub async fn run_unit<J: Job>(shared: Arc<RunShared>, job: Arc<J>, unit: Unit) -
     if let Some(settings) = &read_options.settings {
         super::settings::remember(&paths.journal, settings)?;
     }
-    let finished = Finished {
+    let mut finished = Finished {
         ok: state.done_ok,
         failed_permanently: state.failed_permanently,
         failed: state.failed,
         made: state.made,
-        failed_inputs: state.failed_inputs,
+        failed_made: state.failed_made,
+            stored: Default::default(),
+            journal: None,
         accepted_settings: super::settings::accepted(&paths.journal, read_options.settings_hash()),
             listed_in_errors: if read_options.only_failed { listed_in_errors(&paths.errors) } else { Default::default() },
     };
+    finished.find_stored_rows(&paths.journal, read_options.parser, read_options.offline);
     let done = Arc::new(finished);
     let files: Vec<String> = match &unit.inputs {
         UnitInputs::RecordSlice { .. } => vec![unit.input_label()],
@@ -144,7 +147,13 @@ pub async fn run_unit<J: Job>(shared: Arc<RunShared>, job: Arc<J>, unit: Unit) -
     let (mut stats, journal_error, closed) = collector.await?;
     stats.bytes_read = bytes_read.get();
     if let Some(e) = journal_error {
-        anyhow::bail!("journal {}: {e}", paths.journal.display());
+        // The first failure is the run's message. An append only sees the writer stop; the
+        // writer's own I/O error (the journal's path and, say, "No space left") comes at close.
+        let cause = match closed {
+            Err(first) => first.to_string(),
+            Ok(()) => e,
+        };
+        anyhow::bail!("cannot write the journal {}: {cause}", paths.journal.display());
     }
     closed.map_err(|e| anyhow::anyhow!("closing journal {}: {e}", paths.journal.display()))?;
     if let Some(end) = read_end.filter(|e| complete && e.saw_everything()) {

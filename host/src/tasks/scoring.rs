@@ -20,7 +20,17 @@ use crate::plugin_pool::PluginPool;
 pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish> {
     let runtime = modelcall_plugin_host::PluginRuntime::new()?;
     let prompt = load_plugin(&runtime, run, &plan.prompt_builder)?;
-    let parser = load_plugin(&runtime, run, &plan.score_parser)?;
+    let score_parser = match &run.parser_override {
+        Some((source, config)) => modelcall_config::PluginRef {
+            slot: "--parser".into(),
+            source: source.clone(),
+            config: config.clone().unwrap_or_else(|| plan.score_parser.config.clone()),
+            sha256: None,
+            ..plan.score_parser.clone()
+        },
+        None => plan.score_parser.clone(),
+    };
+    let parser = load_plugin(&runtime, run, &score_parser)?;
     // A shard of a task with preprocessing scores the preprocessed files (preprocessed once,
     // before the shards, with `--stage preprocess`): shards must not preprocess side by side.
     let sharded = run.shard.is_some_and(|(_, n)| n > 1);
@@ -39,8 +49,15 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
     let model = run.task.model.clone().ok_or_else(|| BadConfig("scoring needs a model config (model.config_path)".into()))?;
     // What this run's results are made with besides their record: results made otherwise are
     // redone, kept or asked about (`settings_check`) before the first request.
+    // The prompt file's `output_config` is the parser's: a new default or range re-parses the
+    // stored replies (below) instead of stopping the run for changed settings.
+    let prompt_config = match &plan.prompt_builder.config {
+        serde_json::Value::Object(m) => serde_json::Value::Object(m.iter().filter(|(k, _)| *k != "output_config").map(|(k, v)| (k.clone(), v.clone())).collect()),
+        other => other.clone(),
+    };
+    let parser_hash = plan.require_json.then(|| engine::settings::Settings::new(engine::settings::Settings::plugin(&parser, &score_parser.config)).hash);
     let settings = engine::settings::Settings::new(json!({
-        "prompt_builder": engine::settings::Settings::plugin(&prompt, &plan.prompt_builder.config),
+        "prompt_builder": engine::settings::Settings::plugin(&prompt, &prompt_config),
         "input_key": plan.input_key,
         "stringify_input": plan.stringify_input,
         "request": engine::settings::answer_settings(&model),
@@ -68,6 +85,7 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
                     max_items: plan.max_items_per_file,
                     settings: Some(settings.clone()),
                     other_settings: run.other_settings(),
+                    parser: parser_hash,
                     ..run.read_options()
                 };
                 let survey = engine::survey::survey(&units, &read).await?;
@@ -138,6 +156,8 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
                 max_items: plan.max_items_per_file,
                 settings: Some(settings.clone()),
                 other_settings,
+                parser: parser_hash,
+                offline: run.offline,
                 ..run.read_options()
             };
             banner_records = super::banner_records(&units, &read, files, 1).await;
@@ -151,6 +171,8 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
 
     let concurrency = run.plan.concurrency;
     let (client, sim) = super::endpoint::connect(&model, concurrency, run.plan).await?;
+    // The response cache, when the task has one (`cache:`; `--no-cache` bypasses it).
+    crate::response_cache::install(crate::response_cache::for_task(run.task, &model, run.no_cache).map_err(BadConfig)?);
     // `concurrency.mode: batch`: requests go through the Batch API (see `batch_mode`).
     let batch = super::batch_mode::open_for(run, &client, &plan.output_folder)?;
     let client_for_stats = client.clone();
@@ -196,6 +218,8 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
             adopt: (!run.no_adopt).then(|| RefKeyRule::IdField(plan.id_field.clone())),
             settings: Some(settings),
             other_settings,
+            parser: parser_hash,
+            offline: run.offline,
             ..run.read_options()
         },
         concurrency: batch.as_deref().map_or(concurrency, super::batch_mode::in_flight),
@@ -313,7 +337,13 @@ pub fn input_files(task: &modelcall_config::LoadedTask, plan: &ScoringPlan) -> R
     if !path.exists() {
         return Err(BadConfig(format!("{file}: `{key}`: {} does not exist", path.display())));
     }
-    let mut files = modelcall_io::list_input_files(path, plan.file_pattern.as_deref()).map_err(|e| BadConfig(format!("{file}: `{key}`: {e}")))?;
+    // `data.recursive: true`: sub-folders too, each output named after its relative path.
+    let listed = if task.task.data.recursive == Some(true) {
+        modelcall_io::listing::list_input_files_recursive(path, plan.file_pattern.as_deref())
+    } else {
+        modelcall_io::list_input_files(path, plan.file_pattern.as_deref())
+    };
+    let mut files = listed.map_err(|e| BadConfig(format!("{file}: `{key}`: {e}")))?;
     if files.is_empty() {
         return Err(BadConfig(format!(
             "{file}: `{key}`: no input files in {} (expected *.jsonl, *.jsonl.gz, *.jsonl.zst or *.parquet)",

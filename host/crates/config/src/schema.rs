@@ -11,6 +11,8 @@ pub fn known_keys(path: &[&str]) -> Option<&'static [&'static str]> {
         [] => &[
             "task_name", "task_type", "description", "data", "model", "prompt", "preprocess", "concurrency", "retry",
             "debug", "options", "environment", "logging", "distributed", "plugins", "distillation", "budget", "output",
+            // the response cache (checked by the host: host/src/response_cache.rs)
+            "cache",
             // batch_distillation_submit and merge_distillation_results (crate::batch)
             "data_split", "batch_submit", "execution", "post_processing", "merge",
         ],
@@ -21,7 +23,7 @@ pub fn known_keys(path: &[&str]) -> Option<&'static [&'static str]> {
         ["merge"] => crate::batch::BATCH_KEYS[4].1,
         ["data"] => &[
             "input_folder", "input_file", "output_folder", "stat_folder", "input_key", "prompt_format_key", "id_field",
-            "output_format", "file_pattern", "max_record_bytes", "stringify_input",
+            "output_format", "file_pattern", "max_record_bytes", "stringify_input", "recursive",
         ],
         ["model"] => &["config_path"],
         ["prompt"] => &["config_path"],
@@ -34,6 +36,7 @@ pub fn known_keys(path: &[&str]) -> Option<&'static [&'static str]> {
         ["distributed"] => &["enabled", "world_size", "num_runs"],
         ["budget"] => &["max_tokens", "max_cost"],
         ["output"] => &["max_field_bytes"],
+        ["cache"] => &["path", "max_size"],
         ["preprocess"] => &[
             "enabled", "script_type", "input_folder", "output_folder", "max_tokens", "num_proc", "seed", "num_files",
             "batch_size", "languages", "group_by_language", "source_name", "field_mapping", "filters", "transformations",

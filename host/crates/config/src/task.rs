@@ -92,6 +92,9 @@ pub struct DataSection {
     /// Score records whose `input_key` field is a number, list or object by its JSON text
     /// (default: such records fail as `wrong_input_type`).
     pub stringify_input: Option<bool>,
+    /// Read the input folder's sub-folders too (default false: only its own files, with a
+    /// warning counting those below); `in/a/b.jsonl` writes outputs named `a__b`.
+    pub recursive: Option<bool>,
 }
 
 impl DataSection {

@@ -32,6 +32,21 @@ pub fn list_files(root: &Path, recursive: bool, keep: &dyn Fn(&Path) -> bool) ->
     Ok(out)
 }
 
+/// The record files of an input folder (or the input file) with its sub-folders, at any depth
+/// (`data.recursive: true`), sorted; `pattern` matches file names. The folder is marked so each
+/// file's output name keeps its relative path (see [`crate::naming::read_recursively`]).
+pub fn list_input_files_recursive(root: &Path, pattern: Option<&str>) -> Result<Vec<PathBuf>, crate::SourceError> {
+    use crate::source::{glob_match, is_supported_input};
+    let files = list_files(root, true, &|p| {
+        is_supported_input(p) && pattern.is_none_or(|g| p.file_name().is_some_and(|n| glob_match(g, &n.to_string_lossy())))
+    })
+    .map_err(|source| crate::SourceError::Io { path: root.to_path_buf(), source })?;
+    if root.is_dir() {
+        crate::naming::read_recursively(root);
+    }
+    Ok(files)
+}
+
 /// How many files inside the sub-folders of the folder `root` (at any depth, hidden entries
 /// skipped) `keep` accepts: what a one-level listing of `root` leaves out.
 pub fn files_in_subfolders(root: &Path, keep: &dyn Fn(&Path) -> bool) -> usize {
@@ -52,7 +67,7 @@ pub fn warn_skipped_subfolder_files(root: &Path, skipped: usize) {
     warned.push(root.to_path_buf());
     tracing::warn!(
         folder = %root.display(),
-        "{skipped} input file(s) in sub-folders of {} are not read: only the folder's own files are (move them up, or give each sub-folder a task of its own)",
+        "{skipped} input file(s) in sub-folders of {} are not read: only the folder's own files are (set `data.recursive: true` to read them, or move them up)",
         root.display()
     );
 }

@@ -81,6 +81,9 @@ pub fn shard_suffix(shard: Option<(u32, u32)>) -> String {
 /// File name without directory and without data extensions (`a.jsonl.gz` → `a`).
 pub fn input_stem(path: &Path) -> String {
     let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    // A file in a sub-folder of a folder read recursively keeps its relative path: `a__b`.
+    let prefix = recursive_prefix(path);
+    let name = format!("{prefix}{name}");
     let mut stem = name.as_str();
     for ext in [".gz", ".zst", ".zstd"] {
         if let Some(s) = stem.strip_suffix(ext) {
@@ -94,6 +97,30 @@ pub fn input_stem(path: &Path) -> String {
         }
     }
     stem.to_string()
+}
+
+/// Folders read with `data.recursive: true` (see [`read_recursively`]).
+static RECURSIVE_ROOTS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// Marks `root` as read with its sub-folders: [`input_stem`] then names a file `in/a/b.jsonl`
+/// under it `a__b` (the relative folders joined with `__`), so files of the same name in
+/// different sub-folders write different outputs; files directly in `root` keep their name.
+pub fn read_recursively(root: &Path) {
+    let mut roots = RECURSIVE_ROOTS.lock().unwrap_or_else(|e| e.into_inner());
+    if !roots.iter().any(|r| r == root) {
+        roots.push(root.to_path_buf());
+    }
+}
+
+/// `a__` for `<root>/a/b.jsonl` when `root` is read recursively; empty otherwise.
+fn recursive_prefix(path: &Path) -> String {
+    let roots = RECURSIVE_ROOTS.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(parent) = path.parent() else { return String::new() };
+    // The deepest registered root holding the file.
+    let Some(rel) = roots.iter().filter_map(|r| parent.strip_prefix(r).ok()).min_by_key(|rel| rel.components().count()) else {
+        return String::new();
+    };
+    rel.components().map(|c| format!("{}__", c.as_os_str().to_string_lossy())).collect()
 }
 
 /// Two inputs whose outputs would share a name.
@@ -124,6 +151,16 @@ pub fn unique_stems(inputs: &[PathBuf]) -> Result<Vec<String>, StemClash> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn files_under_a_folder_read_recursively_keep_their_relative_path() {
+        let root = Path::new("/tmp/recursive-stem-test/in");
+        read_recursively(root);
+        assert_eq!(input_stem(&root.join("a/b.jsonl")), "a__b");
+        assert_eq!(input_stem(&root.join("a/c/d.jsonl.gz")), "a__c__d");
+        assert_eq!(input_stem(&root.join("top.jsonl")), "top");
+        assert_eq!(input_stem(Path::new("/elsewhere/a/b.jsonl")), "b");
+    }
 
     #[test]
     fn stems_drop_data_extensions() {
