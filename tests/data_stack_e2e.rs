@@ -209,6 +209,18 @@ fn a_tasks_outputs_load_as_one_dataset_across_files_shards_merge_and_resume() {
         check_with_python(py, &s, &out, expected, 3);
     }
 
+    // Bounded row groups: the output fed back as an input splits across shards.
+    std::fs::create_dir_all(s.path("again/input")).unwrap();
+    std::fs::copy(out.join("a.parquet"), s.path("again/input/a.parquet")).unwrap();
+    let again = std::fs::read_to_string(&one).unwrap().replace(&s.path("input").display().to_string(), &s.path("again/input").display().to_string()).replace(&out.display().to_string(), &s.path("again/out").display().to_string());
+    let again = s.write("again.task.yaml", again.as_bytes());
+    for i in 0..3 {
+        let o = run(&again, &["--shard", &format!("{i}/3")], &[]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+        let shard: Value = serde_json::from_str(&std::fs::read_to_string(s.path(&format!("again/out/run_summary.shard-{i}-of-3.json"))).unwrap()).unwrap();
+        assert!(shard["records"]["scored"].as_u64().unwrap() > 0, "shard {i}/3 got a row group: {shard}");
+    }
+
     // Two shards and a merge.
     let two = task(&s, "two");
     for shard in ["0/2", "1/2"] {

@@ -70,7 +70,7 @@ impl ShardPlan {
         for (path, &size) in files.iter().zip(&sizes) {
             let pieces = match crate::source::slice_kind(path) {
                 Some("bytes") => byte_pieces(path, offset, size, &shard_at).map_err(io(path))?,
-                Some(_) => row_group_pieces(path, offset, &shard_at).map_err(io(path))?,
+                Some(_) => row_group_pieces(path, offset, size, &shard_at).map_err(io(path))?,
                 None => vec![Piece { shard: shard_at(offset + size / 2), slice: Slice::Whole }],
             };
             planned.push(PlannedFile { path: path.clone(), size, pieces });
@@ -204,15 +204,19 @@ fn memchr_newline(bytes: &[u8]) -> Option<usize> {
 }
 
 /// Row groups of a Parquet file, each to the shard holding its middle, as contiguous ranges.
-fn row_group_pieces(path: &Path, offset: u64, shard_at: &dyn Fn(u64) -> u32) -> std::io::Result<Vec<Piece>> {
+/// The groups are laid over the file's whole `size` in proportion to their own sizes, so the
+/// footer (large beside the data of a small file) does not push them all into one shard.
+fn row_group_pieces(path: &Path, offset: u64, size: u64, shard_at: &dyn Fn(u64) -> u32) -> std::io::Result<Vec<Piece>> {
     use parquet::file::reader::{FileReader, SerializedFileReader};
     let reader = SerializedFileReader::new(std::fs::File::open(path)?).map_err(std::io::Error::other)?;
     let groups = reader.metadata().row_groups();
+    let data: u64 = groups.iter().map(|g| g.compressed_size().max(0) as u64).sum::<u64>().max(1);
+    let scaled = |n: u64| (n as u128 * size as u128 / data as u128) as u64;
     let mut pieces: Vec<Piece> = Vec::new();
-    let mut at = offset;
+    let mut at = 0u64;
     for (i, g) in groups.iter().enumerate() {
         let len = g.compressed_size().max(0) as u64;
-        let shard = shard_at(at + len / 2);
+        let shard = shard_at(offset + scaled(at + len / 2));
         at += len;
         match pieces.last_mut() {
             Some(Piece { shard: s, slice: Slice::RowGroups { end, .. } }) if *s == shard => *end = i + 1,
