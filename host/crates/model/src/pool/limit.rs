@@ -12,9 +12,13 @@
 //!   A single slow reply, or service times that vary with the output's length (uniform 50–500 ms),
 //!   move a window's mean by a few per cent: they are not congestion.
 //! * Congestion is a throttle (429/503: acted on at once, at most once per baseline round trip)
-//!   or a smoothed latency above `TOLERANCE` × the baseline at a window's end. The limit then
-//!   shrinks: by the gradient `TOLERANCE · baseline / short` (at least ×0.5) for latency, by
-//!   `THROTTLE_CUT` for a throttle; the level where it happened is remembered (`knee`).
+//!   or a smoothed latency above `TOLERANCE` × the baseline at a window's end. For latency the
+//!   limit moves as Gradient2's does: `new = limit × gradient + √limit` with the gradient
+//!   `TOLERANCE · baseline / short` (at least 0.5), smoothed (`SMOOTHING` of the new, the rest
+//!   of the old), so a queue shrinks by ~10 % a window and settles just past the knee instead of
+//!   being cut repeatedly while it drains. A throttle cuts by `THROTTLE_CUT` (by half when an
+//!   attempt sent after the last cut is throttled before the limit grew back) and remembers the
+//!   level (`knee`).
 //! * Otherwise, when the window used at least half of the limit, the limit grows: by half an
 //!   attempt per answer until the first congestion (slow start: ×1.5 a round trip), then +√limit a window below 90 % of the knee, +1
 //!   a window up to the knee and +¼ a window past it (the endpoint is probed gently where it
@@ -35,6 +39,8 @@ const TOLERANCE: f64 = 1.5;
 const THROTTLE_CUT: f64 = 0.9;
 /// The limit after a throttle of an attempt sent under a limit already cut (and not grown since).
 const THROTTLE_AGAIN_CUT: f64 = 0.5;
+/// The weight of a window's new limit against the old one when latency rises (Gradient2's 0.2).
+const SMOOTHING: f64 = 0.2;
 /// Samples in a window, at least.
 const MIN_WINDOW: u64 = 32;
 /// Windows over which a converged limit varied by less than 10 %.
@@ -210,8 +216,16 @@ impl Controller {
         if let Some(limit) = self.limit {
             let gradient = (TOLERANCE * baseline / short).clamp(0.5, 1.0);
             if self.mode == Mode::Adaptive && gradient < 1.0 {
-                self.cut(limit, gradient, now);
-                self.skip_window = true;
+                // Gradient2: the limit the gradient allows plus a small queue (√limit), smoothed
+                // over windows. A queue the client built shrinks by at most ~10 % a window and
+                // settles where the queue's latency and the small-queue term balance, not under
+                // the endpoint's capacity (a straight multiply, repeated while the queue built in
+                // slow start drains, sank 240 to 18 and left the endpoint idle for seconds).
+                self.slow_start = false;
+                let new = limit * gradient + limit.sqrt();
+                let next = ((1.0 - SMOOTHING) * limit + SMOOTHING * new).clamp(self.floor, self.ceiling);
+                self.grown_since_cut |= next > limit;
+                self.limit = Some(next);
             } else if used {
                 let grown = if self.slow_start {
                     limit
