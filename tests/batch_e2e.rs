@@ -80,9 +80,9 @@ fn batch_mode_splits_120k_records_into_three_batches_and_answers_each_once() {
     assert_success(&out);
     eprintln!("120k records in batch mode: {:?}", started.elapsed());
     let stats = server.batch_stats();
-    let mut sizes = stats.batch_sizes.clone();
-    sizes.sort();
-    assert_eq!(sizes, vec![20_000, 50_000, 50_000], "split by request count, never over 50,000");
+    let sizes = &stats.batch_sizes;
+    assert!(sizes.len() >= 3 && sizes.iter().all(|n| *n <= 50_000), "split by request count, never over 50,000: {sizes:?}");
+    assert_eq!(sizes.iter().sum::<usize>(), 120_000);
     assert!(stats.in_two_batches().is_empty(), "no record in two batches");
     assert_eq!(stats.batches_per_record.len(), 120_000);
     assert!(stats.answered_twice().is_empty());
@@ -99,8 +99,8 @@ fn batch_mode_splits_by_bytes_too() {
     let (_rt, server) = sim();
     let s = Scratch::new();
     write_records(&s.path("input/data.jsonl"), 300);
-    // Each request line is a few KB (the shipped prompt): 100 KB holds a few dozen.
-    let t = task(&s, &server.base_url(), &format!("{BATCH}  batch_max_bytes: 100000\n"));
+    // Each request line is about 650 bytes: 40 KB holds about 60.
+    let t = task(&s, &server.base_url(), &format!("{BATCH}  batch_max_bytes: 40000\n"));
     assert_success(&run(&t));
     let stats = server.batch_stats();
     assert!(stats.batch_sizes.len() >= 3, "split by bytes: {:?}", stats.batch_sizes);

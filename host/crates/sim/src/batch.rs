@@ -349,7 +349,11 @@ fn list(store: &Store, query: &str) -> Response<Body> {
 
 /// A stable draw in [0,1) from a text.
 fn unit_hash(text: &str) -> f64 {
-    let h = crate::reply::fnv1a(text.as_bytes(), 0x5eed);
+    let mut h = crate::reply::fnv1a(text.as_bytes(), 0x5eed);
+    // FNV's high bits barely move between similar ids: mixed (splitmix64's finalizer).
+    h = (h ^ (h >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94D049BB133111EB);
+    h ^= h >> 31;
     (h >> 11) as f64 / (1u64 << 53) as f64
 }
 

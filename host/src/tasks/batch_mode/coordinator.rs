@@ -62,6 +62,8 @@ struct Inner {
     /// Requests not yet in a batch: custom_id → its line.
     pending: Vec<(String, Vec<u8>)>,
     pending_bytes: u64,
+    /// The custom_ids of `pending`.
+    queued: HashSet<String>,
     /// Records waiting for their answer.
     waiters: HashMap<String, Vec<oneshot::Sender<Answer>>>,
     /// Answers nobody has asked for yet (batches that finished before a restart).
@@ -159,7 +161,7 @@ impl Coordinator {
             }
             let (tx, rx) = oneshot::channel();
             inner.waiters.entry(custom_id.clone()).or_default().push(tx);
-            if !inner.in_batch.contains(&custom_id) && !inner.pending.iter().any(|(c, _)| *c == custom_id) {
+            if !inner.in_batch.contains(&custom_id) && !inner.queued.contains(&custom_id) {
                 let mut line = serde_json::to_vec(&wire::request_line(&self.settings, &custom_id, request)).expect("serializes");
                 line.push(b'\n');
                 if line.len() as u64 > self.config.max_bytes {
@@ -172,6 +174,7 @@ impl Coordinator {
                     return Err(CallError::Rejected { status: 413, message });
                 }
                 inner.pending_bytes += line.len() as u64;
+                inner.queued.insert(custom_id.clone());
                 inner.pending.push((custom_id, line));
                 inner.last_submit = Some(Instant::now());
                 if inner.pending.len() >= self.config.max_requests || inner.pending_bytes >= self.config.max_bytes {
@@ -185,7 +188,9 @@ impl Coordinator {
 
     /// Cuts full batches at once, and what is pending after a short quiet spell.
     async fn cut_batches(self: Arc<Self>) {
-        const QUIET: Duration = Duration::from_millis(500);
+        // A partial batch is cut when no request came for this long (the input is read, or
+        // the records in flight are all waiting for batches).
+        const QUIET: Duration = Duration::from_secs(2);
         loop {
             let _ = tokio::time::timeout(Duration::from_millis(100), self.wake.notified()).await;
             loop {
@@ -207,6 +212,7 @@ impl Coordinator {
                     let lines: Vec<(String, Vec<u8>)> = inner.pending.drain(..n).collect();
                     inner.pending_bytes -= bytes;
                     for (c, _) in &lines {
+                        inner.queued.remove(c);
                         inner.in_batch.insert(c.clone());
                         *inner.rounds.entry(c.clone()).or_insert(0) += 1;
                     }
@@ -433,6 +439,7 @@ impl Coordinator {
                 (true, Some(line)) => {
                     again += 1;
                     inner.pending_bytes += line.len() as u64;
+                    inner.queued.insert(key.clone());
                     inner.pending.push((key.clone(), line));
                     inner.last_submit = Some(Instant::now());
                 }
@@ -498,6 +505,7 @@ impl Coordinator {
                 let kept: Vec<(String, Vec<u8>)> = std::mem::take(&mut inner.pending).into_iter().filter(|(c, _)| !keyset.contains(c)).collect();
                 if kept.len() != before {
                     inner.pending_bytes = kept.iter().map(|(_, l)| l.len() as u64).sum();
+                    inner.queued = kept.iter().map(|(c, _)| c.clone()).collect();
                 }
                 inner.pending = kept;
             }
