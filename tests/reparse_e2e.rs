@@ -165,37 +165,7 @@ fn reparse_into_another_folder_compares_two_parsers_without_a_request() {
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
-/// `serve-sim` in its own process, so requests can be counted across runs; its base URL.
-fn serve_sim() -> (std::process::Child, String) {
-    use std::io::BufRead;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut child = Command::new(bin())
-        .args(["serve-sim", "--port", &port.to_string(), "--latency-ms", "5", "--exit-after-secs", "120"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    loop {
-        match lines.next() {
-            Some(Ok(l)) if l.contains("listening") => break,
-            Some(_) => continue,
-            None => panic!("serve-sim ended before listening"),
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    (child, format!("http://127.0.0.1:{port}/v1"))
-}
 
-/// Stops `serve-sim` with SIGINT; the requests it served.
-fn served(mut sim: std::process::Child) -> u64 {
-    unsafe { libc::kill(sim.id() as libc::pid_t, libc::SIGINT) };
-    let mut text = String::new();
-    std::io::Read::read_to_string(sim.stderr.as_mut().unwrap(), &mut text).unwrap();
-    sim.wait().unwrap();
-    let line = text.lines().find(|l| l.contains("served")).unwrap_or_else(|| panic!("{text}"));
-    line.split_whitespace().nth(3).unwrap().parse().unwrap()
-}
 
 /// The rows of a JSONL output by id, without what differs between two runs of one answer.
 fn answers(path: &Path) -> std::collections::BTreeMap<String, Value> {
@@ -215,7 +185,7 @@ fn answers(path: &Path) -> std::collections::BTreeMap<String, Value> {
 fn a_second_output_folder_with_the_cache_sends_nothing_and_writes_the_same_rows() {
     let s = Scratch::new();
     write_records(&s.path("input/data.jsonl"), 40);
-    let (sim, url) = serve_sim();
+    let (sim, url) = common::serve_sim(bin(), 5);
     let cache = s.path("cache.sqlite");
     let extra = format!("cache:\n  path: \"{}\"\n  max_size: 50MB\n", cache.display());
     let task = s.scoring_task(&url, 8, "", &extra);
@@ -234,7 +204,7 @@ fn a_second_output_folder_with_the_cache_sends_nothing_and_writes_the_same_rows(
     let o = run(&task, &["--output-folder", s.path("out3").to_str().unwrap(), "--no-cache"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(summary(&s.path("out3"))["requests"], 40);
-    assert_eq!(served(sim), 80, "the server saw the first run and the --no-cache run only");
+    assert_eq!(common::served(sim), 80, "the server saw the first run and the --no-cache run only");
 
     let stats = Command::new(bin()).args(["cache", "stats", "--path", cache.to_str().unwrap()]).output().unwrap();
     assert!(String::from_utf8_lossy(&stats.stdout).contains("40 answer(s)"), "{}", String::from_utf8_lossy(&stats.stdout));

@@ -133,3 +133,37 @@ pub fn preprocess_task(dir: &Path, input: &Path, plugin: &str, plugin_extra: &st
     .unwrap();
     task
 }
+
+/// `modelcall serve-sim` in its own process (it outlives runs killed against it, and counts the
+/// requests of several runs); returns it and its base URL once it listens.
+pub fn serve_sim(bin: &str, latency_ms: u64) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = Command::new(bin)
+        .args(["serve-sim", "--port", &port.to_string(), "--latency-ms", &latency_ms.to_string(), "--exit-after-secs", "300"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    loop {
+        match lines.next() {
+            Some(Ok(l)) if l.contains("listening") => break,
+            Some(_) => continue,
+            None => panic!("serve-sim ended before listening"),
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    (child, format!("http://127.0.0.1:{port}/v1"))
+}
+
+/// Stops a [`serve_sim`] with SIGINT and returns the chat requests it served.
+pub fn served(mut sim: std::process::Child) -> u64 {
+    unsafe { libc::kill(sim.id() as libc::pid_t, libc::SIGINT) };
+    let mut text = String::new();
+    std::io::Read::read_to_string(sim.stderr.as_mut().unwrap(), &mut text).unwrap();
+    sim.wait().unwrap();
+    let line = text.lines().find(|l| l.contains("served")).unwrap_or_else(|| panic!("{text}"));
+    line.split_whitespace().nth(3).unwrap().parse().unwrap_or_else(|_| panic!("{line}"))
+}
