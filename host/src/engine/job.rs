@@ -170,13 +170,15 @@ pub trait Job: Send + Sync + 'static {
     }
 
     /// The error row of a failed item. The default is the scoring shape (the reference's
-    /// `api_status`/`api_fail_reason` plus the typed cause and the record).
+    /// `api_status`/`api_fail_reason` plus the typed cause and the record). The record is kept
+    /// as its JSON text (`record_json`), not a nested object: records of mixed field types
+    /// would give the error file's column no one type (`pyarrow.json.read_json` fails).
     fn failure_row(&self, site: &FailureSite<'_>, failure: Failure) -> Map<String, Value> {
         let row = json!({
             "key": site.key, "file": site.file, "line": site.line, "cause": failure.cause,
             "message": failure.message, "api_status": "error", "api_fail_reason": failure.message,
             "attempts": failure.calls.requests,
-            "record": failure.record.map(Value::Object).unwrap_or(Value::Null),
+            "record_json": failure.record.map(|r| Value::Object(r).to_string()),
         });
         let mut row = row;
         if let Value::Object(m) = &mut row {

@@ -69,6 +69,9 @@ pub struct ReadOptions {
     pub parser: Option<u64>,
     /// `modelcall reparse`: re-parse every stored reply (whatever parser read it), send nothing.
     pub offline: bool,
+    /// Warn once per unit when the records of a file have none of `key_fields` (a user-named
+    /// `id_field` no record has: the records are keyed by content hash instead).
+    pub warn_missing_id: bool,
 }
 
 /// The retire reason of a result whose stored replies are parsed again (not a change of its
@@ -425,6 +428,7 @@ impl Reader<'_> {
             }
         };
         let samples = self.opts.samples_per_record.max(1);
+        keys.begin_file();
         for item in source {
             if stop.is_stopped() {
                 return false;
@@ -446,6 +450,7 @@ impl Reader<'_> {
                 },
                 Ok(SourceItem::Record { line, record }) => {
                     let assigned = keys.assign(&record);
+                    self.warn_missing_id(keys, &name, false);
                     let base = assigned.key;
                     self.seen.insert(&base);
                     if assigned.duplicate {
@@ -547,6 +552,18 @@ impl Reader<'_> {
                 return false;
             }
         }
+        self.warn_missing_id(keys, &name, true);
         true
+    }
+
+    fn warn_missing_id(&self, keys: &mut KeyAssigner, file: &str, end_of_file: bool) {
+        if !self.opts.warn_missing_id {
+            return;
+        }
+        if let Some(fields) = keys.missing_id_fields(end_of_file) {
+            let fields = fields.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ");
+            let seen = if end_of_file { "no record" } else { "none of the first records" };
+            tracing::warn!("{file}: {seen} has the id field {fields}; its records are keyed by a content hash instead (an edited record is then a new one)");
+        }
     }
 }

@@ -145,13 +145,15 @@ impl Browser {
         if self.failures.len() >= MAX_FAILURES {
             return;
         }
-        let key = ["key", "id", "uid"].iter().find_map(|k| row.get(*k)).or_else(|| row.get("record").and_then(|r| r.get("id"))).map(shown).unwrap_or_else(|| format!("error {}", self.failures_total));
+        // The record: `record_json` (its JSON text), or `record` in files written before.
+        let record = row.get("record_json").and_then(Value::as_str).and_then(|t| serde_json::from_str::<Value>(t).ok()).or_else(|| row.get("record").cloned());
+        let key = ["key", "id", "uid"].iter().find_map(|k| row.get(*k)).or_else(|| record.as_ref().and_then(|r| r.get("id"))).map(shown).unwrap_or_else(|| format!("error {}", self.failures_total));
         let detail = ["attempts", "retryable", "api_fail_reason", "file", "line"]
             .iter()
             .filter_map(|k| row.get(*k).filter(|v| !v.is_null() && v.as_str() != Some("")).map(|v| (k.to_string(), excerpt(&shown(v), EXCERPT))))
             .filter(|(k, v)| k != "api_fail_reason" || Some(v.as_str()) != row.get("message").and_then(Value::as_str))
             .collect();
-        let input = match row.get("record") {
+        let input = match record.as_ref() {
             Some(Value::Object(r)) => r.iter().map(|(k, v)| (k.clone(), excerpt(&shown(v), EXCERPT))).collect(),
             Some(other) => vec![("record".into(), excerpt(&shown(other), EXCERPT))],
             None => Vec::new(),

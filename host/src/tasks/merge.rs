@@ -66,6 +66,7 @@ pub async fn run(run: &TaskRun<'_>, step: &JsonlMerge) -> anyhow::Result<Finish>
         read: ReadOptions {
             key_fields: step.dedup_key.iter().cloned().collect(),
             on_duplicate_id: if step.dedup_key.is_some() { DuplicateIds::Skip } else { DuplicateIds::Keep },
+            warn_missing_id: step.dedup_key.is_some(),
             ..run.read_options()
         },
         concurrency: 4096,
@@ -79,7 +80,12 @@ pub async fn run(run: &TaskRun<'_>, step: &JsonlMerge) -> anyhow::Result<Finish>
     for u in &outcome.units {
         let s = &u.stats;
         let bad = if s.bad_lines > 0 { format!("; {} bad line(s) in {}", s.bad_lines, u.unit.paths.errors.display()) } else { String::new() };
-        let dups = if s.duplicate_ids > 0 { format!("; {} duplicate(s) dropped", s.duplicate_ids) } else { String::new() };
+        // Without a dedup key every repeat is kept (the Python tool's behaviour); with one, the later copies are dropped.
+        let dups = match (s.duplicate_ids, &step.dedup_key) {
+            (0, _) => String::new(),
+            (n, Some(k)) => format!("; {n} duplicate(s) of `{k}` dropped"),
+            (n, None) => format!("; {n} repeated record(s) kept (distillation.dedup_key drops them)"),
+        };
         let n = u.unit.inputs.files().len();
         eprintln!("merged `{}`: {n} file(s) → {} record(s) in {}{bad}{dups}", u.unit.name, s.records_out, u.unit.paths.output.display());
     }

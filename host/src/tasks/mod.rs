@@ -240,6 +240,12 @@ pub async fn banner_records(units: &[crate::engine::Unit], read: &ReadOptions, i
 /// The console block at the end of an engine run (counts, tokens and cost, output and error
 /// files with the causes and an example each, the next command), and how it ended.
 pub fn report(run: &TaskRun<'_>, outcome: &RunOutcome) -> Finish {
+    report_with(run, outcome, &[])
+}
+
+/// [`report`], listing also the error files of an earlier stage (preprocessing: its error rows
+/// are in the preprocess folder, not beside the outputs) with the others.
+pub fn report_with(run: &TaskRun<'_>, outcome: &RunOutcome, stage_errors: &[std::path::PathBuf]) -> Finish {
     let stats = &outcome.stats;
     let pricing = run.task.model.as_ref().and_then(|m| m.pricing);
     let error_files: Vec<crate::summary::ErrorFile> = outcome
@@ -258,6 +264,9 @@ pub fn report(run: &TaskRun<'_>, outcome: &RunOutcome) -> Finish {
         .iter()
         .flat_map(|f| &f.causes)
         .fold((0, 0), |(r, p), c| (r + c.retryable, p + c.count - c.retryable));
+    // The earlier stage's files are shown, not counted in what a rerun sends.
+    let mut error_files = error_files;
+    error_files.extend(stage_errors.iter().filter_map(|p| crate::summary::ErrorFile::read(p)));
     let command = next_command(run);
     let g = crate::run_records::grouped;
     let next = match &outcome.stopped {

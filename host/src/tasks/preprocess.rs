@@ -119,6 +119,33 @@ pub async fn run(run: &TaskRun<'_>, plan: &PreprocessPlan, plugin: Plugin, stop:
     engine::run(options, job, engine::feed(units), stop, ready).await
 }
 
+/// The preprocessing error files of the folder `out` that hold rows, and their row counts
+/// (what the scoring run's summary counts as `preprocess_errors`).
+pub fn error_files(out: &std::path::Path) -> Vec<(PathBuf, u64)> {
+    let mut files: Vec<(PathBuf, u64)> = std::fs::read_dir(out)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with(".preprocess.errors.jsonl")))
+        .filter_map(|p| {
+            let rows = std::fs::read_to_string(&p).ok()?.lines().filter(|l| !l.trim().is_empty()).count() as u64;
+            (rows > 0).then_some((p, rows))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// The `preprocess_errors` fact of the scoring run's summary: the rows and their files.
+pub fn errors_fact(out: &std::path::Path) -> serde_json::Value {
+    let files = error_files(out);
+    serde_json::json!({
+        "count": files.iter().map(|(_, n)| n).sum::<u64>(),
+        "files": files.iter().map(|(p, _)| p.display().to_string()).collect::<Vec<_>>(),
+    })
+}
+
 /// One line about the stage, and where its error files are.
 pub fn report(outcome: &RunOutcome, out: &std::path::Path) {
     let t = outcome.stats.totals();

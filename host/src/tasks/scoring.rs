@@ -11,7 +11,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::score::ScoreJob;
-use super::{load_plugin, preprocess, print_dry_run, report, TaskRun};
+use super::{load_plugin, preprocess, print_dry_run, TaskRun};
 use crate::cli::exit::{BadConfig, Finish};
 use crate::engine::adopt::RefKeyRule;
 use crate::engine::{self, EngineOptions, ReadOptions, SinkKind, StopSignal, Unit, UnitInputs};
@@ -216,6 +216,7 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
             max_items: plan.max_items_per_file,
             // The reference wrote `<stem>.parquet` with its rows' ids.
             adopt: (!run.no_adopt).then(|| RefKeyRule::IdField(plan.id_field.clone())),
+            warn_missing_id: true,
             settings: Some(settings),
             other_settings,
             parser: parser_hash,
@@ -237,8 +238,13 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
             // The endpoint's facts, and for a completed run the judge's quality, read from the
             // outputs (finalized by the time the summary is written).
             let endpoint = super::endpoint::end_facts(client_for_stats.clone(), sim.clone());
+            // Preprocessing's error rows stay in its folder: counted here, with their files.
+            let pre_folder = pre.as_ref().map(|(p, _)| p.output_folder.clone());
             Some(Box::new(move |summary: &serde_json::Value| {
                 let mut facts = endpoint(summary);
+                if let Some(folder) = &pre_folder {
+                    facts.insert("preprocess_errors".into(), preprocess::errors_fact(folder));
+                }
                 if summary["status"] == "completed" {
                     facts.insert("judge_quality".into(), crate::report::judge_quality(summary));
                 }
@@ -255,10 +261,12 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
         None => (engine::run(options, job, units, stop.clone(), None).await, None),
     };
     let mut finish = Finish::Done;
+    let mut stage_errors = Vec::new();
     if let Some((preprocessed, out)) = preprocessed {
         let preprocessed = preprocessed?;
         preprocess::report(&preprocessed, &out);
         finish = Finish::from_outcome(&preprocessed);
+        stage_errors = preprocess::error_files(&out).into_iter().map(|(p, _)| p).collect();
     }
     let scored = scored?;
     if !sharded && scored.stopped.is_none() {
@@ -277,7 +285,7 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
             super::stat_files::write(folder, &scored, plan, &model.path)?;
         }
     }
-    Ok(finish.and(report(run, &scored)))
+    Ok(finish.and(super::report_with(run, &scored, &stage_errors)))
 }
 
 /// With the built-in prompt builder, every `{placeholder}` of the prompt must be a field of

@@ -38,6 +38,9 @@ thread_local! {
 
 /// `init` of every kind: deserializes the config, builds the plugin with `new` and keeps it
 /// for the calls that follow (replacing an earlier instance of the same type).
+/// What precedes the plugin's config schema in the message of an invalid-config error.
+pub const SCHEMA_MARK: &str = "config schema: ";
+
 pub fn init<T: 'static, C: DeserializeOwned>(
     config: &str,
     new: fn(C) -> Result<T, Error>,
@@ -45,8 +48,16 @@ pub fn init<T: 'static, C: DeserializeOwned>(
     name: &str,
     version: &str,
 ) -> Result<PluginInfo, PluginError> {
-    let cfg: C = serde_json::from_str(config).map_err(|e| Error::invalid_config(format!("config: {e}")))?;
-    let plugin = new(cfg)?;
+    // A config the plugin refuses comes back with its schema (after a line `config schema: `),
+    // since the schema is otherwise published only by a successful init (`plugin check` shows it).
+    let with_schema = |e: Error| -> Error {
+        match config_schema() {
+            Some(schema) if matches!(e.kind, crate::error::ErrorKind::InvalidConfig) => Error::invalid_config(format!("{}\n{SCHEMA_MARK}{schema}", e.message)),
+            _ => e,
+        }
+    };
+    let cfg: C = serde_json::from_str(config).map_err(|e| with_schema(Error::invalid_config(format!("config: {e}"))))?;
+    let plugin = new(cfg).map_err(with_schema)?;
     INSTANCES.with(|all| {
         let mut all = all.borrow_mut();
         all.retain(|p| !p.is::<T>());

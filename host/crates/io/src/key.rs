@@ -52,6 +52,10 @@ pub struct AssignedKey {
     pub duplicate: bool,
 }
 
+/// How many records of a file without any id field make [`KeyAssigner::missing_id_fields`]
+/// speak before the file ends.
+pub const MISSING_ID_SAMPLE: u64 = 1000;
+
 pub struct KeyAssigner {
     /// Id fields tried in order (e.g. `uid`, then `id` for distillation inputs).
     id_fields: Vec<String>,
@@ -62,6 +66,12 @@ pub struct KeyAssigner {
     /// id. Every key handed out for an id is in here (with 0 when it was only generated as
     /// `id#n`), so presence means "taken".
     ids: Counts,
+    /// Records of the current file so far that had none of the id fields, and whether any had
+    /// one: a file whose records all lack the field is keyed by content hash, which a user who
+    /// named the field wants to know (once: see [`KeyAssigner::missing_id_fields`]).
+    lacking_in_file: u64,
+    id_in_file: bool,
+    warned: bool,
 }
 
 /// Counts per 128-bit hash, held as the set of hashes seen (16 bytes and a control byte each)
@@ -91,12 +101,34 @@ impl Counts {
 
 impl KeyAssigner {
     pub fn new(id_field: Option<String>) -> Self {
-        KeyAssigner { id_fields: id_field.into_iter().collect(), seen: Counts::default(), ids: Counts::default() }
+        KeyAssigner::with_field_names(id_field.into_iter().collect())
     }
 
     /// Tries each of `fields` in order before falling back to the content hash.
     pub fn with_fields(fields: &[&str]) -> Self {
-        KeyAssigner { id_fields: fields.iter().map(|f| f.to_string()).collect(), seen: Counts::default(), ids: Counts::default() }
+        KeyAssigner::with_field_names(fields.iter().map(|f| f.to_string()).collect())
+    }
+
+    fn with_field_names(id_fields: Vec<String>) -> Self {
+        KeyAssigner { id_fields, seen: Counts::default(), ids: Counts::default(), lacking_in_file: 0, id_in_file: false, warned: false }
+    }
+
+    /// Starts the count of records lacking every id field over for the next file.
+    pub fn begin_file(&mut self) {
+        self.lacking_in_file = 0;
+        self.id_in_file = false;
+    }
+
+    /// The id fields, once per assigner, when none of the records of the current file read so
+    /// far had any of them: at `end_of_file`, or early after [`MISSING_ID_SAMPLE`] records.
+    /// `None` when the assigner has no id fields (content keys are what was asked for).
+    pub fn missing_id_fields(&mut self, end_of_file: bool) -> Option<&[String]> {
+        let due = self.lacking_in_file >= MISSING_ID_SAMPLE || (end_of_file && self.lacking_in_file > 0);
+        if self.warned || self.id_fields.is_empty() || self.id_in_file || !due {
+            return None;
+        }
+        self.warned = true;
+        Some(&self.id_fields)
     }
 
     /// The key of `record`; same as `assign(record).key`.
@@ -116,8 +148,10 @@ impl KeyAssigner {
                 Some(Value::Number(n)) => n.to_string(),
                 _ => continue,
             };
+            self.id_in_file = true;
             return self.assign_id(id);
         }
+        self.lacking_in_file += 1;
         let hash = content_hash(record);
         let count = self.seen.get(hash).unwrap_or(0);
         let key = if count == 0 { format!("h:{hash:032x}") } else { format!("h:{hash:032x}#{count}") };

@@ -7,9 +7,12 @@
 //! 2. for `response_format: {"type": "json_schema", …}`, a JSON document valid against the
 //!    schema ([`crate::schema`]), unfenced, as a real endpoint in structured-output mode sends;
 //! 3. when the prompt shows a JSON template (quoted `"key":` patterns, as every scoring prompt
-//!    does; also for `{"type": "json_object"}`), a fenced JSON object with those keys: integers
-//!    1..=5 for scores, short strings for summaries and reasons, lists for tags and languages;
-//! 4. otherwise a plain-text answer quoting the question, which is what distillation needs.
+//!    does) and asks for JSON (a ```` ```json ```` block, an object `{"key": …`, or the word
+//!    JSON), a fenced JSON object with those keys: integers 1..=5 for scores, short strings for
+//!    summaries and reasons, lists for tags and languages;
+//! 4. otherwise (no template, or quoted keys in a prompt that asks for no JSON) a plain-text
+//!    answer quoting the question, which is what distillation and a prompt builder without a
+//!    schema need.
 
 use std::path::{Path, PathBuf};
 
@@ -67,11 +70,25 @@ fn value_for(key: &str, h: u64) -> Value {
     json!(1 + (h % 5) as i64)
 }
 
+/// Whether a prompt with quoted keys wants a JSON answer: it shows a ```` ```json ```` block or
+/// an object opening with a quoted key, or names JSON. `"score": <n>` lines in a prompt that
+/// does none of these ask for text.
+fn asks_for_json(template: &str) -> bool {
+    if template.to_ascii_lowercase().contains("json") {
+        return true;
+    }
+    let b = template.as_bytes();
+    b.iter().enumerate().filter(|(_, c)| **c == b'{').any(|(i, _)| {
+        let rest = template[i + 1..].trim_start();
+        rest.starts_with('"') && !template_keys(&rest[..rest.len().min(200)]).is_empty()
+    })
+}
+
 /// The answer text for a conversation whose template text (system + first user turn) is `template`
 /// and whose full text hashes to `h`.
 pub fn answer(template: &str, last_user: &str, h: u64) -> String {
     let keys = template_keys(template);
-    if keys.is_empty() {
+    if keys.is_empty() || !asks_for_json(template) {
         let words: Vec<&str> = last_user.split_whitespace().take(8).collect();
         return format!(
             "Simulated answer {:08x}. You asked about: \"{}\". A real model would answer here; this endpoint is SIMULATED.",
@@ -199,6 +216,15 @@ mod tests {
         let t = "Answer:\n```json\n{\"overall_score\": 4, \"summary\": \"...\", \"quality_tags\": []}\n```";
         assert_eq!(template_keys(t), vec!["overall_score", "summary", "quality_tags"]);
         assert!(template_keys("no template here: \"a\" b").is_empty());
+    }
+
+    #[test]
+    fn quoted_keys_without_json_get_text() {
+        let t = "Rate the text. Reply with two lines:\n\"score\": a number from 1 to 5\n\"reason\": one sentence\n";
+        let a = answer(t, "Rate this", 9);
+        assert!(a.starts_with("Simulated answer") && !a.contains('{'), "{a}");
+        assert!(answer("Reply as {\"score\": 1}", "x", 9).starts_with("```json"));
+        assert!(answer("Reply in JSON with \"score\": n", "x", 9).starts_with("```json"));
     }
 
     #[test]

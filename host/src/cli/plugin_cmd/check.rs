@@ -38,8 +38,16 @@ pub(super) fn check(plugin: &str, role: Option<Role>, config: Option<&Path>) -> 
             println!("wit version: {}", summary.wit_version.as_deref().unwrap_or("none"));
             println!("imports:     {}", summary.imports.join(", "));
             println!("exports:     {}", summary.exports.join(", "));
+            let (e, schema) = split_schema(&e.to_string());
             println!("ok: loads as {role}; init skipped: it needs a config (pass one with --config cfg.yaml): {e}");
+            print_schema(schema.as_deref());
             return Ok(());
+        }
+        Err(e @ modelcall_plugin_host::LoadError::InvalidConfig { .. }) => {
+            // The schema, next to the error, so the config can be fixed from this output.
+            let (e, schema) = split_schema(&e.to_string());
+            print_schema(schema.as_deref());
+            bail!("{e}");
         }
         Err(e) => return Err(e.into()),
     };
@@ -51,8 +59,8 @@ pub(super) fn check(plugin: &str, role: Option<Role>, config: Option<&Path>) -> 
     println!("wit version: {}", d.wit_version);
     println!("sha256:      {}", d.sha256);
     println!("size:        {} bytes", d.size_bytes);
-    match d.config_schema.as_deref().map(|t| serde_json::from_str::<Value>(t).map(|v| serde_json::to_string_pretty(&v).unwrap_or_default()).unwrap_or_else(|_| t.to_string())) {
-        Some(schema) => println!("config schema:\n{schema}"),
+    match d.config_schema.as_deref() {
+        Some(schema) => print_schema(Some(schema)),
         None => println!("config schema: none published"),
     }
     println!("imports:");
@@ -65,4 +73,26 @@ pub(super) fn check(plugin: &str, role: Option<Role>, config: Option<&Path>) -> 
     }
     println!("ok: loads as {role}");
     Ok(())
+}
+
+/// An invalid-config message without the schema a plugin built with the SDK appends to it (after
+/// a line `config schema: `), and that schema.
+fn split_schema(message: &str) -> (String, Option<String>) {
+    const MARK: &str = "\nconfig schema: ";
+    match message.find(MARK) {
+        Some(i) => {
+            let rest = &message[i + MARK.len()..];
+            // The schema is one line of JSON; the host may add its own words after it.
+            let (schema, after) = rest.split_once('\n').unwrap_or((rest, ""));
+            (format!("{}{}", &message[..i], if after.is_empty() { String::new() } else { format!("; {after}") }), Some(schema.to_string()))
+        }
+        None => (message.to_string(), None),
+    }
+}
+
+fn print_schema(schema: Option<&str>) {
+    match schema.map(|t| serde_json::from_str::<Value>(t).map(|v| serde_json::to_string_pretty(&v).unwrap_or_default()).unwrap_or_else(|_| t.to_string())) {
+        Some(schema) => println!("config schema:\n{schema}"),
+        None => println!("config schema: not known (this plugin publishes it only from an init that accepts the config)"),
+    }
 }
