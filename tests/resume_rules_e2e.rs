@@ -8,9 +8,8 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{read_jsonl, write_records, Scratch};
@@ -293,7 +292,7 @@ fn a_parser_bug_after_the_reply_keeps_the_reply_and_is_not_paid_for_again() {
     assert_eq!(requests(&s.path("out")), 6);
     let errors = read_jsonl(&s.path("out/data.errors.jsonl"));
     assert_eq!(errors.len(), 1, "{errors:?}");
-    assert_eq!(errors[0]["record"]["id"], "r000002");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(errors[0]["record_json"].as_str().unwrap()).unwrap()["id"], "r000002");
     assert_eq!(errors[0]["api_return"], "PANIC 4", "the paid reply is kept: {}", errors[0]);
     assert_eq!(errors[0]["retryable"], false, "{}", errors[0]);
 
@@ -306,36 +305,7 @@ fn a_parser_bug_after_the_reply_keeps_the_reply_and_is_not_paid_for_again() {
     assert_eq!(requests(&s.path("out")), 1, "--retry-failed asks for it: {}", stderr(&o));
 }
 
-/// `serve-sim` in its own process (it outlives the runs killed against it); its base URL.
-fn serve_sim(latency_ms: u64) -> (Child, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut child = Command::new(bin())
-        .args(["serve-sim", "--port", &port.to_string(), "--latency-ms", &latency_ms.to_string(), "--exit-after-secs", "300"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    loop {
-        match lines.next() {
-            Some(Ok(l)) if l.contains("listening") => break,
-            Some(_) => continue,
-            None => panic!("serve-sim ended before listening"),
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    (child, format!("http://127.0.0.1:{port}/v1"))
-}
 
-/// Stops `serve-sim` with SIGINT and returns the requests it served.
-fn served(mut sim: Child) -> u64 {
-    unsafe { libc::kill(sim.id() as libc::pid_t, libc::SIGINT) };
-    let mut text = String::new();
-    std::io::Read::read_to_string(sim.stderr.as_mut().unwrap(), &mut text).unwrap();
-    sim.wait().unwrap();
-    let line = text.lines().find(|l| l.contains("served")).unwrap_or_else(|| panic!("{text}"));
-    line.split_whitespace().nth(3).unwrap().parse().unwrap_or_else(|_| panic!("{line}"))
-}
 
 #[test]
 fn kill_dash_nine_re_pays_for_no_answer_that_had_arrived() {
@@ -343,7 +313,7 @@ fn kill_dash_nine_re_pays_for_no_answer_that_had_arrived() {
     const IN_FLIGHT: usize = 64;
     let s = Scratch::new();
     write_records(&s.path("input/data.jsonl"), RECORDS);
-    let (sim, url) = serve_sim(50);
+    let (sim, url) = common::serve_sim(bin(), 50);
     let task = s.scoring_task(&url, IN_FLIGHT, "", "");
     for kill_after_ms in [2500, 4000, 3000] {
         let mut child = common::spawn_run_task(bin(), &task);
@@ -357,7 +327,7 @@ fn kill_dash_nine_re_pays_for_no_answer_that_had_arrived() {
     assert!(started.elapsed() < Duration::from_secs(120));
     let rows = read_jsonl(&s.path("out/data.jsonl"));
     assert_eq!(rows.len(), RECORDS, "every record exactly once");
-    let total = served(sim);
+    let total = common::served(sim);
     let extra = total - RECORDS as u64;
     // Each kill re-sends what was in flight (up to IN_FLIGHT), plus the few answers between
     // arriving and reaching the journal's write (a channel hop and a thread wake-up: a few
