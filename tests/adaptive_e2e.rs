@@ -99,7 +99,10 @@ fn run_against_lenient(s: &Scratch, name: &str, url: &str, mode: &str, ceiling: 
     s.write(&format!("input-{name}/data.jsonl"), body.as_bytes());
     let model = s.write(
         &format!("model-{name}.yaml"),
-        format!("client_config:\n  base_url: \"{url}\"\n  max_retries: 50\n  backoff_base_ms: 5\n  backoff_max_ms: 50\n  timeout: 30\nchat_config:\n  model: m\n").as_bytes(),
+        format!(
+            "client_config:\n  base_url: \"{url}\"\n  max_retries: 50\n  backoff_base_ms: 5\n  backoff_max_ms: 50\n  timeout: 30\nchat_config:\n  model: m\n"
+        )
+        .as_bytes(),
     );
     let prompt = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("configs/prompts/en_corpus_quality_v1.yaml");
     let out = s.path(&format!("out-{name}"));
@@ -130,9 +133,17 @@ fn variable_service_time_is_not_congestion() {
     let server = capacity_server::start(Spec { capacity: u64::MAX, over: Over::Queue, latency_ms: (50, 500) });
     let (_, fixed) = run_against(&s, "fixed", &server.url, "fixed", 128, 6000);
     let (adaptive, rate) = run_against(&s, "adaptive", &server.url, "adaptive", 128, 6000);
-    eprintln!("BENCH uniform 50-500 ms, no capacity limit, ceiling 128: fixed {fixed:.0}/s, adaptive {rate:.0}/s ({:.0} %), final limit {}", 100.0 * rate / fixed, adaptive["concurrency_limit"]["final"]);
+    eprintln!(
+        "BENCH uniform 50-500 ms, no capacity limit, ceiling 128: fixed {fixed:.0}/s, adaptive {rate:.0}/s ({:.0} %), final limit {}",
+        100.0 * rate / fixed,
+        adaptive["concurrency_limit"]["final"]
+    );
     assert!(rate >= 0.9 * fixed, "adaptive {rate:.0}/s against fixed {fixed:.0}/s: {}", adaptive["concurrency_limit"]);
-    assert!(adaptive["concurrency_limit"]["after_convergence"]["samples"].as_u64().unwrap_or(0) > 0, "the limit converges (at the ceiling): {}", adaptive["concurrency_limit"]);
+    assert!(
+        adaptive["concurrency_limit"]["after_convergence"]["samples"].as_u64().unwrap_or(0) > 0,
+        "the limit converges (at the ceiling): {}",
+        adaptive["concurrency_limit"]
+    );
 }
 
 fn capacity_case(over: Over, name: &str) {

@@ -144,7 +144,11 @@ fn kill_at(step: &str, lose_journal: bool) {
     let out = run(&t);
     assert_success(&out);
     let stats = server.batch_stats();
-    assert!(stats.in_two_batches().is_empty(), "kill at `{step}`: records in two batches: {:?}", &stats.in_two_batches()[..stats.in_two_batches().len().min(5)]);
+    assert!(
+        stats.in_two_batches().is_empty(),
+        "kill at `{step}`: records in two batches: {:?}",
+        &stats.in_two_batches()[..stats.in_two_batches().len().min(5)]
+    );
     assert!(stats.answered_twice().is_empty(), "kill at `{step}`: a record answered twice");
     assert_eq!(stats.batches_per_record.len(), n, "every record went into a batch");
     assert_every_record_once(&s, n);

@@ -36,11 +36,7 @@ fn parser_traps_on_outsized_replies_fail_those_records_and_the_run_goes_on() {
     let ids: Vec<String> = (0..8).map(|i| if i < 6 { format!("big{i}") } else { format!("small{i}") }).collect();
     write_input(&s, "input/data.jsonl", &ids.iter().map(String::as_str).collect::<Vec<_>>());
     let big = format!("{}{{\"score\": 3}}", "x ".repeat(600_000));
-    let replies = format!(
-        "{}\n{}\n",
-        serde_json::json!({"match": "big\\d", "reply": big}),
-        serde_json::json!({"default": "```json\n{\"score\": 4}\n```"})
-    );
+    let replies = format!("{}\n{}\n", serde_json::json!({"match": "big\\d", "reply": big}), serde_json::json!({"default": "```json\n{\"score\": 4}\n```"}));
     let replies_path = s.write("replies.jsonl", replies.as_bytes());
     let task = s.scoring_task(
         &format!("sim://?replies={}", replies_path.display()),

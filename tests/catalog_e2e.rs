@@ -10,7 +10,6 @@ use std::process::Command;
 
 use serde_json::Value;
 
-
 fn task_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();

@@ -10,7 +10,6 @@ use std::process::Command;
 
 use serde_json::Value;
 
-
 fn files(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
@@ -85,7 +84,9 @@ fn card_split_names_and_a_missing_dataset_skipped() {
     for (f, n) in [("SFT/code/code_v1.jsonl", 2), ("SFT/code/code_v2.jsonl", 1), ("SFT/math/math_v1.jsonl", 3)] {
         let p = raw.join(f);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        let lines: String = (0..n).map(|i| format!("{{\"messages\": [{{\"role\": \"user\", \"content\": \"{f} {i}\"}}, {{\"role\": \"assistant\", \"content\": \"ok\"}}]}}\n")).collect();
+        let lines: String = (0..n)
+            .map(|i| format!("{{\"messages\": [{{\"role\": \"user\", \"content\": \"{f} {i}\"}}, {{\"role\": \"assistant\", \"content\": \"ok\"}}]}}\n"))
+            .collect();
         std::fs::write(p, lines).unwrap();
     }
     std::fs::write(

@@ -78,7 +78,11 @@ impl CountingEndpoint {
                     })
                     .to_string();
                     let mut conn = conn;
-                    let _ = write!(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}", reply.len());
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+                        reply.len()
+                    );
                     let _ = conn.flush();
                 });
             }
@@ -99,12 +103,12 @@ impl CountingEndpoint {
 /// A batch task (the reference's `batch_distillation_submit`) of two teachers at `url` over 8
 /// conversations, with `extra` appended.
 fn batch_task(s: &Scratch, url: &str, extra: &str) -> PathBuf {
-    let chats: String = (0..8)
-        .map(|i| format!("{}\n", json!({"uid": format!("u{i:04}"), "messages": [{"role": "user", "content": format!("question {i}")}]})))
-        .collect();
+    let chats: String =
+        (0..8).map(|i| format!("{}\n", json!({"uid": format!("u{i:04}"), "messages": [{"role": "user", "content": format!("question {i}")}]}))).collect();
     s.write("data/chats.jsonl", chats.as_bytes());
     for m in ["teacher-a", "teacher-b"] {
-        let model = format!("client_config:\n  base_url: \"{url}\"\n  api_key: \"sk-test-1234\"\n  timeout: 5\n  max_retries: 0\nchat_config:\n  model: \"m\"\n");
+        let model =
+            format!("client_config:\n  base_url: \"{url}\"\n  api_key: \"sk-test-1234\"\n  timeout: 5\n  max_retries: 0\nchat_config:\n  model: \"m\"\n");
         s.write(&format!("models/{m}.yaml"), model.as_bytes());
     }
     let yaml = format!(
@@ -237,7 +241,15 @@ fn harmless_keys_are_one_note_block_listing_each_key_and_line() {
         let notes = note_lines(&o);
         assert_eq!(notes.len(), 1, "one note block, dry run {dry}: {}", text(&o));
         assert!(notes[0].starts_with("note: 7 keys of the reference are accepted and have no effect here: "), "{}", notes[0]);
-        for key in ["concurrency.chunk_size", "concurrency.parquet_save_interval", "logging.batch_size", "logging.progress_report_interval", "environment.conda_env", "environment.api_provider", "options.preprocess_resume"] {
+        for key in [
+            "concurrency.chunk_size",
+            "concurrency.parquet_save_interval",
+            "logging.batch_size",
+            "logging.progress_report_interval",
+            "environment.conda_env",
+            "environment.api_provider",
+            "options.preprocess_resume",
+        ] {
             assert!(notes[0].contains(key), "{key}: {}", notes[0]);
         }
         let at = format!("{}:{}", task.display(), line_of(&task, "chunk_size"));

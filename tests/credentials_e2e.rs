@@ -97,7 +97,8 @@ fn task(s: &Scratch, model_yaml: &str) -> std::path::PathBuf {
 }
 
 fn userinfo_task(s: &Scratch, addr: &str) -> std::path::PathBuf {
-    let model = format!("client_config:\n  base_url: \"http://{USER}:{KEY_URL_ENCODED}@{addr}/v1\"\n  max_retries: 0\n  timeout: 10\nchat_config:\n  model: \"m\"\n");
+    let model =
+        format!("client_config:\n  base_url: \"http://{USER}:{KEY_URL_ENCODED}@{addr}/v1\"\n  max_retries: 0\n  timeout: 10\nchat_config:\n  model: \"m\"\n");
     task(s, &model)
 }
 

@@ -212,7 +212,10 @@ fn a_tasks_outputs_load_as_one_dataset_across_files_shards_merge_and_resume() {
     // Bounded row groups: the output fed back as an input splits across shards.
     std::fs::create_dir_all(s.path("again/input")).unwrap();
     std::fs::copy(out.join("a.parquet"), s.path("again/input/a.parquet")).unwrap();
-    let again = std::fs::read_to_string(&one).unwrap().replace(&s.path("input").display().to_string(), &s.path("again/input").display().to_string()).replace(&out.display().to_string(), &s.path("again/out").display().to_string());
+    let again = std::fs::read_to_string(&one)
+        .unwrap()
+        .replace(&s.path("input").display().to_string(), &s.path("again/input").display().to_string())
+        .replace(&out.display().to_string(), &s.path("again/out").display().to_string());
     let again = s.write("again.task.yaml", again.as_bytes());
     for i in 0..3 {
         let o = run(&again, &["--shard", &format!("{i}/3")], &[]);

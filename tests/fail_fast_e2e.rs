@@ -119,10 +119,7 @@ fn read_request(stream: &mut impl Read) -> Option<(String, String)> {
         }
     };
     let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let len: usize = head
-        .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
-        .unwrap_or(0);
+    let len: usize = head.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0))).unwrap_or(0);
     while buf.len() < head_end + len {
         match stream.read(&mut chunk) {
             Ok(0) | Err(_) => break,

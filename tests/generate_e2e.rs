@@ -56,7 +56,6 @@ fn run(task: &Path) -> Output {
     Command::new(bin()).arg("run-task").arg(task).arg("--no-progress").stdin(Stdio::null()).output().unwrap()
 }
 
-
 fn uid_counts(rows: &[Value]) -> HashMap<String, usize> {
     let mut m = HashMap::new();
     for r in rows {
@@ -175,11 +174,7 @@ fn jsonl_merge_lists_every_missing_input_and_writes_nothing() {
     let s = Scratch::new();
     std::fs::create_dir_all(s.path("in")).unwrap();
     std::fs::write(s.path("in/a.jsonl"), "{\"x\":1}\n").unwrap();
-    std::fs::write(
-        s.path("groups.yaml"),
-        "merge_groups:\n  - name: g\n    output_file: g.jsonl\n    input_files: [a.jsonl, b.jsonl, c.jsonl]\n",
-    )
-    .unwrap();
+    std::fs::write(s.path("groups.yaml"), "merge_groups:\n  - name: g\n    output_file: g.jsonl\n    input_files: [a.jsonl, b.jsonl, c.jsonl]\n").unwrap();
     let task = s.path("merge.yaml");
     std::fs::write(
         &task,

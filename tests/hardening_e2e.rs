@@ -50,10 +50,7 @@ impl Scratch {
 
     /// Keys in the journal of input `stem`, in order.
     fn journal_keys(&self, stem: &str) -> Vec<String> {
-        read_jsonl(&self.path(&format!("out/.modelcall/{stem}.journal.jsonl")))
-            .iter()
-            .map(|e| e["key"].as_str().unwrap().to_string())
-            .collect()
+        read_jsonl(&self.path(&format!("out/.modelcall/{stem}.journal.jsonl"))).iter().map(|e| e["key"].as_str().unwrap().to_string()).collect()
     }
 
     /// Conversations for a generate_response task, in `in/chats.jsonl`.
@@ -289,7 +286,11 @@ fn every_line_of_the_bad_input_corpus_is_accounted_for() {
     for line in 2..=4 {
         let e = error_at(&err, line);
         assert_eq!(e["retryable"], false, "an invalid record is a permanent failure: {e}");
-        assert_eq!(serde_json::from_str::<serde_json::Value>(e["record_json"].as_str().unwrap()).unwrap()["id"], json!(format!("t{line}")), "the error row keeps the record: {e}");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(e["record_json"].as_str().unwrap()).unwrap()["id"],
+            json!(format!("t{line}")),
+            "the error row keeps the record: {e}"
+        );
     }
 
     // A BOM at the start of the file: line 1 is a record.
@@ -573,10 +574,7 @@ fn rejecting_endpoint() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsiz
                     }
                 };
                 let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
-                let len: usize = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
-                    .unwrap_or(0);
+                let len: usize = head.lines().find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0))).unwrap_or(0);
                 while buf.len() < head_end + len {
                     match stream.read(&mut chunk) {
                         Ok(0) | Err(_) => break,
@@ -588,10 +586,8 @@ fn rejecting_endpoint() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsiz
                     c.fetch_add(1, Ordering::SeqCst);
                 }
                 let body = r#"{"error":{"message":"this model does not accept the request","type":"invalid_request_error"}}"#;
-                let resp = format!(
-                    "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
+                let resp =
+                    format!("HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
                 let _ = stream.write_all(resp.as_bytes());
                 let _ = stream.flush();
             });

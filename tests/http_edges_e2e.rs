@@ -150,7 +150,9 @@ fn answer_json(stream: &mut TcpStream, extra_headers: &str) {
 /// A model config at `base_url` with `client` lines added under `client_config` and `chat`
 /// lines under `chat_config`.
 fn model(s: &Scratch, base_url: &str, client: &str, chat: &str) -> PathBuf {
-    let yaml = format!("client_config:\n  base_url: \"{base_url}\"\n  api_key: \"sk-test-secret-1234\"\n{client}chat_config:\n  model: \"m\"\n  temperature: 0\n{chat}");
+    let yaml = format!(
+        "client_config:\n  base_url: \"{base_url}\"\n  api_key: \"sk-test-secret-1234\"\n{client}chat_config:\n  model: \"m\"\n  temperature: 0\n{chat}"
+    );
     s.write("model.yaml", yaml.as_bytes())
 }
 
@@ -277,7 +279,9 @@ fn spaced_task_run(server: &Server, rpm: u32, forced: Option<&str>) -> (Output, 
     write_records(&s.path("input/data.jsonl"), 3);
     let task = s.scoring_task_for(&m, 1, "", "");
     // One request every 60/rpm seconds: the gaps the server's keep-alive timeout meets.
-    let yaml = std::fs::read_to_string(&task).unwrap().replace("  max_concurrent_requests: 1\n", &format!("  max_concurrent_requests: 1\n  requests_per_minute: {rpm}\n"));
+    let yaml = std::fs::read_to_string(&task)
+        .unwrap()
+        .replace("  max_concurrent_requests: 1\n", &format!("  max_concurrent_requests: 1\n  requests_per_minute: {rpm}\n"));
     std::fs::write(&task, yaml).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_modelcall"));
     cmd.arg("run-task").arg(&task).arg("--no-progress").stdin(Stdio::null()).env_remove("MODELCALL_HTTP_CLIENT");

@@ -46,7 +46,10 @@ fn fault_task(s: &Scratch, extra: &str) -> PathBuf {
 /// The run's retries, as its summary counts them.
 fn summary_retries(s: &Scratch) -> u64 {
     let summary: Value = serde_json::from_str(&std::fs::read_to_string(s.path("out/run_summary.json")).unwrap()).unwrap();
-    summary["retries_by_cause"].as_object().map(|m| m.values().filter_map(Value::as_u64).sum()).unwrap_or_else(|| summary["cumulative"]["retries"].as_u64().unwrap())
+    summary["retries_by_cause"]
+        .as_object()
+        .map(|m| m.values().filter_map(Value::as_u64).sum())
+        .unwrap_or_else(|| summary["cumulative"]["retries"].as_u64().unwrap())
 }
 
 #[test]

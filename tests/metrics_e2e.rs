@@ -38,7 +38,15 @@ fn the_metrics_file_holds_the_run_in_the_prometheus_format() {
     write_records(&s.path("input/data.jsonl"), 200);
     let task = s.scoring_task("sim://?latency_ms=5", 8, "", "");
     let metrics = s.path("metrics/modelcall.prom");
-    let o = Command::new(bin()).arg("run-task").arg(&task).arg("--no-progress").arg("--metrics-file").arg(&metrics).env("MODELCALL_METRICS_INTERVAL_SECS", "0.1").output().unwrap();
+    let o = Command::new(bin())
+        .arg("run-task")
+        .arg(&task)
+        .arg("--no-progress")
+        .arg("--metrics-file")
+        .arg(&metrics)
+        .env("MODELCALL_METRICS_INTERVAL_SECS", "0.1")
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let scrape = parse(&std::fs::read_to_string(&metrics).unwrap());
     assert_eq!(value(&scrape, "modelcall_requests_total"), 200.0);

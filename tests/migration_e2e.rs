@@ -72,7 +72,10 @@ fn write_lines(path: &Path, rows: &[Value], torn_tail: Option<&str>) {
 }
 
 fn generate_task(s: &Scratch, sim: &str, extra_step: &str) -> PathBuf {
-    let model = s.write("teacher.yaml", format!("client_config:\n  base_url: \"{sim}\"\n  api_key: k\n  timeout: 5\n  max_retries: 2\nchat_config:\n  model: teacher\n").as_bytes());
+    let model = s.write(
+        "teacher.yaml",
+        format!("client_config:\n  base_url: \"{sim}\"\n  api_key: k\n  timeout: 5\n  max_retries: 2\nchat_config:\n  model: teacher\n").as_bytes(),
+    );
     s.write(
         "task.yaml",
         format!(
@@ -294,13 +297,18 @@ fn the_reference_commands_api_call_preprocess_and_pipeline_run() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
-    let groups: Vec<PathBuf> = std::fs::read_dir(s.path("pre")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == "jsonl")).collect();
+    let groups: Vec<PathBuf> =
+        std::fs::read_dir(s.path("pre")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == "jsonl")).collect();
     assert!(!groups.is_empty(), "{}", stderr(&o));
     let rows: Vec<Value> = groups.iter().flat_map(|g| read_jsonl(g)).collect();
-    assert!(!rows.is_empty() && rows.iter().all(|r| r["content_truncate_1k"].is_string() || r.as_object().unwrap().keys().any(|k| k.starts_with("content_truncate"))), "{rows:?}");
+    assert!(
+        !rows.is_empty()
+            && rows.iter().all(|r| r["content_truncate_1k"].is_string() || r.as_object().unwrap().keys().any(|k| k.starts_with("content_truncate"))),
+        "{rows:?}"
+    );
     assert!(!s.path("pre/.modelcall/scoring-not-run/run_summary.json").exists(), "nothing is scored");
 
-    std::fs::write(s.path("demo.jsonl"), "{\"text\": \"short\"}\n{\"text\": \"" .to_string() + &"x".repeat(900) + "\"}\n").unwrap();
+    std::fs::write(s.path("demo.jsonl"), "{\"text\": \"short\"}\n{\"text\": \"".to_string() + &"x".repeat(900) + "\"}\n").unwrap();
     let o = Command::new(bin()).arg("pipeline").arg(s.path("demo.jsonl")).arg(s.path("demo-out.jsonl")).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let scores: Vec<f64> = read_jsonl(&s.path("demo-out.jsonl")).iter().map(|r| r["score"].as_f64().unwrap()).collect();

@@ -87,11 +87,7 @@ fn wrong_role_and_wrong_track_fail_check_with_actionable_messages() {
 #[test]
 fn run_reports_each_outcome_with_cost() {
     let dir = tempfile::tempdir().unwrap();
-    let input = write_jsonl(dir.path(), "in.jsonl", &[
-        json!({"id": "a", "text": "hello"}),
-        json!({"id": "b", "skip": true}),
-        json!({"id": "c", "bad": true}),
-    ]);
+    let input = write_jsonl(dir.path(), "in.jsonl", &[json!({"id": "a", "text": "hello"}), json!({"id": "b", "skip": true}), json!({"id": "c", "bad": true})]);
     let o = modelcall(&["plugin", "run", fx::HEALTHY, "--role", "preprocessor", "--input", &input, "--task-name", "t1"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let l = lines(&o);
@@ -126,9 +122,7 @@ fn consecutive_traps_stop_the_run() {
     let input = write_jsonl(dir.path(), "in.jsonl", &attacks);
     let limits = dir.path().join("limits.yaml");
     std::fs::write(&limits, "timeout_ms: 50\nfuel: 1000000000000000\nmax_consecutive_traps: 2\n").unwrap();
-    let o = modelcall(&[
-        "plugin", "run", fx::LOOP_FOREVER, "--role", "preprocessor", "--input", &input, "--limits", limits.to_str().unwrap(),
-    ]);
+    let o = modelcall(&["plugin", "run", fx::LOOP_FOREVER, "--role", "preprocessor", "--input", &input, "--limits", limits.to_str().unwrap()]);
     assert!(!o.status.success(), "a disabled plugin must fail the run");
     let l = lines(&o);
     assert_eq!(l.len(), 3, "two traps then the disabled error, then stop:\n{}", stdout(&o));

@@ -52,10 +52,15 @@ fn a_pool_survives_an_endpoint_killed_mid_run() {
     let urls: Vec<String> = servers.iter().map(|(_, u)| format!("\"{u}\"")).collect();
     s.write(
         "model.yaml",
-        format!("client_config:\n  base_url: [{}]\n  max_retries: 10\n  backoff_base_ms: 5\n  backoff_max_ms: 100\n  timeout: 5\nchat_config:\n  model: m\n", urls.join(", ")).as_bytes(),
+        format!(
+            "client_config:\n  base_url: [{}]\n  max_retries: 10\n  backoff_base_ms: 5\n  backoff_max_ms: 100\n  timeout: 5\nchat_config:\n  model: m\n",
+            urls.join(", ")
+        )
+        .as_bytes(),
     );
     let task = s.scoring_task_for(&s.path("model.yaml"), 48, "", "");
-    let run = Command::new(bin()).arg("run-task").arg(&task).arg("--no-progress").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let run =
+        Command::new(bin()).arg("run-task").arg(&task).arg("--no-progress").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(600));
     let (mut dead, dead_url) = servers.remove(1);
     dead.kill().unwrap();
@@ -134,7 +139,8 @@ fn throttling_pool(mode: &str) {
     let yaml = std::fs::read_to_string(&task).unwrap().replace("  max_concurrent_requests: 64\n", &format!("  max_concurrent_requests: 64\n{extra}"));
     std::fs::write(&task, yaml).unwrap();
     let out = Command::new(bin()).arg("run-task").arg(&task).arg("--no-progress").stdin(Stdio::null()).output().unwrap();
-    let (good, refused, bad_good) = (healthy.stats.answered.load(Ordering::Relaxed), throttling.stats.refused.load(Ordering::Relaxed), throttling.stats.answered.load(Ordering::Relaxed));
+    let (good, refused, bad_good) =
+        (healthy.stats.answered.load(Ordering::Relaxed), throttling.stats.refused.load(Ordering::Relaxed), throttling.stats.answered.load(Ordering::Relaxed));
     eprintln!(
         "BENCH two replicas ({mode}, 64 in flight), one refusing past 4: healthy answered {good} (peak {} in flight), throttling answered {bad_good} and refused {refused}",
         healthy.stats.peak.load(Ordering::Relaxed)

@@ -213,12 +213,7 @@ fn build(out: &Path, name: &str, world: &str, app_source: &str, componentize_py:
         .stdin(Stdio::null())
         .output()
         .expect("running componentize-py");
-    assert!(
-        o.status.success(),
-        "componentize-py failed for {name}:\n{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(o.status.success(), "componentize-py failed for {name}:\n{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     std::fs::write(&stamp, key).unwrap();
     wasm
 }
@@ -240,10 +235,7 @@ fn plugin_run(wasm: &Path, role: &str, records: &[Value], extra: &[&str]) -> Vec
     args.extend_from_slice(extra);
     let o = modelcall(&args);
     assert!(o.status.success(), "{}", text(&o));
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect()
+    String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect()
 }
 
 #[test]
@@ -393,11 +385,8 @@ fn a_scoring_task_with_the_python_judge_scores_every_record() {
 fn a_python_exception_puts_its_traceback_in_the_error_row() {
     let Some(b) = built() else { return };
     let s = Scratch::new();
-    let task = scoring_task(
-        &s,
-        5,
-        &format!("  judge:\n    role: score-parser\n    path: \"{}\"\n    config: {{explode_id: r000002}}\n", b.raising_judge.display()),
-    );
+    let task =
+        scoring_task(&s, 5, &format!("  judge:\n    role: score-parser\n    path: \"{}\"\n    config: {{explode_id: r000002}}\n", b.raising_judge.display()));
     let o = run_task(&task);
     let rows = read_jsonl(&s.path("out/data.jsonl"));
     assert_eq!(rows.len(), 4, "the other records are scored: {}", text(&o));
@@ -426,12 +415,7 @@ fn python_components_get_no_network_no_files_no_environment() {
     let secret = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(secret.path(), "secret").unwrap();
 
-    let l = plugin_run(
-        &b.hostile,
-        "preprocessor",
-        &[json!({"id": "net", "port": port, "udp_port": udp_port, "file": secret.path()})],
-        &[],
-    );
+    let l = plugin_run(&b.hostile, "preprocessor", &[json!({"id": "net", "port": port, "udp_port": udp_port, "file": secret.path()})], &[]);
     assert_eq!(l[0]["outcome"], "keep", "{}", l[0]);
     let r = &l[0]["records"][0];
     // create_connection fails at its name lookup (denied even for a numeric address);

@@ -47,9 +47,7 @@ fn task_with_prompt(s: &Scratch, reply: &str) -> PathBuf {
 }
 
 fn prompt(s: &Scratch, output_config: &str) {
-    let text = format!(
-        "prompt_template:\n  system_text: \"Judge the text.\"\n  prompt_text: \"Text: {{text}}\"\noutput_config:\n{output_config}"
-    );
+    let text = format!("prompt_template:\n  system_text: \"Judge the text.\"\n  prompt_text: \"Text: {{text}}\"\noutput_config:\n{output_config}");
     s.write("prompt.yaml", text.as_bytes());
 }
 
@@ -127,7 +125,8 @@ fn a_fixed_parser_plugin_recovers_its_failures_from_the_stored_replies() {
     write_records(&s.path("input/data.jsonl"), 6);
     s.write("replies.jsonl", b"{\"match\": \"Record number 2 \", \"reply\": \"PANIC 4\"}\n{\"default\": \"3\"}\n");
     let url = format!("sim://?replies={}", s.path("replies.jsonl").display());
-    let judge = |config: &str| format!("plugins:\n  judge:\n    role: score-parser\n    path: \"{}\"\n    config: {config}\n", modelcall_test_plugins::PARSER_PANIC);
+    let judge =
+        |config: &str| format!("plugins:\n  judge:\n    role: score-parser\n    path: \"{}\"\n    config: {config}\n", modelcall_test_plugins::PARSER_PANIC);
     let task = s.scoring_task(&url, 2, "", &judge("{}"));
     let o = run(&task, &[]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
@@ -153,7 +152,8 @@ fn reparse_into_another_folder_compares_two_parsers_without_a_request() {
     // The other parser reads `alt` as the score.
     let config = r#"{"require_json": true, "json_keys": ["alt"], "score_key": "alt"}"#;
     let b = s.path("out_b");
-    let o = modelcall(&["reparse", task.to_str().unwrap(), "--parser", "builtin:json-score", "--parser-config", config, "--output-folder", b.to_str().unwrap()]);
+    let o =
+        modelcall(&["reparse", task.to_str().unwrap(), "--parser", "builtin:json-score", "--parser-config", config, "--output-folder", b.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(summary(&b)["requests"], 0);
     assert_eq!(std::fs::read(s.path("out/data.jsonl")).unwrap(), before, "the task's own outputs are untouched");
@@ -164,8 +164,6 @@ fn reparse_into_another_folder_compares_two_parsers_without_a_request() {
     let o = Command::new(bin()).args(["report", s.path("out").to_str().unwrap(), b.to_str().unwrap()]).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
 }
-
-
 
 /// The rows of a JSONL output by id, without what differs between two runs of one answer.
 fn answers(path: &Path) -> std::collections::BTreeMap<String, Value> {
@@ -255,7 +253,12 @@ fn concurrent_runs_sharing_a_cache_keep_it_whole_and_every_record_once() {
 fn a_changed_reasoning_handling_re_derives_generation_outputs_with_no_request() {
     let s = Scratch::new();
     let body: String = (0..8)
-        .map(|i| format!("{}\n", serde_json::json!({"uid": format!("u{i}"), "messages": [{"role": "user", "content": format!("Question {i}: why is the sea salty?")}]})))
+        .map(|i| {
+            format!(
+                "{}\n",
+                serde_json::json!({"uid": format!("u{i}"), "messages": [{"role": "user", "content": format!("Question {i}: why is the sea salty?")}]})
+            )
+        })
         .collect();
     s.write("in/chats.jsonl", body.as_bytes());
     s.write("teacher.yaml", b"client_config:\n  base_url: \"sim://?reasoning=true\"\nchat_config:\n  model: teacher\n");
@@ -277,7 +280,8 @@ fn a_changed_reasoning_handling_re_derives_generation_outputs_with_no_request() 
     let rows = read_jsonl(&s.path("gen/chats.jsonl"));
     let reasoning_of: std::collections::BTreeMap<String, String> =
         rows.iter().map(|r| (r["uid"].as_str().unwrap().to_string(), r["reasoning"].as_str().expect("separate keeps reasoning apart").to_string())).collect();
-    let answer_of: std::collections::BTreeMap<String, String> = rows.iter().map(|r| (r["uid"].as_str().unwrap().to_string(), r["response"].as_str().unwrap().to_string())).collect();
+    let answer_of: std::collections::BTreeMap<String, String> =
+        rows.iter().map(|r| (r["uid"].as_str().unwrap().to_string(), r["response"].as_str().unwrap().to_string())).collect();
 
     let o = run(&task("inline"), &[]);
     assert!(o.status.success(), "{}", stderr(&o));

@@ -23,7 +23,8 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
-const SECTIONS: &[&str] = &["records", "browser", "scores", "judge-quality", "over-time", "tokens", "history", "records-to-look-at", "settings", "plugins", "config"];
+const SECTIONS: &[&str] =
+    &["records", "browser", "scores", "judge-quality", "over-time", "tokens", "history", "records-to-look-at", "settings", "plugins", "config"];
 
 /// The text of the element with `id` (its first text node), in an HTML page.
 fn text_of<'a>(page: &'a str, id: &str) -> &'a str {
@@ -131,7 +132,11 @@ fn browser() -> Option<PathBuf> {
         return Some(b);
     }
     if std::env::var("MODELCALL_REPORT_BROWSER_SETUP").is_ok_and(|v| v == "1") {
-        let _ = Command::new("timeout").args(["900", "apt-get", "install", "-y", "-q", "chromium"]).env("DEBIAN_FRONTEND", "noninteractive").stdout(Stdio::null()).status();
+        let _ = Command::new("timeout")
+            .args(["900", "apt-get", "install", "-y", "-q", "chromium"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout(Stdio::null())
+            .status();
         return find_browser();
     }
     None
@@ -163,7 +168,8 @@ fn headless_chromium_renders_the_report_without_console_errors() {
     let dump = |fragment: &str| {
         let o = Command::new("timeout").arg("120").arg(&browser).args(common_flags).arg("--dump-dom").arg(format!("{url}{fragment}")).output().unwrap();
         let log = String::from_utf8_lossy(&o.stderr).to_string();
-        let console_errors: Vec<String> = log.lines().filter(|l| l.contains("CONSOLE") && (l.contains("Error") || l.contains("Uncaught"))).map(str::to_string).collect();
+        let console_errors: Vec<String> =
+            log.lines().filter(|l| l.contains("CONSOLE") && (l.contains("Error") || l.contains("Uncaught"))).map(str::to_string).collect();
         assert!(console_errors.is_empty(), "console errors: {console_errors:?}");
         String::from_utf8_lossy(&o.stdout).to_string()
     };
@@ -218,7 +224,9 @@ fn a_run_whose_every_record_failed_is_not_completed() {
 
 /// Writes scripted replies: record `i` (its text says "Record number i talks") gets `score(i)`.
 fn replies(s: &common::Scratch, n: usize, score: impl Fn(usize) -> u32) -> PathBuf {
-    let lines: Vec<String> = (0..n).map(|i| serde_json::json!({"match": format!("Record number {i} talks"), "reply": format!("```json\n{{\"score\": {}}}\n```", score(i))}).to_string()).collect();
+    let lines: Vec<String> = (0..n)
+        .map(|i| serde_json::json!({"match": format!("Record number {i} talks"), "reply": format!("```json\n{{\"score\": {}}}\n```", score(i))}).to_string())
+        .collect();
     s.write("replies.jsonl", (lines.join("\n") + "\n").as_bytes())
 }
 

@@ -195,7 +195,8 @@ fn changed_model_settings_stop_before_the_first_request_until_the_user_decides()
     assert!(run(&task, &[]).status.success());
     let set_temperature = |t: &str| {
         let model = std::fs::read_to_string(s.path("model.yaml")).unwrap();
-        let model: String = model.lines().map(|l| if l.trim_start().starts_with("temperature:") { format!("  temperature: {t}\n") } else { format!("{l}\n") }).collect();
+        let model: String =
+            model.lines().map(|l| if l.trim_start().starts_with("temperature:") { format!("  temperature: {t}\n") } else { format!("{l}\n") }).collect();
         std::fs::write(s.path("model.yaml"), model).unwrap();
     };
     set_temperature("0.7");
@@ -232,7 +233,9 @@ fn changed_model_settings_stop_before_the_first_request_until_the_user_decides()
 /// A generate_response task over `n` conversations; `extra` goes under `distillation:`.
 fn generate_task(s: &Scratch, n: usize, sim_url: &str, extra: &str) -> PathBuf {
     let body: String = (0..n)
-        .map(|i| format!("{}\n", json!({"uid": format!("u{i}"), "messages": [{"role": "user", "content": format!("Question number {i}: why is the sky blue?")}]})))
+        .map(|i| {
+            format!("{}\n", json!({"uid": format!("u{i}"), "messages": [{"role": "user", "content": format!("Question number {i}: why is the sky blue?")}]}))
+        })
         .collect();
     s.write("in/chats.jsonl", body.as_bytes());
     s.write("teacher.yaml", format!("client_config:\n  base_url: \"{sim_url}\"\n  max_retries: 0\nchat_config:\n  model: teacher\n").as_bytes());
@@ -305,8 +308,6 @@ fn a_parser_bug_after_the_reply_keeps_the_reply_and_is_not_paid_for_again() {
     assert_eq!(requests(&s.path("out")), 1, "--retry-failed asks for it: {}", stderr(&o));
 }
 
-
-
 #[test]
 fn kill_dash_nine_re_pays_for_no_answer_that_had_arrived() {
     const RECORDS: usize = 20_000;
@@ -335,6 +336,9 @@ fn kill_dash_nine_re_pays_for_no_answer_that_had_arrived() {
     // binaries load both cores). Before answers were written as they arrived, each kill
     // re-sent ~200 more (the 200 ms flush interval at ~1,300 answers/s).
     const IN_PIPELINE: u64 = 32;
-    assert!(extra <= 3 * (IN_FLIGHT as u64 + IN_PIPELINE), "{extra} requests re-sent over 3 kills at {IN_FLIGHT} in flight: answers that had arrived were paid again");
+    assert!(
+        extra <= 3 * (IN_FLIGHT as u64 + IN_PIPELINE),
+        "{extra} requests re-sent over 3 kills at {IN_FLIGHT} in flight: answers that had arrived were paid again"
+    );
     eprintln!("kill -9 x3: {extra} requests re-sent (in flight at each kill: at most {IN_FLIGHT})");
 }

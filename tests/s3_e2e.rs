@@ -100,7 +100,13 @@ fn boto(py: &Path, moto: &Moto, script: &str) -> String {
 
 fn modelcall(task: &Path, moto: &Moto, staging: &Path) -> Command {
     let mut c = Command::new(bin());
-    c.arg("run-task").arg(task).arg("--no-progress").envs(CREDENTIALS).env("AWS_ENDPOINT_URL", &moto.url).env("MODELCALL_STAGING_DIR", staging).env("MODELCALL_REMOTE_SYNC_SECS", "0.2");
+    c.arg("run-task")
+        .arg(task)
+        .arg("--no-progress")
+        .envs(CREDENTIALS)
+        .env("AWS_ENDPOINT_URL", &moto.url)
+        .env("MODELCALL_STAGING_DIR", staging)
+        .env("MODELCALL_REMOTE_SYNC_SECS", "0.2");
     c.stdin(Stdio::null());
     c
 }
@@ -142,7 +148,8 @@ fn input_output_and_resume_after_kill_on_s3() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
     assert!(!err.contains("moto-secret-not-for-logs"), "the storage secret is never printed: {err}");
-    let summary: Value = serde_json::from_str(&boto(&py, &moto, "print(s3.get_object(Bucket='data', Key='out/run_summary.json')['Body'].read().decode())")).unwrap();
+    let summary: Value =
+        serde_json::from_str(&boto(&py, &moto, "print(s3.get_object(Bucket='data', Key='out/run_summary.json')['Body'].read().decode())")).unwrap();
     let resent = summary["requests"].as_u64().unwrap();
     assert!(resent < 400 && summary["records"]["already_done"].as_u64().unwrap() > 0, "the second run resumed from the uploaded journal: {summary}");
     let rows = boto(&py, &moto, "print(s3.get_object(Bucket='data', Key='out/part.jsonl')['Body'].read().decode(), end='')");

@@ -95,7 +95,12 @@ fn assert_placeholders_filled(project: &Path) {
 fn assert_vendored_sdk_is_current(project: &Path) {
     let vendored = project.join("vendor/modelcall-plugin-sdk");
     let sdk = repo_root().join("plugins/sdk");
-    let shipped = |f: &String| f == "Cargo.toml" || f == "README.md" || (f.starts_with("src/") && f.ends_with(".rs")) || (f.starts_with("wit/") && f.ends_with(".wit") && f.matches('/').count() == 1);
+    let shipped = |f: &String| {
+        f == "Cargo.toml"
+            || f == "README.md"
+            || (f.starts_with("src/") && f.ends_with(".rs"))
+            || (f.starts_with("wit/") && f.ends_with(".wit") && f.matches('/').count() == 1)
+    };
     // (`include = ["wit/*.wit"]`: the current track only; frozen tracks stay in the repository.)
     let expected: Vec<String> = files_under(&sdk).into_iter().filter(shipped).collect();
     assert!(expected.contains(&"wit/plugin.wit".to_string()), "plugins/sdk/wit/plugin.wit (the link to wit/) is missing");

@@ -31,16 +31,8 @@ impl Scratch {
 }
 
 fn run(task: &Path, args: &[&str]) -> Output {
-    Command::new(bin())
-        .arg("run-task")
-        .arg(task)
-        .args(args)
-        .arg("--no-progress")
-        .stdin(Stdio::null())
-        .output()
-        .expect("running modelcall")
+    Command::new(bin()).arg("run-task").arg(task).args(args).arg("--no-progress").stdin(Stdio::null()).output().expect("running modelcall")
 }
-
 
 fn ids(rows: &[Value]) -> HashMap<String, usize> {
     let mut counts = HashMap::new();

@@ -21,7 +21,11 @@ fn echoing_server(requests: usize) -> (String, std::thread::JoinHandle<()>) {
             let mut buf = [0u8; 65536];
             let _ = stream.read(&mut buf);
             let body = format!("{{\"error\":{{\"message\":\"Incorrect API key provided: {KEY}. Authorization: Bearer {KEY}\"}}}}");
-            let _ = write!(stream, "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+            let _ = write!(
+                stream,
+                "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
         }
     });
     (url, handle)
@@ -29,7 +33,10 @@ fn echoing_server(requests: usize) -> (String, std::thread::JoinHandle<()>) {
 
 fn task(s: &Scratch, base_url: &str) -> std::path::PathBuf {
     s.write("input/data.jsonl", b"{\"id\":\"a\",\"text\":\"one\"}\n{\"id\":\"b\",\"text\":\"two\"}\n");
-    s.write("model.yaml", format!("client_config:\n  base_url: \"{base_url}\"\n  api_key: \"{KEY}\"\n  max_retries: 0\nchat_config:\n  model: \"m\"\n").as_bytes());
+    s.write(
+        "model.yaml",
+        format!("client_config:\n  base_url: \"{base_url}\"\n  api_key: \"{KEY}\"\n  max_retries: 0\nchat_config:\n  model: \"m\"\n").as_bytes(),
+    );
     let prompt = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("configs/prompts/en_corpus_quality_v1.yaml");
     let yaml = format!(
         "task_name: secrets\ndata:\n  input_folder: \"{}\"\n  output_folder: \"{}\"\n  input_key: text\n  prompt_format_key: text\n  output_format: jsonl\nmodel:\n  config_path: \"{}\"\nprompt:\n  config_path: \"{}\"\n",

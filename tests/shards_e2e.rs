@@ -142,9 +142,8 @@ fn merge_refuses_unfinished_shards_and_with_force_names_what_is_missing() {
 #[test]
 fn the_reference_batch_and_merge_task_types_run_as_sharded_generation_per_model() {
     let s = Scratch::new();
-    let chats: String = (0..300)
-        .map(|i| format!("{}\n", json!({"uid": format!("u{i:04}"), "messages": [{"role": "user", "content": format!("question {i}")}]})))
-        .collect();
+    let chats: String =
+        (0..300).map(|i| format!("{}\n", json!({"uid": format!("u{i:04}"), "messages": [{"role": "user", "content": format!("question {i}")}]}))).collect();
     s.write("data/chats.jsonl", chats.as_bytes());
     for m in ["teacher-a", "teacher-b"] {
         s.write(&format!("models/{m}.yaml"), b"client_config:\n  base_url: \"sim://\"\n  api_key: \"k\"\nchat_config:\n  model: \"m\"\n");

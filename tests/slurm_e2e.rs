@@ -45,14 +45,7 @@ fn text(out: &Output) -> String {
 
 /// A Slurm command, bounded by coreutils `timeout` so a hung controller cannot hang the test.
 fn slurm(cmd: &str, args: &[&str], cwd: &Path) -> Output {
-    Command::new("timeout")
-        .arg("30")
-        .arg(cmd)
-        .args(args)
-        .current_dir(cwd)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd}: {e}"))
+    Command::new("timeout").arg("30").arg(cmd).args(args).current_dir(cwd).stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("running {cmd}: {e}"))
 }
 
 fn on_path(cmd: &str) -> bool {
@@ -246,9 +239,7 @@ fn a_cancelled_shard_is_named_by_status_resubmitted_alone_and_merged_once() {
     let job2 = String::from_utf8_lossy(&re.stdout).trim().split(';').next().unwrap().to_string();
     assert!(!job2.is_empty() && job2.chars().all(|c| c.is_ascii_digit()), "sbatch --parsable printed {:?}", text(&re));
     cancel.0.push(job2.clone());
-    let waited = wait_for(&format!("job {job2} (shard {victim} again) to leave the queue"), start, Duration::from_secs(120), &diag, || {
-        job_gone(&job2, &dir)
-    });
+    let waited = wait_for(&format!("job {job2} (shard {victim} again) to leave the queue"), start, Duration::from_secs(120), &diag, || job_gone(&job2, &dir));
     eprintln!("slurm_e2e: shard {victim} rerun as job {job2} done after {waited:.1?} (at {:.1?})", start.elapsed());
 
     // Now status and merge succeed.
@@ -273,8 +264,8 @@ fn a_cancelled_shard_is_named_by_status_resubmitted_alone_and_merged_once() {
         assert_eq!(r["api_status"], "success", "{r}");
     }
     assert!(read_jsonl(&out.join("data.errors.jsonl")).is_empty(), "no errors");
-    let summary: Value = serde_json::from_str(&std::fs::read_to_string(out.join("run_summary.json")).expect("run_summary.json after merge"))
-        .expect("run_summary.json is JSON");
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run_summary.json")).expect("run_summary.json after merge")).expect("run_summary.json is JSON");
     // The merged summary counts what the merged files hold, whatever runs it took.
     let rec = &summary["records"];
     let n = |k: &str| rec[k].as_u64().unwrap_or_else(|| panic!("records.{k} in {summary}"));

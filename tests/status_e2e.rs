@@ -33,7 +33,10 @@ fn all_row(out: &str) -> (u64, u64, String, String) {
 fn keyless_task(s: &Scratch, base_url: &str, concurrency: usize) -> PathBuf {
     let model = s.write(
         "model.yaml",
-        format!("client_config:\n  base_url: \"{base_url}\"\n  api_key: \"${{SOME_UNSET_VAR}}\"\n  timeout: 5\n  max_retries: 0\nchat_config:\n  model: \"m\"\n").as_bytes(),
+        format!(
+            "client_config:\n  base_url: \"{base_url}\"\n  api_key: \"${{SOME_UNSET_VAR}}\"\n  timeout: 5\n  max_retries: 0\nchat_config:\n  model: \"m\"\n"
+        )
+        .as_bytes(),
     );
     s.scoring_task_for(&model, concurrency, "", "")
 }

@@ -181,19 +181,8 @@ fn slurm_without_sbatch_says_so_and_keeps_the_script() {
 }
 
 fn k8s_job(s: &Scratch, task: &Path, extra: &[&str]) -> serde_yaml::Value {
-    let mut args = vec![
-        "--scheduler",
-        "k8s",
-        "--shards",
-        "4",
-        "--parallel",
-        "2",
-        "--image",
-        "registry.example.com/modelcall:1.0",
-        "--pvc",
-        "shared-data",
-        "--dry-run",
-    ];
+    let mut args =
+        vec!["--scheduler", "k8s", "--shards", "4", "--parallel", "2", "--image", "registry.example.com/modelcall:1.0", "--pvc", "shared-data", "--dry-run"];
     if !extra.contains(&"--k8s-secret") {
         args.extend(["--k8s-secret", "openai"]);
     }
@@ -266,7 +255,20 @@ fn k8s_dry_run_prints_an_indexed_job() {
     let job = k8s_job(
         &s,
         &task,
-        &["--mount-path", "/data", "--backoff-limit-per-index", "0", "--k8s-secret", "llm-keys:openai", "--active-deadline-seconds", "3600", "--ttl-seconds-after-finished", "60", "--run-as-user", "1234"],
+        &[
+            "--mount-path",
+            "/data",
+            "--backoff-limit-per-index",
+            "0",
+            "--k8s-secret",
+            "llm-keys:openai",
+            "--active-deadline-seconds",
+            "3600",
+            "--ttl-seconds-after-finished",
+            "60",
+            "--run-as-user",
+            "1234",
+        ],
     );
     let c = &job["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(c["command"][2], "/data/task.yaml");

@@ -205,14 +205,20 @@ fn end_summary_names_files_causes_examples_tokens_cost_and_the_next_command() {
     assert!(err.contains("tokens: "), "tokens:\n{err}");
     assert!(err.lines().any(|l| l.starts_with("tokens: ") && l.contains("cost 0.")), "cost with pricing:\n{err}");
     assert!(err.contains(&format!("next: modelcall run-task {} --no-progress   (sends the ", t.display())), "a plain rerun for the retryable ones:\n{err}");
-    assert!(err.contains(&format!("modelcall run-task {} --no-progress --retry-failed   (also sends the 3 permanent", t.display())), "--retry-failed for the permanent ones:\n{err}");
+    assert!(
+        err.contains(&format!("modelcall run-task {} --no-progress --retry-failed   (also sends the 3 permanent", t.display())),
+        "--retry-failed for the permanent ones:\n{err}"
+    );
 
     // Rerun without faults: the 500s are done, the missing fields stay: only --retry-failed.
     let t = task(&s, "sim://", 0, 4);
     let o = run(&t, false, &[]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(3), "{err}");
-    assert!(err.contains(&format!("next: modelcall run-task {} --no-progress --retry-failed   (the 3 failure(s) are permanent", t.display())), "only permanent failures left:\n{err}");
+    assert!(
+        err.contains(&format!("next: modelcall run-task {} --no-progress --retry-failed   (the 3 failure(s) are permanent", t.display())),
+        "only permanent failures left:\n{err}"
+    );
     assert!(err.contains("this output folder over 2 run(s)"), "cumulative spend:\n{err}");
 
     // Everything done: no next command.

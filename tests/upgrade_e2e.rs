@@ -11,12 +11,7 @@ use common::{copy_dir, read_jsonl};
 use serde_json::Value;
 
 fn run(dir: &Path, task: &str) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_modelcall"))
-        .current_dir(dir)
-        .args(["run-task", task, "--no-progress"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+    Command::new(env!("CARGO_BIN_EXE_modelcall")).current_dir(dir).args(["run-task", task, "--no-progress"]).stdin(Stdio::null()).output().unwrap()
 }
 
 fn summary(path: &Path) -> Value {

@@ -155,12 +155,7 @@ impl Banner<'_> {
                         Some(o) => format!("at most ~{} output", grouped(o)),
                         None => "output unbounded (no max_tokens)".to_string(),
                     };
-                    lines.push(format!(
-                        "tokens      ~{} prompt ({} a request, sampled {}) + {out_text}",
-                        grouped(prompt),
-                        grouped(e.prompt_tokens),
-                        e.sampled
-                    ));
+                    lines.push(format!("tokens      ~{} prompt ({} a request, sampled {}) + {out_text}", grouped(prompt), grouped(e.prompt_tokens), e.sampled));
                     if let Some(p) = self.model.pricing {
                         let low = p.cost(prompt, 0);
                         lines.push(match out {

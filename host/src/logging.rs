@@ -15,7 +15,6 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{reload, EnvFilter, Layer, Registry};
 
-
 /// What stderr shows without `MODELCALL_LOG`, `-v`/`-q` or `logging.level`: warnings, the
 /// plugins' own lines and the problem lines (a 429 storm: its first occurrence, then a count
 /// every 10 s; see `modelcall_model::problems`).

@@ -63,7 +63,8 @@ pub fn render(task: &str, stats: &RunStats, progress: &Progress) -> String {
         &[(",kind=\"prompt\"".into(), stats.prompt_tokens as f64), (",kind=\"completion\"".into(), stats.completion_tokens as f64)],
     );
     let (cumulative, count, sum_ms) = stats.latency_buckets(BUCKETS_MS);
-    let _ = writeln!(s, "# HELP modelcall_request_latency_seconds Latency of the last request of each record.\n# TYPE modelcall_request_latency_seconds histogram");
+    let _ =
+        writeln!(s, "# HELP modelcall_request_latency_seconds Latency of the last request of each record.\n# TYPE modelcall_request_latency_seconds histogram");
     for (bound, n) in BUCKETS_MS.iter().zip(&cumulative) {
         let _ = writeln!(s, "modelcall_request_latency_seconds_bucket{{task=\"{t}\",le=\"{}\"}} {n}", *bound as f64 / 1000.0);
     }
@@ -112,7 +113,10 @@ impl Exporter {
                         let _ = tokio::time::timeout(Duration::from_secs(2), conn.read(&mut request)).await;
                         let ok = request.starts_with(b"GET /metrics");
                         let (status, body) = if ok { ("200 OK", text) } else { ("404 Not Found", "only /metrics\n".to_string()) };
-                        let head = format!("HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len());
+                        let head = format!(
+                            "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                            body.len()
+                        );
                         let _ = conn.write_all(head.as_bytes()).await;
                         let _ = conn.write_all(body.as_bytes()).await;
                     });

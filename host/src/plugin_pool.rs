@@ -64,9 +64,7 @@ impl PluginPool {
         match sender.try_send(boxed) {
             Ok(()) => {}
             Err(crossbeam_channel::TrySendError::Full(boxed)) => {
-                tokio::task::spawn_blocking(move || sender.send(boxed))
-                    .await?
-                    .map_err(|_| anyhow::anyhow!("plugin worker pool has shut down"))?;
+                tokio::task::spawn_blocking(move || sender.send(boxed)).await?.map_err(|_| anyhow::anyhow!("plugin worker pool has shut down"))?;
             }
             Err(crossbeam_channel::TrySendError::Disconnected(_)) => {
                 anyhow::bail!("plugin worker pool has shut down")

@@ -313,12 +313,8 @@ impl Facts {
         // Judged over 2 s at least: the first moments of a run are too few to tell.
         let trouble = (window >= Duration::from_secs(2) && bad >= 5 && bad as f64 >= TROUBLE_SHARE * attempts.max(bad) as f64).then(|| {
             let causes = c.causes.lock().unwrap();
-            let top = now
-                .causes
-                .iter()
-                .map(|(k, n)| (k, n.saturating_sub(old.causes.get(k).copied().unwrap_or(0))))
-                .filter(|(_, n)| *n > 0)
-                .max_by_key(|(_, n)| *n);
+            let top =
+                now.causes.iter().map(|(k, n)| (k, n.saturating_sub(old.causes.get(k).copied().unwrap_or(0)))).filter(|(_, n)| *n > 0).max_by_key(|(_, n)| *n);
             let share = 100.0 * bad as f64 / attempts.max(bad) as f64;
             let mut line = format!(
                 "warning: {share:.0} % of the attempts of the last {:.0} s were retried or failed ({} retried, {} failed of {})",
@@ -331,9 +327,10 @@ impl Facts {
                 line.push_str(&format!("; top cause {cause} ({n})"));
                 // The message of that cause, else of the failure with the same cause behind
                 // it (`model_rate_limited` for retried `rate_limited`).
-                let message = causes.get(cause).and_then(|c| c.message.clone()).or_else(|| {
-                    causes.iter().find(|(k, v)| k.ends_with(cause.as_str()) && v.message.is_some()).and_then(|(_, v)| v.message.clone())
-                });
+                let message = causes
+                    .get(cause)
+                    .and_then(|c| c.message.clone())
+                    .or_else(|| causes.iter().find(|(k, v)| k.ends_with(cause.as_str()) && v.message.is_some()).and_then(|(_, v)| v.message.clone()));
                 match message {
                     Some(m) => line.push_str(&format!(": \"{}\"", crate::shown::shown(&m))),
                     None if cause == "rate_limited" => line.push_str(": the server answers 429 Too Many Requests (backing off and retrying)"),

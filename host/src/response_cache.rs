@@ -146,7 +146,8 @@ impl ResponseCache {
     /// The stored answer of `key`, marked as used now.
     pub fn get(&self, key: &[u8]) -> Result<Option<Completion>, CacheError> {
         let conn = self.conn.lock().unwrap();
-        let value: Option<Vec<u8>> = conn.query_row("SELECT value FROM answers WHERE key = ?1", params![key], |r| r.get(0)).optional().map_err(|e| self.sql(e))?;
+        let value: Option<Vec<u8>> =
+            conn.query_row("SELECT value FROM answers WHERE key = ?1", params![key], |r| r.get(0)).optional().map_err(|e| self.sql(e))?;
         let Some(value) = value else { return Ok(None) };
         conn.execute("UPDATE answers SET last_used = ?2 WHERE key = ?1", params![key, now_micros()]).map_err(|e| self.sql(e))?;
         let Ok(stored) = serde_json::from_slice::<Stored>(&value) else { return Ok(None) };
@@ -189,7 +190,8 @@ impl ResponseCache {
 
     pub fn stats(&self) -> Result<(u64, u64), CacheError> {
         let conn = self.conn.lock().unwrap();
-        conn.query_row("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM answers", [], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))).map_err(|e| self.sql(e))
+        conn.query_row("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM answers", [], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)))
+            .map_err(|e| self.sql(e))
     }
 
     /// Evicts down to `max_bytes`; returns how many answers went.

@@ -71,8 +71,24 @@ macro_rules! add_counters {
 
 add_counters!(
     fields_cut,
-    seen, already_done, adopted, changed, not_retried, reparsed, recovered, scored, failed, bad_lines, skipped, debug_limited, records_out, item_errors, duplicate_ids,
-    failed_before, source_errors, bytes_read,
+    seen,
+    already_done,
+    adopted,
+    changed,
+    not_retried,
+    reparsed,
+    recovered,
+    scored,
+    failed,
+    bad_lines,
+    skipped,
+    debug_limited,
+    records_out,
+    item_errors,
+    duplicate_ids,
+    failed_before,
+    source_errors,
+    bytes_read,
 );
 
 /// Whole-run counters.
@@ -376,13 +392,8 @@ impl RunStats {
         out.push_str(&format!("{head} in {:.1}s\n", self.elapsed().as_secs_f64()));
         out.push_str(&self.render());
         let tokens = self.prompt_tokens + self.completion_tokens;
-        let mut spend = format!(
-            "\ntokens: {} ({} prompt + {} completion) in {} request(s)",
-            g(tokens),
-            g(self.prompt_tokens),
-            g(self.completion_tokens),
-            g(self.requests)
-        );
+        let mut spend =
+            format!("\ntokens: {} ({} prompt + {} completion) in {} request(s)", g(tokens), g(self.prompt_tokens), g(self.completion_tokens), g(self.requests));
         match end.cost {
             Some(c) => spend.push_str(&format!(" · cost {c:.4}")),
             None => spend.push_str(" · cost unknown (add `pricing:` to the model config)"),

@@ -87,7 +87,8 @@ fn draw(n: u64) -> f64 {
     (z >> 11) as f64 / (1u64 << 53) as f64
 }
 
-const REPLY: &str = "```json\n{\"score\": 4, \"corpus_type\": \"general\", \"main_languages\": [\"en\"], \"quality_tags\": [], \"recommended_use_case\": \"pretraining\"}\n```";
+const REPLY: &str =
+    "```json\n{\"score\": 4, \"corpus_type\": \"general\", \"main_languages\": [\"en\"], \"quality_tags\": [], \"recommended_use_case\": \"pretraining\"}\n```";
 
 fn serve(stream: TcpStream, spec: Spec, stats: &Stats, slots: &Slots, seq: &AtomicU64, stop: &AtomicBool) -> std::io::Result<()> {
     stream.set_nodelay(true)?;

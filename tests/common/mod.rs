@@ -22,9 +22,7 @@ pub fn copy_dir(from: &Path, to: &Path) {
 
 /// The JSON lines of a file; empty when the file does not exist.
 pub fn read_jsonl(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .map(|t| t.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect())
-        .unwrap_or_default()
+    std::fs::read_to_string(path).map(|t| t.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()).unwrap_or_default()
 }
 
 /// Writes `n` small scoring records (`id` r000000.., a short `text`) as JSON lines to `path`.

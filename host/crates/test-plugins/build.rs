@@ -37,8 +37,10 @@ fn main() {
         let konst = dir.to_uppercase().replace('-', "_");
         code.push_str(&format!("/// Component built from `tests/plugins/{dir}`.\npub const {konst}: &str = {:?};\n", wasm.display().to_string()));
     }
-    code.push_str(&format!("/// Every fixture: `(directory name, path)`.\npub const ALL: &[(&str, &str)] = &[{}];\n",
-        members.iter().map(|d| format!("({d:?}, {})", d.to_uppercase().replace('-', "_"))).collect::<Vec<_>>().join(", ")));
+    code.push_str(&format!(
+        "/// Every fixture: `(directory name, path)`.\npub const ALL: &[(&str, &str)] = &[{}];\n",
+        members.iter().map(|d| format!("({d:?}, {})", d.to_uppercase().replace('-', "_"))).collect::<Vec<_>>().join(", ")
+    ));
     fs::write(PathBuf::from(env::var("OUT_DIR").unwrap()).join("fixtures.rs"), code).unwrap();
 }
 

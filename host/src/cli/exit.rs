@@ -4,7 +4,6 @@
 
 use std::process::ExitCode;
 
-
 use crate::engine::{RunOutcome, StopReason};
 
 /// A task that cannot run as written; reported before the first request (exit 2).

@@ -193,7 +193,9 @@ struct KeyOnly {
 fn finalize(paths: &modelcall_io::FilePaths, sink: &crate::engine::SinkKind) -> anyhow::Result<(u64, u64)> {
     use modelcall_io::OutputFormat;
     let stats = match sink {
-        crate::engine::SinkKind::Rows { format: OutputFormat::Jsonl, ordered: true } => modelcall_io::finalize_ordered(&paths.journal, &paths.output, &paths.errors)?,
+        crate::engine::SinkKind::Rows { format: OutputFormat::Jsonl, ordered: true } => {
+            modelcall_io::finalize_ordered(&paths.journal, &paths.output, &paths.errors)?
+        }
         crate::engine::SinkKind::Rows { format, .. } => {
             // The schema the shards declared (`.modelcall/schema.json`), so the merged file has it.
             let declared = crate::engine::unit::declared_schema(paths, *format);

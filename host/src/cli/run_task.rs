@@ -54,7 +54,11 @@ pub fn run(args: RunTaskArgs) -> ExitCode {
         Ok(Some(path)) => eprintln!("log: {}", path.display()),
         Ok(None) => {}
         Err(e) => {
-            let e = BadConfig(format!("{}: logging.log_dir: cannot write a log file under {}: {e}", task.source_path.display(), log_dir.unwrap_or_default().display()));
+            let e = BadConfig(format!(
+                "{}: logging.log_dir: cannot write a log file under {}: {e}",
+                task.source_path.display(),
+                log_dir.unwrap_or_default().display()
+            ));
             return exit_code(Err(e.into()), false);
         }
     }

@@ -139,7 +139,14 @@ impl<J: Job> Collector<'_, J> {
                                     stats.count_failure(&item.cause);
                                     let file = self.files.get(file).map(String::as_str).unwrap_or(self.unit_name);
                                     let item_key = item.key(&key);
-                                    let failure = Failure { cause: item.cause, message: item.message, calls: CallTally::default(), record: None, replies: Vec::new(), after_reply: false };
+                                    let failure = Failure {
+                                        cause: item.cause,
+                                        message: item.message,
+                                        calls: CallTally::default(),
+                                        record: None,
+                                        replies: Vec::new(),
+                                        after_reply: false,
+                                    };
                                     let mut row = self.job.failure_row(&FailureSite { key: &item_key, file, line }, failure);
                                     row.insert("item".into(), json!(item.index));
                                     row.insert("location".into(), json!(item.location));

@@ -63,11 +63,17 @@ impl ItemFailure {
 
 /// What happened to one item.
 pub enum Outcome {
-    Done { produced: Produced, score: Option<f64>, calls: CallTally },
+    Done {
+        produced: Produced,
+        score: Option<f64>,
+        calls: CallTally,
+    },
     /// The item goes to the error output with a typed cause.
     Failed(Failure),
     /// The run must stop (authentication failure, a plugin disabled after repeated traps).
-    Fatal { message: String },
+    Fatal {
+        message: String,
+    },
 }
 
 impl Outcome {
@@ -128,13 +134,25 @@ impl Failure {
 
     /// A failure of the parser plugin after the model's `replies` arrived (see
     /// [`Failure::after_reply`]).
-    pub fn after_reply(cause: impl Into<String>, message: impl Into<String>, calls: CallTally, record: Option<Map<String, Value>>, replies: Vec<String>) -> Outcome {
+    pub fn after_reply(
+        cause: impl Into<String>,
+        message: impl Into<String>,
+        calls: CallTally,
+        record: Option<Map<String, Value>>,
+        replies: Vec<String>,
+    ) -> Outcome {
         Outcome::Failed(Failure { cause: cause.into(), message: message.into(), calls, record, replies, after_reply: true })
     }
 
     /// A failure of the replies themselves (they never parsed): kept for a later parser, and
     /// retryable or not by `cause` alone.
-    pub fn with_replies(cause: impl Into<String>, message: impl Into<String>, calls: CallTally, record: Option<Map<String, Value>>, replies: Vec<String>) -> Outcome {
+    pub fn with_replies(
+        cause: impl Into<String>,
+        message: impl Into<String>,
+        calls: CallTally,
+        record: Option<Map<String, Value>>,
+        replies: Vec<String>,
+    ) -> Outcome {
         Outcome::Failed(Failure { cause: cause.into(), message: message.into(), calls, record, replies, after_reply: false })
     }
 

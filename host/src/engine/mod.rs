@@ -15,13 +15,13 @@
 
 pub mod adaptive;
 pub mod adopt;
-pub mod prefix_groups;
 pub mod collect;
-pub mod settings;
-pub mod survey;
 pub mod job;
+pub mod prefix_groups;
 pub mod reader;
+pub mod settings;
 pub mod stop;
+pub mod survey;
 pub mod unit;
 mod unit_run;
 pub use unit_run::finalize;

@@ -21,8 +21,19 @@ pub enum ReadItem {
     /// A record to send. `made` is what its result will be made from (journaled with it);
     /// `retire` says why an earlier result of the key no longer counts (its input or settings
     /// changed), so the collector voids it before journaling the new one.
-    Work { key: String, file: usize, line: u64, seq: u64, input: JobInput, made: MadeFrom, retire: Option<&'static str> },
-    Bad { key: String, bad: BadLine },
+    Work {
+        key: String,
+        file: usize,
+        line: u64,
+        seq: u64,
+        input: JobInput,
+        made: MadeFrom,
+        retire: Option<&'static str>,
+    },
+    Bad {
+        key: String,
+        bad: BadLine,
+    },
     AlreadyDone,
     /// Its result was written by another tool and adopted (see [`super::adopt`]).
     Adopted,
@@ -35,9 +46,15 @@ pub enum ReadItem {
     NotRetried,
     /// A record whose id was seen before in the unit; `skipped` when it is left out
     /// (`on_duplicate_id: skip`), else it is processed under its ordinal key as well.
-    DuplicateId { skipped: bool },
+    DuplicateId {
+        skipped: bool,
+    },
     /// The file could not be read further (a truncated archive, an I/O error).
-    SourceFailed { key: String, file: String, message: String },
+    SourceFailed {
+        key: String,
+        file: String,
+        message: String,
+    },
 }
 
 /// How a unit's records are keyed and selected.
@@ -247,8 +264,7 @@ impl Finished {
     pub fn find_stored_rows(&mut self, journal: &std::path::Path, parser: Option<u64>, everything: bool) {
         let Some(parser) = parser else { return };
         let other = |m: &MadeFrom| everything || m.parser.is_some_and(|p| p != parser);
-        let wanted: std::collections::HashSet<u128> =
-            self.made.iter().chain(self.failed_made.iter()).filter(|(_, m)| other(m)).map(|(h, _)| *h).collect();
+        let wanted: std::collections::HashSet<u128> = self.made.iter().chain(self.failed_made.iter()).filter(|(_, m)| other(m)).map(|(h, _)| *h).collect();
         self.stored = stored_rows(journal, &wanted);
         self.journal = Some(journal.to_path_buf());
     }
@@ -339,52 +355,52 @@ pub fn read_unit_tracked(inputs: UnitInputs, opts: ReadOptions, done: &Finished,
 
 impl Reader<'_> {
     fn read_all(&mut self, inputs: UnitInputs, stop: &StopSignal) -> bool {
-    let reader = self;
-    match inputs {
-        UnitInputs::Records(files) => {
-            // One assigner for the whole unit: keys are unique across its files.
-            let fields: Vec<&str> = reader.opts.key_fields.iter().map(String::as_str).collect();
-            let mut keys = KeyAssigner::with_fields(&fields);
-            for (index, file) in files.iter().enumerate() {
-                if !reader.read_records(index, file, Slice::Whole, &mut keys, stop) {
+        let reader = self;
+        match inputs {
+            UnitInputs::Records(files) => {
+                // One assigner for the whole unit: keys are unique across its files.
+                let fields: Vec<&str> = reader.opts.key_fields.iter().map(String::as_str).collect();
+                let mut keys = KeyAssigner::with_fields(&fields);
+                for (index, file) in files.iter().enumerate() {
+                    if !reader.read_records(index, file, Slice::Whole, &mut keys, stop) {
+                        return false;
+                    }
+                }
+            }
+            UnitInputs::RecordSlice { file, slice, ordinal } => {
+                let fields: Vec<&str> = reader.opts.key_fields.iter().map(String::as_str).collect();
+                let mut keys = KeyAssigner::with_fields(&fields);
+                if !reader.read_records(ordinal, &file, slice, &mut keys, stop) {
                     return false;
                 }
             }
-        }
-        UnitInputs::RecordSlice { file, slice, ordinal } => {
-            let fields: Vec<&str> = reader.opts.key_fields.iter().map(String::as_str).collect();
-            let mut keys = KeyAssigner::with_fields(&fields);
-            if !reader.read_records(ordinal, &file, slice, &mut keys, stop) {
-                return false;
-            }
-        }
-        UnitInputs::RawFiles { root, files } => {
-            for (index, path) in files.into_iter().enumerate() {
-                if stop.is_stopped() {
-                    return false;
-                }
-                let rel = modelcall_io::listing::relative_name(&root, &path);
-                reader.seen.insert(&rel);
-                let made = MadeFrom { input: file_hash(&path), settings: reader.opts.settings_hash(), parser: reader.opts.parser };
-                let item = match reader.done.decide(&rel, &made, &reader.opts, None) {
-                    Decision::Skip(item) => item,
-                    // No score parser reads raw files.
-                    Decision::Reparse { .. } => ReadItem::AlreadyDone,
-                    Decision::Send(retire) => match reader.limited() {
-                        Some(limited) => limited,
-                        None => {
-                            let seq = modelcall_io::ordered::position(index as u64, 0, 0);
-                            ReadItem::Work { key: rel.clone(), file: index, line: 0, seq, input: JobInput::File { rel, path }, made, retire }
-                        }
-                    },
-                };
-                if reader.tx.blocking_send(item).is_err() {
-                    return false;
+            UnitInputs::RawFiles { root, files } => {
+                for (index, path) in files.into_iter().enumerate() {
+                    if stop.is_stopped() {
+                        return false;
+                    }
+                    let rel = modelcall_io::listing::relative_name(&root, &path);
+                    reader.seen.insert(&rel);
+                    let made = MadeFrom { input: file_hash(&path), settings: reader.opts.settings_hash(), parser: reader.opts.parser };
+                    let item = match reader.done.decide(&rel, &made, &reader.opts, None) {
+                        Decision::Skip(item) => item,
+                        // No score parser reads raw files.
+                        Decision::Reparse { .. } => ReadItem::AlreadyDone,
+                        Decision::Send(retire) => match reader.limited() {
+                            Some(limited) => limited,
+                            None => {
+                                let seq = modelcall_io::ordered::position(index as u64, 0, 0);
+                                ReadItem::Work { key: rel.clone(), file: index, line: 0, seq, input: JobInput::File { rel, path }, made, retire }
+                            }
+                        },
+                    };
+                    if reader.tx.blocking_send(item).is_err() {
+                        return false;
+                    }
                 }
             }
         }
-    }
-    !stop.is_stopped()
+        !stop.is_stopped()
     }
 }
 

@@ -226,7 +226,11 @@ fn diff(path: &str, before: &Value, now: &Value, out: &mut Vec<String>) {
         (a, b) if a != b => {
             let short = |v: &Value| {
                 let s = v.to_string();
-                if s.chars().count() > 40 { format!("{}…", s.chars().take(40).collect::<String>()) } else { s }
+                if s.chars().count() > 40 {
+                    format!("{}…", s.chars().take(40).collect::<String>())
+                } else {
+                    s
+                }
             };
             out.push(format!("{path}: {} → {}", short(a), short(b)));
         }

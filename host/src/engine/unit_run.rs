@@ -5,8 +5,8 @@ use std::sync::Arc;
 use modelcall_io::{Journal, RecordsTarget};
 use tokio::sync::mpsc;
 
-use super::collect::{Collected, Collector};
 use super::adopt;
+use super::collect::{Collected, Collector};
 use super::job::Job;
 use super::prefix_groups::PrefixGroups;
 use super::reader::{listed_in_errors, read_unit_tracked, Finished, ReadEnd, ReadItem};
@@ -34,8 +34,8 @@ pub async fn run_unit<J: Job>(shared: Arc<RunShared>, job: Arc<J>, unit: Unit) -
             read_options.adopt = None;
         }
     }
-    let (journal, state) = Journal::open(&paths.journal, shared.flush_interval)
-        .map_err(|e| anyhow::anyhow!("opening journal {}: {e}", paths.journal.display()))?;
+    let (journal, state) =
+        Journal::open(&paths.journal, shared.flush_interval).map_err(|e| anyhow::anyhow!("opening journal {}: {e}", paths.journal.display()))?;
     if state.torn_lines_dropped > 0 {
         tracing::warn!(journal = %paths.journal.display(), dropped = state.torn_lines_dropped, "dropped a torn last line left by a crash");
     }
@@ -48,10 +48,10 @@ pub async fn run_unit<J: Job>(shared: Arc<RunShared>, job: Arc<J>, unit: Unit) -
         failed: state.failed,
         made: state.made,
         failed_made: state.failed_made,
-            stored: Default::default(),
-            journal: None,
+        stored: Default::default(),
+        journal: None,
         accepted_settings: super::settings::accepted(&paths.journal, read_options.settings_hash()),
-            listed_in_errors: if read_options.only_failed { listed_in_errors(&paths.errors) } else { Default::default() },
+        listed_in_errors: if read_options.only_failed { listed_in_errors(&paths.errors) } else { Default::default() },
     };
     finished.find_stored_rows(&paths.journal, read_options.parser, read_options.offline);
     let done = Arc::new(finished);
@@ -59,12 +59,8 @@ pub async fn run_unit<J: Job>(shared: Arc<RunShared>, job: Arc<J>, unit: Unit) -
         UnitInputs::RecordSlice { .. } => vec![unit.input_label()],
         inputs => inputs.files().iter().map(|p| p.display().to_string()).collect(),
     };
-    let stats = FileStats {
-        input: unit.input_label(),
-        output: paths.output.display().to_string(),
-        errors: paths.errors.display().to_string(),
-        ..Default::default()
-    };
+    let stats =
+        FileStats { input: unit.input_label(), output: paths.output.display().to_string(), errors: paths.errors.display().to_string(), ..Default::default() };
 
     // Reader thread.
     let bytes_read = modelcall_io::ByteCounter::default();

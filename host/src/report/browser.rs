@@ -25,11 +25,29 @@ const EXCERPT: usize = 600;
 const REPLY: usize = 2000;
 
 /// Columns that are bookkeeping: neither the input nor the verdict.
-const BOOKKEEPING: &[&str] = &["api_fail_reason", "api_return", "api_status", "attempts", "finish_reason", "latency_ms", "parse_attempts", "score_value", "usage", "reasoning", "reasoning_content", "audit_score", "made"];
+const BOOKKEEPING: &[&str] = &[
+    "api_fail_reason",
+    "api_return",
+    "api_status",
+    "attempts",
+    "finish_reason",
+    "latency_ms",
+    "parse_attempts",
+    "score_value",
+    "usage",
+    "reasoning",
+    "reasoning_content",
+    "audit_score",
+    "made",
+];
 
 /// A record's id: its `id`, `uid` or `key` field, else its row number.
 pub fn record_key(row: &Map<String, Value>, index: u64) -> String {
-    ["id", "uid", "key"].iter().find_map(|k| row.get(*k)).map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).unwrap_or_else(|| format!("row {index}"))
+    ["id", "uid", "key"]
+        .iter()
+        .find_map(|k| row.get(*k))
+        .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
+        .unwrap_or_else(|| format!("row {index}"))
 }
 
 fn excerpt(s: &str, n: usize) -> String {
@@ -117,7 +135,9 @@ impl Browser {
         let reply = row.get("api_return").and_then(Value::as_str).unwrap_or("");
         let found: BTreeSet<String>;
         let keys = if verdict_keys.is_empty() {
-            found = modelcall_verdict::find_object(reply).map(|o| o.keys().cloned().collect()).unwrap_or_else(|| headline.into_iter().map(str::to_string).collect());
+            found = modelcall_verdict::find_object(reply)
+                .map(|o| o.keys().cloned().collect())
+                .unwrap_or_else(|| headline.into_iter().map(str::to_string).collect());
             &found
         } else {
             verdict_keys
@@ -147,7 +167,12 @@ impl Browser {
         }
         // The record: `record_json` (its JSON text), or `record` in files written before.
         let record = row.get("record_json").and_then(Value::as_str).and_then(|t| serde_json::from_str::<Value>(t).ok()).or_else(|| row.get("record").cloned());
-        let key = ["key", "id", "uid"].iter().find_map(|k| row.get(*k)).or_else(|| record.as_ref().and_then(|r| r.get("id"))).map(shown).unwrap_or_else(|| format!("error {}", self.failures_total));
+        let key = ["key", "id", "uid"]
+            .iter()
+            .find_map(|k| row.get(*k))
+            .or_else(|| record.as_ref().and_then(|r| r.get("id")))
+            .map(shown)
+            .unwrap_or_else(|| format!("error {}", self.failures_total));
         let detail = ["attempts", "retryable", "api_fail_reason", "file", "line"]
             .iter()
             .filter_map(|k| row.get(*k).filter(|v| !v.is_null() && v.as_str() != Some("")).map(|v| (k.to_string(), excerpt(&shown(v), EXCERPT))))
@@ -197,9 +222,16 @@ impl Browser {
         labels.sort_by(|a, b| bucket_order(a).total_cmp(&bucket_order(b)));
         for label in labels {
             let n = self.counts[label];
-            let records: Vec<&Sample> = if all { self.all.iter().filter(|r| &bucket_of(r.score) == label).collect() } else { self.buckets[label].iter().map(|s| &s.1).collect() };
+            let records: Vec<&Sample> =
+                if all { self.all.iter().filter(|r| &bucket_of(r.score) == label).collect() } else { self.buckets[label].iter().map(|s| &s.1).collect() };
             let what = if label == "no score" { "no score".to_string() } else { format!("{} = {}", headline.unwrap_or("score"), label) };
-            let _ = write!(s, "<div class=\"bucket\"><h4>{} · {n} record{}{}</h4>", esc(&what), if n == 1 { "" } else { "s" }, if all || records.len() as u64 == n { String::new() } else { format!(" (a sample of {})", records.len()) });
+            let _ = write!(
+                s,
+                "<div class=\"bucket\"><h4>{} · {n} record{}{}</h4>",
+                esc(&what),
+                if n == 1 { "" } else { "s" },
+                if all || records.len() as u64 == n { String::new() } else { format!(" (a sample of {})", records.len()) }
+            );
             for r in records {
                 let first = r.input.iter().find(|(k, _)| k != "id" && k != "uid" && k != "key").map(|(_, v)| excerpt(v, 90)).unwrap_or_default();
                 let _ = write!(
@@ -319,7 +351,12 @@ mod tests {
         let mut b = Browser::default();
         let keys: BTreeSet<String> = ["score".to_string()].into();
         for i in 0..30 {
-            b.add("f", &row(json!({"id": format!("r{i}"), "text": "hello", "score": i % 3, "score_value": (i % 3) as f64, "api_return": "{\"score\": 1}"})), Some("score"), &keys);
+            b.add(
+                "f",
+                &row(json!({"id": format!("r{i}"), "text": "hello", "score": i % 3, "score_value": (i % 3) as f64, "api_return": "{\"score\": 1}"})),
+                Some("score"),
+                &keys,
+            );
         }
         b.add_failure(&row(json!({"key": "r99", "cause": "model_server_error", "message": "gave up", "record": {"id": "r99", "text": "x"}})));
         let page = b.render(Some("score"));

@@ -195,8 +195,16 @@ fn describe(summary: &Value, folder: &Path) -> String {
 
 /// The comparison page.
 pub fn render(a: (&Path, &Value), b: (&Path, &Value), c: &Comparison, rows: &ShownRows) -> String {
-    let mut s = format!("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>modelcall report: A vs B</title><style>{}</style></head><body>", super::html::STYLE);
-    let _ = write!(s, "<h1>modelcall report: two runs compared</h1><table><tr><th>A</th><td>{}</td></tr><tr><th>B</th><td>{}</td></tr></table>", describe(a.1, a.0), describe(b.1, b.0));
+    let mut s = format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>modelcall report: A vs B</title><style>{}</style></head><body>",
+        super::html::STYLE
+    );
+    let _ = write!(
+        s,
+        "<h1>modelcall report: two runs compared</h1><table><tr><th>A</th><td>{}</td></tr><tr><th>B</th><td>{}</td></tr></table>",
+        describe(a.1, a.0),
+        describe(b.1, b.0)
+    );
     s.push_str("<p class=\"muted\">Records are matched by id; the headline score (<code>score</code>, else <code>score_value</code>) of each is compared. Failed records have no score and are not matched.</p>");
     s.push_str("<section id=\"agreement\"><h2>Agreement</h2><table><tr><th>measure</th><th>value</th><th>meaning</th></tr>");
     measure(&mut s, "cmp-pairs", "records matched", Some(c.pairs as f64), c.pairs.to_string(), "scored in both runs, by id");
@@ -235,7 +243,14 @@ pub fn render(a: (&Path, &Value), b: (&Path, &Value), c: &Comparison, rows: &Sho
             let _ = write!(s, "<tr><th>{}</th>", esc(a));
             for b in &lb {
                 let n = c.confusion.get(&((*a).clone(), (*b).clone())).copied().unwrap_or(0);
-                let _ = write!(s, "<td class=\"{}\" data-a=\"{}\" data-b=\"{}\">{}</td>", if a == b { "diag" } else { "" }, esc(a), esc(b), if n > 0 { n.to_string() } else { String::new() });
+                let _ = write!(
+                    s,
+                    "<td class=\"{}\" data-a=\"{}\" data-b=\"{}\">{}</td>",
+                    if a == b { "diag" } else { "" },
+                    esc(a),
+                    esc(b),
+                    if n > 0 { n.to_string() } else { String::new() }
+                );
             }
             s.push_str("</tr>");
         }
@@ -245,14 +260,25 @@ pub fn render(a: (&Path, &Value), b: (&Path, &Value), c: &Comparison, rows: &Sho
     }
     s.push_str("</section>");
 
-    let _ = write!(s, "<section id=\"moved\"><h2>Records that moved most</h2><p class=\"muted\">The {} records whose score changed most, with both replies.</p>", c.moved.len());
+    let _ = write!(
+        s,
+        "<section id=\"moved\"><h2>Records that moved most</h2><p class=\"muted\">The {} records whose score changed most, with both replies.</p>",
+        c.moved.len()
+    );
     if c.moved.is_empty() {
         s.push_str("<p>None: every matched record got the same score.</p>");
     } else {
         s.push_str("<table><tr><th>id</th><th>A</th><th>B</th><th>B − A</th><th>reply in A</th><th>reply in B</th></tr>");
-    for (_, id, va, vb) in &c.moved {
-        let reply = |side: usize| rows.get(id).and_then(|r| r[side].as_ref()).and_then(|r| r.get("api_return")).and_then(Value::as_str).map(|t| t.chars().take(600).collect::<String>()).unwrap_or_default();
-        let _ = write!(
+        for (_, id, va, vb) in &c.moved {
+            let reply = |side: usize| {
+                rows.get(id)
+                    .and_then(|r| r[side].as_ref())
+                    .and_then(|r| r.get("api_return"))
+                    .and_then(Value::as_str)
+                    .map(|t| t.chars().take(600).collect::<String>())
+                    .unwrap_or_default()
+            };
+            let _ = write!(
             s,
             "<tr class=\"moved\" data-id=\"{k}\"><td><code>{k}</code></td><td>{}</td><td>{}</td><td>{:+}</td><td><pre>{}</pre></td><td><pre>{}</pre></td></tr>",
             short(*va),
@@ -262,7 +288,7 @@ pub fn render(a: (&Path, &Value), b: (&Path, &Value), c: &Comparison, rows: &Sho
             esc(&reply(1)),
             k = esc(id)
         );
-    }
+        }
     }
     if !c.moved.is_empty() {
         s.push_str("</table>");

@@ -98,7 +98,12 @@ fn count_by_settings(journal: &Path) -> BTreeMap<String, u64> {
 pub fn render_settings(folder: &Path, summary: &Value) -> String {
     let mut s = String::from("<section id=\"settings\"><h2>Prompt and model settings</h2>");
     let run = &summary["run"];
-    let mut rows = vec![("model".to_string(), num(&run["model"])), ("endpoint".into(), num(&run["endpoint"])), ("concurrency".into(), num(&run["concurrency"])), ("prompt file".into(), num(&run["prompt_config"]))];
+    let mut rows = vec![
+        ("model".to_string(), num(&run["model"])),
+        ("endpoint".into(), num(&run["endpoint"])),
+        ("concurrency".into(), num(&run["concurrency"])),
+        ("prompt file".into(), num(&run["prompt_config"])),
+    ];
     rows.retain(|(_, v)| v != "–");
     s.push_str("<h3>This run</h3><table>");
     for (k, v) in rows {
@@ -108,7 +113,13 @@ pub fn render_settings(folder: &Path, summary: &Value) -> String {
     if let Some(text) = run["prompt_config"].as_str().and_then(|p| std::fs::read_to_string(p).ok()) {
         let _ = write!(s, "<details><summary>The prompt file as it is now</summary><pre>{}</pre></details>", esc(&crate::shown::shown(&text)));
     }
-    let mut sidecars: Vec<_> = std::fs::read_dir(folder.join(".modelcall")).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| p.to_string_lossy().ends_with(".settings.json")).collect();
+    let mut sidecars: Vec<_> = std::fs::read_dir(folder.join(".modelcall"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with(".settings.json"))
+        .collect();
     sidecars.sort();
     if sidecars.is_empty() {
         s.push_str("<p class=\"muted\">No settings recorded beside the journals (<code>.modelcall/*.settings.json</code>).</p>");
@@ -119,12 +130,24 @@ pub fn render_settings(folder: &Path, summary: &Value) -> String {
         let journal = path.with_file_name(name.trim_end_matches(".settings.json"));
         let counts = count_by_settings(&journal);
         let known = doc["known"].as_object().cloned().unwrap_or_default();
-        let _ = write!(s, "<h3>Results of <code>{}</code>: {} setting{}</h3>", esc(name.trim_end_matches(".journal.jsonl.settings.json")), known.len(), if known.len() == 1 { "" } else { "s" });
+        let _ = write!(
+            s,
+            "<h3>Results of <code>{}</code>: {} setting{}</h3>",
+            esc(name.trim_end_matches(".journal.jsonl.settings.json")),
+            known.len(),
+            if known.len() == 1 { "" } else { "s" }
+        );
         for (hash, d) in &known {
             let made = counts.get(hash).copied().unwrap_or(0);
             let request = &d["request"];
             let prompt = &d["prompt_builder"]["config"]["prompt_template"];
-            let _ = write!(s, "<div class=\"settings\"><p><b>settings {}</b> · {} result{} made with them</p><table>", esc(hash), crate::run_records::grouped(made), if made == 1 { "" } else { "s" });
+            let _ = write!(
+                s,
+                "<div class=\"settings\"><p><b>settings {}</b> · {} result{} made with them</p><table>",
+                esc(hash),
+                crate::run_records::grouped(made),
+                if made == 1 { "" } else { "s" }
+            );
             let mut row = |k: &str, v: String| {
                 let _ = write!(s, "<tr><th>{}</th><td>{}</td></tr>", esc(k), v);
             };
@@ -135,7 +158,14 @@ pub fn render_settings(folder: &Path, summary: &Value) -> String {
                 row("request settings", esc(&chat.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(" · ")));
             }
             if let Some(p) = d["prompt_builder"]["name"].as_str() {
-                row("prompt builder", format!("{} <span class=\"muted\">sha256 {}</span>", esc(p), esc(d["prompt_builder"]["sha256"].as_str().unwrap_or("").get(..12).unwrap_or(""))));
+                row(
+                    "prompt builder",
+                    format!(
+                        "{} <span class=\"muted\">sha256 {}</span>",
+                        esc(p),
+                        esc(d["prompt_builder"]["sha256"].as_str().unwrap_or("").get(..12).unwrap_or(""))
+                    ),
+                );
             }
             if let Some(t) = prompt["system_text"].as_str().filter(|t| !t.is_empty()) {
                 row("system prompt", format!("<pre>{}</pre>", esc(t)));
@@ -144,7 +174,11 @@ pub fn render_settings(folder: &Path, summary: &Value) -> String {
                 row("user prompt", format!("<pre>{}</pre>", esc(t)));
             }
             s.push_str("</table>");
-            let _ = write!(s, "<details><summary>everything these settings hold</summary><pre>{}</pre></details></div>", esc(&crate::shown::shown(&serde_json::to_string_pretty(d).unwrap_or_default())));
+            let _ = write!(
+                s,
+                "<details><summary>everything these settings hold</summary><pre>{}</pre></details></div>",
+                esc(&crate::shown::shown(&serde_json::to_string_pretty(d).unwrap_or_default()))
+            );
         }
     }
     s.push_str("</section>");

@@ -89,7 +89,10 @@ pub fn render(page: &Page) -> String {
     let task = summary["task_name"].as_str().unwrap_or("run");
     let r = &summary["records"];
     let (status, bad) = status_label(summary);
-    let mut s = format!("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>modelcall report: {t}</title><style>{STYLE}</style></head><body>", t = esc(task));
+    let mut s = format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>modelcall report: {t}</title><style>{STYLE}</style></head><body>",
+        t = esc(task)
+    );
     let _ = write!(
         s,
         "<h1>modelcall report: {}</h1><p class=\"muted\">{} · status <b id=\"run-status\" class=\"{}\">{}</b>{} · started {} · finished {} · {} s</p>",
@@ -109,11 +112,12 @@ pub fn render(page: &Page) -> String {
 
     // Records by outcome and cause.
     s.push_str("<section id=\"records\"><h2>Records</h2>");
-    let counts: Vec<(String, String)> = ["seen", "scored", "failed", "skipped", "bad_lines", "already_done", "adopted", "duplicate_ids", "source_errors", "item_errors"]
-        .iter()
-        .filter(|k| r.get(**k).is_some())
-        .map(|k| (k.replace('_', " "), num(&r[*k])))
-        .collect();
+    let counts: Vec<(String, String)> =
+        ["seen", "scored", "failed", "skipped", "bad_lines", "already_done", "adopted", "duplicate_ids", "source_errors", "item_errors"]
+            .iter()
+            .filter(|k| r.get(**k).is_some())
+            .map(|k| (k.replace('_', " "), num(&r[*k])))
+            .collect();
     s.push_str(&table(&counts));
     let examples = browser.example_by_cause();
     for (title, key) in [("Failures by cause", "failures_by_cause"), ("Retries by cause", "retries_by_cause"), ("Skips by reason", "skips_by_reason")] {
@@ -122,7 +126,8 @@ pub fn render(page: &Page) -> String {
             if key == "failures_by_cause" {
                 s.push_str("<table><tr><th>cause</th><th>records</th><th>for example</th></tr>");
                 for (k, v) in m {
-                    let _ = write!(s, "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", esc(k), esc(&num(v)), esc(examples.get(k).map(String::as_str).unwrap_or("")));
+                    let _ =
+                        write!(s, "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", esc(k), esc(&num(v)), esc(examples.get(k).map(String::as_str).unwrap_or("")));
                 }
                 s.push_str("</table><p class=\"muted\">Every failure, with its record and message, is in the <a href=\"#browser\">record browser</a>.</p>");
             } else {
@@ -143,7 +148,11 @@ pub fn render(page: &Page) -> String {
         let f = &rows.fields[name];
         if f.histogram.len() <= 40 && f.count > 0 {
             let data: serde_json::Map<String, Value> = f.histogram.iter().map(|(k, v)| (k.clone(), Value::from(*v))).collect();
-            let title = if Some(name.as_str()) == rows.headline.as_deref() { format!("{name}: the headline score, records per value") } else { format!("{name}: records per value") };
+            let title = if Some(name.as_str()) == rows.headline.as_deref() {
+                format!("{name}: the headline score, records per value")
+            } else {
+                format!("{name}: records per value")
+            };
             s.push_str(&histogram_bars(&title, name, &data));
         }
     }
@@ -228,7 +237,8 @@ pub fn render(page: &Page) -> String {
     if cumulative.is_object() {
         s.push_str("<h3>This run</h3>");
     }
-    let mut trows = vec![("prompt tokens".into(), num(&t["prompt"])), ("completion tokens".into(), num(&t["completion"])), ("requests".into(), num(&summary["requests"]))];
+    let mut trows =
+        vec![("prompt tokens".into(), num(&t["prompt"])), ("completion tokens".into(), num(&t["completion"])), ("requests".into(), num(&summary["requests"]))];
     trows.push(("cost".into(), if summary["cost"].is_null() { "unknown (no `pricing:` in the model config)".into() } else { num(&summary["cost"]) }));
     s.push_str(&table(&trows));
     if cumulative.is_object() {
@@ -263,11 +273,17 @@ pub fn render(page: &Page) -> String {
         .as_array()
         .into_iter()
         .flatten()
-        .map(|p| (format!("{} ({})", num(&p["source"]), num(&p["role"])), format!("{} {} · WIT {} · sha256 {}", num(&p["name"]), num(&p["version"]), num(&p["wit_version"]), num(&p["sha256"]))))
+        .map(|p| {
+            (
+                format!("{} ({})", num(&p["source"]), num(&p["role"])),
+                format!("{} {} · WIT {} · sha256 {}", num(&p["name"]), num(&p["version"]), num(&p["wit_version"]), num(&p["sha256"])),
+            )
+        })
         .collect();
     s.push_str(&table(&plugins));
     s.push_str("</section><section id=\"config\"><h2>The run as configured</h2>");
-    let run: Vec<(String, String)> = summary["run"].as_object().into_iter().flatten().filter(|(k, _)| *k != "plugins").map(|(k, v)| (k.clone(), num(v))).collect();
+    let run: Vec<(String, String)> =
+        summary["run"].as_object().into_iter().flatten().filter(|(k, _)| *k != "plugins").map(|(k, v)| (k.clone(), num(v))).collect();
     s.push_str(&table(&run));
     if let Some(text) = task_file {
         let _ = write!(s, "<h3>Task file</h3><pre>{}</pre>", esc(&crate::shown::shown(text)));

@@ -101,7 +101,9 @@ pub(crate) fn for_each_row(summary: &Value, mut f: impl FnMut(&str, &serde_json:
 /// Gathers the rows of every output the summary lists, and with `browser` their error rows and
 /// the record browser's samples.
 fn gather_with(summary: &Value, mut browser: Option<&mut browser::Browser>) -> RowStats {
-    let expected = summary["records"]["scored"].as_u64().unwrap_or(0) + summary["records"]["already_done"].as_u64().unwrap_or(0) + summary["records"]["adopted"].as_u64().unwrap_or(0);
+    let expected = summary["records"]["scored"].as_u64().unwrap_or(0)
+        + summary["records"]["already_done"].as_u64().unwrap_or(0)
+        + summary["records"]["adopted"].as_u64().unwrap_or(0);
     let (_, keys) = prompt_scale(summary);
     let mut rows = RowStats::new(expected, None);
     for_each_row(summary, |out, record| {
@@ -150,7 +152,14 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
     // may count `score_value` as a second field.
     let quality = rows.judge_quality(&scale);
     let task_file = summary["run"]["task_file"].as_str().and_then(|p| std::fs::read_to_string(p).ok());
-    let page = html::render(&html::Page { summary: &summary, folder: &args.folder, rows: &rows, browser: &browser, quality: &quality, task_file: task_file.as_deref() });
+    let page = html::render(&html::Page {
+        summary: &summary,
+        folder: &args.folder,
+        rows: &rows,
+        browser: &browser,
+        quality: &quality,
+        task_file: task_file.as_deref(),
+    });
     let out = args.out.clone().unwrap_or_else(|| args.folder.join("report.html"));
     write_and_open(&out, &page, args.open)
 }

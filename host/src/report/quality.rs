@@ -84,11 +84,19 @@ pub fn findings(q: &Value) -> Vec<Finding> {
             let (level, reading, todo) = if ends >= EXTREMES_HIGH {
                 (Level::Warn, "high, the judge may be saturating", Some("Anchor both ends of the scale in the prompt (what a minimum and a maximum look like, with an example each), ask for the reasons before the score, and read the records at the ends in the record browser."))
             } else if ends < EXTREMES_LOW && count >= 20 {
-                (Level::Note, "low, the judge avoids the ends (it may be hedging towards the middle)", Some("If the data has clearly bad or excellent records, describe them in the prompt so the judge dares to use the ends."))
+                (
+                    Level::Note,
+                    "low, the judge avoids the ends (it may be hedging towards the middle)",
+                    Some("If the data has clearly bad or excellent records, describe them in the prompt so the judge dares to use the ends."),
+                )
             } else {
                 (Level::Good, "normal", None)
             };
-            out.push(Finding { level, what: format!("`{name}`: {} of replies at the scale's ends ({scale}): {reading}.", pct(ends)), todo: todo.map(str::to_string) });
+            out.push(Finding {
+                level,
+                what: format!("`{name}`: {} of replies at the scale's ends ({scale}): {reading}.", pct(ends)),
+                todo: todo.map(str::to_string),
+            });
         }
         let defaulted = f["share_defaulted"].as_f64().unwrap_or(0.0);
         if defaulted > 0.0 {
@@ -102,7 +110,11 @@ pub fn findings(q: &Value) -> Vec<Finding> {
     }
     let retried = q["parse_retried_share"].as_f64().unwrap_or(0.0);
     out.push(if retried >= RETRIED_HIGH {
-        Finding { level: Level::Warn, what: format!("{} of replies had to be asked again because they did not parse: high.", pct(retried)), todo: Some("Read the re-ask hints below; make the expected format explicit in the prompt, or use structured output.".into()) }
+        Finding {
+            level: Level::Warn,
+            what: format!("{} of replies had to be asked again because they did not parse: high.", pct(retried)),
+            todo: Some("Read the re-ask hints below; make the expected format explicit in the prompt, or use structured output.".into()),
+        }
     } else if retried > 0.0 {
         Finding { level: Level::Note, what: format!("{} of replies had to be asked again because they did not parse: low.", pct(retried)), todo: None }
     } else {
@@ -115,23 +127,49 @@ pub fn findings(q: &Value) -> Vec<Finding> {
         } else if r >= 0.4 {
             (Level::Note, "moderate agreement", Some("Check the records where the headline and the dimensions differ most."))
         } else {
-            (Level::Warn, "they disagree: the headline is not explained by the dimensions", Some("Ask for the dimension scores first and derive the headline from them, or state in the rubric how they combine."))
+            (
+                Level::Warn,
+                "they disagree: the headline is not explained by the dimensions",
+                Some("Ask for the dimension scores first and derive the headline from them, or state in the rubric how they combine."),
+            )
         };
-        out.push(Finding { level, what: format!("Headline `{headline}` vs the mean of the dimension scores: correlation {} over {} records: {reading}.", num(r), hd["pairs"]), todo: todo.map(str::to_string) });
+        out.push(Finding {
+            level,
+            what: format!("Headline `{headline}` vs the mean of the dimension scores: correlation {} over {} records: {reading}.", num(r), hd["pairs"]),
+            todo: todo.map(str::to_string),
+        });
     } else if hd.is_object() {
         out.push(Finding { level: Level::Note, what: "Headline vs the dimension scores: no variation, so no correlation.".into(), todo: None });
     }
     let per_tenth = rows / 10;
     let drift = &q["drift_first_vs_last_tenth"];
     if per_tenth < DRIFT_MIN_PER_TENTH {
-        out.push(Finding { level: Level::Note, what: format!("Drift not judged: {per_tenth} records per tenth of the run, fewer than {DRIFT_MIN_PER_TENTH}."), todo: None });
+        out.push(Finding {
+            level: Level::Note,
+            what: format!("Drift not judged: {per_tenth} records per tenth of the run, fewer than {DRIFT_MIN_PER_TENTH}."),
+            todo: None,
+        });
     } else if drift.is_object() {
         let tv = drift["total_variation"].as_f64().unwrap_or(0.0);
         let shift = drift["mean_shift"].as_f64().unwrap_or(0.0);
         let (a, b) = (drift["first_tenth_mean"].as_f64().unwrap_or(0.0), drift["last_tenth_mean"].as_f64().unwrap_or(0.0));
-        let words = format!("mean {} in the first tenth of the run, {} in the last (shift {}{}); distributions differ by {}", num(a), num(b), if shift >= 0.0 { "+" } else { "" }, num(shift), pct(tv));
+        let words = format!(
+            "mean {} in the first tenth of the run, {} in the last (shift {}{}); distributions differ by {}",
+            num(a),
+            num(b),
+            if shift >= 0.0 { "+" } else { "" },
+            num(shift),
+            pct(tv)
+        );
         out.push(if tv >= 0.2 {
-            Finding { level: Level::Warn, what: format!("Drift: {words}: high."), todo: Some("If the input is not ordered by content, the judge or the endpoint changed during the run: compare the run history and settings below.".into()) }
+            Finding {
+                level: Level::Warn,
+                what: format!("Drift: {words}: high."),
+                todo: Some(
+                    "If the input is not ordered by content, the judge or the endpoint changed during the run: compare the run history and settings below."
+                        .into(),
+                ),
+            }
         } else {
             Finding { level: Level::Good, what: format!("Drift: {words}: stable."), todo: None }
         });
@@ -143,12 +181,24 @@ pub fn findings(q: &Value) -> Vec<Finding> {
         out.push(if exact >= 0.9 {
             Finding { level: Level::Good, what: format!("Test-retest: {words}: consistent."), todo: None }
         } else if exact >= 0.7 {
-            Finding { level: Level::Note, what: format!("Test-retest: {words}: somewhat inconsistent."), todo: Some("Lower the temperature or make the rubric more specific.".into()) }
+            Finding {
+                level: Level::Note,
+                what: format!("Test-retest: {words}: somewhat inconsistent."),
+                todo: Some("Lower the temperature or make the rubric more specific.".into()),
+            }
         } else {
-            Finding { level: Level::Warn, what: format!("Test-retest: {words}: inconsistent, single judgements are noisy."), todo: Some("Use temperature 0, a more specific rubric, or average several judgements per record.".into()) }
+            Finding {
+                level: Level::Warn,
+                what: format!("Test-retest: {words}: inconsistent, single judgements are noisy."),
+                todo: Some("Use temperature 0, a more specific rubric, or average several judgements per record.".into()),
+            }
         });
     } else {
-        out.push(Finding { level: Level::Note, what: "Test-retest not measured.".into(), todo: Some("Set `options.audit_sample: 0.05` to judge 5 % of the records twice and measure the judge's consistency.".into()) });
+        out.push(Finding {
+            level: Level::Note,
+            what: "Test-retest not measured.".into(),
+            todo: Some("Set `options.audit_sample: 0.05` to judge 5 % of the records twice and measure the judge's consistency.".into()),
+        });
     }
     out
 }

@@ -169,7 +169,11 @@ impl RowStats {
             let _ = h.record((l.max(0.0) as u64).clamp(1, 3_600_000));
             self.latency_max = self.latency_max.max(l);
             if self.slowest.len() < 10 || l > self.slowest.last().map_or(0.0, |s| s.latency_ms) {
-                let key = ["id", "uid", "key"].iter().find_map(|k| row.get(*k)).map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).unwrap_or_else(|| format!("row {index}"));
+                let key = ["id", "uid", "key"]
+                    .iter()
+                    .find_map(|k| row.get(*k))
+                    .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
+                    .unwrap_or_else(|| format!("row {index}"));
                 self.slowest.push(Shown { key, latency_ms: l, detail: file.to_string() });
                 self.slowest.sort_by(|a, b| b.latency_ms.total_cmp(&a.latency_ms));
                 self.slowest.truncate(10);
@@ -266,7 +270,11 @@ mod tests {
         for i in 0..20 {
             let h = if i < 10 { 1 } else { 5 };
             // The reply lacks b_score on even rows: the parser filled its default.
-            let reply = if i % 2 == 0 { format!("```json\n{{\"score\": {h}, \"a_score\": {h}}}\n```") } else { format!("{{\"score\": {h}, \"a_score\": {h}, \"b_score\": {h}}}") };
+            let reply = if i % 2 == 0 {
+                format!("```json\n{{\"score\": {h}, \"a_score\": {h}}}\n```")
+            } else {
+                format!("{{\"score\": {h}, \"a_score\": {h}, \"b_score\": {h}}}")
+            };
             s.add("f", &row(json!({"id": i, "score": h, "a_score": h, "b_score": h, "api_return": reply, "latency_ms": i})), &keys);
         }
         let scale = BTreeMap::from([("score".to_string(), (1.0, 5.0))]);
@@ -291,5 +299,4 @@ mod tests {
         assert_eq!(s.headline.as_deref(), Some("score"));
         assert_eq!(s.fields.keys().collect::<Vec<_>>(), vec!["score"]);
     }
-
 }

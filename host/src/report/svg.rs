@@ -106,10 +106,22 @@ pub fn bars(title: &str, x_label: &str, y_label: &str, data: &[(String, f64)]) -
             short(*v)
         );
         if i % every == 0 {
-            let _ = write!(s, "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"middle\" fill=\"#444\">{}</text>", x + bw / 2.0, H - BOTTOM + 13.0, esc(label));
+            let _ = write!(
+                s,
+                "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"middle\" fill=\"#444\">{}</text>",
+                x + bw / 2.0,
+                H - BOTTOM + 13.0,
+                esc(label)
+            );
         }
         if data.len() <= 16 && *v > 0.0 {
-            let _ = write!(s, "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"9\" text-anchor=\"middle\" fill=\"#555\">{}</text>", x + bw / 2.0, H - BOTTOM - bh - 3.0, short(*v));
+            let _ = write!(
+                s,
+                "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"9\" text-anchor=\"middle\" fill=\"#555\">{}</text>",
+                x + bw / 2.0,
+                H - BOTTOM - bh - 3.0,
+                short(*v)
+            );
         }
     }
     let _ = write!(s, "</svg><figcaption>{}</figcaption></figure>", esc(title));
@@ -145,7 +157,14 @@ pub fn line(title: &str, y_label: &str, step: f64, values: &[f64]) -> String {
     let _ = write!(s, "<polyline fill=\"none\" stroke=\"#b5574a\" stroke-width=\"1.5\" points=\"{}\"/>", points.join(" "));
     if values.len() <= 60 {
         for (i, v) in values.iter().enumerate() {
-            let _ = write!(s, "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2\" fill=\"#b5574a\"><title>{} s: {}</title></circle>", x_of(i as f64), H - BOTTOM - plot_h * v / top, short(step * i as f64), short(*v));
+            let _ = write!(
+                s,
+                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2\" fill=\"#b5574a\"><title>{} s: {}</title></circle>",
+                x_of(i as f64),
+                H - BOTTOM - plot_h * v / top,
+                short(step * i as f64),
+                short(*v)
+            );
         }
     }
     let _ = write!(s, "</svg><figcaption>{}</figcaption></figure>", esc(title));

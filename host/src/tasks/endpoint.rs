@@ -4,17 +4,22 @@ use modelcall_config::ModelConfig;
 use std::sync::Arc;
 
 use modelcall_model::{CallError, ClientSettings, EndpointShare, ModelClient};
-use std::time::Duration;
 use serde_json::{json, Map};
+use std::time::Duration;
 
 use crate::cli::exit::BadConfig;
 
 /// Starts the in-process simulated endpoint for `sim://` and builds the client. The returned
 /// server must live as long as the client is used.
-pub async fn connect(model: &ModelConfig, concurrency: usize, plan: &modelcall_config::RunPlan) -> anyhow::Result<(ModelClient, Option<Arc<modelcall_sim::SimServer>>)> {
+pub async fn connect(
+    model: &ModelConfig,
+    concurrency: usize,
+    plan: &modelcall_config::RunPlan,
+) -> anyhow::Result<(ModelClient, Option<Arc<modelcall_sim::SimServer>>)> {
     let (base_url, sim) = match model.sim() {
         Some(spec) => {
-            let opts = modelcall_sim::SimOptions::from_url(&spec.url).map_err(|e| BadConfig(format!("{}: client_config.base_url: {e}", model.path.display())))?;
+            let opts =
+                modelcall_sim::SimOptions::from_url(&spec.url).map_err(|e| BadConfig(format!("{}: client_config.base_url: {e}", model.path.display())))?;
             let sim = modelcall_sim::start(opts).await.map_err(|e| match e {
                 // A replies file that is missing or malformed is the task's configuration.
                 modelcall_sim::SimError::Url(e) => anyhow::Error::from(BadConfig(format!("{}: client_config.base_url: {e}", model.path.display()))),
@@ -72,7 +77,10 @@ async fn preflight(client: &ModelClient, model: &ModelConfig) -> anyhow::Result<
         Ok(Err(e @ CallError::Certificate { .. })) => Err(BadConfig(format!("{}: {e}", model.path.display())).into()),
         Ok(Ok(served)) => {
             if let Some(warning) = unlisted_model_warning(&model.model, &served) {
-                eprintln!("warning: {}", crate::shown::shown(&format!("{} (GET {}/models): {warning}", model.path.display(), model.base_url.trim_end_matches('/'))));
+                eprintln!(
+                    "warning: {}",
+                    crate::shown::shown(&format!("{} (GET {}/models): {warning}", model.path.display(), model.base_url.trim_end_matches('/')))
+                );
             }
             Ok(())
         }

@@ -52,7 +52,11 @@ pub fn print(inputs: &[PathBuf], prompt: &Plugin, model: &ModelConfig, budget: &
     if let Some(p) = model.pricing {
         let low = p.cost(prompt_total, 0);
         match out_total {
-            Some(t) => println!("cost        ~{low:.2} for the prompts, at most {:.2} with full outputs (pricing of {})", p.cost(prompt_total, t), model.path.display()),
+            Some(t) => println!(
+                "cost        ~{low:.2} for the prompts, at most {:.2} with full outputs (pricing of {})",
+                p.cost(prompt_total, t),
+                model.path.display()
+            ),
             None => println!("cost        ~{low:.2} for the prompts, plus the outputs (pricing of {})", model.path.display()),
         }
     }

@@ -87,7 +87,9 @@ pub async fn run(run: &TaskRun<'_>, step: &GenerateResponse) -> anyhow::Result<F
         ..run.read_options()
     };
     let records = super::banner_records(&units, &banner_read, &inputs, per_record).await;
-    let estimate = crate::banner::sample(&inputs, crate::banner::model_max_tokens(&model), |record| Some((crate::banner::text_tokens(&serde_json::Value::Object(record.clone())), None)));
+    let estimate = crate::banner::sample(&inputs, crate::banner::model_max_tokens(&model), |record| {
+        Some((crate::banner::text_tokens(&serde_json::Value::Object(record.clone())), None))
+    });
     super::print_banner(run, &model, &client_for_stats, records, estimate, per_record);
     let job = Arc::new(GenerateJob { client, first_user_only: step.first_user_only, allow_truncated: step.allow_truncated, reasoning: step.reasoning });
     let job = super::batch_mode::routed(job, batch.clone());
@@ -141,7 +143,9 @@ fn archive_for_retry(paths: &FilePaths) -> anyhow::Result<()> {
     let base = stem.strip_suffix("_error").unwrap_or(&stem).to_string();
     let folder = errors.parent().unwrap_or(std::path::Path::new("."));
     let n = (1..).find(|n| !folder.join(format!("{base}_error_retry_{n}.jsonl")).exists()).expect("a free number");
-    for (from, to) in [(errors.clone(), folder.join(format!("{base}_error_retry_{n}.jsonl"))), (paths.output.clone(), folder.join(format!("{base}_success_retry_{n}.jsonl")))] {
+    for (from, to) in
+        [(errors.clone(), folder.join(format!("{base}_error_retry_{n}.jsonl"))), (paths.output.clone(), folder.join(format!("{base}_success_retry_{n}.jsonl")))]
+    {
         if from.is_file() {
             // Streamed: an output may be far larger than memory.
             let mut source = std::fs::File::open(&from).map_err(|e| anyhow::anyhow!("reading {}: {e}", from.display()))?;
@@ -153,4 +157,3 @@ fn archive_for_retry(paths: &FilePaths) -> anyhow::Result<()> {
     }
     Ok(())
 }
-

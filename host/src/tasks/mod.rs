@@ -9,20 +9,19 @@
 
 pub mod batch_mode;
 pub mod chatml;
+pub mod dataset_card;
 pub mod endpoint;
 pub mod estimate;
 pub mod generate;
 pub mod generate_job;
-pub mod dataset_card;
 pub mod merge;
 pub mod model_call;
 pub mod preprocess;
 pub mod preprocess_job;
 pub mod score;
-pub mod shards;
 pub mod scoring;
+pub mod shards;
 pub mod stat_files;
-
 
 use modelcall_config::{LoadedTask, PluginRef, RunPlan};
 use modelcall_plugin_host::{Limits, Plugin, PluginRuntime, PluginSource, PluginSpec, Role};
@@ -87,7 +86,11 @@ impl TaskRun<'_> {
     /// Before a paid stage's first request: stops (exit 2) when earlier results of `units` were
     /// made with other settings and the user has not said what to do with them; else the
     /// reading options that carry the choice.
-    pub fn settings_check(&self, units: &[crate::engine::Unit], settings: &crate::engine::settings::Settings) -> Result<crate::engine::OtherSettings, BadConfig> {
+    pub fn settings_check(
+        &self,
+        units: &[crate::engine::Unit],
+        settings: &crate::engine::settings::Settings,
+    ) -> Result<crate::engine::OtherSettings, BadConfig> {
         crate::engine::settings::check_before_run(units, settings, self.on_changed, &self.task.source_path).map_err(BadConfig)?;
         Ok(self.other_settings())
     }
@@ -168,7 +171,12 @@ pub fn print_dry_run(run: &TaskRun<'_>, loaded: &[(&PluginRef, &Plugin)], endpoi
 
 /// The dry run's resume lines: what a run would do with each record, and whether results made
 /// with other settings would stop it.
-pub fn print_resume_plan(run: &TaskRun<'_>, units: &[crate::engine::Unit], settings: &crate::engine::settings::Settings, survey: &crate::engine::survey::Survey) {
+pub fn print_resume_plan(
+    run: &TaskRun<'_>,
+    units: &[crate::engine::Unit],
+    settings: &crate::engine::settings::Settings,
+    survey: &crate::engine::survey::Survey,
+) {
     println!("{}", survey.render());
     let other = crate::engine::settings::mismatches(units, settings);
     let n: u64 = other.iter().map(|m| m.results).sum();
@@ -198,7 +206,11 @@ pub fn print_banner(
         Some(_) => vec![format!("{} (served at {})", redactor.redact_string(&model.base_url), client.endpoint())],
         None => {
             let listed: Vec<String> = client.endpoint_stats().into_iter().map(|e| redactor.redact_string(&e.endpoint)).collect();
-            if listed.is_empty() { vec![redactor.redact_string(client.endpoint())] } else { listed }
+            if listed.is_empty() {
+                vec![redactor.redact_string(client.endpoint())]
+            } else {
+                listed
+            }
         }
     };
     // A fresh start discards the earlier results: every record is sent.
@@ -248,11 +260,7 @@ pub fn report(run: &TaskRun<'_>, outcome: &RunOutcome) -> Finish {
 pub fn report_with(run: &TaskRun<'_>, outcome: &RunOutcome, stage_errors: &[std::path::PathBuf]) -> Finish {
     let stats = &outcome.stats;
     let pricing = run.task.model.as_ref().and_then(|m| m.pricing);
-    let error_files: Vec<crate::summary::ErrorFile> = outcome
-        .units
-        .iter()
-        .filter_map(|u| crate::summary::ErrorFile::read(&u.unit.paths.errors))
-        .collect();
+    let error_files: Vec<crate::summary::ErrorFile> = outcome.units.iter().filter_map(|u| crate::summary::ErrorFile::read(&u.unit.paths.errors)).collect();
     let cumulative = outcome.summary_path.as_ref().and_then(|p| p.parent()).and_then(|folder| {
         let records = crate::run_records::load(folder);
         (records.len() > 1).then(|| {
@@ -260,10 +268,7 @@ pub fn report_with(run: &TaskRun<'_>, outcome: &RunOutcome, stage_errors: &[std:
             crate::summary::Cumulative { runs: s.runs, tokens: s.tokens(), cost: s.cost }
         })
     });
-    let (retryable, permanent) = error_files
-        .iter()
-        .flat_map(|f| &f.causes)
-        .fold((0, 0), |(r, p), c| (r + c.retryable, p + c.count - c.retryable));
+    let (retryable, permanent) = error_files.iter().flat_map(|f| &f.causes).fold((0, 0), |(r, p), c| (r + c.retryable, p + c.count - c.retryable));
     // The earlier stage's files are shown, not counted in what a rerun sends.
     let mut error_files = error_files;
     error_files.extend(stage_errors.iter().filter_map(|p| crate::summary::ErrorFile::read(p)));

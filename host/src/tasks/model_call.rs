@@ -33,7 +33,12 @@ pub async fn chat(client: &ModelClient, request: &ChatRequest, calls: &mut CallT
 
 /// [`chat`] without the response cache: a request whose point is a fresh answer (the audit's
 /// second opinion).
-pub async fn chat_fresh(client: &ModelClient, request: &ChatRequest, calls: &mut CallTally, record: &mut Option<Map<String, Value>>) -> Result<Completion, Outcome> {
+pub async fn chat_fresh(
+    client: &ModelClient,
+    request: &ChatRequest,
+    calls: &mut CallTally,
+    record: &mut Option<Map<String, Value>>,
+) -> Result<Completion, Outcome> {
     sent(client, request, calls, record).await
 }
 

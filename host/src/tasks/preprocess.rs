@@ -91,7 +91,13 @@ pub fn group_for_stem(stem: &str) -> String {
 }
 
 /// Runs the stage; each finished group file goes to `ready` (when given) at once.
-pub async fn run(run: &TaskRun<'_>, plan: &PreprocessPlan, plugin: Plugin, stop: StopSignal, ready: Option<mpsc::UnboundedSender<PathBuf>>) -> anyhow::Result<RunOutcome> {
+pub async fn run(
+    run: &TaskRun<'_>,
+    plan: &PreprocessPlan,
+    plugin: Plugin,
+    stop: StopSignal,
+    ready: Option<mpsc::UnboundedSender<PathBuf>>,
+) -> anyhow::Result<RunOutcome> {
     let units = units(plan)?;
     if run.show_progress {
         eprintln!("preprocessing {} group(s) with {}", units.len(), plugin.info().source);
@@ -159,7 +165,11 @@ pub fn report(outcome: &RunOutcome, out: &std::path::Path) {
         if t.item_errors > 0 { format!(" and {} item error(s)", t.item_errors) } else { String::new() },
         outcome.units.iter().map(|u| u.files_written.len()).sum::<usize>(),
         out.display(),
-        if t.changed > 0 { format!("; {} of them changed since the last run (or were made with another preprocessor or config)", t.changed) } else { String::new() },
+        if t.changed > 0 {
+            format!("; {} of them changed since the last run (or were made with another preprocessor or config)", t.changed)
+        } else {
+            String::new()
+        },
     );
     for u in &outcome.units {
         if u.stats.failed + u.stats.bad_lines + u.stats.item_errors > 0 {

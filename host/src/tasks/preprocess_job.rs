@@ -78,11 +78,9 @@ pub struct IdentityJob;
 impl Job for IdentityJob {
     fn run(self: Arc<Self>, _key: String, input: JobInput) -> impl std::future::Future<Output = Outcome> + Send + 'static {
         std::future::ready(match input {
-            JobInput::Record(record) | JobInput::Reparse { record, .. } => Outcome::Done {
-                produced: Produced::records(None, vec![Value::Object(record)]),
-                score: None,
-                calls: CallTally::default(),
-            },
+            JobInput::Record(record) | JobInput::Reparse { record, .. } => {
+                Outcome::Done { produced: Produced::records(None, vec![Value::Object(record)]), score: None, calls: CallTally::default() }
+            }
             JobInput::File { .. } => Failure::new("unsupported_input", "merging takes records, not raw files", CallTally::default(), None),
         })
     }

@@ -137,7 +137,15 @@ impl ScoreJob {
     /// first, with no request: the first that parses gives the verdict, its row keeping the
     /// stored call metadata. None parses: the record is sent (`then_send`, an earlier retryable
     /// failure) or fails `reparse_failed`, keeping its replies.
-    async fn reparse(&self, key: String, record: Map<String, Value>, stored: Map<String, Value>, replies: Vec<String>, then_send: bool, recovering: bool) -> Outcome {
+    async fn reparse(
+        &self,
+        key: String,
+        record: Map<String, Value>,
+        stored: Map<String, Value>,
+        replies: Vec<String>,
+        then_send: bool,
+        recovering: bool,
+    ) -> Outcome {
         let calls = CallTally { reparsed: true, recovered: recovering, ..CallTally::default() };
         let record_json = Arc::new(Value::Object(record.clone()).to_string());
         let mut why = String::from("no stored reply");
@@ -272,7 +280,14 @@ fn verdict_columns(row: &mut Map<String, Value>, score: &Score) {
 
 /// The output row: the input fields, then the verdict fields, then call metadata
 /// (reference: `item ∪ json_keys ∪ {api_status, api_fail_reason, api_return}`).
-fn build_row(mut row: Map<String, Value>, extra: Map<String, Value>, completion: &Completion, elapsed: Duration, parse_attempts: u32, calls: &CallTally) -> Map<String, Value> {
+fn build_row(
+    mut row: Map<String, Value>,
+    extra: Map<String, Value>,
+    completion: &Completion,
+    elapsed: Duration,
+    parse_attempts: u32,
+    calls: &CallTally,
+) -> Map<String, Value> {
     keep_shadowed_inputs(&mut row, extra.keys().map(String::as_str).chain(OUTPUT_COLUMNS.iter().copied()));
     row.extend(extra);
     row.insert("api_status".into(), json!("success"));
@@ -287,8 +302,20 @@ fn build_row(mut row: Map<String, Value>, extra: Map<String, Value>, completion:
 }
 
 /// The columns the host adds to every scoring row.
-const OUTPUT_COLUMNS: &[&str] =
-    &["api_status", "api_fail_reason", "api_return", "usage", "finish_reason", "latency_ms", "attempts", "parse_attempts", "score_value", "score_label", "score_rationale", "audit_score"];
+const OUTPUT_COLUMNS: &[&str] = &[
+    "api_status",
+    "api_fail_reason",
+    "api_return",
+    "usage",
+    "finish_reason",
+    "latency_ms",
+    "attempts",
+    "parse_attempts",
+    "score_value",
+    "score_label",
+    "score_rationale",
+    "audit_score",
+];
 
 /// An input field named like an output column is kept as `input_<name>` (warned about once per
 /// run) instead of being overwritten by the output's value.

@@ -52,7 +52,9 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
     // The prompt file's `output_config` is the parser's: a new default or range re-parses the
     // stored replies (below) instead of stopping the run for changed settings.
     let prompt_config = match &plan.prompt_builder.config {
-        serde_json::Value::Object(m) => serde_json::Value::Object(m.iter().filter(|(k, _)| *k != "output_config").map(|(k, v)| (k.clone(), v.clone())).collect()),
+        serde_json::Value::Object(m) => {
+            serde_json::Value::Object(m.iter().filter(|(k, _)| *k != "output_config").map(|(k, v)| (k.clone(), v.clone())).collect())
+        }
         other => other.clone(),
     };
     let parser_hash = plan.require_json.then(|| engine::settings::Settings::new(engine::settings::Settings::plugin(&parser, &score_parser.config)).hash);
@@ -353,10 +355,7 @@ pub fn input_files(task: &modelcall_config::LoadedTask, plan: &ScoringPlan) -> R
     };
     let mut files = listed.map_err(|e| BadConfig(format!("{file}: `{key}`: {e}")))?;
     if files.is_empty() {
-        return Err(BadConfig(format!(
-            "{file}: `{key}`: no input files in {} (expected *.jsonl, *.jsonl.gz, *.jsonl.zst or *.parquet)",
-            path.display()
-        )));
+        return Err(BadConfig(format!("{file}: `{key}`: no input files in {} (expected *.jsonl, *.jsonl.gz, *.jsonl.zst or *.parquet)", path.display())));
     }
     if let Some(n) = plan.max_files {
         files.truncate(n);
@@ -424,10 +423,7 @@ pub fn declared_schema(plan: &ScoringPlan, inputs: &[PathBuf]) -> Option<modelca
         ("api_status".to_string(), text()),
         ("api_fail_reason".into(), text()),
         ("api_return".into(), text()),
-        (
-            "usage".into(),
-            ColType::Struct(["prompt_tokens", "completion_tokens", "total_tokens"].iter().map(|n| Column::new(*n, int(), Role::Host)).collect()),
-        ),
+        ("usage".into(), ColType::Struct(["prompt_tokens", "completion_tokens", "total_tokens"].iter().map(|n| Column::new(*n, int(), Role::Host)).collect())),
         ("finish_reason".into(), text()),
         ("latency_ms".into(), int()),
         ("attempts".into(), int()),

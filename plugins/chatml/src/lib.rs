@@ -204,9 +204,14 @@ mod tests {
             json!([{"role": "user", "content": "Do\n\nthis"}, {"role": "assistant", "content": "ok"}])
         );
         assert_eq!(
-            messages(convert("sharegpt", json!({}), json!({"conversations": [
-                {"from": "system", "value": "be brief"}, {"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello"}, {"from": "tool", "value": "x"}
-            ]}), false)),
+            messages(convert(
+                "sharegpt",
+                json!({}),
+                json!({"conversations": [
+                    {"from": "system", "value": "be brief"}, {"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello"}, {"from": "tool", "value": "x"}
+                ]}),
+                false
+            )),
             json!([{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]),
             "sharegpt keeps system turns (a reference bug dropped them)"
         );
@@ -224,7 +229,8 @@ mod tests {
     #[test]
     fn empty_rows_are_skipped_and_bad_configs_refused() {
         assert!(matches!(convert("prompt_response", json!({}), json!({"prompt": "", "response": "A"}), false), Outcome::Skip(_)));
-        let bad = Config { format_style: "alpaca".into(), column_mapping: Map::new(), add_system_prompt: false, system_prompt: String::new(), keep_raw_data: true };
+        let bad =
+            Config { format_style: "alpaca".into(), column_mapping: Map::new(), add_system_prompt: false, system_prompt: String::new(), keep_raw_data: true };
         assert!(Chatml::new(bad).is_err());
         let bad = Config {
             format_style: "sharegpt".into(),

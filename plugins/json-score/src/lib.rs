@@ -130,8 +130,7 @@ impl ScoreParser for JsonScore {
                 }
             }
         }
-        let missing: Vec<&str> =
-            self.cfg.json_key_must_exists.iter().filter(|k| !parsed.contains_key(*k)).map(String::as_str).collect();
+        let missing: Vec<&str> = self.cfg.json_key_must_exists.iter().filter(|k| !parsed.contains_key(*k)).map(String::as_str).collect();
         if !missing.is_empty() {
             return Err(self.retry(&format!("it lacked the required key(s) {}", missing.join(", "))));
         }
@@ -163,11 +162,8 @@ impl ScoreParser for JsonScore {
 impl JsonScore {
     fn retry(&self, problem: &str) -> ParseError {
         let keys = if self.cfg.json_keys.is_empty() { "the requested keys".to_string() } else { self.cfg.json_keys.join(", ") };
-        let required = if self.cfg.json_key_must_exists.is_empty() {
-            String::new()
-        } else {
-            format!(" (required: {})", self.cfg.json_key_must_exists.join(", "))
-        };
+        let required =
+            if self.cfg.json_key_must_exists.is_empty() { String::new() } else { format!(" (required: {})", self.cfg.json_key_must_exists.join(", ")) };
         let checks: Vec<String> = self
             .cfg
             .checks

@@ -46,8 +46,7 @@ pub struct RepoXml {
 impl RepoXml {
     /// The record for one pack; errors name the file.
     pub fn record_for(&self, path: &str, bytes: &[u8]) -> Result<Value, Error> {
-        let text = std::str::from_utf8(bytes)
-            .map_err(|e| Error::invalid_input(format!("{path}: not UTF-8 text (invalid byte at {})", e.valid_up_to())))?;
+        let text = std::str::from_utf8(bytes).map_err(|e| Error::invalid_input(format!("{path}: not UTF-8 text (invalid byte at {})", e.valid_up_to())))?;
         let (tool, files) = pack::parse(text).map_err(|e| Error::invalid_input(format!("{path}: {e}")))?;
         let facts = record::facts(&files);
         let parsed = name::parse(path).unwrap_or(name::PackName { user: String::new(), repo: String::new(), commit: String::new() });
@@ -197,6 +196,12 @@ mod tests {
             }
         }
         let secs = t.elapsed().as_secs_f64();
-        println!("repo-xml native: {:.1} MB/s on one core ({} packs, {} bytes, {} rounds, tokenization included)", (bytes * rounds) as f64 / secs / 1e6, packs.len(), bytes, rounds);
+        println!(
+            "repo-xml native: {:.1} MB/s on one core ({} packs, {} bytes, {} rounds, tokenization included)",
+            (bytes * rounds) as f64 / secs / 1e6,
+            packs.len(),
+            bytes,
+            rounds
+        );
     }
 }

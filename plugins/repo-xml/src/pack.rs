@@ -99,8 +99,7 @@ fn parse_repomix(text: &str) -> Result<Vec<PackedFile<'_>>, PackError> {
         };
         let path = &after[..q];
         let body = &after[q + 2..];
-        let end = find_close(body, "</file>", &["<file path=\"", "</files>"])
-            .ok_or_else(|| PackError::Unterminated { path: path.to_string() })?;
+        let end = find_close(body, "</file>", &["<file path=\"", "</files>"]).ok_or_else(|| PackError::Unterminated { path: path.to_string() })?;
         files.push(PackedFile { path, content: skip_one_newline(&body[..end]) });
         rest = &body[end + "</file>".len()..];
         if rest.trim_start().starts_with("</files>") {
@@ -124,8 +123,7 @@ fn parse_rendergit(text: &str) -> Result<Vec<PackedFile<'_>>, PackError> {
             return Err(PackError::Unterminated { path: path.to_string() });
         };
         let body = &after[c + "<document_content>".len()..];
-        let end = find_close(body, "</document_content>", &["</document>"])
-            .ok_or_else(|| PackError::Unterminated { path: path.to_string() })?;
+        let end = find_close(body, "</document_content>", &["</document>"]).ok_or_else(|| PackError::Unterminated { path: path.to_string() })?;
         files.push(PackedFile { path, content: skip_one_newline(&body[..end]) });
         rest = &body[end + "</document_content>".len()..];
     }

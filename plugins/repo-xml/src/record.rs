@@ -22,14 +22,7 @@ pub struct PackFacts {
 }
 
 pub fn facts(files: &[PackedFile<'_>]) -> PackFacts {
-    let mut f = PackFacts {
-        files_with_content: 0,
-        total_lines: 0,
-        has_readme: false,
-        has_license: false,
-        has_gitignore: false,
-        file_types: Vec::new(),
-    };
+    let mut f = PackFacts { files_with_content: 0, total_lines: 0, has_readme: false, has_license: false, has_gitignore: false, file_types: Vec::new() };
     for file in files {
         let lower = file.path.to_lowercase();
         f.has_readme |= lower.contains("readme");

@@ -72,10 +72,7 @@ pub fn with_instance<T: 'static, R>(ctx: &CallContext, call: &str, f: impl FnOnc
     let ctx = Context::from_host(ctx);
     INSTANCES.with(|all| {
         let mut all = all.borrow_mut();
-        let plugin = all
-            .iter_mut()
-            .find_map(|p| p.downcast_mut::<T>())
-            .ok_or_else(|| Error::internal(format!("{call} called before init")))?;
+        let plugin = all.iter_mut().find_map(|p| p.downcast_mut::<T>()).ok_or_else(|| Error::internal(format!("{call} called before init")))?;
         Ok(f(plugin, &ctx))
     })
 }

@@ -45,18 +45,12 @@ impl PromptBuilder for TemplatePrompt {
     type Config = Config;
 
     fn new(config: Config) -> Result<Self, Error> {
-        let template = Template::parse(&config.prompt_template.prompt_text)
-            .map_err(|e| Error::invalid_config(format!("prompt_template.prompt_text: {e}")))?;
+        let template = Template::parse(&config.prompt_template.prompt_text).map_err(|e| Error::invalid_config(format!("prompt_template.prompt_text: {e}")))?;
         let format_key = match (&config.input_key, config.prompt_format_key) {
             (Some(_), None) => config.input_key.clone(),
             (_, k) => k,
         };
-        Ok(TemplatePrompt {
-            system: config.prompt_template.system_text.filter(|s| !s.is_empty()),
-            template,
-            input_key: config.input_key,
-            format_key,
-        })
+        Ok(TemplatePrompt { system: config.prompt_template.system_text.filter(|s| !s.is_empty()), template, input_key: config.input_key, format_key })
     }
 
     fn config_schema() -> Option<Value> {
@@ -170,9 +164,7 @@ mod tests {
 
     #[test]
     fn the_format_key_is_never_overwritten_by_a_same_named_field() {
-        let cfg = config_from_yaml(
-            "prompt_template:\n  prompt_text: \"Judge: {text}\"\ninput_key: content_truncate_32k\nprompt_format_key: text\n",
-        );
+        let cfg = config_from_yaml("prompt_template:\n  prompt_text: \"Judge: {text}\"\ninput_key: content_truncate_32k\nprompt_format_key: text\n");
         let p = build(cfg, json!({"text": "THE FULL UNTRUNCATED TEXT", "content_truncate_32k": "truncated"})).unwrap();
         assert_eq!(p.messages[0].content, "Judge: truncated");
         // With only input_key, the placeholder of the same name is filled from it.

@@ -112,11 +112,8 @@ impl Universal {
                     Some("combine") => {
                         let sep = r.get("separator").and_then(Value::as_str).unwrap_or(" ");
                         let fields = r.get("fields").and_then(Value::as_array).cloned().unwrap_or_default();
-                        let parts: Vec<String> = fields
-                            .iter()
-                            .filter_map(Value::as_str)
-                            .filter_map(|f| row.get(f).filter(|v| truthy(Some(v))).map(as_text))
-                            .collect();
+                        let parts: Vec<String> =
+                            fields.iter().filter_map(Value::as_str).filter_map(|f| row.get(f).filter(|v| truthy(Some(v))).map(as_text)).collect();
                         out.insert(target.clone(), json!(parts.join(sep)));
                     }
                     Some("constant") => {
@@ -129,10 +126,8 @@ impl Universal {
         }
         // 4 (text first, so filters see it): text from the first truthy of the usual fields.
         if !truthy(out.get("text")) {
-            let text = ["content", "body", "description", "message"]
-                .iter()
-                .find_map(|f| out.get(*f).filter(|v| truthy(Some(v))).map(as_text))
-                .unwrap_or_default();
+            let text =
+                ["content", "body", "description", "message"].iter().find_map(|f| out.get(*f).filter(|v| truthy(Some(v))).map(as_text)).unwrap_or_default();
             out.insert("text".into(), json!(text));
         }
         let mut text = out.get("text").map(as_text).unwrap_or_default();

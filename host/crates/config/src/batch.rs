@@ -58,7 +58,6 @@ impl crate::LoadedTask {
             })
             .collect()
     }
-
 }
 
 /// `task_type: merge_distillation_results`.
@@ -106,7 +105,11 @@ pub fn parse_batch(json: &Value, path: &Path, yaml: &YamlFile, task_dir: &Path) 
     let number = |key: &str, default: u64| -> Result<usize, ConfigError> {
         match json.pointer(&format!("/batch_submit/{key}")) {
             None | Some(Value::Null) => Ok(default as usize),
-            Some(v) => v.as_u64().filter(|n| *n >= 1).map(|n| n as usize).ok_or_else(|| err(path, yaml, &["batch_submit", key], format!("must be a positive whole number, found {v}"))),
+            Some(v) => v
+                .as_u64()
+                .filter(|n| *n >= 1)
+                .map(|n| n as usize)
+                .ok_or_else(|| err(path, yaml, &["batch_submit", key], format!("must be a positive whole number, found {v}"))),
         }
     };
     let (concurrency, batch_size) = (number("concurrency", 30)?, number("batch_size", 30)?);
@@ -125,7 +128,12 @@ pub fn parse_batch(json: &Value, path: &Path, yaml: &YamlFile, task_dir: &Path) 
         let stem = model_config_path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
         let output_path = output_base_dir.join(&stem);
         if models.iter().any(|m: &BatchModel| m.run.output_path == output_path) {
-            return Err(err(path, yaml, &["batch_submit", "models"], format!("two entries use the model config {}: their outputs would share {}", model_config_path.display(), output_path.display())));
+            return Err(err(
+                path,
+                yaml,
+                &["batch_submit", "models"],
+                format!("two entries use the model config {}: their outputs would share {}", model_config_path.display(), output_path.display()),
+            ));
         }
         models.push(BatchModel {
             alias: entry.get("alias").and_then(Value::as_str).unwrap_or("default").to_string(),
@@ -161,7 +169,9 @@ pub fn parse_merge(json: &Value, path: &Path, yaml: &YamlFile, task_dir: &Path) 
     let models = entries
         .iter()
         .enumerate()
-        .map(|(i, e)| e.get("name").and_then(Value::as_str).map(str::to_string).ok_or_else(|| err(path, yaml, &["merge", "models"], format!("entry {i} has no `name`"))))
+        .map(|(i, e)| {
+            e.get("name").and_then(Value::as_str).map(str::to_string).ok_or_else(|| err(path, yaml, &["merge", "models"], format!("entry {i} has no `name`")))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(MergeResults { output_base_dir, models })
 }

@@ -29,9 +29,7 @@ pub fn interpolate(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Resul
             if let Some(end) = body.find('}') {
                 let inner = &body[..end];
                 let value = match inner.split_once(":-") {
-                    Some((name, default)) => {
-                        Some(lookup(name.trim()).filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_string()))
-                    }
+                    Some((name, default)) => Some(lookup(name.trim()).filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_string())),
                     None => lookup(inner.trim()),
                 };
                 match value {
@@ -80,11 +78,7 @@ pub fn parse_env(text: &str) -> HashMap<String, String> {
         let Some((k, v)) = line.split_once('=') else { continue };
         let v = v.trim();
         let quoted = v.len() >= 2 && ((v.starts_with('"') && v.ends_with('"')) || (v.starts_with('\'') && v.ends_with('\'')));
-        let v = if quoted {
-            &v[1..v.len() - 1]
-        } else {
-            v.find(" #").map(|i| v[..i].trim_end()).unwrap_or(v)
-        };
+        let v = if quoted { &v[1..v.len() - 1] } else { v.find(" #").map(|i| v[..i].trim_end()).unwrap_or(v) };
         vars.insert(k.trim().to_string(), v.to_string());
     }
     vars
@@ -206,8 +200,8 @@ mod tests {
 
     #[test]
     fn env_file_values_win_over_the_environment_like_the_reference() {
-        let vars = Vars::fixed([("K".to_string(), "shell".to_string()), ("ONLY_SHELL".into(), "s".into())])
-            .with_env_file("x.env".into(), Some(parse_env("K=file\n")));
+        let vars =
+            Vars::fixed([("K".to_string(), "shell".to_string()), ("ONLY_SHELL".into(), "s".into())]).with_env_file("x.env".into(), Some(parse_env("K=file\n")));
         assert_eq!(vars.get("K").as_deref(), Some("file"));
         assert_eq!(vars.get("ONLY_SHELL").as_deref(), Some("s"));
         assert_eq!(vars.get("NONE"), None);

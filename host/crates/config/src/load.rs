@@ -50,8 +50,7 @@ pub fn load_task_with(path: &Path, overrides: &Overrides, env: Vars) -> Result<L
     let vars = match yaml.tree.pointer("/environment/config_path") {
         None | Some(Value::Null) => env,
         Some(Value::String(raw)) => {
-            let raw = crate::env::interpolate(raw, &|k| env.get(k))
-                .map_err(|var| err(&["environment", "config_path"], env.missing_message(var.name())))?;
+            let raw = crate::env::interpolate(raw, &|k| env.get(k)).map_err(|var| err(&["environment", "config_path"], env.missing_message(var.name())))?;
             let p = paths::resolve(&raw, &task_dir);
             match read_env_file(&p) {
                 Ok(v) => env.with_env_file(p, Some(v)),
@@ -84,8 +83,9 @@ pub fn load_task_with(path: &Path, overrides: &Overrides, env: Vars) -> Result<L
     check_plugins(&mut task, &yaml, path)?;
     if let Some(fmt) = &task.data.output_format {
         if fmt != "parquet" && fmt != "jsonl" {
-            return Err(err(&["data", "output_format"], format!("`{fmt}` is not an output format; use parquet or jsonl"))
-                .suggest(closest(fmt, ["parquet", "jsonl"])));
+            return Err(
+                err(&["data", "output_format"], format!("`{fmt}` is not an output format; use parquet or jsonl")).suggest(closest(fmt, ["parquet", "jsonl"]))
+            );
         }
     }
 
@@ -141,9 +141,12 @@ pub fn load_task_with(path: &Path, overrides: &Overrides, env: Vars) -> Result<L
                 // The other schema's spelling of the model or of resume: ignoring it would answer
                 // with another model, or resend (or skip) what the author meant otherwise.
                 if let Some(right) = other_spelling(&o.key, task_type.as_str()) {
-                    return Err(ConfigError::new(path, format!("{} (the reference ignored it too, so its value never applied); write `distillation.{right}` instead, or remove it", o.why))
-                        .key(o.key.clone())
-                        .at(find_key(&yaml.source, &segs).or_else(|| yaml.locate(&segs))));
+                    return Err(ConfigError::new(
+                        path,
+                        format!("{} (the reference ignored it too, so its value never applied); write `distillation.{right}` instead, or remove it", o.why),
+                    )
+                    .key(o.key.clone())
+                    .at(find_key(&yaml.source, &segs).or_else(|| yaml.locate(&segs))));
                 }
                 ignored.push(IgnoredKey { path: path.to_path_buf(), line: find_key(&yaml.source, &segs).map(|l| l.0), key: o.key, why: o.why });
             }
@@ -218,7 +221,11 @@ fn storage_env(json: &Value, yaml: &YamlFile, path: &Path, task_dir: &Path, warn
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             // The reference skipped a missing file silently; say so only where it matters.
             if json.to_string().contains("tos://") {
-                warnings.push(format!("{}{line}: environment.tos_config_path: {} does not exist; object storage uses the environment only", path.display(), p.display()));
+                warnings.push(format!(
+                    "{}{line}: environment.tos_config_path: {} does not exist; object storage uses the environment only",
+                    path.display(),
+                    p.display()
+                ));
             }
             return Ok(Default::default());
         }
@@ -271,21 +278,13 @@ fn task_type(yaml: &YamlFile, path: &Path) -> Result<TaskType, ConfigError> {
     match yaml.tree.get("task_type") {
         // The reference ran anything without a known type as scoring.
         None | Some(Value::Null) => Ok(TaskType::DataScoring),
-        Some(Value::String(t)) => TaskType::parse(t).ok_or_else(|| {
-            err(format!("unknown task type `{t}`; expected one of {}", TaskType::NAMES.join(", "))).suggest(closest(t, TaskType::NAMES))
-        }),
+        Some(Value::String(t)) => TaskType::parse(t)
+            .ok_or_else(|| err(format!("unknown task type `{t}`; expected one of {}", TaskType::NAMES.join(", "))).suggest(closest(t, TaskType::NAMES))),
         Some(other) => Err(err(format!("must be a string, found {}", describe(other)))),
     }
 }
 
-fn check_keys(
-    v: &Value,
-    path: &mut Vec<String>,
-    yaml: &YamlFile,
-    file: &Path,
-    task_type: &str,
-    ignored: &mut Vec<IgnoredKey>,
-) -> Result<(), ConfigError> {
+fn check_keys(v: &Value, path: &mut Vec<String>, yaml: &YamlFile, file: &Path, task_type: &str, ignored: &mut Vec<IgnoredKey>) -> Result<(), ConfigError> {
     let Value::Object(map) = v else { return Ok(()) };
     let segs: Vec<&str> = path.iter().map(String::as_str).collect();
     let known = known_keys(&segs);
@@ -304,12 +303,7 @@ fn check_keys(
                 .at(find_key(&yaml.source, &full).or_else(|| yaml.locate(&full))));
         }
         if let Some(why) = ignored_reason(&full, task_type) {
-            ignored.push(IgnoredKey {
-                path: file.to_path_buf(),
-                key: full.join("."),
-                line: find_key(&yaml.source, &full).map(|l| l.0),
-                why: why.to_string(),
-            });
+            ignored.push(IgnoredKey { path: file.to_path_buf(), key: full.join("."), line: find_key(&yaml.source, &full).map(|l| l.0), why: why.to_string() });
         }
         // Descend only where keys are checked (below `plugins.<name>` the config is free-form).
         if known.is_some() || segs == ["plugins"] {
@@ -394,8 +388,9 @@ fn check_plugins(task: &mut TaskConfig, yaml: &YamlFile, path: &Path) -> Result<
         entry.name = name.clone();
         let err = |key: &str, msg: String| ConfigError::new(path, msg).key(format!("plugins.{name}.{key}")).at(yaml.locate(&["plugins", name, key]));
         if !PLUGIN_ROLES.contains(&entry.role.as_str()) {
-            return Err(err("role", format!("`{}` is not a role; expected one of {}", entry.role, PLUGIN_ROLES.join(", ")))
-                .suggest(closest(&entry.role, PLUGIN_ROLES)));
+            return Err(
+                err("role", format!("`{}` is not a role; expected one of {}", entry.role, PLUGIN_ROLES.join(", "))).suggest(closest(&entry.role, PLUGIN_ROLES))
+            );
         }
         if let Some(other) = roles.insert(entry.role.clone(), name.clone()) {
             return Err(err("role", format!("plugins `{other}` and `{name}` both have role {}; a task uses one per role", entry.role)));

@@ -89,7 +89,6 @@ pub struct ClientOptions {
     pub max_response_bytes: Option<u64>,
 }
 
-
 /// What a million tokens cost (prompt and completion).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Pricing {
@@ -115,9 +114,20 @@ impl ModelDefaults {
 }
 
 const CLIENT_KEYS: &[&str] = &[
-    "base_url", "api_key", "api_key_file", "timeout", "idle_timeout", "max_retries", "backoff_base_ms", "backoff_max_ms",
+    "base_url",
+    "api_key",
+    "api_key_file",
+    "timeout",
+    "idle_timeout",
+    "max_retries",
+    "backoff_base_ms",
+    "backoff_max_ms",
     // The OpenAI SDK's client options.
-    "default_headers", "default_query", "organization", "project", "http2_prior_knowledge",
+    "default_headers",
+    "default_query",
+    "organization",
+    "project",
+    "http2_prior_knowledge",
     // `chat` (default) or `completions` (text completion, for base models).
     "api",
     // A pool: `[{url, weight, max_in_flight}]` (or `base_url` as a list).
@@ -182,9 +192,10 @@ impl ModelConfig {
         }
         let model = match chat.remove("model") {
             Some(Value::String(m)) if !m.is_empty() => m,
-            None | Some(Value::Null) => vars.get("MODEL_NAME").filter(|m| !m.is_empty()).ok_or_else(|| {
-                err(&["chat_config", "model"], "missing: name the model to call (chat_config.model)".into())
-            })?,
+            None | Some(Value::Null) => vars
+                .get("MODEL_NAME")
+                .filter(|m| !m.is_empty())
+                .ok_or_else(|| err(&["chat_config", "model"], "missing: name the model to call (chat_config.model)".into()))?,
             Some(v) => return Err(err(&["chat_config", "model"], format!("must be a model name, found {}", describe(&v)))),
         };
         let stream = match chat.remove("stream") {
@@ -206,11 +217,7 @@ impl ModelConfig {
             match client_value(k) {
                 None => Ok(None),
                 Some(Value::Number(n)) => Ok(n.as_f64()),
-                Some(Value::String(s)) => s
-                    .trim()
-                    .parse::<f64>()
-                    .map(Some)
-                    .map_err(|_| err(&["client_config", k], format!("must be a number, found \"{s}\""))),
+                Some(Value::String(s)) => s.trim().parse::<f64>().map(Some).map_err(|_| err(&["client_config", k], format!("must be a number, found \"{s}\""))),
                 Some(v) => Err(err(&["client_config", k], format!("must be a number, found {}", describe(v)))),
             }
         };
@@ -239,16 +246,12 @@ impl ModelConfig {
             Some(Ok(spec)) => Some(spec),
             Some(Err(e)) => return Err(err(&["client_config", "base_url"], e.to_string()).suggest(crate::sim::suggestion(&e))),
             None if base_url.starts_with("http://") || base_url.starts_with("https://") => None,
-            None => {
-                return Err(err(&["client_config", "base_url"], format!("`{base_url}` must start with http://, https:// or sim://")))
-            }
+            None => return Err(err(&["client_config", "base_url"], format!("`{base_url}` must start with http://, https:// or sim://"))),
         };
         let api_key = text("api_key", "API_KEY")?.filter(|s| !s.is_empty());
         let api_key = match client_value("api_key_file") {
             None => api_key,
-            Some(_) if api_key.is_some() => {
-                return Err(err(&["client_config", "api_key_file"], "give either api_key or api_key_file, not both".into()))
-            }
+            Some(_) if api_key.is_some() => return Err(err(&["client_config", "api_key_file"], "give either api_key or api_key_file, not both".into())),
             Some(Value::String(p)) if !p.trim().is_empty() => {
                 let written = Path::new(p.trim());
                 let full = if written.is_absolute() { written.to_path_buf() } else { path.parent().unwrap_or(Path::new(".")).join(written) };
@@ -258,10 +261,7 @@ impl ModelConfig {
         };
         let timeout = match num("timeout")? {
             Some(t) => t,
-            None => defaults
-                .task_timeout
-                .or_else(|| vars.get("REQUEST_TIMEOUT").and_then(|v| v.trim().parse().ok()))
-                .unwrap_or(defaults.timeout_secs),
+            None => defaults.task_timeout.or_else(|| vars.get("REQUEST_TIMEOUT").and_then(|v| v.trim().parse().ok())).unwrap_or(defaults.timeout_secs),
         };
         if timeout.is_nan() || timeout <= 0.0 {
             return Err(err(&["client_config", "timeout"], format!("must be a positive number of seconds, found {timeout}")));
@@ -269,9 +269,7 @@ impl ModelConfig {
         let idle_timeout = match num("idle_timeout")? {
             None => None,
             Some(t) if t.is_finite() && t > 0.0 => Some(Duration::from_secs_f64(t)),
-            Some(t) => {
-                return Err(err(&["client_config", "idle_timeout"], format!("must be a positive number of seconds, found {t}")))
-            }
+            Some(t) => return Err(err(&["client_config", "idle_timeout"], format!("must be a positive number of seconds, found {t}"))),
         };
         let whole = |k: &str, default: f64| -> Result<f64, ConfigError> {
             let v = num(k)?.unwrap_or(default);

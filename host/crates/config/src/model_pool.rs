@@ -18,7 +18,11 @@ pub struct PoolEndpoint {
 
 /// The pool written in `base_url` (a list) and `endpoints`, `base_url`'s first; empty for a
 /// single endpoint. `err(keys, message)` makes the error naming the file, key and line.
-pub(crate) fn parse(base_url: Option<&Value>, endpoints: Option<&Value>, err: &dyn Fn(&[&str], String) -> ConfigError) -> Result<Vec<PoolEndpoint>, ConfigError> {
+pub(crate) fn parse(
+    base_url: Option<&Value>,
+    endpoints: Option<&Value>,
+    err: &dyn Fn(&[&str], String) -> ConfigError,
+) -> Result<Vec<PoolEndpoint>, ConfigError> {
     let describe = crate::yaml::describe;
     let mut pool: Vec<PoolEndpoint> = Vec::new();
     if let Some(Value::Array(urls)) = base_url {
@@ -36,7 +40,8 @@ pub(crate) fn parse(base_url: Option<&Value>, endpoints: Option<&Value>, err: &d
                 let entry_err = |msg: String| err(&["client_config", "endpoints"], format!("entry {i}: {msg}"));
                 if let Some(m) = e.as_object() {
                     if let Some(k) = m.keys().find(|k| !["url", "weight", "max_in_flight"].contains(&k.as_str())) {
-                        return Err(entry_err(format!("unknown key `{k}` (an endpoint has url, weight, max_in_flight)")).suggest(closest(k, ["url", "weight", "max_in_flight"])));
+                        return Err(entry_err(format!("unknown key `{k}` (an endpoint has url, weight, max_in_flight)"))
+                            .suggest(closest(k, ["url", "weight", "max_in_flight"])));
                     }
                 }
                 let url = e.get("url").and_then(Value::as_str).filter(|u| !u.is_empty()).ok_or_else(|| entry_err("needs a `url`".into()))?;
@@ -49,7 +54,8 @@ pub(crate) fn parse(base_url: Option<&Value>, endpoints: Option<&Value>, err: &d
                     Some(n) => Some(
                         n.as_u64()
                             .filter(|n| (1..=u32::MAX as u64).contains(n))
-                            .ok_or_else(|| entry_err(format!("`max_in_flight` must be a whole number of at least 1, found {}", describe(n))))? as u32,
+                            .ok_or_else(|| entry_err(format!("`max_in_flight` must be a whole number of at least 1, found {}", describe(n))))?
+                            as u32,
                     ),
                 };
                 pool.push(PoolEndpoint { url: url.to_string(), weight, max_in_flight });

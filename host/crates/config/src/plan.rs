@@ -36,9 +36,14 @@ impl RunPlan {
                 if let Some(prompt) = &task.prompt {
                     let _ = writeln!(s, "prompt      {} (json keys: {})", prompt.path.display(), prompt.output.json_keys.join(", "));
                 }
-                let _ = writeln!(s, "concurrency {} requests in flight, {} files at once{}{}", self.concurrency, p.max_concurrent_files,
+                let _ = writeln!(
+                    s,
+                    "concurrency {} requests in flight, {} files at once{}{}",
+                    self.concurrency,
+                    p.max_concurrent_files,
                     if self.adaptive { "; adaptive (that is the ceiling)" } else { "" },
-                    if self.prefix_groups { "; records sharing a prompt prefix sent together" } else { "" });
+                    if self.prefix_groups { "; records sharing a prompt prefix sent together" } else { "" }
+                );
                 if let Some(n) = p.max_files {
                     let _ = writeln!(s, "debug       at most {n} file(s)");
                 }

@@ -125,7 +125,6 @@ pub struct PlanError {
     pub message: String,
 }
 
-
 /// `distributed.num_runs > 1` writes each pass to its own folder, so the output folder must
 /// name `{run_index}`; checked once, before the passes resolve it.
 pub fn check_num_runs(task: &LoadedTask) -> Result<(), PlanError> {
@@ -167,11 +166,7 @@ impl RunPlan {
             // Retry mode keeps what is done (the reference turned resume off there because it
             // took its input from the error file instead).
             Stages::Generate(g) => (g.concurrency, Duration::from_secs_f64(g.flush_interval_secs.clamp(0.01, 60.0)), !g.resume && !g.retry_mode),
-            _ => (
-                t.concurrency.max_concurrent_requests.unwrap_or(64),
-                Duration::from_millis(200),
-                !t.options.resume() || t.options.delete_existing(),
-            ),
+            _ => (t.concurrency.max_concurrent_requests.unwrap_or(64), Duration::from_millis(200), !t.options.resume() || t.options.delete_existing()),
         };
         Ok(RunPlan {
             task_name: t.task_name.clone(),
@@ -284,20 +279,14 @@ fn preprocess_plan(task: &LoadedTask) -> Result<Option<PreprocessPlan>, PlanErro
         return Ok(None);
     }
     let data_input = t.data.input_folder.clone().or_else(|| t.data.input_file.clone());
-    let input = pre
-        .input_folder
-        .clone()
-        .or(data_input)
-        .ok_or_else(|| err("`preprocess.input_folder` (or data.input_folder) is needed to preprocess".into()))?;
+    let input =
+        pre.input_folder.clone().or(data_input).ok_or_else(|| err("`preprocess.input_folder` (or data.input_folder) is needed to preprocess".into()))?;
     let input_root = task.resolve(&input);
     if !input_root.exists() {
         return Err(err(format!("`preprocess.input_folder`: {} does not exist", input_root.display())));
     }
-    let output_folder = pre
-        .output_folder
-        .as_deref()
-        .map(|o| task.resolve(o))
-        .unwrap_or_else(|| PathBuf::from(format!("{}_preprocessed", input_root.display())));
+    let output_folder =
+        pre.output_folder.as_deref().map(|o| task.resolve(o)).unwrap_or_else(|| PathBuf::from(format!("{}_preprocessed", input_root.display())));
     let preset = SCRIPT_PRESETS.iter().find(|p| p.script_type == pre.script_type).expect("every script type has a preset");
     let mut plugin = match entry {
         Some(_) => plugin_ref(task, "preprocessor", entry, "", json!({})),
@@ -335,4 +324,3 @@ fn preprocess_plan(task: &LoadedTask) -> Result<Option<PreprocessPlan>, PlanErro
         id_field: t.data.id_field.clone().unwrap_or_else(|| "id".into()),
     }))
 }
-

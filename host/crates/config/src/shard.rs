@@ -107,10 +107,7 @@ mod tests {
     fn scheduler_variables() {
         assert_eq!(shard_from_vars(&vars(&[])), Ok(None));
         assert_eq!(shard_from_vars(&vars(&[("SLURM_ARRAY_TASK_ID", "2"), ("SLURM_ARRAY_TASK_COUNT", "4")])), Ok(Some((2, 4))));
-        assert_eq!(
-            shard_from_vars(&vars(&[("SLURM_ARRAY_TASK_ID", "5"), ("SLURM_ARRAY_TASK_MIN", "1"), ("SLURM_ARRAY_TASK_COUNT", "8")])),
-            Ok(Some((4, 8)))
-        );
+        assert_eq!(shard_from_vars(&vars(&[("SLURM_ARRAY_TASK_ID", "5"), ("SLURM_ARRAY_TASK_MIN", "1"), ("SLURM_ARRAY_TASK_COUNT", "8")])), Ok(Some((4, 8))));
         assert_eq!(
             shard_from_vars(&vars(&[("SLURM_ARRAY_TASK_ID", "9"), ("SLURM_ARRAY_TASK_COUNT", "4")])).unwrap_err().to_string(),
             "Slurm array task 9 (min 0) is outside a count of 4; use a contiguous array such as --array=0-3"

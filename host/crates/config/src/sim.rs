@@ -56,10 +56,7 @@ mod tests {
         assert_eq!((s.options.latency, s.options.faults.len()), (Duration::ZERO, 0));
         let s = SimSpec::parse("sim://?latency_ms=50&fault=429:0.05&fault=drop=0.01&seed=3&reasoning").unwrap().unwrap();
         assert_eq!(s.options.latency, Duration::from_millis(50));
-        assert_eq!(
-            s.options.faults,
-            vec![SimFault { kind: FaultKind::RateLimited, rate: 0.05 }, SimFault { kind: FaultKind::Drop, rate: 0.01 }]
-        );
+        assert_eq!(s.options.faults, vec![SimFault { kind: FaultKind::RateLimited, rate: 0.05 }, SimFault { kind: FaultKind::Drop, rate: 0.01 }]);
         assert_eq!((s.options.seed, s.options.reasoning), (3, true));
         assert_eq!(s.url, "sim://?latency_ms=50&fault=429:0.05&fault=drop=0.01&seed=3&reasoning");
         let e = SimSpec::parse("sim://?latency=5").unwrap().unwrap_err();

@@ -248,8 +248,6 @@ impl DistributedSection {
     }
 }
 
-
-
 /// `preprocess.script_type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -294,7 +292,6 @@ pub struct PreprocessSection {
     /// files, else files.
     pub input: Option<PreprocessInputKind>,
 }
-
 
 impl PreprocessSection {
     pub fn max_tokens(&self) -> u32 {

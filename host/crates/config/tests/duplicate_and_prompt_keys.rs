@@ -41,7 +41,10 @@ fn a_key_written_twice_inside_a_section_of_a_task_file() {
     assert_eq!((e.line, e.column, e.key.as_deref()), (Some(second), Some(3), Some("retry.max_retries")), "{e}");
     assert_eq!(
         e.to_string(),
-        format!("{}:{second}:3: `retry.max_retries`: duplicate key: already set at line {first}; a mapping holds each key once, keep one", fx.path(TASK).display())
+        format!(
+            "{}:{second}:3: `retry.max_retries`: duplicate key: already set at line {first}; a mapping holds each key once, keep one",
+            fx.path(TASK).display()
+        )
     );
 }
 

@@ -3,8 +3,8 @@
 mod common;
 
 use common::Fx;
-use std::path::{Path, PathBuf};
 use modelcall_config::{dry_run_plan, load_task_with, ConfigError, DistillationStep, LoadedTask, Overrides, TaskType, Vars};
+use std::path::{Path, PathBuf};
 
 impl Fx {
     /// Loads `task` after writing `text` to it.
@@ -275,12 +275,10 @@ fn distillation_tasks_parse_their_steps_and_configs() {
 #[test]
 fn plugins_block() {
     let fx = Fx::new("scoring");
-    let text = fx.text(TASK)
-        + "plugins:\n  repo:\n    role: prompt-builder\n    path: plugins/repo.wasm\n    sha256: \"ABCDEF\"\n    config: {template: x}\n";
+    let text = fx.text(TASK) + "plugins:\n  repo:\n    role: prompt-builder\n    path: plugins/repo.wasm\n    sha256: \"ABCDEF\"\n    config: {template: x}\n";
     let e = fx.load_text(TASK, &text, &[]).unwrap_err();
     assert!(e.to_string().contains("plugins.repo.sha256") && e.to_string().contains("64 hex"), "{e}");
-    let text = text.replace("ABCDEF", &"ab".repeat(32))
-        + "  parse:\n    role: score-parser\n    path: builtin:json-score\n    limits: {timeout_ms: 500}\n";
+    let text = text.replace("ABCDEF", &"ab".repeat(32)) + "  parse:\n    role: score-parser\n    path: builtin:json-score\n    limits: {timeout_ms: 500}\n";
     let t = fx.load_text(TASK, &text, &[]).unwrap();
     let p = &t.task.plugins["parse"];
     assert_eq!((p.name.as_str(), p.role.as_str(), p.path.as_str()), ("parse", "score-parser", "builtin:json-score"));
@@ -344,7 +342,11 @@ fn shipped_configs_load() {
 fn tos_config_path_loads_the_object_storage_credentials_it_names() {
     let fx = Fx::new("scoring");
     std::fs::create_dir_all(fx.path("env")).unwrap();
-    std::fs::write(fx.path("env/add_tos_key.env"), "export TOS_ACCESS_KEY=ak-1\nTOS_SECRET_KEY=\"sk-tos-secret\"\nREGION=cn-shanghai\nTOS_ENDPOINT=https://tos.example\nOTHER=x\n").unwrap();
+    std::fs::write(
+        fx.path("env/add_tos_key.env"),
+        "export TOS_ACCESS_KEY=ak-1\nTOS_SECRET_KEY=\"sk-tos-secret\"\nREGION=cn-shanghai\nTOS_ENDPOINT=https://tos.example\nOTHER=x\n",
+    )
+    .unwrap();
     let text = fx.text(TASK).replace("\"env/add_tos_key.env\"", &format!("\"{}\"", fx.path("env/add_tos_key.env").display()));
     let t = fx.load_text(TASK, &text, &[]).unwrap();
     let env: std::collections::HashMap<_, _> = t.storage_env.0.iter().cloned().collect();

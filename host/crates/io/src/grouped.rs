@@ -33,12 +33,13 @@ struct Row {
 
 /// A group name that is safe as a file name.
 pub fn group_file_stem(group: &str) -> String {
-    let s: String = group
-        .chars()
-        .map(|c| if c.is_alphanumeric() || matches!(c, '-' | '_' | '+' | '#' | '.') { c } else { '_' })
-        .collect();
+    let s: String = group.chars().map(|c| if c.is_alphanumeric() || matches!(c, '-' | '_' | '+' | '#' | '.') { c } else { '_' }).collect();
     let s = s.trim_matches('.').to_string();
-    if s.is_empty() { "ungrouped".into() } else { s }
+    if s.is_empty() {
+        "ungrouped".into()
+    } else {
+        s
+    }
 }
 
 /// Where the records of a records journal go.
@@ -157,9 +158,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let j = dir.path().join(".modelcall/pre.journal.jsonl");
         let (journal, _) = Journal::open(&j, Duration::from_millis(10)).unwrap();
-        let add = |k: &str, s: EntryStatus, row: Value| {
-            journal.append(JournalEntry::new(k, s, row.as_object().unwrap().clone())).unwrap()
-        };
+        let add = |k: &str, s: EntryStatus, row: Value| journal.append(JournalEntry::new(k, s, row.as_object().unwrap().clone())).unwrap();
         add("Rust/a.xml", EntryStatus::Ok, json!({"group": "Rust", "records": [{"id": "a", "v": 1}]}));
         add("Rust/a.xml", EntryStatus::Ok, json!({"group": "Rust", "records": [{"id": "a", "v": 2}]})); // a re-run after a crash
         add("Go/b.xml", EntryStatus::Ok, json!({"group": "Go", "records": [{"id": "b1"}, {"id": "b2"}]}));

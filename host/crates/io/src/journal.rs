@@ -8,7 +8,6 @@
 //! can leave a torn last line, which [`Journal::open`] drops by truncating the file to its last complete
 //! line. Keys whose latest entry is `ok` are done; `error` entries are retried by the next run.
 
-
 use crate::keyset::KeySet;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
@@ -156,10 +155,8 @@ impl Journal {
         let file = OpenOptions::new().create(true).append(true).open(path).map_err(io)?;
         let (sender, receiver) = bounded::<Command>(MAX_BATCH_LINES * 4);
         let writer_path = path.to_path_buf();
-        let writer = std::thread::Builder::new()
-            .name("modelcall-journal".into())
-            .spawn(move || write_loop(file, receiver, flush_interval, writer_path))
-            .map_err(io)?;
+        let writer =
+            std::thread::Builder::new().name("modelcall-journal".into()).spawn(move || write_loop(file, receiver, flush_interval, writer_path)).map_err(io)?;
         Ok((Journal { sender, writer: Some(writer), path: path.to_path_buf() }, state))
     }
 
@@ -395,7 +392,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("j.jsonl");
         let (j, _) = Journal::open(&p, Duration::from_millis(50)).unwrap();
-        let failed = |key: &str, retryable: bool| JournalEntry::new(key, EntryStatus::Error, json!({"cause": "x", "retryable": retryable}).as_object().unwrap().clone());
+        let failed =
+            |key: &str, retryable: bool| JournalEntry::new(key, EntryStatus::Error, json!({"cause": "x", "retryable": retryable}).as_object().unwrap().clone());
         j.append(failed("p", false)).unwrap();
         j.append(failed("t", true)).unwrap();
         j.append(failed("later-ok", false)).unwrap();
@@ -488,10 +486,7 @@ mod tests {
             assert_eq!(state.unreadable_lines, 0);
             // Keys are dense: k0..kN with no gaps and no duplicates.
             let text = std::fs::read_to_string(&p).unwrap();
-            let keys: Vec<String> = text
-                .lines()
-                .map(|l| serde_json::from_str::<Value>(l).unwrap()["key"].as_str().unwrap().to_string())
-                .collect();
+            let keys: Vec<String> = text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["key"].as_str().unwrap().to_string()).collect();
             let unique: std::collections::HashSet<&String> = keys.iter().collect();
             assert_eq!(unique.len(), keys.len(), "no duplicate entries");
             for (i, k) in keys.iter().enumerate() {

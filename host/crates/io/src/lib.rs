@@ -8,28 +8,28 @@
 
 pub mod atomic;
 pub mod bad_line;
+pub mod grouped;
 pub mod journal;
+pub mod key;
+pub mod keyset;
 pub mod listing;
 pub mod lock;
 pub mod naming;
-pub mod key;
-pub mod keyset;
+pub mod ordered;
 pub mod shard_plan;
 pub mod sink;
-mod winners;
-pub mod grouped;
-pub mod ordered;
 pub mod source;
+mod winners;
 
+pub use atomic::{sweep_temp_files, write_atomically, AtomicFile, WriteError};
+pub use bad_line::BadLine;
+pub use grouped::{finalize_grouped, finalize_records, GroupedStats, RecordsTarget};
 pub use journal::{EntryStatus, Journal, JournalEntry, JournalError, JournalState, MadeFrom};
 pub use key::{internal_key, is_internal_key, AssignedKey, KeyAssigner};
 pub use keyset::KeySet;
-pub use atomic::{sweep_temp_files, write_atomically, AtomicFile, WriteError};
-pub use bad_line::BadLine;
 pub use lock::{LockError, OutputLock};
-pub use grouped::{finalize_grouped, finalize_records, GroupedStats, RecordsTarget};
 pub use naming::{input_stem, FilePaths, Naming};
+pub use shard_plan::{PlanError, ShardPlan};
 pub use sink::{finalize, finalize_ordered, FinalizeStats, OutputFormat, SinkError};
 pub use source::{is_supported_input, list_input_files, open_source, BadLineCause, SourceError, SourceItem};
 pub use source::{open_slice, open_source_with, parse_record, ByteCounter, Slice, SourceOptions, DEFAULT_MAX_RECORD_BYTES, MAX_DEPTH};
-pub use shard_plan::{PlanError, ShardPlan};

@@ -37,10 +37,9 @@ pub fn list_files(root: &Path, recursive: bool, keep: &dyn Fn(&Path) -> bool) ->
 /// file's output name keeps its relative path (see [`crate::naming::read_recursively`]).
 pub fn list_input_files_recursive(root: &Path, pattern: Option<&str>) -> Result<Vec<PathBuf>, crate::SourceError> {
     use crate::source::{glob_match, is_supported_input};
-    let files = list_files(root, true, &|p| {
-        is_supported_input(p) && pattern.is_none_or(|g| p.file_name().is_some_and(|n| glob_match(g, &n.to_string_lossy())))
-    })
-    .map_err(|source| crate::SourceError::Io { path: root.to_path_buf(), source })?;
+    let files =
+        list_files(root, true, &|p| is_supported_input(p) && pattern.is_none_or(|g| p.file_name().is_some_and(|n| glob_match(g, &n.to_string_lossy()))))
+            .map_err(|source| crate::SourceError::Io { path: root.to_path_buf(), source })?;
     if root.is_dir() {
         crate::naming::read_recursively(root);
     }

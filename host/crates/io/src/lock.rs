@@ -290,7 +290,14 @@ impl Found {
         };
         match self.info {
             Some(i) => LockError::Held { path: path.to_path_buf(), pid: Some(i.pid), host: i.host, started_at: i.started_at, command: i.command, note },
-            None => LockError::Held { path: path.to_path_buf(), pid: None, host: String::new(), started_at: String::new(), command: String::new(), note: String::new() },
+            None => LockError::Held {
+                path: path.to_path_buf(),
+                pid: None,
+                host: String::new(),
+                started_at: String::new(),
+                command: String::new(),
+                note: String::new(),
+            },
         }
     }
 
@@ -345,7 +352,7 @@ fn take_away(path: &Path, judged: &[u8]) -> Result<(), LockError> {
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()), // removed by hand
             Err(source) => Err(LockError::Io { path: path.to_path_buf(), source }),
         },
-        Ok(_) => Ok(()), // another run took it over first
+        Ok(_) => Ok(()),                                     // another run took it over first
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(()), // gone already
         Err(source) => Err(LockError::Io { path: path.to_path_buf(), source }),
     };

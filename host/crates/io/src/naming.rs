@@ -51,11 +51,7 @@ impl FilePaths {
         let name = output.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
         let stem = name.strip_suffix(".jsonl").unwrap_or(&name).to_string();
         let folder = output.parent().unwrap_or(Path::new("."));
-        FilePaths {
-            output: output.to_path_buf(),
-            errors: folder.join(format!("{stem}.{errors_suffix}")),
-            journal: journal_path(folder, &stem),
-        }
+        FilePaths { output: output.to_path_buf(), errors: folder.join(format!("{stem}.{errors_suffix}")), journal: journal_path(folder, &stem) }
     }
 }
 

@@ -56,10 +56,8 @@ pub fn reorder_into(src: &Path, out: &mut AtomicFile) -> Result<u64, SinkError> 
         drop(writers);
         // Bucket b holds positions in [b*R, (b+1)*R) of the sorted position space.
         let mut written = 0u64;
-        let mut buckets: Vec<u64> = std::fs::read_dir(&dir)
-            .map_err(io(&dir))?
-            .filter_map(|e| e.ok()?.file_name().to_string_lossy().strip_prefix("b-")?.parse().ok())
-            .collect();
+        let mut buckets: Vec<u64> =
+            std::fs::read_dir(&dir).map_err(io(&dir))?.filter_map(|e| e.ok()?.file_name().to_string_lossy().strip_prefix("b-")?.parse().ok()).collect();
         buckets.sort();
         for b in buckets {
             let p = dir.join(format!("b-{b}"));
@@ -85,11 +83,7 @@ pub fn reorder_into(src: &Path, out: &mut AtomicFile) -> Result<u64, SinkError> 
 
 /// Positions are spread over buckets by value range: bucket = seq / (1024 * BUCKET_ROWS), so a
 /// bucket holds at most BUCKET_ROWS records' worth of positions (1024 samples per line max).
-fn spill(
-    dir: &Path,
-    writers: &mut BTreeMap<u64, BufWriter<File>>,
-    rows: &mut Vec<(u64, String)>,
-) -> Result<(), SinkError> {
+fn spill(dir: &Path, writers: &mut BTreeMap<u64, BufWriter<File>>, rows: &mut Vec<(u64, String)>) -> Result<(), SinkError> {
     for (seq, line) in rows.drain(..) {
         let b = seq / (1024 * BUCKET_ROWS);
         if !writers.contains_key(&b) {

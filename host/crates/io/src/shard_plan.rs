@@ -109,9 +109,9 @@ impl ShardPlan {
     pub fn load(output_folder: &Path) -> Result<Option<ShardPlan>, PlanError> {
         let path = plan_path(output_folder);
         match std::fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text)
-                .map(Some)
-                .map_err(|e| PlanError::Io { path, source: std::io::Error::new(std::io::ErrorKind::InvalidData, e) }),
+            Ok(text) => {
+                serde_json::from_str(&text).map(Some).map_err(|e| PlanError::Io { path, source: std::io::Error::new(std::io::ErrorKind::InvalidData, e) })
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(PlanError::Io { path, source }),
         }

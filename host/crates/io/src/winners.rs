@@ -64,11 +64,8 @@ impl Drop for Winners {
 
 impl Winners {
     pub fn build(journal: &Path, duplicates: &mut u64) -> Result<Winners, SinkError> {
-        let per_bucket = std::env::var("MODELCALL_FINALIZE_BUCKET_KEYS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .filter(|n: &u64| *n > 0)
-            .unwrap_or(DEFAULT_BUCKET_KEYS);
+        let per_bucket =
+            std::env::var("MODELCALL_FINALIZE_BUCKET_KEYS").ok().and_then(|v| v.parse().ok()).filter(|n: &u64| *n > 0).unwrap_or(DEFAULT_BUCKET_KEYS);
         let mut lines = 0u64;
         for_each_line(journal, |_, _| lines += 1)?;
         let buckets = lines.div_ceil(per_bucket).max(1);
@@ -79,7 +76,13 @@ impl Winners {
                 if let Ok(ks) = serde_json::from_slice::<KeyStatus>(line) {
                     valid += 1;
                     let cand = (index, code(ks.status));
-                    map.entry(key_hash(&ks.key)).and_modify(|cur| if better(*cur, cand) { *cur = cand }).or_insert(cand);
+                    map.entry(key_hash(&ks.key))
+                        .and_modify(|cur| {
+                            if better(*cur, cand) {
+                                *cur = cand
+                            }
+                        })
+                        .or_insert(cand);
                 }
             })?;
             *duplicates = valid - map.len() as u64;
@@ -129,7 +132,13 @@ impl Winners {
             for rec in bytes.chunks_exact(25) {
                 let h = u128::from_le_bytes(rec[..16].try_into().expect("16 bytes"));
                 let cand = (u64::from_le_bytes(rec[16..24].try_into().expect("8 bytes")), rec[24]);
-                map.entry(h).and_modify(|cur| if better(*cur, cand) { *cur = cand }).or_insert(cand);
+                map.entry(h)
+                    .and_modify(|cur| {
+                        if better(*cur, cand) {
+                            *cur = cand
+                        }
+                    })
+                    .or_insert(cand);
             }
             *duplicates += (bytes.len() / 25) as u64 - map.len() as u64;
             drop(bytes);

@@ -24,10 +24,7 @@ fn assign_all(k: &mut KeyAssigner, records: &[Value]) -> Vec<(String, bool)> {
 #[test]
 fn duplicate_ids_get_ordinals_in_input_order() {
     let mut k = KeyAssigner::new(Some("id".into()));
-    let got = assign_all(
-        &mut k,
-        &[json!({"id": 7}), json!({"id": "7"}), json!({"id": "x"}), json!({"id": 7, "t": 2}), json!({"id": "x"})],
-    );
+    let got = assign_all(&mut k, &[json!({"id": 7}), json!({"id": "7"}), json!({"id": "x"}), json!({"id": 7, "t": 2}), json!({"id": "x"})]);
     let want = [("7", false), ("7#2", true), ("x", false), ("7#3", true), ("x#2", true)];
     assert_eq!(got, want.iter().map(|(k, d)| (k.to_string(), *d)).collect::<Vec<_>>());
     // Deterministic: a new assigner (a resumed run) gives the same keys.
@@ -97,13 +94,7 @@ fn an_id_shaped_like_a_content_key_does_not_collide_with_one() {
 }
 
 fn id_value() -> impl Strategy<Value = Value> {
-    prop_oneof![
-        (0u8..4).prop_map(Value::from),
-        "[a7#\u{1}\u{2}:]{0,4}".prop_map(Value::from),
-        Just(Value::Null),
-        Just(json!("a#2")),
-        Just(json!("7#2#2")),
-    ]
+    prop_oneof![(0u8..4).prop_map(Value::from), "[a7#\u{1}\u{2}:]{0,4}".prop_map(Value::from), Just(Value::Null), Just(json!("a#2")), Just(json!("7#2#2")),]
 }
 
 proptest! {

@@ -27,8 +27,7 @@ fn write_lock(folder: &Path, pid: u32, host: &str) -> PathBuf {
 }
 
 fn lock_dir_names(folder: &Path) -> Vec<String> {
-    let mut names: Vec<String> =
-        std::fs::read_dir(folder.join(".modelcall")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> = std::fs::read_dir(folder.join(".modelcall")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     names.sort();
     names
 }

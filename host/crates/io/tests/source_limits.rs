@@ -95,12 +95,12 @@ fn deep_nesting_and_huge_numbers_are_bad_lines() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("deep.jsonl");
     let lines = [
-        nested(MAX_DEPTH),      // 1: at the limit: fine
-        nested(MAX_DEPTH + 1),  // 2: over
-        nested(200),            // 3: over serde_json's own limit too
-        "{\"x\":1e400}".into(), // 4: out of range
+        nested(MAX_DEPTH),         // 1: at the limit: fine
+        nested(MAX_DEPTH + 1),     // 2: over
+        nested(200),               // 3: over serde_json's own limit too
+        "{\"x\":1e400}".into(),    // 4: out of range
         "{\"x\":\"[[[[\"}".into(), // 5: brackets in strings don't count
-        "{\"a\":1}".into(),     // 6
+        "{\"a\":1}".into(),        // 6
     ];
     std::fs::write(&p, lines.join("\n")).unwrap();
     let all: Vec<SourceItem> = items(&p, SourceOptions::default()).into_iter().map(Result::unwrap).collect();

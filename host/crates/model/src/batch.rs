@@ -171,19 +171,22 @@ impl BatchClient {
         let mut body = Vec::with_capacity(jsonl.len() + 512);
         body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n").as_bytes());
         body.extend_from_slice(
-            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: application/jsonl\r\n\r\n").as_bytes(),
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: application/jsonl\r\n\r\n")
+                .as_bytes(),
         );
         body.extend_from_slice(jsonl);
         body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
         let body = bytes::Bytes::from(body);
         let content_type = format!("multipart/form-data; boundary={boundary}");
         let answer = self
-            .send("the batch file upload", true, || {
-                self.http.post(self.url("/files")).header("content-type", content_type.clone()).body(body.clone())
-            })
+            .send("the batch file upload", true, || self.http.post(self.url("/files")).header("content-type", content_type.clone()).body(body.clone()))
             .await?;
-        let v: Value = serde_json::from_slice(&answer).map_err(|e| BatchError::Transient { what: "the batch file upload".into(), message: format!("answer is not JSON: {e}") })?;
-        v["id"].as_str().map(str::to_string).ok_or_else(|| BatchError::Transient { what: "the batch file upload".into(), message: "answer has no file id".into() })
+        let v: Value = serde_json::from_slice(&answer)
+            .map_err(|e| BatchError::Transient { what: "the batch file upload".into(), message: format!("answer is not JSON: {e}") })?;
+        v["id"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| BatchError::Transient { what: "the batch file upload".into(), message: "answer has no file id".into() })
     }
 
     /// Creates a batch over an uploaded file. Never retried: on a transient error the batch may

@@ -21,7 +21,6 @@ pub use crate::settings::{ClientSettings, TokenCounter};
 /// fewer): the one masking, from `modelcall-secrets`.
 pub use modelcall_secrets::mask as mask_secret;
 
-
 impl fmt::Debug for ClientSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientSettings")
@@ -112,10 +111,16 @@ pub struct ModelClient {
 /// How one attempt failed.
 enum AttemptError {
     Final(CallError),
-    Retry { cause: RetryCause, message: String, retry_after: Option<Duration> },
+    Retry {
+        cause: RetryCause,
+        message: String,
+        retry_after: Option<Duration>,
+    },
     /// No connection could be made (refused, host not resolved): retried as a `connection`
     /// failure unless fail-fast stops the run.
-    Unreachable { message: String },
+    Unreachable {
+        message: String,
+    },
 }
 
 /// The host of `url`, for messages (`host:port`).
@@ -234,9 +239,9 @@ impl ModelClient {
         let token_limiter = match settings.tokens_per_minute {
             Some(0) => return Err(ClientError::ZeroTokensPerMinute),
             // The whole minute's budget may be spent at once: one long prompt must always fit.
-            Some(tpm) => Some(std::sync::Arc::new(governor::RateLimiter::direct(governor::Quota::per_minute(
-                std::num::NonZeroU32::new(tpm).expect("positive"),
-            )))),
+            Some(tpm) => {
+                Some(std::sync::Arc::new(governor::RateLimiter::direct(governor::Quota::per_minute(std::num::NonZeroU32::new(tpm).expect("positive")))))
+            }
             None => None,
         };
         let pool = crate::pool::Pool::shared(urls.iter().map(|(u, w)| (u.to_string(), redactor.redact_string(u.as_str()), *w)).collect());
@@ -332,7 +337,7 @@ impl ModelClient {
                 // `attempt` turns these into retries or a stop; never here.
                 Err(AttemptError::Unreachable { message }) => {
                     self.log_failure(&attempted, attempt, RetryCause::Connection.as_str(), &message, true);
-                    return Err(CallError::Exhausted { cause: RetryCause::Connection, message, attempts: attempt, retries })
+                    return Err(CallError::Exhausted { cause: RetryCause::Connection, message, attempts: attempt, retries });
                 }
                 Err(AttemptError::Retry { cause, message, retry_after }) => {
                     if attempt > s.max_retries {
@@ -378,15 +383,15 @@ impl ModelClient {
 
     /// Tokens a request may use: its prompt (counted) plus the most it may generate.
     fn estimate_tokens(&self, request: &ChatRequest) -> u64 {
-        let text: usize = request.messages.iter().map(|m| match &self.settings.token_counter {
-            Some(count) => count(&m.content),
-            None => m.content.len() / 4,
-        }).sum();
-        let max_out = request
-            .max_tokens
-            .map(u64::from)
-            .or_else(|| self.settings.chat_config.get("max_tokens").and_then(Value::as_u64))
-            .unwrap_or(256);
+        let text: usize = request
+            .messages
+            .iter()
+            .map(|m| match &self.settings.token_counter {
+                Some(count) => count(&m.content),
+                None => m.content.len() / 4,
+            })
+            .sum();
+        let max_out = request.max_tokens.map(u64::from).or_else(|| self.settings.chat_config.get("max_tokens").and_then(Value::as_u64)).unwrap_or(256);
         text as u64 + max_out
     }
 
@@ -424,8 +429,7 @@ impl ModelClient {
             return Err(CallError::Rejected { status, message: format!("GET {url}: HTTP {status}") });
         }
         let v: Value = resp.json().await.map_err(|e| CallError::Rejected { status, message: e.to_string() })?;
-        let models: Vec<String> =
-            v["data"].as_array().map(|a| a.iter().filter_map(|m| m["id"].as_str().map(str::to_string)).collect()).unwrap_or_default();
+        let models: Vec<String> = v["data"].as_array().map(|a| a.iter().filter_map(|m| m["id"].as_str().map(str::to_string)).collect()).unwrap_or_default();
         let _ = self.served.set(models.clone());
         Ok(models)
     }
@@ -443,23 +447,10 @@ impl ModelClient {
     }
 
     fn completion(&self, answer: Answer, attempts: u32, retries: RetryCounts, latency: Duration) -> Completion {
-        let (content, reasoning) = if answer.reasoning.is_empty() {
-            wire::split_inline_reasoning(&answer.content)
-        } else {
-            (answer.content.clone(), Some(answer.reasoning.clone()))
-        };
+        let (content, reasoning) =
+            if answer.reasoning.is_empty() { wire::split_inline_reasoning(&answer.content) } else { (answer.content.clone(), Some(answer.reasoning.clone())) };
         let raw_text = wire::raw_text(&content, reasoning.as_deref());
-        Completion {
-            content,
-            reasoning,
-            raw_text,
-            usage: answer.usage,
-            finish_reason: answer.finish_reason,
-            model: answer.model,
-            attempts,
-            retries,
-            latency,
-        }
+        Completion { content, reasoning, raw_text, usage: answer.usage, finish_reason: answer.finish_reason, model: answer.model, attempts, retries, latency }
     }
 
     /// One attempt, and what it was (for its log line).
@@ -608,11 +599,7 @@ impl ModelClient {
         if self.settings.stream && is_sse {
             let mut acc = SseAccumulator::default();
             while let Some(chunk) = self.next_chunk(&mut resp, &mut read).await? {
-                acc.feed(&chunk).map_err(|e| AttemptError::Retry {
-                    cause: RetryCause::MalformedBody,
-                    message: e.to_string(),
-                    retry_after: None,
-                })?;
+                acc.feed(&chunk).map_err(|e| AttemptError::Retry { cause: RetryCause::MalformedBody, message: e.to_string(), retry_after: None })?;
             }
             if !acc.is_complete() {
                 return Err(AttemptError::Retry {
@@ -624,11 +611,7 @@ impl ModelClient {
             Ok(acc.answer)
         } else {
             let bytes = self.read_body(&mut resp, &mut read).await?;
-            wire::parse_json_body(&bytes).map_err(|e| AttemptError::Retry {
-                cause: RetryCause::MalformedBody,
-                message: e.to_string(),
-                retry_after: None,
-            })
+            wire::parse_json_body(&bytes).map_err(|e| AttemptError::Retry { cause: RetryCause::MalformedBody, message: e.to_string(), retry_after: None })
         }
     }
 
@@ -651,7 +634,10 @@ impl ModelClient {
             Err(_) if idle_by.is_some() => {
                 return Err(AttemptError::Retry {
                     cause: RetryCause::Timeout,
-                    message: format!("no data from the endpoint for {} s (client_config.idle_timeout)", self.settings.idle_timeout.unwrap_or_default().as_secs_f64()),
+                    message: format!(
+                        "no data from the endpoint for {} s (client_config.idle_timeout)",
+                        self.settings.idle_timeout.unwrap_or_default().as_secs_f64()
+                    ),
                     retry_after: None,
                 })
             }

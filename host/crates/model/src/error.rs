@@ -18,8 +18,7 @@ pub enum RetryCause {
 }
 
 impl RetryCause {
-    pub const ALL: [RetryCause; 5] =
-        [RetryCause::RateLimited, RetryCause::ServerError, RetryCause::Timeout, RetryCause::Connection, RetryCause::MalformedBody];
+    pub const ALL: [RetryCause; 5] = [RetryCause::RateLimited, RetryCause::ServerError, RetryCause::Timeout, RetryCause::Connection, RetryCause::MalformedBody];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -125,9 +124,7 @@ impl CallError {
         match self {
             CallError::Auth { endpoint, status, message } => CallError::Auth { endpoint: r(endpoint), status, message: r(message) },
             CallError::Rejected { status, message } => CallError::Rejected { status, message: r(message) },
-            CallError::Exhausted { cause, message, attempts, retries } => {
-                CallError::Exhausted { cause, message: r(message), attempts, retries }
-            }
+            CallError::Exhausted { cause, message, attempts, retries } => CallError::Exhausted { cause, message: r(message), attempts, retries },
             CallError::Unreachable { endpoint, message, waited } => CallError::Unreachable { endpoint: r(endpoint), message: r(message), waited },
             CallError::ModelNotFound { endpoint, model, status, message, served } => {
                 CallError::ModelNotFound { endpoint: r(endpoint), model, status, message: r(message), served }

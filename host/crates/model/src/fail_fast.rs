@@ -139,9 +139,10 @@ pub fn names_missing_model(status: u16, message: &str, model: &str) -> bool {
     }
     let m = message.to_lowercase();
     let about_model = m.contains("model") || (!model.is_empty() && m.contains(&model.to_lowercase()));
-    let missing = ["does not exist", "doesn't exist", "not found", "no such model", "unknown model", "invalid model", "model not available", "is not available"]
-        .iter()
-        .any(|p| m.contains(p));
+    let missing =
+        ["does not exist", "doesn't exist", "not found", "no such model", "unknown model", "invalid model", "model not available", "is not available"]
+            .iter()
+            .any(|p| m.contains(p));
     about_model && missing
 }
 

@@ -23,8 +23,8 @@ pub mod transport;
 pub mod wire;
 
 pub use client::{for_record, ClientSettings, ModelClient};
-pub use settings::EndpointShare;
-pub use pool::EndpointStats;
 pub use error::{CallError, ClientError, MalformedBody, RetryCause, RetryCounts};
 pub use modelcall_secrets::Redactor;
+pub use pool::EndpointStats;
+pub use settings::EndpointShare;
 pub use wire::{ChatMessage, ChatRequest, Completion, Usage};

@@ -205,10 +205,7 @@ mod tests {
         let mut t = Tally::default();
         let t0 = Instant::now();
         let first = t.record(&p("429"), "slow down", t0).expect("first occurrence");
-        assert_eq!(
-            first.text(),
-            "429 from http://127.0.0.1:9/v1/chat/completions: slow down; retrying with backoff (a count every 10 s while it goes on)"
-        );
+        assert_eq!(first.text(), "429 from http://127.0.0.1:9/v1/chat/completions: slow down; retrying with backoff (a count every 10 s while it goes on)");
         for i in 0..312 {
             assert_eq!(t.record(&p("429"), "slow down", t0 + Duration::from_millis(i)), None);
         }

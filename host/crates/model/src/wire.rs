@@ -96,10 +96,7 @@ pub fn request_body(chat_config: &Map<String, Value>, model: &str, req: &ChatReq
         body.insert("stop".into(), serde_json::json!(req.stop));
     }
     if let Some(schema) = &req.response_schema {
-        body.insert(
-            "response_format".into(),
-            serde_json::json!({"type": "json_schema", "json_schema": {"name": "verdict", "schema": schema}}),
-        );
+        body.insert("response_format".into(), serde_json::json!({"type": "json_schema", "json_schema": {"name": "verdict", "schema": schema}}));
     }
     if let Some(n) = req.n {
         body.insert("n".into(), n.into());
@@ -126,10 +123,7 @@ pub struct Answer {
 /// Parses a non-streaming response body. `Err` means malformed (retryable).
 pub fn parse_json_body(body: &[u8]) -> Result<Answer, MalformedBody> {
     let v: Value = serde_json::from_slice(body).map_err(MalformedBody::NotJson)?;
-    let choice = v
-        .get("choices")
-        .and_then(|c| c.get(0))
-        .ok_or_else(|| MalformedBody::NoChoices(excerpt(&v.to_string())))?;
+    let choice = v.get("choices").and_then(|c| c.get(0)).ok_or_else(|| MalformedBody::NoChoices(excerpt(&v.to_string())))?;
     // A text completion (`/v1/completions`, base models) answers in `text`.
     if let (None, Some(text)) = (choice.get("message"), choice.get("text").and_then(Value::as_str)) {
         return Ok(Answer {
@@ -223,11 +217,8 @@ impl SseAccumulator {
                 if let Some(c) = delta.get("content").and_then(Value::as_str) {
                     self.answer.content.push_str(c);
                 }
-                let r = delta
-                    .get("reasoning_content")
-                    .and_then(Value::as_str)
-                    .filter(|s| !s.is_empty())
-                    .or_else(|| delta.get("reasoning").and_then(Value::as_str));
+                let r =
+                    delta.get("reasoning_content").and_then(Value::as_str).filter(|s| !s.is_empty()).or_else(|| delta.get("reasoning").and_then(Value::as_str));
                 if let Some(r) = r {
                     self.answer.reasoning.push_str(r);
                 }

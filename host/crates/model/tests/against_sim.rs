@@ -60,9 +60,7 @@ async fn every_request_gets_through_the_fault_mix_and_retries_are_counted() {
 
 #[tokio::test]
 async fn unauthorized_is_fatal_at_once_and_names_the_endpoint() {
-    let sim = modelcall_sim::start(SimOptions { faults: vec![Fault { kind: FaultKind::Unauthorized, rate: 1.0 }], ..Default::default() })
-        .await
-        .unwrap();
+    let sim = modelcall_sim::start(SimOptions { faults: vec![Fault { kind: FaultKind::Unauthorized, rate: 1.0 }], ..Default::default() }).await.unwrap();
     let client = ModelClient::new(settings(sim.base_url())).unwrap();
     let err = client.chat(&ask("hi")).await.unwrap_err();
     assert!(err.is_fatal());
@@ -99,9 +97,7 @@ async fn retry_after_is_honoured() {
 
 #[tokio::test]
 async fn hangs_time_out_and_bad_requests_are_rejected() {
-    let sim = modelcall_sim::start(SimOptions { faults: vec![Fault { kind: FaultKind::Hang, rate: 1.0 }], ..Default::default() })
-        .await
-        .unwrap();
+    let sim = modelcall_sim::start(SimOptions { faults: vec![Fault { kind: FaultKind::Hang, rate: 1.0 }], ..Default::default() }).await.unwrap();
     let mut s = settings(sim.base_url());
     s.timeout = Duration::from_millis(200);
     s.max_retries = 1;
@@ -215,10 +211,12 @@ async fn h2c_is_spoken_when_asked_for_and_http1_otherwise() {
         s.stream = stream;
         let client = ModelClient::new(s).unwrap();
         assert_eq!(client.transport_name(), if h2c { "reqwest" } else { "http1" });
-        let calls: Vec<_> = (0..20).map(|i| {
-            let client = client.clone();
-            tokio::spawn(async move { client.chat(&ask(&format!("q{i}"))).await })
-        }).collect();
+        let calls: Vec<_> = (0..20)
+            .map(|i| {
+                let client = client.clone();
+                tokio::spawn(async move { client.chat(&ask(&format!("q{i}"))).await })
+            })
+            .collect();
         for c in calls {
             assert_eq!(c.await.unwrap().expect("the call succeeds").finish_reason.as_deref(), Some("stop"));
         }

@@ -39,10 +39,7 @@ fn read_request(stream: &mut impl Read) -> Option<String> {
         }
     };
     let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let len: usize = head
-        .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
-        .unwrap_or(0);
+    let len: usize = head.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0))).unwrap_or(0);
     while buf.len() < head_end + len {
         match stream.read(&mut chunk) {
             Ok(0) | Err(_) => break,
@@ -71,7 +68,8 @@ fn server(reply: fn(usize) -> (&'static str, String), tls: Option<Arc<rustls::Se
                         return;
                     }
                     let (status, body) = reply(count.fetch_add(1, Ordering::SeqCst));
-                    let resp = format!("HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+                    let resp =
+                        format!("HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
                     let _ = s.write_all(resp.as_bytes());
                     let _ = s.flush();
                 };
@@ -112,7 +110,10 @@ async fn a_missing_model_stops_before_any_success_and_is_a_plain_rejection_after
     assert!(shown.contains("The model `qwen-7b` does not exist.") && shown.contains("chat_config.model"), "{shown}");
 
     // The first request succeeds, the next says the model is gone: a record's failure only.
-    let base = server(|n| if n == 0 { ("200 OK", COMPLETION.into()) } else { ("404 Not Found", r#"{"error":{"message":"The model `qwen-7b` does not exist."}}"#.into()) }, None);
+    let base = server(
+        |n| if n == 0 { ("200 OK", COMPLETION.into()) } else { ("404 Not Found", r#"{"error":{"message":"The model `qwen-7b` does not exist."}}"#.into()) },
+        None,
+    );
     let client = ModelClient::new(settings(base)).unwrap();
     client.chat(&ask()).await.unwrap();
     let err = client.chat(&ask()).await.unwrap_err();

@@ -29,10 +29,7 @@ async fn read_request(stream: &mut TcpStream) -> String {
         }
     };
     let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let length: usize = head
-        .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
-        .unwrap_or(0);
+    let length: usize = head.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0))).unwrap_or(0);
     while buf.len() < head_end + length {
         let n = stream.read(&mut chunk).await.unwrap_or(0);
         if n == 0 {
@@ -53,10 +50,8 @@ async fn fixed_server(status: &'static str, content_type: &'static str, body: fn
             tokio::spawn(async move {
                 let head = read_request(&mut stream).await;
                 let body = body(&head);
-                let response = format!(
-                    "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
+                let response =
+                    format!("HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
                 let _ = stream.write_all(response.as_bytes()).await;
                 let _ = stream.shutdown().await;
             });

@@ -38,10 +38,8 @@ async fn extra_body_headers_and_query_reach_the_wire_as_the_openai_sdk_sends_the
     let server = tokio::spawn(capture_one(listener));
     let mut settings = ClientSettings::new(base, "qwen3");
     settings.api_key = Some("sk-wire-test-0123456789".into());
-    settings.chat_config = json!({"temperature": 0.1, "extra_body": {"chat_template_kwargs": {"enable_thinking": false}, "top_k": 20}})
-        .as_object()
-        .unwrap()
-        .clone();
+    settings.chat_config =
+        json!({"temperature": 0.1, "extra_body": {"chat_template_kwargs": {"enable_thinking": false}, "top_k": 20}}).as_object().unwrap().clone();
     settings.headers = vec![("OpenAI-Organization".into(), "org-1".into()), ("X-Team".into(), "data".into())];
     settings.query = vec![("api-version".into(), "2024-10-21".into())];
     let client = ModelClient::new(settings).unwrap();

@@ -107,10 +107,7 @@ impl PluginRuntime {
 fn build_cache(dir: Option<PathBuf>) -> anyhow::Result<wasmtime::Cache> {
     let dir = match dir {
         Some(d) => d,
-        None => dirs::cache_dir()
-            .ok_or_else(|| anyhow::anyhow!("no cache directory on this system"))?
-            .join("modelcall")
-            .join("wasmtime"),
+        None => dirs::cache_dir().ok_or_else(|| anyhow::anyhow!("no cache directory on this system"))?.join("modelcall").join("wasmtime"),
     };
     std::fs::create_dir_all(&dir)?;
     let mut cfg = wasmtime::CacheConfig::new();

@@ -119,10 +119,7 @@ impl CallError {
     /// True when the task must stop: the plugin is disabled, or re-initialising it on a
     /// fresh instance reported `invalid-config` (which cannot get better by retrying).
     pub fn is_fatal(&self) -> bool {
-        matches!(
-            self,
-            CallError::Disabled { .. } | CallError::Plugin { kind: ErrorKind::InvalidConfig, .. }
-        )
+        matches!(self, CallError::Disabled { .. } | CallError::Plugin { kind: ErrorKind::InvalidConfig, .. })
     }
 
     /// A stable machine-readable cause for reports and dead-letter rows.

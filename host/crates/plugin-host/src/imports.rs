@@ -104,12 +104,7 @@ impl HostState {
 /// are the host's (a plugin may time itself; results must not depend on them).
 fn sandbox_wasi(stderr: StderrCapture) -> WasiCtx {
     let mut b = WasiCtxBuilder::new();
-    b.stdout(stderr.clone())
-        .stderr(stderr)
-        .allow_tcp(false)
-        .allow_udp(false)
-        .allow_ip_name_lookup(false)
-        .socket_addr_check(|_, _| Box::pin(async { false }));
+    b.stdout(stderr.clone()).stderr(stderr).allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false).socket_addr_check(|_, _| Box::pin(async { false }));
     b.build()
 }
 
@@ -164,11 +159,7 @@ fn deadline_trap() -> wasmtime::Error {
 
 fn check_tokenizer_input(text: &str) -> wasmtime::Result<()> {
     if text.len() > MAX_TOKENIZER_INPUT {
-        wasmtime::bail!(
-            "host.count-tokens/truncate-tokens input is {} bytes, over the {} MiB cap",
-            text.len(),
-            MAX_TOKENIZER_INPUT / (1024 * 1024)
-        );
+        wasmtime::bail!("host.count-tokens/truncate-tokens input is {} bytes, over the {} MiB cap", text.len(), MAX_TOKENIZER_INPUT / (1024 * 1024));
     }
     Ok(())
 }

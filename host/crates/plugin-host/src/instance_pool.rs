@@ -43,7 +43,9 @@ pub(crate) enum Checkout<I, E> {
     /// Spawning a new instance failed with `E`; the caller decides whether that is a trap.
     SpawnFailed(E),
     /// The breaker has tripped after this many consecutive traps.
-    Disabled { consecutive_traps: u32 },
+    Disabled {
+        consecutive_traps: u32,
+    },
 }
 
 /// How a call on a leased instance ended.

@@ -30,13 +30,13 @@ mod types;
 mod wit;
 
 pub use engine::{PluginRuntime, RuntimeError, RuntimeOptions};
-pub use loader::{ComponentSummary, MAX_COMPONENT_BYTES};
 pub use errors::{CallError, ErrorKind, LoadError, TrapKind};
 pub use limits::{Limits, LimitsError};
+pub use loader::{ComponentSummary, MAX_COMPONENT_BYTES};
 pub use runner::{CallStats, Plugin};
 pub use types::{
-    ChatMessage, ChatRole, ParseFailure, PluginDescription, PluginSource, PluginSpec, PreprocessInput,
-    ItemError, PreprocessOutcome, Prompt, Role, Score, CURRENT_TRACK, SUPPORTED_TRACKS,
+    ChatMessage, ChatRole, ItemError, ParseFailure, PluginDescription, PluginSource, PluginSpec, PreprocessInput, PreprocessOutcome, Prompt, Role, Score,
+    CURRENT_TRACK, SUPPORTED_TRACKS,
 };
 
 /// `Plugin` is shared across the engine's worker threads.

@@ -94,10 +94,7 @@ pub(crate) fn language_runtime(bytes: &[u8]) -> Option<&'static str> {
             continue;
         }
         let names = &body[at + name_len..];
-        return SOCKETS_RUNTIMES
-            .iter()
-            .find(|(_, module)| names.windows(module.len()).any(|w| w == *module))
-            .map(|(runtime, _)| *runtime);
+        return SOCKETS_RUNTIMES.iter().find(|(_, module)| names.windows(module.len()).any(|w| w == *module)).map(|(runtime, _)| *runtime);
     }
     None
 }
@@ -177,12 +174,7 @@ pub(crate) fn check_import(name: &str, policy: ImportPolicy, track: Option<&str>
 
 /// Our package's exports: `(interface, version)`.
 pub(crate) fn plugin_exports(exports: &[String]) -> Vec<(&str, &str)> {
-    exports
-        .iter()
-        .filter_map(|e| parse_iface(e))
-        .filter(|i| i.package == PACKAGE)
-        .map(|i| (i.interface, i.version.unwrap_or("")))
-        .collect()
+    exports.iter().filter_map(|e| parse_iface(e)).filter(|i| i.package == PACKAGE).map(|i| (i.interface, i.version.unwrap_or(""))).collect()
 }
 
 /// Decides the track and the roles from the export names, or says why not.
@@ -219,11 +211,8 @@ fn read_source(source: &PluginSource) -> Result<Vec<u8>, LoadError> {
             available: crate::builtins::names().collect::<Vec<_>>().join(", "),
         }),
         PluginSource::Path(path) => {
-            let meta = std::fs::metadata(path).map_err(|e| LoadError::Read {
-                plugin: plugin.clone(),
-                path: path.display().to_string(),
-                message: e.to_string(),
-            })?;
+            let meta =
+                std::fs::metadata(path).map_err(|e| LoadError::Read { plugin: plugin.clone(), path: path.display().to_string(), message: e.to_string() })?;
             if meta.len() > MAX_COMPONENT_BYTES as u64 {
                 return Err(LoadError::TooLarge { plugin, size: meta.len() as usize, max: MAX_COMPONENT_BYTES });
             }
@@ -239,8 +228,7 @@ pub(crate) fn prepare(rt: &RuntimeInner, source: &PluginSource) -> Result<Prepar
         return Err(LoadError::TooLarge { plugin, size: bytes.len(), max: MAX_COMPONENT_BYTES });
     }
     let sha256 = hex::encode(Sha256::digest(&bytes));
-    let component = Component::new(&rt.engine, &bytes)
-        .map_err(|e| LoadError::InvalidComponent { plugin: plugin.clone(), message: format!("{e:#}") })?;
+    let component = Component::new(&rt.engine, &bytes).map_err(|e| LoadError::InvalidComponent { plugin: plugin.clone(), message: format!("{e:#}") })?;
     let ty = component.component_type();
     let imports: Vec<String> = ty.imports(&rt.engine).map(|(n, _)| n.to_string()).collect();
     let exports: Vec<String> = ty.exports(&rt.engine).map(|(n, _)| n.to_string()).collect();
@@ -265,10 +253,7 @@ pub(crate) fn prepare(rt: &RuntimeInner, source: &PluginSource) -> Result<Prepar
             Err(None) => return Err(LoadError::ForbiddenImport { plugin, import: import.clone(), allowed: allowed_list() }),
         }
     }
-    Ok(Prepared {
-        summary: ComponentSummary { source: plugin, sha256, size_bytes: bytes.len(), imports, exports, roles, wit_version },
-        component,
-    })
+    Ok(Prepared { summary: ComponentSummary { source: plugin, sha256, size_bytes: bytes.len(), imports, exports, roles, wit_version }, component })
 }
 
 pub(crate) fn inspect(rt: &RuntimeInner, source: &PluginSource) -> Result<ComponentSummary, LoadError> {
@@ -284,10 +269,7 @@ pub(crate) fn load(rt: &RuntimeInner, spec: PluginSpec) -> Result<Plugin, LoadEr
         let exports = if ours.is_empty() { "no modelcall plugin interface".to_string() } else { ours.join(", ") };
         return Err(LoadError::MissingExport { plugin, role: spec.role.to_string(), exports });
     }
-    let pre = rt
-        .linker
-        .instantiate_pre(&component)
-        .map_err(|e| LoadError::Link { plugin: plugin.clone(), message: format!("{e:#}") })?;
+    let pre = rt.linker.instantiate_pre(&component).map_err(|e| LoadError::Link { plugin: plugin.clone(), message: format!("{e:#}") })?;
     let track = track_of(summary.wit_version.as_deref().unwrap_or(CURRENT_TRACK));
     let pre = PluginPre::new(&track, spec.role, pre).map_err(|e| LoadError::Link { plugin: plugin.clone(), message: format!("{e:#}") })?;
     let config_json = serde_json::to_string(&spec.config).expect("a JSON value serializes");
@@ -297,40 +279,33 @@ pub(crate) fn load(rt: &RuntimeInner, spec: PluginSpec) -> Result<Plugin, LoadEr
         crate::tokenizer::count_tokens("");
     }
 
-    let plugin_handle = Plugin::start(
-        rt.engine.clone(),
-        Arc::from(plugin.as_str()),
-        pre,
-        config_json,
-        spec.limits,
-        Arc::from(spec.task_name.as_str()),
-        |info| PluginDescription {
-            source: summary.source.clone(),
-            role: spec.role.to_string(),
-            name: info.name.clone(),
-            version: info.version.clone(),
-            wit_version: summary.wit_version.clone().unwrap_or_default(),
-            sha256: summary.sha256.clone(),
-            size_bytes: summary.size_bytes,
-            imports: summary.imports.clone(),
-            exports: summary.exports.clone(),
-            config_schema: info.config_schema.clone(),
-        },
-    )
-    .map_err(|f| match f {
-        InitFailure::Plugin { kind: crate::errors::ErrorKind::InvalidConfig, message } => {
-            LoadError::InvalidConfig { plugin: plugin.clone(), message }
-        }
-        InitFailure::Plugin { kind, message } => LoadError::Init { plugin: plugin.clone(), message: format!("init returned {kind}: {message}") },
-        InitFailure::Trap { kind, message, stderr } => LoadError::Init {
-            plugin: plugin.clone(),
-            message: format!(
-                "init trapped ({kind}): {message}{}",
-                if stderr.trim().is_empty() { String::new() } else { format!("; plugin stderr: {}", stderr.trim_end()) }
-            ),
-        },
-        InitFailure::Link(message) => LoadError::Link { plugin: plugin.clone(), message },
-    })?;
+    let plugin_handle =
+        Plugin::start(rt.engine.clone(), Arc::from(plugin.as_str()), pre, config_json, spec.limits, Arc::from(spec.task_name.as_str()), |info| {
+            PluginDescription {
+                source: summary.source.clone(),
+                role: spec.role.to_string(),
+                name: info.name.clone(),
+                version: info.version.clone(),
+                wit_version: summary.wit_version.clone().unwrap_or_default(),
+                sha256: summary.sha256.clone(),
+                size_bytes: summary.size_bytes,
+                imports: summary.imports.clone(),
+                exports: summary.exports.clone(),
+                config_schema: info.config_schema.clone(),
+            }
+        })
+        .map_err(|f| match f {
+            InitFailure::Plugin { kind: crate::errors::ErrorKind::InvalidConfig, message } => LoadError::InvalidConfig { plugin: plugin.clone(), message },
+            InitFailure::Plugin { kind, message } => LoadError::Init { plugin: plugin.clone(), message: format!("init returned {kind}: {message}") },
+            InitFailure::Trap { kind, message, stderr } => LoadError::Init {
+                plugin: plugin.clone(),
+                message: format!(
+                    "init trapped ({kind}): {message}{}",
+                    if stderr.trim().is_empty() { String::new() } else { format!("; plugin stderr: {}", stderr.trim_end()) }
+                ),
+            },
+            InitFailure::Link(message) => LoadError::Link { plugin: plugin.clone(), message },
+        })?;
     Ok(plugin_handle)
 }
 

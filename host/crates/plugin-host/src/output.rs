@@ -56,10 +56,7 @@ impl Checker<'_> {
     fn size(&self, total: u64) -> Result<(), CallError> {
         let max = self.limits.max_output_bytes;
         if total > max {
-            return Err(self.trap(
-                TrapKind::OutputTooLarge,
-                format!("the call returned {total} bytes, over limits.max_output_bytes = {max}"),
-            ));
+            return Err(self.trap(TrapKind::OutputTooLarge, format!("the call returned {total} bytes, over limits.max_output_bytes = {max}")));
         }
         Ok(())
     }
@@ -77,10 +74,7 @@ impl Checker<'_> {
             PreprocessOutcome::Keep(items) => {
                 let max = self.limits.max_records_per_call;
                 if items.len() as u64 > max {
-                    return Err(self.bad_output(format!(
-                        "the call kept {} records, over limits.max_records_per_call = {max}",
-                        items.len()
-                    )));
+                    return Err(self.bad_output(format!("the call kept {} records, over limits.max_records_per_call = {max}", items.len())));
                 }
                 let item_bytes = |item: &Result<String, ItemError>| match item {
                     Ok(r) => r.len() as u64,
@@ -98,11 +92,7 @@ impl Checker<'_> {
                 items
                     .into_iter()
                     .map(|item| {
-                        item.map_err(|e| ItemError {
-                            message: cut(e.message, MAX_ERROR_MESSAGE),
-                            location: e.location.map(|l| cut(l, MAX_ERROR_MESSAGE)),
-                            ..e
-                        })
+                        item.map_err(|e| ItemError { message: cut(e.message, MAX_ERROR_MESSAGE), location: e.location.map(|l| cut(l, MAX_ERROR_MESSAGE)), ..e })
                     })
                     .collect(),
             ),
@@ -172,7 +162,10 @@ mod tests {
         assert_eq!(check.preprocess(two.clone()).unwrap(), two);
         // Three records, none of them JSON: the count is what is reported.
         let e = check.preprocess(PreprocessOutcome::keep_records(vec!["x".into(); 3])).unwrap_err();
-        assert!(matches!(&e, CallError::Trap { kind: TrapKind::BadOutput, message, .. }
-            if message.contains("kept 3 records") && message.contains("max_records_per_call = 2")), "{e}");
+        assert!(
+            matches!(&e, CallError::Trap { kind: TrapKind::BadOutput, message, .. }
+            if message.contains("kept 3 records") && message.contains("max_records_per_call = 2")),
+            "{e}"
+        );
     }
 }

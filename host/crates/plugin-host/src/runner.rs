@@ -124,22 +124,11 @@ impl Plugin {
         self.build_prompt_with_stats(record_id, attempt, record_json).0
     }
 
-    pub fn parse_score(
-        &self,
-        record_id: &str,
-        attempt: u32,
-        record_json: &str,
-        completion: &str,
-    ) -> Result<Result<Score, ParseFailure>, CallError> {
+    pub fn parse_score(&self, record_id: &str, attempt: u32, record_json: &str, completion: &str) -> Result<Result<Score, ParseFailure>, CallError> {
         self.parse_score_with_stats(record_id, attempt, record_json, completion).0
     }
 
-    pub fn preprocess_with_stats(
-        &self,
-        record_id: &str,
-        attempt: u32,
-        input: PreprocessInput,
-    ) -> (Result<PreprocessOutcome, CallError>, CallStats) {
+    pub fn preprocess_with_stats(&self, record_id: &str, attempt: u32, input: PreprocessInput) -> (Result<PreprocessOutcome, CallError>, CallStats) {
         let input_bytes = preprocess_input_bytes(&input);
         self.inner.call(record_id, attempt, input_bytes, |store, inst, ctx, check| {
             Ok(match inst.process(store, ctx, input)? {
@@ -256,9 +245,7 @@ impl Inner {
         let mut lease = match self.pool.checkout(|| self.spawn_for_call()) {
             Checkout::Ready(lease) => lease,
             Checkout::SpawnFailed(e) => return (Err(e), CallStats { fresh_instance: true, ..stats }),
-            Checkout::Disabled { consecutive_traps } => {
-                return (Err(CallError::Disabled { plugin: self.name.to_string(), consecutive_traps }), stats)
-            }
+            Checkout::Disabled { consecutive_traps } => return (Err(CallError::Disabled { plugin: self.name.to_string(), consecutive_traps }), stats),
         };
         stats.fresh_instance = lease.fresh;
 

@@ -89,11 +89,7 @@ impl Pollable for StderrCapture {
 }
 
 impl tokio::io::AsyncWrite for StderrCapture {
-    fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
+    fn poll_write(self: std::pin::Pin<&mut Self>, _cx: &mut std::task::Context<'_>, buf: &[u8]) -> std::task::Poll<std::io::Result<usize>> {
         self.push(buf);
         std::task::Poll::Ready(Ok(buf.len()))
     }

@@ -147,8 +147,7 @@ mod tests {
     #[test]
     fn chunked_counts_equal_whole_text_counts() {
         // Several chunks of prose, code and mixed whitespace (tabs, newlines, runs of spaces).
-        let text = "fn main() {\n\tlet x = 42;   // über naïve café\r\n    println!(\"{x}\");\n}\n\nWords, words.  "
-            .repeat(4000);
+        let text = "fn main() {\n\tlet x = 42;   // über naïve café\r\n    println!(\"{x}\");\n}\n\nWords, words.  ".repeat(4000);
         assert!(text.len() > 4 * CHUNK_BYTES);
         let pieces: Vec<_> = chunks(&text).collect();
         assert!(pieces.len() > 4 && pieces.iter().all(|(_, c)| c.len() <= CHUNK_BYTES));

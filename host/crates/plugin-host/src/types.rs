@@ -50,9 +50,7 @@ impl fmt::Display for Role {
 impl FromStr for Role {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Role::from_interface(s).ok_or_else(|| {
-            format!("unknown plugin role `{s}`; expected one of: preprocessor, prompt-builder, score-parser")
-        })
+        Role::from_interface(s).ok_or_else(|| format!("unknown plugin role `{s}`; expected one of: preprocessor, prompt-builder, score-parser"))
     }
 }
 
@@ -123,13 +121,7 @@ pub struct PluginSpec {
 
 impl PluginSpec {
     pub fn new(source: PluginSource, role: Role) -> Self {
-        PluginSpec {
-            source,
-            role,
-            config: serde_json::Value::Object(Default::default()),
-            limits: Limits::default(),
-            task_name: String::new(),
-        }
+        PluginSpec { source, role, config: serde_json::Value::Object(Default::default()), limits: Limits::default(), task_name: String::new() }
     }
 }
 

@@ -3,8 +3,7 @@
 //! stopped (or cut) by the host at a bounded cost, and the next record must succeed.
 
 use modelcall_plugin_host::{
-    CallError, Limits, ParseFailure, Plugin, PluginRuntime, PluginSource, PluginSpec, PreprocessInput, PreprocessOutcome,
-    Role, TrapKind,
+    CallError, Limits, ParseFailure, Plugin, PluginRuntime, PluginSource, PluginSpec, PreprocessInput, PreprocessOutcome, Role, TrapKind,
 };
 use modelcall_test_plugins as fx;
 use serde_json::json;

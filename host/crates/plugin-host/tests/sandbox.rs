@@ -3,8 +3,7 @@
 //! errors name the plugin.
 
 use modelcall_plugin_host::{
-    CallError, ErrorKind, ItemError, Limits, LoadError, Plugin, PluginRuntime, PluginSource, PluginSpec, PreprocessInput,
-    PreprocessOutcome, Role, TrapKind,
+    CallError, ErrorKind, ItemError, Limits, LoadError, Plugin, PluginRuntime, PluginSource, PluginSpec, PreprocessInput, PreprocessOutcome, Role, TrapKind,
 };
 use modelcall_test_plugins as fx;
 use serde_json::json;
@@ -211,9 +210,7 @@ fn consecutive_traps_disable_the_plugin() {
 #[test]
 fn instances_are_recycled_after_max_calls() {
     let p = load(fx::HEALTHY, Limits { max_calls_per_instance: 2, ..Limits::default() });
-    let fresh: Vec<bool> = (0..5)
-        .map(|i| p.preprocess_with_stats(&i.to_string(), 1, record(json!({"text": "t"}))).1.fresh_instance)
-        .collect();
+    let fresh: Vec<bool> = (0..5).map(|i| p.preprocess_with_stats(&i.to_string(), 1, record(json!({"text": "t"}))).1.fresh_instance).collect();
     // The load-time instance serves calls 0 and 1; then a new one every two calls.
     assert_eq!(fresh, vec![false, false, true, false, true]);
 }
@@ -279,10 +276,17 @@ fn compiled_components_are_cached_on_disk() {
 }
 
 fn walk(p: &std::path::Path) -> usize {
-    std::fs::read_dir(p).unwrap().map(|e| {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() { walk(&e.path()) } else { 1 }
-    }).sum()
+    std::fs::read_dir(p)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                walk(&e.path())
+            } else {
+                1
+            }
+        })
+        .sum()
 }
 
 #[test]
@@ -293,9 +297,7 @@ fn every_builtin_is_a_component_exporting_one_role() {
     }
     assert!(!names.contains(&"sdk"));
     for name in names {
-        let summary = runtime()
-            .inspect(&PluginSource::Builtin(name.to_string()))
-            .unwrap_or_else(|e| panic!("builtin:{name}: {e}"));
+        let summary = runtime().inspect(&PluginSource::Builtin(name.to_string())).unwrap_or_else(|e| panic!("builtin:{name}: {e}"));
         assert_eq!(summary.roles.len(), 1, "builtin:{name} must export exactly one role, exports: {:?}", summary.exports);
         assert_eq!(summary.wit_version.as_deref().map(|v| v.starts_with("0.2.")), Some(true), "builtin:{name}");
     }

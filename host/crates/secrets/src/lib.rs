@@ -74,11 +74,7 @@ impl Redactor {
     /// (after trimming whitespace) are ignored. Header values and URL userinfo are redacted even
     /// with no secrets.
     pub fn new(secrets: impl IntoIterator<Item = String>) -> Self {
-        let mut secrets: Vec<String> = secrets
-            .into_iter()
-            .map(|s| s.trim().to_string())
-            .filter(|s| s.chars().count() >= MIN_SECRET_LEN)
-            .collect();
+        let mut secrets: Vec<String> = secrets.into_iter().map(|s| s.trim().to_string()).filter(|s| s.chars().count() >= MIN_SECRET_LEN).collect();
         secrets.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         secrets.dedup();
         let mut patterns: Vec<(String, String)> = Vec::new();
@@ -349,11 +345,7 @@ fn redact_credential_values(text: &str) -> Option<String> {
     while i < bytes.len() {
         let at_boundary = bytes[i].is_ascii_alphabetic() && (i == 0 || !is_ident_byte(bytes[i - 1]));
         let name = at_boundary
-            .then(|| {
-                CREDENTIAL_NAMES.iter().find(|n| {
-                    lower[i..].starts_with(n.as_bytes()) && lower.get(i + n.len()).is_none_or(|b| !is_ident_byte(*b))
-                })
-            })
+            .then(|| CREDENTIAL_NAMES.iter().find(|n| lower[i..].starts_with(n.as_bytes()) && lower.get(i + n.len()).is_none_or(|b| !is_ident_byte(*b))))
             .flatten();
         let Some(name) = name else {
             i += 1;
@@ -375,9 +367,8 @@ fn redact_credential_values(text: &str) -> Option<String> {
         skip(&mut j, b" \t");
         skip(&mut j, b"\"'");
         // An authorization scheme stays: only what follows it is the credential.
-        if let Some(scheme) = SCHEMES.iter().find(|s| {
-            lower[j..].starts_with(s.as_bytes()) && lower.get(j + s.len()).is_some_and(|b| *b == b' ' || *b == b'\t')
-        }) {
+        if let Some(scheme) = SCHEMES.iter().find(|s| lower[j..].starts_with(s.as_bytes()) && lower.get(j + s.len()).is_some_and(|b| *b == b' ' || *b == b'\t'))
+        {
             j += scheme.len();
             skip(&mut j, b" \t");
         }

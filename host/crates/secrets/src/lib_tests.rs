@@ -82,8 +82,10 @@ fn api_key_headers_and_parameters() {
 fn url_userinfo_is_removed() {
     let r = Redactor::default();
     assert_eq!(r.redact("https://user:pass@host/v1"), "https://***@host/v1");
-    assert_eq!(r.redact("error sending request for url (http://alice:s3cr%40t@10.0.0.1:8000/v1/chat/completions)"),
-        "error sending request for url (http://***@10.0.0.1:8000/v1/chat/completions)");
+    assert_eq!(
+        r.redact("error sending request for url (http://alice:s3cr%40t@10.0.0.1:8000/v1/chat/completions)"),
+        "error sending request for url (http://***@10.0.0.1:8000/v1/chat/completions)"
+    );
     assert_eq!(r.redact("at https://token@gw.example?x=1 and https://u:p@other"), "at https://***@gw.example?x=1 and https://***@other");
     assert_eq!(r.redact("https://host/v1?email=a@b.c"), "https://host/v1?email=a@b.c");
     assert_eq!(r.redact("write to me@example.com or see ://x@y"), "write to me@example.com or see ://x@y");

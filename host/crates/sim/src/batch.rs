@@ -179,11 +179,9 @@ pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<
         (&Method::GET, ["files", id, "content"]) => {
             let inner = store.inner.lock().unwrap();
             Ok(match inner.files.get(*id) {
-                Some(bytes) => Response::builder()
-                    .status(StatusCode::OK)
-                    .header("content-type", "application/jsonl")
-                    .body(full(bytes.clone()))
-                    .expect("valid response"),
+                Some(bytes) => {
+                    Response::builder().status(StatusCode::OK).header("content-type", "application/jsonl").body(full(bytes.clone())).expect("valid response")
+                }
                 None => error(StatusCode::NOT_FOUND, &format!("no file {id}")),
             })
         }
@@ -240,9 +238,8 @@ fn multipart(content_type: &str, body: &[u8]) -> Option<HashMap<String, (Option<
         let end = find(after, format!("\r\n{delimiter}").as_bytes())?;
         let content = Bytes::copy_from_slice(&after[..end]);
         let disposition = head.lines().find(|l| l.to_ascii_lowercase().starts_with("content-disposition"))?;
-        let attr = |name: &str| {
-            disposition.split(';').map(str::trim).find_map(|p| p.strip_prefix(&format!("{name}="))).map(|v| v.trim_matches('"').to_string())
-        };
+        let attr =
+            |name: &str| disposition.split(';').map(str::trim).find_map(|p| p.strip_prefix(&format!("{name}="))).map(|v| v.trim_matches('"').to_string());
         fields.insert(attr("name")?, (attr("filename"), content));
         rest = &after[end + 2 + delimiter.len()..];
     }
@@ -272,10 +269,7 @@ fn upload(store: &Store, content_type: &str, body: &[u8]) -> Response<Body> {
     inner.stats.uploads += 1;
     let bytes = file.len();
     inner.files.insert(id.clone(), file.clone());
-    reply(
-        StatusCode::OK,
-        &json!({"id": id, "object": "file", "bytes": bytes, "created_at": now_secs(), "filename": filename, "purpose": "batch"}),
-    )
+    reply(StatusCode::OK, &json!({"id": id, "object": "file", "bytes": bytes, "created_at": now_secs(), "filename": filename, "purpose": "batch"}))
 }
 
 fn create(state: Arc<State>, body: &[u8]) -> Result<Response<Body>, DropConnection> {
@@ -381,8 +375,10 @@ async fn process(state: Arc<State>, id: String, lines: Vec<Value>, delay: Durati
             let i = chunk_no * CHUNK + j;
             let custom_id = line["custom_id"].as_str().unwrap_or("").to_string();
             if cancelled || i >= answered_until {
-                let (code, message) = if cancelled { ("batch_cancelled", "the batch was cancelled") } else { ("batch_expired", "the batch expired before this request was run") };
-                errors.push(json!({"id": format!("batch_req_{id}_{i}"), "custom_id": custom_id, "response": null, "error": {"code": code, "message": message}}));
+                let (code, message) =
+                    if cancelled { ("batch_cancelled", "the batch was cancelled") } else { ("batch_expired", "the batch expired before this request was run") };
+                errors
+                    .push(json!({"id": format!("batch_req_{id}_{i}"), "custom_id": custom_id, "response": null, "error": {"code": code, "message": message}}));
                 failed += 1;
                 continue;
             }

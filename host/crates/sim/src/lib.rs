@@ -35,9 +35,9 @@
 //!    `"key":` patterns, a fenced JSON object with those keys and plausible values.
 //! 4. Otherwise a plain-text answer quoting the question.
 
-pub mod options;
 #[cfg(feature = "server")]
 pub mod batch;
+pub mod options;
 pub mod prefix_cache;
 #[cfg(feature = "server")]
 pub mod reply;
@@ -141,4 +141,3 @@ pub fn serve(args: ServeArgs) -> Result<(), SimError> {
         Ok(())
     })
 }
-

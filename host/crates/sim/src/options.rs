@@ -143,7 +143,16 @@ pub struct SimOptions {
 
 impl Default for SimOptions {
     fn default() -> Self {
-        SimOptions { latency: Duration::ZERO, faults: Vec::new(), retry_after_secs: 1, seed: 0, reasoning: false, replies: None, capacity: None, prefix_cache: None }
+        SimOptions {
+            latency: Duration::ZERO,
+            faults: Vec::new(),
+            retry_after_secs: 1,
+            seed: 0,
+            reasoning: false,
+            replies: None,
+            capacity: None,
+            prefix_cache: None,
+        }
     }
 }
 
@@ -164,9 +173,7 @@ impl SimOptions {
         let rest = url.strip_prefix("sim://").ok_or_else(|| SimUrlError::NotSimUrl(url.to_string()))?;
         let query = rest.trim_start_matches('/').trim_start_matches('?');
         let mut opts = SimOptions::default();
-        let num = |k: &str, v: &str| {
-            v.parse::<u64>().map_err(|_| SimUrlError::NotAWholeNumber { key: k.to_string(), value: v.to_string() })
-        };
+        let num = |k: &str, v: &str| v.parse::<u64>().map_err(|_| SimUrlError::NotAWholeNumber { key: k.to_string(), value: v.to_string() });
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             match k {
@@ -237,10 +244,7 @@ mod tests {
         let e = |url: &str| SimOptions::from_url(url).unwrap_err();
         assert_eq!(e("http://x"), SimUrlError::NotSimUrl("http://x".into()));
         assert_eq!(e("sim://?fault=teapot:0.1"), SimUrlError::Fault(FaultError::UnknownKind("teapot".into())));
-        assert_eq!(
-            e("sim://?fault=teapot:0.1").to_string(),
-            "sim:// unknown fault kind `teapot` (expected 429, 500, drop, malformed, hang or 401)"
-        );
+        assert_eq!(e("sim://?fault=teapot:0.1").to_string(), "sim:// unknown fault kind `teapot` (expected 429, 500, drop, malformed, hang or 401)");
         assert_eq!(e("sim://?bogus=1"), SimUrlError::UnknownOption("bogus".into()));
         assert_eq!(e("sim://?fault=500:0.7&fault=429:0.7"), SimUrlError::RatesAboveOne(1.4));
         assert_eq!(e("sim://?fault=429:2"), SimUrlError::Fault(FaultError::RateOutOfRange(2.0)));

@@ -48,7 +48,12 @@ pub struct PrefixCache {
 
 impl PrefixCache {
     pub fn new(capacity: usize) -> Self {
-        PrefixCache { capacity: capacity.max(1), recent: Mutex::new(VecDeque::with_capacity(capacity + 1)), lookups: AtomicU64::new(0), hits: AtomicU64::new(0) }
+        PrefixCache {
+            capacity: capacity.max(1),
+            recent: Mutex::new(VecDeque::with_capacity(capacity + 1)),
+            lookups: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+        }
     }
 
     /// Records a request with this prefix; true when it was cached.

@@ -129,11 +129,8 @@ impl ReplyRules {
     /// Reads and checks the file; a relative `path` resolves against the current folder. Errors
     /// name the resolved file and, for a bad rule, its line (from 1).
     pub fn load(path: &Path) -> Result<ReplyRules, SimUrlError> {
-        let resolved: PathBuf = if path.is_relative() {
-            std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_path_buf())
-        } else {
-            path.to_path_buf()
-        };
+        let resolved: PathBuf =
+            if path.is_relative() { std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_path_buf()) } else { path.to_path_buf() };
         let file = resolved.display().to_string();
         let text = std::fs::read_to_string(&resolved).map_err(|e| SimUrlError::RepliesFile { file: file.clone(), error: e.to_string() })?;
         ReplyRules::parse(&file, &text)

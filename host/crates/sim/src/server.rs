@@ -158,7 +158,8 @@ pub async fn start_on(addr: SocketAddr, opts: SimOptions) -> Result<SimServer, S
         })
         .collect();
     let prefix_cache = opts.prefix_cache.map(crate::prefix_cache::PrefixCache::new);
-    let state = Arc::new(State { opts, rules, counters: Counters::default(), cumulative, in_flight: AtomicU64::new(0), prefix_cache, batches: Default::default() });
+    let state =
+        Arc::new(State { opts, rules, counters: Counters::default(), cumulative, in_flight: AtomicU64::new(0), prefix_cache, batches: Default::default() });
     let accept_state = state.clone();
     let accept = tokio::spawn(async move {
         loop {
@@ -171,9 +172,8 @@ pub async fn start_on(addr: SocketAddr, opts: SimOptions) -> Result<SimServer, S
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
                 // HTTP/1.1 (kept alive), or h2c when the client opens with HTTP/2's preface.
-                let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+                let _ =
+                    hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new()).serve_connection(TokioIo::new(stream), service).await;
             });
         }
     });
@@ -187,11 +187,7 @@ fn full(bytes: impl Into<Bytes>) -> Body {
 }
 
 fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(full(v.to_string()))
-        .expect("valid response")
+    Response::builder().status(status).header("content-type", "application/json").body(full(v.to_string())).expect("valid response")
 }
 
 /// A uniform draw in [0,1) from the request's sequence number: deterministic for a given
@@ -273,10 +269,9 @@ pub(crate) async fn chat_body(state: Arc<State>, n: u64, body: Bytes) -> Result<
                 .header("content-type", "application/json")
                 .body(full(json!({"error": {"message": "simulated rate limit", "type": "rate_limit"}}).to_string()))
                 .expect("valid response")),
-            FaultKind::ServerError => Ok(json_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &json!({"error": {"message": "simulated server error", "type": "server_error"}}),
-            )),
+            FaultKind::ServerError => {
+                Ok(json_response(StatusCode::INTERNAL_SERVER_ERROR, &json!({"error": {"message": "simulated server error", "type": "server_error"}})))
+            }
             FaultKind::Drop => Err(DropConnection),
             FaultKind::Malformed => Ok(Response::builder()
                 .status(StatusCode::OK)
@@ -287,10 +282,9 @@ pub(crate) async fn chat_body(state: Arc<State>, n: u64, body: Bytes) -> Result<
                 tokio::time::sleep(Duration::from_secs(3600)).await;
                 Err(DropConnection)
             }
-            FaultKind::Unauthorized => Ok(json_response(
-                StatusCode::UNAUTHORIZED,
-                &json!({"error": {"message": "simulated: invalid API key", "type": "invalid_request_error"}}),
-            )),
+            FaultKind::Unauthorized => {
+                Ok(json_response(StatusCode::UNAUTHORIZED, &json!({"error": {"message": "simulated: invalid API key", "type": "invalid_request_error"}})))
+            }
         };
     }
 
@@ -344,9 +338,7 @@ pub(crate) async fn chat_body(state: Arc<State>, n: u64, body: Bytes) -> Result<
 
     if request["stream"].as_bool().unwrap_or(false) {
         let mut events: Vec<Value> = Vec::new();
-        let chunk = |delta: Value, finish: Value| {
-            json!({"id": "chatcmpl-sim", "object": "chat.completion.chunk", "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
-        };
+        let chunk = |delta: Value, finish: Value| json!({"id": "chatcmpl-sim", "object": "chat.completion.chunk", "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
         events.push(chunk(json!({"role": "assistant"}), Value::Null));
         if let Some(r) = &reasoning {
             events.push(chunk(json!({"reasoning_content": r}), Value::Null));
@@ -359,8 +351,7 @@ pub(crate) async fn chat_body(state: Arc<State>, n: u64, body: Bytes) -> Result<
         if request["stream_options"]["include_usage"].as_bool().unwrap_or(false) {
             events.push(json!({"id": "chatcmpl-sim", "object": "chat.completion.chunk", "model": model, "choices": [], "usage": usage}));
         }
-        let mut frames: Vec<Result<Frame<Bytes>, Infallible>> =
-            events.into_iter().map(|e| Ok(Frame::data(Bytes::from(format!("data: {e}\n\n"))))).collect();
+        let mut frames: Vec<Result<Frame<Bytes>, Infallible>> = events.into_iter().map(|e| Ok(Frame::data(Bytes::from(format!("data: {e}\n\n"))))).collect();
         frames.push(Ok(Frame::data(Bytes::from_static(b"data: [DONE]\n\n"))));
         let stream = futures_util::stream::iter(frames);
         return Ok(Response::builder()

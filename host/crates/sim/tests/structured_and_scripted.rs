@@ -140,7 +140,10 @@ fn schemas() -> Vec<(&'static str, Value)> {
             }),
         ),
         ("top-level enum", json!({"enum": ["A", "B", "tie"]})),
-        ("top-level array", json!({"type": "array", "items": {"type": "object", "properties": {"q": {"type": "string"}, "a": {"type": "string"}}, "required": ["q", "a"]}, "minItems": 3})),
+        (
+            "top-level array",
+            json!({"type": "array", "items": {"type": "object", "properties": {"q": {"type": "string"}, "a": {"type": "string"}}, "required": ["q", "a"]}, "minItems": 3}),
+        ),
     ]
 }
 
@@ -309,4 +312,3 @@ async fn a_missing_or_malformed_replies_file_stops_the_start() {
     }
     assert_eq!(err.to_string().split(": ").next().unwrap(), format!("sim:// replies file `{}` line 2", bad.display()));
 }
-

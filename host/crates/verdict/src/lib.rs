@@ -82,9 +82,8 @@ fn as_object(text: &str) -> Option<Map<String, Value>> {
 /// The verdict object of a reply, if there is one.
 pub fn find_object(reply: &str) -> Option<Map<String, Value>> {
     let answer = final_answer(reply);
-    if let Some(obj) = fenced_blocks(answer).into_iter().rev().find_map(|b| {
-        as_object(b).or_else(|| balanced_objects(b).into_iter().rev().find_map(as_object))
-    }) {
+    if let Some(obj) = fenced_blocks(answer).into_iter().rev().find_map(|b| as_object(b).or_else(|| balanced_objects(b).into_iter().rev().find_map(as_object)))
+    {
         return Some(obj);
     }
     balanced_objects(answer).into_iter().rev().find_map(as_object)

@@ -38,7 +38,8 @@ fn ensure_wasm_target(dir: &Path) -> anyhow::Result<()> {
         return Ok(());
     }
     eprintln!("the wasm32-wasip2 target is missing: rustup target add wasm32-wasip2");
-    let status = Command::new("rustup").args(["target", "add", "wasm32-wasip2"]).current_dir(dir).stdout(std::io::stderr()).status().context("running rustup")?;
+    let status =
+        Command::new("rustup").args(["target", "add", "wasm32-wasip2"]).current_dir(dir).stdout(std::io::stderr()).status().context("running rustup")?;
     if !status.success() {
         bail!("`rustup target add wasm32-wasip2` failed ({status}); plugins are built for that target");
     }

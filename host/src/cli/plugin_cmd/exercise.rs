@@ -105,8 +105,12 @@ pub(super) fn run_records(plugin: &Plugin, role: Role, path: &Path, completion_f
         let rec: Value = match serde_json::from_str(&line) {
             Ok(v) => v,
             Err(e) => {
-                writeln!(out, "{}", json!({"record_id": format!("line-{n}"), "outcome": "error", "cause": "invalid_json",
-                    "message": format!("{} line {n}: {e}", path.display())}))?;
+                writeln!(
+                    out,
+                    "{}",
+                    json!({"record_id": format!("line-{n}"), "outcome": "error", "cause": "invalid_json",
+                    "message": format!("{} line {n}: {e}", path.display())})
+                )?;
                 continue;
             }
         };

@@ -86,8 +86,7 @@ pub struct PluginTarget {
 pub fn run(cmd: PluginCommand) -> anyhow::Result<()> {
     // Plugin authors want to see what their plugin logs through `host.log`: show it on
     // stderr (RUST_LOG overrides). Ignored if the binary already installed a subscriber.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,modelcall::plugin=info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,modelcall::plugin=info"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(crate::progress::colour_on_stderr()).try_init();
     match cmd {
         PluginCommand::List => {
@@ -157,4 +156,3 @@ fn read_limits(path: &Path) -> anyhow::Result<Limits> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading limits {}", path.display()))?;
     serde_yaml::from_str(&text).with_context(|| format!("parsing limits {} (keys: timeout_ms, init_timeout_ms, fuel, memory_mib, max_output_bytes, max_records_per_call, max_log_bytes, max_calls_per_instance, max_consecutive_traps)", path.display()))
 }
-

@@ -39,7 +39,6 @@ pub struct NewArgs {
     pub sdk_path: Option<PathBuf>,
 }
 
-
 /// The SDK crate's files (as `cargo package` ships them: `Cargo.toml`, `README.md`,
 /// `src/**/*.rs`, `wit/*.wit`), embedded so `plugin new` can vendor the SDK. `tests/scaffold_e2e.rs`
 /// compares a vendored copy with `plugins/sdk`, so a file added to the SDK and missing here
@@ -173,9 +172,7 @@ fn render(template: &str, vars: &[(&str, &str)]) -> String {
 
 fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        && name.len() <= 64
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic()) && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') && name.len() <= 64
 }
 
 /// A TOML basic string's content for `s`.
@@ -198,11 +195,8 @@ fn project_files(name: &str, role: Role, lang: Lang, sdk_path: Option<&Path>) ->
     .into_iter()
     .flatten()
     .collect::<String>();
-    let prompt_section = if k.prompt_file {
-        "\nprompt:\n  config_path: \"prompt.yaml\"\n".to_string()
-    } else {
-        format!("\n# No prompt file: {name} builds the prompts.\n")
-    };
+    let prompt_section =
+        if k.prompt_file { "\nprompt:\n  config_path: \"prompt.yaml\"\n".to_string() } else { format!("\n# No prompt file: {name} builds the prompts.\n") };
     let task = render(
         tpl::TASK,
         &[

@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use modelcall_io::Slice;
 use modelcall_io::ShardPlan;
+use modelcall_io::Slice;
 use serde_json::Value;
 
 use crate::run_records::Spent;
@@ -175,8 +175,7 @@ fn unit(folder: &Path, stem: &str, shard: Option<(u32, u32)>, total: Option<u64>
 
 fn group(folder: &Path, shard: Option<(u32, u32)>, units: Vec<UnitStatus>, records: &[(String, Value)]) -> ShardState {
     let shard_field = shard.map(|(i, n)| format!("{i}/{n}"));
-    let mine: Vec<(String, Value)> =
-        records.iter().filter(|(_, r)| r["shard"].as_str().map(str::to_string) == shard_field).cloned().collect();
+    let mine: Vec<(String, Value)> = records.iter().filter(|(_, r)| r["shard"].as_str().map(str::to_string) == shard_field).cloned().collect();
     let latest = mine.last();
     let heartbeat = latest.and_then(|(name, _)| std::fs::metadata(crate::run_records::runs_dir(folder).join(name)).and_then(|m| m.modified()).ok());
     let summary_path = folder.join(crate::tasks::scoring::summary_name(shard));
@@ -250,11 +249,8 @@ pub fn discovered_inputs(folder: &Path) -> Vec<Input> {
         .collect();
     stems.sort();
     let summary: Option<Value> = std::fs::read_to_string(folder.join("run_summary.json")).ok().and_then(|t| serde_json::from_str(&t).ok());
-    let named: Vec<PathBuf> = summary
-        .iter()
-        .flat_map(|s| s["files"].as_array().cloned().unwrap_or_default())
-        .filter_map(|f| f["input"].as_str().map(PathBuf::from))
-        .collect();
+    let named: Vec<PathBuf> =
+        summary.iter().flat_map(|s| s["files"].as_array().cloned().unwrap_or_default()).filter_map(|f| f["input"].as_str().map(PathBuf::from)).collect();
     let mut inputs: Vec<Input> = stems
         .into_iter()
         .map(|stem| {

@@ -98,9 +98,10 @@ fn folder_status(out: &Path, known: Option<Known>) -> anyhow::Result<Finish> {
     let shard_plan = ShardPlan::load(out).map_err(|e| BadConfig(e.to_string()))?;
     let merged = out.join(".modelcall").join(MERGED_MARKER).exists();
     let samples = known.as_ref().map_or(1, |k| k.samples_per_record);
-    let name = known.as_ref().map(|k| k.task_name.clone()).or_else(|| {
-        crate::run_records::load(out).last().and_then(|(_, r)| r["task_name"].as_str().map(str::to_string))
-    });
+    let name = known
+        .as_ref()
+        .map(|k| k.task_name.clone())
+        .or_else(|| crate::run_records::load(out).last().and_then(|(_, r)| r["task_name"].as_str().map(str::to_string)));
     let all_records = crate::run_records::load(out);
     println!("{}{}", name.map(|n| format!("{n}: ")).unwrap_or_default(), out.display());
     let task_hint = known.as_ref().and_then(|k| k.task_file.as_ref()).map(|p| p.display().to_string()).unwrap_or_else(|| "<task.yaml>".into());
@@ -223,11 +224,7 @@ fn print_shards(states: &[ShardState], sched: Option<&scheduler::SchedulerView>)
 fn print_failed(units: &[UnitStatus]) {
     let (failed, permanent) = units.iter().fold((0, 0), |(f, p), u| (f + u.failed, p + u.failed_permanently));
     if failed > 0 {
-        println!(
-            "failed: {} ({} permanent: sent again only with --retry-failed; the rest a plain rerun sends again)",
-            grouped(failed),
-            grouped(permanent)
-        );
+        println!("failed: {} ({} permanent: sent again only with --retry-failed; the rest a plain rerun sends again)", grouped(failed), grouped(permanent));
     }
 }
 

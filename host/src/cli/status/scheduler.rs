@@ -48,9 +48,7 @@ fn slurm(name: &str, since: Option<std::time::SystemTime>) -> Option<SchedulerVi
     // sacct first (finished and running array tasks since the script was written), then squeue
     // (live ones, newest word): later lines win.
     if let Some(sacct) = sacct {
-        let start = since
-            .map(|t| chrono::DateTime::<chrono::Local>::from(t).format("%Y-%m-%dT%H:%M:%S").to_string())
-            .unwrap_or_else(|| "now-7days".into());
+        let start = since.map(|t| chrono::DateTime::<chrono::Local>::from(t).format("%Y-%m-%dT%H:%M:%S").to_string()).unwrap_or_else(|| "now-7days".into());
         let name_arg = format!("--name={name}");
         let start_arg = format!("--starttime={start}");
         match run_bounded(&sacct, &["--noheader", "--parsable2", "--allocations", &name_arg, &start_arg, "--format=JobID,State"]) {
@@ -134,13 +132,7 @@ fn kubernetes(name: &str, namespace: Option<&str>) -> Option<SchedulerView> {
 fn run_bounded(program: &Path, args: &[&str]) -> Result<String, String> {
     use std::io::Read;
     use std::process::{Command, Stdio};
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
+    let mut child = Command::new(program).args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(|e| e.to_string())?;
     let (mut out, mut err) = (child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
     let reader = std::thread::spawn(move || {
         let mut s = String::new();

@@ -38,7 +38,9 @@ pub(super) fn submit(args: &SubmitArgs, target: &Target, loaded: &Loaded) -> any
             return Err(BadConfig("--image is required with --scheduler k8s: a container image with `modelcall` on its PATH".into()).into());
         }
         if args.pvc.is_none() && args.host_path.is_none() {
-            return Err(BadConfig("--pvc NAME or --host-path DIR is required with --scheduler k8s: the shards write into one shared output folder".into()).into());
+            return Err(
+                BadConfig("--pvc NAME or --host-path DIR is required with --scheduler k8s: the shards write into one shared output folder".into()).into()
+            );
         }
     }
     let keys = key_env(args, loaded)?;
@@ -63,10 +65,7 @@ pub(super) fn submit(args: &SubmitArgs, target: &Target, loaded: &Loaded) -> any
     let path = target.submit_file("job.yaml");
     write_file(&path, &yaml)?;
     let Some(kubectl) = find_on_path("kubectl") else {
-        anyhow::bail!(
-            "kubectl was not found on PATH; the Job is written to {path}: submit it with `kubectl apply -f {path}`",
-            path = path.display()
-        );
+        anyhow::bail!("kubectl was not found on PATH; the Job is written to {path}: submit it with `kubectl apply -f {path}`", path = path.display());
     };
     let out = run_command(&kubectl, &["apply", "-f", utf8(&path, "the Job file")?])?;
     print!("{out}");
@@ -251,11 +250,10 @@ fn real(cwd: &Path, path: &Path) -> PathBuf {
 fn check_shared(args: &SubmitArgs, target: &Target, loaded: &Loaded, keys: &KeyEnv) -> Result<(), BadConfig> {
     let paths = Paths::new(args, target)?;
     let mut outside: Vec<String> = Vec::new();
-    let written = std::iter::once(("the output folder".to_string(), target.output.clone()))
-        .chain(match &loaded.plan.stages {
-            Stages::Scoring(p) => p.stat_folder.clone().map(|f| ("data.stat_folder".to_string(), f)),
-            _ => None,
-        });
+    let written = std::iter::once(("the output folder".to_string(), target.output.clone())).chain(match &loaded.plan.stages {
+        Stages::Scoring(p) => p.stat_folder.clone().map(|f| ("data.stat_folder".to_string(), f)),
+        _ => None,
+    });
     for (what, path) in written.chain(files_read(loaded, keys)) {
         let full = real(&target.cwd, &path);
         if !full.starts_with(&paths.shared) {
@@ -445,4 +443,3 @@ fn job_name(task_name: &str) -> String {
     name.truncate(52);
     name.trim_end_matches('-').to_string()
 }
-

@@ -256,16 +256,8 @@ fn resolve(args: &SubmitArgs) -> anyhow::Result<(Target, Loaded)> {
     let task_dir = task_file.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
     let output = shared_output(&cwd.join(&output))?;
     check_earlier_split(&output, args.shards)?;
-    let target = Target {
-        task_name: plan.task_name.clone(),
-        task_file,
-        task_dir,
-        output,
-        pin_output,
-        cwd,
-        shards: args.shards,
-        parallel: parallel.min(args.shards),
-    };
+    let target =
+        Target { task_name: plan.task_name.clone(), task_file, task_dir, output, pin_output, cwd, shards: args.shards, parallel: parallel.min(args.shards) };
     Ok((target, Loaded { task, plan }))
 }
 

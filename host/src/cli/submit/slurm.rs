@@ -141,4 +141,3 @@ fn sbatch_word(word: &str) -> String {
         s
     })
 }
-

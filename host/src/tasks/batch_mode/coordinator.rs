@@ -167,7 +167,8 @@ impl Coordinator {
                 if line.len() as u64 > self.config.max_bytes {
                     let senders = inner.waiters.remove(&custom_id).unwrap_or_default();
                     drop(inner);
-                    let message = format!("the request is {} bytes, more than one batch may hold (concurrency.batch_max_bytes: {})", line.len(), self.config.max_bytes);
+                    let message =
+                        format!("the request is {} bytes, more than one batch may hold (concurrency.batch_max_bytes: {})", line.len(), self.config.max_bytes);
                     for s in senders {
                         let _ = s.send(Err(CallError::Rejected { status: 413, message: message.clone() }));
                     }
@@ -183,7 +184,14 @@ impl Coordinator {
             }
             rx
         };
-        rx.await.unwrap_or_else(|_| Err(CallError::Exhausted { cause: RetryCause::Connection, message: "the batch coordinator stopped".into(), attempts: 0, retries: RetryCounts::default() }))
+        rx.await.unwrap_or_else(|_| {
+            Err(CallError::Exhausted {
+                cause: RetryCause::Connection,
+                message: "the batch coordinator stopped".into(),
+                attempts: 0,
+                retries: RetryCounts::default(),
+            })
+        })
     }
 
     /// Cuts full batches at once, and what is pending after a short quiet spell.
@@ -432,7 +440,12 @@ impl Coordinator {
         for key in keys {
             inner.in_batch.remove(key);
             let answer = results.remove(key).unwrap_or_else(|| {
-                Err(CallError::Exhausted { cause: RetryCause::ServerError, message: "the batch returned no line for this request".into(), attempts: 1, retries: RetryCounts::default() })
+                Err(CallError::Exhausted {
+                    cause: RetryCause::ServerError,
+                    message: "the batch returned no line for this request".into(),
+                    attempts: 1,
+                    retries: RetryCounts::default(),
+                })
             });
             let retry = matches!(answer, Err(CallError::Exhausted { .. })) && inner.rounds.get(key).copied().unwrap_or(0) < self.config.max_rounds;
             match (retry, lines.remove(key)) {
@@ -468,7 +481,12 @@ impl Coordinator {
         for key in keys {
             inner.in_batch.remove(key);
             for s in inner.waiters.remove(key).unwrap_or_default() {
-                let _ = s.send(Err(CallError::Exhausted { cause: RetryCause::ServerError, message: message.clone(), attempts: 1, retries: RetryCounts::default() }));
+                let _ = s.send(Err(CallError::Exhausted {
+                    cause: RetryCause::ServerError,
+                    message: message.clone(),
+                    attempts: 1,
+                    retries: RetryCounts::default(),
+                }));
             }
         }
     }

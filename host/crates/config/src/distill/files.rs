@@ -46,9 +46,7 @@ impl DatasetsConfig {
         let mut datasets = BTreeMap::new();
         for (key, spec) in root {
             let Value::Object(m) = spec else {
-                return Err(ConfigError::new(path, "must be a mapping with format_style and column_mapping")
-                    .key(key.clone())
-                    .at(yaml.locate(&[key])));
+                return Err(ConfigError::new(path, "must be a mapping with format_style and column_mapping").key(key.clone()).at(yaml.locate(&[key])));
             };
             let f = Fields::new(path, &yaml, &[key], m);
             let style = f.required_string("format_style", "one of the format styles")?;
@@ -66,10 +64,7 @@ impl DatasetsConfig {
                 };
             }
             if let Some(missing) = needed.iter().find(|n| !column_mapping.contains_key(**n)) {
-                return Err(f.error(
-                    "column_mapping",
-                    format!("format_style {style} needs column_mapping.{missing} (it needs {})", needed.join(", ")),
-                ));
+                return Err(f.error("column_mapping", format!("format_style {style} needs column_mapping.{missing} (it needs {})", needed.join(", "))));
             }
             let configs = match m.get("configs") {
                 None | Some(Value::Null) => vec![None],
@@ -129,9 +124,7 @@ impl MergeConfig {
                 return Err(err(format!("item {} needs `name` and `output_file`", i + 1)));
             };
             let input_files: Vec<String> = match m.get("input_files") {
-                Some(Value::Array(a)) if a.iter().all(Value::is_string) && !a.is_empty() => {
-                    a.iter().filter_map(Value::as_str).map(str::to_string).collect()
-                }
+                Some(Value::Array(a)) if a.iter().all(Value::is_string) && !a.is_empty() => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
                 _ => return Err(err(format!("group `{name}` needs input_files: a non-empty list of file names"))),
             };
             if groups.iter().any(|g: &MergeGroup| g.name == name) {

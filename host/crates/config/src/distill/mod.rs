@@ -19,26 +19,82 @@ mod files;
 pub use files::{DatasetSpec, DatasetsConfig, MergeConfig, MergeGroup, UnknownMergeGroup, FORMAT_STYLES};
 
 const CHATML_KEYS: &[&str] = &[
-    "dataset_config_path", "input_dir", "output_dir", "num_processes", "keep_raw_data", "add_system_prompt",
-    "system_prompt", "continue_mode", "selected_datasets",
+    "dataset_config_path",
+    "input_dir",
+    "output_dir",
+    "num_processes",
+    "keep_raw_data",
+    "add_system_prompt",
+    "system_prompt",
+    "continue_mode",
+    "selected_datasets",
 ];
 const MERGE_KEYS: &[&str] = &["merge_config_path", "base_input_dir", "base_output_dir", "chunk_size", "merge_groups", "dedup_key"];
 const GENERATE_STEP_KEYS: &[&str] = &[
-    "response_config_path", "input_path", "output_path", "concurrency", "batch_size", "flush_interval_secs",
-    "retry_mode", "resume_mode", "send", "reasoning", "allow_truncated", "n", "ordered",
+    "response_config_path",
+    "input_path",
+    "output_path",
+    "concurrency",
+    "batch_size",
+    "flush_interval_secs",
+    "retry_mode",
+    "resume_mode",
+    "send",
+    "reasoning",
+    "allow_truncated",
+    "n",
+    "ordered",
 ];
 const GENERATE_TASK_KEYS: &[&str] = &[
-    "input_path", "output_path", "model_config", "concurrency", "batch_size", "flush_interval", "retry_mode", "resume",
-    "send", "reasoning", "allow_truncated", "n", "ordered",
+    "input_path",
+    "output_path",
+    "model_config",
+    "concurrency",
+    "batch_size",
+    "flush_interval",
+    "retry_mode",
+    "resume",
+    "send",
+    "reasoning",
+    "allow_truncated",
+    "n",
+    "ordered",
 ];
 
 /// Every key any form of the section may hold (the union; which apply depends on the step).
 pub const ALL_KEYS: &[&str] = &[
-    "step", "dataset_config_path", "input_dir", "output_dir", "num_processes", "keep_raw_data", "add_system_prompt",
-    "system_prompt", "continue_mode", "selected_datasets", "merge_config_path", "base_input_dir", "base_output_dir",
-    "chunk_size", "merge_groups", "response_config_path", "input_path", "output_path", "concurrency", "batch_size",
-    "flush_interval_secs", "retry_mode", "resume_mode", "model_config", "flush_interval", "resume", "send", "reasoning",
-    "allow_truncated", "n", "ordered", "dedup_key",
+    "step",
+    "dataset_config_path",
+    "input_dir",
+    "output_dir",
+    "num_processes",
+    "keep_raw_data",
+    "add_system_prompt",
+    "system_prompt",
+    "continue_mode",
+    "selected_datasets",
+    "merge_config_path",
+    "base_input_dir",
+    "base_output_dir",
+    "chunk_size",
+    "merge_groups",
+    "response_config_path",
+    "input_path",
+    "output_path",
+    "concurrency",
+    "batch_size",
+    "flush_interval_secs",
+    "retry_mode",
+    "resume_mode",
+    "model_config",
+    "flush_interval",
+    "resume",
+    "send",
+    "reasoning",
+    "allow_truncated",
+    "n",
+    "ordered",
+    "dedup_key",
 ];
 
 pub const STEP_NAMES: [&str; 3] = ["chatml_conversion", "jsonl_merge", "generate_response"];
@@ -167,13 +223,7 @@ pub struct OffStepKey {
 }
 
 /// Parses the section for `task_type` (`data_distillation` or `generate_response`).
-pub fn parse(
-    task_type: &str,
-    section: Option<&Value>,
-    file: &Path,
-    yaml: &YamlFile,
-    base: &Path,
-) -> Result<(DistillationStep, Vec<OffStepKey>), ConfigError> {
+pub fn parse(task_type: &str, section: Option<&Value>, file: &Path, yaml: &YamlFile, base: &Path) -> Result<(DistillationStep, Vec<OffStepKey>), ConfigError> {
     let empty = serde_json::Map::new();
     let map = match section {
         None | Some(Value::Null) => &empty,
@@ -190,9 +240,7 @@ pub fn parse(
     } else {
         let step = f.required_string("step", "which step to run: chatml_conversion, jsonl_merge or generate_response")?;
         if !STEP_NAMES.contains(&step.as_str()) {
-            return Err(f
-                .error("step", format!("`{step}` is not a step; expected one of {}", STEP_NAMES.join(", ")))
-                .suggest(closest(&step, STEP_NAMES)));
+            return Err(f.error("step", format!("`{step}` is not a step; expected one of {}", STEP_NAMES.join(", "))).suggest(closest(&step, STEP_NAMES)));
         }
         step
     };
@@ -225,53 +273,50 @@ pub fn parse(
         "generate_response" => {
             let (first_user_only, reasoning, allow_truncated) = generate_extras(&f)?;
             (
-            DistillationStep::GenerateResponse(GenerateResponse {
-                model_config_path: f.path("response_config_path", "the model config that answers", base)?,
-                input_path: f.path("input_path", "a JSONL file or a folder of them", base)?,
-                output_path: f.path("output_path", "the output folder", base)?,
-                concurrency: f.positive("concurrency", 20)? as usize,
-                batch_size: f.positive("batch_size", 20)? as usize,
-                flush_interval_secs: f.number("flush_interval_secs")?.unwrap_or(2.0),
-                retry_mode: f.bool("retry_mode", false)?,
-                resume: f.bool("resume_mode", true)?,
-                first_user_only,
-                reasoning,
-                allow_truncated,
-                n: f.positive("n", 1)? as u32,
-                ordered: f.bool("ordered", false)?,
-            }),
-            GENERATE_STEP_KEYS,
-        )
+                DistillationStep::GenerateResponse(GenerateResponse {
+                    model_config_path: f.path("response_config_path", "the model config that answers", base)?,
+                    input_path: f.path("input_path", "a JSONL file or a folder of them", base)?,
+                    output_path: f.path("output_path", "the output folder", base)?,
+                    concurrency: f.positive("concurrency", 20)? as usize,
+                    batch_size: f.positive("batch_size", 20)? as usize,
+                    flush_interval_secs: f.number("flush_interval_secs")?.unwrap_or(2.0),
+                    retry_mode: f.bool("retry_mode", false)?,
+                    resume: f.bool("resume_mode", true)?,
+                    first_user_only,
+                    reasoning,
+                    allow_truncated,
+                    n: f.positive("n", 1)? as u32,
+                    ordered: f.bool("ordered", false)?,
+                }),
+                GENERATE_STEP_KEYS,
+            )
         }
         _ => {
             let (first_user_only, reasoning, allow_truncated) = generate_extras(&f)?;
             (
-            DistillationStep::GenerateResponse(GenerateResponse {
-                model_config_path: f.path("model_config", "the model config that answers", base)?,
-                input_path: f.path("input_path", "a JSONL file or a folder of them", base)?,
-                output_path: f.path("output_path", "the output folder", base)?,
-                concurrency: f.positive("concurrency", 30)? as usize,
-                batch_size: f.positive("batch_size", 30)? as usize,
-                flush_interval_secs: f.number("flush_interval")?.unwrap_or(2.0),
-                retry_mode: f.bool("retry_mode", false)?,
-                resume: f.bool("resume", true)?,
-                first_user_only,
-                reasoning,
-                allow_truncated,
-                n: f.positive("n", 1)? as u32,
-                ordered: f.bool("ordered", false)?,
-            }),
-            GENERATE_TASK_KEYS,
-        )
+                DistillationStep::GenerateResponse(GenerateResponse {
+                    model_config_path: f.path("model_config", "the model config that answers", base)?,
+                    input_path: f.path("input_path", "a JSONL file or a folder of them", base)?,
+                    output_path: f.path("output_path", "the output folder", base)?,
+                    concurrency: f.positive("concurrency", 30)? as usize,
+                    batch_size: f.positive("batch_size", 30)? as usize,
+                    flush_interval_secs: f.number("flush_interval")?.unwrap_or(2.0),
+                    retry_mode: f.bool("retry_mode", false)?,
+                    resume: f.bool("resume", true)?,
+                    first_user_only,
+                    reasoning,
+                    allow_truncated,
+                    n: f.positive("n", 1)? as u32,
+                    ordered: f.bool("ordered", false)?,
+                }),
+                GENERATE_TASK_KEYS,
+            )
         }
     };
     let off_step = map
         .keys()
         .filter(|k| k.as_str() != "step" && !keys.contains(&k.as_str()))
-        .map(|k| OffStepKey {
-            key: format!("distillation.{k}"),
-            why: format!("not read by the {} step{}", step.name(), hint_for(k, task_type)),
-        })
+        .map(|k| OffStepKey { key: format!("distillation.{k}"), why: format!("not read by the {} step{}", step.name(), hint_for(k, task_type)) })
         .collect();
     Ok((step, off_step))
 }

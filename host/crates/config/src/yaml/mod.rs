@@ -37,8 +37,7 @@ impl YamlFile {
 
 /// Reads and parses `path`; `what` names the file's role in errors ("task file", "model config").
 pub fn read_yaml(path: &Path, what: &str) -> Result<YamlFile, ConfigError> {
-    let source =
-        std::fs::read_to_string(path).map_err(|e| ConfigError::new(path, format!("cannot read the {what}: {e}")))?;
+    let source = std::fs::read_to_string(path).map_err(|e| ConfigError::new(path, format!("cannot read the {what}: {e}")))?;
     parse_yaml(path, source)
 }
 
@@ -129,7 +128,10 @@ mod tests {
 
     #[test]
     fn a_duplicate_key_is_reported_at_its_second_line_with_the_first() {
-        let e = parse("task_name: x\nconcurrency:\n  max_concurrent_requests: 4\nretry:\n  max_retries: 2\n  enable_format_validation_retry: true\n  max_retries: 5\n").unwrap_err();
+        let e = parse(
+            "task_name: x\nconcurrency:\n  max_concurrent_requests: 4\nretry:\n  max_retries: 2\n  enable_format_validation_retry: true\n  max_retries: 5\n",
+        )
+        .unwrap_err();
         assert_eq!((e.line, e.column), (Some(7), Some(3)), "{e}");
         assert_eq!(e.key.as_deref(), Some("retry.max_retries"));
         assert!(e.message.contains("already set at line 5"), "{e}");

@@ -180,8 +180,7 @@ impl Key<'_> {
             return Err(E::custom(STOP));
         }
         if let Some(&first_index) = self.seen.get(&name) {
-            *self.pass.duplicate.borrow_mut() =
-                Some(Duplicate { path: self.path.to_vec(), key: name, mapping: self.mapping, first_index });
+            *self.pass.duplicate.borrow_mut() = Some(Duplicate { path: self.path.to_vec(), key: name, mapping: self.mapping, first_index });
             return Err(E::custom(STOP));
         }
         Ok(name)
@@ -279,4 +278,3 @@ pub(crate) fn yaml_to_json(v: serde_yaml::Value) -> Value {
         serde_yaml::Value::Tagged(t) => yaml_to_json(t.value),
     }
 }
-

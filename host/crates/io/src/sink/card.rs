@@ -27,11 +27,7 @@ pub fn data_files(folder: &Path, format: OutputFormat) -> Vec<PathBuf> {
         .filter(|p| p.is_file())
         .filter(|p| {
             let name = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-            name.ends_with(ext)
-                && !name.starts_with('.')
-                && !name.ends_with(".errors.jsonl")
-                && !name.ends_with("_error.jsonl")
-                && !name.contains(".shard-")
+            name.ends_with(ext) && !name.starts_with('.') && !name.ends_with(".errors.jsonl") && !name.ends_with("_error.jsonl") && !name.contains(".shard-")
         })
         .collect();
     files.sort();

@@ -16,8 +16,8 @@ use serde_json::{Map, Value};
 use crate::atomic::AtomicFile;
 use crate::journal::EntryStatus;
 
-mod parquet;
 pub mod card;
+mod parquet;
 pub mod schema;
 use parquet::{write_parquet, Flatten};
 pub use schema::{DeclaredSchema, RowsSchema};

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use arrow_schema::{DataType, Field, Schema};
 use serde_json::{Map, Value};
 
+use super::schema::{RowsSchema, ROW_GROUP_BYTES};
 use super::{for_each_line, RowOnly};
 use crate::atomic::AtomicFile;
 use crate::journal::EntryStatus;
-use super::schema::{RowsSchema, ROW_GROUP_BYTES};
 
 /// Rows per Parquet record batch.
 const BATCH_ROWS: usize = 4096;
@@ -47,7 +47,13 @@ fn flatten_row(row: Map<String, Value>, mode: Flatten) -> Map<String, Value> {
     }
 }
 
-pub(super) fn write_parquet(journal: &Path, out: &mut AtomicFile, winners: &crate::winners::Winners, mode: Flatten, declared: Option<&RowsSchema>) -> Result<u64, String> {
+pub(super) fn write_parquet(
+    journal: &Path,
+    out: &mut AtomicFile,
+    winners: &crate::winners::Winners,
+    mode: Flatten,
+    declared: Option<&RowsSchema>,
+) -> Result<u64, String> {
     if let Some(declared) = declared {
         return write_declared(journal, out, winners, declared);
     }
@@ -94,19 +100,12 @@ pub(super) fn write_parquet(journal: &Path, out: &mut AtomicFile, winners: &crat
         return Err(e);
     }
     // A journal with no rows still yields a valid (empty) file with one placeholder column.
-    let schema = Arc::new(
-        schema
-            .filter(|s| !s.fields().is_empty())
-            .unwrap_or_else(|| Schema::new(vec![Field::new("api_status", DataType::Utf8, true)])),
-    );
+    let schema = Arc::new(schema.filter(|s| !s.fields().is_empty()).unwrap_or_else(|| Schema::new(vec![Field::new("api_status", DataType::Utf8, true)])));
 
     let props = writer_properties(crate::sink::schema::DEFAULT_ROW_GROUP_ROWS);
     let mut writer = parquet::arrow::ArrowWriter::try_new(out, schema.clone(), Some(props)).map_err(|e| e.to_string())?;
-    let mut decoder = arrow_json::ReaderBuilder::new(schema.clone())
-        .with_batch_size(BATCH_ROWS)
-        .with_coerce_primitive(true)
-        .build_decoder()
-        .map_err(|e| e.to_string())?;
+    let mut decoder =
+        arrow_json::ReaderBuilder::new(schema.clone()).with_batch_size(BATCH_ROWS).with_coerce_primitive(true).build_decoder().map_err(|e| e.to_string())?;
     let mut rows = 0u64;
     let mut pending = 0usize;
     let mut err: Option<String> = None;
@@ -146,7 +145,6 @@ pub(super) fn write_parquet(journal: &Path, out: &mut AtomicFile, winners: &crat
     writer.close().map_err(|e| e.to_string())?;
     Ok(rows)
 }
-
 
 fn writer_properties(row_group_rows: usize) -> parquet::file::properties::WriterProperties {
     parquet::file::properties::WriterProperties::builder()

@@ -3,7 +3,6 @@
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 
-
 use super::{parse_record, BadLineCause, SourceError, SourceItem, SourceOptions};
 
 /// Longest excerpt of a bad line kept for the error output.
@@ -29,19 +28,15 @@ enum Line {
     /// The line is in `buf` (with its line end, if any).
     Complete,
     /// The line was longer than the limit: `buf` holds its start only.
-    TooLong { bytes: u64, blank: bool },
+    TooLong {
+        bytes: u64,
+        blank: bool,
+    },
 }
 
 impl JsonlLines {
     pub fn with_options(inner: Box<dyn Read + Send>, path: PathBuf, options: SourceOptions) -> Self {
-        JsonlLines {
-            reader: BufReader::with_capacity(1 << 20, inner),
-            path,
-            line: 0,
-            buf: Vec::new(),
-            done: false,
-            max_record_bytes: options.max_record_bytes,
-        }
+        JsonlLines { reader: BufReader::with_capacity(1 << 20, inner), path, line: 0, buf: Vec::new(), done: false, max_record_bytes: options.max_record_bytes }
     }
 
     /// Reads the next line into `buf`, never holding more than `max_record_bytes + 2` bytes of

@@ -18,8 +18,15 @@ use serde_json::{Map, Value};
 #[derive(Debug)]
 pub enum SourceItem {
     /// `line` is the 1-based line (JSONL) or row number (Parquet).
-    Record { line: u64, record: Map<String, Value> },
-    Bad { line: u64, cause: BadLineCause, raw_excerpt: String },
+    Record {
+        line: u64,
+        record: Map<String, Value>,
+    },
+    Bad {
+        line: u64,
+        cause: BadLineCause,
+        raw_excerpt: String,
+    },
 }
 
 /// Why a line is not a record.
@@ -146,9 +153,7 @@ pub fn open_source(path: &Path) -> Result<SourceIter, SourceError> {
 /// Opens `path` as a stream of records with the given limits.
 pub fn open_source_with(path: &Path, options: SourceOptions) -> Result<SourceIter, SourceError> {
     let io = |source| SourceError::Io { path: path.to_path_buf(), source };
-    let lines = |reader: Box<dyn std::io::Read + Send>| -> SourceIter {
-        Box::new(jsonl::JsonlLines::with_options(reader, path.to_path_buf(), options))
-    };
+    let lines = |reader: Box<dyn std::io::Read + Send>| -> SourceIter { Box::new(jsonl::JsonlLines::with_options(reader, path.to_path_buf(), options)) };
     match kind_of(path) {
         Some(Kind::Jsonl) => {
             let file = std::fs::File::open(path).map_err(io)?;
@@ -346,10 +351,7 @@ mod tests {
                 SourceItem::Bad { line, cause, .. } => (*line, cause.as_str()),
             })
             .collect();
-        assert_eq!(
-            summary,
-            vec![(1, "ok"), (2, "invalid_json"), (4, "not_an_object"), (5, "invalid_utf8"), (6, "ok"), (7, "ok")]
-        );
+        assert_eq!(summary, vec![(1, "ok"), (2, "invalid_json"), (4, "not_an_object"), (5, "invalid_utf8"), (6, "ok"), (7, "ok")]);
         if let SourceItem::Record { record, .. } = &items[5] {
             assert_eq!(record["a"], 3);
         }

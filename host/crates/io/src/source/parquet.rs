@@ -46,14 +46,7 @@ impl ParquetRows {
             None => builder,
         };
         let reader = builder.with_batch_size(BATCH_ROWS).build().map_err(err)?;
-        Ok(ParquetRows {
-            reader,
-            path: path.to_path_buf(),
-            pending: VecDeque::new(),
-            row: 0,
-            done: false,
-            max_record_bytes: options.max_record_bytes,
-        })
+        Ok(ParquetRows { reader, path: path.to_path_buf(), pending: VecDeque::new(), row: 0, done: false, max_record_bytes: options.max_record_bytes })
     }
 
     fn fill(&mut self) -> Result<bool, SourceError> {

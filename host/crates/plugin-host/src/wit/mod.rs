@@ -69,7 +69,12 @@ pub(crate) enum PluginPre {
 pub(crate) trait TrackInstance: Send {
     #[allow(clippy::ptr_arg)] // the generated calls take `json` arguments as `&String`
     fn init(&self, store: &mut Store<HostState>, config: &String) -> wasmtime::Result<Result<GuestInfo, GuestError>>;
-    fn process(&self, store: &mut Store<HostState>, ctx: Resource<CallContext>, input: PreprocessInput) -> wasmtime::Result<Result<PreprocessOutcome, GuestError>>;
+    fn process(
+        &self,
+        store: &mut Store<HostState>,
+        ctx: Resource<CallContext>,
+        input: PreprocessInput,
+    ) -> wasmtime::Result<Result<PreprocessOutcome, GuestError>>;
     fn build(&self, store: &mut Store<HostState>, ctx: Resource<CallContext>, record: &str) -> wasmtime::Result<Result<Prompt, GuestError>>;
     fn parse(&self, store: &mut Store<HostState>, ctx: Resource<CallContext>, record: &str, completion: &str) -> wasmtime::Result<GuestParse>;
 }

@@ -10,12 +10,7 @@ pub(crate) const TRACK: &str = "0.2";
 fn outcome(o: pp::Outcome) -> PreprocessOutcome {
     match o {
         pp::Outcome::Keep(items) => PreprocessOutcome::Keep(
-            items
-                .into_iter()
-                .map(|item| {
-                    item.map_err(|e| crate::types::ItemError { kind: e.kind.into(), message: e.message, location: e.location })
-                })
-                .collect(),
+            items.into_iter().map(|item| item.map_err(|e| crate::types::ItemError { kind: e.kind.into(), message: e.message, location: e.location })).collect(),
         ),
         pp::Outcome::Skip(reason) => PreprocessOutcome::Skip(reason),
     }

@@ -1,6 +1,6 @@
 //! The schema generator against the jsonschema crate's validation.
-use super::*;
 use super::scalars::*;
+use super::*;
 use serde_json::json;
 
 #[test]

@@ -89,7 +89,12 @@ impl BodyReader {
                         Chunk::Size => match chunk_size(line) {
                             Some(0) => Framing::Chunked(Chunk::Trailers),
                             Some(n) => Framing::Chunked(Chunk::Data(n)),
-                            None => return Err(Http1Error::new(ErrorKind::Connection, format!("{authority} sent an invalid chunk size {:?}", String::from_utf8_lossy(line)))),
+                            None => {
+                                return Err(Http1Error::new(
+                                    ErrorKind::Connection,
+                                    format!("{authority} sent an invalid chunk size {:?}", String::from_utf8_lossy(line)),
+                                ))
+                            }
                         },
                         Chunk::Trailers if line.is_empty() => Framing::Length(0),
                         Chunk::Trailers => Framing::Chunked(Chunk::Trailers),

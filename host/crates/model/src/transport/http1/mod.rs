@@ -42,7 +42,12 @@ const MAX_HEADERS: usize = 100;
 pub(crate) fn eligible(url: &reqwest::Url, http2_prior_knowledge: bool) -> bool {
     let loopback = super::is_loopback(url);
     let proxied = ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"].iter().any(|v| std::env::var(v).is_ok_and(|s| !s.is_empty()));
-    url.host_str().is_some() && url.scheme() == "http" && !http2_prior_knowledge && url.username().is_empty() && url.password().is_none() && (loopback || !proxied)
+    url.host_str().is_some()
+        && url.scheme() == "http"
+        && !http2_prior_knowledge
+        && url.username().is_empty()
+        && url.password().is_none()
+        && (loopback || !proxied)
 }
 
 /// Why an exchange failed.
@@ -362,9 +367,7 @@ async fn exchange(conn: &mut Conn, request: &[u8], deadline: Instant, idle: Opti
         }
         let read = conn.read_more_within(deadline, idle, authority).await;
         match read {
-            Ok(0) if !answered => {
-                return Err(Http1Error::new(ErrorKind::ClosedBeforeAnswer, format!("{authority} closed the connection before answering")))
-            }
+            Ok(0) if !answered => return Err(Http1Error::new(ErrorKind::ClosedBeforeAnswer, format!("{authority} closed the connection before answering"))),
             Ok(0) => return Err(Http1Error::new(ErrorKind::Connection, format!("{authority} closed the connection before a complete answer"))),
             Ok(_) => answered = true,
             Err(e) if !answered && e.kind == ErrorKind::Connection => return Err(Http1Error { kind: ErrorKind::ClosedBeforeAnswer, ..e }),

@@ -124,7 +124,13 @@ async fn sends_the_request_as_written_and_reuses_the_connection() {
     let first = String::from_utf8(s.requests.lock().unwrap()[0].clone()).unwrap();
     let port = s.url.port().unwrap();
     assert!(first.starts_with("POST /v1/chat/completions HTTP/1.1\r\n"), "{first}");
-    for line in [format!("host: 127.0.0.1:{port}"), "authorization: Bearer sk-test".into(), "OpenAI-Organization: org-7".into(), "content-length: 7".into(), "content-type: application/json".into()] {
+    for line in [
+        format!("host: 127.0.0.1:{port}"),
+        "authorization: Bearer sk-test".into(),
+        "OpenAI-Organization: org-7".into(),
+        "content-length: 7".into(),
+        "content-type: application/json".into(),
+    ] {
         assert!(first.contains(&format!("{line}\r\n")), "{line:?} missing from {first}");
     }
     assert!(first.ends_with("\r\n\r\n{\"a\":1}"), "{first}");
@@ -308,7 +314,15 @@ fn only_direct_plain_http_endpoints_are_eligible() {
 #[test]
 fn a_header_that_cannot_be_sent_leaves_the_endpoint_to_reqwest() {
     let url = reqwest::Url::parse("http://127.0.0.1:1/v1").unwrap();
-    let options = |key| Http1Options { urls: std::slice::from_ref(&url), api_key: key, headers: &[], http2_prior_knowledge: false, idle_timeout: None, timeout: Duration::from_secs(1), max_idle_per_endpoint: 1 };
+    let options = |key| Http1Options {
+        urls: std::slice::from_ref(&url),
+        api_key: key,
+        headers: &[],
+        http2_prior_knowledge: false,
+        idle_timeout: None,
+        timeout: Duration::from_secs(1),
+        max_idle_per_endpoint: 1,
+    };
     assert!(Http1Client::new(&options(Some("sk-fine"))).is_some());
     assert!(Http1Client::new(&options(Some("sk-bad\r\nx-injected: 1"))).is_none(), "no header injection through the key");
 }
@@ -316,11 +330,21 @@ fn a_header_that_cannot_be_sent_leaves_the_endpoint_to_reqwest() {
 #[tokio::test]
 async fn default_headers_replace_the_user_agent_but_not_the_key_or_the_framing() {
     let s = server(|_| Then::Answer(ok("{}"))).await;
-    let headers: Vec<(String, String)> = [("User-Agent", "team-tool/2"), ("Authorization", "Bearer other"), ("Content-Length", "1"), ("Host", "elsewhere"), ("X-Trace", "t-1")]
-        .iter()
-        .map(|(n, v)| (n.to_string(), v.to_string()))
-        .collect();
-    let c = Http1Client::new(&Http1Options { urls: std::slice::from_ref(&s.url), api_key: Some("sk-test"), headers: &headers, http2_prior_knowledge: false, idle_timeout: None, timeout: Duration::from_secs(5), max_idle_per_endpoint: 4 }).unwrap();
+    let headers: Vec<(String, String)> =
+        [("User-Agent", "team-tool/2"), ("Authorization", "Bearer other"), ("Content-Length", "1"), ("Host", "elsewhere"), ("X-Trace", "t-1")]
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+    let c = Http1Client::new(&Http1Options {
+        urls: std::slice::from_ref(&s.url),
+        api_key: Some("sk-test"),
+        headers: &headers,
+        http2_prior_knowledge: false,
+        idle_timeout: None,
+        timeout: Duration::from_secs(5),
+        max_idle_per_endpoint: 4,
+    })
+    .unwrap();
     assert_eq!(post(&c, &s.url, "{\"a\":1}").await.unwrap().0, 200);
     let request = String::from_utf8(s.requests.lock().unwrap()[0].clone()).unwrap().to_lowercase();
     let count = |line: &str| request.matches(&format!("{line}\r\n")).count();
