@@ -252,7 +252,8 @@ impl<J: Job> Collector<'_, J> {
         if let Some(budget) = &self.shared.budget {
             if let Some(why) = budget.exceeded(&self.shared.stats.lock().unwrap()) {
                 if !self.shared.stop.is_stopped() {
-                    self.shared.stop.fatal(why);
+                    // What is in flight is paid for: it lands in the journal before the run ends.
+                    self.shared.stop.after_in_flight(why);
                 }
             }
         }

@@ -141,6 +141,8 @@ pub struct StopSignal {
     stopped: Arc<AtomicBool>,
     reason: Arc<Mutex<Option<StopReason>>>,
     notify: Arc<Notify>,
+    /// Requests already sent are awaited rather than abandoned (see [`StopSignal::after_in_flight`]).
+    drain: Arc<AtomicBool>,
 }
 
 impl StopSignal {
@@ -189,6 +191,18 @@ impl StopSignal {
 
     pub fn fatal(&self, message: impl Into<String>) {
         self.stop(StopReason::Fatal(message.into()));
+    }
+
+    /// Stops sending, but lets the requests already sent come back and be journaled: they are
+    /// paid for (a spent budget), so a rerun must not buy them again.
+    pub fn after_in_flight(&self, message: impl Into<String>) {
+        self.drain.store(true, Ordering::SeqCst);
+        self.fatal(message);
+    }
+
+    /// Whether the stop waits for the requests in flight (see [`StopSignal::after_in_flight`]).
+    pub fn drains(&self) -> bool {
+        self.drain.load(Ordering::SeqCst)
     }
 
     pub fn is_stopped(&self) -> bool {

@@ -132,9 +132,12 @@ pub async fn run_unit<J: Job>(shared: Arc<RunShared>, job: Arc<J>, unit: Unit) -
     drop(source);
     let mut complete = true;
     if shared.stop.is_stopped() && !tasks.is_empty() {
-        // In-flight items are neither done nor failed: a resumed run sends them again.
-        tasks.abort_all();
         complete = false;
+        // In-flight items are neither done nor failed: a resumed run sends them again. Unless
+        // the stop waits for them (a spent budget: they are paid for, and journaled as they land).
+        if !shared.stop.drains() {
+            tasks.abort_all();
+        }
     }
     while tasks.join_next().await.is_some() {}
     let read_end = reader.await.ok();
