@@ -98,21 +98,36 @@ impl ResponseCache {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|source| CacheError::Io { path: shown.clone(), source })?;
         }
-        let damaged = |e: rusqlite::Error| CacheError::Damaged { path: shown.clone(), message: e.to_string() };
-        let conn = Connection::open(path).map_err(damaged)?;
-        conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(damaged)?;
-        let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(damaged)?;
+        // Several runs may open the file at once (the shards of a job on one node): setting up
+        // the journal mode and the table takes a lock another opener may hold for a moment, and
+        // SQLite can report that at once rather than through the busy timeout; waited out here.
+        let started = std::time::Instant::now();
+        loop {
+            match Self::open_once(path) {
+                Ok(conn) => return Ok(ResponseCache { conn: Mutex::new(conn), path: path.to_path_buf(), max_bytes, identity: [0; 32] }),
+                Err(e) if is_busy(&e) && started.elapsed() < std::time::Duration::from_secs(60) => std::thread::sleep(std::time::Duration::from_millis(50)),
+                Err(e) => return Err(CacheError::Damaged { path: shown, message: e.to_string() }),
+            }
+        }
+    }
+
+    fn open_once(path: &Path) -> rusqlite::Result<Connection> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
         if check != "ok" {
-            return Err(CacheError::Damaged { path: shown, message: check });
+            return Err(rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT), Some(check)));
+        }
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0))?;
         }
         conn.execute_batch(
-            "PRAGMA journal_mode=WAL;
-             PRAGMA synchronous=NORMAL;
+            "PRAGMA synchronous=NORMAL;
              CREATE TABLE IF NOT EXISTS answers (key BLOB PRIMARY KEY, value BLOB NOT NULL, size INTEGER NOT NULL, last_used INTEGER NOT NULL);
              CREATE INDEX IF NOT EXISTS answers_by_use ON answers(last_used);",
-        )
-        .map_err(damaged)?;
-        Ok(ResponseCache { conn: Mutex::new(conn), path: path.to_path_buf(), max_bytes, identity: [0; 32] })
+        )?;
+        Ok(conn)
     }
 
     /// The same database, for the requests of one endpoint and model (`identity`: what of the
@@ -206,6 +221,11 @@ impl ResponseCache {
         conn.execute_batch("VACUUM").map_err(|e| self.sql(e))?;
         Ok(n as u64)
     }
+}
+
+/// SQLite's "busy" or "locked": another connection holds the lock for now.
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
 }
 
 fn now_micros() -> i64 {
