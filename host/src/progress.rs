@@ -12,8 +12,6 @@ use std::time::{Duration, Instant};
 
 use modelcall_config::model::Pricing;
 
-use crate::engine::CallTally;
-
 /// Colour escapes only for a person at a terminal: never when stderr is a file or a pipe, nor
 /// when `NO_COLOR` is set (<https://no-color.org>).
 pub fn colour_on_stderr() -> bool {
@@ -185,19 +183,20 @@ impl Progress {
         c.message = Some(first_line(message));
     }
 
-    /// The model calls one record made: attempts, retries by cause, tokens.
-    pub fn calls(&self, calls: &CallTally) {
+    /// The model calls one record made: attempts, tokens, retries by cause. (Plain numbers,
+    /// so the display does not depend on the engine that feeds it.)
+    pub fn calls(&self, requests: u64, prompt_tokens: u64, completion_tokens: u64, retries_by_cause: &[(&'static str, u64)]) {
         let c = &self.counters;
-        c.attempts.fetch_add(calls.requests, Ordering::Relaxed);
-        c.prompt_tokens.fetch_add(calls.prompt_tokens, Ordering::Relaxed);
-        c.completion_tokens.fetch_add(calls.completion_tokens, Ordering::Relaxed);
-        let retries: u64 = calls.retries.iter().map(|(_, n)| n).sum();
+        c.attempts.fetch_add(requests, Ordering::Relaxed);
+        c.prompt_tokens.fetch_add(prompt_tokens, Ordering::Relaxed);
+        c.completion_tokens.fetch_add(completion_tokens, Ordering::Relaxed);
+        let retries: u64 = retries_by_cause.iter().map(|(_, n)| n).sum();
         if retries == 0 {
             return;
         }
         c.retries.fetch_add(retries, Ordering::Relaxed);
         let mut causes = c.causes.lock().unwrap();
-        for (cause, n) in calls.retries.iter().filter(|(_, n)| *n > 0) {
+        for (cause, n) in retries_by_cause.iter().filter(|(_, n)| *n > 0) {
             if *cause == "rate_limited" {
                 c.rate_limited.fetch_add(*n, Ordering::Relaxed);
             }
@@ -442,8 +441,7 @@ mod tests {
             p.started();
             p.finished();
         }
-        let tally = CallTally { requests: 14, retries: vec![("rate_limited", 4)], prompt_tokens: 100, completion_tokens: 20, ..Default::default() };
-        p.calls(&tally);
+        p.calls(14, 100, 20, &[("rate_limited", 4)]);
         let old = Snapshot::default();
         let now = p.counters.snapshot();
         let f = Facts::new(&p, Some(40), Duration::from_secs(3), Duration::from_secs(3), &old, &now);
@@ -452,7 +450,7 @@ mod tests {
         assert!(line.contains("3.3/s"), "{line}");
         assert!(line.contains("retries 4 (429s 4)"), "{line}");
         assert!(f.trouble.is_none(), "4 of 14 is under a fifth? no: 28 %, but fewer than 5 bad");
-        p.calls(&CallTally { requests: 2, retries: vec![("rate_limited", 2)], ..Default::default() });
+        p.calls(2, 0, 0, &[("rate_limited", 2)]);
         let now = p.counters.snapshot();
         let f = Facts::new(&p, Some(40), Duration::from_secs(3), Duration::from_secs(3), &old, &now);
         let w = f.trouble.expect("6 of 16 retried");

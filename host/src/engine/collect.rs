@@ -112,7 +112,7 @@ impl<J: Job> Collector<'_, J> {
                 self.shared.stats.lock().unwrap().mark_outcome();
                 match outcome {
                     Outcome::Done { produced, score, calls } => {
-                        self.shared.progress.calls(&calls);
+                        self.shared.progress.calls(calls.requests, calls.prompt_tokens, calls.completion_tokens, &calls.retries);
                         let mut stats = self.shared.stats.lock().unwrap();
                         tally(&mut stats, &calls);
                         stats.record_timeline(false, calls.latencies.last().copied());
@@ -175,7 +175,12 @@ impl<J: Job> Collector<'_, J> {
                     Outcome::Failed(failure) => {
                         fs.failed += 1;
                         self.shared.progress.failed();
-                        self.shared.progress.calls(&failure.calls);
+                        self.shared.progress.calls(
+                            failure.calls.requests,
+                            failure.calls.prompt_tokens,
+                            failure.calls.completion_tokens,
+                            &failure.calls.retries,
+                        );
                         self.shared.progress.failure(&failure.cause, &failure.message);
                         {
                             let mut stats = self.shared.stats.lock().unwrap();

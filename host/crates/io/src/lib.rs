@@ -27,9 +27,10 @@ pub use grouped::{finalize_grouped, finalize_records, GroupedStats, RecordsTarge
 pub use journal::{EntryStatus, Journal, JournalEntry, JournalError, JournalState, MadeFrom};
 pub use key::{internal_key, is_internal_key, AssignedKey, KeyAssigner};
 pub use keyset::KeySet;
+pub use listing::list_input_files;
 pub use lock::{LockError, OutputLock};
 pub use naming::{input_stem, FilePaths, Naming};
 pub use shard_plan::{PlanError, ShardPlan};
 pub use sink::{finalize, finalize_ordered, FinalizeStats, OutputFormat, SinkError};
-pub use source::{is_supported_input, list_input_files, open_source, BadLineCause, SourceError, SourceItem};
+pub use source::{is_supported_input, open_source, BadLineCause, SourceError, SourceItem};
 pub use source::{open_slice, open_source_with, parse_record, ByteCounter, Slice, SourceOptions, DEFAULT_MAX_RECORD_BYTES, MAX_DEPTH};

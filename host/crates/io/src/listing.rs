@@ -32,6 +32,41 @@ pub fn list_files(root: &Path, recursive: bool, keep: &dyn Fn(&Path) -> bool) ->
     Ok(out)
 }
 
+/// The input files of a task: `path` itself when it is a file, else the supported files
+/// directly inside the folder (optionally filtered by a `*`/`?` glob on the file name), sorted
+/// by name so every shard and every run sees the same order.
+pub fn list_input_files(path: &Path, pattern: Option<&str>) -> Result<Vec<PathBuf>, crate::SourceError> {
+    use crate::source::{glob_match, is_supported_input};
+    let io = |source| crate::SourceError::Io { path: path.to_path_buf(), source };
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if meta.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(path).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let p = entry.path();
+        if !p.is_file() || !is_supported_input(&p) {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.starts_with('.') {
+            continue;
+        }
+        if let Some(glob) = pattern {
+            if !glob_match(glob, &name) {
+                continue;
+            }
+        }
+        files.push(p);
+    }
+    files.sort();
+    let nested =
+        files_in_subfolders(path, &|p| is_supported_input(p) && pattern.is_none_or(|g| p.file_name().is_some_and(|n| glob_match(g, &n.to_string_lossy()))));
+    warn_skipped_subfolder_files(path, nested);
+    Ok(files)
+}
+
 /// The record files of an input folder (or the input file) with its sub-folders, at any depth
 /// (`data.recursive: true`), sorted; `pattern` matches file names. The folder is marked so each
 /// file's output name keeps its relative path (see [`crate::naming::read_recursively`]).
