@@ -85,6 +85,9 @@ struct Stored {
 
 pub struct ResponseCache {
     conn: Mutex<Connection>,
+    /// The database's size as this process last knew it (summed at open, added to by each put):
+    /// eviction, which sums again, runs only when this passes the cap, not on every put.
+    approx_bytes: std::sync::atomic::AtomicU64,
     path: PathBuf,
     max_bytes: u64,
     /// A hash of the endpoint and model settings every key of this run starts from.
@@ -104,7 +107,11 @@ impl ResponseCache {
         let started = std::time::Instant::now();
         loop {
             match Self::open_once(path) {
-                Ok(conn) => return Ok(ResponseCache { conn: Mutex::new(conn), path: path.to_path_buf(), max_bytes, identity: [0; 32] }),
+                Ok(conn) => {
+                    let bytes: i64 = conn.query_row("SELECT COALESCE(SUM(size), 0) FROM answers", [], |r| r.get(0)).unwrap_or(0);
+                    let approx_bytes = std::sync::atomic::AtomicU64::new(bytes as u64);
+                    return Ok(ResponseCache { conn: Mutex::new(conn), path: path.to_path_buf(), max_bytes, identity: [0; 32], approx_bytes });
+                }
                 Err(e) if is_busy(&e) && started.elapsed() < std::time::Duration::from_secs(60) => std::thread::sleep(std::time::Duration::from_millis(50)),
                 Err(e) => return Err(CacheError::Damaged { path: shown, message: e.to_string() }),
             }
@@ -199,7 +206,13 @@ impl ResponseCache {
             params![key, value, size, now_micros()],
         )
         .map_err(|e| self.sql(e))?;
-        evict(&conn, self.max_bytes).map_err(|e| self.sql(e))?;
+        let known = self.approx_bytes.fetch_add(size as u64, std::sync::atomic::Ordering::Relaxed) + size as u64;
+        if known > self.max_bytes {
+            // Down to 90 %: the next tenth of puts then needs no sum of the table.
+            evict(&conn, self.max_bytes / 10 * 9).map_err(|e| self.sql(e))?;
+            let total: i64 = conn.query_row("SELECT COALESCE(SUM(size), 0) FROM answers", [], |r| r.get(0)).map_err(|e| self.sql(e))?;
+            self.approx_bytes.store(total as u64, std::sync::atomic::Ordering::Relaxed);
+        }
         Ok(())
     }
 
