@@ -289,6 +289,7 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::list_input_files;
     use std::io::Write;
 
     fn collect(path: &Path) -> Vec<SourceItem> {
