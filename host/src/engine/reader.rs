@@ -134,6 +134,26 @@ pub struct Finished {
     pub listed_in_errors: KeySet,
 }
 
+impl Finished {
+    /// What a unit's journal (`state`, read from `paths.journal`) says, for a read with
+    /// `options`: the run and its survey build it alike.
+    pub fn for_unit(state: modelcall_io::JournalState, paths: &modelcall_io::FilePaths, options: &ReadOptions) -> Finished {
+        let mut finished = Finished {
+            ok: state.done_ok,
+            failed_permanently: state.failed_permanently,
+            failed: state.failed,
+            made: state.made,
+            failed_made: state.failed_made,
+            stored: Default::default(),
+            journal: None,
+            accepted_settings: super::settings::accepted(&paths.journal, options.settings_hash()),
+            listed_in_errors: if options.only_failed { listed_in_errors(&paths.errors) } else { Default::default() },
+        };
+        finished.find_stored_rows(&paths.journal, options.parser, options.offline);
+        finished
+    }
+}
+
 /// What the reader does with a key, given what earlier runs journaled.
 pub enum Decision {
     /// Not sent; counted as this item.

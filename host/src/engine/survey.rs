@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use super::reader::{listed_in_errors, read_unit, Finished, ReadItem, ReadOptions};
+use super::reader::{read_unit, Finished, ReadItem, ReadOptions};
 use super::stop::StopSignal;
 use super::unit::Unit;
 
@@ -58,18 +58,7 @@ pub async fn survey(units: &[Unit], options: &ReadOptions) -> anyhow::Result<Sur
     let mut total = Survey::default();
     for unit in units {
         let state = modelcall_io::journal::read_state(&unit.paths.journal)?;
-        let mut finished = Finished {
-            ok: state.done_ok,
-            failed_permanently: state.failed_permanently,
-            failed: state.failed,
-            made: state.made,
-            failed_made: state.failed_made,
-            stored: Default::default(),
-            journal: None,
-            accepted_settings: super::settings::accepted(&unit.paths.journal, options.settings_hash()),
-            listed_in_errors: if options.only_failed { listed_in_errors(&unit.paths.errors) } else { Default::default() },
-        };
-        finished.find_stored_rows(&unit.paths.journal, options.parser, options.offline);
+        let finished = Finished::for_unit(state, &unit.paths, &options);
         let finished = Arc::new(finished);
         let (tx, mut rx) = mpsc::channel::<ReadItem>(1024);
         let reader = {

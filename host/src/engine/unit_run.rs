@@ -9,7 +9,7 @@ use super::adopt;
 use super::collect::{Collected, Collector};
 use super::job::Job;
 use super::prefix_groups::PrefixGroups;
-use super::reader::{listed_in_errors, read_unit_tracked, Finished, ReadEnd, ReadItem};
+use super::reader::{read_unit_tracked, Finished, ReadEnd, ReadItem};
 use super::unit::{SinkKind, Unit, UnitInputs};
 use super::RunShared;
 use crate::summary::FileStats;
@@ -42,18 +42,7 @@ pub async fn run_unit<J: Job>(shared: Arc<RunShared>, job: Arc<J>, unit: Unit) -
     if let Some(settings) = &read_options.settings {
         super::settings::remember(&paths.journal, settings)?;
     }
-    let mut finished = Finished {
-        ok: state.done_ok,
-        failed_permanently: state.failed_permanently,
-        failed: state.failed,
-        made: state.made,
-        failed_made: state.failed_made,
-        stored: Default::default(),
-        journal: None,
-        accepted_settings: super::settings::accepted(&paths.journal, read_options.settings_hash()),
-        listed_in_errors: if read_options.only_failed { listed_in_errors(&paths.errors) } else { Default::default() },
-    };
-    finished.find_stored_rows(&paths.journal, read_options.parser, read_options.offline);
+    let finished = Finished::for_unit(state, &paths, &read_options);
     let done = Arc::new(finished);
     let files: Vec<String> = match &unit.inputs {
         UnitInputs::RecordSlice { .. } => vec![unit.input_label()],
