@@ -126,7 +126,8 @@ pub struct Finished {
     /// Where in the journal the rows of results read by another parser are (see
     /// [`stored_rows`]), and the journal itself.
     pub stored: std::collections::HashMap<u128, u64>,
-    pub journal: Option<std::path::PathBuf>,
+    /// The journal, opened once for those reads (the reader thread is its only user).
+    pub journal: Option<std::sync::Mutex<std::io::BufReader<std::fs::File>>>,
     /// Settings whose results the user chose to keep (`--keep-existing`).
     pub accepted_settings: Vec<u64>,
     /// `retry_mode`: the `uid`s the error output lists (it may have been written by another
@@ -231,7 +232,7 @@ impl Finished {
     fn stored_row(&self, key: &str) -> Option<(serde_json::Map<String, Value>, Vec<String>)> {
         use std::io::{BufRead, Seek};
         let offset = *self.stored.get(&key_hash(key))?;
-        let mut file = std::io::BufReader::new(std::fs::File::open(self.journal.as_ref()?).ok()?);
+        let mut file = self.journal.as_ref()?.lock().unwrap_or_else(|e| e.into_inner());
         file.seek(std::io::SeekFrom::Start(offset)).ok()?;
         let mut line = Vec::new();
         file.read_until(b'\n', &mut line).ok()?;
@@ -286,7 +287,9 @@ impl Finished {
         let other = |m: &MadeFrom| everything || m.parser.is_some_and(|p| p != parser);
         let wanted: std::collections::HashSet<u128> = self.made.iter().chain(self.failed_made.iter()).filter(|(_, m)| other(m)).map(|(h, _)| *h).collect();
         self.stored = stored_rows(journal, &wanted);
-        self.journal = Some(journal.to_path_buf());
+        if !self.stored.is_empty() {
+            self.journal = std::fs::File::open(journal).ok().map(|f| std::sync::Mutex::new(std::io::BufReader::new(f)));
+        }
     }
 }
 
