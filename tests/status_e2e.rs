@@ -179,8 +179,11 @@ fn sharded_status_and_merge_without_the_key_and_the_schedulers_word() {
     let (done, failed, remaining, total) = all_row(&t);
     assert_eq!((done, failed, remaining.as_str(), total.as_str()), (300, 0, "0", "300"), "{t}");
 
-    // No scheduler CLI: nothing said.
-    let o = status("/usr/bin:/bin");
+    // No scheduler CLI on PATH (an empty folder: this machine may have a real Slurm in /usr/bin):
+    // nothing said.
+    let empty_bin = s.path("emptybin");
+    std::fs::create_dir_all(&empty_bin).unwrap();
+    let o = status(empty_bin.to_str().unwrap());
     assert!(o.status.success() && !text(&o).contains("scheduler"), "{}", text(&o));
 
     // A hanging squeue is cut off after 5 s.
