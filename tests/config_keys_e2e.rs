@@ -259,3 +259,31 @@ fn harmless_keys_are_one_note_block_listing_each_key_and_line() {
     }
     assert_eq!(endpoint.completions(), 3, "the second run scores the records");
 }
+
+/// A data_distillation task reads generation's concurrency from `distillation.concurrency`, as the
+/// reference does; a `concurrency.max_concurrent_requests` there is named as not read, with the
+/// key that is, instead of being silently ignored.
+#[test]
+fn max_concurrent_requests_in_a_generate_response_task_is_named_as_not_read() {
+    let s = Scratch::new();
+    std::fs::write(s.path("questions.jsonl"), "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}\n").unwrap();
+    let model = s.model("sim://");
+    let task = s.write(
+        "gen.yaml",
+        format!(
+            "task_name: gen\ntask_type: data_distillation\ndistillation:\n  step: generate_response\n  response_config_path: \"{}\"\n  input_path: \"{}\"\n  output_path: \"{}\"\n  concurrency: 12\nconcurrency:\n  max_concurrent_requests: 3\n",
+            model.display(),
+            s.path("questions.jsonl").display(),
+            s.path("out").display()
+        )
+        .as_bytes(),
+    );
+    let o = modelcall(&["run-task", task.to_str().unwrap(), "--no-progress"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let notes = note_lines(&o);
+    assert_eq!(notes.len(), 1, "{}", text(&o));
+    assert!(notes[0].contains("concurrency.max_concurrent_requests"), "{}", notes[0]);
+    assert!(notes[0].contains(&format!("{}:{}", task.display(), line_of(&task, "max_concurrent_requests"))), "{}", notes[0]);
+    let o = modelcall(&["run-task", task.to_str().unwrap(), "--no-progress", "--dry-run"]);
+    assert!(text(&o).contains("`distillation.concurrency` (12)"), "the reason names the key that is read: {}", text(&o));
+}

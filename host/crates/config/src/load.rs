@@ -154,6 +154,20 @@ pub fn load_task_with(path: &Path, overrides: &Overrides, env: Vars) -> Result<L
                 let key = if task_type == TaskType::GenerateResponse { "model_config" } else { "response_config_path" };
                 let p = model_override(&["distillation", key], &g.model_config_path.to_string_lossy(), Path::new("."))?;
                 model = Some(ModelConfig::load(&p, &vars, &ModelDefaults { task_timeout: task.environment.timeout, ..ModelDefaults::generation() })?);
+                // The reference reads generation's concurrency from the step, never from the
+                // `concurrency` section; say so instead of letting the author believe it applies.
+                if json.pointer("/concurrency/max_concurrent_requests").is_some_and(|v| !v.is_null()) {
+                    let segs = ["concurrency", "max_concurrent_requests"];
+                    ignored.push(IgnoredKey {
+                        path: path.to_path_buf(),
+                        line: find_key(&yaml.source, &segs).map(|l| l.0),
+                        key: segs.join("."),
+                        why: format!(
+                            "generate_response sends `distillation.concurrency` ({}) requests at a time; set that key instead (the rest of `concurrency:`, mode and rate limits, applies)",
+                            g.concurrency
+                        ),
+                    });
+                }
             }
             task.distillation = Some(step);
         }
