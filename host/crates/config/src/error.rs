@@ -148,6 +148,7 @@ fn expected_words(expected: &str) -> String {
     match expected {
         "usize" | "u64" | "u32" | "u16" | "u8" => "a whole number (0 or more)".into(),
         "i64" | "i32" | "isize" => "an integer".into(),
+        "a nonzero usize" | "a nonzero u64" | "a nonzero u32" => "a positive whole number (1 or more)".into(),
         "f64" | "f32" => "a number".into(),
         "a sequence" => "a list".into(),
         "a map" => "a mapping".into(),

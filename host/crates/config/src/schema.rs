@@ -78,7 +78,7 @@ pub fn known_keys(path: &[&str]) -> Option<&'static [&'static str]> {
         ["logging"] => &["level", "batch_size", "progress_report_interval", "show_progress", "log_dir"],
         ["distributed"] => &["enabled", "world_size", "num_runs"],
         ["budget"] => &["max_tokens", "max_cost"],
-        ["output"] => &["max_field_bytes"],
+        ["output"] => &["max_field_bytes", "row_group_rows", "ordered"],
         ["cache"] => &["path", "max_size"],
         ["preprocess"] => &[
             "enabled",
@@ -134,6 +134,7 @@ pub fn ignored_reason(path: &[&str], task_type: &str) -> Option<&'static str> {
         ["preprocess", "batch_size"] => "records are streamed one by one",
         ["preprocess", "group_by_language"] => "never used by the reference either",
         ["debug", ..] if !scoring => "debug limits apply to scoring and preprocessing only (as in the reference)",
+        ["output", "ordered"] if !scoring => "scoring only; generation reads `distillation.ordered`",
         ["distillation", "step"] if task_type == "generate_response" => {
             "a generate_response task always generates responses (never read by the reference either)"
         }

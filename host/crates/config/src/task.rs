@@ -378,6 +378,11 @@ pub struct OutputSection {
     /// Bytes kept of any one string in a result or error row (default 1 MiB; 0: no cap). A longer
     /// string is cut at a character boundary and marked `…[cut: N bytes]`.
     pub max_field_bytes: Option<usize>,
+    /// Rows per Parquet row group (default 100,000; a group also closes at 128 MB), so outputs
+    /// stream well and can be sharded when fed back as input. A positive integer.
+    pub row_group_rows: Option<std::num::NonZeroUsize>,
+    /// Scoring: write each output's rows in input order instead of completion order.
+    pub ordered: Option<bool>,
 }
 
 impl OutputSection {

@@ -122,6 +122,24 @@ fn unknown_keys_name_file_line_and_a_suggestion() {
 }
 
 #[test]
+fn output_row_group_rows_is_a_positive_integer_named_with_its_line() {
+    let fx = Fx::new("scoring");
+    let text = fx.text(TASK);
+    let with = |v: &str| format!("{text}\noutput:\n  row_group_rows: {v}\n  ordered: true\n");
+    let t = fx.load_text(TASK, &with("5000"), &[]).unwrap();
+    assert_eq!(t.task.output.row_group_rows.map(|n| n.get()), Some(5000));
+    assert_eq!(t.task.output.ordered, Some(true));
+    for bad in ["0", "-3", "lots", "1.5"] {
+        let text = with(bad);
+        let e = fx.load_text(TASK, &text, &[]).unwrap_err();
+        assert_eq!((e.line, e.key.as_deref()), (Some(line_of(&text, "row_group_rows")), Some("output.row_group_rows")), "{bad}: {e}");
+        assert!(e.to_string().contains("must be a positive whole number (1 or more)"), "{bad}: {e}");
+    }
+    let e = fx.load_text(TASK, &format!("{text}\noutput:\n  row_group_row: 10\n"), &[]).unwrap_err();
+    assert!(e.to_string().contains("did you mean `output.row_group_rows`"), "{e}");
+}
+
+#[test]
 fn type_errors_name_the_key_and_line() {
     let fx = Fx::new("scoring");
     let text = fx.text(TASK);
