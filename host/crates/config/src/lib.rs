@@ -5,6 +5,7 @@
 //! - [`schema`]: the keys a task file may hold, and those accepted but ignored;
 //! - [`error`]: errors that name the file, line and dotted key, with suggestions;
 //! - [`locate`], [`yaml`], [`fields`]: finding keys' lines; reading YAML; typed key reads;
+//!   [`plugin_config`]: a plugin config's schema violations placed in its YAML;
 //! - [`env`]: `${VAR}` interpolation and env files; [`sim`]: `sim://` options;
 //! - [`paths`]: `{timestamp}`/`{task_name}` templating, resume folders, path resolution;
 //! - [`shard`]: `--shard I/N` and scheduler variables; [`plan`]: a dry-run summary.
@@ -21,6 +22,7 @@ mod model_display;
 mod model_pool;
 pub mod paths;
 pub mod plan;
+pub mod plugin_config;
 pub mod prompt;
 pub mod run_plan;
 pub mod schema;

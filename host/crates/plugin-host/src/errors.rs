@@ -166,6 +166,9 @@ pub enum LoadError {
     InvalidLimits { plugin: String, message: String },
     #[error("plugin {plugin} rejected its config: {message}")]
     InvalidConfig { plugin: String, message: String },
+    /// The config breaks the JSON Schema the plugin publishes (checked by the host).
+    #[error("plugin {plugin}: the config does not match the schema the plugin publishes: {}", violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    ConfigSchema { plugin: String, violations: Vec<crate::config_check::ConfigViolation>, schema: String },
     #[error("plugin {plugin} failed to initialise: {message}")]
     Init { plugin: String, message: String },
     #[error("plugin {plugin} cannot be linked: {message}")]
@@ -185,6 +188,7 @@ impl LoadError {
             | LoadError::MissingExport { plugin, .. }
             | LoadError::InvalidLimits { plugin, .. }
             | LoadError::InvalidConfig { plugin, .. }
+            | LoadError::ConfigSchema { plugin, .. }
             | LoadError::Init { plugin, .. }
             | LoadError::Link { plugin, .. } => plugin,
         }

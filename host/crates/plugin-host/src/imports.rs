@@ -134,6 +134,20 @@ impl HostState {
         }
     }
 
+    /// What the plugin wrote to stdout/stderr during one call (Python's `print`), one `debug`
+    /// line per line of text, marked `output`, within the same per-call budget as `host.log`.
+    pub(crate) fn log_output(&mut self, text: &str) {
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let len = line.len() as u64;
+            if len > self.log_budget {
+                self.log_dropped += len;
+                continue;
+            }
+            self.log_budget -= len;
+            tracing::debug!(target: "modelcall::plugin", plugin = &*self.plugin, record_id = self.record_id.as_str(), output = true, "{line}");
+        }
+    }
+
     /// `host.count-tokens`, within the input cap and the call's deadline.
     pub(crate) fn count_tokens_bounded(&mut self, text: &str) -> wasmtime::Result<u32> {
         check_tokenizer_input(text)?;

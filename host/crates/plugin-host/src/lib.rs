@@ -16,6 +16,7 @@
 //! PLUGINS.md at the repository root documents the behaviour for users.
 
 pub mod builtins;
+pub mod config_check;
 mod engine;
 pub mod errors;
 mod imports;
@@ -29,11 +30,13 @@ pub mod tokenizer;
 mod types;
 mod wit;
 
+pub use config_check::ConfigViolation;
 pub use engine::{PluginRuntime, RuntimeError, RuntimeOptions};
 pub use errors::{CallError, ErrorKind, LoadError, TrapKind};
 pub use limits::{Limits, LimitsError};
 pub use loader::{ComponentSummary, MAX_COMPONENT_BYTES};
-pub use runner::{CallStats, Plugin};
+pub use runner::{capture_output, CallStats, Plugin};
+pub use types::location_line;
 pub use types::{
     ChatMessage, ChatRole, ItemError, ParseFailure, PluginDescription, PluginSource, PluginSpec, PreprocessInput, PreprocessOutcome, Prompt, Role, Score,
     CURRENT_TRACK, SUPPORTED_TRACKS,

@@ -279,33 +279,47 @@ pub(crate) fn load(rt: &RuntimeInner, spec: PluginSpec) -> Result<Plugin, LoadEr
         crate::tokenizer::count_tokens("");
     }
 
-    let plugin_handle =
-        Plugin::start(rt.engine.clone(), Arc::from(plugin.as_str()), pre, config_json, spec.limits, Arc::from(spec.task_name.as_str()), |info| {
-            PluginDescription {
-                source: summary.source.clone(),
-                role: spec.role.to_string(),
-                name: info.name.clone(),
-                version: info.version.clone(),
-                wit_version: summary.wit_version.clone().unwrap_or_default(),
-                sha256: summary.sha256.clone(),
-                size_bytes: summary.size_bytes,
-                imports: summary.imports.clone(),
-                exports: summary.exports.clone(),
-                config_schema: info.config_schema.clone(),
-            }
-        })
-        .map_err(|f| match f {
-            InitFailure::Plugin { kind: crate::errors::ErrorKind::InvalidConfig, message } => LoadError::InvalidConfig { plugin: plugin.clone(), message },
-            InitFailure::Plugin { kind, message } => LoadError::Init { plugin: plugin.clone(), message: format!("init returned {kind}: {message}") },
-            InitFailure::Trap { kind, message, stderr } => LoadError::Init {
-                plugin: plugin.clone(),
-                message: format!(
-                    "init trapped ({kind}): {message}{}",
-                    if stderr.trim().is_empty() { String::new() } else { format!("; plugin stderr: {}", stderr.trim_end()) }
-                ),
-            },
-            InitFailure::Link(message) => LoadError::Link { plugin: plugin.clone(), message },
-        })?;
+    let started = Plugin::start(rt.engine.clone(), Arc::from(plugin.as_str()), pre, config_json, spec.limits, Arc::from(spec.task_name.as_str()), |info| {
+        PluginDescription {
+            source: summary.source.clone(),
+            role: spec.role.to_string(),
+            name: info.name.clone(),
+            version: info.version.clone(),
+            wit_version: summary.wit_version.clone().unwrap_or_default(),
+            sha256: summary.sha256.clone(),
+            size_bytes: summary.size_bytes,
+            imports: summary.imports.clone(),
+            exports: summary.exports.clone(),
+            config_schema: info.config_schema.clone(),
+        }
+    });
+    // The config against the schema the plugin publishes, from `init`'s answer either way: a
+    // config the schema rejects is reported in the schema's words, at the key's path, even when
+    // the plugin's own check missed it or said it in other words.
+    let schema = match &started {
+        Ok(p) => p.info().config_schema.clone(),
+        Err(InitFailure::Plugin { message, .. }) => crate::config_check::schema_in_message(message).map(str::to_string),
+        Err(_) => None,
+    };
+    if let Some(schema) = schema {
+        match crate::config_check::check(&schema, &spec.config) {
+            Ok(violations) if !violations.is_empty() => return Err(LoadError::ConfigSchema { plugin, violations, schema }),
+            Ok(_) => {}
+            Err(why) => tracing::warn!(target: "modelcall::plugin", plugin = plugin.as_str(), "config not checked: {why}"),
+        }
+    }
+    let plugin_handle = started.map_err(|f| match f {
+        InitFailure::Plugin { kind: crate::errors::ErrorKind::InvalidConfig, message } => LoadError::InvalidConfig { plugin: plugin.clone(), message },
+        InitFailure::Plugin { kind, message } => LoadError::Init { plugin: plugin.clone(), message: format!("init returned {kind}: {message}") },
+        InitFailure::Trap { kind, message, stderr } => LoadError::Init {
+            plugin: plugin.clone(),
+            message: format!(
+                "init trapped ({kind}): {message}{}",
+                if stderr.trim().is_empty() { String::new() } else { format!("; plugin stderr: {}", stderr.trim_end()) }
+            ),
+        },
+        InitFailure::Link(message) => LoadError::Link { plugin: plugin.clone(), message },
+    })?;
     Ok(plugin_handle)
 }
 

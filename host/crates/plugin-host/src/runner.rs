@@ -20,6 +20,39 @@ use crate::output::{cut, Checker, MAX_ERROR_MESSAGE};
 use crate::types::{ParseFailure, PluginDescription, PreprocessInput, PreprocessOutcome, Prompt, Score};
 use crate::wit::{GuestInfo, PluginInstance, PluginPre};
 
+thread_local! {
+    /// Where [`capture_output`] collects what plugins print on this thread, while it runs.
+    static OUTPUT: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` and returns, beside its result, everything the plugins it called on this thread
+/// wrote to stdout or stderr (a Python `print`, a Rust `println!`), `init`s of new instances
+/// included. Calls are synchronous, so a call made inside `f` runs on this thread.
+/// `modelcall plugin run` shows it with each outcome.
+pub fn capture_output<R>(f: impl FnOnce() -> R) -> (R, String) {
+    let outer = OUTPUT.with(|c| c.borrow_mut().replace(String::new()));
+    let r = f();
+    let text = OUTPUT.with(|c| std::mem::replace(&mut *c.borrow_mut(), outer)).unwrap_or_default();
+    (r, text)
+}
+
+/// Hands what the plugin wrote since `mark` to an active [`capture_output`] and, when the
+/// plugin target logs at `debug`, to the log (within the call's log budget).
+fn pass_on_output(store: &mut Store<HostState>, mark: u64) {
+    let text = store.data().stderr.since(mark);
+    if text.is_empty() {
+        return;
+    }
+    OUTPUT.with(|c| {
+        if let Some(buf) = c.borrow_mut().as_mut() {
+            buf.push_str(&text);
+        }
+    });
+    if tracing::enabled!(target: "modelcall::plugin", tracing::Level::DEBUG) {
+        store.data_mut().log_output(&text);
+    }
+}
+
 /// One initialised instance with its store.
 struct Warm {
     store: Store<HostState>,
@@ -201,6 +234,7 @@ impl Inner {
         };
         let init = instance.init(&mut store, &self.config_json);
         store.data_mut().deadline = None;
+        pass_on_output(&mut store, mark);
         match init {
             Ok(Ok(info)) => Ok((Warm { store, instance }, info)),
             Ok(Err(e)) => Err(InitFailure::Plugin { kind: e.kind, message: cut(e.message, MAX_ERROR_MESSAGE) }),
@@ -277,6 +311,7 @@ impl Inner {
         stats.fuel = self.limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
         store.data_mut().deadline = None;
         let _ = store.data_mut().table.delete(handle);
+        pass_on_output(store, mark);
         if store.data().log_dropped > 0 {
             tracing::warn!(
                 target: "modelcall::plugin",

@@ -180,6 +180,41 @@ pub struct ItemError {
     pub location: Option<String>,
 }
 
+impl ItemError {
+    /// The source line the location names, if it names one (see [`location_line`]).
+    pub fn line(&self) -> Option<u64> {
+        self.location.as_deref().and_then(location_line)
+    }
+}
+
+/// The line number an item error's location names: `line 12` (anywhere in it, any case, e.g.
+/// `data.csv line 12` or `line 12, column 3`) or `path:12` / `path:12:3` at its end. The SDKs'
+/// `ItemError::at_line` / `.at_line(n)` write `line N`. `None` for any other location.
+pub fn location_line(location: &str) -> Option<u64> {
+    let lower = location.to_ascii_lowercase();
+    for (i, _) in lower.match_indices("line") {
+        let word_start = lower[..i].chars().next_back().is_none_or(|c| !c.is_ascii_alphanumeric() && c != '_');
+        let after = &lower[i + 4..];
+        if !word_start || !after.starts_with([' ', ':', '#']) {
+            continue;
+        }
+        let digits: String = after.trim_start_matches([' ', ':', '#']).chars().take_while(char::is_ascii_digit).collect();
+        if let Ok(n) = digits.parse() {
+            return Some(n);
+        }
+    }
+    // `path:12` or `path:12:3` at the end.
+    let mut parts = location.trim().rsplitn(3, ':');
+    let last = parts.next()?;
+    let prev = parts.next();
+    let is_num = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    match (prev, parts.next()) {
+        (Some(line), Some(path)) if is_num(line) && is_num(last) && !path.is_empty() => line.parse().ok(),
+        (Some(path), _) if is_num(last) && !path.is_empty() && !path.ends_with(char::is_whitespace) => last.parse().ok(),
+        _ => None,
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ChatRole {
@@ -235,6 +270,30 @@ mod tests {
         assert_eq!("score-parser".parse::<Role>().unwrap(), Role::ScoreParser);
         let err = "scorer".parse::<Role>().unwrap_err();
         assert!(err.contains("score-parser"), "{err}");
+    }
+
+    #[test]
+    fn locations_name_their_line() {
+        for (loc, line) in [
+            ("line 12", Some(12)),
+            ("Line 3", Some(3)),
+            ("data.csv line 7", Some(7)),
+            ("line 4, column 2", Some(4)),
+            ("rows.csv:9", Some(9)),
+            ("rows.csv:9:3", Some(9)),
+            ("line: 5", Some(5)),
+            ("split[1]", None),
+            ("files[3] src/main.rs", None),
+            ("pipeline 4", None),
+            ("outline 4", None),
+            ("line", None),
+            ("12", None),
+            ("a :12", None),
+        ] {
+            assert_eq!(location_line(loc), line, "{loc}");
+        }
+        let e = ItemError { kind: ErrorKind::InvalidInput, message: "m".into(), location: Some("x.csv line 3".into()) };
+        assert_eq!(e.line(), Some(3));
     }
 
     #[test]
