@@ -1,5 +1,7 @@
 //! `modelcall plugin build`: the right toolchain for a project from `plugin new` (cargo for a
-//! wasm32-wasip2 component, or componentize-py), the component copied to `NAME.wasm`.
+//! wasm32-wasip2 component, or componentize-py), the component copied to `NAME.wasm`. A task
+//! type's Cargo workspace (`plugin new --task-type`) is built in one cargo invocation, each
+//! plugin copied to `PACKAGE.wasm`.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -16,18 +18,25 @@ pub struct BuildArgs {
     pub dir: Option<PathBuf>,
 }
 
-/// `modelcall plugin build`: prints the path of the component it wrote.
+/// `modelcall plugin build`: prints the path of each component it wrote, one a line.
 pub fn build(args: BuildArgs) -> anyhow::Result<()> {
     let dir = args.dir.unwrap_or_else(|| PathBuf::from("."));
-    let wasm = if dir.join("Cargo.toml").is_file() {
-        build_rust(&dir)?
+    for wasm in build_dir(&dir)? {
+        println!("{}", wasm.display());
+    }
+    Ok(())
+}
+
+/// Builds the project in `dir` (Rust: one crate or a workspace of plugins; Python) and returns
+/// the components it wrote there.
+pub(super) fn build_dir(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    if dir.join("Cargo.toml").is_file() {
+        build_rust(dir)
     } else if dir.join("app.py").is_file() {
-        build_python(&dir)?
+        Ok(vec![build_python(dir)?])
     } else {
         bail!("{} is not a plugin project: it has neither Cargo.toml (Rust) nor app.py (Python); create one with `modelcall plugin new`", dir.display());
-    };
-    println!("{}", wasm.display());
-    Ok(())
+    }
 }
 
 /// Adds the wasm32-wasip2 target with rustup when the toolchain used in `dir` lacks it. Without
@@ -46,43 +55,89 @@ fn ensure_wasm_target(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn build_rust(dir: &Path) -> anyhow::Result<PathBuf> {
+/// Builds the Rust project in `dir`: one crate, or a workspace of several plugin crates (`plugin
+/// new --task-type`), in ONE cargo invocation; each plugin's component is copied to
+/// `dir/PACKAGE.wasm`. Returns those paths, in the order cargo finished them.
+fn build_rust(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let manifest_path = dir.join("Cargo.toml");
     let manifest = std::fs::read_to_string(&manifest_path).with_context(|| format!("reading {}", manifest_path.display()))?;
-    let name = toml_string(&manifest, "package", "name").with_context(|| format!("{} has no [package] name", manifest_path.display()))?;
-    let manifest_abs = std::fs::canonicalize(&manifest_path)?;
+    let is_package = toml_string(&manifest, "package", "name").is_some();
+    if !is_package && !manifest.lines().any(|l| l.trim() == "[workspace]") {
+        bail!("{} has neither a [package] name nor a [workspace]", manifest_path.display());
+    }
+    let root = std::fs::canonicalize(dir)?;
     ensure_wasm_target(dir)?;
-    eprintln!("cargo build --release --target wasm32-wasip2 (in {})", dir.display());
-    let mut child = Command::new("cargo")
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--message-format=json-render-diagnostics"])
+    let offline = lock_offline(dir);
+    eprintln!("cargo build --release --target wasm32-wasip2{} (in {})", if offline { " --offline" } else { "" }, dir.display());
+    let mut cmd = Command::new("cargo");
+    cmd.args(["build", "--release", "--target", "wasm32-wasip2", "--message-format=json-render-diagnostics"]);
+    if offline {
+        cmd.arg("--offline");
+    }
+    let mut child = cmd
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .context("running cargo (install Rust from https://rustup.rs)")?;
-    // The component is the cdylib artifact of this project's own package (wherever
-    // CARGO_TARGET_DIR puts it).
-    let mut component: Option<PathBuf> = None;
+    // The components are the cdylib artifacts of this project's own packages (wherever
+    // CARGO_TARGET_DIR puts them): the root package, or the workspace's members; never a
+    // vendored dependency.
+    let mut components: Vec<(String, PathBuf)> = Vec::new();
     for line in BufReader::new(child.stdout.take().expect("piped stdout")).lines() {
         let Ok(msg) = serde_json::from_str::<Value>(&line?) else { continue };
-        let ours = msg["manifest_path"].as_str().and_then(|p| std::fs::canonicalize(p).ok()).is_some_and(|p| p == manifest_abs);
-        if msg["reason"] == "compiler-artifact" && ours {
-            let files = msg["filenames"].as_array().into_iter().flatten().filter_map(Value::as_str);
-            if let Some(f) = files.filter(|f| f.ends_with(".wasm")).last() {
-                component = Some(PathBuf::from(f));
-            }
+        if msg["reason"] != "compiler-artifact" {
+            continue;
         }
+        let Some(member) = msg["manifest_path"].as_str().and_then(|p| std::fs::canonicalize(p).ok()) else { continue };
+        let ours = member.starts_with(&root) && !member.starts_with(root.join("vendor"));
+        let Some(wasm) = msg["filenames"].as_array().into_iter().flatten().filter_map(Value::as_str).filter(|f| f.ends_with(".wasm")).last() else {
+            continue;
+        };
+        if !ours {
+            continue;
+        }
+        let text = std::fs::read_to_string(&member).with_context(|| format!("reading {}", member.display()))?;
+        let name = toml_string(&text, "package", "name").with_context(|| format!("{} has no [package] name", member.display()))?.to_string();
+        components.retain(|(n, _)| *n != name);
+        components.push((name, PathBuf::from(wasm)));
     }
     let status = child.wait()?;
     if !status.success() {
         bail!("cargo build failed in {} ({status}); its errors are above", dir.display());
     }
-    let built = component.with_context(|| format!("cargo built no .wasm for {name}: is `crate-type = [\"cdylib\", …]` in its [lib]?"))?;
-    let out = dir.join(format!("{name}.wasm"));
-    std::fs::copy(&built, &out).with_context(|| format!("copying {} to {}", built.display(), out.display()))?;
-    eprintln!("built {} (copied from {})", out.display(), built.display());
+    if components.is_empty() {
+        bail!("cargo built no .wasm in {}: is `crate-type = [\"cdylib\", …]` in the [lib] of its plugin crates?", dir.display());
+    }
+    components.sort();
+    let mut out = Vec::new();
+    for (name, built) in components {
+        let copy = dir.join(format!("{name}.wasm"));
+        std::fs::copy(&built, &copy).with_context(|| format!("copying {} to {}", built.display(), copy.display()))?;
+        eprintln!("built {} (copied from {})", copy.display(), built.display());
+        out.push(copy);
+    }
     Ok(out)
+}
+
+/// A project without a `Cargo.lock` gets one resolved from the crates already on this machine
+/// (`cargo generate-lockfile --offline`), so a build needs no network when the SDK's
+/// dependencies were downloaded before (building modelcall, or an earlier plugin). True when
+/// the build can then run `--offline`; false (cargo resolves online as usual) when that
+/// resolution fails, or with a lock file already there.
+fn lock_offline(dir: &Path) -> bool {
+    if dir.join("Cargo.lock").exists() {
+        return false;
+    }
+    Command::new("cargo")
+        .args(["generate-lockfile", "--offline"])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 fn build_python(dir: &Path) -> anyhow::Result<PathBuf> {

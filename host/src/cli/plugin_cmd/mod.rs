@@ -1,11 +1,15 @@
-//! `modelcall plugin list|check|run|bench`: inspect and exercise one plugin on its own,
-//! with the same runtime, sandbox and limits a task uses. Plugin authors use `run` to try a
-//! plugin on sample data; `check` is what to run when a task refuses to load a plugin.
+//! `modelcall plugin list|check|run|bench|new|build|dev`: inspect and exercise one plugin on its
+//! own, with the same runtime, sandbox and limits a task uses. Plugin authors use `run` to try a
+//! plugin on sample data, `dev` to run a task's chain on a few records; `check` is what to run
+//! when a task refuses to load a plugin.
 
 mod build;
 mod check;
+mod dev;
+mod dev_show;
 mod exercise;
 mod scaffold;
+mod task_type;
 
 use std::path::{Path, PathBuf};
 
@@ -60,11 +64,16 @@ pub enum PluginCommand {
         iterations: u32,
     },
     /// Create a plugin project: the role's trait implemented with a unit test, the SDK vendored,
-    /// sample records and a task that runs it against the simulator.
+    /// sample records and a task that runs it against the simulator; or, with --task-type, the
+    /// three roles as one Cargo workspace with a task wiring them.
     New(scaffold::NewArgs),
     /// Build the plugin project in DIR to a component (`cargo build --release --target
-    /// wasm32-wasip2`, or componentize-py) and print the path of its `NAME.wasm`.
+    /// wasm32-wasip2`, or componentize-py) and print the path of its `NAME.wasm` (a task type's
+    /// workspace: its three plugins, in one cargo build).
     Build(build::BuildArgs),
+    /// Rebuild a task's changed plugins and run it on a few records into a scratch folder,
+    /// printing record → prompt → reply → verdict for each (sim:// unless --live).
+    Dev(dev::DevArgs),
 }
 
 /// The plugin that `run` and `bench` exercise, and how.
@@ -128,6 +137,7 @@ pub fn run(cmd: PluginCommand) -> anyhow::Result<()> {
         }
         PluginCommand::New(args) => scaffold::new(args),
         PluginCommand::Build(args) => build::build(args),
+        PluginCommand::Dev(args) => dev::dev(args),
     }
 }
 

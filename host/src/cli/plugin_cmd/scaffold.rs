@@ -27,8 +27,13 @@ pub struct NewArgs {
     /// the default folder and the component's file name (`NAME.wasm`).
     pub name: String,
     /// preprocessor, prompt-builder or score-parser.
+    #[arg(long, required_unless_present = "task_type", conflicts_with = "task_type")]
+    pub role: Option<Role>,
+    /// A whole task type instead of one plugin: a reader (preprocessor), a prompt builder and a
+    /// score parser as Rust crates of one Cargo workspace, a task wiring them, sample data and
+    /// scripted replies for the simulator (Rust only).
     #[arg(long)]
-    pub role: Role,
+    pub task_type: bool,
     #[arg(long, value_enum, default_value_t = Lang::Rust)]
     pub lang: Lang,
     /// The folder to create (it must not exist, or be empty); default: ./NAME.
@@ -48,7 +53,7 @@ macro_rules! sdk_files {
         &[$(($path, include_str!(concat!("../../../../plugins/sdk/", $path)))),*]
     };
 }
-const SDK_FILES: &[(&str, &str)] = sdk_files![
+pub(super) const SDK_FILES: &[(&str, &str)] = sdk_files![
     "Cargo.toml",
     "README.md",
     "src/base.rs",
@@ -66,7 +71,7 @@ const SDK_FILES: &[(&str, &str)] = sdk_files![
 ];
 
 /// Where `plugin new` puts the vendored SDK inside a Rust project.
-const VENDORED_SDK: &str = "vendor/modelcall-plugin-sdk";
+pub(super) const VENDORED_SDK: &str = "vendor/modelcall-plugin-sdk";
 
 /// The Python SDK package (`plugins/sdk-python/modelcall_plugin`), embedded so `plugin new
 /// --lang python` vendors it; `tests/scaffold_e2e.rs` compares the vendored copy with the
@@ -82,7 +87,7 @@ const PYTHON_SDK_FILES: &[(&str, &str)] = python_sdk_files!["__init__.py", "_err
 /// `-p vendor` to componentize-py).
 const VENDORED_PYTHON_SDK: &str = "vendor/modelcall_plugin";
 
-mod tpl {
+pub(super) mod tpl {
     pub const CARGO_TOML: &str = include_str!("templates/rust/Cargo.toml.tmpl");
     pub const RUST_README: &str = include_str!("templates/rust/README.md.tmpl");
     pub const RUST_PREPROCESSOR: &str = include_str!("templates/rust/preprocessor.rs.tmpl");
@@ -166,17 +171,17 @@ const OUTPUT_CONFIG: &str = "# What the built-in score parser (builtin:json-scor
 const NO_OUTPUT_CONFIG: &str = "# No output_config: {{name}} parses the replies (its config is in task.yaml).\n";
 
 /// `{{key}}` replaced by its value, for the keys given (other braces are left alone).
-fn render(template: &str, vars: &[(&str, &str)]) -> String {
+pub(super) fn render(template: &str, vars: &[(&str, &str)]) -> String {
     vars.iter().fold(template.to_string(), |s, (k, v)| s.replace(&format!("{{{{{k}}}}}"), v))
 }
 
-fn valid_name(name: &str) -> bool {
+pub(super) fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphabetic()) && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') && name.len() <= 64
 }
 
 /// A TOML basic string's content for `s`.
-fn toml_escape(s: &str) -> String {
+pub(super) fn toml_escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
@@ -273,7 +278,7 @@ fn wit() -> &'static str {
 }
 
 /// The embedded SDK's version, from its Cargo.toml.
-fn sdk_version() -> &'static str {
+pub(super) fn sdk_version() -> &'static str {
     let manifest = SDK_FILES[0].1;
     toml_string(manifest, "package", "version").unwrap_or("0.1.0")
 }
@@ -301,9 +306,12 @@ pub(super) fn toml_string<'a>(text: &'a str, section: &str, key: &str) -> Option
 
 /// `modelcall plugin new`. An existing non-empty folder is refused with exit code 2.
 pub fn new(args: NewArgs) -> anyhow::Result<()> {
-    let NewArgs { name, role, lang, dir, sdk_path } = args;
+    let NewArgs { name, role, task_type, lang, dir, sdk_path } = args;
     if !valid_name(&name) {
         bail!("`{name}` is not a plugin name: use letters, digits, `-` and `_`, starting with a letter (at most 64 characters)");
+    }
+    if task_type && lang == Lang::Python {
+        bail!("--task-type writes Rust crates (one Cargo workspace); a Python plugin of one role: --role ROLE --lang python");
     }
     let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
     if dir.exists() {
@@ -325,18 +333,30 @@ pub fn new(args: NewArgs) -> anyhow::Result<()> {
             Some(std::fs::canonicalize(&p).with_context(|| format!("resolving --sdk-path {}", p.display()))?)
         }
     };
-    for (rel, content) in project_files(&name, role, lang, sdk_path.as_deref()) {
+    let shown = dir.display();
+    let Some(role) = role.filter(|_| !task_type) else {
+        write_files(&dir, super::task_type::files(&name, sdk_path.as_deref()))?;
+        println!("created the task type `{name}` (a reader, a prompt builder and a score parser in one Cargo workspace) in {shown}");
+        println!("next: cd {shown} && cargo test && modelcall plugin build && modelcall plugin dev task.yaml");
+        return Ok(());
+    };
+    write_files(&dir, project_files(&name, role, lang, sdk_path.as_deref()))?;
+    println!("created the {role} plugin `{name}` ({}) in {shown}", if lang == Lang::Rust { "Rust" } else { "Python" });
+    match lang {
+        Lang::Rust => println!("next: cd {shown} && cargo test && modelcall plugin build && modelcall run-task task.yaml"),
+        Lang::Python => println!("next: cd {shown} && pip install componentize-py && modelcall plugin build && modelcall run-task task.yaml (see README.md)"),
+    }
+    Ok(())
+}
+
+/// Writes `files` (relative path, content) under `dir`, creating folders.
+fn write_files(dir: &Path, files: Vec<(String, String)>) -> anyhow::Result<()> {
+    for (rel, content) in files {
         let path = dir.join(&rel);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
         }
         std::fs::write(&path, content).with_context(|| format!("writing {}", path.display()))?;
-    }
-    let shown = dir.display();
-    println!("created the {role} plugin `{name}` ({}) in {shown}", if lang == Lang::Rust { "Rust" } else { "Python" });
-    match lang {
-        Lang::Rust => println!("next: cd {shown} && cargo test && modelcall plugin build && modelcall run-task task.yaml"),
-        Lang::Python => println!("next: cd {shown} && pip install componentize-py && modelcall plugin build && modelcall run-task task.yaml (see README.md)"),
     }
     Ok(())
 }
