@@ -44,10 +44,35 @@ fn merge(args: &MergeArgs) -> anyhow::Result<Finish> {
             finish = finish.and(merge_model_folders(m)?);
             continue;
         }
-        let outputs = RecordOutputs::of(&run, &plan)?;
+        let mut outputs = RecordOutputs::of(&run, &plan)?;
+        if let (modelcall_config::Stages::Scoring(_), crate::engine::SinkKind::Rows { format, .. }) = (&plan.stages, &outputs.sink) {
+            // `output.ordered`: the merged outputs in input order, as an unsharded run writes them.
+            outputs.sink = crate::engine::SinkKind::Rows { format: *format, ordered: run.task.output.ordered.unwrap_or(false) };
+        }
         finish = finish.and(merge_folder(&outputs, &plan.task_name, args.force)?);
+        if let modelcall_config::Stages::Scoring(p) = &plan.stages {
+            merged_stat_files(p, &run, &outputs.folder)?;
+        }
     }
     Ok(finish)
+}
+
+/// The stat files of the merged outputs (`data.stat_folder`), from the files the merged
+/// `run_summary.json` lists; the shards' per-piece stat files are merged into them.
+fn merged_stat_files(plan: &modelcall_config::ScoringPlan, run: &modelcall_config::LoadedTask, folder: &Path) -> anyhow::Result<()> {
+    let Some(stat_folder) = &plan.stat_folder else { return Ok(()) };
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(folder.join("run_summary.json"))?)?;
+    let files: Vec<(PathBuf, PathBuf, u64, u64)> = summary["files"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| Some((PathBuf::from(f["input"].as_str()?), PathBuf::from(f["output"].as_str()?), f["seen"].as_u64()?, f["scored"].as_u64()?)))
+        .collect();
+    let merged: Vec<crate::tasks::stat_files::Merged<'_>> =
+        files.iter().map(|(input, output, seen, ok)| crate::tasks::stat_files::Merged { input, output, seen: *seen, ok: *ok }).collect();
+    let model_conf = run.model.as_ref().map(|m| m.path.clone()).unwrap_or_default();
+    crate::tasks::stat_files::write_merged(stat_folder, &merged, plan, &model_conf)?;
+    Ok(())
 }
 
 /// `task_type: merge_distillation_results`: every listed model folder of a batch, merged.
@@ -191,15 +216,11 @@ struct KeyOnly {
 
 /// The merged journal into the unsharded outputs; returns the rows written (output, errors).
 fn finalize(paths: &modelcall_io::FilePaths, sink: &crate::engine::SinkKind) -> anyhow::Result<(u64, u64)> {
-    use modelcall_io::OutputFormat;
     let stats = match sink {
-        crate::engine::SinkKind::Rows { format: OutputFormat::Jsonl, ordered: true } => {
-            modelcall_io::finalize_ordered(&paths.journal, &paths.output, &paths.errors)?
-        }
-        crate::engine::SinkKind::Rows { format, .. } => {
+        crate::engine::SinkKind::Rows { format, ordered } => {
             // The schema the shards declared (`.modelcall/schema.json`), so the merged file has it.
             let declared = crate::engine::unit::declared_schema(paths, *format);
-            modelcall_io::sink::finalize_with(&paths.journal, &paths.output, &paths.errors, *format, declared.as_ref())?
+            modelcall_io::sink::finalize_rows(&paths.journal, &paths.output, &paths.errors, *format, *ordered, declared.as_ref())?
         }
         crate::engine::SinkKind::Records(_) => anyhow::bail!("record sinks are not sharded"),
     };

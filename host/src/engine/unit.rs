@@ -70,13 +70,11 @@ impl Unit {
     }
 }
 
-/// The declared schema of a Parquet row output (`<out>/.modelcall/schema.json`, stored by the
-/// task before its first row), for the unit whose files are `paths`; None for JSONL, or when the
-/// task declared none (each file's schema is then inferred from its rows).
-pub fn declared_schema(paths: &FilePaths, format: OutputFormat) -> Option<modelcall_io::sink::RowsSchema> {
-    if format != OutputFormat::Parquet {
-        return None;
-    }
+/// The declared schema of a row output (`<out>/.modelcall/schema.json`, stored by the task
+/// before its first row), for the unit whose files are `paths`; None when the task declared none
+/// (a folder written before schemas: each Parquet file's schema is then inferred from its rows,
+/// JSONL rows are written as they are).
+pub fn declared_schema(paths: &FilePaths, _format: OutputFormat) -> Option<modelcall_io::sink::RowsSchema> {
     // The journal is `<out>/.modelcall/<stem>.journal.jsonl`.
     let folder = paths.journal.parent()?.parent()?;
     modelcall_io::sink::DeclaredSchema::load(folder).map(modelcall_io::sink::RowsSchema::new)

@@ -209,13 +209,9 @@ pub fn finalize(paths: &modelcall_io::FilePaths, sink: &SinkKind) -> anyhow::Res
     let (journal, output, errors) = (&paths.journal, &paths.output, &paths.errors);
     let in_context = |e: modelcall_io::SinkError| anyhow::anyhow!("writing {}: {e}", output.display());
     Ok(match sink {
-        SinkKind::Rows { format: modelcall_io::OutputFormat::Jsonl, ordered: true } => {
-            modelcall_io::finalize_ordered(journal, output, errors).map_err(in_context)?;
-            vec![output.clone()]
-        }
-        SinkKind::Rows { format, .. } => {
+        SinkKind::Rows { format, ordered } => {
             let declared = super::unit::declared_schema(paths, *format);
-            modelcall_io::sink::finalize_with(journal, output, errors, *format, declared.as_ref()).map_err(in_context)?;
+            modelcall_io::sink::finalize_rows(journal, output, errors, *format, *ordered, declared.as_ref()).map_err(in_context)?;
             vec![output.clone()]
         }
         SinkKind::Records(target) => {

@@ -62,6 +62,9 @@ pub async fn run(run: &TaskRun<'_>, step: &GenerateResponse) -> anyhow::Result<F
         "concurrency": concurrency,
         "retry_mode": step.retry_mode,
     });
+    // The output schema, declared once before the first row (`.modelcall/schema.json`), so every
+    // file, shard, resume and merge of the task has the same fields with the same types.
+    declared_schema(&inputs, step).with_row_group_rows(run.task.task.output.row_group_rows.map(|n| n.get())).settle(&output_folder);
     let out = output_folder.clone();
     let paths = move |stem: &str, shard: Option<(u32, u32)>| FilePaths::named(stem, &out, OutputFormat::Jsonl, shard, Naming::Distillation);
     let sink = SinkKind::Rows { format: OutputFormat::Jsonl, ordered: step.ordered };
@@ -124,7 +127,43 @@ pub async fn run(run: &TaskRun<'_>, step: &GenerateResponse) -> anyhow::Result<F
         end_facts: Some(super::endpoint::end_facts(client_for_stats.clone(), sim.clone())),
     };
     let outcome = engine::run(options, job, engine::feed(units), stop, None).await?;
+    if !run.shard.is_some_and(|(_, n)| n > 1) && outcome.stopped.is_none() {
+        // The dataset card, so `datasets.load_dataset(folder)` reads the data files only (a
+        // sharded run's card is written by `modelcall merge`).
+        let made_with = vec![("model", model.model.clone()), ("task", run.task.source_path.display().to_string())];
+        if let Err(e) = modelcall_io::sink::card::write_card(&output_folder, OutputFormat::Jsonl, &run.plan.task_name, &made_with) {
+            eprintln!("warning: cannot write the dataset card in {}: {e}", output_folder.display());
+        }
+    }
     Ok(report(run, &outcome))
+}
+
+/// The output schema of generation: the input columns (see [`super::scoring::input_columns`];
+/// one the job writes itself is the job's), `uid`, and what the job adds: `response`,
+/// `final_messages` (role and content of each turn), `usage`, `finish_reason`, `latency_ms`,
+/// `attempts`, and `reasoning` when it is kept apart.
+pub fn declared_schema(inputs: &[std::path::PathBuf], step: &GenerateResponse) -> modelcall_io::sink::DeclaredSchema {
+    use modelcall_io::sink::schema::{ColType, Column, Role};
+    let text = || ColType::String;
+    let int = || ColType::Int64;
+    let turn = ColType::Struct(vec![Column::new("role", text(), Role::Host), Column::new("content", text(), Role::Host)]);
+    let mut host = vec![
+        ("response".to_string(), text()),
+        ("final_messages".into(), ColType::List(Box::new(turn))),
+        ("usage".into(), ColType::Struct(["prompt_tokens", "completion_tokens", "total_tokens"].iter().map(|n| Column::new(*n, int(), Role::Host)).collect())),
+        ("finish_reason".into(), text()),
+        ("latency_ms".into(), int()),
+        ("attempts".into(), int()),
+    ];
+    if step.reasoning == modelcall_config::distill::ReasoningMode::Separate {
+        host.push(("reasoning".into(), text()));
+    }
+    let mut inputs: Vec<(String, ColType)> =
+        super::scoring::input_columns(inputs).into_iter().filter(|(name, _)| !host.iter().any(|(h, _)| h == name)).collect();
+    if !inputs.iter().any(|(name, _)| name == "uid") {
+        inputs.push(("uid".into(), text()));
+    }
+    modelcall_io::sink::DeclaredSchema::build(inputs, Vec::new(), host)
 }
 
 /// `retry_mode: true`, the reference's archive step without its data loss: `<B>_error.jsonl`

@@ -68,7 +68,8 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
         modelcall_config::OutputFormat::Jsonl => OutputFormat::Jsonl,
         modelcall_config::OutputFormat::Parquet => OutputFormat::Parquet,
     };
-    let sink = SinkKind::Rows { format, ordered: false };
+    // `output.ordered: true`: each output's rows in input order instead of completion order.
+    let sink = SinkKind::Rows { format, ordered: run.task.task.output.ordered.unwrap_or(false) };
     let out = plan.output_folder.clone();
     let paths = move |stem: &str, shard: Option<(u32, u32)>| FilePaths::named(stem, &out, format, shard, Naming::Scoring);
     if run.dry_run {
@@ -99,13 +100,10 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
         return Ok(Finish::Done);
     }
     let _lock = run.lock(&plan.output_folder)?;
-    if let (modelcall_config::OutputFormat::Parquet, Some(files)) = (&plan.output_format, &inputs) {
-        // The output schema, declared once before the first row (`.modelcall/schema.json`):
-        // every file, shard, resume and merge of the task writes exactly it.
-        if let Some(schema) = declared_schema(plan, files) {
-            schema.settle(&plan.output_folder);
-        }
-    }
+    // The output schema, declared once before the first row (`.modelcall/schema.json`): every
+    // file, shard, resume and merge of the task writes exactly it (Parquet and JSONL alike), in
+    // row groups of `output.row_group_rows`.
+    settle_schema(plan, inputs.as_deref(), run.task.task.output.row_group_rows.map(|n| n.get()));
     let _pre_lock = match &pre {
         Some((p, _)) if p.output_folder != plan.output_folder => Some(modelcall_io::OutputLock::acquire(&p.output_folder)?),
         _ => None,
@@ -364,32 +362,23 @@ pub fn input_files(task: &modelcall_config::LoadedTask, plan: &ScoringPlan) -> R
     Ok(files)
 }
 
-/// The task's output schema (see `modelcall_io::sink::schema`): the input columns of the first
-/// records of each input (or its Parquet schema), the verdict fields of `builtin:json-score`'s
-/// `json_keys` typed by `checks` and `json_default_values`, and the host's own columns. None when
-/// the verdict fields are not known up front (another parser, or no `json_keys`): then each
-/// file's schema is inferred from its rows as before.
-pub fn declared_schema(plan: &ScoringPlan, inputs: &[PathBuf]) -> Option<modelcall_io::sink::DeclaredSchema> {
-    use modelcall_io::sink::schema::{infer_inputs, parquet_inputs, verdict_type, ColType, Column, Role};
-    let verdict: Vec<(String, ColType)> = if !plan.require_json {
-        Vec::new()
-    } else {
-        if plan.score_parser.source != "builtin:json-score" {
-            return None;
-        }
-        let cfg = &plan.score_parser.config;
-        let cfg = cfg.get("output_config").unwrap_or(cfg);
-        let keys: Vec<String> = cfg["json_keys"].as_array()?.iter().filter_map(|k| k.as_str().map(String::from)).collect();
-        if keys.is_empty() {
-            return None;
-        }
-        keys.into_iter()
-            .map(|k| {
-                let ty = verdict_type(cfg["checks"][&k]["type"].as_str(), cfg["json_default_values"].get(&k));
-                (k, ty)
-            })
-            .collect()
+/// Declares the task's output schema in its output folder (see [`declared_schema`]). Without
+/// the inputs yet (they are preprocessed first), a schema stored before is kept; with no known
+/// verdict fields, the columns are inferred from the rows. Either way `row_group_rows` applies.
+fn settle_schema(plan: &ScoringPlan, inputs: Option<&[PathBuf]>, row_group_rows: Option<usize>) {
+    use modelcall_io::sink::DeclaredSchema;
+    let folder = &plan.output_folder;
+    let schema = match inputs {
+        Some(files) => declared_schema(plan, files).unwrap_or_else(DeclaredSchema::inferred),
+        None => DeclaredSchema::load(folder).unwrap_or_else(DeclaredSchema::inferred),
     };
+    schema.with_row_group_rows(row_group_rows).settle(folder);
+}
+
+/// The input columns carried into a task's output: typed from the first records of each input
+/// (up to 64 files, 500 records each), or a Parquet input's own schema.
+pub fn input_columns(inputs: &[PathBuf]) -> Vec<(String, modelcall_io::sink::schema::ColType)> {
+    use modelcall_io::sink::schema::{infer_inputs, parquet_inputs, ColType};
     let mut inputs_cols: Vec<(String, ColType)> = Vec::new();
     let mut sample: Vec<serde_json::Map<String, serde_json::Value>> = Vec::new();
     for file in inputs.iter().take(64) {
@@ -417,6 +406,36 @@ pub fn declared_schema(plan: &ScoringPlan, inputs: &[PathBuf]) -> Option<modelca
             inputs_cols.push((name, ty));
         }
     }
+    inputs_cols
+}
+
+/// The task's output schema (see `modelcall_io::sink::schema`): the input columns of the first
+/// records of each input (or its Parquet schema), the verdict fields of `builtin:json-score`'s
+/// `json_keys` typed by `checks` and `json_default_values`, and the host's own columns. None when
+/// the verdict fields are not known up front (another parser, or no `json_keys`): then each
+/// file's schema is inferred from its rows as before.
+pub fn declared_schema(plan: &ScoringPlan, inputs: &[PathBuf]) -> Option<modelcall_io::sink::DeclaredSchema> {
+    use modelcall_io::sink::schema::{verdict_type, ColType, Column, Role};
+    let verdict: Vec<(String, ColType)> = if !plan.require_json {
+        Vec::new()
+    } else {
+        if plan.score_parser.source != "builtin:json-score" {
+            return None;
+        }
+        let cfg = &plan.score_parser.config;
+        let cfg = cfg.get("output_config").unwrap_or(cfg);
+        let keys: Vec<String> = cfg["json_keys"].as_array()?.iter().filter_map(|k| k.as_str().map(String::from)).collect();
+        if keys.is_empty() {
+            return None;
+        }
+        keys.into_iter()
+            .map(|k| {
+                let ty = verdict_type(cfg["checks"][&k]["type"].as_str(), cfg["json_default_values"].get(&k));
+                (k, ty)
+            })
+            .collect()
+    };
+    let inputs_cols = input_columns(inputs);
     let int = || ColType::Int64;
     let text = || ColType::String;
     let mut host = vec![

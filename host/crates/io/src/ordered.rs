@@ -31,7 +31,8 @@ pub fn reorder_into(src: &Path, out: &mut AtomicFile) -> Result<u64, SinkError> 
         let p = p.to_path_buf();
         move |source| SinkError::Io { path: p.clone(), source }
     };
-    let dir = crate::atomic::scratch_dir_for(out.dest());
+    // Beside the destination (a scratch file has none: beside its temporary file).
+    let dir = crate::atomic::scratch_dir_for(if out.dest().as_os_str().is_empty() { out.temp_path() } else { out.dest() });
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
     let result = (|| {
         // Spread rows into buckets by position; remember which buckets exist.

@@ -27,11 +27,20 @@ pub fn data_files(folder: &Path, format: OutputFormat) -> Vec<PathBuf> {
         .filter(|p| p.is_file())
         .filter(|p| {
             let name = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-            name.ends_with(ext) && !name.starts_with('.') && !name.ends_with(".errors.jsonl") && !name.ends_with("_error.jsonl") && !name.contains(".shard-")
+            name.ends_with(ext) && !name.starts_with('.') && !name.contains(".shard-") && !is_not_data(&name)
         })
         .collect();
     files.sort();
     files
+}
+
+/// Files beside the data that are not data: error files, bad lines, and generation's retry
+/// archives (`<B>_error_retry_N.jsonl`, `<B>_success_retry_N.jsonl`, copies of earlier outputs).
+fn is_not_data(name: &str) -> bool {
+    let stem = name.strip_suffix(".jsonl").unwrap_or(name);
+    let retry_archive =
+        stem.rsplit_once("_retry_").is_some_and(|(base, n)| (base.ends_with("_error") || base.ends_with("_success")) && n.parse::<u32>().is_ok());
+    name.ends_with(".errors.jsonl") || name.ends_with("_error.jsonl") || name.ends_with(".bad_lines.jsonl") || retry_archive
 }
 
 fn rows_in(path: &Path) -> u64 {
@@ -66,10 +75,16 @@ pub fn write_card(folder: &Path, format: OutputFormat, title: &str, made_with: &
     if listed.is_empty() {
         return Ok(false);
     }
+    let schema = DeclaredSchema::load(folder).filter(|s| !s.inferred && !s.columns.is_empty());
     let mut text = String::new();
     text.push_str("---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n    path:\n");
     for (name, _) in &listed {
         text.push_str(&format!("    - {}\n", quote(name)));
+    }
+    if let Some(schema) = &schema {
+        // The declared types, so `datasets` reads every file alike (JSON text has no types of
+        // its own). JSON flow style is YAML.
+        text.push_str(&format!("dataset_info:\n  features: {}\n", schema.features()));
     }
     text.push_str("---\n");
     text.push_str(CARD_MARKER);
@@ -81,12 +96,14 @@ pub fn write_card(folder: &Path, format: OutputFormat, title: &str, made_with: &
         let note = if *n == 0 { " (no rows: every record failed; not listed in `configs:`)" } else { "" };
         text.push_str(&format!("| `{name}` | {n}{note} |\n"));
     }
-    if format == OutputFormat::Parquet {
-        if let Some(schema) = DeclaredSchema::load(folder) {
-            text.push_str("\n## Schema\n\nEvery data file has exactly this schema (declared before the first row; every column is nullable). A verdict value that does not fit its column is kept, as text, in `<field>_raw`; other values that fit no column are in `extra_json`, a JSON object.\n\n| column | type |\n|---|---|\n");
-            for (name, ty) in schema.describe() {
-                text.push_str(&format!("| `{name}` | {ty} |\n"));
-            }
+    if let Some(schema) = &schema {
+        let every = match format {
+            OutputFormat::Parquet => "Every data file has exactly this schema",
+            OutputFormat::Jsonl => "Every line of every data file has exactly these fields, with these types (null when there is no value)",
+        };
+        text.push_str(&format!("\n## Schema\n\n{every} (declared before the first row; every column is nullable). A verdict value that does not fit its column is kept, as text, in `<field>_raw`; other values that fit no column are in `extra_json`, a JSON object.\n\n| column | type |\n|---|---|\n"));
+        for (name, ty) in schema.describe() {
+            text.push_str(&format!("| `{name}` | {ty} |\n"));
         }
     }
     if !made_with.is_empty() {

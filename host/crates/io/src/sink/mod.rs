@@ -52,72 +52,162 @@ pub(crate) struct RowOnly {
 }
 
 pub fn finalize(journal: &Path, output: &Path, errors: &Path, format: OutputFormat) -> Result<FinalizeStats, SinkError> {
-    finalize_with(journal, output, errors, format, None)
+    finalize_rows(journal, output, errors, format, false, None)
 }
 
-/// [`finalize`] with the task's declared schema: the Parquet output is written with exactly
-/// that schema (a file where every record failed has it too, with 0 rows), in bounded row
-/// groups (JSONL rows are written as they are). No error file is left when nothing failed.
+/// [`finalize_rows`] in completion order.
 pub fn finalize_with(journal: &Path, output: &Path, errors: &Path, format: OutputFormat, declared: Option<&RowsSchema>) -> Result<FinalizeStats, SinkError> {
+    finalize_rows(journal, output, errors, format, false, declared)
+}
+
+/// Like [`finalize`] for JSONL, with the rows in input order (by their [`crate::ordered::SEQ_FIELD`]) instead of
+/// completion order.
+pub fn finalize_ordered(journal: &Path, output: &Path, errors: &Path) -> Result<FinalizeStats, SinkError> {
+    finalize_rows(journal, output, errors, OutputFormat::Jsonl, true, None)
+}
+
+/// A journal into its output (the latest `ok` row of every key) and its error file (the latest
+/// `error` row of every key that never succeeded; no file when nothing failed, so a data glob
+/// never meets an empty file). With `ordered`, the rows are in input order (by their
+/// [`crate::ordered::SEQ_FIELD`], removed) instead of completion order: the unordered rows go to
+/// a scratch file first, so the real output is only ever the finished, ordered file. With the
+/// task's declared schema, Parquet is written with exactly that schema (a file where every
+/// record failed has it too, with 0 rows) in bounded row groups, and every JSONL line has every
+/// declared column with its declared type.
+pub fn finalize_rows(
+    journal: &Path,
+    output: &Path,
+    errors: &Path,
+    format: OutputFormat,
+    ordered: bool,
+    declared: Option<&RowsSchema>,
+) -> Result<FinalizeStats, SinkError> {
     let mut stats = FinalizeStats::default();
     // Pass 1: the winning line of each key (latest ok, else latest error), kept on disk in
     // hash buckets when the journal is large so memory stays flat whatever the input size.
     let winners = crate::winners::Winners::build(journal, &mut stats.duplicates_collapsed)?;
     let winners = &winners;
 
-    // Errors: JSONL.
+    // Errors: JSONL, only when something failed.
     stats.rows_error = write_jsonl_to(journal, winners, EntryStatus::Error, errors)?;
-    if declared.is_some() && stats.rows_error == 0 {
-        // Nothing failed: no empty error file for a data glob to trip on.
-        let _ = std::fs::remove_file(errors);
+    if stats.rows_error == 0 {
+        if let Err(e) = std::fs::remove_file(errors) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(SinkError::Io { path: errors.to_path_buf(), source: e });
+            }
+        }
     }
 
+    // In input order: the rows to a scratch file, then sorted into a second one (bounded
+    // memory), which is the row source of the output.
+    let mut sorted_scratch = None;
+    let source = if ordered {
+        let mut scratch = AtomicFile::scratch(output, "unordered")?;
+        write_jsonl(journal, winners, EntryStatus::Ok, &mut scratch)?;
+        scratch.flush().map_err(|e| SinkError::Io { path: scratch.temp_path().to_path_buf(), source: e })?;
+        let mut sorted = AtomicFile::scratch(output, "ordered")?;
+        crate::ordered::reorder_into(scratch.temp_path(), &mut sorted)?;
+        sorted.flush().map_err(|e| SinkError::Io { path: sorted.temp_path().to_path_buf(), source: e })?;
+        scratch.abandon();
+        let path = sorted.temp_path().to_path_buf();
+        sorted_scratch = Some(sorted);
+        RowSource::Rows(path)
+    } else {
+        RowSource::Journal { journal, winners }
+    };
+    let declared = declared.filter(|d| !d.schema.inferred || format == OutputFormat::Parquet);
+
     // Output.
-    match format {
-        OutputFormat::Jsonl => {
-            let mut out = AtomicFile::create(output)?;
-            // JSON text has no column types: the rows are written as the journal holds them.
-            stats.rows_ok = write_jsonl(journal, winners, EntryStatus::Ok, &mut out)?;
-            out.commit()?;
-        }
-        OutputFormat::Parquet => {
-            let mut last_err = None;
-            // Each attempt is more forgiving about mixed types across rows.
-            for mode in [Flatten::None, Flatten::Nested, Flatten::All] {
+    let result = (|| -> Result<u64, SinkError> {
+        match format {
+            OutputFormat::Jsonl => {
                 let mut out = AtomicFile::create(output)?;
-                match write_parquet(journal, &mut out, winners, mode, declared) {
-                    Ok(n) => {
-                        out.commit()?;
-                        stats.rows_ok = n;
-                        last_err = None;
-                        break;
-                    }
-                    Err(e) => last_err = Some(e),
-                }
+                let rows = match (&source, declared) {
+                    (RowSource::Journal { journal, winners }, None) => write_jsonl(journal, winners, EntryStatus::Ok, &mut out)?,
+                    (source, declared) => write_rows_jsonl(source, declared.map(|d| &*d.schema), &mut out)?,
+                };
+                out.commit()?;
+                Ok(rows)
             }
-            if let Some(message) = last_err {
-                return Err(SinkError::Parquet { path: output.to_path_buf(), message });
+            OutputFormat::Parquet => {
+                let mut last_err = None;
+                // Each attempt is more forgiving about mixed types across rows (a declared
+                // schema needs one).
+                for mode in [Flatten::None, Flatten::Nested, Flatten::All] {
+                    let mut out = AtomicFile::create(output)?;
+                    match write_parquet(&source, &mut out, mode, declared) {
+                        Ok(n) => {
+                            out.commit()?;
+                            return Ok(n);
+                        }
+                        Err(e) => last_err = Some(e),
+                    }
+                }
+                Err(SinkError::Parquet { path: output.to_path_buf(), message: last_err.unwrap_or_default() })
             }
         }
+    })();
+    if let Some(sorted) = sorted_scratch {
+        sorted.abandon();
     }
+    stats.rows_ok = result?;
     Ok(stats)
 }
 
-/// Like [`finalize`] for JSONL, with the rows in input order (by their [`crate::ordered::SEQ_FIELD`]) instead of
-/// completion order. The unordered rows go to a scratch file first, so the real output is only
-/// ever the finished, ordered file.
-pub fn finalize_ordered(journal: &Path, output: &Path, errors: &Path) -> Result<FinalizeStats, SinkError> {
-    let mut stats = FinalizeStats::default();
-    let winners = crate::winners::Winners::build(journal, &mut stats.duplicates_collapsed)?;
-    stats.rows_error = write_jsonl_to(journal, &winners, EntryStatus::Error, errors)?;
-    let mut scratch = AtomicFile::scratch(output, "unordered")?;
-    write_jsonl(journal, &winners, EntryStatus::Ok, &mut scratch)?;
-    scratch.flush().map_err(|e| SinkError::Io { path: scratch.temp_path().to_path_buf(), source: e })?;
-    let mut out = AtomicFile::create(output)?;
-    stats.rows_ok = crate::ordered::reorder_into(scratch.temp_path(), &mut out)?;
-    out.commit()?;
-    scratch.abandon();
-    Ok(stats)
+/// Where the output's rows come from: the winning `ok` lines of a journal, or a JSONL file of
+/// rows (already in input order).
+pub(crate) enum RowSource<'a> {
+    Journal { journal: &'a Path, winners: &'a crate::winners::Winners },
+    Rows(PathBuf),
+}
+
+impl RowSource<'_> {
+    /// Calls `f` with every row, in order.
+    pub(crate) fn each(&self, mut f: impl FnMut(Map<String, Value>)) -> Result<(), SinkError> {
+        match self {
+            RowSource::Journal { journal, winners } => {
+                let mut cursor = winners.cursor()?;
+                for_each_line(journal, |index, line| {
+                    if cursor.status_at(index) != Some(EntryStatus::Ok) {
+                        return;
+                    }
+                    if let Ok(r) = serde_json::from_slice::<RowOnly>(line) {
+                        f(r.row);
+                    }
+                })
+            }
+            RowSource::Rows(path) => for_each_line(path, |_, line| {
+                if let Ok(row) = serde_json::from_slice::<Map<String, Value>>(line) {
+                    f(row);
+                }
+            }),
+        }
+    }
+}
+
+/// The rows of `source` as JSONL, each fitted to `declared` (every column present).
+fn write_rows_jsonl(source: &RowSource<'_>, declared: Option<&DeclaredSchema>, out: &mut AtomicFile) -> Result<u64, SinkError> {
+    let mut rows = 0u64;
+    let mut write_err = None;
+    source.each(|row| {
+        if write_err.is_some() {
+            return;
+        }
+        let row = match declared {
+            Some(d) => d.conform_all(row),
+            None => row,
+        };
+        let mut bytes = serde_json::to_vec(&row).expect("rows serialize");
+        bytes.push(b'\n');
+        if let Err(e) = out.write_all(&bytes) {
+            write_err = Some(e);
+        }
+        rows += 1;
+    })?;
+    if let Some(e) = write_err {
+        return Err(SinkError::Io { path: out.dest().to_path_buf(), source: e });
+    }
+    Ok(rows)
 }
 
 /// Writes the rows of the winning lines with `want` status to `dest` as JSONL, atomically.
@@ -380,6 +470,95 @@ mod tests {
         let ids: std::collections::HashSet<String> = ok.iter().chain(errors.iter()).map(|r| r["id"].as_str().unwrap().to_string()).collect();
         assert_eq!(ids.len(), 30_000);
         assert!(!dir.path().read_dir().unwrap().any(|e| e.unwrap().file_name().to_string_lossy().starts_with(".finalize")));
+    }
+
+    fn declared(row_group_rows: Option<usize>) -> RowsSchema {
+        use schema::ColType;
+        let schema = DeclaredSchema::build(
+            vec![("id".into(), ColType::String)],
+            vec![("score".into(), ColType::Int64), ("tags".into(), ColType::List(Box::new(ColType::String)))],
+            vec![("api_status".into(), ColType::String)],
+        );
+        RowsSchema::new(schema.with_row_group_rows(row_group_rows))
+    }
+
+    #[test]
+    fn no_error_file_when_nothing_failed_and_a_stale_one_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = journal_with(dir.path(), &[("a", EntryStatus::Error, json!({"id": "a"})), ("a", EntryStatus::Ok, json!({"id": "a", "score": 1}))]);
+        let err = dir.path().join("out.errors.jsonl");
+        std::fs::write(&err, "{\"id\":\"a\"}\n").unwrap();
+        for (format, ordered, name) in
+            [(OutputFormat::Jsonl, false, "o.jsonl"), (OutputFormat::Jsonl, true, "p.jsonl"), (OutputFormat::Parquet, true, "o.parquet")]
+        {
+            let stats = finalize_rows(&j, &dir.path().join(name), &err, format, ordered, None).unwrap();
+            assert_eq!((stats.rows_ok, stats.rows_error), (1, 0));
+            assert!(!err.exists(), "{name}: no error file when every record succeeded");
+        }
+        let j = journal_with(dir.path(), &[("b", EntryStatus::Error, json!({"id": "b"}))]);
+        finalize_rows(&j, &dir.path().join("o.jsonl"), &err, OutputFormat::Jsonl, false, None).unwrap();
+        assert_eq!(read_rows(&err).len(), 1, "an error file when one failed");
+    }
+
+    #[test]
+    fn jsonl_lines_have_every_declared_column_with_its_type() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = journal_with(
+            dir.path(),
+            &[
+                ("a", EntryStatus::Ok, json!({"id": "a", "score": 4.0, "tags": "en", "api_status": "success"})),
+                ("b", EntryStatus::Ok, json!({"id": "b", "score": 2, "tags": ["x"], "api_status": "success", "odd": [1]})),
+            ],
+        );
+        let out = dir.path().join("o.jsonl");
+        for ordered in [false, true] {
+            finalize_rows(&j, &out, &dir.path().join("e.jsonl"), OutputFormat::Jsonl, ordered, Some(&declared(None))).unwrap();
+            let text = std::fs::read_to_string(&out).unwrap();
+            let rows: Vec<Map<String, Value>> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+            let schema = declared(None);
+            let names: Vec<&str> = schema.schema.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>();
+            for r in &rows {
+                let mut keys: Vec<&str> = r.keys().map(String::as_str).collect();
+                keys.sort();
+                let mut want = names.clone();
+                want.sort();
+                assert_eq!(keys, want, "{r:?}");
+            }
+            let a = rows.iter().find(|r| r["id"] == "a").unwrap();
+            assert_eq!((&a["score"], &a["tags"], &a["tags_raw"]), (&json!(4), &Value::Null, &json!("en")));
+            assert!(text.contains("\"score\":4,"), "an integral float written as the integer: {text}");
+            let b = rows.iter().find(|r| r["id"] == "b").unwrap();
+            assert_eq!((&b["tags"], &b[schema::EXTRA_COLUMN]), (&json!(["x"]), &json!("{\"odd\":[1]}")));
+        }
+    }
+
+    #[test]
+    fn ordered_parquet_is_in_input_order_in_the_declared_row_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let seq = crate::ordered::SEQ_FIELD;
+        let entries: Vec<(String, EntryStatus, Value)> = (0..50u64)
+            .rev()
+            .map(|i| (format!("k{i}"), EntryStatus::Ok, json!({"id": format!("r{i:02}"), "score": i, seq: crate::ordered::position(0, i, 0)})))
+            .collect();
+        let refs: Vec<(&str, EntryStatus, Value)> = entries.iter().map(|(k, s, v)| (k.as_str(), *s, v.clone())).collect();
+        let j = journal_with(dir.path(), &refs);
+        let out = dir.path().join("o.parquet");
+        let stats = finalize_rows(&j, &out, &dir.path().join("e.jsonl"), OutputFormat::Parquet, true, Some(&declared(Some(7)))).unwrap();
+        assert_eq!(stats.rows_ok, 50);
+        let rows = read_rows(&out);
+        let ids: Vec<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
+        let want: Vec<String> = (0..50).map(|i| format!("r{i:02}")).collect();
+        assert_eq!(ids, want);
+        assert!(rows.iter().all(|r| r.get(seq).is_none() && r.get(schema::EXTRA_COLUMN).is_none_or(Value::is_null)), "{:?}", rows[0]);
+        let file = std::fs::File::open(&out).unwrap();
+        let meta = ::parquet::file::reader::SerializedFileReader::new(file).unwrap();
+        assert_eq!(::parquet::file::reader::FileReader::metadata(&meta).num_row_groups(), 8, "50 rows in groups of 7");
+        let leftovers: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".modelcall-tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 
     #[test]

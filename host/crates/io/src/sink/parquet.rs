@@ -2,16 +2,14 @@
 //! batches), then the rows are decoded into Arrow batches and written, ZSTD-compressed. Mixed
 //! types across rows are handled by retrying with more forgiving [`Flatten`] modes.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use arrow_schema::{DataType, Field, Schema};
 use serde_json::{Map, Value};
 
 use super::schema::{RowsSchema, ROW_GROUP_BYTES};
-use super::{for_each_line, RowOnly};
+use super::RowSource;
 use crate::atomic::AtomicFile;
-use crate::journal::EntryStatus;
 
 /// Rows per Parquet record batch.
 const BATCH_ROWS: usize = 4096;
@@ -47,17 +45,11 @@ fn flatten_row(row: Map<String, Value>, mode: Flatten) -> Map<String, Value> {
     }
 }
 
-pub(super) fn write_parquet(
-    journal: &Path,
-    out: &mut AtomicFile,
-    winners: &crate::winners::Winners,
-    mode: Flatten,
-    declared: Option<&RowsSchema>,
-) -> Result<u64, String> {
-    if let Some(declared) = declared {
-        return write_declared(journal, out, winners, declared);
+pub(super) fn write_parquet(source: &RowSource<'_>, out: &mut AtomicFile, mode: Flatten, declared: Option<&RowsSchema>) -> Result<u64, String> {
+    let row_group_rows = declared.map_or(crate::sink::schema::DEFAULT_ROW_GROUP_ROWS, |d| d.row_group_rows);
+    if let Some(declared) = declared.filter(|d| !d.schema.inferred) {
+        return write_declared(source, out, declared);
     }
-    let mut cursor = winners.cursor().map_err(|e| e.to_string())?;
     // Schema over every selected row.
     let mut values: Vec<Value> = Vec::new();
     let mut schema: Option<Schema> = None;
@@ -83,18 +75,14 @@ pub(super) fn write_parquet(
         }
         values.clear();
     };
-    for_each_line(journal, |index, line| {
-        if cursor.status_at(index) != Some(EntryStatus::Ok) {
-            return;
-        }
-        if let Ok(r) = serde_json::from_slice::<RowOnly>(line) {
-            values.push(Value::Object(flatten_row(r.row, mode)));
+    source
+        .each(|row| {
+            values.push(Value::Object(flatten_row(row, mode)));
             if values.len() >= BATCH_ROWS {
                 merge(&mut values);
             }
-        }
-    })
-    .map_err(|e| e.to_string())?;
+        })
+        .map_err(|e| e.to_string())?;
     merge(&mut values);
     if let Some(e) = infer_err {
         return Err(e);
@@ -102,40 +90,39 @@ pub(super) fn write_parquet(
     // A journal with no rows still yields a valid (empty) file with one placeholder column.
     let schema = Arc::new(schema.filter(|s| !s.fields().is_empty()).unwrap_or_else(|| Schema::new(vec![Field::new("api_status", DataType::Utf8, true)])));
 
-    let props = writer_properties(crate::sink::schema::DEFAULT_ROW_GROUP_ROWS);
+    let props = writer_properties(row_group_rows);
     let mut writer = parquet::arrow::ArrowWriter::try_new(out, schema.clone(), Some(props)).map_err(|e| e.to_string())?;
     let mut decoder =
         arrow_json::ReaderBuilder::new(schema.clone()).with_batch_size(BATCH_ROWS).with_coerce_primitive(true).build_decoder().map_err(|e| e.to_string())?;
     let mut rows = 0u64;
     let mut pending = 0usize;
     let mut err: Option<String> = None;
-    let mut cursor = winners.cursor().map_err(|e| e.to_string())?;
-    for_each_line(journal, |index, line| {
-        if err.is_some() || cursor.status_at(index) != Some(EntryStatus::Ok) {
-            return;
-        }
-        let Ok(r) = serde_json::from_slice::<RowOnly>(line) else { return };
-        let row = Value::Object(flatten_row(r.row, mode));
-        if let Err(e) = decoder.serialize(&[row]) {
-            err = Some(e.to_string());
-            return;
-        }
-        rows += 1;
-        pending += 1;
-        if pending >= BATCH_ROWS {
-            pending = 0;
-            match decoder.flush() {
-                Ok(Some(batch)) => {
-                    if let Err(e) = writer.write(&batch) {
-                        err = Some(e.to_string());
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => err = Some(e.to_string()),
+    source
+        .each(|row| {
+            if err.is_some() {
+                return;
             }
-        }
-    })
-    .map_err(|e| e.to_string())?;
+            let row = Value::Object(flatten_row(row, mode));
+            if let Err(e) = decoder.serialize(&[row]) {
+                err = Some(e.to_string());
+                return;
+            }
+            rows += 1;
+            pending += 1;
+            if pending >= BATCH_ROWS {
+                pending = 0;
+                match decoder.flush() {
+                    Ok(Some(batch)) => {
+                        if let Err(e) = writer.write(&batch) {
+                            err = Some(e.to_string());
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => err = Some(e.to_string()),
+                }
+            }
+        })
+        .map_err(|e| e.to_string())?;
     if let Some(e) = err {
         return Err(e);
     }
@@ -156,7 +143,7 @@ fn writer_properties(row_group_rows: usize) -> parquet::file::properties::Writer
 /// The rows written with the task's declared schema (no inference): each row is fitted to it
 /// first ([`super::schema::DeclaredSchema::conform`]); row groups close at `row_group_rows` rows
 /// or [`ROW_GROUP_BYTES`] of buffered data.
-fn write_declared(journal: &Path, out: &mut AtomicFile, winners: &crate::winners::Winners, declared: &RowsSchema) -> Result<u64, String> {
+fn write_declared(source: &RowSource<'_>, out: &mut AtomicFile, declared: &RowsSchema) -> Result<u64, String> {
     let schema = Arc::new(declared.schema.arrow());
     let batch_rows = BATCH_ROWS.min(declared.row_group_rows);
     let mut writer = parquet::arrow::ArrowWriter::try_new(out, schema.clone(), Some(writer_properties(declared.row_group_rows))).map_err(|e| e.to_string())?;
@@ -164,7 +151,6 @@ fn write_declared(journal: &Path, out: &mut AtomicFile, winners: &crate::winners
     let mut rows = 0u64;
     let mut pending = 0usize;
     let mut err: Option<String> = None;
-    let mut cursor = winners.cursor().map_err(|e| e.to_string())?;
     let flush = |decoder: &mut arrow_json::reader::Decoder, writer: &mut parquet::arrow::ArrowWriter<&mut AtomicFile>| -> Result<(), String> {
         if let Some(batch) = decoder.flush().map_err(|e| e.to_string())? {
             writer.write(&batch).map_err(|e| e.to_string())?;
@@ -174,26 +160,26 @@ fn write_declared(journal: &Path, out: &mut AtomicFile, winners: &crate::winners
         }
         Ok(())
     };
-    for_each_line(journal, |index, line| {
-        if err.is_some() || cursor.status_at(index) != Some(EntryStatus::Ok) {
-            return;
-        }
-        let Ok(r) = serde_json::from_slice::<RowOnly>(line) else { return };
-        let row = Value::Object(declared.schema.conform(r.row));
-        if let Err(e) = decoder.serialize(&[row]) {
-            err = Some(e.to_string());
-            return;
-        }
-        rows += 1;
-        pending += 1;
-        if pending >= batch_rows {
-            pending = 0;
-            if let Err(e) = flush(&mut decoder, &mut writer) {
-                err = Some(e);
+    source
+        .each(|row| {
+            if err.is_some() {
+                return;
             }
-        }
-    })
-    .map_err(|e| e.to_string())?;
+            let row = Value::Object(declared.schema.conform(row));
+            if let Err(e) = decoder.serialize(&[row]) {
+                err = Some(e.to_string());
+                return;
+            }
+            rows += 1;
+            pending += 1;
+            if pending >= batch_rows {
+                pending = 0;
+                if let Err(e) = flush(&mut decoder, &mut writer) {
+                    err = Some(e);
+                }
+            }
+        })
+        .map_err(|e| e.to_string())?;
     if let Some(e) = err {
         return Err(e);
     }

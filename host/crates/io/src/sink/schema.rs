@@ -78,6 +78,15 @@ impl Column {
 pub struct DeclaredSchema {
     /// In output order: input columns, verdict fields, host columns.
     pub columns: Vec<Column>,
+    /// Rows per Parquet row group (`output.row_group_rows`); None: `MODELCALL_ROW_GROUP_ROWS`,
+    /// else [`DEFAULT_ROW_GROUP_ROWS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_group_rows: Option<usize>,
+    /// The columns are not known before the rows (a score parser that declares no fields): each
+    /// Parquet file's schema is then inferred from its rows, JSONL rows are written as they are,
+    /// and only `row_group_rows` applies.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inferred: bool,
 }
 
 /// How a task's rows become Parquet: its schema and its row-group bound.
@@ -88,8 +97,11 @@ pub struct RowsSchema {
 }
 
 impl RowsSchema {
+    /// The row-group bound is the task's `output.row_group_rows` (stored with the schema), else
+    /// `MODELCALL_ROW_GROUP_ROWS`, else [`DEFAULT_ROW_GROUP_ROWS`].
     pub fn new(schema: DeclaredSchema) -> Self {
-        let row_group_rows = std::env::var("MODELCALL_ROW_GROUP_ROWS").ok().and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(DEFAULT_ROW_GROUP_ROWS);
+        let from_env = || std::env::var("MODELCALL_ROW_GROUP_ROWS").ok().and_then(|v| v.parse().ok()).filter(|n| *n > 0);
+        let row_group_rows = schema.row_group_rows.filter(|n| *n > 0).or_else(from_env).unwrap_or(DEFAULT_ROW_GROUP_ROWS);
         RowsSchema { schema: Arc::new(schema), row_group_rows }
     }
 }
@@ -129,7 +141,18 @@ impl DeclaredSchema {
             columns.push(Column::new(name, ty, Role::Host));
         }
         columns.push(Column::new(EXTRA_COLUMN, ColType::Json, Role::Host));
-        DeclaredSchema { columns }
+        DeclaredSchema { columns, row_group_rows: None, inferred: false }
+    }
+
+    /// A schema whose columns are inferred from each file's rows (see [`DeclaredSchema::inferred`]).
+    pub fn inferred() -> Self {
+        DeclaredSchema { columns: Vec::new(), row_group_rows: None, inferred: true }
+    }
+
+    /// This schema with the row-group bound `rows` (`output.row_group_rows`).
+    pub fn with_row_group_rows(mut self, rows: Option<usize>) -> Self {
+        self.row_group_rows = rows;
+        self
     }
 
     /// The stored schema of `output_folder`, if any.
@@ -146,10 +169,13 @@ impl DeclaredSchema {
     /// This schema with the input columns of `stored` (an earlier run's), so a resume, a shard
     /// or a merge writes what the first run declared.
     pub fn with_inputs_of(&self, stored: &DeclaredSchema) -> Self {
+        if self.inferred || stored.inferred {
+            return self.clone();
+        }
         let inputs: Vec<Column> = stored.columns.iter().filter(|c| c.role == Role::Input).cloned().collect();
         let mut columns = inputs;
         columns.extend(self.columns.iter().filter(|c| c.role != Role::Input).cloned());
-        DeclaredSchema { columns }
+        DeclaredSchema { columns, ..self.clone() }
     }
 
     /// The input columns of the stored schema, else this one (`now`), stored when there was none.
@@ -209,6 +235,26 @@ impl DeclaredSchema {
         out
     }
 
+    /// [`DeclaredSchema::conform`] with every declared column present (null when the row has no
+    /// value), for JSONL: every line has the same fields with the same types, so the files of a
+    /// task read as one table. An inferred schema leaves the row as it is.
+    pub fn conform_all(&self, row: Map<String, Value>) -> Map<String, Value> {
+        if self.inferred {
+            return row;
+        }
+        let mut out = self.conform(row);
+        for c in &self.columns {
+            out.entry(c.name.clone()).or_insert(Value::Null);
+        }
+        out
+    }
+
+    /// The `features` of a dataset card's `dataset_info` (the Hugging Face YAML form), so
+    /// `datasets` types every file alike, JSONL included.
+    pub fn features(&self) -> Value {
+        Value::Array(self.columns.iter().map(feature).collect())
+    }
+
     /// The schema as a plain list for a dataset card (`name: type`).
     pub fn describe(&self) -> Vec<(String, String)> {
         self.columns.iter().map(|c| (c.name.clone(), type_name(&c.ty))).collect()
@@ -224,6 +270,34 @@ fn type_name(t: &ColType) -> String {
         ColType::Json => "string (JSON text)".into(),
         ColType::List(item) => format!("list<{}>", type_name(item)),
         ColType::Struct(fields) => format!("struct<{}>", fields.iter().map(|f| format!("{}: {}", f.name, type_name(&f.ty))).collect::<Vec<_>>().join(", ")),
+    }
+}
+
+fn feature(c: &Column) -> Value {
+    let mut m = Map::new();
+    m.insert("name".into(), Value::String(c.name.clone()));
+    let (key, value) = feature_type(&c.ty);
+    m.insert(key.into(), value);
+    Value::Object(m)
+}
+
+/// A column type in the card's YAML form: `dtype: int64`, `list: <item>`, `struct: [fields]`.
+fn feature_type(t: &ColType) -> (&'static str, Value) {
+    let dtype = |s: &str| ("dtype", Value::String(s.into()));
+    match t {
+        ColType::Int64 => dtype("int64"),
+        ColType::Float64 => dtype("float64"),
+        ColType::Bool => dtype("bool"),
+        ColType::String | ColType::Json => dtype("string"),
+        ColType::List(item) => (
+            "list",
+            match feature_type(item) {
+                ("dtype", v) => v,
+                ("struct", fields) => fields,
+                (key, v) => Value::Object(Map::from_iter([(key.to_string(), v)])),
+            },
+        ),
+        ColType::Struct(fields) => ("struct", Value::Array(fields.iter().map(feature).collect())),
     }
 }
 
