@@ -71,6 +71,9 @@ enum Command {
     ServeSim(modelcall_sim::ServeArgs),
     /// Parse every stored reply of a scoring task again with its score parser (or another one, `--parser`), sending nothing; into a new folder with `--output-folder`.
     Reparse(modelcall::cli::reparse::ReparseArgs),
+    /// Batches without the Batch API: `export` the requests left to do as an OpenAI batch input file (for `vllm run-batch`), `import` its output file, exactly once.
+    #[command(subcommand)]
+    Batch(modelcall::cli::batch_cmd::BatchCommand),
     /// The response cache on this machine (a task's `cache:`): stats, prune, clear.
     #[command(subcommand)]
     Cache(modelcall::cli::cache_cmd::CacheCommand),
@@ -159,6 +162,7 @@ fn main() -> std::process::ExitCode {
         Command::Submit(args) => return modelcall::cli::submit::run(args),
         Command::Status(args) => return modelcall::cli::status::run(args),
         Command::Reparse(args) => return modelcall::cli::reparse::run(args),
+        Command::Batch(cmd) => return modelcall::cli::batch_cmd::run(cmd),
         Command::Merge(args) => return modelcall::cli::merge::run(args),
         Command::ApiCall(args) => return modelcall::cli::compat::api_call(args),
         Command::Preprocess(cmd) => return modelcall::cli::compat::preprocess(cmd),

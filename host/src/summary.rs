@@ -398,6 +398,9 @@ impl RunStats {
             Some(c) => spend.push_str(&format!(" · cost {c:.4}")),
             None => spend.push_str(" · cost unknown (add `pricing:` to the model config)"),
         }
+        if let (Some(_), Some(d)) = (end.cost, end.batch_discount) {
+            spend.push_str(&format!(" (batch price: pricing.batch_discount {d} taken off)"));
+        }
         out.push_str(&spend);
         if let Some(c) = &end.cumulative {
             out.push_str(&format!("\n        this output folder over {} run(s): {} tokens", g(c.runs), g(c.tokens)));
@@ -454,6 +457,8 @@ pub struct EndReport {
     pub failed_items: u64,
     /// This run's cost, when the pricing is known.
     pub cost: Option<f64>,
+    /// The batch discount the cost is at (`pricing.batch_discount`, batch mode).
+    pub batch_discount: Option<f64>,
     /// Every run of the output folder (from the run records).
     pub cumulative: Option<Cumulative>,
     pub error_files: Vec<ErrorFile>,

@@ -2,6 +2,7 @@
 //! Python modelcall's `api-call`, `preprocess` and `pipeline`, and the mapping of a run's end
 //! to an exit code.
 
+pub mod batch_cmd;
 pub mod cache_cmd;
 pub mod compat;
 pub mod exit;
@@ -48,6 +49,13 @@ pub const EXAMPLES: &[(&[&str], &str)] = &[
     (&["cache", "stats"], "Examples:\n  modelcall cache stats\n  modelcall cache stats --path /scratch/mc-cache.sqlite"),
     (&["cache", "prune"], "Examples:\n  modelcall cache prune --max-size 500MB\n  modelcall cache prune --max-size 2GiB --path /scratch/mc-cache.sqlite"),
     (&["cache", "clear"], "Examples:\n  modelcall cache clear\n  modelcall cache clear --path /scratch/mc-cache.sqlite"),
+    (
+        &["batch"],
+        "Examples:
+  modelcall batch export task.yaml --out requests.jsonl       # the requests left to do, OpenAI batch format
+  vllm run-batch -i requests.jsonl -o results.jsonl --model MODEL
+  modelcall batch import task.yaml results.jsonl              # answers into the journal and outputs, exactly once",
+    ),
     (
         &["reparse"],
         "Examples:

@@ -130,6 +130,9 @@ fn run_pass(args: &RunTaskArgs, task: &modelcall_config::LoadedTask) -> anyhow::
 
 /// One pass of the task on local paths: plan, preset, end.
 fn run_local(args: &RunTaskArgs, task: &modelcall_config::LoadedTask) -> anyhow::Result<super::exit::Finish> {
+    // `concurrency.mode: batch`: tokens cost `pricing.batch_discount` less (cost, estimate, budget).
+    let batch_priced = crate::tasks::batch_mode::priced(task);
+    let task = batch_priced.as_ref().unwrap_or(task);
     let plan = RunPlan::from_task(task).map_err(|e| BadConfig(e.to_string()))?;
     let shard = resolve_shard(args, task)?;
     let run = TaskRun {
@@ -147,6 +150,7 @@ fn run_local(args: &RunTaskArgs, task: &modelcall_config::LoadedTask) -> anyhow:
         parser_override: args.parser_override.clone(),
         metrics: crate::metrics::MetricsTarget { file: args.metrics_file.clone(), listen: args.metrics_listen },
         output_override: args.output_folder.clone(),
+        batch: crate::tasks::batch_mode::Mode::of(args.detach, args.batch_file.clone()),
     };
     if run.preprocess_only && !matches!(&plan.stages, Stages::Scoring(s) if s.preprocess.is_some()) {
         return Err(BadConfig(format!("{}: --stage preprocess needs preprocess.enabled or a `preprocessor` plugin", task.source_path.display())).into());

@@ -83,6 +83,16 @@ pub struct RunTaskArgs {
     /// No progress bar or periodic progress lines.
     #[arg(long)]
     pub no_progress: bool,
+
+    /// Batch mode (`concurrency.mode: batch`): submit the batches and exit without waiting for
+    /// them; the same command run again collects what finished (nothing is submitted twice).
+    #[arg(long)]
+    pub detach: bool,
+
+    /// Set by `modelcall batch export|import`: the requests written to a file, or answers read
+    /// from one, instead of the provider's Batch API.
+    #[arg(skip)]
+    pub batch_file: Option<crate::tasks::batch_mode::Mode>,
 }
 
 impl RunTaskArgs {

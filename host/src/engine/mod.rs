@@ -343,6 +343,9 @@ pub async fn run<J: Job>(
         }
         if let Some(pricing) = pricing {
             doc["cost"] = serde_json::json!((pricing.cost(stats.prompt_tokens, stats.completion_tokens) * 1e4).round() / 1e4);
+            if let Some(d) = pricing.applied_discount() {
+                doc["batch_discount"] = serde_json::json!(d);
+            }
         }
         crate::shown::shown_json(&mut doc);
         let text = serde_json::to_string_pretty(&doc)? + "\n";

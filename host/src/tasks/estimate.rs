@@ -50,6 +50,9 @@ pub fn print(inputs: &[PathBuf], prompt: &Plugin, model: &ModelConfig, budget: &
     };
     println!("estimate    {n} records to send × ~{avg_prompt} prompt tokens (sampled {}) = ~{prompt_total}; {out_text}", sampled.len());
     if let Some(p) = model.pricing {
+        if let Some(d) = p.applied_discount() {
+            println!("batch       concurrency.mode: batch: prices with pricing.batch_discount {d} taken off (the Batch API's price)");
+        }
         let low = p.cost(prompt_total, 0);
         match out_total {
             Some(t) => println!(
@@ -63,5 +66,11 @@ pub fn print(inputs: &[PathBuf], prompt: &Plugin, model: &ModelConfig, budget: &
     if let Some(max) = budget.max_tokens {
         let per = avg_prompt + max_out.unwrap_or(0);
         println!("budget      max_tokens {max}: about {} of {n} records", (max / per.max(1)).min(n));
+    }
+    if let (Some(max), Some(p)) = (budget.max_cost, model.pricing) {
+        let per = p.cost(avg_prompt, max_out.unwrap_or(0));
+        let records = if per > 0.0 { ((max / per) as u64).min(n) } else { n };
+        let at = if p.applied_discount().is_some() { " at the batch price" } else { "" };
+        println!("budget      max_cost {max}: about {records} of {n} records{at} (full outputs counted)");
     }
 }

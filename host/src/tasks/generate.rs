@@ -50,7 +50,7 @@ pub async fn run(run: &TaskRun<'_>, step: &GenerateResponse) -> anyhow::Result<F
     // The response cache, when the task has one (`cache:`; `--no-cache` bypasses it).
     crate::response_cache::install(crate::response_cache::for_task(run.task, &model, run.no_cache).map_err(BadConfig)?);
     // `concurrency.mode: batch`: requests go through the Batch API (see `batch_mode`).
-    let batch = super::batch_mode::open_for(run, &client, &output_folder)?;
+    let batch = super::batch_mode::open_for(run, &client, &output_folder, &stop)?;
     let client_for_stats = client.clone();
     let provenance = json!({
         "task_file": run.task.source_path.display().to_string(),
@@ -135,7 +135,7 @@ pub async fn run(run: &TaskRun<'_>, step: &GenerateResponse) -> anyhow::Result<F
             eprintln!("warning: cannot write the dataset card in {}: {e}", output_folder.display());
         }
     }
-    Ok(report(run, &outcome))
+    super::batch_mode::finish(batch.as_deref(), report(run, &outcome)).await
 }
 
 /// The output schema of generation: the input columns (see [`super::scoring::input_columns`];

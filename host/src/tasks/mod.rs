@@ -53,6 +53,8 @@ pub struct TaskRun<'a> {
     pub metrics: crate::metrics::MetricsTarget,
     /// `--output-folder`, where the task type takes its output folder from the step.
     pub output_override: Option<std::path::PathBuf>,
+    /// `--detach`, `modelcall batch export|import`: how batch mode runs (see [`batch_mode::Mode`]).
+    pub batch: batch_mode::Mode,
 }
 
 impl TaskRun<'_> {
@@ -292,6 +294,7 @@ pub fn report_with(run: &TaskRun<'_>, outcome: &RunOutcome, stage_errors: &[std:
         stopped: outcome.stopped.as_ref().map(|r| crate::shown::shown(&r.to_string())),
         failed_items: outcome.failed_items(),
         cost: pricing.map(|p| p.cost(stats.prompt_tokens, stats.completion_tokens)),
+        batch_discount: pricing.and_then(|p| p.applied_discount()),
         cumulative,
         error_files,
         next,

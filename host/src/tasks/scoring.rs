@@ -174,7 +174,7 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
     // The response cache, when the task has one (`cache:`; `--no-cache` bypasses it).
     crate::response_cache::install(crate::response_cache::for_task(run.task, &model, run.no_cache).map_err(BadConfig)?);
     // `concurrency.mode: batch`: requests go through the Batch API (see `batch_mode`).
-    let batch = super::batch_mode::open_for(run, &client, &plan.output_folder)?;
+    let batch = super::batch_mode::open_for(run, &client, &plan.output_folder, &stop)?;
     let client_for_stats = client.clone();
     let estimate = inputs.as_deref().and_then(|files| {
         crate::banner::sample(files, crate::banner::model_max_tokens(&model), |record| {
@@ -285,7 +285,7 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
             super::stat_files::write(folder, &scored, plan, &model.path)?;
         }
     }
-    Ok(finish.and(super::report_with(run, &scored, &stage_errors)))
+    super::batch_mode::finish(batch.as_deref(), finish.and(super::report_with(run, &scored, &stage_errors))).await
 }
 
 /// With the built-in prompt builder, every `{placeholder}` of the prompt must be a field of

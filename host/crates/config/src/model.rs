@@ -42,8 +42,8 @@ pub struct ModelConfig {
     /// Every other `chat_config` key, passed through to the request body (`extra_body` merged
     /// into its top level, as the OpenAI SDK does).
     pub chat_config: Map<String, Value>,
-    /// `pricing: {prompt_per_million, completion_per_million}`: what a million tokens cost, for
-    /// cost estimates and `budget.max_cost`.
+    /// `pricing: {prompt_per_million, completion_per_million, batch_discount}`: what a million
+    /// tokens cost, for cost estimates and `budget.max_cost` (less `batch_discount` in batch mode).
     pub pricing: Option<Pricing>,
     /// The OpenAI SDK's client options and the endpoint pool.
     pub client: ClientOptions,
@@ -94,11 +94,30 @@ pub struct ClientOptions {
 pub struct Pricing {
     pub prompt_per_million: f64,
     pub completion_per_million: f64,
+    /// `pricing.batch_discount`: the share of the price taken off in batch mode (`concurrency.mode:
+    /// batch`); default 0.5, the OpenAI Batch API's discount.
+    pub batch_discount: f64,
+    /// The run is in batch mode: [`Pricing::cost`] is at the discounted price.
+    pub batch: bool,
 }
 
 impl Pricing {
+    /// The share of the price taken off in batch mode when `pricing.batch_discount` is not set.
+    pub const DEFAULT_BATCH_DISCOUNT: f64 = 0.5;
+
     pub fn cost(&self, prompt_tokens: u64, completion_tokens: u64) -> f64 {
-        (prompt_tokens as f64 * self.prompt_per_million + completion_tokens as f64 * self.completion_per_million) / 1e6
+        let factor = if self.batch { 1.0 - self.batch_discount } else { 1.0 };
+        (prompt_tokens as f64 * self.prompt_per_million + completion_tokens as f64 * self.completion_per_million) / 1e6 * factor
+    }
+
+    /// The same prices with the batch discount applied (a run in batch mode).
+    pub fn for_batch(self) -> Pricing {
+        Pricing { batch: true, ..self }
+    }
+
+    /// The discount applied, when it is (batch mode).
+    pub fn applied_discount(&self) -> Option<f64> {
+        self.batch.then_some(self.batch_discount)
     }
 }
 
@@ -313,10 +332,25 @@ impl ModelConfig {
                         Some(v) => Err(err(&["pricing", k], format!("must be a number, 0 or more, found {}", describe(v)))),
                     }
                 };
-                if let Some(k) = p.keys().find(|k| *k != "prompt_per_million" && *k != "completion_per_million") {
-                    return Err(err(&["pricing", k], "unknown key; known keys: prompt_per_million, completion_per_million".into()));
+                if let Some(k) = p.keys().find(|k| !["prompt_per_million", "completion_per_million", "batch_discount"].contains(&k.as_str())) {
+                    return Err(err(&["pricing", k], "unknown key; known keys: prompt_per_million, completion_per_million, batch_discount".into()));
                 }
-                Some(Pricing { prompt_per_million: price("prompt_per_million")?, completion_per_million: price("completion_per_million")? })
+                let batch_discount = match p.get("batch_discount") {
+                    None | Some(Value::Null) => Pricing::DEFAULT_BATCH_DISCOUNT,
+                    Some(Value::Number(n)) if n.as_f64().is_some_and(|v| (0.0..=1.0).contains(&v)) => n.as_f64().unwrap_or(0.0),
+                    Some(v) => {
+                        return Err(err(
+                            &["pricing", "batch_discount"],
+                            format!("must be a number from 0 to 1 (the share taken off in batch mode; 0.5 is half price), found {}", describe(v)),
+                        ))
+                    }
+                };
+                Some(Pricing {
+                    prompt_per_million: price("prompt_per_million")?,
+                    completion_per_million: price("completion_per_million")?,
+                    batch_discount,
+                    batch: false,
+                })
             }
             Some(v) => return Err(err(&["pricing"], format!("must be a mapping, found {}", describe(v)))),
         };

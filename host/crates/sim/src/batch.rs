@@ -58,6 +58,9 @@ pub struct BatchStats {
     pub batches_per_record: HashMap<String, u32>,
     /// Successful answers each `custom_id` got.
     pub answers_per_record: HashMap<String, u32>,
+    /// `POST /v1/batches/{id}/cancel` calls, and the batch ids they named (in order).
+    pub cancels: u64,
+    pub cancelled: Vec<String>,
 }
 
 impl BatchStats {
@@ -203,6 +206,8 @@ pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<
         }
         (&Method::POST, ["batches", id, "cancel"]) => {
             let mut inner = store.inner.lock().unwrap();
+            inner.stats.cancels += 1;
+            inner.stats.cancelled.push(id.to_string());
             Ok(match inner.batches.get_mut(*id) {
                 Some(b) => {
                     if matches!(b.status, "validating" | "in_progress") {

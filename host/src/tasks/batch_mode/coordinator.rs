@@ -22,6 +22,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io::Write as _;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,6 +30,14 @@ use modelcall_model::batch::{self as wire, BatchClient, BatchError, BatchInfo};
 use modelcall_model::{CallError, ChatRequest, ClientSettings, Completion, RetryCause, RetryCounts};
 use serde_json::{json, Map, Value};
 use tokio::sync::{oneshot, Notify};
+
+use super::Mode;
+use crate::cli::exit::Finish;
+use crate::engine::{StopReason, StopSignal};
+
+/// With `--detach`, `batch export` or `batch import`, the run ends once every record in flight
+/// has waited this long for the coordinator with nothing else happening (the input is read).
+const IDLE_END: Duration = Duration::from_secs(3);
 
 /// How batches are cut and followed (`concurrency.batch_*`).
 #[derive(Debug, Clone)]
@@ -41,6 +50,10 @@ pub struct BatchConfig {
     pub max_rounds: u32,
     /// Names this task's batches in their metadata (`modelcall_task`).
     pub task_tag: String,
+    /// Wait for the batches, leave them running (`--detach`), or a file instead of the API.
+    pub mode: Mode,
+    /// The task's output folder (its journals tell which records are done).
+    pub output: PathBuf,
 }
 
 type Answer = Result<Completion, CallError>;
@@ -55,6 +68,18 @@ pub struct Coordinator {
     journal: Mutex<std::fs::File>,
     /// This run's prefix of batch names (unique across runs of the folder).
     run_id: String,
+    /// The run's stop signal: on a stop (Ctrl-C, SIGTERM, a spent budget) the batches this run
+    /// submitted that have no result yet are cancelled (not with `--detach`).
+    stop: StopSignal,
+    /// The run is stopping: no batch is created, no record re-queued.
+    stopping: AtomicBool,
+    /// Records inside the job (between the start of [`super::Routed`]'s run and its end).
+    active: AtomicUsize,
+    /// Why the coordinator itself ended the run (`--detach`, export, import), when it did.
+    ended: Mutex<Option<String>>,
+    /// The stop has been handled (batches cancelled, or nothing to cancel).
+    stop_handled: AtomicBool,
+    stop_handled_notify: Notify,
 }
 
 #[derive(Default)]
@@ -76,6 +101,26 @@ struct Inner {
     next: u64,
     /// Batches by state, for the progress lines.
     live: HashMap<String, String>,
+    /// Batches being cut, written, uploaded or created, or read once (`--detach`): while any
+    /// is, the run is not idle.
+    busy: usize,
+    /// When a request last came or a batch step last ended.
+    last_activity: Option<Instant>,
+    /// Batches this run created that have no result yet: name → batch id.
+    this_run: HashMap<String, String>,
+    /// Batches cancelled by this run.
+    cancelled: HashSet<String>,
+    /// `--detach`: batches left running (batch id, name, status).
+    left_running: Vec<(String, String, String)>,
+    /// `batch export`: the request lines, in the order asked.
+    exported: Vec<Vec<u8>>,
+    exported_ids: HashSet<String>,
+    /// `batch import`: the custom_ids of the files, and how many answers were handed out.
+    import_ids: Vec<String>,
+    import_lines: usize,
+    import_served: u64,
+    /// Re-asks refused in import mode (their first answer did not parse).
+    import_reasks: u64,
 }
 
 /// One batch as the journal knows it.
@@ -96,11 +141,27 @@ impl Coordinator {
 
     /// Opens the batch journal in `folder`, serves what finished batches answered and takes up
     /// the batches not finished (in the background).
-    pub fn open(settings: ClientSettings, folder: PathBuf, config: BatchConfig) -> anyhow::Result<Arc<Coordinator>> {
+    pub fn open(settings: ClientSettings, folder: PathBuf, config: BatchConfig, stop: StopSignal) -> anyhow::Result<Arc<Coordinator>> {
         std::fs::create_dir_all(&folder)?;
         let client = BatchClient::new(&settings)?;
         let journal_path = folder.join("journal.jsonl");
-        let known = read_journal(&journal_path);
+        // A file instead of the API: the batch journal is neither read nor written.
+        let file_mode = matches!(config.mode, Mode::Export(_) | Mode::Import(_));
+        let known = if file_mode { Vec::new() } else { read_journal(&journal_path) };
+        let mut imported = Vec::new();
+        let mut import_lines = 0;
+        if let Mode::Import(files) = &config.mode {
+            for file in files {
+                let bytes = std::fs::read(file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+                for line in bytes.split(|b| *b == b'\n').filter(|l| !l.iter().all(u8::is_ascii_whitespace)) {
+                    import_lines += 1;
+                    match wire::parse_output_line(line) {
+                        Some(r) => imported.push(r),
+                        None => eprintln!("batch import: {}: a line is not a batch output line (no custom_id); skipped", file.display()),
+                    }
+                }
+            }
+        }
         let journal = std::fs::OpenOptions::new().create(true).append(true).open(&journal_path)?;
         let run_id = format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis()));
         let coordinator = Arc::new(Coordinator {
@@ -112,7 +173,31 @@ impl Coordinator {
             wake: Notify::new(),
             journal: Mutex::new(journal),
             run_id,
+            stop,
+            stopping: AtomicBool::new(false),
+            active: AtomicUsize::new(0),
+            ended: Mutex::new(None),
+            stop_handled: AtomicBool::new(false),
+            stop_handled_notify: Notify::new(),
         });
+        {
+            let c = coordinator.clone();
+            tokio::spawn(async move { c.on_stop().await });
+        }
+        if !matches!(coordinator.config.mode, Mode::Wait) {
+            let c = coordinator.clone();
+            tokio::spawn(async move { c.end_when_idle().await });
+        }
+        if file_mode {
+            let mut inner = coordinator.inner.lock().unwrap();
+            inner.import_lines = import_lines;
+            for (custom_id, answer) in imported {
+                inner.import_ids.push(custom_id.clone());
+                inner.answers.insert(custom_id, answer);
+            }
+            drop(inner);
+            return Ok(coordinator);
+        }
         let mut unfinished = Vec::new();
         {
             let mut inner = coordinator.inner.lock().unwrap();
@@ -141,6 +226,7 @@ impl Coordinator {
         let known_ids: HashSet<String> = known.iter().filter_map(|k| k.batch_id.clone()).collect();
         for (k, keys) in unfinished {
             let c = coordinator.clone();
+            c.inner.lock().unwrap().busy += 1;
             tokio::spawn(async move { c.take_up(k, keys).await });
         }
         // Batches the journal lost are found before any new batch is cut.
@@ -156,12 +242,42 @@ impl Coordinator {
     pub async fn chat(&self, custom_id: String, request: &ChatRequest) -> Answer {
         let rx = {
             let mut inner = self.inner.lock().unwrap();
+            inner.last_activity = Some(Instant::now());
             if let Some(answer) = inner.answers.remove(&custom_id) {
+                if matches!(self.config.mode, Mode::Import(_)) {
+                    inner.import_served += 1;
+                }
                 return answer;
+            }
+            if matches!(self.config.mode, Mode::Import(_)) && custom_id.contains('~') {
+                // A re-ask (the imported answer did not parse): a new request, which an import
+                // cannot make; the record fails (retryable) and the next export asks again.
+                inner.import_reasks += 1;
+                return Err(CallError::Exhausted {
+                    cause: RetryCause::MalformedBody,
+                    message: "the imported answer did not parse, and an import cannot ask again: export the task again to send it".into(),
+                    attempts: 1,
+                    retries: RetryCounts::default(),
+                });
             }
             let (tx, rx) = oneshot::channel();
             inner.waiters.entry(custom_id.clone()).or_default().push(tx);
-            if !inner.in_batch.contains(&custom_id) && !inner.queued.contains(&custom_id) {
+            if matches!(self.config.mode, Mode::Import(_)) {
+                // Not in the imported files: it waits, and is left as it was when the run ends.
+            } else if matches!(self.config.mode, Mode::Export(_)) {
+                if inner.exported_ids.insert(custom_id.clone()) {
+                    let mut line = serde_json::to_vec(&wire::request_line(&self.settings, &custom_id, request)).expect("serializes");
+                    line.push(b'\n');
+                    inner.exported.push(line);
+                }
+            } else if self.stopping.load(Ordering::SeqCst) {
+                let senders = inner.waiters.remove(&custom_id).unwrap_or_default();
+                drop(inner);
+                for s in senders {
+                    let _ = s.send(Err(not_sent()));
+                }
+                return Err(not_sent());
+            } else if !inner.in_batch.contains(&custom_id) && !inner.queued.contains(&custom_id) {
                 let mut line = serde_json::to_vec(&wire::request_line(&self.settings, &custom_id, request)).expect("serializes");
                 line.push(b'\n');
                 if line.len() as u64 > self.config.max_bytes {
@@ -206,7 +322,7 @@ impl Coordinator {
                     let mut inner = self.inner.lock().unwrap();
                     let full = inner.pending.len() >= self.config.max_requests || inner.pending_bytes >= self.config.max_bytes;
                     let quiet = !inner.pending.is_empty() && inner.last_submit.is_some_and(|t| t.elapsed() >= QUIET);
-                    if !full && !quiet {
+                    if (!full && !quiet) || self.stopping.load(Ordering::SeqCst) {
                         break;
                     }
                     let (mut n, mut bytes) = (0usize, 0u64);
@@ -225,6 +341,7 @@ impl Coordinator {
                         *inner.rounds.entry(c.clone()).or_insert(0) += 1;
                     }
                     inner.next += 1;
+                    inner.busy += 1;
                     (format!("b{}-{:04}", self.run_id, inner.next), lines)
                 };
                 let c = self.clone();
@@ -258,6 +375,7 @@ impl Coordinator {
         let keys: Vec<String> = lines.iter().map(|(c, _)| c.clone()).collect();
         let body: Vec<u8> = lines.into_iter().flat_map(|(_, l)| l).collect();
         if let Err(e) = self.write_atomic(&self.path(&name, "input"), &body) {
+            drop(Busy(self.clone()));
             return self.fail_all(&keys, format!("cannot write the batch input file: {e}"));
         }
         self.log(json!({"batch": name, "step": "planned", "requests": keys.len()}));
@@ -266,6 +384,8 @@ impl Coordinator {
 
     /// Runs a batch from the step the journal reached.
     async fn take_up(self: Arc<Self>, mut k: Known, keys: Vec<String>) {
+        // Counted in `busy` by the caller; no longer once it waits (or returns).
+        let busy = Busy(self.clone());
         let name = k.name.clone();
         let metadata = |name: &str| {
             let mut m = Map::new();
@@ -302,6 +422,10 @@ impl Coordinator {
                         }
                     }
                 };
+                if self.stopping.load(Ordering::SeqCst) {
+                    // Uploaded, not created: the next run creates it (the journal says where it stopped).
+                    return self.fail_all(&keys, not_sent().to_string());
+                }
                 let endpoint = if self.settings.text_completion { "/v1/completions" } else { "/v1/chat/completions" };
                 let mut tries = 0;
                 loop {
@@ -310,6 +434,7 @@ impl Coordinator {
                     match self.client.create(&file_id, endpoint, &metadata(&name)).await {
                         Ok(info) => {
                             self.log(json!({"batch": name, "step": "created", "batch_id": info.id}));
+                            self.created_here(&name, &info.id).await;
                             k.batch_id = Some(info.id);
                             break;
                         }
@@ -319,6 +444,7 @@ impl Coordinator {
                             if let Ok(found) = self.with_patience(|| self.client.find_by_metadata("modelcall_batch", &name, 20)).await {
                                 if let Some(b) = found.first() {
                                     self.log(json!({"batch": name, "step": "created", "batch_id": b.id, "found_by": "metadata"}));
+                                    self.created_here(&name, &b.id).await;
                                     k.batch_id = Some(b.id.clone());
                                     break;
                                 }
@@ -329,9 +455,26 @@ impl Coordinator {
                 }
             }
             let id = k.batch_id.clone().expect("created or found");
-            let info = match self.wait(&name, &id).await {
-                Ok(info) => info,
-                Err(e) => return self.fail_all(&keys, e.to_string()),
+            let info = if matches!(self.config.mode, Mode::Detach) {
+                // Read once: collected when it is final, else left running for a later run.
+                match self.with_patience(|| self.client.get(&id)).await {
+                    Ok(info) if info.is_final() => info,
+                    Ok(info) => {
+                        self.log(json!({"batch": name, "step": "status", "status": info.status, "completed": info.completed, "failed": info.failed}));
+                        self.inner.lock().unwrap().left_running.push((id, name, format!("{} ({} of {} done)", info.status, info.completed, info.total)));
+                        return;
+                    }
+                    Err(e) => {
+                        self.inner.lock().unwrap().left_running.push((id, name, format!("not read: {e}")));
+                        return;
+                    }
+                }
+            } else {
+                drop(busy);
+                match self.wait(&name, &id).await {
+                    Ok(info) => info,
+                    Err(e) => return self.fail_all(&keys, e.to_string()),
+                }
             };
             for (file, what) in [(&info.output_file_id, "output"), (&info.error_file_id, "errors")] {
                 let Some(file) = file else { continue };
@@ -345,6 +488,7 @@ impl Coordinator {
                 }
             }
             self.log(json!({"batch": name, "step": "downloaded", "status": info.status}));
+            self.inner.lock().unwrap().this_run.remove(&name);
         }
         self.hand_out(&name, &keys);
         self.log(json!({"batch": name, "step": "done"}));
@@ -447,7 +591,9 @@ impl Coordinator {
                     retries: RetryCounts::default(),
                 })
             });
-            let retry = matches!(answer, Err(CallError::Exhausted { .. })) && inner.rounds.get(key).copied().unwrap_or(0) < self.config.max_rounds;
+            let retry = matches!(answer, Err(CallError::Exhausted { .. }))
+                && inner.rounds.get(key).copied().unwrap_or(0) < self.config.max_rounds
+                && !self.stopping.load(Ordering::SeqCst);
             match (retry, lines.remove(key)) {
                 (true, Some(line)) => {
                     again += 1;
@@ -468,6 +614,7 @@ impl Coordinator {
                 },
             }
         }
+        inner.last_activity = Some(Instant::now());
         if again > 0 {
             eprintln!("batch {name}: {again} request(s) without an answer go into a new batch");
             self.wake.notify_one();
@@ -530,9 +677,261 @@ impl Coordinator {
             eprintln!("batch {} ({name}): found by its metadata (the batch journal did not know it); taken up", b.id);
             let c = self.clone();
             let k = Known { name, batch_id: Some(b.id.clone()), ..Known::default() };
+            c.inner.lock().unwrap().busy += 1;
             tokio::spawn(async move { c.take_up(k, keys).await });
         }
     }
+}
+
+/// Why a request was not sent: the run stopped first.
+fn not_sent() -> CallError {
+    CallError::Exhausted {
+        cause: RetryCause::Connection,
+        message: "not sent: the run stopped before its batch was created (run the same command again to send it)".into(),
+        attempts: 0,
+        retries: RetryCounts::default(),
+    }
+}
+
+/// A batch step under way (see `Inner::busy`); ends when dropped.
+struct Busy(Arc<Coordinator>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let mut inner = self.0.inner.lock().unwrap();
+        inner.busy = inner.busy.saturating_sub(1);
+        inner.last_activity = Some(Instant::now());
+    }
+}
+
+/// A record inside the job (see `Coordinator::active`); ends when dropped.
+pub struct Active(Arc<Coordinator>);
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Coordinator {
+    /// Counts a record inside the job until the guard is dropped.
+    pub fn enter(self: &Arc<Self>) -> Active {
+        self.active.fetch_add(1, Ordering::SeqCst);
+        Active(self.clone())
+    }
+
+    /// A batch this run created: cancelled on a stop; at once if the stop came meanwhile.
+    async fn created_here(&self, name: &str, id: &str) {
+        self.inner.lock().unwrap().this_run.insert(name.to_string(), id.to_string());
+        if self.stopping.load(Ordering::SeqCst) {
+            self.cancel(vec![(name.to_string(), id.to_string())]).await;
+        }
+    }
+
+    /// Cancels these batches (each once); how many the provider accepted.
+    async fn cancel(&self, batches: Vec<(String, String)>) -> Vec<String> {
+        let mut done = Vec::new();
+        for (name, id) in batches {
+            if !self.inner.lock().unwrap().cancelled.insert(id.clone()) {
+                continue;
+            }
+            match self.client.cancel(&id).await {
+                Ok(info) => {
+                    self.log(json!({"batch": name, "step": "cancel", "batch_id": id, "status": info.status}));
+                    done.push(id);
+                }
+                Err(e) => eprintln!("batch {id} ({name}): could not cancel it: {e}"),
+            }
+        }
+        done
+    }
+
+    /// On the run's stop (Ctrl-C, SIGTERM, a spent budget; not `--detach`, nor the
+    /// coordinator's own end): nothing more is sent, and the batches this run created that have
+    /// no result yet are cancelled (`POST /v1/batches/{id}/cancel`). What they answered before
+    /// the cancel is kept: this run collects it when it waits for them (a spent budget), else
+    /// the next run does (the batch journal has their ids).
+    async fn on_stop(self: Arc<Self>) {
+        self.stop.stopped().await;
+        let mine = self.ended.lock().unwrap().is_some();
+        if !mine && matches!(self.config.mode, Mode::Wait) {
+            self.stopping.store(true, Ordering::SeqCst);
+            let pending: Vec<String> = {
+                let mut inner = self.inner.lock().unwrap();
+                inner.queued.clear();
+                inner.pending_bytes = 0;
+                inner.pending.drain(..).map(|(c, _)| c).collect()
+            };
+            if !pending.is_empty() {
+                let message = not_sent().to_string();
+                let mut inner = self.inner.lock().unwrap();
+                for key in &pending {
+                    for s in inner.waiters.remove(key).unwrap_or_default() {
+                        let _ = s.send(Err(not_sent()));
+                    }
+                }
+                drop(inner);
+                eprintln!("batch mode: {} request(s) not yet in a batch are not sent ({message})", pending.len());
+            }
+            // A create under way ends first (or is cancelled as soon as it does).
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while self.inner.lock().unwrap().busy > 0 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let open: Vec<(String, String)> = {
+                let inner = self.inner.lock().unwrap();
+                let mut v: Vec<(String, String)> = inner.this_run.iter().map(|(n, i)| (n.clone(), i.clone())).collect();
+                v.sort();
+                v
+            };
+            if !open.is_empty() {
+                let cancelled = self.cancel(open).await;
+                if !cancelled.is_empty() {
+                    eprintln!(
+                        "batch mode: the run stopped: cancelled {} batch(es) this run submitted that had no result yet ({}); what they answered before the cancel is kept and collected, the rest is sent again by the next run",
+                        cancelled.len(),
+                        cancelled.join(", ")
+                    );
+                }
+            }
+        }
+        self.stop_handled.store(true, Ordering::SeqCst);
+        self.stop_handled_notify.notify_waiters();
+    }
+
+    /// `--detach`, export, import: ends the run once every record in flight waits for the
+    /// coordinator, nothing is being submitted and nothing happened for [`IDLE_END`].
+    async fn end_when_idle(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if self.stop.is_stopped() {
+                return;
+            }
+            let idle = {
+                let inner = self.inner.lock().unwrap();
+                let waiting: usize = inner.waiters.values().map(Vec::len).sum();
+                waiting > 0
+                    && inner.pending.is_empty()
+                    && inner.busy == 0
+                    && self.active.load(Ordering::SeqCst) <= waiting
+                    && inner.last_activity.is_some_and(|t| t.elapsed() >= IDLE_END)
+            };
+            if idle {
+                let reason = match &self.config.mode {
+                    Mode::Detach => "detached: the batches are submitted and left running; run the same command again to collect what finished".to_string(),
+                    Mode::Export(path) => format!("exported the requests left to {}", path.display()),
+                    Mode::Import(_) => "imported the answers of the files".to_string(),
+                    Mode::Wait => return,
+                };
+                *self.ended.lock().unwrap() = Some(reason.clone());
+                self.stop.fatal(reason);
+                return;
+            }
+        }
+    }
+
+    /// After the run: waits for the stop to be handled (cancels sent), writes the export, says
+    /// what was submitted, left running, imported; a run the coordinator itself ended
+    /// (`--detach`, export, import) is done, not stopped.
+    pub async fn after_run(&self, finish: Finish) -> anyhow::Result<Finish> {
+        if self.stop.is_stopped() {
+            loop {
+                let notified = self.stop_handled_notify.notified();
+                if self.stop_handled.load(Ordering::SeqCst) {
+                    break;
+                }
+                notified.await;
+            }
+        }
+        let ended = self.ended.lock().unwrap().clone();
+        let interrupted = matches!(&finish, Finish::Stopped(StopReason::Interrupted));
+        match &self.config.mode {
+            Mode::Wait => {}
+            Mode::Detach => {
+                let inner = self.inner.lock().unwrap();
+                if !inner.left_running.is_empty() {
+                    let mut left = inner.left_running.clone();
+                    left.sort();
+                    eprintln!("batch mode (--detach): {} batch(es) left running, not waited for:", left.len());
+                    for (id, name, status) in &left {
+                        eprintln!("  {id} ({name}): {status}");
+                    }
+                }
+                let task = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
+                eprintln!("check:   modelcall status {}   (the batches this task has submitted and their last known state)", self.config.output.display());
+                eprintln!("collect: modelcall {task}   (collects what finished, exactly once; submits nothing twice)");
+            }
+            Mode::Export(path) if !interrupted => {
+                let inner = self.inner.lock().unwrap();
+                let body: Vec<u8> = inner.exported.iter().flatten().copied().collect();
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)?;
+                }
+                modelcall_io::write_atomically(path, &body).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+                eprintln!(
+                    "batch export: {} request(s) left to do written to {} (the OpenAI batch input format; custom_id = the record's key)",
+                    inner.exported.len(),
+                    path.display()
+                );
+                if !inner.exported.is_empty() {
+                    eprintln!(
+                        "next:    vllm run-batch -i {} -o results.jsonl --model {}\n         modelcall batch import {} results.jsonl",
+                        path.display(),
+                        self.settings.model,
+                        task_file_arg()
+                    );
+                }
+            }
+            Mode::Export(_) => {}
+            Mode::Import(files) => {
+                let inner = self.inner.lock().unwrap();
+                let journaled = journal_keys(&self.config.output);
+                let base = |c: &str| c.split('~').next().unwrap_or(c).to_string();
+                let unknown: Vec<&String> = inner.import_ids.iter().filter(|c| !journaled.contains(&base(c))).collect();
+                let known_before = inner.import_ids.len() as u64 - inner.import_served.min(inner.import_ids.len() as u64) - unknown.len() as u64;
+                eprintln!(
+                    "batch import: {} line(s) read from {} file(s): {} answer(s) imported into the journal, {} for records already done (nothing added), {} with an unknown custom_id (not a record of this task){}",
+                    inner.import_lines,
+                    files.len(),
+                    inner.import_served,
+                    known_before,
+                    unknown.len(),
+                    if unknown.is_empty() { String::new() } else { format!(", e.g. {}", unknown.iter().take(3).map(|s| s.as_str()).collect::<Vec<_>>().join(", ")) }
+                );
+                if inner.import_reasks > 0 {
+                    eprintln!("batch import: {} answer(s) did not parse; their records are error rows, and the next export asks again", inner.import_reasks);
+                }
+            }
+        }
+        match (finish, ended) {
+            (Finish::Stopped(StopReason::Fatal(r)), Some(mine)) if r == mine => Ok(Finish::Done),
+            (f, _) => Ok(f),
+        }
+    }
+}
+
+/// The task file as the command line named it (for the next command).
+fn task_file_arg() -> String {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    args.iter().find(|a| a.ends_with(".yaml") || a.ends_with(".yml")).cloned().unwrap_or_else(|| "TASK.yaml".into())
+}
+
+/// The record keys the run journals of `output` hold (done or failed).
+fn journal_keys(output: &std::path::Path) -> HashSet<String> {
+    let mut keys = HashSet::new();
+    let Ok(entries) = std::fs::read_dir(output.join(".modelcall")) else { return keys };
+    for e in entries.flatten() {
+        if !e.file_name().to_string_lossy().ends_with(".journal.jsonl") {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(e.path()) else { continue };
+        for line in text.lines() {
+            if let Some(k) = serde_json::from_str::<Value>(line).ok().and_then(|v| v["key"].as_str().map(str::to_string)) {
+                keys.insert(k);
+            }
+        }
+    }
+    keys
 }
 
 /// The batches of a journal, in the order they were planned, with the last step each reached.

@@ -14,6 +14,8 @@
 
 pub mod coordinator;
 
+use std::path::PathBuf;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
@@ -22,7 +24,60 @@ use serde_json::{Map, Value};
 
 pub use coordinator::{BatchConfig, Coordinator};
 
-use crate::engine::{Failure, FailureSite, Job, JobInput, Outcome};
+use crate::cli::exit::{BadConfig, Finish};
+use crate::engine::{Failure, FailureSite, Job, JobInput, Outcome, StopSignal};
+
+/// How the batch coordinator runs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Mode {
+    /// Submit the batches and wait for them (the default).
+    #[default]
+    Wait,
+    /// `run-task --detach`: submit the batches, collect those already finished, and end without
+    /// waiting for the others (a later run collects them).
+    Detach,
+    /// `modelcall batch export`: the requests left to do written to this file in the OpenAI
+    /// batch input format (for `vllm run-batch`); nothing is sent.
+    Export(PathBuf),
+    /// `modelcall batch import`: the answers of these batch output files handed to their
+    /// records (parsed and journaled as any answer); nothing is sent.
+    Import(Vec<PathBuf>),
+}
+
+impl Mode {
+    /// The mode of `--detach` and of `modelcall batch export|import` (which sets `file`).
+    pub fn of(detach: bool, file: Option<Mode>) -> Mode {
+        match file {
+            Some(m) => m,
+            None if detach => Mode::Detach,
+            None => Mode::Wait,
+        }
+    }
+}
+
+/// The task with its model's `pricing` at the batch price, when it runs in batch mode
+/// (`concurrency.mode: batch`): cost, estimate and budget are then at the discount
+/// (`pricing.batch_discount`, default 0.5).
+pub fn priced(task: &modelcall_config::LoadedTask) -> Option<modelcall_config::LoadedTask> {
+    if task.task.concurrency.mode != Some(modelcall_config::task::ConcurrencyMode::Batch) {
+        return None;
+    }
+    let pricing = task.model.as_ref()?.pricing?;
+    let mut t = task.clone();
+    if let Some(m) = t.model.as_mut() {
+        m.pricing = Some(pricing.for_batch());
+    }
+    Some(t)
+}
+
+/// After the engine run: the coordinator's end (cancels on a stop, the export file, what was
+/// imported or left running); see [`Coordinator::after_run`].
+pub async fn finish(coordinator: Option<&Coordinator>, finish: Finish) -> anyhow::Result<Finish> {
+    match coordinator {
+        Some(c) => c.after_run(finish).await,
+        None => Ok(finish),
+    }
+}
 
 struct Route {
     coordinator: Arc<Coordinator>,
@@ -62,6 +117,7 @@ impl<J: Job> Job for Routed<J> {
         async move {
             match coordinator {
                 Some(coordinator) => {
+                    let _active = coordinator.enter();
                     let route = Arc::new(Route { coordinator, key: key.clone(), calls: AtomicU32::new(0) });
                     ROUTE.scope(route, inner.run(key, input)).await
                 }
@@ -81,10 +137,26 @@ impl<J: Job> Job for Routed<J> {
 
 /// The batch coordinator of a run whose task says `concurrency.mode: batch`, else `None`.
 /// `output` is the task's output folder (the batch journal goes under its `.modelcall/`).
-pub fn open_for(run: &super::TaskRun<'_>, client: &modelcall_model::ModelClient, output: &std::path::Path) -> anyhow::Result<Option<Arc<Coordinator>>> {
+/// `stop` is the run's: on a stop, the batches this run submitted are cancelled (not with
+/// `--detach`). `modelcall batch export|import` get one whatever the task's mode.
+pub fn open_for(
+    run: &super::TaskRun<'_>,
+    client: &modelcall_model::ModelClient,
+    output: &std::path::Path,
+    stop: &StopSignal,
+) -> anyhow::Result<Option<Arc<Coordinator>>> {
     let c = &run.task.task.concurrency;
-    if c.mode != Some(modelcall_config::task::ConcurrencyMode::Batch) {
-        return Ok(None);
+    let batch_mode = c.mode == Some(modelcall_config::task::ConcurrencyMode::Batch);
+    match (&run.batch, batch_mode) {
+        (Mode::Wait, false) => return Ok(None),
+        (Mode::Detach, false) => {
+            return Err(BadConfig(format!(
+                "--detach: {} does not run in batch mode; set `concurrency.mode: batch` (the Batch API) or run without --detach",
+                run.task.source_path.display()
+            ))
+            .into())
+        }
+        _ => {}
     }
     std::fs::create_dir_all(output)?;
     let config = BatchConfig {
@@ -94,14 +166,20 @@ pub fn open_for(run: &super::TaskRun<'_>, client: &modelcall_model::ModelClient,
         max_rounds: c.batch_max_rounds.unwrap_or(3).max(1),
         // One task, one output folder: batches found by this in their metadata are this task's.
         task_tag: task_tag(output),
+        mode: run.batch.clone(),
+        output: output.to_path_buf(),
     };
     let folder = output.join(".modelcall").join("batches").join(run.shard.map_or("main".to_string(), |(i, n)| format!("shard-{i}-of-{n}")));
-    Ok(Some(Coordinator::open(client.settings().clone(), folder, config)?))
+    Ok(Some(Coordinator::open(client.settings().clone(), folder, config, stop.clone())?))
 }
 
-/// The most records in flight in batch mode: enough for four full batches at once.
+/// The most records in flight in batch mode: enough for four full batches at once; with
+/// `--detach`, export or import every record (the run ends once they all wait).
 pub fn in_flight(coordinator: &Coordinator) -> usize {
-    coordinator.config().max_requests.saturating_mul(4).max(1)
+    match coordinator.config().mode {
+        Mode::Wait => coordinator.config().max_requests.saturating_mul(4).max(1),
+        _ => 1 << 40,
+    }
 }
 
 fn task_tag(output: &std::path::Path) -> String {
