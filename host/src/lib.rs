@@ -19,5 +19,6 @@ pub mod report;
 pub mod response_cache;
 pub mod run_records;
 pub mod shown;
+pub mod stage_timing;
 pub mod summary;
 pub mod tasks;

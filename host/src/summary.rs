@@ -116,6 +116,8 @@ pub struct RunStats {
     /// When the last record outcome arrived: request throughput is measured up to here, before
     /// the outputs are finalized.
     last_outcome: Option<Instant>,
+    /// Where the records' time went, per stage (`stage_timing_ms`).
+    pub stages: crate::stage_timing::StageTimes,
 }
 
 impl Default for RunStats {
@@ -144,6 +146,7 @@ impl RunStats {
             latency: hdrhistogram::Histogram::new_with_bounds(1, 3_600_000, 3).expect("valid bounds"),
             score_histogram: BTreeMap::new(),
             last_outcome: None,
+            stages: Default::default(),
         }
     }
 
@@ -331,6 +334,7 @@ impl RunStats {
                 "total": self.prompt_tokens + self.completion_tokens,
             },
             "latency_ms": self.latency_json(),
+            "stage_timing_ms": self.stages.to_json(),
             "score_histogram": self.score_histogram,
             "files": self.files,
             "run": extra,

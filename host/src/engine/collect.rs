@@ -7,11 +7,24 @@ use serde_json::{json, Map, Value};
 use super::job::{CallTally, Failure, FailureSite, Job, Outcome, Produced};
 use super::reader::{Finished, ReadItem};
 use super::RunShared;
+use crate::stage_timing::ItemTiming;
 use crate::summary::{FileStats, RunStats};
+use std::time::Instant;
 
 pub enum Collected {
     Read(ReadItem),
-    Outcome { key: String, file: usize, line: u64, seq: u64, outcome: Outcome, made: MadeFrom, retire: Option<&'static str> },
+    Outcome {
+        key: String,
+        file: usize,
+        line: u64,
+        seq: u64,
+        outcome: Outcome,
+        made: MadeFrom,
+        retire: Option<&'static str>,
+        /// Its stages so far, and when its job ended (the handoff to here is measured from it).
+        timing: ItemTiming,
+        done_at: Instant,
+    },
 }
 
 pub struct Collector<'a, J: Job> {
@@ -27,7 +40,24 @@ pub struct Collector<'a, J: Job> {
 }
 
 impl<J: Job> Collector<'_, J> {
+    /// Counts and journals `item`; an outcome's stage timing is completed (handoff, journal)
+    /// and recorded.
     pub fn collect(&mut self, item: Collected) -> Result<(), JournalError> {
+        let timing = match &item {
+            Collected::Outcome { timing, done_at, .. } => Some((*timing, done_at.elapsed())),
+            Collected::Read(_) => None,
+        };
+        let started = Instant::now();
+        let result = self.collect_item(item);
+        if let Some((mut timing, handoff)) = timing {
+            timing.handoff = handoff;
+            timing.journal = started.elapsed();
+            self.shared.stats.lock().unwrap().stages.record(&timing);
+        }
+        result
+    }
+
+    fn collect_item(&mut self, item: Collected) -> Result<(), JournalError> {
         let fs = &mut self.stats;
         match item {
             Collected::Read(ReadItem::AlreadyDone) => {
@@ -86,7 +116,7 @@ impl<J: Job> Collector<'_, J> {
                 }
             }
             Collected::Read(ReadItem::Work { .. }) => unreachable!("work items go to record tasks"),
-            Collected::Outcome { key, file, line, seq, outcome, made, retire } => {
+            Collected::Outcome { key, file, line, seq, outcome, made, retire, .. } => {
                 fs.seen += 1;
                 let calls = match &outcome {
                     Outcome::Done { calls, .. } => Some(calls),
@@ -147,6 +177,8 @@ impl<J: Job> Collector<'_, J> {
                                         replies: Vec::new(),
                                         after_reply: false,
                                     };
+                                    // A raw file's item (line 0) is at the source line its location names.
+                                    let line = item.location.as_deref().and_then(modelcall_plugin_host::location_line).filter(|_| line == 0).unwrap_or(line);
                                     let mut row = self.job.failure_row(&FailureSite { key: &item_key, file, line }, failure);
                                     row.insert("item".into(), json!(item.index));
                                     row.insert("location".into(), json!(item.location));

@@ -77,6 +77,15 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The model-call accounting of a finished or failed item.
+    pub fn calls(&self) -> Option<&CallTally> {
+        match self {
+            Outcome::Done { calls, .. } => Some(calls),
+            Outcome::Failed(f) => Some(&f.calls),
+            Outcome::Fatal { .. } => None,
+        }
+    }
+
     /// What the endpoint showed of its load on this item: the last request's latency, and
     /// whether it pushed back (429/503, retried or not). `None` when no request was made.
     pub fn sample(&self) -> Option<(Option<Duration>, bool)> {
@@ -226,6 +235,10 @@ pub struct CallTally {
     pub reparsed: bool,
     /// ... and the record had failed before.
     pub recovered: bool,
+    /// Time in the prompt builder and in the score parser (their instance pools included), for
+    /// the run's stage timing.
+    pub prompt_time: Duration,
+    pub parse_time: Duration,
 }
 
 impl CallTally {

@@ -1,6 +1,7 @@
 //! Running one unit: reader → per-item tasks → collector → sink.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use modelcall_io::{Journal, RecordsTarget};
 use tokio::sync::mpsc;
@@ -12,6 +13,7 @@ use super::prefix_groups::PrefixGroups;
 use super::reader::{read_unit_tracked, Finished, ReadEnd, ReadItem};
 use super::unit::{SinkKind, Unit, UnitInputs};
 use super::RunShared;
+use crate::stage_timing::ItemTiming;
 use crate::summary::FileStats;
 
 /// What one unit did.
@@ -88,14 +90,19 @@ pub async fn run_unit<J: Job>(shared: Arc<RunShared>, job: Arc<J>, unit: Unit) -
         }
         match item {
             ReadItem::Work { key, file, line, seq, input, made, retire } => {
+                let waited = Instant::now();
                 let permit = tokio::select! {
                     permit = shared.in_flight.clone().acquire_owned() => permit?,
                     _ = shared.stop.stopped() => break,
                 };
+                let slot_wait = waited.elapsed();
                 let (job, out_tx, progress, shared) = (job.clone(), out_tx.clone(), shared.progress.clone(), shared.clone());
                 progress.started();
                 tasks.spawn(async move {
-                    let outcome = modelcall_model::for_record(key.as_str(), job.run(key.clone(), input)).await;
+                    let started = Instant::now();
+                    let (outcome, wire) = modelcall_model::for_record_timed(key.as_str(), job.run(key.clone(), input)).await;
+                    let (prompt, parse) = outcome.calls().map_or((Duration::ZERO, Duration::ZERO), |c| (c.prompt_time, c.parse_time));
+                    let timing = ItemTiming { slot_wait, prompt, wire, parse, job: started.elapsed(), ..ItemTiming::default() };
                     match &shared.adaptive {
                         Some(adaptive) => {
                             if let Some((latency, throttled)) = outcome.sample() {
@@ -107,7 +114,8 @@ pub async fn run_unit<J: Job>(shared: Arc<RunShared>, job: Arc<J>, unit: Unit) -
                         None => drop(permit),
                     }
                     progress.finished();
-                    let _ = out_tx.send(Collected::Outcome { key, file, line, seq, outcome, made, retire }).await;
+                    let done_at = Instant::now();
+                    let _ = out_tx.send(Collected::Outcome { key, file, line, seq, outcome, made, retire, timing, done_at }).await;
                 });
                 while tasks.try_join_next().is_some() {}
             }

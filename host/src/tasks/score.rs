@@ -55,7 +55,10 @@ impl ScoreJob {
         // 1. Prompt.
         let prompt = {
             let (plugin, key, json) = (self.prompt.clone(), key.clone(), record_json.clone());
-            match self.pool.run(move || plugin.build_prompt(&key, 1, &json)).await {
+            let asked = Instant::now();
+            let built = self.pool.run(move || plugin.build_prompt(&key, 1, &json)).await;
+            calls.prompt_time += asked.elapsed();
+            match built {
                 Ok(Ok(prompt)) => prompt,
                 Ok(Err(err)) => return plugin_failure("prompt", err, calls, record),
                 Err(host) => return Failure::new("host_error", host.to_string(), calls, record),
@@ -86,7 +89,10 @@ impl ScoreJob {
             // 3. Parse.
             let verdict = if self.require_json {
                 let (plugin, key, json, text) = (self.parser.clone(), key.clone(), record_json.clone(), completion.content.clone());
-                match self.pool.run(move || plugin.parse_score(&key, attempt, &json, &text)).await {
+                let asked = Instant::now();
+                let parsed = self.pool.run(move || plugin.parse_score(&key, attempt, &json, &text)).await;
+                calls.parse_time += asked.elapsed();
+                match parsed {
                     Ok(Ok(v)) => v,
                     // The reply is paid for: kept in the error row, not bought again on a rerun.
                     Ok(Err(err)) if err.is_fatal() => return plugin_failure("parser", err, calls, record),

@@ -41,6 +41,19 @@ type Limiter = governor::DefaultDirectRateLimiter;
 tokio::task_local! {
     /// The key of the record whose request is being sent, for the attempt log lines.
     static RECORD_KEY: std::sync::Arc<str>;
+    /// The time the record's attempts spent in HTTP exchanges (for the run's stage timing).
+    static RECORD_WIRE: std::cell::Cell<Duration>;
+}
+
+/// [`for_record`], also returning the time `f`'s requests spent on the wire: from an attempt's
+/// endpoint being chosen to its answer read (backoff, rate-limit waits and routing are not).
+pub async fn for_record_timed<F: std::future::Future>(key: impl Into<std::sync::Arc<str>>, f: F) -> (F::Output, Duration) {
+    RECORD_WIRE
+        .scope(std::cell::Cell::new(Duration::ZERO), async move {
+            let out = for_record(key, f).await;
+            (out, RECORD_WIRE.with(|w| w.get()))
+        })
+        .await
 }
 
 /// Runs `f` (a record's work) with `key` as the record key of the log lines its requests
@@ -463,6 +476,7 @@ impl ModelClient {
         let mut status = 0;
         let result = self.attempt_on(&lease.endpoint.url, body, &mut status).await;
         let attempted = Attempted { endpoint: lease.endpoint, status, latency: started.elapsed() };
+        let _ = RECORD_WIRE.try_with(|w| w.set(w.get() + attempted.latency));
         // The endpoint's own limit learns from every attempt that got an answer.
         let throttled = matches!(&result, Err(AttemptError::Retry { cause: RetryCause::RateLimited, .. })) || status == 503;
         if result.is_ok() || throttled {

@@ -22,7 +22,7 @@ pub mod settings;
 pub mod transport;
 pub mod wire;
 
-pub use client::{for_record, ClientSettings, ModelClient};
+pub use client::{for_record, for_record_timed, ClientSettings, ModelClient};
 pub use error::{CallError, ClientError, MalformedBody, RetryCause, RetryCounts};
 pub use modelcall_secrets::Redactor;
 pub use pool::EndpointStats;
