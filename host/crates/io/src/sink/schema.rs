@@ -235,18 +235,14 @@ impl DeclaredSchema {
         out
     }
 
-    /// [`DeclaredSchema::conform`] with every declared column present (null when the row has no
-    /// value), for JSONL: every line has the same fields with the same types, so the files of a
-    /// task read as one table. An inferred schema leaves the row as it is.
-    pub fn conform_all(&self, row: Map<String, Value>) -> Map<String, Value> {
+    /// [`DeclaredSchema::conform`] for a JSONL line: every field has its declared type (a line
+    /// leaves out the fields it has no value for, as JSON does, so rows written before are kept
+    /// as they were); an inferred schema leaves the row as it is.
+    pub fn conform_line(&self, row: Map<String, Value>) -> Map<String, Value> {
         if self.inferred {
             return row;
         }
-        let mut out = self.conform(row);
-        for c in &self.columns {
-            out.entry(c.name.clone()).or_insert(Value::Null);
-        }
-        out
+        self.conform(row)
     }
 
     /// The `features` of a dataset card's `dataset_info` (the Hugging Face YAML form), so
