@@ -9,6 +9,9 @@
 #   .ci/slurm.sh status   exit 0 when Slurm answers and runs a job, 1 when not (installs nothing).
 #   .ci/slurm.sh stop     stop the three daemons this script started (by their pid files).
 #
+# The cluster keeps Slurm's default MaxArraySize (1001), so the test of a run of more shards
+# than that (split into several arrays by `modelcall submit`) meets the limit users meet.
+#
 # Exit status: 0 Slurm is up; 1 it could not be brought up (the reason is printed, with the tail
 # of the daemon logs). Everything it writes: /etc/slurm/slurm.conf (only when absent or written by
 # this script), /etc/munge/munge.key (only when absent), state and logs under $STATE below.
@@ -160,8 +163,11 @@ ReturnToService=2
 KillWait=5
 InactiveLimit=0
 MinJobAge=600
-MaxArraySize=100001
+MaxArraySize=1001
 MaxJobCount=100000
+# Many tiny array tasks (the test of 1,200 shards): schedule on every completion without the
+# default 3 s batch delay, and let up to 16 tasks share a CPU (they mostly wait on I/O).
+SchedulerParameters=batch_sched_delay=0,sched_min_interval=0,default_queue_depth=2000,bf_max_job_array_resv=2000
 StateSaveLocation=$STATE/ctld
 SlurmdSpoolDir=$STATE/slurmd
 SlurmctldPidFile=$STATE/slurmctld.pid
@@ -171,7 +177,7 @@ SlurmdLogFile=$STATE/slurmd.log
 SlurmctldPort=6817
 SlurmdPort=6818
 NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
-PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:16
 EOF
     say "wrote $CONF (node $NODE, CPUs=$cpus, RealMemory=${mem} MB)"
 fi

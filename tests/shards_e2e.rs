@@ -137,6 +137,69 @@ fn merge_refuses_unfinished_shards_and_with_force_names_what_is_missing() {
     let ids = id_counts(&read_jsonl(&s.path("out/data.jsonl")));
     assert_eq!(ids.len(), 800);
     assert!(ids.values().all(|&c| c == 1));
+    // status reads the merged folder and its unsharded completion: completed, exit 0 (not the
+    // forced merge's "stopped").
+    let o = modelcall(&["status", task]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("state: completed"), "{}", text(&o));
+    let o = modelcall(&["status", s.path("out").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+/// One large `.gz` over 4 shards: a compressed stream cannot be cut at a line, so 3 of the 4
+/// shards would read nothing. Refused before anything is sent, by `run-task --shard` and by
+/// `submit`, saying why and what to do; the same data decompressed splits into four shards of
+/// about a quarter of the records each.
+#[test]
+fn a_single_large_gz_over_four_shards_is_refused_with_what_to_do() {
+    use std::io::Write;
+    let s = Scratch::new();
+    let task = s.shard_task();
+    let task = task.to_str().unwrap();
+    // ~12 MB of varied text that gzip keeps at several MB.
+    const N: usize = 40_000;
+    std::fs::create_dir_all(s.path("input")).unwrap();
+    let gz = s.path("input/big.jsonl.gz");
+    let mut enc = flate2::write::GzEncoder::new(std::fs::File::create(&gz).unwrap(), flate2::Compression::fast());
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    for i in 0..N {
+        let words: Vec<String> = (0..40)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                format!("{:x}", x % 0xffffff)
+            })
+            .collect();
+        writeln!(enc, "{}", json!({"id": format!("r{i:06}"), "text": words.join(" ")})).unwrap();
+    }
+    enc.finish().unwrap();
+    let size = std::fs::metadata(&gz).unwrap().len();
+    assert!((5 << 20..=20 << 20).contains(&size), "the .gz is {size} bytes");
+
+    let o = modelcall(&["run-task", task, "--shard", "1/4", "--no-progress"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let said = text(&o);
+    assert!(said.contains("big.jsonl.gz is compressed") && said.contains("would leave shard(s)") && said.contains("gunzip -k"), "{said}");
+    assert!(!s.path("out/.modelcall/shards.json").exists(), "no plan is written for a refused split");
+    assert!(!s.path("out/.modelcall/runs").exists() || std::fs::read_dir(s.path("out/.modelcall/runs")).unwrap().count() == 0, "nothing ran");
+    let o = modelcall(&["submit", task, "--scheduler", "slurm", "--shards", "4", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--shards 4:") && text(&o).contains("big.jsonl.gz is compressed"), "{}", text(&o));
+
+    // Decompressed, as the message says: four shards within ±10 % of a quarter of the records.
+    let mut plain = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(std::fs::File::open(&gz).unwrap()), &mut plain).unwrap();
+    std::fs::write(s.path("input/big.jsonl"), plain).unwrap();
+    std::fs::remove_file(&gz).unwrap();
+    for i in 0..4 {
+        let o = modelcall(&["run-task", task, "--shard", &format!("{i}/4"), "--no-progress"]);
+        assert!(o.status.success(), "shard {i}: {}", text(&o));
+        let rows = read_jsonl(&s.path(&format!("out/.modelcall/shards/big.shard-{i}-of-4.jsonl")));
+        let rows = if rows.is_empty() { read_jsonl(&s.path(&format!("out/big.shard-{i}-of-4.jsonl"))) } else { rows };
+        let quarter = N / 4;
+        assert!(rows.len().abs_diff(quarter) <= quarter / 10, "shard {i} has {} records of {N}", rows.len());
+    }
 }
 
 #[test]
@@ -166,7 +229,7 @@ fn the_reference_batch_and_merge_task_types_run_as_sharded_generation_per_model(
     // The SiFlow block is reported with its Slurm/Kubernetes equivalents.
     let o = modelcall(&["submit", batch, "--scheduler", "slurm", "--shards", "3", "--dry-run"]);
     assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("SiFlow is not available") && text(&o).contains("--shard \"$SLURM_ARRAY_TASK_ID/3\""), "{}", text(&o));
+    assert!(text(&o).contains("SiFlow is not available") && text(&o).contains("--shard \"$shard/3\""), "{}", text(&o));
     assert!(!String::from_utf8_lossy(&o.stdout).contains("--output-folder"), "each model keeps its own folder");
     for i in 0..3 {
         let o = modelcall(&["run-task", batch, "--shard", &format!("{i}/3"), "--no-progress"]);

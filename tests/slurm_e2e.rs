@@ -1,8 +1,15 @@
-//! End-to-end sharded run on a real Slurm: `modelcall submit --scheduler slurm` of a scoring task
-//! in 4 shards (each shard starts its own simulated endpoint, `sim://?latency_ms=50`), one array
-//! task cancelled part-way with `scancel`, `modelcall status` naming it, that shard alone submitted
-//! again with `sbatch --array=<i> .modelcall/submit/slurm.sbatch`, then `status` and `merge`
-//! succeed and the merged output holds every input record exactly once.
+//! End-to-end sharded runs on a real Slurm:
+//! - `modelcall submit --scheduler slurm` of a scoring task in 4 shards (each shard starts its
+//!   own simulated endpoint, `sim://?latency_ms=50`), one array task cancelled part-way with
+//!   `scancel`, `modelcall status` naming it with its log and last error line, then
+//!   `submit --resume --merge` submitting that shard alone and the merge after it: the merged
+//!   output holds every input record exactly once;
+//! - `submit --merge` running a whole task with one command (the merge job waits with
+//!   `--dependency=afterok`);
+//! - 1,200 shards against the cluster's `MaxArraySize=1001` (.ci/slurm.sh): two arrays, each
+//!   task mapped to its shard by the offset `submit` gives the array, all merged.
+//!
+//! The tests take turns (one lock): they share one small node, and each has its own time budget.
 //!
 //! Slurm: when `MODELCALL_SLURM_SETUP=1` (CI's `.ci/run` sets it), the test first runs
 //! `.ci/slurm.sh`, which installs and starts a one-node cluster when there is none (needs root and
@@ -21,8 +28,17 @@ use serde_json::Value;
 
 const SHARDS: u32 = 4;
 const RECORDS: usize = 4_000;
-/// The whole test, Slurm's setup and every wait included, stays under this.
+/// A test, Slurm's setup and every wait included, stays under this.
 const BUDGET: Duration = Duration::from_secs(280);
+/// The test of 1,200 shards: about 1,200 short processes on a 2-CPU node.
+const MANY_BUDGET: Duration = Duration::from_secs(600);
+
+/// One test at a time on the one node (a failed test poisons nothing: the guard is taken anyway).
+static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn my_turn() -> std::sync::MutexGuard<'static, ()> {
+    TURN.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_modelcall")
@@ -109,14 +125,44 @@ impl Scratch {
     }
 }
 
+/// The job ids `submit` printed (`submitted Slurm job N`, `submitted Slurm merge job N`), in order.
+fn submitted(said: &str) -> Vec<String> {
+    said.lines()
+        .filter_map(|l| l.strip_prefix("submitted Slurm job ").or_else(|| l.strip_prefix("submitted Slurm merge job ")))
+        .map(|rest| rest.chars().take_while(|c| c.is_ascii_digit()).collect::<String>())
+        .filter(|id| !id.is_empty())
+        .collect()
+}
+
+/// `.modelcall/submit/jobs.jsonl`: what `submit` recorded of each job.
+fn jobs_file(out: &Path) -> Vec<Value> {
+    read_jsonl(&out.join(".modelcall/submit/jobs.jsonl"))
+}
+
+/// Every id `r000000`… below `n` exactly once in `rows`.
+fn assert_each_once(rows: &[Value], n: usize) {
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for r in rows {
+        *counts.entry(r["id"].as_str().expect("an id").to_string()).or_insert(0) += 1;
+    }
+    let dupes: Vec<_> = counts.iter().filter(|(_, &c)| c != 1).take(5).collect();
+    assert!(dupes.is_empty(), "records more than once: {dupes:?}");
+    let missing: Vec<String> = (0..n).map(|i| format!("r{i:06}")).filter(|id| !counts.contains_key(id)).take(5).collect();
+    assert!(missing.is_empty() && counts.len() == n, "{} ids of {n}; missing e.g. {missing:?}", counts.len());
+}
+
 fn modelcall(cmd: &str, task: &Path, args: &[&str], cwd: &Path) -> Output {
     Command::new(bin()).arg(cmd).arg(task).args(args).current_dir(cwd).stdin(Stdio::null()).output().expect("running modelcall")
 }
 
 /// Polls `done` every 200 ms until it holds or `limit` (capped by what is left of the budget) passes.
-fn wait_for(what: &str, start: Instant, limit: Duration, diag: &dyn Fn() -> String, mut done: impl FnMut() -> bool) -> Duration {
+fn wait_for(what: &str, start: Instant, limit: Duration, diag: &dyn Fn() -> String, done: impl FnMut() -> bool) -> Duration {
+    wait_within(BUDGET, what, start, limit, diag, done)
+}
+
+fn wait_within(budget: Duration, what: &str, start: Instant, limit: Duration, diag: &dyn Fn() -> String, mut done: impl FnMut() -> bool) -> Duration {
     let began = Instant::now();
-    let limit = limit.min(BUDGET.saturating_sub(start.elapsed()));
+    let limit = limit.min(budget.saturating_sub(start.elapsed()));
     loop {
         if done() {
             return began.elapsed();
@@ -167,6 +213,7 @@ fn names_shard(status: &str, i: u32) -> bool {
 
 #[test]
 fn a_cancelled_shard_is_named_by_status_resubmitted_alone_and_merged_once() {
+    let _turn = my_turn();
     // The budget counts from here: installing and starting Slurm is part of the 5 minutes.
     let start = Instant::now();
     if let Err(why) = slurm_ready() {
@@ -231,22 +278,42 @@ fn a_cancelled_shard_is_named_by_status_resubmitted_alone_and_merged_once() {
     eprintln!("slurm_e2e: status with shard {victim} cancelled ({}):\n{st_text}", st.status);
     let journal_lines = read_jsonl(&journal(&out, victim)).len();
     assert!(journal_lines < RECORDS / SHARDS as usize, "shard {victim} was not interrupted ({journal_lines} journal lines)");
+    assert!(st_text.contains(&format!("log: {}", out.join(format!(".modelcall/logs/shard-{job}_{victim}.err")).display())), "{st_text}");
 
-    // Run that shard again, alone, from the kept job script.
-    let array_arg = format!("--array={victim}");
-    let re = slurm("sbatch", &["--parsable", &array_arg, script.to_str().unwrap()], &dir);
-    assert!(re.status.success(), "sbatch {array_arg} {}:\n{}", script.display(), text(&re));
-    let job2 = String::from_utf8_lossy(&re.stdout).trim().split(';').next().unwrap().to_string();
-    assert!(!job2.is_empty() && job2.chars().all(|c| c.is_ascii_digit()), "sbatch --parsable printed {:?}", text(&re));
-    cancel.0.push(job2.clone());
-    let waited = wait_for(&format!("job {job2} (shard {victim} again) to leave the queue"), start, Duration::from_secs(120), &diag, || job_gone(&job2, &dir));
-    eprintln!("slurm_e2e: shard {victim} rerun as job {job2} done after {waited:.1?} (at {:.1?})", start.elapsed());
+    // status shows where that shard's log is and its last error line (Slurm's cancellation).
+    let log_line = st_text.lines().find(|l| l.trim_start().starts_with("log: ")).unwrap_or_else(|| panic!("no log line in:\n{st_text}"));
+    let log = PathBuf::from(log_line.trim_start().trim_start_matches("log: "));
+    assert_eq!(log, out.join(format!(".modelcall/logs/shard-{job}_{victim}.err")), "{st_text}");
+    let last_error = st_text.lines().find(|l| l.trim_start().starts_with("last error: ")).unwrap_or_else(|| panic!("no last error in:\n{st_text}"));
+    assert!(last_error.contains("CANCELLED"), "{last_error}");
 
-    // Now status and merge succeed.
+    // `submit --resume --merge`: that shard alone, and the merge once it ends well.
+    let re = modelcall(
+        "submit",
+        &task,
+        &["--scheduler", "slurm", "--shards", "4", "--cpus-per-task", "1", "--mem", "1G", "--time", "00:15:00", "--resume", "--merge"],
+        &dir,
+    );
+    let re_text = text(&re);
+    assert!(re.status.success(), "submit --resume ({}):\n{re_text}", re.status);
+    assert!(re_text.contains(&format!("resuming 1 unfinished shard(s) of 4: {victim} (3 completed)")), "{re_text}");
+    let jobs = submitted(&re_text);
+    assert_eq!(jobs.len(), 2, "one array and the merge job: {re_text}");
+    cancel.0.extend(jobs.iter().cloned());
+    let recorded = jobs_file(&out);
+    let resumed = recorded.iter().rev().find(|j| j["kind"] == "shards").unwrap();
+    assert_eq!(resumed["shards"], serde_json::json!([victim]), "only the unfinished shard: {recorded:?}");
+    assert_eq!(resumed["job"], jobs[0].as_str());
+    let waited =
+        wait_for("the resumed shard and the merge to leave the queue", start, Duration::from_secs(150), &diag, || jobs.iter().all(|j| job_gone(j, &dir)));
+    eprintln!("slurm_e2e: shard {victim} resumed as job {} and merged by job {} after {waited:.1?} (at {:.1?})", jobs[0], jobs[1], start.elapsed());
+    assert!(out.join(".modelcall/merged.json").is_file(), "the merge job merged:\n{}", diag());
+    let merge_log = std::fs::read_to_string(out.join(format!(".modelcall/logs/merge-{}.err", jobs[1]))).unwrap_or_default();
+    assert!(merge_log.contains("verified"), "merge log: {merge_log}");
+
+    // status reads the merged folder: complete.
     let st = modelcall("status", &task, &[], &dir);
-    assert!(st.status.success(), "status after the rerun ({}):\n{}\n{}", st.status, text(&st), diag());
-    let mg = modelcall("merge", &task, &[], &dir);
-    assert!(mg.status.success(), "merge ({}):\n{}\n{}", mg.status, text(&mg), diag());
+    assert!(st.status.success(), "status after the merge ({}):\n{}\n{}", st.status, text(&st), diag());
 
     // Every input id exactly once in the merged output, and the summary counts them all.
     let rows = read_jsonl(&out.join("data.jsonl"));
@@ -274,4 +341,108 @@ fn a_cancelled_shard_is_named_by_status_resubmitted_alone_and_merged_once() {
     assert_eq!(n("failed"), 0, "{summary}");
     assert_eq!(summary["merged_from_shards"], SHARDS, "{summary}");
     eprintln!("slurm_e2e: passed in {:.1?}", start.elapsed());
+}
+
+#[test]
+fn submit_merge_runs_a_whole_task_with_one_command() {
+    let _turn = my_turn();
+    let start = Instant::now();
+    if let Err(why) = slurm_ready() {
+        skip(&why);
+        return;
+    }
+    let s = scratch();
+    let dir = s.dir.path().to_path_buf();
+    let out = s.path("out");
+    write_records(&s.path("input/data.jsonl"), 600);
+    let task = s.task("sim://", 8, "");
+    let diag = || diagnostics(&out, &dir);
+    let mut cancel = Cancel(Vec::new());
+
+    let sub =
+        modelcall("submit", &task, &["--scheduler", "slurm", "--shards", "3", "--cpus-per-task", "1", "--mem", "500M", "--time", "00:10:00", "--merge"], &dir);
+    let said = text(&sub);
+    assert!(sub.status.success(), "submit --merge ({}):\n{said}", sub.status);
+    let jobs = submitted(&said);
+    assert_eq!(jobs.len(), 2, "the array and the merge job: {said}");
+    cancel.0.extend(jobs.iter().cloned());
+    assert!(said.contains(&format!("runs `modelcall merge` once job(s) {} end well", jobs[0])), "{said}");
+    let merge_script = std::fs::read_to_string(out.join(".modelcall/submit/merge.sbatch")).expect("merge.sbatch is kept");
+    assert!(merge_script.contains(" merge "), "{merge_script}");
+
+    // Nothing else is done by hand: the merge job runs after the array.
+    let waited = wait_for("the array and the merge job to leave the queue", start, Duration::from_secs(200), &diag, || jobs.iter().all(|j| job_gone(j, &dir)));
+    eprintln!("slurm_e2e: submit --merge: jobs {jobs:?} done after {waited:.1?}");
+    let marker: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join(".modelcall/merged.json")).unwrap_or_else(|_| panic!("not merged:\n{}", diag()))).unwrap();
+    assert_eq!(marker["shards"], 3, "{marker}");
+    assert_eq!(marker["missing"], 0, "{marker}");
+    assert_each_once(&read_jsonl(&out.join("data.jsonl")), 600);
+    // The shard logs are named by job and task, and appended to.
+    for i in 0..3 {
+        let log = out.join(format!(".modelcall/logs/shard-{}_{i}.err", jobs[0]));
+        let body = std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+        assert!(body.contains(&format!("modelcall: shard {i}/3, Slurm job {}_{i}", jobs[0])), "{body}");
+    }
+    let st = modelcall("status", &task, &[], &dir);
+    assert!(st.status.success(), "status after the merge job ({}):\n{}", st.status, text(&st));
+    assert!(text(&st).contains("state: completed"), "{}", text(&st));
+}
+
+#[test]
+fn more_shards_than_max_array_size_go_in_several_arrays_and_all_complete() {
+    let _turn = my_turn();
+    let start = Instant::now();
+    if let Err(why) = slurm_ready() {
+        skip(&why);
+        return;
+    }
+    const MANY: u32 = 1_200;
+    let config = slurm("scontrol", &["show", "config"], Path::new("/"));
+    let max: u32 = String::from_utf8_lossy(&config.stdout)
+        .lines()
+        .find_map(|l| l.split_once('=').filter(|(k, _)| k.trim() == "MaxArraySize").and_then(|(_, v)| v.trim().parse().ok()))
+        .expect("MaxArraySize in scontrol show config");
+    if max > MANY {
+        skip(&format!("MaxArraySize is {max} here, not below {MANY} (.ci/slurm.sh sets 1001)"));
+        return;
+    }
+    let s = scratch();
+    let dir = s.dir.path().to_path_buf();
+    let out = s.path("out");
+    // One tiny record a shard: the test is about the arrays, not the work.
+    write_records(&s.path("input/data.jsonl"), MANY as usize);
+    let task = s.task("sim://", 1, "");
+    let diag = || diagnostics(&out, &dir);
+    let mut cancel = Cancel(Vec::new());
+
+    let shards = MANY.to_string();
+    let sub = modelcall(
+        "submit",
+        &task,
+        &["--scheduler", "slurm", "--shards", &shards, "--cpus-per-task", "1", "--mem", "200M", "--time", "00:10:00", "--merge"],
+        &dir,
+    );
+    let said = text(&sub);
+    assert!(sub.status.success(), "submit ({}):\n{said}", sub.status);
+    let arrays = MANY.div_ceil(max) as usize;
+    assert!(said.contains(&format!("stop below {max} (MaxArraySize in `scontrol show config`), so the {MANY} shard(s) go in {arrays} arrays")), "{said}");
+    let jobs = submitted(&said);
+    assert_eq!(jobs.len(), arrays + 1, "{said}");
+    cancel.0.extend(jobs.iter().cloned());
+    let recorded: Vec<Value> = jobs_file(&out).into_iter().filter(|j| j["kind"] == "shards").collect();
+    let offsets: Vec<u64> = recorded.iter().map(|j| j["offset"].as_u64().unwrap()).collect();
+    assert_eq!(offsets, (0..arrays as u64).map(|k| k * max as u64).collect::<Vec<_>>(), "{recorded:?}");
+
+    let waited =
+        wait_within(MANY_BUDGET, "every array and the merge job to leave the queue", start, MANY_BUDGET, &diag, || jobs.iter().all(|j| job_gone(j, &dir)));
+    eprintln!("slurm_e2e: {MANY} shards in {arrays} arrays and the merge done after {waited:.1?}");
+    let marker: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join(".modelcall/merged.json")).unwrap_or_else(|_| panic!("not merged:\n{}", diag()))).unwrap();
+    assert_eq!((marker["shards"].as_u64(), marker["missing"].as_u64()), (Some(MANY as u64), Some(0)), "{marker}");
+    assert_each_once(&read_jsonl(&out.join("data.jsonl")), MANY as usize);
+    // The last array's first task ran the first shard past the limit.
+    let log = out.join(format!(".modelcall/logs/shard-{}_0.err", jobs[1]));
+    let body = std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+    assert!(body.contains(&format!("modelcall: shard {max}/{MANY}, Slurm job {}_0", jobs[1])), "{body}");
 }

@@ -107,11 +107,12 @@ fn slurm_dry_run_prints_a_valid_array_script_and_writes_nothing() {
         assert!(script.lines().any(|l| l == line), "missing `{line}` in:\n{script}");
     }
     let out_dir = std::fs::canonicalize(s.path("proj")).unwrap().join("out");
-    assert!(script.contains(&format!("#SBATCH --output={}/.modelcall/logs/shard-%a.out", out_dir.display())), "{script}");
-    assert!(script.contains(&format!("#SBATCH --error={}/.modelcall/logs/shard-%a.err", out_dir.display())), "{script}");
+    assert!(script.contains(&format!("#SBATCH --output={}/.modelcall/logs/shard-%A_%a.out", out_dir.display())), "{script}");
+    assert!(script.contains(&format!("#SBATCH --error={}/.modelcall/logs/shard-%A_%a.err", out_dir.display())), "{script}");
     let exec = script.lines().find(|l| l.starts_with("exec ")).expect("an exec line");
     assert!(exec.starts_with(&format!("exec {} run-task {} ", bin(), std::fs::canonicalize(&task).unwrap().display())), "{exec}");
-    assert!(exec.contains(r#"--shard "$SLURM_ARRAY_TASK_ID/4""#), "{exec}");
+    assert!(exec.contains(r#"--shard "$shard/4""#), "{exec}");
+    assert!(script.contains("shard=$(( SLURM_ARRAY_TASK_ID + ${MODELCALL_SHARD_OFFSET:-0} ))\n"), "{script}");
     assert!(exec.ends_with("--no-progress"), "{exec}");
 
     let file = s.write("check.sbatch", script.as_bytes());
@@ -136,7 +137,7 @@ fn the_slurm_script_runs_its_shard() {
     let out = submit(&task, &["--scheduler", "slurm", "--shards", "2", "--dry-run"], None);
     assert_code(&out, 0);
     // In `#SBATCH` lines sbatch splits words itself: a backslash keeps the space and quote.
-    let logs = std::fs::canonicalize(s.path("it's a project")).unwrap().join("out/.modelcall/logs/shard-%a.out");
+    let logs = std::fs::canonicalize(s.path("it's a project")).unwrap().join("out/.modelcall/logs/shard-%A_%a.out");
     let escaped = logs.to_str().unwrap().replace('\'', "\\'").replace(' ', "\\ ");
     assert!(text(&out.stdout).contains(&format!("#SBATCH --output={escaped}\n")), "{escaped}\n{}", text(&out.stdout));
     let script = s.write("shard.sbatch", &out.stdout);
@@ -162,7 +163,7 @@ fn slurm_submits_through_sbatch() {
     assert!(stdout.contains("modelcall status"), "{stdout}");
     let script = std::fs::canonicalize(s.path("proj/out/.modelcall/submit/slurm.sbatch")).expect("the script is written");
     let args: Vec<String> = std::fs::read_to_string(&args_log).unwrap().lines().map(String::from).collect();
-    assert_eq!(args, vec!["--parsable".to_string(), script.display().to_string()]);
+    assert_eq!(args, vec!["--parsable".to_string(), "--export=ALL,MODELCALL_SHARD_OFFSET=0".into(), script.display().to_string()]);
     assert!(s.path("proj/out/.modelcall/logs").is_dir(), "the log folder exists before the shards start");
 }
 
@@ -501,4 +502,90 @@ fn k8s_pvc_refuses_files_outside_the_shared_folder() {
     std::fs::write(&task, &yaml).unwrap();
     let out = submit(&task, &k8s, None);
     assert_code(&out, 0);
+}
+
+/// The environment a container of `doc` gets: its `env` list, with each `secretKeyRef` looked up
+/// in `secrets` ((secret, key) → value), as Kubernetes would.
+fn pod_env(container: &serde_yaml::Value, secrets: &[((&str, &str), &str)]) -> Vec<(String, String)> {
+    let mut env = Vec::new();
+    for e in container["env"].as_sequence().cloned().unwrap_or_default() {
+        let name = e["name"].as_str().expect("an env name").to_string();
+        let value = match (e["value"].as_str(), &e["valueFrom"]["secretKeyRef"]) {
+            (Some(v), _) => v.to_string(),
+            (None, r) => {
+                let wanted = (r["name"].as_str().unwrap_or(""), r["key"].as_str().unwrap_or(""));
+                secrets.iter().find(|(k, _)| *k == wanted).unwrap_or_else(|| panic!("no secret {wanted:?} for {name}")).1.to_string()
+            }
+        };
+        env.push((name, value));
+    }
+    env
+}
+
+/// Runs a container's `command` here with only the environment Kubernetes would give it (the
+/// manifest's `env`, plus `extra` such as `JOB_COMPLETION_INDEX`) in its `workingDir`, with the
+/// real binary in place of the image's `modelcall`.
+fn run_container(container: &serde_yaml::Value, secrets: &[((&str, &str), &str)], extra: &[(&str, String)]) -> Output {
+    let command: Vec<String> = container["command"].as_sequence().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    assert_eq!(command[0], "modelcall", "{command:?}");
+    let mut cmd = Command::new(bin());
+    cmd.args(&command[1..]).args(container["args"].as_sequence().into_iter().flatten().map(|v| v.as_str().unwrap().to_string()));
+    cmd.current_dir(container["workingDir"].as_str().expect("a workingDir")).env_clear().stdin(Stdio::null());
+    cmd.envs(pod_env(container, secrets));
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+/// The pods' command, run here for both indices with exactly the environment the manifest sets
+/// (and the Secret's key): a variable the Job forgets (the shard count, the key) fails here as it
+/// would in the pods. Then the merge Job's two containers (wait, merge) finish the task.
+#[test]
+fn k8s_pod_commands_run_here_with_the_manifest_environment() {
+    let s = Scratch::new();
+    let task = task_in(&s, "proj");
+    let shared = std::fs::canonicalize(s.path("proj")).unwrap();
+    let out = submit(
+        &task,
+        &["--scheduler", "k8s", "--shards", "2", "--image", "m:1", "--host-path", shared.to_str().unwrap(), "--k8s-secret", "openai", "--merge", "--dry-run"],
+        None,
+    );
+    assert_code(&out, 0);
+    let yaml = text(&out.stdout);
+    assert!(!yaml.contains("0123456789abcdef"), "the key is in the Jobs:\n{yaml}");
+    let docs: Vec<serde_yaml::Value> =
+        serde_yaml::Deserializer::from_str(&yaml).map(|d| serde::Deserialize::deserialize(d).unwrap_or_else(|e| panic!("{e}: {yaml}"))).collect();
+    assert_eq!(docs.len(), 2, "the shards' Job and the merge Job:\n{yaml}");
+    let (shards, merge) = (&docs[0], &docs[1]);
+    assert_eq!(shards["spec"]["completionMode"], "Indexed");
+    assert_eq!(merge["metadata"]["name"], "modelcall-e2e-merge");
+    let secrets = [(("openai", "OPENAI_API_KEY"), KEY)];
+
+    let container = &shards["spec"]["template"]["spec"]["containers"][0];
+    for index in 0..2 {
+        let run = run_container(container, &secrets, &[("JOB_COMPLETION_INDEX", index.to_string())]);
+        assert_code(&run, 0);
+        assert!(s.path(&format!("proj/out/run_summary.shard-{index}-of-2.json")).is_file(), "index {index} ran shard {index}/2");
+    }
+    // Without the Secret's variable, the pod would fail: the check above is not vacuous.
+    let mut bare = container.clone();
+    bare["env"] =
+        serde_yaml::to_value(container["env"].as_sequence().unwrap().iter().filter(|e| e["name"] != "MODELCALL_SHARD_COUNT").cloned().collect::<Vec<_>>())
+            .unwrap();
+    let run = run_container(&bare, &secrets, &[("JOB_COMPLETION_INDEX", "0".into())]);
+    assert_code(&run, 2);
+    assert!(text(&run.stderr).contains("MODELCALL_SHARD_COUNT"), "{}", text(&run.stderr));
+
+    // The merge Job: its init container waits for the shards (done already), then it merges.
+    let pod = &merge["spec"]["template"]["spec"];
+    let wait = &pod["initContainers"][0];
+    assert_eq!(wait["command"][1], "status");
+    let run = run_container(wait, &secrets, &[]);
+    assert_code(&run, 0);
+    let run = run_container(&pod["containers"][0], &secrets, &[]);
+    assert_code(&run, 0);
+    assert!(text(&run.stderr).contains("verified"), "{}", text(&run.stderr));
+    let merged = std::fs::read_to_string(s.path("proj/out/data.jsonl")).unwrap();
+    assert_eq!(merged.lines().count(), 8, "{merged}");
 }

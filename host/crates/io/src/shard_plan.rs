@@ -6,6 +6,12 @@
 //! moves forward to the next line start (or row-group start), and a file that cannot be split
 //! (gzip, zstd) goes whole to the shard holding its middle. Every shard's pieces are contiguous.
 //!
+//! A compressed file is laid out at its *uncompressed* size (gzip's ISIZE footer, zstd's frame
+//! content size), since that is what its shard reads and sends: weighed by its compressed size,
+//! a `.gz` beside plain files gave its shard several times the records of the others. A split
+//! that would leave a shard with nothing because compressed files cannot be cut (one `.gz` over
+//! 4 shards) is refused with what to do, rather than run as N-1 idle jobs.
+//!
 //! The plan is written once, to `<output>/.modelcall/shards.json`, and every shard and `merge`
 //! read that file: a run with another N, or over other inputs, is refused instead of silently
 //! reading a different split.
@@ -46,6 +52,83 @@ pub enum PlanError {
     OtherShardCount { plan: PathBuf, planned: u32, asked: u32 },
     #[error("{plan} was made for other input files ({detail}); merge the shards done so far, then remove the plan to split the new inputs", plan = plan.display())]
     OtherInputs { plan: PathBuf, detail: String },
+    #[error(
+        "{shards} shards over these inputs would leave shard(s) {empty} with nothing to read: {compressed} compressed and read whole by one shard (a compressed stream cannot be cut at a line without decompressing everything before it); decompress it (`gunzip -k FILE` / `zstd -d FILE`) so it is split by lines, split it into at least {shards} files, or use fewer shards",
+        empty = list(empty),
+        compressed = compressed_list(compressed)
+    )]
+    Unsplittable { shards: u32, empty: Vec<u32>, compressed: Vec<PathBuf> },
+}
+
+fn list(items: &[u32]) -> String {
+    let shown: Vec<String> = items.iter().take(8).map(u32::to_string).collect();
+    match items.len() {
+        0..=8 => shown.join(", "),
+        n => format!("{} and {} more", shown.join(", "), n - 8),
+    }
+}
+
+fn compressed_list(files: &[PathBuf]) -> String {
+    let shown: Vec<String> = files.iter().take(3).map(|f| f.display().to_string()).collect();
+    match files.len() {
+        1 => format!("{} is", shown[0]),
+        0..=3 => format!("{} are", shown.join(", ")),
+        n => format!("{} and {} more are", shown.join(", "), n - 3),
+    }
+}
+
+/// The bytes a shard reads from a compressed file once decompressed: gzip's ISIZE footer (the
+/// last member's size mod 2^32, raised by 2^32 steps until it is at least the compressed size,
+/// as text never compresses to more than its length), or the content size a zstd frame header
+/// declares. `None` for other files, or when the header does not say (the compressed size is
+/// then the weight).
+pub fn uncompressed_size(path: &Path) -> Option<u64> {
+    let name = path.file_name()?.to_string_lossy().to_lowercase();
+    let mut file = std::fs::File::open(path).ok()?;
+    let size = file.metadata().ok()?.len();
+    if name.ends_with(".gz") {
+        if size < 18 {
+            return None;
+        }
+        let mut magic = [0u8; 2];
+        file.read_exact(&mut magic).ok()?;
+        if magic != [0x1f, 0x8b] {
+            return None;
+        }
+        file.seek(SeekFrom::End(-4)).ok()?;
+        let mut isize = [0u8; 4];
+        file.read_exact(&mut isize).ok()?;
+        let mut n = u32::from_le_bytes(isize) as u64;
+        while n < size {
+            n += 1 << 32;
+        }
+        return Some(n);
+    }
+    if name.ends_with(".zst") || name.ends_with(".zstd") {
+        let mut head = [0u8; 18];
+        let got = file.read(&mut head).ok()?;
+        let head = &head[..got];
+        if head.len() < 6 || head[..4] != [0x28, 0xb5, 0x2f, 0xfd] {
+            return None;
+        }
+        let descriptor = head[4];
+        let single_segment = descriptor & 0x20 != 0;
+        let fcs_len = match descriptor >> 6 {
+            0 if single_segment => 1,
+            0 => return None,
+            1 => 2,
+            2 => 4,
+            _ => 8,
+        };
+        let dict_len = [0usize, 1, 2, 4][(descriptor & 3) as usize];
+        let at = 5 + usize::from(!single_segment) + dict_len;
+        let bytes = head.get(at..at + fcs_len)?;
+        let mut le = [0u8; 8];
+        le[..fcs_len].copy_from_slice(bytes);
+        let n = u64::from_le_bytes(le) + if fcs_len == 2 { 256 } else { 0 };
+        return Some(n);
+    }
+    None
 }
 
 /// Where the plan of an output folder lives.
@@ -62,21 +145,46 @@ impl ShardPlan {
             move |source| PlanError::Io { path: path.clone(), source }
         };
         let sizes: Vec<u64> = files.iter().map(|f| std::fs::metadata(f).map(|m| m.len()).map_err(io(f))).collect::<Result<_, _>>()?;
-        let total: u64 = sizes.iter().sum::<u64>().max(1);
+        // Where each file lies on the line the cuts are made on: plain files and Parquet by
+        // their size, compressed files by what they decompress to.
+        let weights: Vec<u64> = files
+            .iter()
+            .zip(&sizes)
+            .map(|(f, &size)| match crate::source::slice_kind(f) {
+                Some(_) => size,
+                None => uncompressed_size(f).unwrap_or(size),
+            })
+            .collect();
+        let total: u64 = weights.iter().sum::<u64>().max(1);
         // The shard a global byte position falls in.
         let shard_at = |pos: u64| -> u32 { ((pos as u128 * shards as u128 / total as u128) as u32).min(shards - 1) };
         let mut planned = Vec::with_capacity(files.len());
         let mut offset = 0u64;
-        for (path, &size) in files.iter().zip(&sizes) {
+        let mut compressed = Vec::new();
+        for ((path, &size), &weight) in files.iter().zip(&sizes).zip(&weights) {
             let pieces = match crate::source::slice_kind(path) {
                 Some("bytes") => byte_pieces(path, offset, size, &shard_at).map_err(io(path))?,
                 Some(_) => row_group_pieces(path, offset, size, &shard_at).map_err(io(path))?,
-                None => vec![Piece { shard: shard_at(offset + size / 2), slice: Slice::Whole }],
+                None => {
+                    compressed.push(path.clone());
+                    vec![Piece { shard: shard_at(offset + weight / 2), slice: Slice::Whole }]
+                }
             };
             planned.push(PlannedFile { path: path.clone(), size, pieces });
-            offset += size;
+            offset += weight;
         }
-        Ok(ShardPlan { shards, files: planned })
+        let plan = ShardPlan { shards, files: planned };
+        if !compressed.is_empty() {
+            let mut has = vec![false; shards as usize];
+            for p in plan.files.iter().flat_map(|f| &f.pieces) {
+                has[p.shard as usize] = true;
+            }
+            let empty: Vec<u32> = (0..shards).filter(|&i| !has[i as usize]).collect();
+            if !empty.is_empty() {
+                return Err(PlanError::Unsplittable { shards, empty, compressed });
+            }
+        }
+        Ok(plan)
     }
 
     /// The plan of `output_folder` when there is one, else a new one for `files`, written there.
@@ -278,13 +386,69 @@ mod tests {
         assert!(err.to_string().contains("into 4 shards, not 8"), "{err}");
     }
 
+    fn gz(dir: &Path, name: &str, lines: usize) -> PathBuf {
+        use std::io::Write;
+        let p = dir.join(name);
+        let mut enc = flate2::write::GzEncoder::new(std::fs::File::create(&p).unwrap(), flate2::Compression::fast());
+        for i in 0..lines {
+            writeln!(enc, "{{\"id\":{i},\"t\":\"{}\"}}", "x".repeat(40)).unwrap();
+        }
+        enc.finish().unwrap();
+        p
+    }
+
     #[test]
     fn compressed_files_go_whole_to_one_shard() {
         let dir = tempfile::tempdir().unwrap();
-        let gz = dir.path().join("a.jsonl.gz");
-        std::fs::write(&gz, b"not really gzip but big enough").unwrap();
-        let plan = ShardPlan::build(&[gz], 3).unwrap();
-        assert_eq!(plan.files[0].pieces.len(), 1);
-        assert_eq!(plan.files[0].pieces[0].slice, Slice::Whole);
+        let a = dir.path().join("a.jsonl.gz");
+        let b = dir.path().join("b.jsonl.gz");
+        std::fs::write(&a, b"not really gzip but big enough").unwrap();
+        std::fs::write(&b, b"not really gzip but big enough").unwrap();
+        let plan = ShardPlan::build(&[a, b], 2).unwrap();
+        for f in &plan.files {
+            assert_eq!(f.pieces.len(), 1);
+            assert_eq!(f.pieces[0].slice, Slice::Whole);
+        }
+        assert_ne!(plan.files[0].pieces[0].shard, plan.files[1].pieces[0].shard);
+    }
+
+    #[test]
+    fn a_gz_weighs_what_it_decompresses_to() {
+        let dir = tempfile::tempdir().unwrap();
+        // 20,000 lines of ~55 bytes: ~1.1 MB plain, a few KB gzipped.
+        let packed = gz(dir.path(), "a.jsonl.gz", 20_000);
+        let plain_len = 20_000 * format!("{{\"id\":{},\"t\":\"{}\"}}\n", 10_000, "x".repeat(40)).len() as u64;
+        let isize = uncompressed_size(&packed).unwrap();
+        assert!(isize.abs_diff(plain_len) < plain_len / 10, "{isize} vs {plain_len}");
+        assert!(std::fs::metadata(&packed).unwrap().len() < isize / 10);
+        // Beside a plain file of about the same decompressed size, the two are one shard each
+        // (weighed compressed, the .gz would be a sliver of the plain file's shard).
+        let plain = jsonl(dir.path(), "b.jsonl", 20_000, 40);
+        let plan = ShardPlan::build(&[packed, plain], 2).unwrap();
+        assert_eq!(plan.files[0].pieces, vec![Piece { shard: 0, slice: Slice::Whole }]);
+        assert!(plan.files[1].pieces.iter().all(|p| p.shard == 1), "{:?}", plan.files[1].pieces);
+    }
+
+    #[test]
+    fn zstd_frame_content_size_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.jsonl.zst");
+        let body = "{\"id\":1}\n".repeat(10_000);
+        // One-shot compression records the content size in the frame header (as `zstd FILE` does).
+        std::fs::write(&p, zstd::bulk::compress(body.as_bytes(), 3).unwrap()).unwrap();
+        assert_eq!(uncompressed_size(&p), Some(body.len() as u64));
+    }
+
+    #[test]
+    fn one_compressed_file_over_several_shards_is_refused_with_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let packed = gz(dir.path(), "big.jsonl.gz", 1000);
+        let err = ShardPlan::build(std::slice::from_ref(&packed), 4).unwrap_err().to_string();
+        assert!(
+            err.contains("shard(s) 1, 2, 3") || err.contains("shard(s) 0, 1, 3") || err.contains("shard(s) 0, 2, 3") || err.contains("shard(s) 0, 1, 2"),
+            "{err}"
+        );
+        assert!(err.contains("big.jsonl.gz is compressed") && err.contains("gunzip -k"), "{err}");
+        assert!(ShardPlan::build(&[packed], 1).is_ok());
     }
 }

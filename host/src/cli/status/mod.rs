@@ -5,7 +5,7 @@
 //! shard (when its CLI is on PATH).
 
 mod folder;
-mod scheduler;
+pub(crate) mod scheduler;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -25,10 +25,62 @@ pub struct StatusArgs {
     /// the folder's run records when it can be).
     #[arg(value_name = "TASK_OR_FOLDER")]
     pub task: PathBuf,
+
+    /// Wait until the run is complete (every shard, or the unsharded run), checking every
+    /// --every seconds, then print its status and exit 0. What `submit --merge` puts before the
+    /// merge in a Kubernetes Job, which has no dependencies between Jobs. Stops with exit 2 on
+    /// a configuration error; bound it with the Job's deadline (or `timeout`).
+    #[arg(long)]
+    pub wait: bool,
+
+    /// With --wait: seconds between checks.
+    #[arg(long, value_name = "SECONDS", default_value_t = 15, requires = "wait")]
+    pub every: u64,
 }
 
 pub fn run(args: StatusArgs) -> ExitCode {
+    if args.wait {
+        if let Err(e) = wait_complete(&args) {
+            return exit_code(Err(e), false);
+        }
+    }
     exit_code(status(&args), false)
+}
+
+/// Polls `modelcall status` (a child process, its output dropped) until it exits 0. Exit 1 is
+/// "not complete yet"; anything else (a bad task, 2) is returned as the error.
+fn wait_complete(args: &StatusArgs) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().map_err(|e| anyhow::anyhow!("finding the modelcall binary: {e}"))?;
+    let started = std::time::Instant::now();
+    let mut said = false;
+    loop {
+        let out = std::process::Command::new(&exe)
+            .arg("status")
+            .arg(&args.task)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .map_err(|e| anyhow::anyhow!("running {} status: {e}", exe.display()))?;
+        match out.status.code() {
+            Some(0) => return Ok(()),
+            Some(1) => {
+                if !said || started.elapsed().as_secs() % 600 < args.every {
+                    let why = String::from_utf8_lossy(&out.stderr);
+                    eprintln!("waiting ({} s so far): {}", started.elapsed().as_secs(), why.trim().lines().last().unwrap_or("not complete"));
+                    said = true;
+                }
+            }
+            _ => return Err(BadConfig(String::from_utf8_lossy(&out.stderr).trim().trim_start_matches("error: ").to_string()).into()),
+        }
+        std::thread::sleep(std::time::Duration::from_secs(args.every.max(1)));
+    }
+}
+
+/// The shards Slurm or Kubernetes still has queued or running for `folder` (empty when no
+/// scheduler CLI answers): `submit --resume` leaves them alone.
+pub fn queued_shards(folder: &Path) -> std::collections::BTreeSet<u32> {
+    scheduler::ask(folder).map(|v| v.shards.into_iter().filter(|(_, s)| scheduler::under_way(s)).map(|(i, _)| i).collect()).unwrap_or_default()
 }
 
 /// Where a folder's inputs come from, when known.
@@ -116,7 +168,8 @@ fn folder_status(out: &Path, known: Option<Known>) -> anyhow::Result<Finish> {
                     }
                 }
             }
-            print_shards(&states, sched.as_ref());
+            let logs = scheduler::shard_logs(out);
+            print_shards(&states, sched.as_ref(), &logs);
             print_spent(&Spent::of(&all_records, None));
             let unfinished: Vec<String> = states.iter().filter(|s| !s.complete()).map(|s| format!("{} ({})", s.label(), s.state())).collect();
             if unfinished.is_empty() {
@@ -170,7 +223,7 @@ fn print_run(s: &ShardState) {
     print_failed(&s.units);
 }
 
-fn print_shards(states: &[ShardState], sched: Option<&scheduler::SchedulerView>) {
+fn print_shards(states: &[ShardState], sched: Option<&scheduler::SchedulerView>, logs: &std::collections::BTreeMap<u32, PathBuf>) {
     let with_sched = sched.is_some();
     print!("{:<8} {:<13} {:>10} {:>10} {:>10} {:>10}  {:<32}", "shard", "state", "done", "failed", "remaining", "total", "last progress");
     println!("{}", if with_sched { " scheduler" } else { "" });
@@ -188,6 +241,14 @@ fn print_shards(states: &[ShardState], sched: Option<&scheduler::SchedulerView>)
         println!("{}", if with_sched { format!(" {}", s.scheduler.as_deref().unwrap_or("-")) } else { String::new() });
         if let Some(h) = &s.holder {
             println!("         lock: {h}{}", s.heartbeat.map(|t| format!(", heartbeat {}", ago(t))).unwrap_or_default());
+        }
+        // A shard that ended without completing: where its log is, and what it last said.
+        let waiting = s.locked || s.scheduler.as_deref().is_some_and(scheduler::under_way);
+        if let (false, false, Some(log)) = (s.complete(), waiting, s.shard.and_then(|(i, _)| logs.get(&i))) {
+            println!("         log: {}", log.display());
+            if let Some(line) = scheduler::last_error_line(log) {
+                println!("         last error: {line}");
+            }
         }
     }
     let (done, failed) = states.iter().fold((0, 0), |(d, f), s| (d + s.done, f + s.failed));
@@ -217,6 +278,9 @@ fn print_shards(states: &[ShardState], sched: Option<&scheduler::SchedulerView>)
         match &v.note {
             Some(n) => println!("scheduler: {} ({n})", v.what),
             None => println!("scheduler: {}", v.what),
+        }
+        if let Some((id, state)) = &v.merge {
+            println!("merge job: {id} {state}");
         }
     }
 }

@@ -2,6 +2,12 @@
 //! with `.modelcall/submit/slurm.sbatch`, Kubernetes (`kubectl get pods`) for one with
 //! `.modelcall/submit/job.yaml`. Asked only when the CLI is on PATH, each call bounded by
 //! [`ASK_TIMEOUT`]; without the CLI nothing is said.
+//!
+//! Slurm names array tasks `JOBID_INDEX`; a run of more shards than the cluster's
+//! `MaxArraySize` is several arrays, each with an offset, recorded by `submit` in
+//! `.modelcall/submit/jobs.jsonl`: shard = index + the offset of its job (0 for a job not
+//! recorded there, e.g. an array submitted by hand). The same map finds each shard's logs
+//! (`logs/shard-JOBID_INDEX.err`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -19,6 +25,86 @@ pub struct SchedulerView {
     pub what: String,
     pub shards: BTreeMap<u32, String>,
     pub note: Option<String>,
+    /// The merge job submitted with `submit --merge`, and its state: `(job id, state)`.
+    pub merge: Option<(String, String)>,
+}
+
+/// A job `submit` recorded in `.modelcall/submit/jobs.jsonl`.
+#[derive(Debug, Clone, Default)]
+pub struct Job {
+    pub id: u64,
+    pub merge: bool,
+    /// Array task a of this job runs shard a + offset.
+    pub offset: u32,
+}
+
+/// The jobs `submit` recorded for `folder`, in submission order.
+pub fn jobs(folder: &Path) -> Vec<Job> {
+    let path = folder.join(".modelcall").join("submit").join("jobs.jsonl");
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| Some(Job { id: v["job"].as_str()?.parse().ok()?, merge: v["kind"] == "merge", offset: v["offset"].as_u64().unwrap_or(0) as u32 }))
+        .collect()
+}
+
+/// The offset of each recorded array job.
+fn offsets(folder: &Path) -> BTreeMap<u64, u32> {
+    jobs(folder).into_iter().filter(|j| !j.merge).map(|j| (j.id, j.offset)).collect()
+}
+
+/// A Slurm or Kubernetes state in which the shard is still to run or running.
+pub fn under_way(state: &str) -> bool {
+    let word = state.split_whitespace().next().unwrap_or("");
+    matches!(
+        word,
+        "PENDING" | "RUNNING" | "CONFIGURING" | "COMPLETING" | "REQUEUED" | "REQUEUE_HOLD" | "REQUEUE_FED" | "RESIZING" | "SUSPENDED" | "Pending" | "Running"
+    )
+}
+
+/// The newest log of each shard in `folder`'s log folder: `shard-JOBID_INDEX.err` (mapped to
+/// shards by [`jobs`]) or `shard-INDEX.err` (scripts written before job ids were in the names).
+pub fn shard_logs(folder: &Path) -> BTreeMap<u32, std::path::PathBuf> {
+    let offsets = offsets(folder);
+    let mut best: BTreeMap<u32, (u64, std::path::PathBuf)> = BTreeMap::new();
+    let dir = folder.join(".modelcall").join("logs");
+    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(stem) = name.strip_prefix("shard-").and_then(|n| n.strip_suffix(".err")) else { continue };
+        let (job, shard) = match stem.split_once('_') {
+            Some((job, index)) => {
+                let (Ok(job), Ok(index)) = (job.parse::<u64>(), index.parse::<u32>()) else { continue };
+                (job, index + offsets.get(&job).copied().unwrap_or(0))
+            }
+            None => match stem.parse::<u32>() {
+                Ok(i) => (0, i),
+                Err(_) => continue,
+            },
+        };
+        if best.get(&shard).is_none_or(|(j, _)| *j <= job) {
+            best.insert(shard, (job, entry.path()));
+        }
+    }
+    best.into_iter().map(|(i, (_, p))| (i, p)).collect()
+}
+
+/// The last line of a log that says what went wrong: the last line naming an error (or a
+/// cancellation, a time limit, a kill), else its last non-empty line.
+pub fn last_error_line(log: &Path) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(log).ok()?;
+    let len = file.metadata().ok()?.len();
+    // The tail is enough, and a log of many runs appended stays cheap to read.
+    file.seek(SeekFrom::Start(len.saturating_sub(64 * 1024))).ok()?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).ok()?;
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let telling = |l: &&&str| {
+        let lower = l.to_lowercase();
+        ["error", "cancelled", "due to time limit", "killed", "panicked", "oom"].iter().any(|w| lower.contains(w))
+    };
+    lines.iter().rev().find(telling).or(lines.last()).map(|l| l.chars().take(300).collect())
 }
 
 /// The scheduler's view of the shards of `folder`, when it was submitted there and the CLI is present.
@@ -27,17 +113,19 @@ pub fn ask(folder: &Path) -> Option<SchedulerView> {
     if let Ok(script) = std::fs::read_to_string(submit.join("slurm.sbatch")) {
         let name = script.lines().find_map(|l| l.trim().strip_prefix("#SBATCH --job-name="))?.trim().to_string();
         let since = std::fs::metadata(submit.join("slurm.sbatch")).and_then(|m| m.modified()).ok();
-        return slurm(&name, since);
+        return slurm(folder, &name, since);
     }
     if let Ok(text) = std::fs::read_to_string(submit.join("job.yaml")) {
-        let job: Value = serde_yaml::from_str(&text).ok()?;
+        // The shards' Job is the first document (a merge Job may follow it).
+        use serde::Deserialize;
+        let job = Value::deserialize(serde_yaml::Deserializer::from_str(&text).next()?).ok()?;
         let name = job["metadata"]["name"].as_str()?.to_string();
         return kubernetes(&name, job["metadata"]["namespace"].as_str());
     }
     None
 }
 
-fn slurm(name: &str, since: Option<std::time::SystemTime>) -> Option<SchedulerView> {
+fn slurm(folder: &Path, name: &str, since: Option<std::time::SystemTime>) -> Option<SchedulerView> {
     let squeue = super::super::submit::find_on_path("squeue");
     let sacct = super::super::submit::find_on_path("sacct");
     if squeue.is_none() && sacct.is_none() {
@@ -45,6 +133,9 @@ fn slurm(name: &str, since: Option<std::time::SystemTime>) -> Option<SchedulerVi
     }
     let mut view = SchedulerView { what: format!("slurm job {name}"), ..Default::default() };
     let mut notes = Vec::new();
+    let offsets = offsets(folder);
+    let merge_job = jobs(folder).into_iter().filter(|j| j.merge).last();
+    let mut merge_state: Option<String> = None;
     // sacct first (finished and running array tasks since the script was written), then squeue
     // (live ones, newest word): later lines win.
     if let Some(sacct) = sacct {
@@ -52,30 +143,60 @@ fn slurm(name: &str, since: Option<std::time::SystemTime>) -> Option<SchedulerVi
         let name_arg = format!("--name={name}");
         let start_arg = format!("--starttime={start}");
         match run_bounded(&sacct, &["--noheader", "--parsable2", "--allocations", &name_arg, &start_arg, "--format=JobID,State"]) {
-            Ok(out) => slurm_lines(&out, &mut view.shards),
+            Ok(out) => slurm_lines(&out, &offsets, &mut view.shards),
             Err(e) => notes.push(format!("sacct: {e}")),
+        }
+        if let Some(m) = &merge_job {
+            let id = m.id.to_string();
+            if let Ok(out) = run_bounded(&sacct, &["--noheader", "--parsable2", "--allocations", "-j", &id, "--format=State"]) {
+                merge_state = out.lines().next().map(|l| l.trim().to_string()).filter(|s| !s.is_empty());
+            }
         }
     }
     if let Some(squeue) = squeue {
         let name_arg = format!("--name={name}");
-        match run_bounded(&squeue, &["--noheader", &name_arg, "--format=%i|%T"]) {
-            Ok(out) => slurm_lines(&out, &mut view.shards),
+        // `%r`: why a task waits (Resources, Priority, Dependency, JobArrayTaskLimit …).
+        match run_bounded(&squeue, &["--noheader", &name_arg, "--format=%i|%T|%r"]) {
+            Ok(out) => slurm_lines(&out, &offsets, &mut view.shards),
             Err(e) => notes.push(format!("squeue: {e}")),
         }
+        if let Some(m) = &merge_job {
+            let id = m.id.to_string();
+            if let Ok(out) = run_bounded(&squeue, &["--noheader", "-j", &id, "--format=%T|%r"]) {
+                if let Some(line) = out.lines().next().filter(|l| !l.trim().is_empty()) {
+                    merge_state = Some(state_with_reason(line));
+                }
+            }
+        }
+    }
+    if let Some(m) = merge_job {
+        view.merge = Some((m.id.to_string(), merge_state.unwrap_or_else(|| "not known to Slurm".into())));
     }
     view.note = (!notes.is_empty()).then(|| notes.join("; "));
     Some(view)
 }
 
-/// `JOBID_INDEX|STATE` or `JOBID_[a-b,c%p]|STATE` lines into states per array index.
-fn slurm_lines(out: &str, shards: &mut BTreeMap<u32, String>) {
+/// `PENDING|Dependency` → `PENDING (Dependency)`; `RUNNING|None` → `RUNNING`.
+fn state_with_reason(fields: &str) -> String {
+    let mut parts = fields.trim().split('|');
+    let state = parts.next().unwrap_or("").split_whitespace().next().unwrap_or("").to_string();
+    match parts.next().map(str::trim) {
+        Some(r) if !r.is_empty() && r != "None" => format!("{state} ({r})"),
+        _ => state,
+    }
+}
+
+/// `JOBID_INDEX|STATE[|REASON]` or `JOBID_[a-b,c%p]|STATE[|REASON]` lines into states per
+/// shard (array index + the job's offset).
+fn slurm_lines(out: &str, offsets: &BTreeMap<u64, u32>, shards: &mut BTreeMap<u32, String>) {
     let mut lines: Vec<(u64, Vec<u32>, String)> = Vec::new();
     for line in out.lines() {
         let Some((id, state)) = line.trim().split_once('|') else { continue };
         let Some((job, index)) = id.split_once('_') else { continue };
         let job: u64 = job.parse().unwrap_or(0);
-        let state = state.split_whitespace().next().unwrap_or("").to_string();
-        lines.push((job, array_indices(index), state));
+        let offset = offsets.get(&job).copied().unwrap_or(0);
+        let indices = array_indices(index).into_iter().map(|i| i + offset).collect();
+        lines.push((job, indices, state_with_reason(state)));
     }
     // The newest job (a resubmitted shard) has the last word.
     lines.sort_by_key(|l| l.0);
@@ -172,10 +293,13 @@ mod tests {
     #[test]
     fn array_lines() {
         let mut shards = BTreeMap::new();
-        slurm_lines("12_0|COMPLETED\n12_1|CANCELLED by 0\n12_[2-3%2]|PENDING\n15_1|RUNNING\n", &mut shards);
+        let offsets = BTreeMap::from([(16, 1001)]);
+        slurm_lines("12_0|COMPLETED\n12_1|CANCELLED by 0\n12_[2-3%2]|PENDING|JobArrayTaskLimit\n15_1|RUNNING|None\n16_4|FAILED\n", &offsets, &mut shards);
         assert_eq!(shards.get(&0).map(String::as_str), Some("COMPLETED"));
         assert_eq!(shards.get(&1).map(String::as_str), Some("RUNNING"));
-        assert_eq!(shards.get(&3).map(String::as_str), Some("PENDING"));
+        assert_eq!(shards.get(&3).map(String::as_str), Some("PENDING (JobArrayTaskLimit)"));
+        assert_eq!(shards.get(&1005).map(String::as_str), Some("FAILED"));
+        assert_eq!(shards.get(&4), None);
         assert_eq!(array_indices("[0-2,5]"), vec![0, 1, 2, 5]);
     }
 }

@@ -13,6 +13,11 @@
 //! holding the key itself is refused. The pods run as a non-root user with a read-only root
 //! filesystem (an `emptyDir` at /tmp), no privilege escalation and no capabilities; an index
 //! whose run exits 2 (a configuration error) fails without retries (`podFailurePolicy`).
+//!
+//! With `--merge` a second Job follows in the same file: Kubernetes has no dependency between
+//! Jobs, so its pod first waits for the shards (`modelcall status TASK --wait`, an init
+//! container, bounded by the Job's deadline) and then runs `modelcall merge TASK`. It gets no
+//! key: neither command sends anything.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -46,12 +51,20 @@ pub(super) fn submit(args: &SubmitArgs, target: &Target, loaded: &Loaded) -> any
     let keys = key_env(args, loaded)?;
     let (name, job) = job(args, target, &keys)?;
     check_shared(args, target, loaded, &keys)?;
-    let yaml = format!(
+    let mut yaml = format!(
         "# Written by `modelcall submit`: task {task}, {n} shards, one per completion index.\n{body}",
         task = target.task_name,
         n = target.shards,
         body = serde_yaml::to_string(&job)?
     );
+    let merge_name = match args.merge {
+        true => {
+            let (merge_name, merge) = merge_job(&job, &name)?;
+            yaml += &format!("---\n# The merge: waits until every shard is complete, then merges them.\n{}", serde_yaml::to_string(&merge)?);
+            Some(merge_name)
+        }
+        false => None,
+    };
     if args.dry_run {
         if args.image.is_none() {
             eprintln!("note: no --image given; the Job shows the placeholder `{IMAGE_PLACEHOLDER}`");
@@ -75,8 +88,57 @@ pub(super) fn submit(args: &SubmitArgs, target: &Target, loaded: &Loaded) -> any
         p = target.parallel,
         task = args.task.display()
     );
+    if let Some(m) = merge_name {
+        println!("submitted Kubernetes Job {m}: it waits for every shard (modelcall status --wait), then runs modelcall merge; follow it with: kubectl logs job/{m} --all-containers");
+    }
     println!("Job file: {}", path.display());
     Ok(())
+}
+
+/// The merge Job, made from the shards' Job (same image, volume, security and folder): one pod
+/// whose init container waits for the shards and whose container merges them.
+fn merge_job(shards_job: &Value, name: &str) -> Result<(String, Value), BadConfig> {
+    let mut merge_name = format!("{name}-merge");
+    if merge_name.len() > 63 {
+        merge_name = format!("{}-merge", &name[..57].trim_end_matches('-'));
+    }
+    let spec = &shards_job["spec"];
+    let mut pod = spec["template"]["spec"].clone();
+    let mut container = pod["containers"][0].clone();
+    let command: Vec<String> = container["command"].as_array().map(|c| c.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()).unwrap_or_default();
+    let task = command.get(2).cloned().ok_or_else(|| BadConfig("the shards' Job has no task in its command".into()))?;
+    // No key and no shard count: status and merge send nothing and read the plan.
+    let env: Vec<Value> = container["env"]
+        .as_array()
+        .map(|e| e.iter().filter(|v| v.get("valueFrom").is_none() && v["name"] != "MODELCALL_SHARD_COUNT").cloned().collect())
+        .unwrap_or_default();
+    container["env"] = json!(env);
+    let mut wait = container.clone();
+    wait["name"] = json!("wait-for-shards");
+    wait["command"] = json!(["modelcall", "status", task, "--wait"]);
+    container["command"] = json!(["modelcall", "merge", task]);
+    // Merging reads and writes every shard's files once: the shards' resources are ample.
+    pod["initContainers"] = json!([wait]);
+    pod["containers"] = json!([container]);
+    let labels = json!({ "app.kubernetes.io/name": "modelcall", "app.kubernetes.io/instance": merge_name });
+    let mut metadata = json!({ "name": merge_name, "labels": labels });
+    if let Some(ns) = shards_job["metadata"].get("namespace") {
+        metadata["namespace"] = ns.clone();
+    }
+    let job = json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": metadata,
+        "spec": {
+            "completions": 1,
+            "parallelism": 1,
+            "backoffLimit": 1,
+            "activeDeadlineSeconds": spec["activeDeadlineSeconds"],
+            "ttlSecondsAfterFinished": spec["ttlSecondsAfterFinished"],
+            "template": { "metadata": { "labels": labels }, "spec": pod },
+        },
+    });
+    Ok((merge_name, job))
 }
 
 /// Where a model config takes its API key from.

@@ -45,6 +45,17 @@ pub struct SubmitArgs {
     #[arg(long)]
     pub dry_run: bool,
 
+    /// Also submit the merge: a Slurm job that runs `modelcall merge` once every array task
+    /// ended well (`--dependency=afterok`), or a Kubernetes Job that waits for the shards
+    /// (`modelcall status --wait`) and then merges. One command then runs the whole task.
+    #[arg(long)]
+    pub merge: bool,
+
+    /// Submit only the shards that have not completed, as the output folder's shard plan and
+    /// journals tell (Slurm; shards still running or queued are left alone).
+    #[arg(long)]
+    pub resume: bool,
+
     /// CPUs per shard (Slurm `--cpus-per-task`; Kubernetes cpu request and limit).
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub cpus_per_task: u32,
@@ -164,10 +175,85 @@ pub fn run(args: SubmitArgs) -> ExitCode {
 fn submit(args: &SubmitArgs) -> anyhow::Result<()> {
     check_scheduler_options(args)?;
     let (target, loaded) = resolve(args)?;
+    check_plan(&target, &loaded)?;
     match args.scheduler {
-        Scheduler::Slurm => slurm::submit(args, &target),
+        Scheduler::Slurm => {
+            let shards = match args.resume {
+                true => unfinished(&target, &loaded)?,
+                false => (0..target.shards).collect(),
+            };
+            slurm::submit(args, &target, &shards)
+        }
+        Scheduler::K8s if args.resume => Err(BadConfig(
+            "--resume is a Slurm option: a Kubernetes Indexed Job runs every index; apply the same Job again (`kubectl delete job NAME`, then `modelcall submit` without --resume): the completed shards find their work done and exit at once"
+                .into(),
+        )
+        .into()),
         Scheduler::K8s => k8s::submit(args, &target, &loaded),
     }
+}
+
+/// The shard plan the shards will make, made here first, so a split every shard would refuse
+/// (one compressed file over several shards) is refused before N jobs are queued. Inputs that
+/// do not exist yet (a preprocess stage writes them) are left to the shards.
+fn check_plan(target: &Target, loaded: &Loaded) -> Result<(), BadConfig> {
+    if target.shards < 2 || modelcall_io::ShardPlan::load(&target.output).ok().flatten().is_some() {
+        return Ok(());
+    }
+    let Ok(outputs) = crate::tasks::shards::RecordOutputs::of(&loaded.task, &loaded.plan) else { return Ok(()) };
+    if outputs.inputs.is_empty() || !outputs.inputs.iter().all(|p| p.is_file()) {
+        return Ok(());
+    }
+    match modelcall_io::ShardPlan::build(&outputs.inputs, target.shards) {
+        Err(e @ modelcall_io::PlanError::Unsplittable { .. }) => Err(BadConfig(format!("--shards {}: {e}", target.shards))),
+        _ => Ok(()),
+    }
+}
+
+/// The shards `--resume` submits: every shard not completed, except those still running (a
+/// live lock) or waiting in Slurm's queue.
+fn unfinished(target: &Target, loaded: &Loaded) -> anyhow::Result<Vec<u32>> {
+    use crate::tasks::shards::{RecordOutputs, MERGED_MARKER};
+    if matches!(loaded.plan.stages, Stages::Batch(_)) {
+        return Err(BadConfig(
+            "--resume reads one output folder's shards; a batch task has one folder per model: submit it again without --resume (completed shards exit at once)".into(),
+        )
+        .into());
+    }
+    if target.output.join(".modelcall").join(MERGED_MARKER).exists() {
+        return Err(BadConfig(format!(
+            "the shards of {} are merged already (.modelcall/merged.json); run the task without --shard to send what is missing (modelcall run-task TASK)",
+            target.output.display()
+        ))
+        .into());
+    }
+    let outputs = RecordOutputs::of(&loaded.task, &loaded.plan)?;
+    let Some(plan) = modelcall_io::ShardPlan::load(&target.output).map_err(|e| BadConfig(e.to_string()))? else {
+        eprintln!("note: no shard has started in {} yet (no .modelcall/shards.json): submitting all {} shards", target.output.display(), target.shards);
+        return Ok((0..target.shards).collect());
+    };
+    let states = super::status::shard_states(&outputs, &plan);
+    let queued = super::status::queued_shards(&target.output);
+    let (mut todo, mut done, mut busy) = (Vec::new(), 0u32, Vec::new());
+    for s in &states {
+        let Some((i, _)) = s.shard else { continue };
+        if s.complete() {
+            done += 1;
+        } else if (s.locked && !s.heartbeat_lost()) || queued.contains(&i) {
+            busy.push(i);
+        } else {
+            todo.push(i);
+        }
+    }
+    if !busy.is_empty() {
+        eprintln!("note: shard(s) {} are running or queued; left alone", slurm::ranges(&busy));
+    }
+    if todo.is_empty() {
+        println!("every shard is completed or under way ({done} completed): nothing to resubmit");
+    } else {
+        println!("resuming {} unfinished shard(s) of {}: {} ({done} completed)", todo.len(), target.shards, slurm::ranges(&todo));
+    }
+    Ok(todo)
 }
 
 /// Options of the other scheduler are refused rather than silently ignored.
