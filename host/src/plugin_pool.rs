@@ -10,6 +10,28 @@ use std::thread;
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
+/// A plugin that failed to load, as the message a user fixes it from. A config the plugin's
+/// schema rejects gives one line per violation at its key in `file` (`file:line:col: `key`:
+/// expected integer, got string`): `prefix` is where the plugin's config block sits in it
+/// (`["plugins", "judge", "config"]` in a task file, empty for a `--config` file, `None` when
+/// the config was not written in `file`, e.g. a built-in configured from the prompt file).
+pub fn load_error_message(e: &modelcall_plugin_host::LoadError, file: &std::path::Path, prefix: Option<&[&str]>) -> Option<String> {
+    let modelcall_plugin_host::LoadError::ConfigSchema { plugin, violations, .. } = e else { return None };
+    let pairs: Vec<(Vec<String>, String)> = violations.iter().map(|v| (v.path.clone(), v.message.clone())).collect();
+    let lines: Vec<String> = match prefix {
+        Some(prefix) => {
+            let mut placed = modelcall_config::plugin_config::place_config_errors(file, prefix, &pairs);
+            placed.sort_by_key(|e| (e.line.is_none(), e.line, e.column));
+            placed.iter().map(ToString::to_string).collect()
+        }
+        None => violations.iter().map(|v| format!("{}: {v}", file.display())).collect(),
+    };
+    Some(format!(
+        "plugin {plugin}: the config does not match the config schema the plugin publishes (`modelcall plugin check` prints it):\n{}",
+        lines.join("\n")
+    ))
+}
+
 /// Runs closures on `threads` dedicated OS threads and hands results back to async code.
 #[derive(Clone)]
 pub struct PluginPool {

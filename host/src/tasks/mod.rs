@@ -137,7 +137,13 @@ pub fn load_plugin(runtime: &PluginRuntime, run: &TaskRun<'_>, r: &PluginRef) ->
     spec.config = r.config.clone();
     spec.limits = limits;
     spec.task_name = run.plan.task_name.clone();
-    let plugin = runtime.load(spec).map_err(|e| BadConfig(format!("{file}: `{}` ({}): {e}", r.slot, r.role)))?;
+    let block: Option<Vec<&str>> = r.slot.strip_prefix("plugins.").map(|name| vec!["plugins", name, "config"]);
+    let plugin = runtime.load(spec).map_err(|e| {
+        BadConfig(
+            crate::plugin_pool::load_error_message(&e, &run.task.source_path, block.as_deref())
+                .unwrap_or_else(|| format!("{file}: `{}` ({}): {e}", r.slot, r.role)),
+        )
+    })?;
     match &r.sha256 {
         Some(pinned) if !pinned.eq_ignore_ascii_case(&plugin.info().sha256) => Err(BadConfig(format!(
             "{file}: `{}.sha256` pins {pinned}, but {} has sha256 {}; update the pin if the new build is trusted",

@@ -67,6 +67,13 @@ impl ItemError {
     pub fn at(error: Error, location: impl Into<String>) -> Self {
         ItemError { error, location: Some(location.into()) }
     }
+
+    /// `error` at line `line` (1-based) of the input file: the location `line N`, which the
+    /// host also puts in the error row's `line` (a location such as `data.csv line 12` or
+    /// `data.csv:12` does too).
+    pub fn at_line(error: Error, line: usize) -> Self {
+        ItemError::at(error, format!("line {line}"))
+    }
 }
 
 impl From<Error> for ItemError {

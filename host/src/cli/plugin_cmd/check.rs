@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use anyhow::bail;
-use modelcall_plugin_host::{PluginRuntime, PluginSource, PluginSpec, Role};
+use modelcall_plugin_host::{LoadError, PluginRuntime, PluginSource, PluginSpec, Role};
 use serde_json::Value;
 
 use super::read_config;
@@ -30,7 +30,7 @@ pub(super) fn check(plugin: &str, role: Option<Role>, config: Option<&Path>) -> 
     spec.config = read_config(config)?;
     let loaded = match rt.load(spec) {
         Ok(p) => p,
-        Err(e @ modelcall_plugin_host::LoadError::InvalidConfig { .. }) if config.is_none() => {
+        Err(e @ (LoadError::InvalidConfig { .. } | LoadError::ConfigSchema { .. })) if config.is_none() => {
             // Without a config, what can be checked without `init` still is.
             println!("plugin:      {}", summary.source);
             println!("sha256:      {}", summary.sha256);
@@ -38,16 +38,26 @@ pub(super) fn check(plugin: &str, role: Option<Role>, config: Option<&Path>) -> 
             println!("wit version: {}", summary.wit_version.as_deref().unwrap_or("none"));
             println!("imports:     {}", summary.imports.join(", "));
             println!("exports:     {}", summary.exports.join(", "));
-            let (e, schema) = split_schema(&e.to_string());
+            let (e, schema) = match &e {
+                LoadError::ConfigSchema { schema, .. } => (e.to_string(), Some(schema.clone())),
+                _ => split_schema(&e.to_string()),
+            };
             println!("ok: loads as {role}; init skipped: it needs a config (pass one with --config cfg.yaml): {e}");
             print_schema(schema.as_deref());
             return Ok(());
         }
-        Err(e @ modelcall_plugin_host::LoadError::InvalidConfig { .. }) => {
-            // The schema, next to the error, so the config can be fixed from this output.
+        Err(e @ LoadError::ConfigSchema { .. }) => {
+            // The schema, next to the error, so the config can be fixed from this output; each
+            // violation at its line in the config file.
+            let LoadError::ConfigSchema { schema, .. } = &e else { unreachable!() };
+            print_schema(Some(schema));
+            let file = config.expect("a config file was given");
+            bail!("{}", crate::plugin_pool::load_error_message(&e, file, Some(&[])).unwrap_or_else(|| e.to_string()));
+        }
+        Err(e @ LoadError::InvalidConfig { .. }) => {
             let (e, schema) = split_schema(&e.to_string());
             print_schema(schema.as_deref());
-            bail!("{e}");
+            bail!("{}: {e}", config.expect("a config file was given").display());
         }
         Err(e) => return Err(e.into()),
     };

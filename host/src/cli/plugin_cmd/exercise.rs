@@ -40,7 +40,16 @@ fn keep_json(id: &str, items: &[Result<String, ItemError>]) -> Value {
     let errors: Vec<Value> = items
         .iter()
         .enumerate()
-        .filter_map(|(item, r)| r.as_ref().err().map(|e| json!({"item": item, "cause": e.kind.cause(), "message": e.message, "location": e.location})))
+        .filter_map(|(item, r)| {
+            r.as_ref().err().map(|e| {
+                let mut v = json!({"item": item, "cause": e.kind.cause(), "message": e.message, "location": e.location});
+                // The source line the location names, as a task's error row shows it.
+                if let Some(line) = e.line() {
+                    v["line"] = json!(line);
+                }
+                v
+            })
+        })
         .collect();
     if !errors.is_empty() {
         v["item_errors"] = json!(errors);
@@ -48,9 +57,23 @@ fn keep_json(id: &str, items: &[Result<String, ItemError>]) -> Value {
     v
 }
 
-/// One call on one record; returns the JSON line and the fatal error, if any.
-/// Returns the JSON line, the fatal error if any, and the call's duration in ns.
+/// What the plugin printed during a call (stdout and stderr), as the `output` of its line; a
+/// trap's line already quotes it as `stderr`.
+fn add_output(v: &mut Value, output: &str) {
+    if !output.is_empty() && v.get("stderr").is_none() {
+        v["output"] = json!(output);
+    }
+}
+
+/// One call on one record: the JSON line (with what the plugin printed), the fatal error if
+/// any, and the call's duration in ns.
 fn call_one(plugin: &Plugin, role: Role, id: &str, line: &str, rec: &Value, completion_field: &str) -> (Value, Option<CallError>, u64) {
+    let ((mut v, err, ns), output) = modelcall_plugin_host::capture_output(|| call_one_quiet(plugin, role, id, line, rec, completion_field));
+    add_output(&mut v, &output);
+    (v, err, ns)
+}
+
+fn call_one_quiet(plugin: &Plugin, role: Role, id: &str, line: &str, rec: &Value, completion_field: &str) -> (Value, Option<CallError>, u64) {
     let (mut v, stats, err) = match role {
         Role::Preprocessor => {
             let (r, s) = plugin.preprocess_with_stats(id, 1, PreprocessInput::Record(line.to_string()));
@@ -129,7 +152,8 @@ pub(super) fn run_files(plugin: &Plugin, dir: &Path, out: &mut impl Write) -> an
     for path in files {
         let rel = path.strip_prefix(dir).unwrap_or(&path).to_string_lossy().replace('\\', "/");
         let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        let (r, s) = plugin.preprocess_with_stats(&rel, 1, PreprocessInput::File { path: rel.clone(), bytes });
+        let ((r, s), output) =
+            modelcall_plugin_host::capture_output(|| plugin.preprocess_with_stats(&rel, 1, PreprocessInput::File { path: rel.clone(), bytes }));
         let (mut v, fatal) = match r {
             Ok(PreprocessOutcome::Keep(items)) => (keep_json(&rel, &items), None),
             Ok(PreprocessOutcome::Skip(reason)) => (json!({"record_id": rel, "outcome": "skip", "reason": reason}), None),
@@ -137,6 +161,7 @@ pub(super) fn run_files(plugin: &Plugin, dir: &Path, out: &mut impl Write) -> an
         };
         v["elapsed_us"] = json!(s.elapsed_us);
         v["fuel"] = json!(s.fuel);
+        add_output(&mut v, &output);
         writeln!(out, "{v}")?;
         if fatal.is_some() {
             return Ok(fatal);
