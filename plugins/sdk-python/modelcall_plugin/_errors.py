@@ -22,6 +22,11 @@ class PluginError(Exception):
         self.location = str(location)
         return self
 
+    def at_line(self, line: int) -> "PluginError":
+        """`at("line N")`: an item found at line `line` (1-based) of the input file; the host puts
+        the number in the error row's `line` (`Keep(a, InvalidInput("3 fields, not 4").at_line(7))`)."""
+        return self.at(f"line {int(line)}")
+
 
 class InvalidInput(PluginError):
     """This record cannot be handled: it goes to the error output, the run goes on."""

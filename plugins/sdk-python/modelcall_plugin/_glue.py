@@ -62,6 +62,88 @@ def _error_text(exc: BaseException) -> str:
     return describe_exception(exc)
 
 
+#: What precedes the config schema in an invalid-config message (as the Rust SDK writes it):
+#: the host reads the schema there and reports each violation at its line of the YAML.
+SCHEMA_MARK = "config schema: "
+
+_JSON_TYPES = {
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "string": lambda v: isinstance(v, str),
+    "boolean": lambda v: isinstance(v, bool),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool) or isinstance(v, float) and v.is_integer(),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "null": lambda v: v is None,
+}
+
+
+def _type_name(v) -> str:
+    for name in ("null", "boolean", "integer", "number", "string", "array", "object"):
+        if _JSON_TYPES[name](v):
+            return name
+    return type(v).__name__
+
+
+def config_problems(config, schema) -> list:
+    """What in `config` breaks the plugin's `config_schema`, for the keywords a config schema
+    uses: `type`, `properties`, `required`, `additionalProperties` (`False`: unknown keys are
+    refused, as serde's `deny_unknown_fields` does in the Rust SDK), `items`, `enum`.
+    Each problem names its dotted key (`max`, `checks.score.min`)."""
+    problems = []
+
+    def walk(value, sch, path):
+        if not isinstance(sch, dict):
+            return
+        where = path or "config"
+        expected = sch.get("type")
+        if expected is not None:
+            names = expected if isinstance(expected, list) else [expected]
+            if not any(_JSON_TYPES.get(n, lambda v: True)(value) for n in names):
+                problems.append(f"`{where}`: expected {' or '.join(names)}, got {_type_name(value)}")
+                return
+        if "enum" in sch and isinstance(sch["enum"], list) and value not in sch["enum"]:
+            problems.append(f"`{where}`: {json.dumps(value)} is not one of {json.dumps(sch['enum'])}")
+        if isinstance(value, dict):
+            props = sch.get("properties") if isinstance(sch.get("properties"), dict) else {}
+            for name in sch.get("required") or []:
+                if name not in value:
+                    problems.append(f"`{where}`: missing required key `{name}`")
+            extra = sch.get("additionalProperties", True)
+            for key, v in value.items():
+                sub = f"{path}.{key}" if path else str(key)
+                if key in props:
+                    walk(v, props[key], sub)
+                elif extra is False:
+                    allowed = ", ".join(props) if props else "no other keys"
+                    problems.append(f"`{sub}`: unknown key; the schema allows: {allowed}")
+                elif isinstance(extra, dict):
+                    walk(v, extra, sub)
+        elif isinstance(value, list) and isinstance(sch.get("items"), dict):
+            for i, item in enumerate(value):
+                walk(item, sch["items"], f"{where}.{i}")
+
+    walk(config, schema, "")
+    return problems
+
+
+def _with_schema(exc: BaseException, schema) -> BaseException:
+    """An invalid-config error with the plugin's schema after a line `config schema: `."""
+    if schema is not None and isinstance(exc, InvalidConfig) and SCHEMA_MARK not in exc.message:
+        text = schema if isinstance(schema, str) else _dumps(schema)
+        exc.message = f"{exc.message}\n{SCHEMA_MARK}{text}"
+    return exc
+
+
+def flush_output():
+    """Pushes what the plugin printed to the host, which shows it with the call (`plugin run`,
+    the run's log at debug): a component's stdout is not a terminal, so Python buffers it."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:  # a closed or replaced stream must not fail the call
+            pass
+
+
 def _kind_of(exc: BaseException) -> str:
     return exc.kind if isinstance(exc, PluginError) else "internal"
 
@@ -110,22 +192,32 @@ def _make_export(cls, base):
             raise plugin_error(e)
         finally:
             c._release()
+            flush_output()
 
     def init(self, config: str):
         try:
             cfg = json.loads(config) if config.strip() else {}
         except ValueError as e:
             raise Err(wt.PluginError(kind=wt.ErrorKind.INVALID_CONFIG, message=f"config is not JSON: {e}"))
+        schema = cls.config_schema
         try:
+            # The published schema holds before the plugin sees its config: unknown keys (when
+            # the schema forbids them), wrong types and missing keys are refused, as the Rust
+            # SDK's serde does.
+            parsed = json.loads(schema) if isinstance(schema, str) else schema
+            problems = config_problems(cfg, parsed) if isinstance(parsed, dict) else []
+            if problems:
+                raise InvalidConfig("config: " + "; ".join(problems))
             instance = cls(cfg)
-            schema = cls.config_schema
             info = wt.PluginInfo(
                 name=str(cls.name or cls.__name__),
                 version=str(cls.version),
                 config_schema=None if schema is None else (schema if isinstance(schema, str) else _dumps(schema)),
             )
         except BaseException as e:
-            raise plugin_error(e)
+            raise plugin_error(_with_schema(e, schema))
+        finally:
+            flush_output()
         _instances[base] = instance
         return info
 
@@ -235,6 +327,7 @@ def _make_export(cls, base):
                 raise Err(wsp.ParseError_Failed(value=plugin_error(e).value))
             finally:
                 c._release()
+                flush_output()
 
         methods = {"init": init, "parse": parse}
 

@@ -133,6 +133,62 @@ class GlueTest(unittest.TestCase):
         self.assertEqual(e.exception.value.value.kind, wt.ErrorKind.INVALID_INPUT)
         self.assertIn("record is not JSON", e.exception.value.value.message)
 
+    def test_config_is_held_to_its_schema(self):
+        mp = fresh_sdk("score-parser-plugin")
+        if mp is None:
+            self.skipTest("componentize-py not installed")
+        from componentize_py_types import Err
+        from wit_world.imports import types as wt
+
+        schema = {
+            "type": "object",
+            "properties": {"key": {"type": "string"}, "max": {"type": "integer"}, "tags": {"type": "array", "items": {"type": "string"}}},
+            "additionalProperties": False,
+        }
+        seen = []
+
+        class Judge(mp.ScoreParser):
+            config_schema = schema
+
+            def __init__(self, config):
+                seen.append(config)
+
+            def parse(self, ctx, record, completion):
+                return mp.Score(1)
+
+        export = self.register(mp, Judge)["ScoreParser"]()
+        export.init('{"key": "s", "max": 3, "tags": ["a"]}')
+        self.assertEqual(len(seen), 1)
+        for config, problem in [
+            ('{"kye": "s"}', "`kye`: unknown key; the schema allows: key, max, tags"),
+            ('{"max": "five"}', "`max`: expected integer, got string"),
+            ('{"max": true}', "`max`: expected integer, got boolean"),
+            ('{"tags": ["a", 3]}', "`tags.1`: expected string, got integer"),
+        ]:
+            with self.assertRaises(Err) as e:
+                export.init(config)
+            err = e.exception.value
+            self.assertEqual(err.kind, wt.ErrorKind.INVALID_CONFIG, config)
+            self.assertIn(problem, err.message)
+            # The schema follows, for the host to place each violation in the YAML.
+            first, mark, rest = err.message.partition("\nconfig schema: ")
+            self.assertEqual(json.loads(rest), schema, err.message)
+        self.assertEqual(len(seen), 1, "__init__ never sees a config its schema refuses")
+
+        # Without a schema (or one allowing extra keys) anything goes, as before.
+        class Open(mp.ScoreParser):
+            config_schema = {"type": "object", "properties": {"key": {"type": "string"}}}
+
+            def parse(self, ctx, record, completion):
+                return mp.Score(1)
+
+        self.register(mp, Open)["ScoreParser"]().init('{"other": 1}')
+
+    def test_item_errors_at_a_line(self):
+        mp = native_sdk()
+        e = mp.InvalidInput("3 fields, not 4").at_line(7)
+        self.assertEqual((e.location, e.kind), ("line 7", "invalid-input"))
+
     def test_preprocessor(self):
         mp = fresh_sdk("preprocessor-plugin")
         if mp is None:
