@@ -139,7 +139,8 @@ pub async fn run(run: &TaskRun<'_>, step: &GenerateResponse) -> anyhow::Result<F
 }
 
 /// The output schema of generation: the input columns (see [`super::scoring::input_columns`];
-/// one the job writes itself is the job's), `uid`, and what the job adds: `response`,
+/// one the job writes itself is the job's), `uid` (with `n` > 1 also `source_uid` and
+/// `sample_index`), and what the job adds: `response`,
 /// `final_messages` (role and content of each turn), `usage`, `finish_reason`, `latency_ms`,
 /// `attempts`, and `reasoning` when it is kept apart.
 pub fn declared_schema(inputs: &[std::path::PathBuf], step: &GenerateResponse) -> modelcall_io::sink::DeclaredSchema {
@@ -160,7 +161,13 @@ pub fn declared_schema(inputs: &[std::path::PathBuf], step: &GenerateResponse) -
     }
     let mut inputs: Vec<(String, ColType)> =
         super::scoring::input_columns(inputs).into_iter().filter(|(name, _)| !host.iter().any(|(h, _)| h == name)).collect();
-    if !inputs.iter().any(|(name, _)| name == "uid") {
+    let uid = inputs.iter().position(|(name, _)| name == "uid");
+    if step.n > 1 {
+        // n answers per conversation: `uid` is the sample's key (`<uid>#<i>`), the input's uid
+        // is kept as `source_uid`, and `sample_index` says which answer it is.
+        let source = uid.map(|i| inputs.remove(i).1).unwrap_or_else(text);
+        inputs.extend([("uid".into(), text()), ("source_uid".into(), source), ("sample_index".into(), int())]);
+    } else if uid.is_none() {
         inputs.push(("uid".into(), text()));
     }
     modelcall_io::sink::DeclaredSchema::build(inputs, Vec::new(), host)
