@@ -33,6 +33,33 @@ pub struct Stats {
     /// Requests in service now, and the most at once.
     pub serving: AtomicU64,
     pub peak: AtomicU64,
+    /// Requests received and not yet answered (in service or queued).
+    pub in_flight: AtomicU64,
+    /// The capacity now (starts at the spec's; [`Server::set_capacity`] changes it mid-run, as
+    /// a replica lost behind a load balancer does).
+    pub capacity: AtomicU64,
+    /// Every 100 ms: (seconds since start, requests in flight, refused so far, answered so far).
+    pub timeline: Mutex<Vec<Sample>>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Sample {
+    pub at_s: f64,
+    pub in_flight: u64,
+    pub refused: u64,
+    pub answered: u64,
+}
+
+impl Server {
+    /// Changes the capacity now; returns the time of the change on the timeline's clock.
+    pub fn set_capacity(&self, capacity: u64) -> f64 {
+        self.stats.capacity.store(capacity, Ordering::SeqCst);
+        self.started.elapsed().as_secs_f64()
+    }
+
+    pub fn timeline(&self) -> Vec<Sample> {
+        self.stats.timeline.lock().unwrap().clone()
+    }
 }
 
 pub struct Server {
@@ -40,6 +67,7 @@ pub struct Server {
     pub stats: Arc<Stats>,
     stop: Arc<AtomicBool>,
     port: u16,
+    started: std::time::Instant,
 }
 
 impl Drop for Server {
@@ -57,8 +85,25 @@ struct Slots {
 pub fn start(spec: Spec) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let stats = Arc::new(Stats::default());
+    let stats = Arc::new(Stats { capacity: AtomicU64::new(spec.capacity), ..Stats::default() });
     let stop = Arc::new(AtomicBool::new(false));
+    let started = std::time::Instant::now();
+    {
+        // The sampler ends with the server (bounded: it checks `stop` every 100 ms).
+        let (stats, stop) = (stats.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(100));
+                let sample = Sample {
+                    at_s: started.elapsed().as_secs_f64(),
+                    in_flight: stats.in_flight.load(Ordering::Relaxed),
+                    refused: stats.refused.load(Ordering::Relaxed),
+                    answered: stats.answered.load(Ordering::Relaxed),
+                };
+                stats.timeline.lock().unwrap().push(sample);
+            }
+        });
+    }
     let slots = Arc::new(Slots { busy: Mutex::new(0), freed: Condvar::new() });
     let seq = Arc::new(AtomicU64::new(1));
     {
@@ -76,7 +121,7 @@ pub fn start(spec: Spec) -> Server {
             }
         });
     }
-    Server { url: format!("http://127.0.0.1:{port}/v1"), stats, stop, port }
+    Server { url: format!("http://127.0.0.1:{port}/v1"), stats, stop, port, started }
 }
 
 fn draw(n: u64) -> f64 {
@@ -120,7 +165,10 @@ fn serve(stream: TcpStream, spec: Spec, stats: &Stats, slots: &Slots, seq: &Atom
         let (status, reply) = if head.starts_with("GET") {
             (200, "{\"object\":\"list\",\"data\":[{\"id\":\"m\",\"object\":\"model\"}]}".to_string())
         } else {
-            answer(spec, stats, slots, seq)
+            stats.in_flight.fetch_add(1, Ordering::Relaxed);
+            let answer = answer(spec, stats, slots, seq);
+            stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+            answer
         };
         let reason = if status == 200 { "OK" } else { "Too Many Requests" };
         let extra = if status == 429 { "retry-after: 0\r\n" } else { "" };
@@ -132,14 +180,14 @@ fn serve(stream: TcpStream, spec: Spec, stats: &Stats, slots: &Slots, seq: &Atom
 fn answer(spec: Spec, stats: &Stats, slots: &Slots, seq: &AtomicU64) -> (u16, String) {
     {
         let mut busy = slots.busy.lock().unwrap();
-        if *busy >= spec.capacity {
+        if *busy >= stats.capacity.load(Ordering::SeqCst) {
             match spec.over {
                 Over::Refuse => {
                     stats.refused.fetch_add(1, Ordering::Relaxed);
                     return (429, "{\"error\":{\"message\":\"over capacity\",\"type\":\"rate_limit\"}}".into());
                 }
                 Over::Queue => {
-                    while *busy >= spec.capacity {
+                    while *busy >= stats.capacity.load(Ordering::SeqCst) {
                         busy = slots.freed.wait(busy).unwrap();
                     }
                 }

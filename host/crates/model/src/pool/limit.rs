@@ -21,7 +21,7 @@
 //!   level (`knee`).
 //! * Otherwise, when the window used at least half of the limit, the limit grows: by half an
 //!   attempt per answer until the first congestion (slow start: ×1.5 a round trip), then +√limit a window below 90 % of the knee, +1
-//!   a window up to the knee and +¼ a window past it (the endpoint is probed gently where it
+//!   a window up to the knee and +0.1 a window past it (the endpoint is probed gently where it
 //!   pushed back before; 20 % past the knee without a sign of congestion, the knee is forgotten).
 //! * The limit has converged when it varied by less than 10 % over the last `SETTLED_WINDOWS`
 //!   windows.
@@ -235,7 +235,7 @@ impl Controller {
                             self.knee = None;
                             limit + limit.sqrt()
                         }
-                        Some(k) if limit >= k => limit + 0.25,
+                        Some(k) if limit >= k => limit + 0.1,
                         Some(k) if limit >= 0.9 * k => limit + 1.0,
                         Some(k) => (limit + limit.sqrt()).min(0.9 * k).max(limit + 1.0),
                         None => limit + limit.sqrt(),
