@@ -281,6 +281,12 @@ def _make_export(cls, base):
                 if not isinstance(p, Prompt):
                     raise Internal(f"{cls.__name__}.build returned {type(p).__name__}; return Prompt(messages, ...)")
                 schema = p.response_schema
+                if schema is not None and (p.strict is not None or p.schema_name is not None):
+                    # The whole `json_schema` object: the host sends its `strict` and `name`.
+                    inner = json.loads(schema) if isinstance(schema, str) else schema
+                    schema = {"name": str(p.schema_name or "verdict"), "schema": inner}
+                    if p.strict is not None:
+                        schema["strict"] = bool(p.strict)
                 return wpb.Prompt(
                     messages=[message(m) for m in p.messages],
                     max_tokens=None if p.max_tokens is None else int(p.max_tokens),

@@ -126,13 +126,18 @@ def assistant(content: str) -> ChatMessage:
 @dataclass
 class Prompt:
     """What to send. `messages` holds `ChatMessage`s (or `{"role": ..., "content": ...}` dicts);
-    `None` fields keep the task's model settings; `response_schema` is a JSON Schema dict."""
+    `None` fields keep the task's model settings; `response_schema` is a JSON Schema dict, sent
+    as `response_format: {"type": "json_schema", "json_schema": {"name": "verdict", "schema": ...}}`.
+    `strict=True` (or `False`) adds `strict` to it (a provider that supports it then holds the
+    reply to the schema exactly); `schema_name` replaces `verdict`."""
 
     messages: List[Union[ChatMessage, Dict[str, str]]]
     max_tokens: Optional[int] = None
     temperature: Optional[float] = None
     stop: List[str] = field(default_factory=list)
     response_schema: Optional[Dict[str, Any]] = None
+    strict: Optional[bool] = None
+    schema_name: Optional[str] = None
 
 
 class PromptBuilder(Plugin):

@@ -256,6 +256,18 @@ class GlueTest(unittest.TestCase):
         self.assertEqual([(m.role, m.content) for m in p.messages], [(wt.Role.SYSTEM, "s"), (wt.Role.USER, "hi")])
         self.assertEqual((p.max_tokens, p.temperature, p.stop, p.response_schema), (10, None, ["x"], '{"type":"object"}'))
 
+        # `strict` (and `schema_name`) send the whole json_schema object.
+        class Strict(mp.PromptBuilder):
+            def build(self, ctx, record):
+                return mp.Prompt([mp.user("hi")], response_schema={"type": "object"}, strict=True, schema_name=record.get("name"))
+
+        export = self.register(mp, Strict)["PromptBuilder"]()
+        export.init("{}")
+        p = export.build(FakeContext(), "{}")
+        self.assertEqual(json.loads(p.response_schema), {"name": "verdict", "strict": True, "schema": {"type": "object"}})
+        p = export.build(FakeContext(), '{"name": "judgement"}')
+        self.assertEqual(json.loads(p.response_schema)["name"], "judgement")
+
     def test_long_tracebacks_keep_their_end(self):
         native_sdk()
         from modelcall_plugin._glue import MAX_MESSAGE_BYTES, _fit

@@ -37,8 +37,22 @@ pub struct Prompt {
     pub max_tokens: Option<u32>,
     pub temperature: Option<f32>,
     pub stop: Vec<String>,
-    /// JSON Schema for structured output, when the provider supports it.
+    /// JSON Schema for structured output, when the provider supports it. The host sends it as
+    /// `response_format: {"type": "json_schema", "json_schema": {"name": "verdict", "schema": …}}`;
+    /// to set `strict` (or the name), give the whole `json_schema` object instead, as
+    /// [`Prompt::strict_schema`] builds it.
     pub response_schema: Option<Value>,
+}
+
+impl Prompt {
+    /// The `json_schema` object `{"name", "strict", "schema"}` for [`Prompt::response_schema`]:
+    /// with `strict: true` a provider that supports it (OpenAI) holds the reply to `schema`
+    /// exactly (which then needs `"additionalProperties": false` and every property required).
+    /// The task's model config can still override `strict` with
+    /// `chat_config.response_format.json_schema.strict`.
+    pub fn strict_schema(name: &str, schema: Value, strict: bool) -> Value {
+        serde_json::json!({"name": name, "strict": strict, "schema": schema})
+    }
 }
 
 /// A prompt-builder plugin; must be a pure function of (config, record, context).

@@ -96,7 +96,8 @@ pub fn request_body(chat_config: &Map<String, Value>, model: &str, req: &ChatReq
         body.insert("stop".into(), serde_json::json!(req.stop));
     }
     if let Some(schema) = &req.response_schema {
-        body.insert("response_format".into(), serde_json::json!({"type": "json_schema", "json_schema": {"name": "verdict", "schema": schema}}));
+        let format = response_format(body.get("response_format"), schema);
+        body.insert("response_format".into(), format);
     }
     if let Some(n) = req.n {
         body.insert("n".into(), n.into());
@@ -108,6 +109,30 @@ pub fn request_body(chat_config: &Map<String, Value>, model: &str, req: &ChatReq
         body.remove("stream_options");
     }
     Value::Object(body)
+}
+
+/// The keys of an OpenAI `json_schema` object, which a prompt builder may give whole.
+const JSON_SCHEMA_KEYS: &[&str] = &["name", "description", "strict", "schema"];
+
+/// `response_format` for a prompt builder's schema. The plugin gives either the JSON Schema
+/// itself or the whole `json_schema` object (`{"name", "strict", "description", "schema"}`, to
+/// set `strict` or the name); the model config's `chat_config.response_format.json_schema` keys
+/// (e.g. `strict: true`) are applied over it, so the task has the last word; `name` defaults
+/// to `verdict`.
+pub fn response_format(configured: Option<&Value>, schema: &Value) -> Value {
+    let mut json_schema = match schema {
+        Value::Object(m) if m.get("schema").is_some_and(Value::is_object) && m.keys().all(|k| JSON_SCHEMA_KEYS.contains(&k.as_str())) => m.clone(),
+        _ => Map::from_iter([("schema".to_string(), schema.clone())]),
+    };
+    if let Some(Value::Object(conf)) = configured.and_then(|rf| rf.get("json_schema")) {
+        for (k, v) in conf {
+            if k != "schema" {
+                json_schema.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    json_schema.entry("name").or_insert_with(|| Value::String("verdict".into()));
+    serde_json::json!({"type": "json_schema", "json_schema": json_schema})
 }
 
 /// What one attempt produced, before retry accounting.
@@ -300,6 +325,33 @@ mod tests {
         assert_eq!(body["stream"], true);
         assert_eq!(body["stream_options"]["include_usage"], true);
         assert_eq!(body["messages"][0]["content"], "hi");
+    }
+
+    #[test]
+    fn response_format_takes_strict_from_the_plugin_or_the_config() {
+        let schema = json!({"type": "object", "properties": {"score": {"type": "integer"}}, "required": ["score"], "additionalProperties": false});
+        let req = |s: Value| ChatRequest { response_schema: Some(s), ..Default::default() };
+        // A bare schema: named `verdict`, no `strict`, as before.
+        let body = request_body(&Map::new(), "m", &req(schema.clone()), false);
+        assert_eq!(body["response_format"], json!({"type": "json_schema", "json_schema": {"name": "verdict", "schema": schema}}));
+        // The plugin gives the whole json_schema object.
+        let whole = json!({"name": "judgement", "strict": true, "schema": schema});
+        let body = request_body(&Map::new(), "m", &req(whole), false);
+        assert_eq!(body["response_format"], json!({"type": "json_schema", "json_schema": {"name": "judgement", "strict": true, "schema": schema}}));
+        // The model config's chat_config.response_format.json_schema keys win.
+        let cfg = json!({"response_format": {"type": "json_schema", "json_schema": {"strict": true}}}).as_object().unwrap().clone();
+        let body = request_body(&cfg, "m", &req(schema.clone()), false);
+        assert_eq!(body["response_format"], json!({"type": "json_schema", "json_schema": {"name": "verdict", "strict": true, "schema": schema}}));
+        let cfg = json!({"response_format": {"json_schema": {"strict": false, "schema": {"ignored": true}}}}).as_object().unwrap().clone();
+        let body = request_body(&cfg, "m", &req(json!({"strict": true, "schema": schema})), false);
+        assert_eq!(body["response_format"]["json_schema"], json!({"name": "verdict", "strict": false, "schema": schema}));
+        // A schema that merely has a `schema` property among JSON Schema keywords stays a schema.
+        let odd = json!({"type": "object", "schema": {"type": "string"}});
+        let body = request_body(&Map::new(), "m", &req(odd.clone()), false);
+        assert_eq!(body["response_format"]["json_schema"]["schema"], odd);
+        // Without a schema from the prompt, chat_config's response_format passes through as it is.
+        let cfg = json!({"response_format": {"type": "json_object"}}).as_object().unwrap().clone();
+        assert_eq!(request_body(&cfg, "m", &ChatRequest::default(), false)["response_format"], json!({"type": "json_object"}));
     }
 
     #[test]
