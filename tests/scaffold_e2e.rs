@@ -284,3 +284,164 @@ fn sdk_path_replaces_the_vendored_sdk() {
     let out = modelcall(tmp.path()).args(["plugin", "new", "q", "--role", "preprocessor", "--sdk-path"]).arg(tmp.path()).output().unwrap();
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--sdk-path"), "{}", show(&out));
 }
+
+/// The chain `plugin dev` printed for one record: its label lines (`record`, `reader`,
+/// `prompt`, `reply`, `verdict`, `error`) in order, continuation lines left out.
+fn chains(stdout: &str) -> Vec<(String, Vec<String>)> {
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for line in stdout.lines() {
+        if let Some(head) = line.strip_prefix("── ") {
+            if !head.contains("input(s):") {
+                out.push((head.split_whitespace().next().unwrap_or_default().to_string(), Vec::new()));
+            }
+        } else if let (Some((_, labels)), Some(label)) = (out.last_mut(), line.split_whitespace().next().filter(|_| !line.starts_with(' '))) {
+            labels.push(format!("{label} {}", line[label.len()..].trim()));
+        }
+    }
+    out
+}
+
+/// `plugin new --task-type`: the three roles in one Cargo workspace outside the repository,
+/// built by ONE `plugin build` (one cargo invocation) with the network off, their unit tests
+/// passing, the task scoring every sample record against the scripted simulator; then `plugin
+/// dev` on it: the chain for N records, nothing in the task's output folder, typed errors,
+/// the simulator instead of a real endpoint without `--live`, and a rebuild (with `--watch`)
+/// after a plugin's source changes.
+#[test]
+fn task_type_builds_in_one_go_offline_and_plugin_dev_shows_the_chain() {
+    let _serial = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = scratch();
+    let project = tmp.path().join("pairs");
+    let out = run(modelcall(tmp.path()).args(["plugin", "new", "pairs", "--task-type"]));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("task type `pairs`"), "{}", show(&out));
+    for f in
+        ["Cargo.toml", "reader/src/lib.rs", "prompt/src/lib.rs", "parser/src/lib.rs", "task.yaml", "sample.jsonl", "model.yaml", "replies.jsonl", "README.md"]
+    {
+        assert!(project.join(f).is_file(), "plugin new --task-type wrote no {f}");
+    }
+    let manifest = std::fs::read_to_string(project.join("Cargo.toml")).unwrap();
+    assert!(manifest.contains("[workspace]") && manifest.contains(r#"members = ["reader", "prompt", "parser"]"#), "{manifest}");
+    assert!(!manifest.contains("[package]"), "the root is a workspace, not a fourth crate: {manifest}");
+    let model = std::fs::read_to_string(project.join("model.yaml")).unwrap();
+    assert!(model.contains(r#"base_url: "sim://?replies=replies.jsonl""#), "{model}");
+    assert_placeholders_filled(&project);
+    assert_vendored_sdk_is_current(&project);
+
+    // ONE plugin build, network off: one cargo invocation writes the three components.
+    let out = run(modelcall(&project).env("CARGO_NET_OFFLINE", "true").args(["plugin", "build"]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("cargo build --release --target wasm32-wasip2").count(), 1, "one cargo invocation: {}", show(&out));
+    let printed: Vec<PathBuf> = String::from_utf8_lossy(&out.stdout).lines().map(|l| project.join(l.trim()).canonicalize().unwrap()).collect();
+    for (role, name) in [("preprocessor", "pairs-reader"), ("prompt-builder", "pairs-prompt"), ("score-parser", "pairs-parser")] {
+        let wasm = project.join(format!("{name}.wasm")).canonicalize().unwrap_or_else(|e| panic!("no {name}.wasm: {e}\n{}", show(&out)));
+        assert!(printed.contains(&wasm), "plugin build prints {}: {}", wasm.display(), show(&out));
+        let check = run(modelcall(&project).args(["plugin", "check"]).arg(&wasm).args(["--role", role]));
+        assert!(String::from_utf8_lossy(&check.stdout).contains(name), "{}", show(&check));
+    }
+    assert_eq!(printed.len(), 3, "three components, no more: {}", show(&out));
+
+    // The workspace's native unit tests: two per crate.
+    let out = run(Command::new("cargo").args(["test", "--offline"]).current_dir(&project).env("CARGO_TARGET_DIR", shared_target_dir()));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(text.matches("test result: ok. 2 passed").count(), 3, "two unit tests in each of the three crates: {text}");
+
+    // The task: every sample record through reader → prompt → scripted sim → parser.
+    let out = run(modelcall(&project).args(["run-task", "task.yaml", "--no-progress"]));
+    let rows = read_jsonl(&project.join("output/scored/sample.jsonl"));
+    assert_eq!(rows.len(), read_jsonl(&project.join("sample.jsonl")).len(), "one row per sample record: {}", show(&out));
+    for row in &rows {
+        assert_eq!(row["api_status"], "success", "{row}");
+        assert!(row["char_count"].is_u64(), "the reader's field reaches the output: {row}");
+        let expected = match row["id"].as_str().unwrap() {
+            "s03" | "s05" => 1.0, // the spam rule; the navigation record after a re-ask
+            _ => 4.0,             // the default rule
+        };
+        assert_eq!(row["score_value"], expected, "the scripted replies decide the score: {row}");
+    }
+    let s05 = rows.iter().find(|r| r["id"] == "s05").unwrap();
+    assert_eq!(s05["parse_attempts"], 2, "the parser's hint re-asked once: {s05}");
+
+    // plugin dev: the chain of 3 records, into the scratch folder only.
+    std::fs::remove_dir_all(project.join("output")).unwrap();
+    let out = run(modelcall(&project).args(["plugin", "dev", "task.yaml", "--sample", "3"]));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let chain = chains(&stdout);
+    assert_eq!(chain.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(), ["s01", "s02", "s03"], "{}", show(&out));
+    for (id, labels) in &chain {
+        let kinds: Vec<&str> = labels.iter().map(|l| l.split(' ').next().unwrap()).collect();
+        assert_eq!(kinds, ["record", "reader", "prompt", "reply", "verdict"], "{id}: {}", show(&out));
+    }
+    assert!(chain[0].1[2].contains("[system]") && stdout.contains("[user] Text:"), "the prompt's messages: {stdout}");
+    assert_eq!(chain[2].1[4], "verdict score 1 — spam", "{stdout}");
+    assert!(stdout.contains("3 input(s): 3 scored, 0 failed, 0 skipped"), "{stdout}");
+    assert!(!project.join("output").exists(), "plugin dev wrote into the task's output folder: {}", show(&out));
+    assert_eq!(read_jsonl(&project.join(".modelcall-dev/out/sample.jsonl")).len(), 3, "the sample's rows are in the scratch folder");
+
+    // A reply the parser never accepts: the typed error, after the re-asks, in the chain.
+    std::fs::write(project.join("replies.jsonl"), "{\"default\": \"{\\\"score\\\": 9}\"}\n").unwrap();
+    let out = run(modelcall(&project).args(["plugin", "dev", "task.yaml", "--sample", "1"]));
+    let chain = chains(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(chain.len(), 1, "{}", show(&out));
+    let last = chain[0].1.last().unwrap();
+    assert!(last.starts_with("error [parse_retries_exhausted]") && last.contains("out of range"), "{}", show(&out));
+    assert!(chain[0].1.iter().any(|l| l.starts_with("reply {\"score\": 9}")), "the reply that failed: {}", show(&out));
+    assert!(!project.join("output").exists());
+
+    // A real endpoint: without --live nothing is sent there; the simulator answers, and says so.
+    let model = model.replace(r#"base_url: "sim://?replies=replies.jsonl""#, r#"base_url: "http://127.0.0.1:9/v1""#);
+    std::fs::write(project.join("model.yaml"), model).unwrap();
+    let out = run(modelcall(&project).args(["plugin", "dev", "task.yaml", "--sample", "2"]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not sim://") && stderr.contains("--live"), "{}", show(&out));
+    let chain = chains(&String::from_utf8_lossy(&out.stdout));
+    assert!(chain.len() == 2 && chain.iter().all(|(_, l)| l.last().unwrap().starts_with("verdict score")), "{}", show(&out));
+
+    // --watch: a changed plugin source is rebuilt and the sample runs again.
+    let mut child = modelcall(&project)
+        .args(["plugin", "dev", "task.yaml", "--sample", "1", "--watch", "--max-runs", "2"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut child_stderr = child.stderr.take().unwrap();
+    // Read as it comes, so a full pipe never blocks the child.
+    let stderr_reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut child_stderr, &mut text);
+        text
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let first_tally = rx.iter().find(|l| l.contains("input(s):"));
+    assert!(first_tally.is_some(), "the first run printed no tally");
+    let parser = project.join("parser/src/lib.rs");
+    let source = std::fs::read_to_string(&parser).unwrap();
+    let edited =
+        source.replace("rationale: verdict.get(\"rationale\").and_then(Value::as_str).map(str::to_string),", "rationale: Some(\"edited\".to_string()),");
+    assert_ne!(edited, source, "the parser template changed: update this edit");
+    std::fs::write(&parser, edited).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("plugin dev --watch did not run again within 5 minutes of the change: {}", stderr_reader.join().unwrap());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    reader.join().unwrap();
+    let stderr = stderr_reader.join().unwrap();
+    let second: Vec<String> = rx.try_iter().collect();
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(stderr.contains("a source changed") && stderr.contains("rebuilding the plugins"), "{stderr}");
+    assert!(second.iter().any(|l| l.contains("— edited")), "the rebuilt parser's verdict: {second:?}\n{stderr}");
+}

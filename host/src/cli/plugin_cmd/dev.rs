@@ -100,8 +100,7 @@ fn stale_projects(plugins: &[&PluginRef]) -> anyhow::Result<Vec<PathBuf>> {
             continue;
         }
         let wasm = PathBuf::from(&r.source);
-        let Some(root) = wasm.parent().map(Path::to_path_buf) else { continue };
-        let root = if root.as_os_str().is_empty() { PathBuf::from(".") } else { root };
+        let root = folder_of(&wasm);
         if root.join("Cargo.toml").is_file() || root.join("app.py").is_file() {
             by_root.entry(root).or_default().push(wasm);
         } else if !wasm.is_file() {
@@ -117,6 +116,14 @@ fn stale_projects(plugins: &[&PluginRef]) -> anyhow::Result<Vec<PathBuf>> {
         }
     }
     Ok(stale)
+}
+
+/// The folder of a plugin's `.wasm` (`.` for a bare file name): where its project is, if any.
+fn folder_of(wasm: &Path) -> PathBuf {
+    match wasm.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
 }
 
 /// The newest modification time among a plugin project's sources (`*.rs`, `*.py`, `*.wit`,
@@ -151,12 +158,7 @@ fn wait_for_change(task_path: &Path, since: SystemTime) {
         std::thread::sleep(Duration::from_millis(500));
         let changed_task = std::fs::metadata(task_path).and_then(|m| m.modified()).is_ok_and(|t| t > since);
         let roots: Vec<PathBuf> = match load_task_without_secrets(task_path, &Overrides::default()).ok().and_then(|t| RunPlan::from_task(&t).ok()) {
-            Some(plan) => plan
-                .plugins()
-                .iter()
-                .filter(|r| !r.source.starts_with("builtin:"))
-                .filter_map(|r| Path::new(&r.source).parent().map(Path::to_path_buf))
-                .collect(),
+            Some(plan) => plan.plugins().iter().filter(|r| !r.source.starts_with("builtin:")).map(|r| folder_of(Path::new(&r.source))).collect(),
             None => Vec::new(),
         };
         if changed_task || roots.iter().any(|root| newest_source(root).is_some_and(|t| t > since)) {
