@@ -107,6 +107,7 @@ pub const EXAMPLES: &[(&[&str], &str)] = &[
         "Examples:
   modelcall plugin new my-parser --role score-parser    # a Rust project in ./my-parser
   modelcall plugin new my-pre --role preprocessor --lang python
+  modelcall plugin new pairs --task-type                # reader, prompt builder, parser: one Cargo workspace
   cd my-parser && cargo test && modelcall plugin build",
     ),
     (
@@ -114,6 +115,13 @@ pub const EXAMPLES: &[(&[&str], &str)] = &[
         "Examples:
   modelcall plugin build                                # the project in the current folder
   modelcall plugin build my-parser                      # prints the path of my-parser's .wasm",
+    ),
+    (
+        &["plugin", "dev"],
+        "Examples:
+  modelcall plugin dev task.yaml                        # rebuild changed plugins, chain 5 records (scratch output)
+  modelcall plugin dev task.yaml --sample 20 --watch    # again on every plugin source change; Ctrl-C ends it
+  modelcall plugin dev task.yaml --live                 # send the sample to the task's real endpoint",
     ),
     (
         &["submit"],
