@@ -198,3 +198,84 @@ fn sharded_status_and_merge_without_the_key_and_the_schedulers_word() {
     let o = modelcall(&["report", s.path("out").to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
 }
+
+/// A run submitted as several arrays (`.modelcall/submit/jobs.jsonl`: array task a of job 91
+/// runs shard a + 2): Slurm's `91_0` is shard 2, for the scheduler column and for the log
+/// `logs/shard-91_0.err`, whose path and last error line `status` prints while the shard is not
+/// complete and not queued; the merge job's state and reason are shown; `status --wait` returns
+/// once the last shard completes.
+#[test]
+fn shard_logs_and_states_follow_the_array_offsets_and_wait_returns_when_complete() {
+    let s = Scratch::new();
+    write_records(&s.path("input/data.jsonl"), 300);
+    let task = keyless_task(&s, "sim://", 16);
+    for i in 0..2 {
+        let o = spawn_run(&task, &["--shard", &format!("{i}/3")]).wait_with_output().unwrap();
+        assert!(o.status.success(), "shard {i}: {o:?}");
+    }
+    s.write("out/.modelcall/submit/slurm.sbatch", b"#!/bin/bash\n#SBATCH --job-name=modelcall-e2e\n#SBATCH --array=0-1%2\n");
+    s.write(
+        "out/.modelcall/submit/jobs.jsonl",
+        b"{\"job\":\"90\",\"kind\":\"shards\",\"offset\":0,\"shards\":[0,1]}\n{\"job\":\"91\",\"kind\":\"shards\",\"offset\":2,\"shards\":[2]}\n{\"job\":\"92\",\"kind\":\"merge\",\"after\":[\"90\",\"91\"]}\n",
+    );
+    s.write("out/.modelcall/logs/shard-90_0.err", b"modelcall: shard 0/3\n");
+    s.write("out/.modelcall/logs/shard-91_0.err", b"modelcall: shard 2/3, Slurm job 91_0\nerror: the endpoint refused the key (401)\nbye\n");
+    let bin_dir = s.path("fakebin");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    let script = |name: &str, body: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        let p = bin_dir.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    script("squeue", "case \"$*\" in *'-j 92'*) printf 'PENDING|Dependency\\n' ;; esac");
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let status = |extra: &[&str]| {
+        Command::new(bin()).arg("status").arg(&task).args(extra).env("PATH", &path).env_remove("SOME_UNSET_VAR").stdin(Stdio::null()).output().unwrap()
+    };
+
+    let o = status(&[]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    let log = s.path("out/.modelcall/logs/shard-91_0.err");
+    let after_row: Vec<&str> = t.lines().skip_while(|l| !l.starts_with("2/3 ")).take(3).collect();
+    assert_eq!(after_row.get(1).map(|l| l.trim()), Some(format!("log: {}", log.display()).as_str()), "{t}");
+    assert_eq!(after_row.get(2).map(|l| l.trim()), Some("last error: error: the endpoint refused the key (401)"), "{t}");
+    assert_eq!(t.matches("log: ").count(), 1, "only the unfinished shard's log:\n{t}");
+    assert!(t.contains("merge job: 92 PENDING (Dependency)"), "{t}");
+
+    // Queued again (array task 0 of job 91 = shard 2): its state and reason, no log.
+    script("squeue", "case \"$*\" in *--name=modelcall-e2e*) printf '91_0|PENDING|Priority\\n' ;; *'-j 92'*) printf 'PENDING|Dependency\\n' ;; esac");
+    let o = status(&[]);
+    let t = text(&o);
+    let row = t.lines().find(|l| l.starts_with("2/3 ")).unwrap_or_else(|| panic!("{t}"));
+    assert!(row.ends_with("PENDING (Priority)"), "{t}");
+    assert!(!t.contains("log: "), "{t}");
+
+    // --wait: still waiting while shard 2 has not run, back with exit 0 once it has.
+    let mut waiting = Command::new(bin())
+        .arg("status")
+        .arg(&task)
+        .args(["--wait", "--every", "1"])
+        .env("PATH", &path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(waiting.try_wait().unwrap().is_none(), "--wait returned before shard 2 ran");
+    let o = spawn_run(&task, &["--shard", "2/3"]).wait_with_output().unwrap();
+    assert!(o.status.success(), "shard 2: {o:?}");
+    let start = Instant::now();
+    let done = loop {
+        if let Some(st) = waiting.try_wait().unwrap() {
+            break st;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "--wait did not return after the last shard completed");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let out = waiting.wait_with_output().unwrap();
+    assert!(done.success(), "{}", text(&out));
+    assert!(text(&out).contains("every shard completed"), "{}", text(&out));
+}

@@ -190,10 +190,16 @@ fn state_with_reason(fields: &str) -> String {
 /// shard (array index + the job's offset).
 fn slurm_lines(out: &str, offsets: &BTreeMap<u64, u32>, shards: &mut BTreeMap<u32, String>) {
     let mut lines: Vec<(u64, Vec<u32>, String)> = Vec::new();
+    // Slurm job ids only grow: a job of the same name older than the first one `submit`
+    // recorded here belongs to another folder (or an earlier run) and says nothing of these shards.
+    let first = offsets.keys().next().copied().unwrap_or(0);
     for line in out.lines() {
         let Some((id, state)) = line.trim().split_once('|') else { continue };
         let Some((job, index)) = id.split_once('_') else { continue };
         let job: u64 = job.parse().unwrap_or(0);
+        if job < first {
+            continue;
+        }
         let offset = offsets.get(&job).copied().unwrap_or(0);
         let indices = array_indices(index).into_iter().map(|i| i + offset).collect();
         lines.push((job, indices, state_with_reason(state)));
@@ -293,13 +299,16 @@ mod tests {
     #[test]
     fn array_lines() {
         let mut shards = BTreeMap::new();
-        let offsets = BTreeMap::from([(16, 1001)]);
+        let offsets = BTreeMap::from([(12, 0), (16, 1001)]);
         slurm_lines("12_0|COMPLETED\n12_1|CANCELLED by 0\n12_[2-3%2]|PENDING|JobArrayTaskLimit\n15_1|RUNNING|None\n16_4|FAILED\n", &offsets, &mut shards);
         assert_eq!(shards.get(&0).map(String::as_str), Some("COMPLETED"));
         assert_eq!(shards.get(&1).map(String::as_str), Some("RUNNING"));
         assert_eq!(shards.get(&3).map(String::as_str), Some("PENDING (JobArrayTaskLimit)"));
         assert_eq!(shards.get(&1005).map(String::as_str), Some("FAILED"));
         assert_eq!(shards.get(&4), None);
+        // An older job of the same name (another folder) is not these shards.
+        slurm_lines("11_2|FAILED\n", &offsets, &mut shards);
+        assert_eq!(shards.get(&2).map(String::as_str), Some("PENDING (JobArrayTaskLimit)"));
         assert_eq!(array_indices("[0-2,5]"), vec![0, 1, 2, 5]);
     }
 }
