@@ -37,7 +37,8 @@ fn repo_root() -> PathBuf {
 }
 
 /// A score parser that raises on the record whose id is `config.explode_id`, from a helper
-/// function, so the traceback has more than one frame.
+/// function, so the traceback has more than one frame. It prints (without flushing) the id of
+/// every record it judges, and its config schema allows `explode_id` (a string) only.
 const RAISING_JUDGE: &str = r#"
 from modelcall_plugin import Score, ScoreParser, register
 
@@ -49,11 +50,13 @@ def explode(record):
 @register
 class RaisingJudge(ScoreParser):
     name = "raising-judge"
+    config_schema = {"type": "object", "properties": {"explode_id": {"type": "string"}}, "additionalProperties": False}
 
     def __init__(self, config):
         self.explode_id = config.get("explode_id")
 
     def parse(self, ctx, record, completion):
+        print(f"judging {record.get('id')}")
         if record.get("id") == self.explode_id:
             explode(record)
         return Score(3.0, label="fine", extra={"judged_by": "raising-judge"})
@@ -438,4 +441,41 @@ fn python_components_get_no_network_no_files_no_environment() {
     let l = plugin_run(&b.hostile, "preprocessor", &[json!({"id": "spin", "spin": true})], &["--limits", limits.to_str().unwrap()]);
     assert_eq!(l[0]["cause"], "plugin_trap_fuel", "{}", l[0]);
     assert!(l[0]["stderr"].as_str().unwrap().contains("python print reached the host"), "{}", l[0]);
+}
+
+#[test]
+fn what_a_python_plugin_prints_shows_in_plugin_run() {
+    let Some(b) = built() else { return };
+    let l = plugin_run(&b.raising_judge, "score-parser", &[json!({"id": "j1", "completion": "fine"}), json!({"id": "j2", "completion": "fine"})], &[]);
+    assert_eq!(l[0]["outcome"], "score", "{}", l[0]);
+    // Each call's own print, flushed by the SDK at the end of the call.
+    assert_eq!(l[0]["output"], "judging j1\n", "{}", l[0]);
+    assert_eq!(l[1]["output"], "judging j2\n", "{}", l[1]);
+}
+
+#[test]
+fn a_python_config_the_schema_refuses_names_the_yaml_line() {
+    let Some(b) = built() else { return };
+    for (config, key, expected) in [
+        ("explode_idd: r000002", "explode_idd", "unknown key (did you mean `explode_id`?); the schema allows: explode_id"),
+        ("explode_id: 3", "explode_id", "expected string, got integer"),
+    ] {
+        let s = Scratch::new();
+        let task =
+            scoring_task(&s, 3, &format!("  judge:\n    role: score-parser\n    path: \"{}\"\n    config:\n      {config}\n", b.raising_judge.display()));
+        let yaml = std::fs::read_to_string(&task).unwrap();
+        let line = yaml.lines().position(|l| l.trim_start().starts_with(config)).unwrap() + 1;
+        let o = run_task(&task);
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(&format!("{}:{line}:7: `plugins.judge.config.{key}`: {expected}", task.display())), "{}", text(&o));
+        assert!(!s.path("out/data.jsonl").exists(), "no record was scored: {}", text(&o));
+    }
+    // `plugin run` refuses the unknown key too (the SDK and the host both hold the config to the schema).
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("cfg.yaml");
+    std::fs::write(&cfg, "explode_idd: x\n").unwrap();
+    let o = modelcall(&["plugin", "check", b.raising_judge.to_str().unwrap(), "--config", cfg.to_str().unwrap()]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains(&format!("{}:1:1: `explode_idd`: unknown key", cfg.display())), "{}", text(&o));
 }
