@@ -570,7 +570,7 @@ impl ModelClient {
 
     /// One attempt at `url`; `status` gets the HTTP status once an answer's head arrived.
     async fn attempt_on(&self, url: &str, body: bytes::Bytes, status_seen: &mut u16) -> Result<Answer, AttemptError> {
-        let mut read = BodyRead { deadline: tokio::time::Instant::now() + self.settings.timeout, received: 0 };
+        let mut read = BodyRead { deadline: tokio::time::Instant::now() + self.settings.timeout, received: 0, hold: reply_budget::process_budget().reply() };
         let mut resp = match self.transport.post(url, body).await {
             Ok(resp) => resp,
             Err(e) if e.certificate => {
@@ -664,15 +664,28 @@ impl ModelClient {
                 // Dropping the response closes its connection.
                 return Err(AttemptError::Final(CallError::ReplyTooLarge { limit: self.settings.max_response_bytes }));
             }
+            // Past its free share, a reply waits while the replies held use the run's budget
+            // (see [`reply_budget`]), within the attempt's deadline.
+            if tokio::time::timeout_at(read.deadline, read.hold.take(piece.len() as u64)).await.is_err() {
+                return Err(total());
+            }
         }
         Ok(chunk)
     }
 
     /// A whole body, under the idle timeout between its pieces.
     async fn read_body(&self, resp: &mut Response, read: &mut BodyRead) -> Result<Vec<u8>, AttemptError> {
-        let mut body = Vec::new();
+        // The pieces are kept as they came and joined once the body is complete: a body grown
+        // by copying holds its old buffers too while it grows (and an endless one never ends).
+        let mut pieces = Vec::new();
+        let mut size = 0;
         while let Some(chunk) = self.next_chunk(resp, read).await? {
-            body.extend_from_slice(&chunk);
+            size += chunk.len();
+            pieces.push(chunk);
+        }
+        let mut body = Vec::with_capacity(size);
+        for piece in pieces {
+            body.extend_from_slice(&piece);
         }
         Ok(body)
     }
@@ -682,9 +695,12 @@ impl ModelClient {
 struct BodyRead {
     deadline: tokio::time::Instant,
     received: u64,
+    /// Its share of the process's reply budget, released when the attempt ends.
+    hold: reply_budget::ReplyHold,
 }
 
 mod http_errors;
+pub mod reply_budget;
 use http_errors::{error_message, parse_retry_after, transport_error};
 
 #[cfg(test)]
