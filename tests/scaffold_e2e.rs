@@ -163,6 +163,21 @@ fn rust_role(role: &str) {
     }
     let errors = project.join("output/scored/sample.errors.jsonl");
     assert!(!errors.exists() || read_jsonl(&errors).is_empty(), "no errors: {}", show(&out));
+
+    // plugin dev on the one-role project (built-ins for the other roles): the chain of 2
+    // records, the task's own rows untouched.
+    let before = std::fs::read(project.join("output/scored/sample.jsonl")).unwrap();
+    let out = run(modelcall(&project).args(["plugin", "dev", "task.yaml", "--sample", "2"]));
+    let chain = chains(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(chain.len(), 2, "{}", show(&out));
+    for (id, labels) in &chain {
+        let kinds: Vec<&str> = labels.iter().map(|l| l.split(' ').next().unwrap()).collect();
+        let expected: &[&str] =
+            if role == "preprocessor" { &["record", "reader", "prompt", "reply", "verdict"] } else { &["record", "prompt", "reply", "verdict"] };
+        assert_eq!(kinds, expected, "{id}: {}", show(&out));
+    }
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("rebuilding"), "the .wasm is newer than its sources: {}", show(&out));
+    assert_eq!(std::fs::read(project.join("output/scored/sample.jsonl")).unwrap(), before, "plugin dev wrote into the task's output");
 }
 
 #[test]
@@ -264,6 +279,15 @@ fn refuses_a_non_empty_folder_and_bad_names() {
 
     let out = modelcall(tmp.path()).args(["plugin", "new", "../evil", "--role", "preprocessor"]).output().unwrap();
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not a plugin name"), "{}", show(&out));
+
+    // A task type is Rust crates; it is not a role.
+    let out = modelcall(tmp.path()).args(["plugin", "new", "t", "--task-type", "--lang", "python"]).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--task-type writes Rust"), "{}", show(&out));
+    let out = modelcall(tmp.path()).args(["plugin", "new", "t", "--task-type", "--role", "preprocessor"]).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("cannot be used with"), "{}", show(&out));
+    let out = modelcall(tmp.path()).args(["plugin", "new", "t"]).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--role"), "a role or --task-type is needed: {}", show(&out));
+    assert!(!tmp.path().join("t").exists(), "nothing written");
 
     // `plugin build` outside a project says so.
     let out = modelcall(tmp.path()).args(["plugin", "build"]).arg(&dir).output().unwrap();

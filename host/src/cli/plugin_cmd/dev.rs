@@ -91,8 +91,8 @@ fn once(args: &DevArgs) -> anyhow::Result<()> {
     show_chain(&task, &plan, scoring, &sample, &scratch.join("out"), &mut std::io::stdout().lock())
 }
 
-/// The project folders (holding `Cargo.toml` or `app.py` beside the `.wasm`) of the plan's
-/// plugins whose `.wasm` is missing or older than a source file of theirs.
+/// The project folders (the `plugin new` project beside the `.wasm`, see [`builds`]) of the
+/// plan's plugins whose `.wasm` is missing or older than a source file of theirs.
 fn stale_projects(plugins: &[&PluginRef]) -> anyhow::Result<Vec<PathBuf>> {
     let mut by_root: BTreeMap<PathBuf, Vec<PathBuf>> = BTreeMap::new();
     for r in plugins {
@@ -101,7 +101,7 @@ fn stale_projects(plugins: &[&PluginRef]) -> anyhow::Result<Vec<PathBuf>> {
         }
         let wasm = PathBuf::from(&r.source);
         let root = folder_of(&wasm);
-        if root.join("Cargo.toml").is_file() || root.join("app.py").is_file() {
+        if builds(&root, &wasm) {
             by_root.entry(root).or_default().push(wasm);
         } else if !wasm.is_file() {
             bail!("{} (a plugin of the task) does not exist, and no plugin project (Cargo.toml, app.py) is beside it to build it from", wasm.display());
@@ -116,6 +116,24 @@ fn stale_projects(plugins: &[&PluginRef]) -> anyhow::Result<Vec<PathBuf>> {
         }
     }
     Ok(stale)
+}
+
+/// Whether the project in `root` is the one `plugin build` makes `wasm` from: a package named
+/// like the `.wasm` in its `Cargo.toml` (or a member's, one folder down) or `pyproject.toml`. A
+/// `.wasm` merely lying beside some other project is used as it is, never rebuilt.
+fn builds(root: &Path, wasm: &Path) -> bool {
+    let Some(stem) = wasm.file_stem().map(|s| s.to_string_lossy().to_string()) else { return false };
+    let names = |manifest: &Path, section: &str| {
+        std::fs::read_to_string(manifest).ok().is_some_and(|t| super::scaffold::toml_string(&t, section, "name") == Some(stem.as_str()))
+    };
+    if names(&root.join("pyproject.toml"), "project") && root.join("app.py").is_file() {
+        return true;
+    }
+    if !root.join("Cargo.toml").is_file() {
+        return false;
+    }
+    names(&root.join("Cargo.toml"), "package")
+        || std::fs::read_dir(root).into_iter().flatten().flatten().any(|e| names(&e.path().join("Cargo.toml"), "package"))
 }
 
 /// The folder of a plugin's `.wasm` (`.` for a bare file name): where its project is, if any.
@@ -158,7 +176,14 @@ fn wait_for_change(task_path: &Path, since: SystemTime) {
         std::thread::sleep(Duration::from_millis(500));
         let changed_task = std::fs::metadata(task_path).and_then(|m| m.modified()).is_ok_and(|t| t > since);
         let roots: Vec<PathBuf> = match load_task_without_secrets(task_path, &Overrides::default()).ok().and_then(|t| RunPlan::from_task(&t).ok()) {
-            Some(plan) => plan.plugins().iter().filter(|r| !r.source.starts_with("builtin:")).map(|r| folder_of(Path::new(&r.source))).collect(),
+            Some(plan) => plan
+                .plugins()
+                .iter()
+                .filter(|r| !r.source.starts_with("builtin:"))
+                .map(|r| (folder_of(Path::new(&r.source)), Path::new(&r.source)))
+                .filter(|(root, wasm)| builds(root, wasm))
+                .map(|(root, _)| root)
+                .collect(),
             None => Vec::new(),
         };
         if changed_task || roots.iter().any(|root| newest_source(root).is_some_and(|t| t > since)) {

@@ -8,7 +8,8 @@
 //! package vendored under `vendor/modelcall_plugin`. Both get `sample.jsonl`, a
 //! `model.yaml` on the built-in simulator and a `task.yaml` that runs the plugin in a scoring
 //! task. `build` compiles the project in a folder and copies the component to `NAME.wasm`
-//! there, the path `task.yaml` names.
+//! there, the path `task.yaml` names. `new --task-type` writes the three roles at once (see
+//! `task_type.rs`).
 
 use std::path::{Path, PathBuf};
 
