@@ -34,8 +34,9 @@ YAML
 # Starts the endpoint and runs `modelcall run-task $1` under /usr/bin/time; sets user, sys and
 # maxrss_kb (client CPU seconds and peak RSS). The endpoint is `serve-sim`, or with
 # BENCH_SERVER=aiohttp a minimal OpenAI-compatible server on another HTTP stack
-# (bench/aiohttp_server.py, Python aiohttp on uvloop, installed into target/bench-venv;
-# BENCH_SERVER_WORKERS processes share its port).
+# (bench/aiohttp_server.py, Python aiohttp on uvloop), or BENCH_SERVER=uvicorn the stack vLLM
+# and SGLang serve with (bench/fastapi_server.py, FastAPI on uvicorn); both installed into
+# target/bench-venv; BENCH_SERVER_WORKERS processes share its port.
 bench_run_task() {
     case "${BENCH_SERVER:-sim}" in
         sim) "$bin" serve-sim --port "$port" --latency-ms "$latency_ms" --exit-after-secs 3600 > "$work/sim.log" 2>&1 & ;;
@@ -45,7 +46,13 @@ bench_run_task() {
                 target/bench-venv/bin/pip install -q aiohttp==3.11.18 uvloop==0.21.0 >&2
             fi
             target/bench-venv/bin/python bench/aiohttp_server.py "$port" "$latency_ms" 3600 "${BENCH_SERVER_WORKERS:-1}" > "$work/sim.log" 2>&1 & ;;
-        *) echo "BENCH_SERVER must be sim or aiohttp" >&2; exit 2 ;;
+        uvicorn)
+            if [ ! -x target/bench-venv/bin/python ] || ! target/bench-venv/bin/python -c 'import fastapi, uvicorn, uvloop, httptools' 2>/dev/null; then
+                python3 -m venv target/bench-venv >&2
+                target/bench-venv/bin/pip install -q fastapi==0.115.12 uvicorn==0.34.2 uvloop==0.21.0 httptools==0.6.4 >&2
+            fi
+            target/bench-venv/bin/python bench/fastapi_server.py "$port" "$latency_ms" 3600 "${BENCH_SERVER_WORKERS:-1}" > "$work/sim.log" 2>&1 & ;;
+        *) echo "BENCH_SERVER must be sim, aiohttp or uvicorn" >&2; exit 2 ;;
     esac
     sim_pid=$!
     # A server left over from an interrupted bench would answer in this one's place.

@@ -36,6 +36,10 @@ out = {
     "client_cpu_ms_per_request": round((user + sys_t) * 1000 / max(req, 1), 4),
     "client_peak_rss_mb": round(rss_kb / 1024, 1),
     "latency_p50_ms": s["latency_ms"]["p50"], "latency_p99_ms": s["latency_ms"]["p99"],
+    # Where the time in flight went (run_summary.json's stage_timing_ms): p50 per stage, and
+    # the wire's share of the time in flight.
+    "stage_p50_ms": {k: v["p50"] for k, v in (s.get("stage_timing_ms") or {}).items() if isinstance(v, dict)},
+    "wire_share_in_flight": (s.get("stage_timing_ms") or {}).get("wire_share_in_flight"),
 }
 if lat > 0:
     ideal = conc / (lat / 1000)
