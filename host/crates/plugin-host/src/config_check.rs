@@ -92,12 +92,24 @@ pub fn check(schema: &str, config: &Value) -> Result<Vec<ConfigViolation>, Strin
                     jsonschema::error::TypeKind::Single(t) => t.to_string(),
                     jsonschema::error::TypeKind::Multiple(set) => set.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(" or "),
                 };
-                out.push(ConfigViolation { path, message: format!("expected {expected}, got {}", json_type(error.instance())) });
+                out.push(ConfigViolation { path, message: format!("expected {expected}, got {}", shown(error.instance())) });
             }
             _ => out.push(ConfigViolation { path, message: error.to_string() }),
         }
     }
     Ok(out)
+}
+
+/// A value's type and, for a scalar, the value itself (cut past 60 characters): `string "ten"`.
+fn shown(v: &Value) -> String {
+    match v {
+        Value::Array(_) | Value::Object(_) | Value::Null => json_type(v).to_string(),
+        _ => {
+            let text = v.to_string();
+            let cut: String = text.chars().take(60).collect();
+            format!("{} {cut}{}", json_type(v), if cut.len() < text.len() { "…" } else { "" })
+        }
+    }
 }
 
 /// The JSON Schema type name of a value.
@@ -149,11 +161,14 @@ mod tests {
 
     #[test]
     fn a_wrong_type_names_the_key_and_both_types() {
-        assert_eq!(violations(json!({"key": "k", "max": "five"})), ["`max`: expected integer, got string"]);
-        assert_eq!(violations(json!({"key": "k", "max": 2.5})), ["`max`: expected integer, got number"]);
-        assert_eq!(violations(json!({"key": "k", "checks": {"score": {"min": "x"}}})), ["`checks.score.min`: expected number, got string"]);
-        assert_eq!(violations(json!({"key": "k", "tags": ["a", 3]})), ["`tags.1`: expected string, got integer"]);
-        assert_eq!(violations(json!("text")), ["`config`: expected object, got string"]);
+        assert_eq!(violations(json!({"key": "k", "max": "five"})), ["`max`: expected integer, got string \"five\""]);
+        assert_eq!(violations(json!({"key": "k", "max": 2.5})), ["`max`: expected integer, got number 2.5"]);
+        assert_eq!(violations(json!({"key": "k", "checks": {"score": {"min": "x"}}})), ["`checks.score.min`: expected number, got string \"x\""]);
+        assert_eq!(violations(json!({"key": "k", "tags": ["a", 3]})), ["`tags.1`: expected string, got integer 3"]);
+        assert_eq!(violations(json!({"key": "k", "tags": {"a": 1}})), ["`tags`: expected array, got object"]);
+        let long = "x".repeat(100);
+        assert_eq!(violations(json!({"key": "k", "max": long})), [format!("`max`: expected integer, got string \"{}…", "x".repeat(59))]);
+        assert_eq!(violations(json!("text")), ["`config`: expected object, got string \"text\""]);
     }
 
     #[test]

@@ -96,6 +96,55 @@ fn invalid_config_is_a_load_error_naming_the_plugin_and_key() {
 }
 
 #[test]
+fn a_config_the_published_schema_rejects_is_refused_even_when_init_accepts_it() {
+    // The healthy fixture reads `fail_init` with `as_bool`, so its init takes a string; its
+    // schema says boolean.
+    let mut s = spec(fx::HEALTHY, Role::Preprocessor);
+    s.config = json!({"fail_init": "yes"});
+    match runtime().load(s) {
+        Err(LoadError::ConfigSchema { plugin, violations, schema }) => {
+            assert!(plugin.contains("fixture_healthy.wasm"), "{plugin}");
+            assert_eq!(violations.len(), 1, "{violations:?}");
+            assert_eq!((violations[0].path.clone(), violations[0].message.as_str()), (vec!["fail_init".to_string()], "expected boolean, got string \"yes\""));
+            assert!(schema.contains("fail_init"), "{schema}");
+        }
+        Err(e) => panic!("expected a schema violation, got {e}"),
+        Ok(_) => panic!("expected a schema violation, the plugin loaded"),
+    }
+    // An SDK plugin refusing the config itself: the schema it appends is checked the same way.
+    let mut s = spec(fx::CSV_READER, Role::Preprocessor);
+    s.config = json!({"max_rows": "ten", "delimter": ";"});
+    let e = runtime().load(s).err().expect("must fail");
+    let LoadError::ConfigSchema { violations, .. } = &e else { panic!("{e:?}") };
+    let mut got: Vec<String> = violations.iter().map(ToString::to_string).collect();
+    got.sort();
+    assert_eq!(
+        got,
+        ["`delimter`: unknown key (did you mean `delimiter`?); the schema allows: delimiter, max_rows", "`max_rows`: expected integer, got string \"ten\""]
+    );
+    // What the schema allows loads.
+    let mut s = spec(fx::CSV_READER, Role::Preprocessor);
+    s.config = json!({"max_rows": 2});
+    runtime().load(s).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn what_a_plugin_prints_is_captured_per_call() {
+    let p = load(fx::CSV_READER, Limits::default());
+    let input = PreprocessInput::File { path: "t.csv".into(), bytes: b"a,b\n1,2\n3\n".to_vec() };
+    let (r, output) = modelcall_plugin_host::capture_output(|| p.preprocess("t.csv", 1, input));
+    assert_eq!(output, "csv-reader: t.csv: 2 row(s), 1 bad\n");
+    let PreprocessOutcome::Keep(items) = r.unwrap() else { panic!("a keep") };
+    let bad = items[1].as_ref().unwrap_err();
+    assert_eq!((bad.location.as_deref(), bad.line()), (Some("line 3"), Some(3)));
+    // Outside a capture nothing is collected, and a later capture sees only its own calls.
+    p.preprocess("x.csv", 1, PreprocessInput::File { path: "x.csv".into(), bytes: b"a\n1\n".to_vec() }).unwrap();
+    let (_, output) =
+        modelcall_plugin_host::capture_output(|| p.preprocess("y.csv", 1, PreprocessInput::File { path: "y.csv".into(), bytes: b"a\n".to_vec() }));
+    assert_eq!(output, "csv-reader: y.csv: 0 row(s), 0 bad\n");
+}
+
+#[test]
 fn loop_forever_hits_the_deadline_then_recovers() {
     // The default 1e9 fuel lasts well under a second of a tight loop; lift it so the
     // wall-clock deadline is what fires.
