@@ -334,6 +334,8 @@ fn derive_task(task: &LoadedTask, scoring: &ScoringPlan, scratch: &Path, sample:
     // Outputs: under the scratch folder.
     set(&mut y, "data", "output_folder", s(&scratch.join("out")));
     set(&mut y, "data", "stat_folder", s(&scratch.join("stats")));
+    // JSONL whatever the task writes: the rows are read back to be shown.
+    set(&mut y, "data", "output_format", "jsonl".into());
     if scoring.preprocess.is_some() {
         set(&mut y, "preprocess", "output_folder", s(&scratch.join("preprocessed")));
     }
@@ -352,7 +354,7 @@ fn derive_task(task: &LoadedTask, scoring: &ScoringPlan, scratch: &Path, sample:
     if let Some(p) = y["environment"]["config_path"].as_str().filter(|p| !p.contains("${")).map(|p| task.resolve(p)) {
         set(&mut y, "environment", "config_path", s(&absolute(&p)));
     }
-    if let Some(plugins) = y["plugins"].as_mapping_mut() {
+    if let Some(plugins) = y.get_mut("plugins").and_then(serde_yaml::Value::as_mapping_mut) {
         for (_, entry) in plugins.iter_mut() {
             if let Some(p) = entry["path"].as_str().filter(|p| !p.starts_with("builtin:")).map(|p| task.resolve(p)) {
                 entry["path"] = s(&absolute(&p));

@@ -6,7 +6,6 @@
 //! same config (plugins are pure functions of config, record and call context), since a run
 //! keeps neither.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -45,18 +44,18 @@ pub(super) fn show_chain(task: &LoadedTask, plan: &RunPlan, scoring: &ScoringPla
     let load = |r: &PluginRef| load(&rt, plan, task, r);
     let reader = scoring.preprocess.as_ref().map(|p| load(&p.plugin)).transpose()?;
     let prompt = load(&scoring.prompt_builder)?;
-    let rows = read_rows(out, &scoring.id_field);
+    let rows = read_rows(out);
     let (mut scored, mut failed, mut skipped) = (0usize, 0usize, 0usize);
     for item in &sample.items {
-        // The records that reach the prompt builder, each with its id.
-        let mut to_score: Vec<(String, String)> = Vec::new();
+        // The records that reach the prompt builder, as JSON text.
+        let mut to_score: Vec<String> = Vec::new();
         let input = match item {
             Item::Record { file, line, text } => {
                 let id = serde_json::from_str::<Value>(text).ok().and_then(|v| id_of(&v, &scoring.id_field)).unwrap_or_else(|| format!("line-{line}"));
                 writeln!(w, "── {id}  ({file} line {line})")?;
                 label(w, "record", text)?;
                 if reader.is_none() {
-                    to_score.push((id.clone(), text.clone()));
+                    to_score.push(text.clone());
                 }
                 PreprocessInput::Record(text.clone())
             }
@@ -79,8 +78,7 @@ pub(super) fn show_chain(task: &LoadedTask, plan: &RunPlan, scoring: &ScoringPla
                         match it {
                             Ok(rec) => {
                                 label(w, "reader", &format!("kept {rec}"))?;
-                                let id = serde_json::from_str::<Value>(&rec).ok().and_then(|v| id_of(&v, &scoring.id_field)).unwrap_or_default();
-                                to_score.push((id, rec));
+                                to_score.push(rec);
                             }
                             Err(e) => {
                                 failed += 1;
@@ -100,8 +98,10 @@ pub(super) fn show_chain(task: &LoadedTask, plan: &RunPlan, scoring: &ScoringPla
                 }
             }
         }
-        for (id, record) in to_score {
-            match prompt.build_prompt(&id, 1, &record) {
+        for record in to_score {
+            let value: Value = serde_json::from_str(&record).unwrap_or(Value::Null);
+            let id = id_of(&value, &scoring.id_field);
+            match prompt.build_prompt(id.as_deref().unwrap_or("dev"), 1, &record) {
                 Ok(p) => {
                     for (i, m) in p.messages.iter().enumerate() {
                         let role = match m.role {
@@ -115,9 +115,9 @@ pub(super) fn show_chain(task: &LoadedTask, plan: &RunPlan, scoring: &ScoringPla
                 // The run's error row below says the same, with the cause it recorded.
                 Err(e) => label(w, "prompt", &format!("(not built: [{}] {e})", e.cause()))?,
             }
-            let Some(row) = rows.get(&id) else {
+            let Some(row) = find_row(&rows, id.as_deref(), &value, &scoring.id_field) else {
                 failed += 1;
-                label(w, "error", &format!("no row for `{id}` in {}: was it read? (records need an `{}` field to be shown)", out.display(), scoring.id_field))?;
+                label(w, "error", &format!("the sample run wrote no row for this record in {} (its messages are in the run's summary there)", out.display()))?;
                 continue;
             };
             if let Some(reply) = row.get("api_return").and_then(Value::as_str) {
@@ -161,25 +161,34 @@ fn id_of(v: &Value, id_field: &str) -> Option<String> {
     }
 }
 
-/// The rows of the sample run (outputs and error rows, `*.jsonl` in `out`) by record id: an
-/// output row by its id field, an error row by its record's.
-fn read_rows(out: &Path, id_field: &str) -> HashMap<String, Value> {
-    let mut rows = HashMap::new();
+/// The rows of the sample run: its outputs and error rows (`*.jsonl` in `out`).
+fn read_rows(out: &Path) -> Vec<Value> {
+    let mut rows = Vec::new();
     let Ok(entries) = std::fs::read_dir(out) else { return rows };
     for e in entries.flatten() {
-        if !e.file_name().to_string_lossy().ends_with(".jsonl") {
-            continue;
-        }
-        let Ok(text) = std::fs::read_to_string(e.path()) else { continue };
-        for row in text.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()) {
-            let record = row["record_json"].as_str().and_then(|r| serde_json::from_str::<Value>(r).ok());
-            let id = id_of(&row, id_field).filter(|_| row["api_status"] == "success").or_else(|| record.and_then(|r| id_of(&r, id_field)));
-            if let Some(id) = id.or_else(|| row["key"].as_str().map(str::to_string)) {
-                rows.insert(id, row);
-            }
+        if e.file_name().to_string_lossy().ends_with(".jsonl") {
+            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+            rows.extend(text.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()));
         }
     }
     rows
+}
+
+/// The row of `record`: by its id when it has one (an output row's id field, an error row's
+/// record's), else by its fields (an error row's `record_json`; an output row holding every
+/// field of the record, as itself or as `input_<name>` when an output column took the name).
+fn find_row<'a>(rows: &'a [Value], id: Option<&str>, record: &Value, id_field: &str) -> Option<&'a Value> {
+    let of_error = |row: &Value| row["record_json"].as_str().and_then(|r| serde_json::from_str::<Value>(r).ok());
+    match id {
+        Some(id) => rows.iter().find(|row| {
+            let ok = row["api_status"] == "success";
+            (ok && id_of(row, id_field).as_deref() == Some(id)) || (!ok && of_error(row).and_then(|r| id_of(&r, id_field)).as_deref() == Some(id))
+        }),
+        None => rows.iter().find(|row| match of_error(row) {
+            Some(r) => &r == record,
+            None => record.as_object().is_some_and(|fields| fields.iter().all(|(k, v)| row.get(k) == Some(v) || row.get(format!("input_{k}")) == Some(v))),
+        }),
+    }
 }
 
 /// One plugin of the plan, loaded as the run loads it (config, limits).
