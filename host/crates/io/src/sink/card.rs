@@ -99,7 +99,7 @@ pub fn write_card(folder: &Path, format: OutputFormat, title: &str, made_with: &
     if let Some(schema) = &schema {
         let every = match format {
             OutputFormat::Parquet => "Every data file has exactly this schema",
-            OutputFormat::Jsonl => "Every field of every line of every data file has this type (a line leaves out a field it has no value for; read with these types, e.g. `datasets` does from this card, every file has every column)",
+            OutputFormat::Jsonl => "Every verdict and host field of every line of every data file has this type, and the input fields are as the input had them (a line leaves out a field it has no value for; read with these types, as `datasets` does from this card, every file has every column)",
         };
         text.push_str(&format!("\n## Schema\n\n{every} (declared before the first row; every column is nullable). A verdict value that does not fit its column is kept, as text, in `<field>_raw`; other values that fit no column are in `extra_json`, a JSON object.\n\n| column | type |\n|---|---|\n"));
         for (name, ty) in schema.describe() {

@@ -235,14 +235,45 @@ impl DeclaredSchema {
         out
     }
 
-    /// [`DeclaredSchema::conform`] for a JSONL line: every field has its declared type (a line
-    /// leaves out the fields it has no value for, as JSON does, so rows written before are kept
-    /// as they were); an inferred schema leaves the row as it is.
-    pub fn conform_line(&self, row: Map<String, Value>) -> Map<String, Value> {
+    /// A JSONL line fitted to the schema: the verdict fields and the host's columns get their
+    /// declared types (a verdict value that does not fit goes to `<field>_raw`, another to
+    /// [`EXTRA_COLUMN`]); the input fields stay exactly as the input had them (JSON has no
+    /// column types of its own, and rows written before are kept as they were). A line leaves
+    /// out the fields it has no value for. An inferred schema leaves the row as it is.
+    pub fn conform_line(&self, mut row: Map<String, Value>) -> Map<String, Value> {
         if self.inferred {
             return row;
         }
-        self.conform(row)
+        let mut extra = Map::new();
+        for col in self.columns.iter().filter(|c| c.role != Role::Input && c.name != EXTRA_COLUMN) {
+            let Some(value) = row.remove(&col.name) else { continue };
+            match fit(&value, &col.ty) {
+                Some(v) => {
+                    row.insert(col.name.clone(), v);
+                }
+                None if col.role == Role::Verdict => {
+                    let text = match value {
+                        Value::String(s) => s,
+                        other => other.to_string(),
+                    };
+                    row.insert(format!("{}_raw", col.name), Value::String(text));
+                }
+                None => {
+                    extra.insert(col.name.clone(), value);
+                }
+            }
+        }
+        if !extra.is_empty() {
+            if let Some(Value::String(earlier)) = row.get(EXTRA_COLUMN) {
+                if let Ok(Value::Object(m)) = serde_json::from_str::<Value>(earlier) {
+                    for (k, v) in m {
+                        extra.entry(k).or_insert(v);
+                    }
+                }
+            }
+            row.insert(EXTRA_COLUMN.into(), Value::String(Value::Object(extra).to_string()));
+        }
+        row
     }
 
     /// The `features` of a dataset card's `dataset_info` (the Hugging Face YAML form), so
