@@ -79,7 +79,7 @@ fn once(args: &DevArgs) -> anyhow::Result<()> {
     let scratch = scratch_folder(args, &task, scoring)?;
     let sample = write_sample(scoring, &scratch, args.sample)?;
     let live = endpoint_check(&task, args.live)?;
-    let derived = derive_task(&task, scoring, &scratch, &sample, args.sample, live)?;
+    let derived = derive_task(&task, scoring, &scratch, &sample, live)?;
     eprintln!("running {} on {} record(s) into {} (not its output folder)", task.source_path.display(), sample.records(), scratch.display());
     let exe = std::env::current_exe().context("finding the modelcall binary")?;
     let out = Command::new(exe).args(["run-task"]).arg(&derived).arg("--no-progress").stdin(Stdio::null()).output().context("running the task")?;
@@ -308,10 +308,9 @@ fn endpoint_check(task: &LoadedTask, live: bool) -> anyhow::Result<bool> {
 }
 
 /// Writes `scratch/task.yaml`: the task file with its input replaced by the sample, every folder
-/// it writes moved under `scratch`, the paths it reads made absolute, at most `n` records per
-/// input, no resume, one pass; and `scratch/model.yaml` when the model config needs changing
+/// it writes moved under `scratch`, the paths it reads made absolute, no resume, one pass; and `scratch/model.yaml` when the model config needs changing
 /// (the simulator instead of a real endpoint; a relative `replies=` file made absolute).
-fn derive_task(task: &LoadedTask, scoring: &ScoringPlan, scratch: &Path, sample: &Sample, n: usize, live: bool) -> anyhow::Result<PathBuf> {
+fn derive_task(task: &LoadedTask, scoring: &ScoringPlan, scratch: &Path, sample: &Sample, live: bool) -> anyhow::Result<PathBuf> {
     let text = std::fs::read_to_string(&task.source_path).with_context(|| format!("reading {}", task.source_path.display()))?;
     let mut y: serde_yaml::Value = serde_yaml::from_str(&text).with_context(|| format!("parsing {}", task.source_path.display()))?;
     let s = |p: &Path| serde_yaml::Value::String(p.display().to_string());
@@ -346,7 +345,8 @@ fn derive_task(task: &LoadedTask, scoring: &ScoringPlan, scratch: &Path, sample:
     if let Some(m) = y.as_mapping_mut() {
         m.remove("distributed");
     }
-    y["debug"] = serde_yaml::from_str(&format!("{{enabled: true, max_items_per_file: {n}}}"))?;
+    // The sample is the input already (a split may give more records): no debug caps on top.
+    y["debug"] = serde_yaml::from_str("{enabled: false}")?;
     // Inputs read beside the task: absolute, since the derived task lives elsewhere.
     if let Some(p) = y["prompt"]["config_path"].as_str().map(|p| task.resolve(p)) {
         set(&mut y, "prompt", "config_path", s(&absolute(&p)));

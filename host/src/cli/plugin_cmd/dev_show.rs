@@ -98,7 +98,12 @@ pub(super) fn show_chain(task: &LoadedTask, plan: &RunPlan, scoring: &ScoringPla
                 }
             }
         }
+        // A file, or a record the preprocessor split: each record's chain says which it is.
+        let several = to_score.len() > 1 || matches!(item, Item::File { .. });
         for record in to_score {
+            if several {
+                label(w, "record", &record)?;
+            }
             let value: Value = serde_json::from_str(&record).unwrap_or(Value::Null);
             let id = id_of(&value, &scoring.id_field);
             match prompt.build_prompt(id.as_deref().unwrap_or("dev"), 1, &record) {
