@@ -589,3 +589,94 @@ fn k8s_pod_commands_run_here_with_the_manifest_environment() {
     let merged = std::fs::read_to_string(s.path("proj/out/data.jsonl")).unwrap();
     assert_eq!(merged.lines().count(), 8, "{merged}");
 }
+
+/// A fake `sbatch` that appends each call's arguments (one line per call) to `<dir>/sbatch.calls`
+/// and answers job ids 100, 101, …; a fake `scontrol show config` with `MaxArraySize=max`.
+fn fake_slurm(dir: &Path, max: u32) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).unwrap();
+    let calls = dir.join("sbatch.calls");
+    let sbatch =
+        format!("#!/bin/bash\necho \"$*\" >> '{calls}'\nn=0\nwhile read -r _; do n=$((n + 1)); done < '{calls}'\necho $((99 + n))\n", calls = calls.display());
+    let scontrol = format!("#!/bin/bash\n[ \"$*\" = 'show config' ] && printf 'MaxArraySize            = {max}\\nMaxJobCount             = 10000\\n'\n");
+    for (name, body) in [("sbatch", sbatch), ("scontrol", scontrol)] {
+        std::fs::write(dir.join(name), body).unwrap();
+        std::fs::set_permissions(dir.join(name), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    calls
+}
+
+/// More shards than `MaxArraySize`: one array per block of ids below it, each with its offset
+/// (recorded in jobs.jsonl), and with --merge a merge job after all of them; the script maps
+/// an array task to its shard by that offset. `--resume` submits only the unfinished shards.
+#[test]
+fn slurm_splits_arrays_at_max_array_size_merges_after_them_and_resumes_the_rest() {
+    let s = Scratch::new();
+    let task = task_in(&s, "proj");
+    let bin_dir = s.path("fakebin");
+    let calls = fake_slurm(&bin_dir, 3);
+    // Only the fakes on PATH: a real Slurm on this machine is not asked.
+    let path = bin_dir.display().to_string();
+    let out = submit(&task, &["--scheduler", "slurm", "--shards", "7", "--merge"], Some(Path::new(&path)));
+    assert_code(&out, 0);
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("stop below 3 (MaxArraySize in `scontrol show config`), so the 7 shard(s) go in 3 arrays"), "{stdout}");
+    let script = std::fs::canonicalize(s.path("proj/out/.modelcall/submit/slurm.sbatch")).unwrap();
+    let merge = std::fs::canonicalize(s.path("proj/out/.modelcall/submit/merge.sbatch")).unwrap();
+    let lines: Vec<String> = std::fs::read_to_string(&calls).unwrap().lines().map(String::from).collect();
+    let (script, merge) = (script.display().to_string(), merge.display().to_string());
+    assert_eq!(
+        lines,
+        vec![
+            format!("--parsable --array=0-2%7 --export=ALL,MODELCALL_SHARD_OFFSET=0 {script}"),
+            format!("--parsable --array=0-2%7 --export=ALL,MODELCALL_SHARD_OFFSET=3 {script}"),
+            format!("--parsable --array=0%7 --export=ALL,MODELCALL_SHARD_OFFSET=6 {script}"),
+            format!("--parsable --dependency=afterok:100:101:102 --kill-on-invalid-dep=yes {merge}"),
+        ]
+    );
+    assert!(stdout.contains("submitted Slurm job 101 (shard(s) 3-5 of 7, at most 3 at once)"), "{stdout}");
+    assert!(stdout.contains("submitted Slurm merge job 103"), "{stdout}");
+    let jobs: Vec<serde_json::Value> =
+        std::fs::read_to_string(s.path("proj/out/.modelcall/submit/jobs.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(jobs.len(), 4);
+    assert_eq!((jobs[1]["job"].as_str(), jobs[1]["offset"].as_u64(), &jobs[1]["shards"]), (Some("101"), Some(3), &json!([3, 4, 5])));
+    assert_eq!(jobs[3]["kind"], "merge");
+    let merge_script = std::fs::read_to_string(&merge).unwrap();
+    assert!(merge_script.contains("#SBATCH --job-name=modelcall-e2e-merge") && merge_script.contains(" merge "), "{merge_script}");
+
+    // Array task 1 of the second array (offset 3), as Slurm runs it: shard 4 of 7.
+    let run = Command::new("bash")
+        .arg(&script)
+        .env("SLURM_ARRAY_TASK_ID", "1")
+        .env("MODELCALL_SHARD_OFFSET", "3")
+        .env("OPENAI_API_KEY", KEY)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_code(&run, 0);
+    assert!(text(&run.stderr).contains("modelcall: shard 4/7"), "{}", text(&run.stderr));
+    assert!(s.path("proj/out/run_summary.shard-4-of-7.json").is_file(), "shard 4 of 7 ran");
+
+    // --resume: the six shards not run yet, below the limit: ids 0-2 and 0-2 (offset 3, minus
+    // shard 4) and 0 (offset 6).
+    std::fs::remove_file(&calls).unwrap();
+    let out = submit(&task, &["--scheduler", "slurm", "--shards", "7", "--resume"], Some(Path::new(&path)));
+    assert_code(&out, 0);
+    assert!(text(&out.stdout).contains("resuming 6 unfinished shard(s) of 7: 0-3,5-6 (1 completed)"), "{}", text(&out.stdout));
+    let lines: Vec<String> = std::fs::read_to_string(&calls).unwrap().lines().map(String::from).collect();
+    assert_eq!(
+        lines,
+        vec![
+            format!("--parsable --array=0-2%7 --export=ALL,MODELCALL_SHARD_OFFSET=0 {script}"),
+            format!("--parsable --array=0,2%7 --export=ALL,MODELCALL_SHARD_OFFSET=3 {script}"),
+            format!("--parsable --array=0%7 --export=ALL,MODELCALL_SHARD_OFFSET=6 {script}"),
+        ]
+    );
+    // Another shard count than the folder's plan is refused up front.
+    let out = submit(&task, &["--scheduler", "slurm", "--shards", "5", "--resume"], Some(Path::new(&path)));
+    assert_code(&out, 2);
+    // Kubernetes has no resume of chosen indices: refused, saying what to do.
+    let out = submit(&task, &["--scheduler", "k8s", "--shards", "7", "--resume", "--dry-run"], None);
+    assert_code(&out, 2);
+    assert!(text(&out.stderr).contains("--resume is a Slurm option"), "{}", text(&out.stderr));
+}
