@@ -134,6 +134,9 @@ fn what_a_plugin_prints_shows_in_plugin_run_and_in_the_log_at_debug() {
     let line: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().next().unwrap()).unwrap();
     assert_eq!(line["outcome"], "keep", "{line}");
     assert_eq!(line["output"], "csv-reader: data.csv: 4 row(s), 1 bad\n", "the plugin's stdout with its call: {line}");
+    // What `init` printed (to stderr) is on plugin run's stderr.
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("plugin output during init: csv-reader: ready (delimiter ',')"), "{}", text(&o));
 
     // A run logs it at debug only, attributed to the plugin and the input.
     let printed = "csv-reader: data.csv: 4 row(s), 1 bad";
@@ -149,6 +152,8 @@ fn what_a_plugin_prints_shows_in_plugin_run_and_in_the_log_at_debug() {
     let logged = err.lines().find(|l| l.contains(printed)).unwrap_or_else(|| panic!("logged at debug: {}", text(&o)));
     assert!(logged.contains("DEBUG") && logged.contains("modelcall::plugin") && logged.contains("record_id=\"data.csv\""), "{logged}");
     assert!(logged.contains("output=true"), "{logged}");
+    // What `init` printed (on a thread of the async runtime's caller: this must not panic).
+    assert!(err.lines().any(|l| l.contains("DEBUG") && l.contains("csv-reader: ready (delimiter ',')")), "{}", text(&o));
 
     // Within the per-call log budget, as `host.log` lines are.
     let o = run("    limits:\n      max_log_bytes: 8\n", &[("MODELCALL_LOG", "warn,modelcall::plugin=debug")]);

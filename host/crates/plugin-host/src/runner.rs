@@ -36,6 +36,31 @@ pub fn capture_output<R>(f: impl FnOnce() -> R) -> (R, String) {
     (r, text)
 }
 
+/// Runs `f` (which instantiates or calls a plugin) where wasmtime-wasi may block on a stream:
+/// a plugin writing to stdout or stderr (Python's `print`, Rust's `eprintln!`) makes the host
+/// `blocking-flush` inside tokio, which panics on a thread already running in a tokio runtime
+/// ("Cannot start a runtime from within a runtime"). Such a caller (a task loading its plugins
+/// from async code) gets `f` run on a scoped thread of its own; [`capture_output`] follows it.
+/// Elsewhere (the engine's plugin worker threads, `modelcall plugin run`) `f` runs in place.
+fn off_runtime<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return f();
+    }
+    let capturing = OUTPUT.with(|c| c.borrow().is_some());
+    let (r, output) = std::thread::scope(|s| {
+        let worker = s.spawn(move || if capturing { capture_output(f) } else { (f(), String::new()) });
+        worker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    });
+    if !output.is_empty() {
+        OUTPUT.with(|c| {
+            if let Some(buf) = c.borrow_mut().as_mut() {
+                buf.push_str(&output);
+            }
+        });
+    }
+    r
+}
+
 /// Hands what the plugin wrote since `mark` to an active [`capture_output`] and, when the
 /// plugin target logs at `debug`, to the log (within the call's log budget).
 fn pass_on_output(store: &mut Store<HostState>, mark: u64) {
@@ -123,7 +148,7 @@ impl Plugin {
         };
         let pool = InstancePool::new(limits.max_calls_per_instance, limits.max_consecutive_traps);
         let mut inner = Inner { name, description: placeholder, engine, pre, config_json, limits, task_name, pool };
-        let (warm, info) = inner.spawn()?;
+        let (warm, info) = off_runtime(|| inner.spawn())?;
         inner.description = describe(&info);
         inner.pool.seed(warm);
         Ok(Plugin { inner: Arc::new(inner) })
@@ -268,7 +293,18 @@ impl Inner {
     /// discards the instance).
     /// `input_bytes` is the size of what the call is given: a budget trap on an outsized input
     /// is that input's failure and leaves the breaker alone (see `InstancePool::is_outsized`).
-    fn call<R>(
+    fn call<R: Send>(
+        &self,
+        record_id: &str,
+        attempt: u32,
+        input_bytes: u64,
+        f: impl FnOnce(&mut Store<HostState>, &PluginInstance, Resource<CallContext>, &Checker) -> wasmtime::Result<Result<R, CallError>> + Send,
+    ) -> (Result<R, CallError>, CallStats) {
+        off_runtime(|| self.call_here(record_id, attempt, input_bytes, f))
+    }
+
+    /// [`Inner::call`] on this thread.
+    fn call_here<R>(
         &self,
         record_id: &str,
         attempt: u32,

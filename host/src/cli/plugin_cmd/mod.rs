@@ -7,6 +7,7 @@ mod build;
 mod check;
 mod dev;
 mod dev_show;
+mod dev_watch;
 mod exercise;
 mod scaffold;
 mod task_type;
@@ -114,7 +115,12 @@ pub fn run(cmd: PluginCommand) -> anyhow::Result<()> {
                 spec.limits = read_limits(&path)?;
             }
             let rt = PluginRuntime::new()?;
-            let plugin = rt.load(spec)?;
+            // What `init` prints, on stderr; each call's is the `output` of its line.
+            let (plugin, init_output) = modelcall_plugin_host::capture_output(|| rt.load(spec));
+            if !init_output.is_empty() {
+                eprint!("plugin output during init: {init_output}");
+            }
+            let plugin = plugin?;
             let stdout = std::io::stdout();
             let mut out = stdout.lock();
             let fatal = match (input, files) {

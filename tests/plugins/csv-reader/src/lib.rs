@@ -1,7 +1,8 @@
 //! Reads raw CSV files (a header line, then one record per row; no quoting) and splits each
 //! into records. A row whose field count differs from the header's is an item error at its
 //! line (`ItemError::at_line`), and the other rows are kept. It prints a summary line per file
-//! to stdout, which `modelcall plugin run` shows as the call's `output`.
+//! to stdout, which `modelcall plugin run` shows as the call's `output`, and a line to stderr
+//! when an instance starts (`plugin run` shows it on its stderr).
 
 use modelcall_plugin_sdk::preprocessor::{Input, ItemError, Outcome, Preprocessor};
 use modelcall_plugin_sdk::{json, Context, Error, Value};
@@ -34,6 +35,7 @@ impl Preprocessor for CsvReader {
         let (Some(delimiter), None) = (chars.next(), chars.next()) else {
             return Err(Error::invalid_config(format!("`delimiter` must be one character, not {:?}", cfg.delimiter)));
         };
+        eprintln!("csv-reader: ready (delimiter {delimiter:?})");
         Ok(CsvReader { delimiter, max_rows: cfg.max_rows.map_or(usize::MAX, |n| n as usize) })
     }
 
