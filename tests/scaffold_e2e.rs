@@ -411,14 +411,44 @@ fn task_type_builds_in_one_go_offline_and_plugin_dev_shows_the_chain() {
     assert!(chain[0].1.iter().any(|l| l.starts_with("reply {\"score\": 9}")), "the reply that failed: {}", show(&out));
     assert!(!project.join("output").exists());
 
-    // A real endpoint: without --live nothing is sent there; the simulator answers, and says so.
-    let model = model.replace(r#"base_url: "sim://?replies=replies.jsonl""#, r#"base_url: "http://127.0.0.1:9/v1""#);
+    // A real endpoint (here `serve-sim` over HTTP, scripted to say so): without --live nothing
+    // is sent there, the built-in simulator answers and plugin dev says so; with --live the
+    // sample goes there.
+    let live_replies = tmp.path().join("live-replies.jsonl");
+    std::fs::write(&live_replies, "{\"default\": \"```json\\n{\\\"score\\\": 5, \\\"rationale\\\": \\\"from the real endpoint\\\"}\\n```\"}\n").unwrap();
+    /// Ends the server however the test ends.
+    struct Server(std::process::Child);
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut server = Command::new(bin())
+        .args(["serve-sim", "--port", "0", "--exit-after-secs", "300", "--replies"])
+        .arg(&live_replies)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let banner_pipe = server.stdout.take().unwrap();
+    let server = Server(server);
+    let mut banner = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(banner_pipe), &mut banner).unwrap();
+    let url = banner.split_whitespace().find(|w| w.starts_with("http://")).unwrap_or_else(|| panic!("no URL in serve-sim's banner: {banner}")).to_string();
+    let model = model.replace(r#"base_url: "sim://?replies=replies.jsonl""#, &format!("base_url: \"{url}\""));
     std::fs::write(project.join("model.yaml"), model).unwrap();
     let out = run(modelcall(&project).args(["plugin", "dev", "task.yaml", "--sample", "2"]));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("not sim://") && stderr.contains("--live"), "{}", show(&out));
+    assert!(stderr.contains("not sim://") && stderr.contains("--live") && stderr.contains(&url), "{}", show(&out));
     let chain = chains(&String::from_utf8_lossy(&out.stdout));
     assert!(chain.len() == 2 && chain.iter().all(|(_, l)| l.last().unwrap().starts_with("verdict score")), "{}", show(&out));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("from the real endpoint"), "sent to the real endpoint without --live: {}", show(&out));
+    let out = run(modelcall(&project).args(["plugin", "dev", "task.yaml", "--sample", "2", "--live"]));
+    let chain = chains(&String::from_utf8_lossy(&out.stdout));
+    assert!(chain.len() == 2 && chain.iter().all(|(_, l)| l.last().unwrap() == "verdict score 5 — from the real endpoint"), "{}", show(&out));
+    drop(server);
 
     // --watch: a changed plugin source is rebuilt and the sample runs again.
     let mut child = modelcall(&project)

@@ -7,15 +7,15 @@
 //! Nothing goes to a paid endpoint unless asked: a task whose model is not `sim://` runs against
 //! the simulator, with a notice, unless `--live` is given.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use anyhow::{bail, Context as _};
-use modelcall_config::{load_task_without_secrets, LoadedTask, Overrides, PluginRef, RunPlan, ScoringPlan, Stages};
+use modelcall_config::{load_task_without_secrets, LoadedTask, Overrides, RunPlan, ScoringPlan, Stages};
 
 use super::dev_show::{show_chain, Sample};
+use super::dev_watch::{stale_projects, wait_for_change, watched_projects};
 
 #[derive(clap::Args)]
 pub struct DevArgs {
@@ -59,8 +59,14 @@ pub fn dev(args: DevArgs) -> anyhow::Result<()> {
         if args.max_runs.is_some_and(|max| runs >= max) {
             return Ok(());
         }
-        eprintln!("watching the plugins' sources and {} (Ctrl-C ends it)…", args.task.display());
-        wait_for_change(&args.task, started);
+        let roots = watched_projects(&args.task);
+        let shown: Vec<String> = roots.iter().map(|r| r.display().to_string()).collect();
+        eprintln!(
+            "watching {} and the plugin sources in {} (Ctrl-C ends it)…",
+            args.task.display(),
+            if shown.is_empty() { "no project".into() } else { shown.join(", ") }
+        );
+        wait_for_change(&args.task, &roots, started);
         eprintln!("a source changed: running again");
     }
 }
@@ -89,107 +95,6 @@ fn once(args: &DevArgs) -> anyhow::Result<()> {
         bail!("the task did not run ({}); the run's messages are above", out.status);
     }
     show_chain(&task, &plan, scoring, &sample, &scratch.join("out"), &mut std::io::stdout().lock())
-}
-
-/// The project folders (the `plugin new` project beside the `.wasm`, see [`builds`]) of the
-/// plan's plugins whose `.wasm` is missing or older than a source file of theirs.
-fn stale_projects(plugins: &[&PluginRef]) -> anyhow::Result<Vec<PathBuf>> {
-    let mut by_root: BTreeMap<PathBuf, Vec<PathBuf>> = BTreeMap::new();
-    for r in plugins {
-        if r.source.starts_with("builtin:") {
-            continue;
-        }
-        let wasm = PathBuf::from(&r.source);
-        let root = folder_of(&wasm);
-        if builds(&root, &wasm) {
-            by_root.entry(root).or_default().push(wasm);
-        } else if !wasm.is_file() {
-            bail!("{} (a plugin of the task) does not exist, and no plugin project (Cargo.toml, app.py) is beside it to build it from", wasm.display());
-        }
-    }
-    let mut stale = Vec::new();
-    for (root, wasms) in by_root {
-        let built = wasms.iter().map(|w| std::fs::metadata(w).and_then(|m| m.modified()).ok()).collect::<Option<Vec<_>>>().and_then(|t| t.into_iter().min());
-        let newest = newest_source(&root);
-        if built.is_none() || newest.is_some_and(|n| Some(n) > built) {
-            stale.push(root);
-        }
-    }
-    Ok(stale)
-}
-
-/// Whether the project in `root` is the one `plugin build` makes `wasm` from: a package named
-/// like the `.wasm` in its `Cargo.toml` (or a member's, one folder down) or `pyproject.toml`. A
-/// `.wasm` merely lying beside some other project is used as it is, never rebuilt.
-fn builds(root: &Path, wasm: &Path) -> bool {
-    let Some(stem) = wasm.file_stem().map(|s| s.to_string_lossy().to_string()) else { return false };
-    let names = |manifest: &Path, section: &str| {
-        std::fs::read_to_string(manifest).ok().is_some_and(|t| super::scaffold::toml_string(&t, section, "name") == Some(stem.as_str()))
-    };
-    if names(&root.join("pyproject.toml"), "project") && root.join("app.py").is_file() {
-        return true;
-    }
-    if !root.join("Cargo.toml").is_file() {
-        return false;
-    }
-    names(&root.join("Cargo.toml"), "package")
-        || std::fs::read_dir(root).into_iter().flatten().flatten().any(|e| names(&e.path().join("Cargo.toml"), "package"))
-}
-
-/// The folder of a plugin's `.wasm` (`.` for a bare file name): where its project is, if any.
-fn folder_of(wasm: &Path) -> PathBuf {
-    match wasm.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
-}
-
-/// The newest modification time among a plugin project's sources (`*.rs`, `*.py`, `*.wit`,
-/// `Cargo.toml`, `pyproject.toml`), skipping build output, outputs and hidden folders.
-fn newest_source(root: &Path) -> Option<SystemTime> {
-    fn walk(dir: &Path, depth: usize, newest: &mut Option<SystemTime>) {
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().to_string();
-            let path = e.path();
-            if path.is_dir() {
-                if depth < 8 && !name.starts_with('.') && !matches!(name.as_str(), "target" | "output" | "__pycache__" | "node_modules") {
-                    walk(&path, depth + 1, newest);
-                }
-                continue;
-            }
-            let source = name.ends_with(".rs") || name.ends_with(".py") || name.ends_with(".wit") || name == "Cargo.toml" || name == "pyproject.toml";
-            if let Some(t) = source.then(|| e.metadata().and_then(|m| m.modified()).ok()).flatten() {
-                *newest = Some(newest.map_or(t, |n| n.max(t)));
-            }
-        }
-    }
-    let mut newest = None;
-    walk(root, 0, &mut newest);
-    newest
-}
-
-/// Blocks until a plugin source of the task (or the task file) is newer than `since`, polling
-/// twice a second.
-fn wait_for_change(task_path: &Path, since: SystemTime) {
-    loop {
-        std::thread::sleep(Duration::from_millis(500));
-        let changed_task = std::fs::metadata(task_path).and_then(|m| m.modified()).is_ok_and(|t| t > since);
-        let roots: Vec<PathBuf> = match load_task_without_secrets(task_path, &Overrides::default()).ok().and_then(|t| RunPlan::from_task(&t).ok()) {
-            Some(plan) => plan
-                .plugins()
-                .iter()
-                .filter(|r| !r.source.starts_with("builtin:"))
-                .map(|r| (folder_of(Path::new(&r.source)), Path::new(&r.source)))
-                .filter(|(root, wasm)| builds(root, wasm))
-                .map(|(root, _)| root)
-                .collect(),
-            None => Vec::new(),
-        };
-        if changed_task || roots.iter().any(|root| newest_source(root).is_some_and(|t| t > since)) {
-            return;
-        }
-    }
 }
 
 /// The scratch folder, emptied: `--scratch` or `.modelcall-dev/` beside the task. Refused when
@@ -308,8 +213,9 @@ fn endpoint_check(task: &LoadedTask, live: bool) -> anyhow::Result<bool> {
 }
 
 /// Writes `scratch/task.yaml`: the task file with its input replaced by the sample, every folder
-/// it writes moved under `scratch`, the paths it reads made absolute, no resume, one pass; and `scratch/model.yaml` when the model config needs changing
-/// (the simulator instead of a real endpoint; a relative `replies=` file made absolute).
+/// it writes moved under `scratch`, the paths it reads made absolute, no resume, one pass, JSONL
+/// rows; and `scratch/model.yaml` when the model config needs changing (the simulator instead of
+/// a real endpoint; a relative `replies=` file made absolute).
 fn derive_task(task: &LoadedTask, scoring: &ScoringPlan, scratch: &Path, sample: &Sample, live: bool) -> anyhow::Result<PathBuf> {
     let text = std::fs::read_to_string(&task.source_path).with_context(|| format!("reading {}", task.source_path.display()))?;
     let mut y: serde_yaml::Value = serde_yaml::from_str(&text).with_context(|| format!("parsing {}", task.source_path.display()))?;

@@ -7,6 +7,7 @@ mod build;
 mod check;
 mod dev;
 mod dev_show;
+mod dev_watch;
 mod exercise;
 mod scaffold;
 mod task_type;
