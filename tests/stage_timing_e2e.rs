@@ -59,3 +59,28 @@ fn a_backoff_between_attempts_is_not_wire_time() {
     assert!(ms(&v, "other", "p99") > 900.0, "the backoff is the rest of the job: {t}");
     assert!(ms(&v, "other", "mean") > 300.0, "{t}");
 }
+
+/// Every plugin role is named with its hash in `run.plugins`, the preprocessor included, and
+/// `plugin_calls` gives each role's call count and time per call.
+#[test]
+fn every_plugin_role_has_its_hash_and_its_time_per_call() {
+    let s = Scratch::new();
+    std::fs::create_dir_all(s.path("in")).unwrap();
+    let body: String = (0..30).map(|i| format!("{{\"id\":\"p{i}\",\"text\":\"Record {i} is plain prose about rivers.\"}}\n")).collect();
+    std::fs::write(s.path("in/data.jsonl"), body).unwrap();
+    let task = common::preprocess_task(s.dir.path(), &s.path("in"), "builtin:universal", "");
+    let o = Command::new(env!("CARGO_BIN_EXE_modelcall")).args(["run-task", task.to_str().unwrap(), "--no-progress"]).stdin(Stdio::null()).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(s.path("out/run_summary.json")).unwrap()).unwrap();
+    let roles: Vec<&str> = v["run"]["plugins"].as_array().unwrap().iter().map(|p| p["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["preprocessor", "prompt-builder", "score-parser"], "{}", v["run"]["plugins"]);
+    for p in v["run"]["plugins"].as_array().unwrap() {
+        assert_eq!(p["sha256"].as_str().map(str::len), Some(64), "{p}");
+    }
+    for role in ["preprocessor", "prompt-builder", "score-parser"] {
+        let calls = &v["plugin_calls"][role];
+        assert_eq!(calls["calls"], 30, "{role}: {}", v["plugin_calls"]);
+        let (p50, p99) = (calls["p50_us"].as_u64().unwrap(), calls["p99_us"].as_u64().unwrap());
+        assert!(p50 >= 1 && p50 <= p99, "{role}: {calls}");
+    }
+}

@@ -100,9 +100,56 @@ impl StageTimes {
     }
 }
 
+/// Each plugin role's call times (the call itself, as the runtime measures it: no wait for an
+/// instance or a thread), for `run_summary.json`'s `plugin_calls`: what a plugin costs per
+/// record, beside its name and hash in `run.plugins`.
+#[derive(Debug, Default)]
+pub struct PluginCallTimes {
+    by_role: std::collections::BTreeMap<&'static str, (hdrhistogram::Histogram<u64>, u128)>,
+}
+
+impl PluginCallTimes {
+    pub fn record(&mut self, role: &'static str, elapsed_us: u64) {
+        let (h, sum) = self.by_role.entry(role).or_insert_with(|| (hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"), 0));
+        let _ = h.record(elapsed_us.clamp(1, 3_600_000_000));
+        *sum += elapsed_us as u128;
+    }
+
+    /// `{"<role>": {"calls", "p50_us", "p99_us", "mean_us"}}`; null when no plugin was called.
+    pub fn to_json(&self) -> Value {
+        if self.by_role.is_empty() {
+            return Value::Null;
+        }
+        let roles = self
+            .by_role
+            .iter()
+            .map(|(role, (h, sum))| {
+                let n = h.len();
+                let mean = (*sum as f64 / n.max(1) as f64 * 10.0).round() / 10.0;
+                ((*role).to_string(), json!({"calls": n, "p50_us": h.value_at_quantile(0.5), "p99_us": h.value_at_quantile(0.99), "mean_us": mean}))
+            })
+            .collect();
+        Value::Object(roles)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plugin_calls_are_counted_per_role() {
+        let mut p = PluginCallTimes::default();
+        assert!(p.to_json().is_null());
+        for us in [10, 20, 30, 1000] {
+            p.record("score-parser", us);
+        }
+        p.record("prompt-builder", 5);
+        let v = p.to_json();
+        assert_eq!(v["score-parser"]["calls"], 4);
+        assert_eq!(v["score-parser"]["mean_us"], 265.0);
+        assert_eq!(v["prompt-builder"]["p50_us"], 5);
+    }
 
     #[test]
     fn stages_add_up_and_other_is_the_rest_of_the_job() {

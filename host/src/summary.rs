@@ -118,6 +118,8 @@ pub struct RunStats {
     last_outcome: Option<Instant>,
     /// Where the records' time went, per stage (`stage_timing_ms`).
     pub stages: crate::stage_timing::StageTimes,
+    /// Each plugin role's call times (`plugin_calls`).
+    pub plugin_calls: crate::stage_timing::PluginCallTimes,
 }
 
 impl Default for RunStats {
@@ -147,6 +149,7 @@ impl RunStats {
             score_histogram: BTreeMap::new(),
             last_outcome: None,
             stages: Default::default(),
+            plugin_calls: Default::default(),
         }
     }
 
@@ -335,6 +338,7 @@ impl RunStats {
             },
             "latency_ms": self.latency_json(),
             "stage_timing_ms": self.stages.to_json(),
+            "plugin_calls": self.plugin_calls.to_json(),
             "score_histogram": self.score_histogram,
             "files": self.files,
             "run": extra,

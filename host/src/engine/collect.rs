@@ -312,6 +312,9 @@ fn tally(stats: &mut RunStats, calls: &CallTally) {
     for l in &calls.latencies {
         stats.record_latency(*l);
     }
+    for (role, us) in &calls.plugin_calls {
+        stats.plugin_calls.record(role, *us);
+    }
 }
 
 #[cfg(test)]

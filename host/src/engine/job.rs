@@ -239,6 +239,8 @@ pub struct CallTally {
     /// the run's stage timing.
     pub prompt_time: Duration,
     pub parse_time: Duration,
+    /// Each plugin call's own time (µs), by role, for the run's `plugin_calls`.
+    pub plugin_calls: Vec<(&'static str, u64)>,
 }
 
 impl CallTally {

@@ -94,7 +94,7 @@ pub async fn run(run: &TaskRun<'_>, step: &ChatmlConversion) -> anyhow::Result<F
             fresh_start: false,
             ..EngineOptions::default()
         };
-        let outcome = engine::run(options, Arc::new(PreprocessJob { plugin, pool }), engine::feed(units), stop.clone(), None).await?;
+        let outcome = engine::run(options, Arc::new(PreprocessJob::new(plugin, pool)), engine::feed(units), stop.clone(), None).await?;
         for u in &outcome.units {
             let s = &u.stats;
             eprintln!(

@@ -97,6 +97,7 @@ pub async fn run(
     plugin: Plugin,
     stop: StopSignal,
     ready: Option<mpsc::UnboundedSender<PathBuf>>,
+    call_times: Arc<std::sync::Mutex<crate::stage_timing::PluginCallTimes>>,
 ) -> anyhow::Result<RunOutcome> {
     let units = units(plan)?;
     if run.show_progress {
@@ -107,7 +108,7 @@ pub async fn run(
     // Preprocessing costs nothing but time: inputs preprocessed by another plugin or config
     // are simply preprocessed again (and what scores them sees their records change).
     let settings = engine::settings::Settings::new(serde_json::json!({"preprocessor": engine::settings::Settings::plugin(&plugin, &plan.plugin.config)}));
-    let job = Arc::new(PreprocessJob { plugin, pool });
+    let job = Arc::new(PreprocessJob { call_times, ..PreprocessJob::new(plugin, pool) });
     let options = EngineOptions {
         task_name: run.plan.task_name.clone(),
         read: ReadOptions {

@@ -13,6 +13,15 @@ use crate::plugin_pool::PluginPool;
 pub struct PreprocessJob {
     pub plugin: Plugin,
     pub pool: PluginPool,
+    /// The preprocessor's call times, shared with the scoring stage that reports them (the
+    /// preprocessing stage writes no summary of its own).
+    pub call_times: Arc<std::sync::Mutex<crate::stage_timing::PluginCallTimes>>,
+}
+
+impl PreprocessJob {
+    pub fn new(plugin: Plugin, pool: PluginPool) -> PreprocessJob {
+        PreprocessJob { plugin, pool, call_times: Default::default() }
+    }
 }
 
 impl Job for PreprocessJob {
@@ -32,7 +41,13 @@ impl Job for PreprocessJob {
             };
             let plugin = self.plugin.clone();
             let k = key.clone();
-            match self.pool.run(move || plugin.preprocess(&k, 1, call_input)).await {
+            let mut calls = CallTally::default();
+            let called = self.pool.run(move || plugin.preprocess_with_stats(&k, 1, call_input)).await.map(|(called, stats)| {
+                calls.plugin_calls.push(("preprocessor", stats.elapsed_us));
+                self.call_times.lock().unwrap().record("preprocessor", stats.elapsed_us);
+                called
+            });
+            match called {
                 Ok(Ok(PreprocessOutcome::Keep(items))) => {
                     let mut kept = Vec::with_capacity(items.len());
                     let mut item_errors = Vec::new();
@@ -49,14 +64,14 @@ impl Job for PreprocessJob {
                         }
                     }
                     let produced = Produced::Records { group, records: kept, skipped: None, item_errors };
-                    Outcome::Done { produced, score: None, calls: CallTally::default() }
+                    Outcome::Done { produced, score: None, calls }
                 }
                 Ok(Ok(PreprocessOutcome::Skip(reason))) => {
                     let produced = Produced::Records { group, records: Vec::new(), skipped: Some(reason), item_errors: Vec::new() };
-                    Outcome::Done { produced, score: None, calls: CallTally::default() }
+                    Outcome::Done { produced, score: None, calls }
                 }
                 Ok(Err(e)) if e.is_fatal() => Outcome::Fatal { message: format!("preprocessing stopped: {e}") },
-                Ok(Err(e)) => Failure::new(e.cause(), e.to_string(), CallTally::default(), None),
+                Ok(Err(e)) => Failure::new(e.cause(), e.to_string(), calls, None),
                 Err(host) => Failure::new("host_error", host.to_string(), CallTally::default(), None),
             }
         }

@@ -56,7 +56,10 @@ impl ScoreJob {
         let prompt = {
             let (plugin, key, json) = (self.prompt.clone(), key.clone(), record_json.clone());
             let asked = Instant::now();
-            let built = self.pool.run(move || plugin.build_prompt(&key, 1, &json)).await;
+            let built = self.pool.run(move || plugin.build_prompt_with_stats(&key, 1, &json)).await.map(|(built, stats)| {
+                calls.plugin_calls.push(("prompt-builder", stats.elapsed_us));
+                built
+            });
             calls.prompt_time += asked.elapsed();
             match built {
                 Ok(Ok(prompt)) => prompt,
@@ -90,7 +93,10 @@ impl ScoreJob {
             let verdict = if self.require_json {
                 let (plugin, key, json, text) = (self.parser.clone(), key.clone(), record_json.clone(), completion.content.clone());
                 let asked = Instant::now();
-                let parsed = self.pool.run(move || plugin.parse_score(&key, attempt, &json, &text)).await;
+                let parsed = self.pool.run(move || plugin.parse_score_with_stats(&key, attempt, &json, &text)).await.map(|(parsed, stats)| {
+                    calls.plugin_calls.push(("score-parser", stats.elapsed_us));
+                    parsed
+                });
                 calls.parse_time += asked.elapsed();
                 match parsed {
                     Ok(Ok(v)) => v,

@@ -130,11 +130,13 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
     let (unit_tx, units) = mpsc::unbounded_channel();
     let mut other_settings = other_settings;
     let mut preprocessing = None;
+    // The preprocessor's call times, for this summary's `plugin_calls`.
+    let preprocessor_calls: Arc<std::sync::Mutex<crate::stage_timing::PluginCallTimes>> = Default::default();
     let mut banner_records = crate::banner::Records::AfterPreprocessing;
     match (&pre, inputs.as_ref()) {
         (Some((p, plugin)), _) => {
             let (ready_tx, mut ready) = mpsc::unbounded_channel::<PathBuf>();
-            let stage = preprocess::run(run, p, plugin.clone(), stop.clone(), Some(ready_tx));
+            let stage = preprocess::run(run, p, plugin.clone(), stop.clone(), Some(ready_tx), preprocessor_calls.clone());
             if run.preprocess_only {
                 let outcome = stage.await?;
                 preprocess::report(&outcome, &p.output_folder);
@@ -192,7 +194,13 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
         "api_key": model.masked_key(),
         "concurrency": concurrency,
         "shard": run.shard.map(|(i, n)| format!("{i}/{n}")),
-        "plugins": [prompt.info(), parser.info()],
+        // Every role, the preprocessor included (when it ran before the shards, as the task
+        // names it: the shards read its output).
+        "plugins": match (&pre, &plan.preprocess) {
+            (Some((_, plugin)), _) => json!([plugin.info(), prompt.info(), parser.info()]),
+            (None, Some(p)) => json!([{"role": p.plugin.role, "source": p.plugin.source, "sha256": p.plugin.sha256, "ran": "before the shards"}, prompt.info(), parser.info()]),
+            (None, None) => json!([prompt.info(), parser.info()]),
+        },
         "prompt_config": plan.prompt_file.as_ref().map(|p| p.display().to_string()),
         "modelcall_version": env!("CARGO_PKG_VERSION"),
     });
@@ -240,10 +248,16 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
             let endpoint = super::endpoint::end_facts(client_for_stats.clone(), sim.clone());
             // Preprocessing's error rows stay in its folder: counted here, with their files.
             let pre_folder = pre.as_ref().map(|(p, _)| p.output_folder.clone());
+            let preprocessor_calls = preprocessor_calls.clone();
             Some(Box::new(move |summary: &serde_json::Value| {
                 let mut facts = endpoint(summary);
                 if let Some(folder) = &pre_folder {
                     facts.insert("preprocess_errors".into(), preprocess::errors_fact(folder));
+                    if let serde_json::Value::Object(pre) = preprocessor_calls.lock().unwrap().to_json() {
+                        let mut calls = summary["plugin_calls"].as_object().cloned().unwrap_or_default();
+                        calls.extend(pre);
+                        facts.insert("plugin_calls".into(), serde_json::Value::Object(calls));
+                    }
                 }
                 if summary["status"] == "completed" {
                     facts.insert("judge_quality".into(), crate::report::judge_quality(summary));
