@@ -309,6 +309,17 @@ fn k8s_job_passes_the_kubernetes_schema() {
         assert!(check.status.success(), "kubernetes-validate --strict:\n{}{}", text(&check.stdout), text(&check.stderr));
         eprintln!("kubernetes-validate: {}", text(&check.stdout).trim());
     }
+    // The merge Job that --merge adds after the shards' Job passes too.
+    let out = submit(
+        &task,
+        &["--scheduler", "k8s", "--shards", "4", "--image", "m:1", "--pvc", "shared-data", "--k8s-secret", "openai", "--merge", "--dry-run"],
+        None,
+    );
+    assert_code(&out, 0);
+    let both = s.write("both.yaml", &out.stdout);
+    let check = Command::new("kubernetes-validate").arg("--strict").arg(&both).output().unwrap();
+    assert!(check.status.success(), "kubernetes-validate --strict (shards and merge Jobs):\n{}{}", text(&check.stdout), text(&check.stderr));
+    assert_eq!(text(&check.stdout).matches("passed for resource job/").count(), 2, "both documents were checked: {}", text(&check.stdout));
     // A host-path volume too (the real command writes the file; a fake kubectl accepts it).
     let bin_dir = s.path("fakebin");
     fake_command(&bin_dir, "kubectl", "ok");
