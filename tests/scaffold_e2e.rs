@@ -351,10 +351,16 @@ fn task_type_builds_in_one_go_offline_and_plugin_dev_shows_the_chain() {
     assert_placeholders_filled(&project);
     assert_vendored_sdk_is_current(&project);
 
-    // ONE plugin build, network off: one cargo invocation writes the three components.
+    // ONE plugin build, network off: one cargo invocation writes the three components. The
+    // crates must be on the machine, as after building modelcall: `cargo fetch` makes sure of
+    // that on a fresh CI cache (without network it fails, and the cache must hold them), and its
+    // Cargo.lock is removed again so that the build resolves one offline itself.
+    let _ = Command::new("cargo").arg("fetch").current_dir(&project).stdin(Stdio::null()).output().unwrap();
+    let _ = std::fs::remove_file(project.join("Cargo.lock"));
     let out = run(modelcall(&project).env("CARGO_NET_OFFLINE", "true").args(["plugin", "build"]));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(stderr.matches("cargo build --release --target wasm32-wasip2").count(), 1, "one cargo invocation: {}", show(&out));
+    assert_eq!(stderr.matches("cargo build --release --target wasm32-wasip2 --offline").count(), 1, "one cargo invocation, offline: {}", show(&out));
+    assert!(project.join("Cargo.lock").is_file(), "the lock file resolved offline is kept");
     let printed: Vec<PathBuf> = String::from_utf8_lossy(&out.stdout).lines().map(|l| project.join(l.trim()).canonicalize().unwrap()).collect();
     for (role, name) in [("preprocessor", "pairs-reader"), ("prompt-builder", "pairs-prompt"), ("score-parser", "pairs-parser")] {
         let wasm = project.join(format!("{name}.wasm")).canonicalize().unwrap_or_else(|e| panic!("no {name}.wasm: {e}\n{}", show(&out)));
