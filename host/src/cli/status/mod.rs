@@ -207,7 +207,7 @@ fn print_run(s: &ShardState) {
     }
     println!("{line}");
     println!("last progress: {}", s.last_progress().map(when).unwrap_or_else(|| "none yet".into()));
-    println!("{:<24} {:>10} {:>10} {:>10} {:>10}  {}", "unit", "done", "failed", "remaining", "total", "last progress");
+    println!("{:<24} {:>10} {:>10} {:>10} {:>10}  last progress", "unit", "done", "failed", "remaining", "total");
     for u in &s.units {
         println!(
             "{:<24} {:>10} {:>10} {:>10} {:>10}  {}",

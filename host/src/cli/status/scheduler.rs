@@ -134,7 +134,7 @@ fn slurm(folder: &Path, name: &str, since: Option<std::time::SystemTime>) -> Opt
     let mut view = SchedulerView { what: format!("slurm job {name}"), ..Default::default() };
     let mut notes = Vec::new();
     let offsets = offsets(folder);
-    let merge_job = jobs(folder).into_iter().filter(|j| j.merge).last();
+    let merge_job = jobs(folder).into_iter().rfind(|j| j.merge);
     let mut merge_state: Option<String> = None;
     // sacct first (finished and running array tasks since the script was written), then squeue
     // (live ones, newest word): later lines win.
