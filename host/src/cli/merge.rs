@@ -17,7 +17,9 @@ use serde_json::{json, Value};
 
 use super::exit::{exit_code, BadConfig, Finish};
 use super::status::{shard_states, ShardState};
-use crate::engine::reader::{read_unit, Finished, ReadItem};
+use crate::engine::read_item::ReadItem;
+use crate::engine::reader::read_unit;
+use crate::engine::resume::Finished;
 use crate::engine::{StopSignal, UnitInputs};
 use crate::tasks::shards::{RecordOutputs, MERGED_MARKER};
 

@@ -5,7 +5,8 @@ use modelcall_io::{EntryStatus, Journal, JournalEntry, JournalError, MadeFrom};
 use serde_json::{json, Map, Value};
 
 use super::job::{CallTally, Failure, FailureSite, Job, Outcome, Produced};
-use super::reader::{Finished, ReadItem};
+use super::read_item::ReadItem;
+use super::resume::Finished;
 use super::RunShared;
 use crate::stage_timing::ItemTiming;
 use crate::summary::{FileStats, RunStats};
@@ -133,7 +134,7 @@ impl<J: Job> Collector<'_, J> {
                     // The earlier result is void whatever this outcome is: a failure must not
                     // leave the stale result standing in the output.
                     if !matches!(outcome, Outcome::Fatal { .. }) {
-                        if why != super::reader::REPARSED {
+                        if why != super::read_item::REPARSED {
                             fs.changed += 1;
                         }
                         self.journal.append(JournalEntry::retired(key.clone(), why))?;

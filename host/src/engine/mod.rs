@@ -18,7 +18,9 @@ pub mod adopt;
 pub mod collect;
 pub mod job;
 pub mod prefix_groups;
+pub mod read_item;
 pub mod reader;
+pub mod resume;
 pub mod settings;
 pub mod stop;
 pub mod survey;
@@ -35,7 +37,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, Semaphore};
 
 pub use job::{CallTally, Failure, FailureSite, ItemFailure, Job, JobInput, Outcome, Produced};
-pub use reader::{OtherSettings, ReadOptions};
+pub use read_item::{OtherSettings, ReadOptions};
 pub use stop::{StopReason, StopSignal};
 pub use unit::{SinkKind, Unit, UnitInputs};
 

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use super::reader::{read_unit, Finished, ReadItem, ReadOptions};
+use super::read_item::{ReadItem, ReadOptions};
+use super::reader::read_unit;
+use super::resume::Finished;
 use super::stop::StopSignal;
 use super::unit::Unit;
 
