@@ -167,7 +167,7 @@ MaxArraySize=1001
 MaxJobCount=100000
 # Many tiny array tasks (the test of 1,200 shards): schedule on every completion without the
 # default 3 s batch delay, and let up to 16 tasks share a CPU (they mostly wait on I/O).
-SchedulerParameters=batch_sched_delay=0,sched_min_interval=0,default_queue_depth=2000,bf_max_job_array_resv=2000
+SchedulerParameters=batch_sched_delay=0,sched_min_interval=0,default_queue_depth=2000
 StateSaveLocation=$STATE/ctld
 SlurmdSpoolDir=$STATE/slurmd
 SlurmctldPidFile=$STATE/slurmctld.pid
