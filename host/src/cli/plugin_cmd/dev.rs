@@ -145,7 +145,22 @@ fn write_sample(scoring: &ScoringPlan, scratch: &Path, n: usize) -> anyhow::Resu
         vec![source.clone()]
     };
     let input = scratch.join("input");
-    let records_mode = files.iter().any(|f| is_jsonl(f));
+    // Records or raw files, as the run decides (`preprocess.input`, else what the folder holds).
+    let packed = |f: &PathBuf| {
+        let n = file_name(f);
+        n.ends_with(".parquet") || n.ends_with(".jsonl.gz") || n.ends_with(".jsonl.zst")
+    };
+    let records_mode = match scoring.preprocess.as_ref().and_then(|p| p.input) {
+        Some(modelcall_config::task::PreprocessInputKind::Files) => false,
+        Some(modelcall_config::task::PreprocessInputKind::Records) => true,
+        None => files.iter().any(|f| is_jsonl(f) || packed(f)),
+    };
+    if records_mode && files.iter().any(packed) {
+        bail!(
+            "{}: plugin dev samples records from plain .jsonl files; take a few records of this input into a .jsonl file and point a copy of the task at it",
+            source.display()
+        );
+    }
     let mut sample = Sample { input: if source.is_dir() { input.clone() } else { input.join(file_name(&source)) }, items: Vec::new() };
     for file in &files {
         if sample.items.len() >= n {
