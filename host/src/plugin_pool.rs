@@ -16,15 +16,32 @@ type Job = Box<dyn FnOnce() + Send + 'static>;
 /// (`["plugins", "judge", "config"]` in a task file, empty for a `--config` file, `None` when
 /// the config was not written in `file`, e.g. a built-in configured from the prompt file).
 pub fn load_error_message(e: &modelcall_plugin_host::LoadError, file: &std::path::Path, prefix: Option<&[&str]>) -> Option<String> {
-    let modelcall_plugin_host::LoadError::ConfigSchema { plugin, violations, .. } = e else { return None };
-    let pairs: Vec<(Vec<String>, String)> = violations.iter().map(|v| (v.path.clone(), v.message.clone())).collect();
+    use modelcall_plugin_host::LoadError;
+    let (plugin, pairs): (&str, Vec<(Vec<String>, String)>) = match e {
+        LoadError::ConfigSchema { plugin, violations, .. } => (plugin, violations.iter().map(|v| (v.path.clone(), v.message.clone())).collect()),
+        // The plugin's own refusal (a rule its schema cannot say), at the config block; the
+        // schema an SDK appends to it is left to `plugin check`.
+        LoadError::InvalidConfig { plugin, message } if prefix.is_some() => {
+            let own = message.split(modelcall_plugin_host::config_check::SCHEMA_MARK).next().unwrap_or(message);
+            let placed = modelcall_config::plugin_config::place_config_errors(
+                file,
+                prefix.unwrap_or_default(),
+                &[(vec![], format!("plugin {plugin} rejected its config: {own}"))],
+            );
+            return Some(placed.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"));
+        }
+        _ => return None,
+    };
     let lines: Vec<String> = match prefix {
         Some(prefix) => {
             let mut placed = modelcall_config::plugin_config::place_config_errors(file, prefix, &pairs);
             placed.sort_by_key(|e| (e.line.is_none(), e.line, e.column));
             placed.iter().map(ToString::to_string).collect()
         }
-        None => violations.iter().map(|v| format!("{}: {v}", file.display())).collect(),
+        None => pairs
+            .iter()
+            .map(|(path, message)| format!("{}: `{}`: {message}", file.display(), if path.is_empty() { "config".into() } else { path.join(".") }))
+            .collect(),
     };
     Some(format!(
         "plugin {plugin}: the config does not match the config schema the plugin publishes (`modelcall plugin check` prints it):\n{}",

@@ -35,6 +35,10 @@ impl Preprocessor for CsvReader {
         let (Some(delimiter), None) = (chars.next(), chars.next()) else {
             return Err(Error::invalid_config(format!("`delimiter` must be one character, not {:?}", cfg.delimiter)));
         };
+        // A rule of its own, beyond what the schema says.
+        if delimiter.is_alphanumeric() {
+            return Err(Error::invalid_config(format!("`delimiter` must not be a letter or a digit, not {delimiter:?}")));
+        }
         eprintln!("csv-reader: ready (delimiter {delimiter:?})");
         Ok(CsvReader { delimiter, max_rows: cfg.max_rows.map_or(usize::MAX, |n| n as usize) })
     }
