@@ -673,7 +673,7 @@ fn slurm_splits_arrays_at_max_array_size_merges_after_them_and_resumes_the_rest(
     std::fs::remove_file(&calls).unwrap();
     let out = submit(&task, &["--scheduler", "slurm", "--shards", "7", "--resume"], Some(Path::new(&path)));
     assert_code(&out, 0);
-    assert!(text(&out.stdout).contains("resuming 6 unfinished shard(s) of 7: 0-3,5-6 (1 completed)"), "{}", text(&out.stdout));
+    assert!(text(&out.stderr).contains("resuming 6 unfinished shard(s) of 7: 0-3,5-6 (1 completed)"), "{}", text(&out.stderr));
     let lines: Vec<String> = std::fs::read_to_string(&calls).unwrap().lines().map(String::from).collect();
     assert_eq!(
         lines,
@@ -686,8 +686,46 @@ fn slurm_splits_arrays_at_max_array_size_merges_after_them_and_resumes_the_rest(
     // Another shard count than the folder's plan is refused up front.
     let out = submit(&task, &["--scheduler", "slurm", "--shards", "5", "--resume"], Some(Path::new(&path)));
     assert_code(&out, 2);
-    // Kubernetes has no resume of chosen indices: refused, saying what to do.
-    let out = submit(&task, &["--scheduler", "k8s", "--shards", "7", "--resume", "--dry-run"], None);
-    assert_code(&out, 2);
-    assert!(text(&out.stderr).contains("--resume is a Slurm option"), "{}", text(&out.stderr));
+}
+
+/// `--resume` on Kubernetes: a Job of just the unfinished shards, its completion index k running
+/// the k-th of them (`MODELCALL_SHARD_INDICES`), run here with the manifest's environment.
+#[test]
+fn k8s_resume_runs_only_the_unfinished_shards() {
+    let s = Scratch::new();
+    let task = task_in(&s, "proj");
+    let shared = std::fs::canonicalize(s.path("proj")).unwrap();
+    let base = ["--scheduler", "k8s", "--shards", "3", "--image", "m:1", "--host-path", shared.to_str().unwrap(), "--k8s-secret", "openai", "--dry-run"];
+    let secrets = [(("openai", "OPENAI_API_KEY"), KEY)];
+    let doc = |out: &Output| -> serde_yaml::Value {
+        let yaml = text(&out.stdout);
+        let first = serde_yaml::Deserializer::from_str(&yaml).next().unwrap();
+        serde::Deserialize::deserialize(first).unwrap_or_else(|e| panic!("{e}: {yaml}"))
+    };
+    // Shard 1 of 3 runs (index 1 of the full Job).
+    let out = submit(&task, &base, None);
+    assert_code(&out, 0);
+    let full = doc(&out);
+    let run = run_container(&full["spec"]["template"]["spec"]["containers"][0], &secrets, &[("JOB_COMPLETION_INDEX", "1".into())]);
+    assert_code(&run, 0);
+
+    let out = submit(&task, &[&base[..], &["--resume"]].concat(), None);
+    assert_code(&out, 0);
+    assert!(text(&out.stderr).contains("resuming 2 unfinished shard(s) of 3: 0,2 (1 completed)"), "{}", text(&out.stderr));
+    let job = doc(&out);
+    assert_eq!(job["spec"]["completions"], 2, "{job:?}");
+    let name = job["metadata"]["name"].as_str().unwrap();
+    assert!(name.starts_with("modelcall-e2e-r") && name.len() <= 52, "{name}");
+    let container = &job["spec"]["template"]["spec"]["containers"][0];
+    for (index, shard) in [(0, 0), (1, 2)] {
+        let run = run_container(container, &secrets, &[("JOB_COMPLETION_INDEX", index.to_string())]);
+        assert_code(&run, 0);
+        assert!(s.path(&format!("proj/out/run_summary.shard-{shard}-of-3.json")).is_file(), "index {index} ran shard {shard}/3");
+    }
+    let status = Command::new(bin()).arg("status").arg(&task).stdin(Stdio::null()).output().unwrap();
+    assert_code(&status, 0);
+    // Nothing left: nothing to submit.
+    let out = submit(&task, &[&base[..], &["--resume"]].concat(), None);
+    assert_code(&out, 0);
+    assert!(text(&out.stderr).contains("nothing to resubmit") && out.stdout.is_empty(), "{}{}", text(&out.stdout), text(&out.stderr));
 }

@@ -21,6 +21,28 @@ pub enum ShardError {
     KubernetesCountMissing,
     #[error("JOB_COMPLETION_INDEX {index} is not below MODELCALL_SHARD_COUNT {count}")]
     KubernetesIndexOutOfRange { index: u32, count: u32 },
+    #[error("MODELCALL_SHARD_INDICES=`{value}` should list shard numbers below MODELCALL_SHARD_COUNT {count} (e.g. 3,7-9), one per completion index")]
+    BadIndexList { value: String, count: u32 },
+    #[error("JOB_COMPLETION_INDEX {index} is beyond MODELCALL_SHARD_INDICES, which lists {listed} shard(s); the Job's completions must be {listed}")]
+    IndexBeyondList { index: u32, listed: usize },
+}
+
+/// `3,7-9` → [3, 7, 8, 9]; `None` when malformed.
+pub fn parse_index_list(text: &str) -> Option<Vec<u32>> {
+    let mut out = Vec::new();
+    for part in text.split(',').map(str::trim) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (u32, u32) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+                if b < a || b - a > 1_000_000 {
+                    return None;
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(part.parse().ok()?),
+        }
+    }
+    Some(out)
 }
 
 /// Parses `I/N` (0-based, I < N).
@@ -40,7 +62,10 @@ pub fn parse_shard(spec: &str) -> Result<(u32, u32), ShardError> {
 /// - Slurm arrays: `SLURM_ARRAY_TASK_ID` minus `SLURM_ARRAY_TASK_MIN` (default 0) of
 ///   `SLURM_ARRAY_TASK_COUNT`;
 /// - Kubernetes Indexed Jobs: `JOB_COMPLETION_INDEX` of `MODELCALL_SHARD_COUNT` (Kubernetes does
-///   not expose the completion count; the generated Job sets it).
+///   not expose the completion count; the generated Job sets it). A Job that runs only some
+///   shards again (`submit --resume`) lists them in `MODELCALL_SHARD_INDICES` (`3,7-9`):
+///   completion index k runs the k-th listed shard, since an Indexed Job's indices always
+///   start at 0.
 ///
 /// Inconsistent values are an error rather than "no sharding": running every shard over the
 /// whole input would duplicate the work N times.
@@ -63,6 +88,11 @@ pub fn shard_from_vars(get: &dyn Fn(&str) -> Option<String>) -> Result<Option<(u
     }
     if let Some(i) = num("JOB_COMPLETION_INDEX")? {
         let n = num("MODELCALL_SHARD_COUNT")?.ok_or(ShardError::KubernetesCountMissing)?;
+        if let Some(list) = get("MODELCALL_SHARD_INDICES").filter(|v| !v.trim().is_empty()) {
+            let shards = parse_index_list(&list).filter(|l| l.iter().all(|&s| s < n)).ok_or(ShardError::BadIndexList { value: list.clone(), count: n })?;
+            let shard = *shards.get(i as usize).ok_or(ShardError::IndexBeyondList { index: i, listed: shards.len() })?;
+            return Ok(Some((shard, n)));
+        }
         if n == 0 || i >= n {
             return Err(ShardError::KubernetesIndexOutOfRange { index: i, count: n });
         }
@@ -116,5 +146,13 @@ mod tests {
         assert_eq!(shard_from_vars(&vars(&[("JOB_COMPLETION_INDEX", "0"), ("MODELCALL_SHARD_COUNT", "3")])), Ok(Some((0, 3))));
         assert!(shard_from_vars(&vars(&[("JOB_COMPLETION_INDEX", "0")])).is_err());
         assert!(shard_from_vars(&vars(&[("JOB_COMPLETION_INDEX", "3"), ("MODELCALL_SHARD_COUNT", "3")])).is_err());
+        // A resumed Job: completion index k runs the k-th listed shard.
+        let resumed =
+            |k: &str, list: &str| shard_from_vars(&vars(&[("JOB_COMPLETION_INDEX", k), ("MODELCALL_SHARD_COUNT", "10"), ("MODELCALL_SHARD_INDICES", list)]));
+        assert_eq!(resumed("0", "3,7-9"), Ok(Some((3, 10))));
+        assert_eq!(resumed("3", "3,7-9"), Ok(Some((9, 10))));
+        assert!(resumed("4", "3,7-9").unwrap_err().to_string().contains("lists 4 shard(s)"));
+        assert!(resumed("0", "3,12").unwrap_err().to_string().contains("below MODELCALL_SHARD_COUNT 10"));
+        assert!(resumed("0", "x").is_err());
     }
 }

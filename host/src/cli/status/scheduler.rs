@@ -120,7 +120,13 @@ pub fn ask(folder: &Path) -> Option<SchedulerView> {
         use serde::Deserialize;
         let job = Value::deserialize(serde_yaml::Deserializer::from_str(&text).next()?).ok()?;
         let name = job["metadata"]["name"].as_str()?.to_string();
-        return kubernetes(&name, job["metadata"]["namespace"].as_str());
+        // A resumed Job's index k runs the k-th shard its MODELCALL_SHARD_INDICES lists.
+        let listed = job["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .and_then(|env| env.iter().find(|e| e["name"] == "MODELCALL_SHARD_INDICES"))
+            .and_then(|e| e["value"].as_str())
+            .and_then(modelcall_config::shard::parse_index_list);
+        return kubernetes(&name, job["metadata"]["namespace"].as_str(), listed.as_deref());
     }
     None
 }
@@ -231,7 +237,7 @@ fn array_indices(text: &str) -> Vec<u32> {
     out
 }
 
-fn kubernetes(name: &str, namespace: Option<&str>) -> Option<SchedulerView> {
+fn kubernetes(name: &str, namespace: Option<&str>, listed: Option<&[u32]>) -> Option<SchedulerView> {
     let kubectl = super::super::submit::find_on_path("kubectl")?;
     let mut view = SchedulerView { what: format!("kubernetes job {name}"), ..Default::default() };
     let selector = format!("job-name={name}");
@@ -245,7 +251,11 @@ fn kubernetes(name: &str, namespace: Option<&str>) -> Option<SchedulerView> {
             items.sort_by_key(|p| p["metadata"]["creationTimestamp"].as_str().unwrap_or("").to_string());
             for pod in items {
                 let index = pod["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"].as_str().and_then(|i| i.parse().ok());
-                if let (Some(i), Some(phase)) = (index, pod["status"]["phase"].as_str()) {
+                let shard = index.and_then(|i: u32| match listed {
+                    Some(list) => list.get(i as usize).copied(),
+                    None => Some(i),
+                });
+                if let (Some(i), Some(phase)) = (shard, pod["status"]["phase"].as_str()) {
                     view.shards.insert(i, phase.to_string());
                 }
             }

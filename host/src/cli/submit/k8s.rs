@@ -37,7 +37,8 @@ const NON_ROOT_UID: u32 = 65532;
 const EXIT_BAD_CONFIGURATION: u32 = 2;
 const IMAGE_PLACEHOLDER: &str = "SET-WITH--image";
 
-pub(super) fn submit(args: &SubmitArgs, target: &Target, loaded: &Loaded) -> anyhow::Result<()> {
+/// `only`: the shards `--resume` runs again (`None`: every shard).
+pub(super) fn submit(args: &SubmitArgs, target: &Target, loaded: &Loaded, only: Option<&[u32]>) -> anyhow::Result<()> {
     if !args.dry_run {
         if args.image.is_none() {
             return Err(BadConfig("--image is required with --scheduler k8s: a container image with `modelcall` on its PATH".into()).into());
@@ -49,7 +50,7 @@ pub(super) fn submit(args: &SubmitArgs, target: &Target, loaded: &Loaded) -> any
         }
     }
     let keys = key_env(args, loaded)?;
-    let (name, job) = job(args, target, &keys)?;
+    let (name, job) = job(args, target, &keys, only)?;
     check_shared(args, target, loaded, &keys)?;
     let mut yaml = format!(
         "# Written by `modelcall submit`: task {task}, {n} shards, one per completion index.\n{body}",
@@ -57,6 +58,11 @@ pub(super) fn submit(args: &SubmitArgs, target: &Target, loaded: &Loaded) -> any
         n = target.shards,
         body = serde_yaml::to_string(&job)?
     );
+    let header = match only {
+        None => String::new(),
+        Some(list) => format!("# Resumed: shards {} of {}, one per completion index (MODELCALL_SHARD_INDICES).\n", super::slurm::ranges(list), target.shards),
+    };
+    yaml = header + &yaml;
     let merge_name = match args.merge {
         true => {
             let (merge_name, merge) = merge_job(&job, &name)?;
@@ -110,7 +116,12 @@ fn merge_job(shards_job: &Value, name: &str) -> Result<(String, Value), BadConfi
     // No key and no shard count: status and merge send nothing and read the plan.
     let env: Vec<Value> = container["env"]
         .as_array()
-        .map(|e| e.iter().filter(|v| v.get("valueFrom").is_none() && v["name"] != "MODELCALL_SHARD_COUNT").cloned().collect())
+        .map(|e| {
+            e.iter()
+                .filter(|v| v.get("valueFrom").is_none() && v["name"] != "MODELCALL_SHARD_COUNT" && v["name"] != "MODELCALL_SHARD_INDICES")
+                .cloned()
+                .collect()
+        })
         .unwrap_or_default();
     container["env"] = json!(env);
     let mut wait = container.clone();
@@ -356,7 +367,7 @@ fn run_as(args: &SubmitArgs) -> (u32, Option<u32>) {
 }
 
 /// The Job's name and the Job.
-pub(super) fn job(args: &SubmitArgs, target: &Target, keys: &KeyEnv) -> Result<(String, Value), BadConfig> {
+pub(super) fn job(args: &SubmitArgs, target: &Target, keys: &KeyEnv, only: Option<&[u32]>) -> Result<(String, Value), BadConfig> {
     let (mem, unit) = parse_mem(&args.mem)?;
     let image = args.image.as_deref().unwrap_or(IMAGE_PLACEHOLDER);
     if image.is_empty() || image.chars().any(char::is_whitespace) {
@@ -367,7 +378,20 @@ pub(super) fn job(args: &SubmitArgs, target: &Target, keys: &KeyEnv) -> Result<(
     let output_in_pod = paths.in_pod(&target.output);
     // The shards start where `submit` ran when that is inside the shared folder.
     let workdir = if target.cwd.starts_with(&paths.shared) { paths.in_pod(&target.cwd) } else { paths.mount.clone() };
-    let name = job_name(&target.task_name);
+    // A Job's indices always run 0..completions: a resumed Job lists the shards its indices run
+    // (MODELCALL_SHARD_INDICES) and has its own name, beside the first Job.
+    let name = match only {
+        None => job_name(&target.task_name),
+        Some(_) => {
+            let mut base = job_name(&target.task_name);
+            base.truncate(40);
+            format!("{}-r{}", base.trim_end_matches('-'), chrono::Local::now().format("%m%d%H%M%S"))
+        }
+    };
+    let (completions, parallelism) = match only {
+        None => (target.shards, target.parallel),
+        Some(list) => (list.len() as u32, target.parallel.min(list.len() as u32)),
+    };
     let labels = json!({ "app.kubernetes.io/name": "modelcall", "app.kubernetes.io/instance": name });
     let resources = json!({ "cpu": args.cpus_per_task.to_string(), "memory": format!("{mem}{unit}i") });
     let mut command = vec!["modelcall", "run-task", utf8(&task_in_pod, "the task file")?, "--no-progress"];
@@ -380,6 +404,9 @@ pub(super) fn job(args: &SubmitArgs, target: &Target, keys: &KeyEnv) -> Result<(
         json!({ "name": "TMPDIR", "value": "/tmp" }),
         json!({ "name": "HOME", "value": "/tmp" }),
     ];
+    if let Some(list) = only {
+        env.push(json!({ "name": "MODELCALL_SHARD_INDICES", "value": super::slurm::ranges(list) }));
+    }
     for (var, secret, key) in &keys.from_secret {
         env.push(json!({ "name": var, "valueFrom": { "secretKeyRef": { "name": secret, "key": key } } }));
     }
@@ -439,8 +466,8 @@ pub(super) fn job(args: &SubmitArgs, target: &Target, keys: &KeyEnv) -> Result<(
         "metadata": metadata,
         "spec": {
             "completionMode": "Indexed",
-            "completions": target.shards,
-            "parallelism": target.parallel,
+            "completions": completions,
+            "parallelism": parallelism,
             "backoffLimitPerIndex": args.backoff_limit_per_index.unwrap_or(DEFAULT_BACKOFF_LIMIT_PER_INDEX),
             // A configuration error (exit 2) fails the index at once: every retry would fail
             // the same way. A pod evicted by a drain or preemption is not counted.

@@ -52,7 +52,9 @@ pub struct SubmitArgs {
     pub merge: bool,
 
     /// Submit only the shards that have not completed, as the output folder's shard plan and
-    /// journals tell (Slurm; shards still running or queued are left alone).
+    /// journals tell: a Slurm array of just those, or a Kubernetes Job whose completion index k
+    /// runs the k-th of them (`MODELCALL_SHARD_INDICES`). Shards still running or queued are
+    /// left alone.
     #[arg(long)]
     pub resume: bool,
 
@@ -184,12 +186,17 @@ fn submit(args: &SubmitArgs) -> anyhow::Result<()> {
             };
             slurm::submit(args, &target, &shards)
         }
-        Scheduler::K8s if args.resume => Err(BadConfig(
-            "--resume is a Slurm option: a Kubernetes Indexed Job runs every index; apply the same Job again (`kubectl delete job NAME`, then `modelcall submit` without --resume): the completed shards find their work done and exit at once"
-                .into(),
-        )
-        .into()),
-        Scheduler::K8s => k8s::submit(args, &target, &loaded),
+        Scheduler::K8s if args.resume => {
+            let shards = unfinished(&target, &loaded)?;
+            if shards.is_empty() {
+                if args.merge {
+                    println!("every shard completed: merge them with `modelcall merge {}`", args.task.display());
+                }
+                return Ok(());
+            }
+            k8s::submit(args, &target, &loaded, Some(&shards))
+        }
+        Scheduler::K8s => k8s::submit(args, &target, &loaded, None),
     }
 }
 
@@ -248,10 +255,11 @@ fn unfinished(target: &Target, loaded: &Loaded) -> anyhow::Result<Vec<u32>> {
     if !busy.is_empty() {
         eprintln!("note: shard(s) {} are running or queued; left alone", slurm::ranges(&busy));
     }
+    // On stderr: stdout is the job script or YAML with --dry-run.
     if todo.is_empty() {
-        println!("every shard is completed or under way ({done} completed): nothing to resubmit");
+        eprintln!("every shard is completed or under way ({done} completed): nothing to resubmit");
     } else {
-        println!("resuming {} unfinished shard(s) of {}: {} ({done} completed)", todo.len(), target.shards, slurm::ranges(&todo));
+        eprintln!("resuming {} unfinished shard(s) of {}: {} ({done} completed)", todo.len(), target.shards, slurm::ranges(&todo));
     }
     Ok(todo)
 }
