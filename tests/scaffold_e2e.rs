@@ -391,8 +391,13 @@ fn task_type_builds_in_one_go_offline_and_plugin_dev_shows_the_chain() {
     let s05 = rows.iter().find(|r| r["id"] == "s05").unwrap();
     assert_eq!(s05["parse_attempts"], 2, "the parser's hint re-asked once: {s05}");
 
-    // plugin dev: the chain of 3 records, into the scratch folder only.
+    // plugin dev: the chain of 3 records, into the scratch folder only. The task keeps a
+    // response cache, which must not answer the sample runs on the simulator (an edited
+    // replies file would never show).
     std::fs::remove_dir_all(project.join("output")).unwrap();
+    let mut task = std::fs::read_to_string(project.join("task.yaml")).unwrap();
+    task.push_str(&format!("\ncache:\n  path: \"{}\"\n", tmp.path().join("responses.sqlite").display()));
+    std::fs::write(project.join("task.yaml"), task).unwrap();
     let out = run(modelcall(&project).args(["plugin", "dev", "task.yaml", "--sample", "3"]));
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let chain = chains(&stdout);

@@ -84,11 +84,17 @@ fn once(args: &DevArgs) -> anyhow::Result<()> {
     }
     let scratch = scratch_folder(args, &task, scoring)?;
     let sample = write_sample(scoring, &scratch, args.sample)?;
-    let live = endpoint_check(&task, args.live)?;
+    let (live, simulated) = endpoint_check(&task, args.live)?;
     let derived = derive_task(&task, scoring, &scratch, &sample, live)?;
     eprintln!("running {} on {} record(s) into {} (not its output folder)", task.source_path.display(), sample.records(), scratch.display());
     let exe = std::env::current_exe().context("finding the modelcall binary")?;
-    let out = Command::new(exe).args(["run-task"]).arg(&derived).arg("--no-progress").stdin(Stdio::null()).output().context("running the task")?;
+    let mut cmd = Command::new(exe);
+    cmd.args(["run-task"]).arg(&derived).arg("--no-progress");
+    if simulated {
+        // A response cache (`cache:`) would answer an edited replies file with the old reply.
+        cmd.arg("--no-cache");
+    }
+    let out = cmd.stdin(Stdio::null()).output().context("running the task")?;
     // 0: every record scored; 3: some failed (shown below, record by record).
     if !matches!(out.status.code(), Some(0) | Some(3)) {
         eprint!("{}", String::from_utf8_lossy(&out.stderr));
@@ -207,24 +213,25 @@ fn file_name(p: &Path) -> String {
     p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "input.jsonl".into())
 }
 
-/// Whether to send to the task's own endpoint: yes when it is the simulator, or with `--live`.
-/// Otherwise the run goes to the simulator, and this says so.
-fn endpoint_check(task: &LoadedTask, live: bool) -> anyhow::Result<bool> {
+/// Whether to send to the task's own endpoint (yes when it is the simulator, or with `--live`;
+/// otherwise the run goes to the simulator, and this says so), and whether the run's endpoint is
+/// then the simulator.
+fn endpoint_check(task: &LoadedTask, live: bool) -> anyhow::Result<(bool, bool)> {
     let Some(model) = &task.model else { bail!("{}: the task has no model config", task.source_path.display()) };
     let sim = |u: &str| modelcall_config::sim::SimOptions::is_sim_url(u);
     let real: Vec<&str> = std::iter::once(model.base_url.as_str()).chain(model.client.pool.iter().map(|e| e.url.as_str())).filter(|u| !sim(u)).collect();
     if real.is_empty() {
-        return Ok(true);
+        return Ok((true, true));
     }
     if live {
         eprintln!("--live: sending to {} (a real endpoint: this may cost money)", real.join(", "));
-        return Ok(true);
+        return Ok((true, false));
     }
     eprintln!(
         "note: the task's endpoint is {} (not sim://): plugin dev runs against the SIMULATOR instead; pass --live to send the sample there (it may cost money)",
         real.join(", ")
     );
-    Ok(false)
+    Ok((false, true))
 }
 
 /// Writes `scratch/task.yaml`: the task file with its input replaced by the sample, every folder
