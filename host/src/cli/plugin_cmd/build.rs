@@ -57,7 +57,7 @@ fn ensure_wasm_target(dir: &Path) -> anyhow::Result<()> {
 
 /// Builds the Rust project in `dir`: one crate, or a workspace of several plugin crates (`plugin
 /// new --task-type`), in ONE cargo invocation; each plugin's component is copied to
-/// `dir/PACKAGE.wasm`. Returns those paths, in the order cargo finished them.
+/// `dir/PACKAGE.wasm`. Returns those paths, by package name.
 fn build_rust(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let manifest_path = dir.join("Cargo.toml");
     let manifest = std::fs::read_to_string(&manifest_path).with_context(|| format!("reading {}", manifest_path.display()))?;
