@@ -463,7 +463,7 @@ fn task_type_builds_in_one_go_offline_and_plugin_dev_shows_the_chain() {
 
     // --watch: a changed plugin source is rebuilt and the sample runs again.
     let mut child = modelcall(&project)
-        .args(["plugin", "dev", "task.yaml", "--sample", "1", "--watch", "--max-runs", "2"])
+        .args(["plugin", "dev", "task.yaml", "--sample", "1", "--watch", "--max-runs", "3"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -484,29 +484,44 @@ fn task_type_builds_in_one_go_offline_and_plugin_dev_shows_the_chain() {
             let _ = tx.send(line);
         }
     });
-    let first_tally = rx.iter().find(|l| l.contains("input(s):"));
-    assert!(first_tally.is_some(), "the first run printed no tally");
+    // The lines of the next run, up to its tally; None if none came within 5 minutes.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    let next_run = || -> Option<Vec<String>> {
+        let mut lines = Vec::new();
+        loop {
+            let line = rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())).ok()?;
+            let tally = line.contains("input(s):");
+            lines.push(line);
+            if tally {
+                return Some(lines);
+            }
+        }
+    };
+    let give_up = |child: &mut std::process::Child, what: &str| -> ! {
+        let _ = child.kill();
+        panic!("plugin dev --watch: {what}");
+    };
+    if next_run().is_none() {
+        give_up(&mut child, "the first run printed no tally");
+    }
+    // A plugin source changes: rebuilt, run again.
     let parser = project.join("parser/src/lib.rs");
     let source = std::fs::read_to_string(&parser).unwrap();
     let edited =
         source.replace("rationale: verdict.get(\"rationale\").and_then(Value::as_str).map(str::to_string),", "rationale: Some(\"edited\".to_string()),");
     assert_ne!(edited, source, "the parser template changed: update this edit");
     std::fs::write(&parser, edited).unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("plugin dev --watch did not run again within 5 minutes of the change: {}", stderr_reader.join().unwrap());
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    };
+    let Some(second) = next_run() else { give_up(&mut child, "no second run within 5 minutes of a plugin source change") };
+    assert!(second.iter().any(|l| l.contains("— edited")), "the rebuilt parser's verdict: {second:?}");
+    // The model config changes (back to the scripted simulator, whose replies never parse): run again.
+    std::fs::write(project.join("model.yaml"), std::fs::read_to_string(project.join("model.yaml")).unwrap().replace(&url, "sim://?replies=replies.jsonl"))
+        .unwrap();
+    let Some(third) = next_run() else { give_up(&mut child, "no third run within 5 minutes of a model config change") };
+    assert!(third.iter().any(|l| l.starts_with("error") && l.contains("[parse_retries_exhausted]")), "the scripted replies again: {third:?}");
+    let status = child.wait().unwrap();
     reader.join().unwrap();
     let stderr = stderr_reader.join().unwrap();
-    let second: Vec<String> = rx.try_iter().collect();
     assert!(status.success(), "{status}: {stderr}");
-    assert!(stderr.contains("a source changed") && stderr.contains("rebuilding the plugins"), "{stderr}");
-    assert!(second.iter().any(|l| l.contains("— edited")), "the rebuilt parser's verdict: {second:?}\n{stderr}");
+    assert_eq!(stderr.matches("a source changed").count(), 2, "{stderr}");
+    assert!(stderr.contains("rebuilding the plugins"), "{stderr}");
 }

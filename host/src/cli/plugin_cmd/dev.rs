@@ -15,7 +15,7 @@ use anyhow::{bail, Context as _};
 use modelcall_config::{load_task_without_secrets, LoadedTask, Overrides, RunPlan, ScoringPlan, Stages};
 
 use super::dev_show::{show_chain, Sample};
-use super::dev_watch::{stale_projects, wait_for_change, watched_projects};
+use super::dev_watch::{stale_projects, Watched};
 
 #[derive(clap::Args)]
 pub struct DevArgs {
@@ -24,7 +24,8 @@ pub struct DevArgs {
     /// How many input records to run.
     #[arg(long, default_value_t = 5)]
     pub sample: usize,
-    /// Run again whenever a plugin's source (or the task file) changes; Ctrl-C ends it.
+    /// Run again whenever a plugin's source changes (or the task file, its model or prompt
+    /// config, the simulator's replies file); Ctrl-C ends it.
     #[arg(long)]
     pub watch: bool,
     /// Send to the task's endpoint even when it is not the simulator (it may cost money).
@@ -59,14 +60,9 @@ pub fn dev(args: DevArgs) -> anyhow::Result<()> {
         if args.max_runs.is_some_and(|max| runs >= max) {
             return Ok(());
         }
-        let roots = watched_projects(&args.task);
-        let shown: Vec<String> = roots.iter().map(|r| r.display().to_string()).collect();
-        eprintln!(
-            "watching {} and the plugin sources in {} (Ctrl-C ends it)…",
-            args.task.display(),
-            if shown.is_empty() { "no project".into() } else { shown.join(", ") }
-        );
-        wait_for_change(&args.task, &roots, started);
+        let watched = Watched::of(&args.task);
+        eprintln!("watching {} (Ctrl-C ends it)…", watched.describe());
+        watched.wait_for_change(started);
         eprintln!("a source changed: running again");
     }
 }

@@ -86,34 +86,56 @@ fn newest_source(root: &Path) -> Option<SystemTime> {
     newest
 }
 
-/// The plugin projects of a task, to watch: those of its plugins when it loads (else none: the
-/// task file itself is watched anyway).
-pub(super) fn watched_projects(task_path: &Path) -> Vec<PathBuf> {
-    let Some(plan) = load_task_without_secrets(task_path, &Overrides::default()).ok().and_then(|t| RunPlan::from_task(&t).ok()) else {
-        return Vec::new();
-    };
-    let mut roots: Vec<PathBuf> = plan
-        .plugins()
-        .iter()
-        .filter(|r| !r.source.starts_with("builtin:"))
-        .map(|r| (folder_of(Path::new(&r.source)), Path::new(&r.source)))
-        .filter(|(root, wasm)| builds(root, wasm))
-        .map(|(root, _)| root)
-        .collect();
-    roots.sort();
-    roots.dedup();
-    roots
+/// What `--watch` watches: the plugin projects of the task (those of its plugins that `plugin
+/// build` makes, see [`builds`]), and the files the task reads besides its input: the task
+/// file, its model and prompt configs, the simulator's `replies=` file.
+pub(super) struct Watched {
+    pub roots: Vec<PathBuf>,
+    pub files: Vec<PathBuf>,
 }
 
-/// Blocks until a source of the plugin projects `roots`, or the task file, is newer than `since`,
-/// polling twice a second (a walk of each project's sources, build output and hidden folders
-/// left out).
-pub(super) fn wait_for_change(task_path: &Path, roots: &[PathBuf], since: SystemTime) {
-    loop {
-        std::thread::sleep(Duration::from_millis(500));
-        let changed_task = std::fs::metadata(task_path).and_then(|m| m.modified()).is_ok_and(|t| t > since);
-        if changed_task || roots.iter().any(|root| newest_source(root).is_some_and(|t| t > since)) {
-            return;
+impl Watched {
+    /// For the task file `task_path` (only that file when the task does not load now).
+    pub fn of(task_path: &Path) -> Watched {
+        let mut files = vec![task_path.to_path_buf()];
+        let Ok(task) = load_task_without_secrets(task_path, &Overrides::default()) else { return Watched { roots: Vec::new(), files } };
+        if let Some(model) = &task.model {
+            files.push(model.path.clone());
+            files.extend(model.sim_spec.as_ref().and_then(|s| s.options.replies.clone()));
+        }
+        files.extend(task.prompt.as_ref().map(|p| p.path.clone()));
+        let Ok(plan) = RunPlan::from_task(&task) else { return Watched { roots: Vec::new(), files } };
+        let mut roots: Vec<PathBuf> = plan
+            .plugins()
+            .iter()
+            .filter(|r| !r.source.starts_with("builtin:"))
+            .map(|r| (folder_of(Path::new(&r.source)), Path::new(&r.source)))
+            .filter(|(root, wasm)| builds(root, wasm))
+            .map(|(root, _)| root)
+            .collect();
+        roots.sort();
+        roots.dedup();
+        Watched { roots, files }
+    }
+
+    /// What is shown: the files' names and the projects' folders.
+    pub fn describe(&self) -> String {
+        let files = self.files.iter().map(|f| f.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default());
+        let roots = self.roots.iter().map(|r| format!("the plugin sources in {}", r.display()));
+        files.chain(roots).collect::<Vec<_>>().join(", ")
+    }
+
+    /// Blocks until one of the files, or a source of one of the projects, is newer than `since`,
+    /// polling twice a second (a walk of each project's sources; build output and hidden folders
+    /// left out).
+    pub fn wait_for_change(&self, since: SystemTime) {
+        let newer = |t: SystemTime| t > since;
+        loop {
+            std::thread::sleep(Duration::from_millis(500));
+            let file = self.files.iter().any(|f| std::fs::metadata(f).and_then(|m| m.modified()).is_ok_and(newer));
+            if file || self.roots.iter().any(|root| newest_source(root).is_some_and(newer)) {
+                return;
+            }
         }
     }
 }
