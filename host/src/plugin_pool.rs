@@ -10,39 +10,30 @@ use std::thread;
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
-/// A plugin that failed to load, as the message a user fixes it from. A config the plugin's
+/// A plugin that failed to load, as the message a user fixes it from: a config the plugin's
 /// schema rejects gives one line per violation at its key in `file` (`file:line:col: `key`:
-/// expected integer, got string`): `prefix` is where the plugin's config block sits in it
-/// (`["plugins", "judge", "config"]` in a task file, empty for a `--config` file, `None` when
-/// the config was not written in `file`, e.g. a built-in configured from the prompt file).
+/// expected integer, got string …`), a refusal of the plugin's own one line at the config block.
+/// `prefix` is where the plugin's config block sits in `file` (`["plugins", "judge", "config"]`
+/// in a task file, empty for a `--config` file). `None` (a config not written in `file`, e.g. a
+/// built-in configured from the prompt file) or another error: `None`, the error's own words.
 pub fn load_error_message(e: &modelcall_plugin_host::LoadError, file: &std::path::Path, prefix: Option<&[&str]>) -> Option<String> {
     use modelcall_plugin_host::LoadError;
+    let prefix = prefix?;
     let (plugin, pairs): (&str, Vec<(Vec<String>, String)>) = match e {
         LoadError::ConfigSchema { plugin, violations, .. } => (plugin, violations.iter().map(|v| (v.path.clone(), v.message.clone())).collect()),
         // The plugin's own refusal (a rule its schema cannot say), at the config block; the
         // schema an SDK appends to it is left to `plugin check`.
-        LoadError::InvalidConfig { plugin, message } if prefix.is_some() => {
+        LoadError::InvalidConfig { plugin, message } => {
             let own = message.split(modelcall_plugin_host::config_check::SCHEMA_MARK).next().unwrap_or(message);
-            let placed = modelcall_config::plugin_config::place_config_errors(
-                file,
-                prefix.unwrap_or_default(),
-                &[(vec![], format!("plugin {plugin} rejected its config: {own}"))],
-            );
+            let refusal = [(vec![], format!("plugin {plugin} rejected its config: {own}"))];
+            let placed = modelcall_config::plugin_config::place_config_errors(file, prefix, &refusal);
             return Some(placed.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"));
         }
         _ => return None,
     };
-    let lines: Vec<String> = match prefix {
-        Some(prefix) => {
-            let mut placed = modelcall_config::plugin_config::place_config_errors(file, prefix, &pairs);
-            placed.sort_by_key(|e| (e.line.is_none(), e.line, e.column));
-            placed.iter().map(ToString::to_string).collect()
-        }
-        None => pairs
-            .iter()
-            .map(|(path, message)| format!("{}: `{}`: {message}", file.display(), if path.is_empty() { "config".into() } else { path.join(".") }))
-            .collect(),
-    };
+    let mut placed = modelcall_config::plugin_config::place_config_errors(file, prefix, &pairs);
+    placed.sort_by_key(|e| (e.line.is_none(), e.line, e.column));
+    let lines: Vec<String> = placed.iter().map(ToString::to_string).collect();
     Some(format!(
         "plugin {plugin}: the config does not match the config schema the plugin publishes (`modelcall plugin check` prints it):\n{}",
         lines.join("\n")
@@ -135,6 +126,41 @@ impl Drop for PoolGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_errors_are_placed_in_the_file_they_were_written_in() {
+        use modelcall_plugin_host::{ConfigViolation, LoadError};
+        let dir = tempfile::tempdir().unwrap();
+        let task = dir.path().join("task.yaml");
+        std::fs::write(&task, "task_name: t\nplugins:\n  judge:\n    role: score-parser\n    config:\n      mx: 3\n      max: five\n").unwrap();
+        let e = LoadError::ConfigSchema {
+            plugin: "j.wasm".into(),
+            violations: vec![
+                ConfigViolation { path: vec!["mx".into()], message: "unknown key".into() },
+                ConfigViolation { path: vec!["max".into()], message: "expected integer, got string \"five\"".into() },
+            ],
+            schema: "{}".into(),
+        };
+        let block: &[&str] = &["plugins", "judge", "config"];
+        let m = load_error_message(&e, &task, Some(block)).unwrap();
+        let t = task.display();
+        assert!(m.starts_with("plugin j.wasm: the config does not match the config schema the plugin publishes"), "{m}");
+        assert!(
+            m.ends_with(&format!(
+                "\n{t}:6:7: `plugins.judge.config.mx`: unknown key\n{t}:7:7: `plugins.judge.config.max`: expected integer, got string \"five\""
+            )),
+            "{m}"
+        );
+        // The plugin's own refusal, at the block, without the schema an SDK appends.
+        let e = LoadError::InvalidConfig { plugin: "j.wasm".into(), message: "`min` is over `max`\nconfig schema: {\"type\":\"object\"}".into() };
+        assert_eq!(
+            load_error_message(&e, &task, Some(block)).unwrap(),
+            format!("{t}:5:5: `plugins.judge.config`: plugin j.wasm rejected its config: `min` is over `max`")
+        );
+        // Not written in that file, or not about the config: the caller's own words.
+        assert!(load_error_message(&e, &task, None).is_none());
+        assert!(load_error_message(&LoadError::Link { plugin: "j".into(), message: "m".into() }, &task, Some(block)).is_none());
+    }
 
     #[tokio::test]
     async fn runs_jobs_on_named_pool_threads() {
