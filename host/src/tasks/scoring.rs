@@ -178,7 +178,9 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
     // `concurrency.mode: batch`: requests go through the Batch API (see `batch_mode`).
     let batch = super::batch_mode::open_for(run, &client, &plan.output_folder, &stop)?;
     let client_for_stats = client.clone();
-    let estimate = inputs.as_deref().and_then(|files| {
+    // A shard's banner goes to a scheduler's log: its token estimate (a tokenizer set-up, ~40 %
+    // of a small shard's CPU) is left to `submit` and `--dry-run`.
+    let estimate = inputs.as_deref().filter(|_| !sharded).and_then(|files| {
         crate::banner::sample(files, crate::banner::model_max_tokens(&model), |record| {
             let p = prompt.build_prompt("estimate", 1, &serde_json::Value::Object(record.clone()).to_string()).ok()?;
             let tokens: usize = p.messages.iter().map(|m| modelcall_plugin_host::tokenizer::count_tokens(&m.content)).sum();
