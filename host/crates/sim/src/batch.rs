@@ -45,6 +45,10 @@ pub struct BatchFaults {
     pub upload_errors: u32,
     /// The next this-many creates make the batch but drop the connection before answering.
     pub lose_creates: u32,
+    /// Batches created after the first `slow_after` wait `slow_delay` instead of
+    /// `completion_delay` (when it is not zero): some batches done, others still running.
+    pub slow_after: u32,
+    pub slow_delay: Duration,
 }
 
 /// What the batch endpoints have seen.
@@ -319,7 +323,11 @@ fn create(state: Arc<State>, body: &[u8]) -> Result<Response<Body>, DropConnecti
     if lose {
         inner.faults.lose_creates -= 1;
     }
-    let delay = inner.faults.completion_delay;
+    let delay = if !inner.faults.slow_delay.is_zero() && inner.stats.batches_created > u64::from(inner.faults.slow_after) {
+        inner.faults.slow_delay
+    } else {
+        inner.faults.completion_delay
+    };
     let (fail_rate, fail_status) = (inner.faults.fail_rate, inner.faults.fail_status);
     drop(inner);
     tokio::spawn(process(state, id, lines, delay, expire, fail_rate, fail_status));

@@ -80,6 +80,9 @@ pub struct Coordinator {
     /// The stop has been handled (batches cancelled, or nothing to cancel).
     stop_handled: AtomicBool,
     stop_handled_notify: Notify,
+    /// Records still waiting end without a result (not journaled; a later run takes them up).
+    released: AtomicBool,
+    released_notify: Notify,
 }
 
 #[derive(Default)]
@@ -179,6 +182,8 @@ impl Coordinator {
             ended: Mutex::new(None),
             stop_handled: AtomicBool::new(false),
             stop_handled_notify: Notify::new(),
+            released: AtomicBool::new(false),
+            released_notify: Notify::new(),
         });
         {
             let c = coordinator.clone();
@@ -795,8 +800,29 @@ impl Coordinator {
                 }
             }
         }
+        // A spent budget waits for what is in flight (the cancelled batches' answers are paid
+        // for); any other stop leaves the records waiting as they are.
+        if !(matches!(self.config.mode, Mode::Wait) && self.stop.drains()) {
+            self.release();
+        }
         self.stop_handled.store(true, Ordering::SeqCst);
         self.stop_handled_notify.notify_waiters();
+    }
+
+    fn release(&self) {
+        self.released.store(true, Ordering::SeqCst);
+        self.released_notify.notify_waiters();
+    }
+
+    /// Resolves once the records still waiting are to end without a result.
+    pub async fn released(&self) {
+        loop {
+            let notified = self.released_notify.notified();
+            if self.released.load(Ordering::SeqCst) {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// `--detach`, export, import: ends the run once every record in flight waits for the
@@ -825,6 +851,7 @@ impl Coordinator {
                 };
                 *self.ended.lock().unwrap() = Some(reason.clone());
                 self.stop.fatal(reason);
+                self.release();
                 return;
             }
         }

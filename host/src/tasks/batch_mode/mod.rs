@@ -118,8 +118,14 @@ impl<J: Job> Job for Routed<J> {
             match coordinator {
                 Some(coordinator) => {
                     let _active = coordinator.enter();
-                    let route = Arc::new(Route { coordinator, key: key.clone(), calls: AtomicU32::new(0) });
-                    ROUTE.scope(route, inner.run(key, input)).await
+                    let route = Arc::new(Route { coordinator: coordinator.clone(), key: key.clone(), calls: AtomicU32::new(0) });
+                    // A record still waiting when the run ends without its batch (a stop,
+                    // `--detach`, an export) is left as it was: not journaled, taken up later.
+                    tokio::select! {
+                        biased;
+                        outcome = ROUTE.scope(route, inner.run(key, input)) => outcome,
+                        _ = coordinator.released() => Outcome::Fatal { message: "the run ended before this record's batch answered".into() },
+                    }
                 }
                 None => inner.run(key, input).await,
             }
