@@ -116,3 +116,41 @@ pub fn write_card(folder: &Path, format: OutputFormat, title: &str, made_with: &
     crate::atomic::write_atomically(&card, text.as_bytes()).map_err(|e| std::io::Error::other(e.to_string()))?;
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::schema::ColType;
+
+    #[test]
+    fn the_card_lists_only_data_files_with_the_declared_features() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for (name, text) in [
+            ("a.jsonl", "{\"id\":\"x\",\"tags\":[\"t\"]}\n{\"id\":\"y\"}\n"),
+            ("empty.jsonl", ""),
+            ("a_error.jsonl", "{\"id\":\"z\"}\n"),
+            ("a_error_retry_1.jsonl", "{\"id\":\"z\"}\n"),
+            ("a_success_retry_1.jsonl", "{\"id\":\"x\"}\n"),
+            ("b.errors.jsonl", "{\"id\":\"z\"}\n"),
+            ("m.bad_lines.jsonl", "{\"line\":1}\n"),
+        ] {
+            std::fs::write(d.join(name), text).unwrap();
+        }
+        let schema = DeclaredSchema::build(vec![("id".into(), ColType::String)], vec![("tags".into(), ColType::List(Box::new(ColType::String)))], vec![]);
+        schema.store(d).unwrap();
+        assert!(write_card(d, OutputFormat::Jsonl, "t", &[("model", "m".into())]).unwrap());
+        let card = std::fs::read_to_string(d.join("README.md")).unwrap();
+        let front = card.split("\n---\n").next().unwrap();
+        assert!(front.contains("    - \"a.jsonl\"\n"), "{card}");
+        for not_data in ["empty.jsonl", "a_error", "retry", "errors.jsonl", "bad_lines"] {
+            assert!(!front.contains(not_data), "{not_data} listed: {card}");
+        }
+        assert!(front.contains("{\"list\":\"string\",\"name\":\"tags\"}") || front.contains("{\"name\":\"tags\",\"list\":\"string\"}"), "{card}");
+        assert!(card.contains("| `a.jsonl` | 2 |") && card.contains("| `tags_raw` | string |"), "{card}");
+        // Someone else's README is never replaced.
+        std::fs::write(d.join("README.md"), "# mine\n").unwrap();
+        assert!(!write_card(d, OutputFormat::Jsonl, "t", &[]).unwrap());
+        assert_eq!(std::fs::read_to_string(d.join("README.md")).unwrap(), "# mine\n");
+    }
+}

@@ -467,6 +467,25 @@ mod tests {
     }
 
     #[test]
+    fn the_task_files_row_group_rows_wins_over_the_variable_and_is_stored() {
+        std::env::set_var("MODELCALL_ROW_GROUP_ROWS", "11");
+        assert_eq!(RowsSchema::new(schema()).row_group_rows, 11);
+        assert_eq!(RowsSchema::new(schema().with_row_group_rows(Some(5))).row_group_rows, 5);
+        std::env::remove_var("MODELCALL_ROW_GROUP_ROWS");
+        assert_eq!(RowsSchema::new(schema()).row_group_rows, DEFAULT_ROW_GROUP_ROWS);
+        let dir = tempfile::tempdir().unwrap();
+        let settled = schema().with_row_group_rows(Some(5)).settle(dir.path());
+        assert_eq!(DeclaredSchema::load(dir.path()), Some(settled));
+        // A schema stored before the key existed loads, with no bound of its own.
+        std::fs::write(schema_path(dir.path()), r#"{"columns": [{"name": "id", "type": "string", "role": "input"}]}"#).unwrap();
+        let old = DeclaredSchema::load(dir.path()).unwrap();
+        assert_eq!((old.row_group_rows, old.inferred), (None, false));
+        // A run whose parser declares no fields stores an inferred schema, with its bound.
+        let next = DeclaredSchema::inferred().with_row_group_rows(Some(9)).settle(dir.path());
+        assert!(next.inferred && next.row_group_rows == Some(9));
+    }
+
+    #[test]
     fn values_that_do_not_fit_go_to_raw_columns_never_change_a_type() {
         let s = schema();
         assert!(s.columns.iter().any(|c| c.name == "input_score"));
