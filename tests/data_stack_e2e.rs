@@ -316,6 +316,8 @@ fn a_tasks_outputs_load_as_one_dataset_across_files_shards_merge_and_resume() {
     let top: Vec<String> = std::fs::read_dir(s.path("two")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert!(!top.iter().any(|n| n.contains(".shard-") && (n.ends_with(".parquet") || n.ends_with(".errors.jsonl"))), "{top:?}");
     assert!(s.path("two/.modelcall/shards/a.shard-0-of-2.parquet").exists());
+    let pieces: Vec<String> = std::fs::read_dir(s.path("two-stat")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(pieces.iter().any(|n| n.contains(" [bytes ")), "the shards write per-piece stat files: {pieces:?}");
     let o = merge(&two);
     assert_eq!(o.status.code(), Some(3), "merge: {}", text(&o.stderr));
     let merged = summary(&s.path("two"));
