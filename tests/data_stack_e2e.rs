@@ -102,7 +102,7 @@ fn inputs(s: &Scratch) {
 }
 
 fn task(s: &Scratch, out: &str) -> PathBuf {
-    task_as(s, out, "parquet", "output:\n  row_group_rows: 7\n")
+    task_as(s, out, "parquet", "output:\n  row_group_rows: 7\n  ordered: true\n")
 }
 
 /// A scoring task over `input/` writing `format` to `out` (stat files to `<out>-stat`), `extra`
@@ -145,6 +145,10 @@ assert types["score_value"] == "double", types
 assert types["latency_ms"] == "int64", types
 assert not any(v == "null" for v in types.values()), types
 assert pq.read_table(os.path.join(folder, "c.parquet")).num_rows == 0
+# `output.ordered: true`: each file's rows in input order (after a merge too).
+for f, table in zip(files, tables):
+    ids = table.column("id").to_pylist()
+    assert ids == sorted(ids), (f, ids)
 rows = {r["id"]: r for r in t.to_pylist()}
 assert rows["b03"]["main_languages"] is None and rows["b03"]["main_languages_raw"] == "en", rows["b03"]
 assert rows["b05"]["score"] == 4, rows["b05"]
