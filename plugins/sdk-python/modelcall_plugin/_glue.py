@@ -9,7 +9,7 @@ understands (never a trap), with the Python traceback in the message.
 
 from __future__ import annotations
 
-import contextlib
+import gc
 import json
 import math
 import sys
@@ -29,8 +29,37 @@ _EXPORT_NAMES = {Preprocessor: "Preprocessor", PromptBuilder: "PromptBuilder", S
 _instances = {}
 
 
+# Per-call JSON: records in, `extra`/records/schemas out. Inside a component every bytecode
+# counts (CPython runs as WebAssembly, ~5x slower than native), so the hot paths skip what
+# `json.dumps(value, **options)` and `json.loads` redo on each call (a new `JSONEncoder`, the
+# whitespace regexes) and go straight to the C accelerators; what they produce, and every
+# error they raise, is the same (errors come from the standard functions, on a second try).
+try:
+    from json.encoder import c_make_encoder as _c_make_encoder, encode_basestring as _encode_str
+except ImportError:  # pragma: no cover - a CPython without `_json`
+    _c_make_encoder = None
+_default = json.JSONEncoder().default  # raises "Object of type X is not JSON serializable"
+_scan_once = json.JSONDecoder().scan_once
+
+
 def _dumps(value) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    """`json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)`."""
+    if _c_make_encoder is None or isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    # As `JSONEncoder.iterencode` builds it for these options, with a fresh circular-reference map.
+    return "".join(_c_make_encoder({}, _default, _encode_str, None, ":", ",", False, False, False)(value, 0))
+
+
+def _loads(text: str):
+    """`json.loads(text)` for a str: one C scan when the text is a single JSON value without
+    surrounding whitespace (what the host sends); anything else through `json.loads`."""
+    try:
+        value, end = _scan_once(text, 0)
+    except Exception:  # invalid, or leading whitespace: json.loads decides (and words the error)
+        return json.loads(text)
+    if end != len(text):
+        return json.loads(text)
+    return value
 
 
 def _fit(text: str, limit: int = MAX_MESSAGE_BYTES) -> str:
@@ -180,20 +209,6 @@ def _make_export(cls, base):
     def plugin_error(exc: BaseException):
         return Err(wt.PluginError(kind=kinds.get(_kind_of(exc), wt.ErrorKind.INTERNAL), message=_error_text(exc)))
 
-    @contextlib.contextmanager
-    def _guard(c):
-        """What a plugin raises becomes the contract's error (its traceback kept), and the
-        call context is released, whatever happens."""
-        try:
-            yield
-        except Err:
-            raise
-        except BaseException as e:
-            raise plugin_error(e)
-        finally:
-            c._release()
-            flush_output()
-
     def init(self, config: str):
         try:
             cfg = json.loads(config) if config.strip() else {}
@@ -219,6 +234,12 @@ def _make_export(cls, base):
         finally:
             flush_output()
         _instances[base] = instance
+        if sys.platform == "wasi":
+            # Everything alive now (CPython's snapshot of the stdlib and the plugin's modules,
+            # ~13,000 objects, and the instance) lives as long as the component instance: out
+            # of the collector's sight, a collection during a call scans only what calls
+            # allocate (a full one took 3-10 ms inside a component, the p99 of a call).
+            gc.freeze()
         return info
 
     def instance():
@@ -229,7 +250,7 @@ def _make_export(cls, base):
 
     def record(text: str):
         try:
-            return json.loads(text)
+            return _loads(text)
         except ValueError as e:
             raise InvalidInput(f"record is not JSON: {e}") from None
 
@@ -244,9 +265,12 @@ def _make_export(cls, base):
                 return Err(wp.ItemError(kind=kind, message=_fit(r.message), location=r.location))
             return Ok(_dumps(r))
 
+        # Each call: what the plugin raises becomes the contract's error (its traceback kept),
+        # and the call context is released, whatever happens. (Written out rather than as a
+        # context manager: one generator and one manager object fewer per call.)
         def process(self, ctx, input):
             c = Context(ctx)
-            with _guard(c):
+            try:
                 if isinstance(input, wp.Input_File):
                     value = File(path=input.value.path, data=bytes(input.value.bytes))
                 else:
@@ -257,6 +281,13 @@ def _make_export(cls, base):
                 if isinstance(out, Skip):
                     return wp.Outcome_Skip(value=out.reason)
                 raise Internal(f"{cls.__name__}.process returned {type(out).__name__}; return Keep(...) or Skip(reason)")
+            except Err:
+                raise
+            except BaseException as e:
+                raise plugin_error(e)
+            finally:
+                c._release()
+                flush_output()
 
         methods = {"init": init, "process": process}
 
@@ -276,7 +307,7 @@ def _make_export(cls, base):
 
         def build(self, ctx, record_json):
             c = Context(ctx)
-            with _guard(c):
+            try:
                 p = instance().build(c, record(record_json))
                 if not isinstance(p, Prompt):
                     raise Internal(f"{cls.__name__}.build returned {type(p).__name__}; return Prompt(messages, ...)")
@@ -291,9 +322,16 @@ def _make_export(cls, base):
                     messages=[message(m) for m in p.messages],
                     max_tokens=None if p.max_tokens is None else int(p.max_tokens),
                     temperature=None if p.temperature is None else float(p.temperature),
-                    stop=[str(s) for s in p.stop],
+                    stop=[str(s) for s in p.stop] if p.stop else [],
                     response_schema=None if schema is None else (schema if isinstance(schema, str) else _dumps(schema)),
                 )
+            except Err:
+                raise
+            except BaseException as e:
+                raise plugin_error(e)
+            finally:
+                c._release()
+                flush_output()
 
         methods = {"init": init, "build": build}
 

@@ -278,6 +278,42 @@ class GlueTest(unittest.TestCase):
         self.assertTrue(fitted.startswith("ValueError: first line\n… ["), fitted[:80])
         self.assertTrue(fitted.endswith("ValueError: the end"))
 
+    def test_fast_json_matches_the_standard_functions(self):
+        """The per-call JSON fast paths give what json.dumps/json.loads give, errors included."""
+        native_sdk()
+        from modelcall_plugin._glue import _dumps, _loads
+
+        def std_dumps(v):
+            return json.dumps(v, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+        values = [
+            {"score": 4, "label": "général", "tags": ["a", "b"], "nested": {"x": [1, 2.5, None, True, False]}},
+            {1: "int key", 2.5: "float key", True: "bool key", None: "null key"},
+            [], {}, "a \"quoted\" string\n", 3, -0.0, 1e300, "ünï", ("tuple", 1),
+        ]
+        for v in values:
+            self.assertEqual(_dumps(v), std_dumps(v), v)
+        for bad in [float("nan"), {"x": float("inf")}, {"x": object()}, {("tuple",): 1}]:
+            with self.assertRaises(Exception) as ours:
+                _dumps(bad)
+            with self.assertRaises(Exception) as std:
+                std_dumps(bad)
+            self.assertEqual((type(ours.exception), str(ours.exception)), (type(std.exception), str(std.exception)), bad)
+        cycle = []
+        cycle.append(cycle)
+        with self.assertRaisesRegex(ValueError, "Circular reference"):
+            _dumps(cycle)
+        self.assertEqual(_dumps({"after": "a failed call"}), '{"after":"a failed call"}')
+
+        for text in ['{"id": 7, "text": "é\\u00e9"}', "[1, 2]", '"s"', "3", "null", " {\"a\": 1} ", '{"a": 1}\n', "1e400"]:
+            self.assertEqual(_loads(text), json.loads(text), text)
+        for bad in ["", "not json", '{"a": 1} x', '{"a": }', "[1,", "\ufeff{}", "NaN x", '{"a": 1}{"b": 2}']:
+            with self.assertRaises(ValueError) as ours:
+                _loads(bad)
+            with self.assertRaises(ValueError) as std:
+                json.loads(bad)
+            self.assertEqual(str(ours.exception), str(std.exception), bad)
+
 
 if __name__ == "__main__":
     unittest.main()
