@@ -3,11 +3,12 @@
 //! the sandboxed WASI p2 and the modelcall host imports. Build one [`PluginRuntime`] per
 //! process and load every plugin through it.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use wasmtime::component::Linker;
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine};
 
 use crate::errors::LoadError;
@@ -40,6 +41,67 @@ pub(crate) struct RuntimeInner {
     pub linker: Linker<HostState>,
     /// Whether the compile cache is actually in use (it is skipped if unavailable).
     pub cache_enabled: bool,
+    /// The on-disk cache handed to the engine (a clone sharing its hit and miss counters).
+    pub cache: Option<wasmtime::Cache>,
+    /// Components already compiled (or fetched from the disk cache) by this runtime, by the
+    /// sha256 of their bytes: `plugin check` inspects then loads, and a task may name one
+    /// component in several roles; each is deserialised once per process.
+    pub compiled: Mutex<HashMap<String, Component>>,
+}
+
+/// At most this many compiled components are kept in a runtime's memory for reuse.
+const MEMO_COMPONENTS: usize = 8;
+
+/// How a component was obtained, for the load log line and the tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CompileSource {
+    /// Compiled by this runtime earlier (in memory).
+    Memory,
+    /// Read from wasmtime's on-disk cache.
+    DiskCache,
+    /// Compiled now, and written to the on-disk cache.
+    CompiledAndCached,
+    /// Compiled now; nothing cached (cache off or unavailable, or the write failed).
+    Compiled,
+}
+
+impl CompileSource {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            CompileSource::Memory => "already compiled in this process",
+            CompileSource::DiskCache => "compile cache hit",
+            CompileSource::CompiledAndCached => "compile cache miss: compiled and stored",
+            CompileSource::Compiled => "compiled (not cached)",
+        }
+    }
+}
+
+impl RuntimeInner {
+    /// The compiled component for `bytes` (whose sha256 is `sha256`): from this runtime's
+    /// memory, else through the engine (which reads or fills the on-disk cache), and which of
+    /// these it was. wasmtime's hit and miss counters tell a disk hit from a compile; with
+    /// loads running at once on other threads the attribution is a best effort.
+    pub(crate) fn compile(&self, sha256: &str, bytes: &[u8]) -> wasmtime::Result<(Component, CompileSource)> {
+        if let Some(c) = self.compiled.lock().unwrap().get(sha256) {
+            return Ok((c.clone(), CompileSource::Memory));
+        }
+        let counts = |c: &wasmtime::Cache| (c.cache_hits(), c.cache_misses());
+        let before = self.cache.as_ref().map(counts);
+        let component = Component::new(&self.engine, bytes)?;
+        let source = match (before, self.cache.as_ref().map(counts)) {
+            (Some((h0, m0)), Some((h1, m1))) if h1 > h0 && m1 == m0 => CompileSource::DiskCache,
+            (Some((_, m0)), Some((_, m1))) if m1 > m0 => CompileSource::CompiledAndCached,
+            _ => CompileSource::Compiled,
+        };
+        let mut compiled = self.compiled.lock().unwrap();
+        // A long-lived runtime (`plugin dev --watch` rebuilding a plugin) must not keep every
+        // build it has seen: a few recent ones are all the reuse there is.
+        if compiled.len() >= MEMO_COMPONENTS {
+            compiled.clear();
+        }
+        compiled.insert(sha256.to_string(), component.clone());
+        Ok((component, source))
+    }
 }
 
 /// The wasmtime engine or linker could not be set up (a host problem, not a plugin's).
@@ -66,9 +128,11 @@ impl PluginRuntime {
         config.epoch_interruption(true);
         config.wasm_component_model(true);
         let mut cache_enabled = false;
+        let mut kept_cache = None;
         if opts.compile_cache {
             match build_cache(opts.cache_dir) {
                 Ok(cache) => {
+                    kept_cache = Some(cache.clone());
                     config.cache(Some(cache));
                     cache_enabled = true;
                 }
@@ -85,7 +149,7 @@ impl PluginRuntime {
         // which import them unconditionally) and `imports::sandbox_wasi` denies every use.
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(RuntimeError)?;
         crate::wit::add_to_linker(&mut linker).map_err(RuntimeError)?;
-        Ok(PluginRuntime { inner: Arc::new(RuntimeInner { engine, linker, cache_enabled }) })
+        Ok(PluginRuntime { inner: Arc::new(RuntimeInner { engine, linker, cache_enabled, cache: kept_cache, compiled: Mutex::new(HashMap::new()) }) })
     }
 
     /// Loads, validates and initialises a plugin (runs `init(config)` once).
@@ -101,6 +165,12 @@ impl PluginRuntime {
     /// Whether compiled components are cached on disk.
     pub fn compile_cache_enabled(&self) -> bool {
         self.inner.cache_enabled
+    }
+
+    /// wasmtime's on-disk cache counters for this runtime: `(hits, misses)` (a miss is a
+    /// compile whose result was stored); `None` when the cache is off.
+    pub fn compile_cache_stats(&self) -> Option<(usize, usize)> {
+        self.inner.cache.as_ref().map(|c| (c.cache_hits(), c.cache_misses()))
     }
 }
 
@@ -140,6 +210,25 @@ pub(crate) fn deadline_ticks(ms: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_second_runtime_gets_the_component_from_the_disk_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = RuntimeOptions { compile_cache: true, cache_dir: Some(dir.path().to_path_buf()) };
+        let bytes = crate::builtins::get("json-score").expect("a built-in");
+        let rt = PluginRuntime::with_options(opts.clone()).unwrap();
+        let (_, how) = rt.inner.compile("k", bytes).unwrap();
+        assert_eq!(how, CompileSource::CompiledAndCached);
+        assert_eq!(rt.compile_cache_stats(), Some((0, 1)));
+        // The same runtime keeps it in memory; a new one (a new process) reads the disk cache.
+        assert_eq!(rt.inner.compile("k", bytes).unwrap().1, CompileSource::Memory);
+        let rt2 = PluginRuntime::with_options(opts).unwrap();
+        assert_eq!(rt2.inner.compile("k", bytes).unwrap().1, CompileSource::DiskCache);
+        assert_eq!(rt2.compile_cache_stats(), Some((1, 0)));
+        let off = PluginRuntime::with_options(RuntimeOptions { compile_cache: false, cache_dir: None }).unwrap();
+        assert_eq!(off.inner.compile("k", bytes).unwrap().1, CompileSource::Compiled);
+        assert_eq!(off.compile_cache_stats(), None);
+    }
 
     #[test]
     fn deadlines_round_up_to_ticks() {
