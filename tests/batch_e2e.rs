@@ -349,6 +349,10 @@ fn detach_submits_exits_0_and_a_rerun_collects_exactly_once() {
     let journal = std::fs::read_to_string(s.path("out/.modelcall/batches/main/journal.jsonl")).unwrap();
     assert_eq!(journal.matches("\"step\":\"created\"").count(), 2, "both batches in the batch journal");
     assert!(read_jsonl(&s.path("out/data.jsonl")).is_empty(), "no answer yet");
+    // `modelcall status` shows them (offline, from the batch journal).
+    let status = Command::new(bin()).arg("status").arg(s.path("out")).stdin(Stdio::null()).output().unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("batches (main): 2 submitted, 0 collected, 2 not yet collected"), "{text}");
 
     // The same command while they run: nothing new is submitted.
     let out = run_with(&t, &["--detach"]);

@@ -157,6 +157,7 @@ fn folder_status(out: &Path, known: Option<Known>) -> anyhow::Result<Finish> {
     let all_records = crate::run_records::load(out);
     println!("{}{}", name.map(|n| format!("{n}: ")).unwrap_or_default(), out.display());
     let task_hint = known.as_ref().and_then(|k| k.task_file.as_ref()).map(|p| p.display().to_string()).unwrap_or_else(|| "<task.yaml>".into());
+    crate::tasks::batch_mode::print_status(out);
     match shard_plan {
         Some(plan) if !merged => {
             let mut states = folder::shards(out, &plan, samples);

@@ -192,3 +192,45 @@ fn task_tag(output: &std::path::Path) -> String {
     let full = std::fs::canonicalize(output).unwrap_or_else(|_| output.to_path_buf());
     format!("{:016x}", xxhash_rust::xxh3::xxh3_64(full.to_string_lossy().as_bytes()))
 }
+
+/// `modelcall status`: the batches of an output folder's batch journals (offline: their last
+/// known state), when it has any.
+pub fn print_status(output: &std::path::Path) {
+    let Ok(dirs) = std::fs::read_dir(output.join(".modelcall").join("batches")) else { return };
+    let mut dirs: Vec<PathBuf> = dirs.flatten().map(|e| e.path()).filter(|p| p.join("journal.jsonl").is_file()).collect();
+    dirs.sort();
+    for dir in dirs {
+        let Ok(text) = std::fs::read_to_string(dir.join("journal.jsonl")) else { continue };
+        // name → (batch id, last state)
+        let mut order: Vec<String> = Vec::new();
+        let mut by: std::collections::HashMap<String, (String, String)> = std::collections::HashMap::new();
+        for line in text.lines() {
+            let Ok(v) = serde_json::from_str::<Value>(line) else { continue };
+            let Some(name) = v["batch"].as_str() else { continue };
+            let entry = by.entry(name.to_string()).or_insert_with(|| {
+                order.push(name.to_string());
+                (String::new(), String::new())
+            });
+            if let Some(id) = v["batch_id"].as_str() {
+                entry.0 = id.to_string();
+            }
+            entry.1 = match v["step"].as_str().unwrap_or("") {
+                "status" => format!("{} ({} done, {} failed)", v["status"].as_str().unwrap_or("?"), v["completed"], v["failed"]),
+                "done" => "collected".into(),
+                "downloaded" => "downloaded, not yet collected".into(),
+                "cancel" => "cancel requested".into(),
+                step => format!("{step} (not yet created)").replace("created (not yet created)", "created"),
+            };
+        }
+        let open: Vec<&String> = order.iter().filter(|n| by[*n].1 != "collected").collect();
+        let label = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        println!("batches ({label}): {} submitted, {} collected, {} not yet collected", order.len(), order.len() - open.len(), open.len());
+        for name in open.iter().take(20) {
+            let (id, state) = &by[*name];
+            println!("  {} ({name}): {state}", if id.is_empty() { "-" } else { id });
+        }
+        if !open.is_empty() {
+            println!("  the task's run-task command (with or without --detach) collects what finished, exactly once");
+        }
+    }
+}
