@@ -57,6 +57,18 @@ pub const EXAMPLES: &[(&[&str], &str)] = &[
   modelcall batch import task.yaml results.jsonl              # answers into the journal and outputs, exactly once",
     ),
     (
+        &["batch", "export"],
+        "Examples:
+  modelcall batch export task.yaml --out requests.jsonl                  # every request left to do
+  modelcall batch export task.yaml --out shard-0.jsonl --shard 0/4       # one shard's",
+    ),
+    (
+        &["batch", "import"],
+        "Examples:
+  modelcall batch import task.yaml results.jsonl                         # vllm run-batch's output file
+  modelcall batch import task.yaml part-1.jsonl part-2.jsonl             # several, each answer once",
+    ),
+    (
         &["reparse"],
         "Examples:
   modelcall reparse task.yaml                                   # parse every stored reply again with the task's parser
