@@ -54,7 +54,9 @@ def truncate_tokens(text: str, max_tokens: int) -> str:
     max_tokens = int(max_tokens)
     if max_tokens < 0:
         raise ValueError("max_tokens must be >= 0")
-    if len(text) * 4 <= max_tokens:  # at most 4 bytes a character, at least 1 byte a token
+    # A token covers at least one byte, so a text of at most `max_tokens` UTF-8 bytes fits
+    # whole: no host call (a 1 KB record under a 2,000-token budget, the common case).
+    if len(text) <= max_tokens and (text.isascii() or len(text.encode("utf-8", "surrogatepass")) <= max_tokens):
         return text
     window = max(max_tokens * 5, 4096)
     while True:

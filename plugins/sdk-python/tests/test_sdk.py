@@ -66,6 +66,22 @@ class NativeHostTest(unittest.TestCase):
         self.assertFalse(mp.in_component())
         self.assertGreater(mp.count_tokens("hello world"), 0)
         self.assertEqual(mp.truncate_tokens("short", 100), "short")
+
+    def test_a_text_that_surely_fits_makes_no_host_call(self):
+        mp = fresh_sdk("prompt-builder-plugin")
+        if mp is None:
+            self.skipTest("componentize-py not installed")
+        host = importlib.import_module("wit_world.imports.host")
+        calls = []
+        host.truncate_tokens = lambda text, n: calls.append(n) or text[:n]
+        # At most `max_tokens` UTF-8 bytes: whole, without asking the host.
+        self.assertEqual(mp.truncate_tokens("a" * 100, 100), "a" * 100)
+        self.assertEqual(mp.truncate_tokens("é" * 50, 100), "é" * 50)
+        self.assertEqual(calls, [])
+        # More bytes than tokens allowed: the host decides.
+        self.assertEqual(mp.truncate_tokens("é" * 60, 100), "é" * 60)
+        self.assertEqual(mp.truncate_tokens("a" * 101, 100), "a" * 100)
+        self.assertEqual(calls, [100, 100])
         ctx = mp.Context.for_test("task", "r9", 3)
         self.assertEqual((ctx.task_name, ctx.record_id, ctx.attempt), ("task", "r9", 3))
         with self.assertRaises(ValueError):
