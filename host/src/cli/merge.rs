@@ -78,11 +78,11 @@ fn merged_stat_files(plan: &modelcall_config::ScoringPlan, run: &modelcall_confi
 }
 
 /// `task_type: merge_distillation_results`: every listed model folder of a batch, merged.
-pub fn merge_results(_run: &crate::tasks::TaskRun<'_>, m: &modelcall_config::batch::MergeResults) -> anyhow::Result<Finish> {
+pub fn merge_results(_run: &crate::tasks::TaskRun<'_>, m: &modelcall_config::step::MergeResults) -> anyhow::Result<Finish> {
     merge_model_folders(m)
 }
 
-fn merge_model_folders(m: &modelcall_config::batch::MergeResults) -> anyhow::Result<Finish> {
+fn merge_model_folders(m: &modelcall_config::step::MergeResults) -> anyhow::Result<Finish> {
     let mut finish = Finish::Done;
     for name in &m.models {
         let folder = m.output_base_dir.join(name);

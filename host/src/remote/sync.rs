@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use modelcall_config::distill::DistillationStep;
+use modelcall_config::step::DistillationStep;
 use modelcall_config::LoadedTask;
 use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::io::AsyncWriteExt;

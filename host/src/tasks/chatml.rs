@@ -12,7 +12,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use modelcall_config::distill::{ChatmlConversion, DatasetSpec, DatasetsConfig};
+use modelcall_config::distill::{DatasetSpec, DatasetsConfig};
+use modelcall_config::step::ChatmlConversion;
 use modelcall_config::PluginRef;
 use modelcall_io::{FilePaths, RecordsTarget};
 use serde_json::json;

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use modelcall_config::distill::GenerateResponse;
+use modelcall_config::step::GenerateResponse;
 use modelcall_io::{FilePaths, Naming, OutputFormat};
 use serde_json::json;
 
@@ -156,7 +156,7 @@ pub fn declared_schema(inputs: &[std::path::PathBuf], step: &GenerateResponse) -
         ("latency_ms".into(), int()),
         ("attempts".into(), int()),
     ];
-    if step.reasoning == modelcall_config::distill::ReasoningMode::Separate {
+    if step.reasoning == modelcall_config::step::ReasoningMode::Separate {
         host.push(("reasoning".into(), text()));
     }
     let mut inputs: Vec<(String, ColType)> =

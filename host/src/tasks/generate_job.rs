@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use modelcall_config::distill::ReasoningMode;
+use modelcall_config::step::ReasoningMode;
 use modelcall_model::{ChatMessage, ChatRequest, ModelClient};
 use serde_json::{json, Map, Value};
 

@@ -11,7 +11,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use modelcall_config::distill::{JsonlMerge, MergeConfig};
+use modelcall_config::distill::MergeConfig;
+use modelcall_config::step::JsonlMerge;
 use modelcall_config::task::DuplicateIds;
 use modelcall_io::{FilePaths, RecordsTarget};
 

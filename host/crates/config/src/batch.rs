@@ -12,35 +12,16 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::distill::{GenerateResponse, ReasoningMode};
 use crate::error::ConfigError;
+use crate::step::{BatchModel, BatchSubmit, DistillationStep, GenerateResponse, MergeResults, ReasoningMode};
 use crate::yaml::YamlFile;
-
-/// One model of a batch: its alias (the reference used it in job names) and its run.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BatchModel {
-    pub alias: String,
-    pub run: GenerateResponse,
-}
-
-/// `task_type: batch_distillation_submit`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BatchSubmit {
-    pub input_file: PathBuf,
-    /// `data_split.num_chunks` (default 100): the number of shards.
-    pub shards: u32,
-    pub output_base_dir: PathBuf,
-    pub models: Vec<BatchModel>,
-    /// The `batch_submit.siflow` block, reported as not available with its equivalents.
-    pub siflow: Option<Value>,
-}
 
 impl crate::LoadedTask {
     /// The runs a task stands for: itself, or for `batch_distillation_submit` one
     /// `generate_response` task per model (each with its model config loaded and its own output
     /// folder), so every command handles a batch as the runs it is made of.
     pub fn expand(&self) -> Result<Vec<crate::LoadedTask>, crate::ConfigError> {
-        let Some(crate::DistillationStep::BatchSubmit(batch)) = &self.task.distillation else {
+        let Some(DistillationStep::BatchSubmit(batch)) = &self.task.distillation else {
             return Ok(vec![self.clone()]);
         };
         let vars = crate::Vars::process();
@@ -51,21 +32,13 @@ impl crate::LoadedTask {
                 let mut t = self.clone();
                 t.task.task_type = crate::TaskType::GenerateResponse;
                 t.task.task_name = format!("{}-{}", self.task.task_name, m.alias);
-                t.task.distillation = Some(crate::DistillationStep::GenerateResponse(m.run.clone()));
+                t.task.distillation = Some(DistillationStep::GenerateResponse(m.run.clone()));
                 t.model = Some(crate::ModelConfig::load(&m.run.model_config_path, &vars, &crate::ModelDefaults::generation())?);
                 t.output_folder = Some(m.run.output_path.clone());
                 Ok(t)
             })
             .collect()
     }
-}
-
-/// `task_type: merge_distillation_results`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MergeResults {
-    pub output_base_dir: PathBuf,
-    /// Model folder names (`merge.models[].name`, model config stems).
-    pub models: Vec<String>,
 }
 
 pub const BATCH_KEYS: &[(&str, &[&str])] = &[

@@ -2,6 +2,7 @@
 //!
 //! - [`load`]: `load_task`, from a task file to a checked [`LoadedTask`];
 //! - [`task`]: the typed task sections; [`model`], [`prompt`], [`distill`]: the files a task names;
+//! - [`step`]: the typed steps a task resolves to, parsed by [`distill`] and [`batch`];
 //! - [`schema`]: the keys a task file may hold, and those accepted but ignored;
 //! - [`error`]: errors that name the file, line and dotted key, with suggestions;
 //! - [`locate`], [`yaml`], [`fields`]: finding keys' lines; reading YAML; typed key reads;
@@ -29,11 +30,12 @@ pub mod schema;
 pub mod script_presets;
 pub mod shard;
 pub mod sim;
+pub mod step;
 pub mod task;
 pub mod task_options;
 pub mod yaml;
 
-pub use distill::{DatasetsConfig, DistillationStep, MergeConfig, UnknownMergeGroup};
+pub use distill::{DatasetsConfig, MergeConfig, UnknownMergeGroup};
 pub use env::{MissingVar, Vars};
 pub use error::ConfigError;
 pub use load::{load_task, load_task_with, load_task_without_secrets};
@@ -44,4 +46,5 @@ pub use run_plan::{PluginRef, PreprocessPlan, RunPlan, ScoringPlan, Stages};
 pub use schema::IgnoredKey;
 pub use shard::{parse_shard, shard_from_env, shard_from_env_checked, shard_from_vars, ShardError};
 pub use sim::{SimFault, SimSpec, SimUrlError};
+pub use step::DistillationStep;
 pub use task::{LoadedTask, OutputFormat, Overrides, PluginEntry, TaskConfig, TaskType};

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::distill::{self, DistillationStep};
+use crate::distill;
 use crate::env::{read_env_file, Vars};
 use crate::error::{closest, humanize_serde, unknown_key, ConfigError};
 use crate::locate::find_key;
@@ -17,6 +17,7 @@ use crate::model::{ModelConfig, ModelDefaults};
 use crate::paths;
 use crate::prompt::{PromptChecks, PromptConfig};
 use crate::schema::{ignored_reason, known_keys, refused_reason, IgnoredKey};
+use crate::step::DistillationStep;
 use crate::task::{LoadedTask, Overrides, ScriptType, TaskConfig, TaskType, PLUGIN_ROLES};
 use crate::yaml::{describe, interpolate_tree, read_yaml, YamlFile};
 

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::distill::{ChatmlConversion, DistillationStep, GenerateResponse, JsonlMerge};
 use crate::script_presets::{forward, SCRIPT_PRESETS};
+use crate::step::{BatchSubmit, ChatmlConversion, DistillationStep, GenerateResponse, JsonlMerge, MergeResults};
 use crate::task::{LoadedTask, OutputFormat, TaskType};
 
 /// A plugin the run loads: its role, where it comes from and its config.
@@ -79,9 +79,9 @@ pub enum Stages {
     Chatml(ChatmlConversion),
     Merge(JsonlMerge),
     /// One generate_response run per model ([`LoadedTask::expand`] gives them).
-    Batch(crate::batch::BatchSubmit),
+    Batch(BatchSubmit),
     /// `modelcall merge` on every model folder of a batch.
-    MergeResults(crate::batch::MergeResults),
+    MergeResults(MergeResults),
 }
 
 impl Stages {

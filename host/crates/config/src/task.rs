@@ -11,11 +11,11 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::distill::DistillationStep;
 use crate::model::ModelConfig;
 use crate::paths;
 use crate::prompt::PromptConfig;
 use crate::schema::IgnoredKey;
+use crate::step::DistillationStep;
 pub use crate::task_options::{BudgetSection, ConcurrencyMode, DuplicateIds, PreprocessInputKind, Scheduling};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,12 +7,13 @@
 //! 30/30). Both are accepted with their own names and defaults and land in one
 //! [`GenerateResponse`], so the engine has one input.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 
 use crate::error::{closest, ConfigError};
 use crate::fields::Fields;
+use crate::step::{ChatmlConversion, DistillationStep, GenerateResponse, JsonlMerge, ReasoningMode};
 use crate::yaml::YamlFile;
 
 mod files;
@@ -101,96 +102,6 @@ pub const STEP_NAMES: [&str; 3] = ["chatml_conversion", "jsonl_merge", "generate
 
 /// The reference's default system prompt for `add_system_prompt`.
 pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a helpful assistant and an expert coder.";
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum DistillationStep {
-    ChatmlConversion(ChatmlConversion),
-    JsonlMerge(JsonlMerge),
-    GenerateResponse(GenerateResponse),
-    /// `task_type: batch_distillation_submit` (see [`crate::batch`]).
-    BatchSubmit(crate::batch::BatchSubmit),
-    /// `task_type: merge_distillation_results`.
-    MergeResults(crate::batch::MergeResults),
-}
-
-impl DistillationStep {
-    pub fn name(&self) -> &'static str {
-        match self {
-            DistillationStep::ChatmlConversion(_) => "chatml_conversion",
-            DistillationStep::JsonlMerge(_) => "jsonl_merge",
-            DistillationStep::GenerateResponse(_) => "generate_response",
-            DistillationStep::BatchSubmit(_) => "batch_distillation_submit",
-            DistillationStep::MergeResults(_) => "merge_distillation_results",
-        }
-    }
-}
-
-/// §7.1: many dataset formats to ChatML `messages`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ChatmlConversion {
-    pub dataset_config_path: PathBuf,
-    pub input_dir: PathBuf,
-    pub output_dir: PathBuf,
-    /// `None`: one per CPU.
-    pub num_processes: Option<usize>,
-    pub keep_raw_data: bool,
-    pub add_system_prompt: bool,
-    pub system_prompt: String,
-    /// Skip datasets whose output already exists (the reference also skipped partial files;
-    /// the engine should check completeness).
-    pub continue_mode: bool,
-    /// `None`: every dataset in the dataset config.
-    pub selected_datasets: Option<Vec<String>>,
-}
-
-/// §7.2: merge groups of JSONL files into one file each.
-#[derive(Debug, Clone, PartialEq)]
-pub struct JsonlMerge {
-    pub merge_config_path: PathBuf,
-    pub base_input_dir: PathBuf,
-    pub base_output_dir: PathBuf,
-    pub chunk_size: usize,
-    /// Empty: every group of the merge config.
-    pub merge_groups: Vec<String>,
-    /// Keep only the first record of each value of this field (optional de-duplication).
-    pub dedup_key: Option<String>,
-}
-
-/// §7.3: a teacher model answers every conversation.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GenerateResponse {
-    /// A model config (`client_config` + `chat_config`); loaded into `LoadedTask::model`.
-    pub model_config_path: PathBuf,
-    /// A JSONL file, or a directory whose `*.jsonl` files are processed in name order.
-    pub input_path: PathBuf,
-    pub output_path: PathBuf,
-    pub concurrency: usize,
-    pub batch_size: usize,
-    pub flush_interval_secs: f64,
-    pub retry_mode: bool,
-    pub resume: bool,
-    /// `send: first_user` reproduces the reference (only the first message, as a user turn);
-    /// the default `conversation` sends every turn up to the last user turn.
-    pub first_user_only: bool,
-    /// `reasoning: inline` (the reference: a `<think>` block in `response`), `separate` (a
-    /// `reasoning` field) or `drop`.
-    pub reasoning: ReasoningMode,
-    /// Keep answers cut by the token limit (`finish_reason: length`) instead of failing them.
-    pub allow_truncated: bool,
-    /// Answers per conversation; with n > 1 each gets the key `uid#i` (i in 0..n).
-    pub n: u32,
-    /// Write the success file in input order (default: completion order).
-    pub ordered: bool,
-}
-
-/// Where a teacher's reasoning goes in the output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ReasoningMode {
-    #[default]
-    Inline,
-    Separate,
-    Drop,
-}
 
 fn generate_extras(f: &Fields) -> Result<(bool, ReasoningMode, bool), ConfigError> {
     let first_user_only = match f.string("send")?.as_deref() {
@@ -337,6 +248,8 @@ fn hint_for(key: &str, task_type: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
 
     fn yaml(text: &str) -> YamlFile {
