@@ -6,7 +6,9 @@
 //!   `sim://?…` URL (the one parser of that grammar; built even without the `server` feature);
 //! - [`reply`]: the deterministic answer to a conversation, and the `replies=FILE` rules;
 //! - [`schema`]: answers valid against a request's `response_format` JSON schema;
-//! - [`server`]: the HTTP server and fault injection.
+//! - [`server`]: the HTTP server and its route table; `chat` and `batch_api`: the chat and Batch
+//!   API endpoints (fault injection, latency, JSON and SSE replies); [`batch`]: the Batch API's
+//!   files, batches, faults and stats; `state` and `respond`: what they share.
 //!
 //! The `server` feature (on by default) holds everything but [`options`].
 //!
@@ -37,14 +39,22 @@
 
 #[cfg(feature = "server")]
 pub mod batch;
+#[cfg(feature = "server")]
+mod batch_api;
+#[cfg(feature = "server")]
+mod chat;
 pub mod options;
 pub mod prefix_cache;
 #[cfg(feature = "server")]
 pub mod reply;
 #[cfg(feature = "server")]
+mod respond;
+#[cfg(feature = "server")]
 pub mod schema;
 #[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "server")]
+mod state;
 
 pub use options::{Fault, FaultError, FaultKind, SimOptions, SimUrlError};
 #[cfg(feature = "server")]

@@ -1,6 +1,9 @@
-//! Tests of `server.rs`.
+//! Tests of `server.rs` (and the fault draw of `chat.rs`).
+
+use serde_json::Value;
 
 use super::*;
+use crate::chat::draw;
 use crate::options::Fault;
 
 #[test]
