@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, Context as _};
 use serde_json::Value;
 
-use super::scaffold::toml_string;
+use super::embedded::toml_string;
 
 #[derive(clap::Args)]
 pub struct BuildArgs {

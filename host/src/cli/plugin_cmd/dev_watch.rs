@@ -41,7 +41,7 @@ pub(super) fn stale_projects(plugins: &[&PluginRef]) -> anyhow::Result<Vec<PathB
 fn builds(root: &Path, wasm: &Path) -> bool {
     let Some(stem) = wasm.file_stem().map(|s| s.to_string_lossy().to_string()) else { return false };
     let names = |manifest: &Path, section: &str| {
-        std::fs::read_to_string(manifest).ok().is_some_and(|t| super::scaffold::toml_string(&t, section, "name") == Some(stem.as_str()))
+        std::fs::read_to_string(manifest).ok().is_some_and(|t| super::embedded::toml_string(&t, section, "name") == Some(stem.as_str()))
     };
     if names(&root.join("pyproject.toml"), "project") && root.join("app.py").is_file() {
         return true;

@@ -8,6 +8,7 @@ mod check;
 mod dev;
 mod dev_show;
 mod dev_watch;
+mod embedded;
 mod exercise;
 mod scaffold;
 mod task_type;

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use super::scaffold::{render, sdk_version, toml_escape, tpl, SDK_FILES, VENDORED_SDK};
+use super::embedded::{render, sdk_version, toml_escape, tpl, SDK_FILES, VENDORED_SDK};
 
 const WORKSPACE: &str = include_str!("templates/task-type/Cargo.toml.tmpl");
 const MEMBER: &str = include_str!("templates/task-type/member.Cargo.toml.tmpl");
