@@ -16,7 +16,7 @@ use modelcall_io::{AtomicFile, KeySet, ShardPlan};
 use serde_json::{json, Value};
 
 use super::exit::{exit_code, BadConfig, Finish};
-use super::status::{shard_states, ShardState};
+use super::status::folder::{shard_states, ShardState};
 use crate::engine::read_item::ReadItem;
 use crate::engine::reader::read_unit;
 use crate::engine::resume::Finished;

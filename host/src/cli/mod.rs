@@ -11,6 +11,7 @@ pub mod plugin_cmd;
 pub mod reparse;
 pub mod run_task;
 pub mod run_task_args;
+pub mod scheduler_cli;
 pub mod status;
 pub mod submit;
 

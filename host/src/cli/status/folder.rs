@@ -11,7 +11,7 @@ use modelcall_io::Slice;
 use serde_json::Value;
 
 use crate::run_records::Spent;
-use crate::tasks::shards::lock_name;
+use crate::tasks::shards::{lock_name, RecordOutputs};
 
 /// A run record not rewritten for this long, under a lock held from another host, is a run that
 /// no longer beats (a live run rewrites it every 2 s).
@@ -271,4 +271,9 @@ pub fn discovered_inputs(folder: &Path) -> Vec<Input> {
 /// `name.shard-I-of-N`.
 fn is_shard_stem(stem: &str) -> bool {
     stem.rsplit_once(".shard-").is_some_and(|(_, rest)| rest.split_once("-of-").is_some_and(|(i, n)| i.parse::<u32>().is_ok() && n.parse::<u32>().is_ok()))
+}
+
+/// The state of every shard of `plan` (for `merge` and `submit --resume`).
+pub fn shard_states(outputs: &RecordOutputs, plan: &ShardPlan) -> Vec<ShardState> {
+    shards(&outputs.folder, plan, outputs.read.samples_per_record.max(1) as u64)
 }

@@ -4,7 +4,7 @@
 //! last progress, what was spent, and for a submitted run what Slurm or Kubernetes says of each
 //! shard (when its CLI is on PATH).
 
-mod folder;
+pub(crate) mod folder;
 pub(crate) mod scheduler;
 
 use std::path::{Path, PathBuf};
@@ -75,12 +75,6 @@ fn wait_complete(args: &StatusArgs) -> anyhow::Result<()> {
         }
         std::thread::sleep(std::time::Duration::from_secs(args.every.max(1)));
     }
-}
-
-/// The shards Slurm or Kubernetes still has queued or running for `folder` (empty when no
-/// scheduler CLI answers): `submit --resume` leaves them alone.
-pub fn queued_shards(folder: &Path) -> std::collections::BTreeSet<u32> {
-    scheduler::ask(folder).map(|v| v.shards.into_iter().filter(|(_, s)| scheduler::under_way(s)).map(|(i, _)| i).collect()).unwrap_or_default()
 }
 
 /// Where a folder's inputs come from, when known.
@@ -328,9 +322,4 @@ fn ago(t: SystemTime) -> String {
         120..=7199 => format!("{} min ago", s / 60),
         _ => format!("{} h ago", s / 3600),
     }
-}
-
-/// The state of every shard of `plan` (for `merge`).
-pub fn shard_states(outputs: &RecordOutputs, plan: &ShardPlan) -> Vec<ShardState> {
-    folder::shards(&outputs.folder, plan, outputs.read.samples_per_record.max(1) as u64)
 }

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::cli::scheduler_cli::find_on_path;
+
 /// How long one scheduler command may take.
 pub const ASK_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -107,6 +109,12 @@ pub fn last_error_line(log: &Path) -> Option<String> {
     lines.iter().rev().find(telling).or(lines.last()).map(|l| l.chars().take(300).collect())
 }
 
+/// The shards Slurm or Kubernetes still has queued or running for `folder` (empty when no
+/// scheduler CLI answers): `submit --resume` leaves them alone.
+pub fn queued_shards(folder: &Path) -> std::collections::BTreeSet<u32> {
+    ask(folder).map(|v| v.shards.into_iter().filter(|(_, s)| under_way(s)).map(|(i, _)| i).collect()).unwrap_or_default()
+}
+
 /// The scheduler's view of the shards of `folder`, when it was submitted there and the CLI is present.
 pub fn ask(folder: &Path) -> Option<SchedulerView> {
     let submit = folder.join(".modelcall").join("submit");
@@ -132,8 +140,8 @@ pub fn ask(folder: &Path) -> Option<SchedulerView> {
 }
 
 fn slurm(folder: &Path, name: &str, since: Option<std::time::SystemTime>) -> Option<SchedulerView> {
-    let squeue = super::super::submit::find_on_path("squeue");
-    let sacct = super::super::submit::find_on_path("sacct");
+    let squeue = find_on_path("squeue");
+    let sacct = find_on_path("sacct");
     if squeue.is_none() && sacct.is_none() {
         return None;
     }
@@ -238,7 +246,7 @@ fn array_indices(text: &str) -> Vec<u32> {
 }
 
 fn kubernetes(name: &str, namespace: Option<&str>, listed: Option<&[u32]>) -> Option<SchedulerView> {
-    let kubectl = super::super::submit::find_on_path("kubectl")?;
+    let kubectl = find_on_path("kubectl")?;
     let mut view = SchedulerView { what: format!("kubernetes job {name}"), ..Default::default() };
     let selector = format!("job-name={name}");
     let mut args = vec!["get", "pods", "-l", &selector, "-o", "json"];

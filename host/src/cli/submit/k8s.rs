@@ -24,8 +24,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use super::{find_on_path, parse_mem, run_command, utf8, write_file, Loaded, SubmitArgs, Target};
+use super::{parse_mem, run_command, utf8, write_file, Loaded, SubmitArgs, Target};
 use crate::cli::exit::BadConfig;
+use crate::cli::scheduler_cli::find_on_path;
 use modelcall_config::Stages;
 
 const DEFAULT_BACKOFF_LIMIT_PER_INDEX: u32 = 3;

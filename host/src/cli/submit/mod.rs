@@ -15,6 +15,8 @@ use std::process::ExitCode;
 use modelcall_config::{load_task, load_task_without_secrets, LoadedTask, Overrides, RunPlan, Stages};
 
 use super::exit::{exit_code, BadConfig, Finish};
+use super::status::folder::shard_states;
+use super::status::scheduler::queued_shards;
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheduler {
@@ -239,8 +241,8 @@ fn unfinished(target: &Target, loaded: &Loaded) -> anyhow::Result<Vec<u32>> {
         eprintln!("note: no shard has started in {} yet (no .modelcall/shards.json): submitting all {} shards", target.output.display(), target.shards);
         return Ok((0..target.shards).collect());
     };
-    let states = super::status::shard_states(&outputs, &plan);
-    let queued = super::status::queued_shards(&target.output);
+    let states = shard_states(&outputs, &plan);
+    let queued = queued_shards(&target.output);
     let (mut todo, mut done, mut busy) = (Vec::new(), 0u32, Vec::new());
     for s in &states {
         let Some((i, _)) = s.shard else { continue };
@@ -407,16 +409,6 @@ pub(crate) fn parse_mem(mem: &str) -> Result<(u64, char), BadConfig> {
         return Err(bad());
     }
     Ok((n, unit))
-}
-
-/// The full path of `program` on PATH, if it is there and executable.
-pub(crate) fn find_on_path(program: &str) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .filter(|dir| !dir.as_os_str().is_empty())
-        .map(|dir| dir.join(program))
-        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
 }
 
 /// Writes a generated file (folders created, atomically).

@@ -12,8 +12,9 @@
 
 use std::path::Path;
 
-use super::{find_on_path, parse_mem, run_command, utf8, write_file, SubmitArgs, Target};
+use super::{parse_mem, run_command, utf8, write_file, SubmitArgs, Target};
 use crate::cli::exit::BadConfig;
+use crate::cli::scheduler_cli::find_on_path;
 
 const DEFAULT_TIME: &str = "24:00:00";
 /// Slurm's own default `MaxArraySize`, assumed when `scontrol show config` does not say.
