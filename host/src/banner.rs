@@ -8,7 +8,7 @@ use modelcall_config::ModelConfig;
 use serde_json::{Map, Value};
 
 use crate::engine::survey::Survey;
-use crate::run_records::grouped;
+use crate::numbers::grouped;
 
 /// What the run will send, as far as it is known before it starts.
 #[derive(Debug, Clone)]

@@ -12,6 +12,7 @@ pub mod engine;
 pub mod input_count;
 pub mod logging;
 pub mod metrics;
+pub mod numbers;
 pub mod plugin_pool;
 pub mod progress;
 pub mod remote;

@@ -387,15 +387,12 @@ impl Facts {
     /// The line printed when stderr is not a terminal.
     fn plain_line(&self) -> String {
         let head = match self.total {
-            Some(t) if t > 0 => format!(
-                "{}/{} ({:.1} %)",
-                crate::run_records::grouped(self.processed),
-                crate::run_records::grouped(t),
-                100.0 * self.processed as f64 / t as f64
-            ),
-            _ => format!("{} done (total unknown)", crate::run_records::grouped(self.processed)),
+            Some(t) if t > 0 => {
+                format!("{}/{} ({:.1} %)", crate::numbers::grouped(self.processed), crate::numbers::grouped(t), 100.0 * self.processed as f64 / t as f64)
+            }
+            _ => format!("{} done (total unknown)", crate::numbers::grouped(self.processed)),
         };
-        let resumed = if self.resumed > 0 { format!(" · {} resumed", crate::run_records::grouped(self.resumed)) } else { String::new() };
+        let resumed = if self.resumed > 0 { format!(" · {} resumed", crate::numbers::grouped(self.resumed)) } else { String::new() };
         format!("progress: {head}{resumed} · {}", self.tail())
     }
 }

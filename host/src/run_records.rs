@@ -166,29 +166,12 @@ impl RunRecord {
     }
 }
 
-/// Thousands separators: `1234567` → `1,234,567`.
-pub fn grouped(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn grouping_and_sums() {
-        assert_eq!(grouped(0), "0");
-        assert_eq!(grouped(999), "999");
-        assert_eq!(grouped(1234), "1,234");
-        assert_eq!(grouped(1234567), "1,234,567");
+    fn sums() {
         let records = vec![
             ("a".to_string(), json!({"requests": 3, "prompt_tokens": 10, "completion_tokens": 5, "cost": 0.5, "retries": 1})),
             ("b".to_string(), json!({"requests": 0, "prompt_tokens": 0, "completion_tokens": 0})),

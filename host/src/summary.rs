@@ -389,7 +389,7 @@ impl RunStats {
     /// The end-of-run block: how it ended, the counts, tokens and cost, the output files, the
     /// error files with their causes (count and one example each), and what to run next.
     pub fn render_end(&self, end: &EndReport) -> String {
-        let g = crate::run_records::grouped;
+        let g = crate::numbers::grouped;
         let mut out = String::new();
         let head = match (&end.stopped, self.all_failed()) {
             (Some(why), _) => format!("run stopped ({why})"),

@@ -101,8 +101,8 @@ impl Budget {
         if let Some(max) = self.max_tokens.filter(|m| tokens >= *m) {
             return Some(format!(
                 "the budget is spent: {} of {} tokens {over} (budget.max_tokens); {tail}",
-                crate::run_records::grouped(tokens),
-                crate::run_records::grouped(max)
+                crate::numbers::grouped(tokens),
+                crate::numbers::grouped(max)
             ));
         }
         let pricing = self.pricing?;

@@ -17,7 +17,7 @@ fn num(v: &Value) -> String {
     match v {
         Value::Null => "–".into(),
         Value::String(s) => s.clone(),
-        Value::Number(n) => n.as_u64().map(crate::run_records::grouped).unwrap_or_else(|| n.to_string()),
+        Value::Number(n) => n.as_u64().map(crate::numbers::grouped).unwrap_or_else(|| n.to_string()),
         other => other.to_string(),
     }
 }
@@ -145,7 +145,7 @@ pub fn render_settings(folder: &Path, summary: &Value) -> String {
                 s,
                 "<div class=\"settings\"><p><b>settings {}</b> · {} result{} made with them</p><table>",
                 esc(hash),
-                crate::run_records::grouped(made),
+                crate::numbers::grouped(made),
                 if made == 1 { "" } else { "s" }
             );
             let mut row = |k: &str, v: String| {

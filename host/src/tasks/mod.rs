@@ -281,7 +281,7 @@ pub fn report_with(run: &TaskRun<'_>, outcome: &RunOutcome, stage_errors: &[std:
     let mut error_files = error_files;
     error_files.extend(stage_errors.iter().filter_map(|p| crate::summary::ErrorFile::read(p)));
     let command = next_command(run);
-    let g = crate::run_records::grouped;
+    let g = crate::numbers::grouped;
     let next = match &outcome.stopped {
         Some(_) => Some(format!("{command}   (resumes: what is done is kept)")),
         None if retryable > 0 && permanent > 0 => Some(format!(

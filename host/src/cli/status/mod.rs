@@ -15,7 +15,8 @@ use modelcall_config::{load_task_without_secrets, Overrides, RunPlan};
 use modelcall_io::ShardPlan;
 
 use super::exit::{exit_code, BadConfig, Finish};
-use crate::run_records::{grouped, Spent};
+use crate::numbers::grouped;
+use crate::run_records::Spent;
 use crate::tasks::shards::{RecordOutputs, MERGED_MARKER};
 pub use folder::{ShardState, UnitStatus};
 
