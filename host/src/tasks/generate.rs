@@ -9,26 +9,11 @@ use modelcall_io::{FilePaths, Naming, OutputFormat};
 use serde_json::json;
 
 use super::generate_job::GenerateJob;
+use super::inputs::generate_inputs;
 use super::{print_dry_run, report, TaskRun};
 use crate::cli::exit::{BadConfig, Finish};
 use crate::engine::adopt::RefKeyRule;
 use crate::engine::{self, EngineOptions, ReadOptions, SinkKind, StopSignal};
-
-/// Every `*.jsonl` of `distillation.input_path` (or that file), each with output names of its own.
-pub fn input_files(task: &modelcall_config::LoadedTask, step: &GenerateResponse) -> Result<Vec<std::path::PathBuf>, BadConfig> {
-    let file = task.source_path.display();
-    let input = &step.input_path;
-    if !input.exists() {
-        return Err(BadConfig(format!("{file}: distillation.input_path: {} does not exist", input.display())));
-    }
-    let inputs = modelcall_io::listing::list_files(input, false, &|p| p.extension().is_some_and(|x| x == "jsonl"))
-        .map_err(|e| BadConfig(format!("{file}: distillation.input_path: {e}")))?;
-    if inputs.is_empty() {
-        return Err(BadConfig(format!("{file}: distillation.input_path: no *.jsonl files in {}", input.display())));
-    }
-    modelcall_io::naming::unique_stems(&inputs).map_err(|e| BadConfig(format!("{file}: distillation.input_path: {e}")))?;
-    Ok(inputs)
-}
 
 pub async fn run(run: &TaskRun<'_>, step: &GenerateResponse) -> anyhow::Result<Finish> {
     let file = run.task.source_path.display();
@@ -37,7 +22,7 @@ pub async fn run(run: &TaskRun<'_>, step: &GenerateResponse) -> anyhow::Result<F
         .model
         .clone()
         .ok_or_else(|| BadConfig(format!("{file}: generate_response needs a model config (distillation.response_config_path / model_config)")))?;
-    let inputs = input_files(run.task, step)?;
+    let inputs = generate_inputs(run.task, step)?;
     if run.dry_run {
         print_dry_run(run, &[], Some(&modelcall_secrets::Redactor::new(model.api_key.clone()).redact_string(&model.base_url)));
         return Ok(Finish::Done);

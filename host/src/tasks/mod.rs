@@ -14,6 +14,7 @@ pub mod endpoint;
 pub mod estimate;
 pub mod generate;
 pub mod generate_job;
+pub mod inputs;
 pub mod merge;
 pub mod model_call;
 pub mod preprocess;

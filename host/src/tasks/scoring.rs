@@ -10,6 +10,7 @@ use modelcall_io::{FilePaths, Naming, OutputFormat};
 use serde_json::json;
 use tokio::sync::mpsc;
 
+use super::inputs::{preprocessed_inputs, scoring_inputs};
 use super::score::ScoreJob;
 use super::{load_plugin, preprocess, print_dry_run, TaskRun};
 use crate::cli::exit::{BadConfig, Finish};
@@ -40,8 +41,8 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
     };
     let inputs = match (&plan.preprocess, &pre) {
         (_, Some(_)) => None,
-        (Some(p), None) => Some(preprocessed_files(run.task, &p.output_folder)?),
-        (None, None) => Some(input_files(run.task, plan)?),
+        (Some(p), None) => Some(preprocessed_inputs(run.task, &p.output_folder)?),
+        (None, None) => Some(scoring_inputs(run.task, plan)?),
     };
     if let Some(first) = inputs.as_ref().and_then(|f| f.first()) {
         check_placeholders(run, plan, first)?;
@@ -335,47 +336,6 @@ fn check_placeholders(run: &TaskRun<'_>, plan: &ScoringPlan, first_input: &std::
 /// `run_summary.json`, or one per shard so shards sharing a folder never overwrite each other.
 pub fn summary_name(shard: Option<(u32, u32)>) -> String {
     format!("run_summary{}.json", modelcall_io::naming::shard_suffix(shard))
-}
-
-/// The group files an earlier `--stage preprocess` wrote, for the shards of a task with
-/// preprocessing.
-pub fn preprocessed_files(task: &modelcall_config::LoadedTask, folder: &std::path::Path) -> Result<Vec<PathBuf>, BadConfig> {
-    let files = modelcall_io::list_input_files(folder, Some("*.jsonl")).unwrap_or_default();
-    let files: Vec<PathBuf> = files.into_iter().filter(|f| !f.to_string_lossy().ends_with(".errors.jsonl")).collect();
-    if files.is_empty() {
-        return Err(BadConfig(format!(
-            "{}: a shard of a task with preprocessing scores the preprocessed files, and {} has none yet; run `modelcall run-task {} --stage preprocess` once first",
-            task.source_path.display(),
-            folder.display(),
-            task.source_path.display()
-        )));
-    }
-    Ok(files)
-}
-
-/// The record files to score: every supported file of the input folder (or the input file),
-/// each with an output name of its own.
-pub fn input_files(task: &modelcall_config::LoadedTask, plan: &ScoringPlan) -> Result<Vec<PathBuf>, BadConfig> {
-    let file = task.source_path.display();
-    let (key, path) = plan.input.as_ref().ok_or_else(|| BadConfig(format!("{file}: data.input_folder is missing")))?;
-    if !path.exists() {
-        return Err(BadConfig(format!("{file}: `{key}`: {} does not exist", path.display())));
-    }
-    // `data.recursive: true`: sub-folders too, each output named after its relative path.
-    let listed = if task.task.data.recursive == Some(true) {
-        modelcall_io::listing::list_input_files_recursive(path, plan.file_pattern.as_deref())
-    } else {
-        modelcall_io::list_input_files(path, plan.file_pattern.as_deref())
-    };
-    let mut files = listed.map_err(|e| BadConfig(format!("{file}: `{key}`: {e}")))?;
-    if files.is_empty() {
-        return Err(BadConfig(format!("{file}: `{key}`: no input files in {} (expected *.jsonl, *.jsonl.gz, *.jsonl.zst or *.parquet)", path.display())));
-    }
-    if let Some(n) = plan.max_files {
-        files.truncate(n);
-    }
-    modelcall_io::naming::unique_stems(&files).map_err(|e| BadConfig(format!("{file}: `{key}`: {e}")))?;
-    Ok(files)
 }
 
 /// Declares the task's output schema in its output folder (see [`declared_schema`]). Without

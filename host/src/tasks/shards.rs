@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use modelcall_io::{FilePaths, ShardPlan};
 
+use super::inputs::{generate_inputs, preprocessed_inputs, scoring_inputs};
 use crate::cli::exit::BadConfig;
 use crate::engine::{SinkKind, Unit, UnitInputs};
 
@@ -79,8 +80,8 @@ impl RecordOutputs {
         let (folder, inputs, format, naming, ordered, read) = match &plan.stages {
             Stages::Scoring(p) => {
                 let inputs = match &p.preprocess {
-                    Some(pre) => super::scoring::preprocessed_files(task, &pre.output_folder)?,
-                    None => super::scoring::input_files(task, p)?,
+                    Some(pre) => preprocessed_inputs(task, &pre.output_folder)?,
+                    None => scoring_inputs(task, p)?,
                 };
                 let format = match p.output_format {
                     modelcall_config::OutputFormat::Jsonl => OutputFormat::Jsonl,
@@ -96,7 +97,7 @@ impl RecordOutputs {
                     on_duplicate_id,
                     ..Default::default()
                 };
-                (g.output_path.clone(), super::generate::input_files(task, g)?, OutputFormat::Jsonl, Naming::Distillation, g.ordered, read)
+                (g.output_path.clone(), generate_inputs(task, g)?, OutputFormat::Jsonl, Naming::Distillation, g.ordered, read)
             }
             other => return Err(BadConfig(format!("{}: {} tasks are not split into shards", task.source_path.display(), other.name()))),
         };
