@@ -14,7 +14,8 @@ use serde_json::{Map, Value};
 use crate::atomic::AtomicFile;
 use crate::journal::EntryStatus;
 use crate::ordered::SEQ_FIELD;
-use crate::sink::{for_each_line, SinkError};
+use crate::sink::error::SinkError;
+use crate::sink::lines::for_each_line;
 use crate::winners::Winners;
 
 #[derive(Debug, Default, Clone, PartialEq)]

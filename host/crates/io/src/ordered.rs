@@ -10,7 +10,7 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 use crate::atomic::AtomicFile;
-use crate::sink::SinkError;
+use crate::sink::error::SinkError;
 
 /// The field holding a row's input position; removed from the final output.
 pub const SEQ_FIELD: &str = "_modelcall_seq";

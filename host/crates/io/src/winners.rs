@@ -16,7 +16,8 @@ use serde::Deserialize;
 
 use crate::journal::EntryStatus;
 use crate::keyset::key_hash;
-use crate::sink::{for_each_line, SinkError};
+use crate::sink::error::SinkError;
+use crate::sink::lines::for_each_line;
 
 /// Journal entries per bucket before the index goes to disk.
 const DEFAULT_BUCKET_KEYS: u64 = 200_000;

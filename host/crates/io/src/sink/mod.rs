@@ -6,8 +6,7 @@
 //! The journal is read in passes (which line wins for each key; the Parquet schema; the rows),
 //! holding only keys in memory, never the rows.
 
-use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -17,8 +16,12 @@ use crate::atomic::AtomicFile;
 use crate::journal::EntryStatus;
 
 pub mod card;
+pub mod error;
+pub(crate) mod lines;
 mod parquet;
 pub mod schema;
+pub use error::SinkError;
+use lines::for_each_line;
 use parquet::{write_parquet, Flatten};
 pub use schema::{DeclaredSchema, RowsSchema};
 
@@ -34,16 +37,6 @@ pub struct FinalizeStats {
     pub rows_error: u64,
     /// Journal entries superseded by a later entry of the same key.
     pub duplicates_collapsed: u64,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum SinkError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("{path}: cannot write Parquet: {message}")]
-    Parquet { path: PathBuf, message: String },
-    #[error(transparent)]
-    Write(#[from] crate::atomic::WriteError),
 }
 
 #[derive(Deserialize)]
@@ -259,28 +252,6 @@ fn raw_row(line: &[u8]) -> Option<&[u8]> {
     let start = line.windows(FIELD.len()).position(|w| w == FIELD)? + FIELD.len();
     let end = line.iter().rposition(|b| *b == b'}')?;
     (start < end && line[start] == b'{' && line[end - 1] == b'}').then(|| &line[start..end])
-}
-
-pub(crate) fn for_each_line(path: &Path, mut f: impl FnMut(u64, &[u8])) -> Result<(), SinkError> {
-    let io = |source| SinkError::Io { path: path.to_path_buf(), source };
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(io(e)),
-    };
-    let mut reader = BufReader::with_capacity(1 << 20, file);
-    let mut buf = Vec::new();
-    let mut index = 0u64;
-    loop {
-        buf.clear();
-        if reader.read_until(b'\n', &mut buf).map_err(io)? == 0 {
-            return Ok(());
-        }
-        if buf.last() == Some(&b'\n') {
-            f(index, &buf);
-        }
-        index += 1;
-    }
 }
 
 #[cfg(test)]
