@@ -89,14 +89,11 @@ fn kill_dash_nine_three_times_then_resume_gives_one_line_per_uid() {
     s.conversations(20_000);
     let task = s.task("sim://?latency_ms=20", 5, 256);
     for (round, wait_ms) in [350u64, 700, 1100].into_iter().enumerate() {
-        let before = journal_bytes(&s.path("out/.modelcall"));
+        let before = common::journal_bytes(&s.path("out/.modelcall"));
         let mut child = common::spawn_run_task(bin(), &task);
-        // Killed once this round has journaled something (a loaded machine may take longer than
-        // `wait_ms` to start sending), then `wait_ms` later: the kill lands mid-run.
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while journal_bytes(&s.path("out/.modelcall")) <= before && std::time::Instant::now() < deadline && child.try_wait().unwrap().is_none() {
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        // Killed `wait_ms` after this round journaled something (a loaded machine may take
+        // longer than that to start sending): the kill lands mid-run.
+        common::wait_for_journal_growth(&s.path("out/.modelcall"), before, &mut child);
         std::thread::sleep(Duration::from_millis(wait_ms));
         let early = child.try_wait().unwrap().is_some();
         if !early {
@@ -112,18 +109,6 @@ fn kill_dash_nine_three_times_then_resume_gives_one_line_per_uid() {
     assert!(counts.values().all(|&c| c == 1), "a uid appears twice");
     let summary: Value = serde_json::from_str(&std::fs::read_to_string(s.path("out/run_summary.json")).unwrap()).unwrap();
     assert!(summary["records"]["already_done"].as_u64().unwrap() > 0, "the last run resumed");
-}
-
-/// Bytes of every journal under `dir` (0 when there is none yet).
-fn journal_bytes(dir: &std::path::Path) -> u64 {
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".journal.jsonl"))
-        .filter_map(|e| e.metadata().ok())
-        .map(|m| m.len())
-        .sum()
 }
 
 #[test]

@@ -119,8 +119,12 @@ fn kill_dash_nine_three_times_then_resume_gives_every_key_exactly_once() {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let wait = Duration::from_millis(300 + seed % 900);
+        let wait = Duration::from_millis(100 + seed % 700);
+        let before = common::journal_bytes(&s.path("out/.modelcall"));
         let mut child = common::spawn_run_task(bin(), &task);
+        // `wait` after this round journaled something (a loaded machine may take longer than
+        // that to start sending): the kill lands mid-run.
+        common::wait_for_journal_growth(&s.path("out/.modelcall"), before, &mut child);
         std::thread::sleep(wait);
         let finished_early = child.try_wait().unwrap().is_some();
         if !finished_early {

@@ -165,3 +165,25 @@ pub fn served(mut sim: std::process::Child) -> u64 {
     let line = text.lines().find(|l| l.contains("served")).unwrap_or_else(|| panic!("{text}"));
     line.split_whitespace().nth(3).unwrap().parse().unwrap_or_else(|_| panic!("{line}"))
 }
+
+/// Bytes of every journal directly in `dir` (0 when there is none yet).
+pub fn journal_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".journal.jsonl"))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// Waits (at most 60 s) until the journals in `dir` hold more than `before` bytes or `child`
+/// ended: a kill test's kill then lands after the run started sending, however slowly a loaded
+/// machine started it.
+pub fn wait_for_journal_growth(dir: &Path, before: u64, child: &mut std::process::Child) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while journal_bytes(dir) <= before && std::time::Instant::now() < deadline && child.try_wait().unwrap().is_none() {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
