@@ -61,12 +61,32 @@ bench python-judge "$work/judge.wasm" score-parser
 bench rust-template-prompt builtin:template-prompt prompt-builder configs/prompts/en_corpus_quality_v1.yaml
 bench python-prompt "$work/prompt.wasm" prompt-builder
 
+# Instance setup: `plugin run` over 200 records on one warm instance, then with a fresh
+# instance (instantiate + `init`) for every record; and what the first call on a new instance
+# costs (`elapsed_us` of record 1: pages of CPython's snapshot touched the first time).
+for i in $(seq 20); do cat "$work/records.jsonl"; done > "$work/records200.jsonl"
+echo 'max_calls_per_instance: 1' > "$work/fresh.yaml"
+for mode in warm fresh; do
+    lim=()
+    [ $mode = fresh ] && lim=(--limits "$work/fresh.yaml")
+    t=$(date +%s.%N)
+    "$bin" plugin run "$work/judge.wasm" --role score-parser --input "$work/records200.jsonl" "${lim[@]}" > "$work/run.jsonl"
+    wall=$(echo "$(date +%s.%N) - $t" | bc)
+    python3 - "$mode" "$wall" "$work/run.jsonl" <<'PY'
+import json, sys
+mode, wall, path = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+us = [json.loads(l)["elapsed_us"] for l in open(path)]
+print(json.dumps({"instances": mode, "records": len(us), "plugin_run_wall_s": round(wall, 3),
+                  "first_call_us": us[0], "call_us_p50": sorted(us)[len(us) // 2]}))
+PY
+done
+
 # First and second load of one Python component, each a new process, one empty cache.
 for run in first second; do
     t=$(date +%s.%N)
     XDG_CACHE_HOME="$work/cache" MODELCALL_LOG=modelcall_plugin_host=debug "$bin" plugin check "$work/judge.wasm" >/dev/null 2>"$work/check.log"
     wall=$(echo "$(date +%s.%N) - $t" | bc)
-    how=$(grep -m1 -o 'component ready: [^"]*plugin=' "$work/check.log" | sed 's/ plugin=$//; s/component ready: //')
-    ms=$(grep -m1 -o ' ms=[0-9]*' "$work/check.log" | cut -d= -f2)
+    how=$(grep -m1 -o 'component ready: [^"]*plugin=' "$work/check.log" | sed 's/ plugin=$//; s/component ready: //' || true)
+    ms=$(grep -m1 -o ' ms=[0-9]*' "$work/check.log" | cut -d= -f2 || true)
     echo "{\"load\": \"$run\", \"plugin_check_wall_s\": $wall, \"component_ms\": ${ms:-null}, \"how\": \"$how\"}"
 done
