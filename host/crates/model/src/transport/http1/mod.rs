@@ -311,6 +311,7 @@ impl Conn {
             let spare = self.buf.capacity() - self.buf.len();
             match self.stream.try_read_buf(&mut self.buf) {
                 Ok(n) => {
+                    quick_ack(&self.stream);
                     // A body that fills its reads gets bigger ones: a long line arrives in few.
                     if n >= spare && self.room < MAX_READ_ROOM {
                         self.room *= 2;
@@ -322,6 +323,19 @@ impl Conn {
             }
         }
     }
+}
+
+/// Asks the kernel to acknowledge what arrives at once rather than after its delayed-ACK wait
+/// (up to 40 ms on Linux). A server that writes an answer's head and body apart with Nagle's
+/// algorithm on (uvicorn as vLLM and SGLang run it) holds the body until the head is
+/// acknowledged: on a kept-alive connection every answer came 40–47 ms late (247 ms for a 200 ms
+/// answer). Linux clears the flag as it goes, so it is set again after each read. Elsewhere a
+/// no-op.
+fn quick_ack(stream: &TcpStream) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let _ = stream.set_quickack(true);
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = stream;
 }
 
 fn timed_out() -> Http1Error {
@@ -340,6 +354,7 @@ async fn exchange(conn: &mut Conn, request: &[u8], deadline: Instant, idle: Opti
         .await
         .map_err(|_| timed_out())?
         .map_err(|e| Http1Error { kind: ErrorKind::NotSent, ..io_error(authority, e) })?;
+    quick_ack(&conn.stream);
     let mut answered = false;
     loop {
         if !conn.buf.is_empty() {
