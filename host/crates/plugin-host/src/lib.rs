@@ -18,6 +18,7 @@
 pub mod builtins;
 pub mod config_check;
 mod engine;
+mod engine_state;
 pub mod errors;
 mod imports;
 mod instance_pool;

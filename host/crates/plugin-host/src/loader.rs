@@ -10,7 +10,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
-use crate::engine::RuntimeInner;
+use crate::engine_state::RuntimeInner;
 use crate::errors::LoadError;
 use crate::runner::{InitFailure, Plugin};
 use crate::types::{PluginDescription, PluginSource, PluginSpec, Role, CURRENT_TRACK, SUPPORTED_TRACKS};

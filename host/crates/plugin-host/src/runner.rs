@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use wasmtime::component::Resource;
 use wasmtime::{Engine, Store};
 
-use crate::engine::deadline_ticks;
+use crate::engine_state::deadline_ticks;
 use crate::errors::{CallError, ErrorKind, TrapKind};
 use crate::imports::{CallContext, HostState};
 use crate::instance_pool::{Checkout, InstancePool, Verdict};
