@@ -326,7 +326,7 @@ fn undescribed_flags(help: &str) -> Vec<String> {
         if !is_flag {
             continue;
         }
-        let same_line = t.splitn(2, "  ").nth(1).is_some_and(|d| !d.trim().is_empty());
+        let same_line = t.split_once("  ").map(|x| x.1).is_some_and(|d| !d.trim().is_empty());
         let next_line = lines.get(i + 1).is_some_and(|n| indent(n) > indent(l) + 2 && !n.trim().is_empty());
         if !same_line && !next_line {
             out.push(t.to_string());

@@ -185,7 +185,7 @@ impl RunStats {
             done.push(d);
             failed.push(chunk.iter().map(|c| c.1 as u64).sum::<u64>());
             let sum: u64 = chunk.iter().map(|c| c.2).sum();
-            latency.push(if d > 0 { sum / d } else { 0 });
+            latency.push(sum.checked_div(d).unwrap_or(0));
         }
         json!({"step_s": step, "done": done, "failed": failed, "latency_ms_mean": latency})
     }

@@ -112,7 +112,6 @@ fn merge_folder(outputs: &RecordOutputs, task_name: &str, force: bool) -> anyhow
         ));
     }
     let _lock = modelcall_io::OutputLock::acquire(&outputs.folder)?;
-    let outputs = outputs;
 
     let mut missing_by_shard = vec![0u64; n as usize];
     let mut collisions = 0u64;
@@ -287,17 +286,6 @@ fn line_key(line: &[u8]) -> Option<String> {
     serde_json::from_slice::<KeyOnly>(line).ok().map(|k| k.key)
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn keys_are_read_from_the_start_of_journal_lines() {
-        assert_eq!(super::line_key(br#"{"key":"a\"b","status":"ok","row":{}}"#).as_deref(), Some("a\"b"));
-        assert_eq!(super::line_key(b"{\"key\":\"\\u0001bad-line:0:2\",\"status\":\"error\"}").as_deref(), Some("\u{1}bad-line:0:2"));
-        assert_eq!(super::line_key(br#"{"status":"ok","key":"k","row":{}}"#).as_deref(), Some("k"));
-        assert_eq!(super::line_key(b"garbage"), None);
-    }
-}
-
 /// How many records of `inputs`, keyed as its shard keyed them, have no entry in `journaled`.
 fn missing_keys(inputs: UnitInputs, outputs: &RecordOutputs, journaled: KeySet) -> u64 {
     let done = Finished { ok: journaled, ..Finished::default() };
@@ -398,5 +386,16 @@ fn add_counts(into: &mut serde_json::Map<String, Value>, from: &Value) {
                 into.insert(k.clone(), json!(sum));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn keys_are_read_from_the_start_of_journal_lines() {
+        assert_eq!(super::line_key(br#"{"key":"a\"b","status":"ok","row":{}}"#).as_deref(), Some("a\"b"));
+        assert_eq!(super::line_key(b"{\"key\":\"\\u0001bad-line:0:2\",\"status\":\"error\"}").as_deref(), Some("\u{1}bad-line:0:2"));
+        assert_eq!(super::line_key(br#"{"status":"ok","key":"k","row":{}}"#).as_deref(), Some("k"));
+        assert_eq!(super::line_key(b"garbage"), None);
     }
 }

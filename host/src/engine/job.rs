@@ -137,6 +137,8 @@ impl Failure {
         self.after_reply || PERMANENT_CAUSES.contains(&self.cause.as_str())
     }
 
+    /// The outcome of a failure (what every job returns), hence not `Self`.
+    #[allow(clippy::new_ret_no_self)]
     pub fn new(cause: impl Into<String>, message: impl Into<String>, calls: CallTally, record: Option<Map<String, Value>>) -> Outcome {
         Outcome::Failed(Failure { cause: cause.into(), message: message.into(), calls, record, replies: Vec::new(), after_reply: false })
     }
@@ -255,8 +257,8 @@ impl CallTally {
             self.retries.push((cause, n));
         }
         if let Some(u) = &c.usage {
-            self.prompt_tokens += u.prompt_tokens as u64;
-            self.completion_tokens += u.completion_tokens as u64;
+            self.prompt_tokens += u.prompt_tokens;
+            self.completion_tokens += u.completion_tokens;
         }
         self.latencies.push(c.latency);
     }

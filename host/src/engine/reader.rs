@@ -4,8 +4,6 @@
 //! Runs on a blocking thread and sends through a bounded channel: read-ahead is bounded, so
 //! memory does not depend on the input size.
 
-use std::path::PathBuf;
-
 use modelcall_config::task::DuplicateIds;
 use modelcall_io::key::internal_key;
 use modelcall_io::{BadLine, ByteCounter, KeyAssigner, KeySet, MadeFrom, Slice, SourceItem};
@@ -126,7 +124,7 @@ impl Reader<'_> {
 
     /// Sends every line of `file` (a file that fails to open or read is reported and the unit
     /// goes on with its next file); `false` when the unit must stop.
-    fn read_records(&mut self, index: usize, file: &PathBuf, slice: Slice, keys: &mut KeyAssigner, stop: &StopSignal) -> bool {
+    fn read_records(&mut self, index: usize, file: &std::path::Path, slice: Slice, keys: &mut KeyAssigner, stop: &StopSignal) -> bool {
         let name = file.display().to_string();
         let options = modelcall_io::SourceOptions { max_record_bytes: self.opts.max_record_bytes.unwrap_or(modelcall_io::DEFAULT_MAX_RECORD_BYTES) };
         let source = match modelcall_io::open_slice(file, slice, options, Some(self.bytes.clone())) {

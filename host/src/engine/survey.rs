@@ -60,7 +60,7 @@ pub async fn survey(units: &[Unit], options: &ReadOptions) -> anyhow::Result<Sur
     let mut total = Survey::default();
     for unit in units {
         let state = modelcall_io::journal::read_state(&unit.paths.journal)?;
-        let finished = Finished::for_unit(state, &unit.paths, &options);
+        let finished = Finished::for_unit(state, &unit.paths, options);
         let finished = Arc::new(finished);
         let (tx, mut rx) = mpsc::channel::<ReadItem>(1024);
         let reader = {

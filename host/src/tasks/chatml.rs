@@ -122,8 +122,11 @@ pub fn split_of(file: &Path) -> String {
     name[..end].to_string()
 }
 
-/// (config, split, files) units of work for one dataset.
-pub fn dataset_units(path: &Path, spec: &DatasetSpec) -> anyhow::Result<Vec<(Option<String>, String, Vec<PathBuf>)>> {
+/// One unit of work of a dataset: its config (if any), its split and its files.
+pub type DatasetUnit = (Option<String>, String, Vec<PathBuf>);
+
+/// The units of work for one dataset.
+pub fn dataset_units(path: &Path, spec: &DatasetSpec) -> anyhow::Result<Vec<DatasetUnit>> {
     if path.is_file() {
         return Ok(vec![(None, "train".into(), vec![path.to_path_buf()])]);
     }

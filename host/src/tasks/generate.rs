@@ -112,7 +112,7 @@ pub async fn run(run: &TaskRun<'_>, step: &GenerateResponse) -> anyhow::Result<F
         end_facts: Some(super::endpoint::end_facts(client_for_stats.clone(), sim.clone())),
     };
     let outcome = engine::run(options, job, engine::feed(units), stop, None).await?;
-    if !run.shard.is_some_and(|(_, n)| n > 1) && outcome.stopped.is_none() {
+    if run.shard.is_none_or(|(_, n)| n <= 1) && outcome.stopped.is_none() {
         // The dataset card, so `datasets.load_dataset(folder)` reads the data files only (a
         // sharded run's card is written by `modelcall merge`).
         let made_with = vec![("model", model.model.clone()), ("task", run.task.source_path.display().to_string())];

@@ -25,13 +25,11 @@ pub struct GenerateJob {
 }
 
 impl Job for GenerateJob {
-    fn run(self: Arc<Self>, key: String, input: JobInput) -> impl std::future::Future<Output = Outcome> + Send + 'static {
-        async move {
-            match input {
-                JobInput::Record(record) => self.generate(key, record).await,
-                JobInput::Reparse { record, row, .. } => self.rederive(record, row),
-                JobInput::File { .. } => Failure::new("unsupported_input", "generation takes records, not raw files", CallTally::default(), None),
-            }
+    async fn run(self: Arc<Self>, key: String, input: JobInput) -> Outcome {
+        match input {
+            JobInput::Record(record) => self.generate(key, record).await,
+            JobInput::Reparse { record, row, .. } => self.rederive(record, row),
+            JobInput::File { .. } => Failure::new("unsupported_input", "generation takes records, not raw files", CallTally::default(), None),
         }
     }
 

@@ -25,55 +25,53 @@ impl PreprocessJob {
 }
 
 impl Job for PreprocessJob {
-    fn run(self: Arc<Self>, key: String, input: JobInput) -> impl std::future::Future<Output = Outcome> + Send + 'static {
-        async move {
-            let (group, call_input) = match input {
-                JobInput::Record(record) | JobInput::Reparse { record, .. } => (None, PreprocessInput::Record(Value::Object(record).to_string())),
-                JobInput::File { rel, path } => {
-                    let bytes = match tokio::fs::read(&path).await {
-                        Ok(b) => b,
-                        Err(e) => return Failure::new("source_read_error", format!("cannot read {}: {e}", path.display()), CallTally::default(), None),
-                    };
-                    // Packs are grouped by their top folder (the language), as the reference did.
-                    let group = rel.split('/').next().filter(|_| rel.contains('/')).unwrap_or("preprocessed").to_string();
-                    (Some(group), PreprocessInput::File { path: rel, bytes })
-                }
-            };
-            let plugin = self.plugin.clone();
-            let k = key.clone();
-            let mut calls = CallTally::default();
-            let called = self.pool.run(move || plugin.preprocess_with_stats(&k, 1, call_input)).await.map(|(called, stats)| {
-                calls.plugin_calls.push(("preprocessor", stats.elapsed_us));
-                self.call_times.lock().unwrap().record("preprocessor", stats.elapsed_us);
-                called
-            });
-            match called {
-                Ok(Ok(PreprocessOutcome::Keep(items))) => {
-                    let mut kept = Vec::with_capacity(items.len());
-                    let mut item_errors = Vec::new();
-                    for (index, item) in items.into_iter().enumerate() {
-                        match item {
-                            Ok(r) => match modelcall_io::parse_record(r.as_bytes()) {
-                                Ok(v) => kept.push(Value::Object(v)),
-                                Err(e) => {
-                                    let message = format!("record {index} the preprocessor returned is not a usable JSON object: {e}");
-                                    return Failure::new("plugin_trap_bad_output", message, CallTally::default(), None);
-                                }
-                            },
-                            Err(e) => item_errors.push(ItemFailure { index, cause: e.kind.cause().to_string(), message: e.message, location: e.location }),
-                        }
-                    }
-                    let produced = Produced::Records { group, records: kept, skipped: None, item_errors };
-                    Outcome::Done { produced, score: None, calls }
-                }
-                Ok(Ok(PreprocessOutcome::Skip(reason))) => {
-                    let produced = Produced::Records { group, records: Vec::new(), skipped: Some(reason), item_errors: Vec::new() };
-                    Outcome::Done { produced, score: None, calls }
-                }
-                Ok(Err(e)) if e.is_fatal() => Outcome::Fatal { message: format!("preprocessing stopped: {e}") },
-                Ok(Err(e)) => Failure::new(e.cause(), e.to_string(), calls, None),
-                Err(host) => Failure::new("host_error", host.to_string(), CallTally::default(), None),
+    async fn run(self: Arc<Self>, key: String, input: JobInput) -> Outcome {
+        let (group, call_input) = match input {
+            JobInput::Record(record) | JobInput::Reparse { record, .. } => (None, PreprocessInput::Record(Value::Object(record).to_string())),
+            JobInput::File { rel, path } => {
+                let bytes = match tokio::fs::read(&path).await {
+                    Ok(b) => b,
+                    Err(e) => return Failure::new("source_read_error", format!("cannot read {}: {e}", path.display()), CallTally::default(), None),
+                };
+                // Packs are grouped by their top folder (the language), as the reference did.
+                let group = rel.split('/').next().filter(|_| rel.contains('/')).unwrap_or("preprocessed").to_string();
+                (Some(group), PreprocessInput::File { path: rel, bytes })
             }
+        };
+        let plugin = self.plugin.clone();
+        let k = key.clone();
+        let mut calls = CallTally::default();
+        let called = self.pool.run(move || plugin.preprocess_with_stats(&k, 1, call_input)).await.map(|(called, stats)| {
+            calls.plugin_calls.push(("preprocessor", stats.elapsed_us));
+            self.call_times.lock().unwrap().record("preprocessor", stats.elapsed_us);
+            called
+        });
+        match called {
+            Ok(Ok(PreprocessOutcome::Keep(items))) => {
+                let mut kept = Vec::with_capacity(items.len());
+                let mut item_errors = Vec::new();
+                for (index, item) in items.into_iter().enumerate() {
+                    match item {
+                        Ok(r) => match modelcall_io::parse_record(r.as_bytes()) {
+                            Ok(v) => kept.push(Value::Object(v)),
+                            Err(e) => {
+                                let message = format!("record {index} the preprocessor returned is not a usable JSON object: {e}");
+                                return Failure::new("plugin_trap_bad_output", message, CallTally::default(), None);
+                            }
+                        },
+                        Err(e) => item_errors.push(ItemFailure { index, cause: e.kind.cause().to_string(), message: e.message, location: e.location }),
+                    }
+                }
+                let produced = Produced::Records { group, records: kept, skipped: None, item_errors };
+                Outcome::Done { produced, score: None, calls }
+            }
+            Ok(Ok(PreprocessOutcome::Skip(reason))) => {
+                let produced = Produced::Records { group, records: Vec::new(), skipped: Some(reason), item_errors: Vec::new() };
+                Outcome::Done { produced, score: None, calls }
+            }
+            Ok(Err(e)) if e.is_fatal() => Outcome::Fatal { message: format!("preprocessing stopped: {e}") },
+            Ok(Err(e)) => Failure::new(e.cause(), e.to_string(), calls, None),
+            Err(host) => Failure::new("host_error", host.to_string(), CallTally::default(), None),
         }
     }
 

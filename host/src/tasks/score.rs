@@ -30,13 +30,11 @@ pub struct ScoreJob {
 }
 
 impl Job for ScoreJob {
-    fn run(self: Arc<Self>, key: String, input: JobInput) -> impl std::future::Future<Output = Outcome> + Send + 'static {
-        async move {
-            match input {
-                JobInput::Record(record) => self.score(key, record).await,
-                JobInput::Reparse { record, row, replies, then_send, recovering } => self.reparse(key, record, row, replies, then_send, recovering).await,
-                JobInput::File { .. } => Failure::new("unsupported_input", "scoring takes records, not raw files", CallTally::default(), None),
-            }
+    async fn run(self: Arc<Self>, key: String, input: JobInput) -> Outcome {
+        match input {
+            JobInput::Record(record) => self.score(key, record).await,
+            JobInput::Reparse { record, row, replies, then_send, recovering } => self.reparse(key, record, row, replies, then_send, recovering).await,
+            JobInput::File { .. } => Failure::new("unsupported_input", "scoring takes records, not raw files", CallTally::default(), None),
         }
     }
 }

@@ -36,7 +36,7 @@ pub async fn run(run: &TaskRun<'_>, plan: &ScoringPlan) -> anyhow::Result<Finish
     // before the shards, with `--stage preprocess`): shards must not preprocess side by side.
     let sharded = run.shard.is_some_and(|(_, n)| n > 1);
     let pre = match &plan.preprocess {
-        Some(p) if !(sharded && !run.preprocess_only) => Some((p, load_plugin(&runtime, run, &p.plugin)?)),
+        Some(p) if !sharded || run.preprocess_only => Some((p, load_plugin(&runtime, run, &p.plugin)?)),
         _ => None,
     };
     let inputs = match (&plan.preprocess, &pre) {

@@ -10,18 +10,15 @@ use super::inputs::{generate_inputs, preprocessed_inputs, scoring_inputs};
 use crate::cli::exit::BadConfig;
 use crate::engine::{SinkKind, Unit, UnitInputs};
 
+/// Names a unit's files (output, errors, journal) from its stem and shard.
+pub type PathsFor = dyn Fn(&str, Option<(u32, u32)>) -> FilePaths + Send + Sync;
+
 /// Marks an output folder whose shards were merged: it then resumes like an unsharded run.
 pub const MERGED_MARKER: &str = "merged.json";
 
 /// One unit per input file, or this shard's pieces. `paths` names a unit's files from its
 /// stem and shard.
-pub fn record_units(
-    output_folder: &Path,
-    inputs: &[PathBuf],
-    shard: Option<(u32, u32)>,
-    sink: SinkKind,
-    paths: &dyn Fn(&str, Option<(u32, u32)>) -> FilePaths,
-) -> Result<Vec<Unit>, BadConfig> {
+pub fn record_units(output_folder: &Path, inputs: &[PathBuf], shard: Option<(u32, u32)>, sink: SinkKind, paths: &PathsFor) -> Result<Vec<Unit>, BadConfig> {
     let stem = |p: &Path| modelcall_io::input_stem(p);
     match shard {
         Some((i, n)) if n > 1 => {
@@ -68,7 +65,7 @@ pub struct RecordOutputs {
     pub sink: SinkKind,
     /// How records are keyed, as the shards keyed them.
     pub read: crate::engine::ReadOptions,
-    paths: Box<dyn Fn(&str, Option<(u32, u32)>) -> FilePaths + Send + Sync>,
+    paths: Box<PathsFor>,
 }
 
 impl RecordOutputs {

@@ -30,7 +30,7 @@ impl TripletFilter {
             return Err(Error::invalid_input("the record's `text` is empty or missing; a triplet needs its text to be rated"));
         }
         self.truncation.add_column(&mut rec, &text);
-        if !rec.get("language").and_then(Value::as_str).is_some_and(|s| !s.is_empty()) {
+        if rec.get("language").and_then(Value::as_str).is_none_or(|s| s.is_empty()) {
             let lg = rec.get("lg").and_then(Value::as_str).filter(|s| !s.is_empty()).unwrap_or("Unknown").to_string();
             rec.insert("language".into(), json!(lg));
         }

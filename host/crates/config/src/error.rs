@@ -11,9 +11,10 @@ pub struct ConfigError {
     pub line: Option<usize>,
     pub column: Option<usize>,
     /// Dotted path of the key, e.g. `concurrency.max_concurrent_requests`.
-    pub key: Option<String>,
+    /// (`Box<str>`, as `suggestion`: the error stays under clippy's 128-byte `Result` line.)
+    pub key: Option<Box<str>>,
     pub message: String,
-    pub suggestion: Option<String>,
+    pub suggestion: Option<Box<str>>,
 }
 
 impl ConfigError {
@@ -28,11 +29,11 @@ impl ConfigError {
         self
     }
     pub fn key(mut self, key: impl Into<String>) -> Self {
-        self.key = Some(key.into());
+        self.key = Some(key.into().into_boxed_str());
         self
     }
     pub fn suggest(mut self, s: Option<String>) -> Self {
-        self.suggestion = s;
+        self.suggestion = s.map(String::into_boxed_str);
         self
     }
 }
@@ -58,53 +59,12 @@ fn location(line: &Option<usize>, column: &Option<usize>) -> String {
     }
 }
 
-fn key_prefix(key: &Option<String>) -> String {
+fn key_prefix(key: &Option<Box<str>>) -> String {
     key.as_ref().map(|k| format!("`{k}`: ")).unwrap_or_default()
 }
 
-fn did_you_mean(suggestion: &Option<String>) -> String {
+fn did_you_mean(suggestion: &Option<Box<str>>) -> String {
     suggestion.as_ref().map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn serde_messages_become_config_words() {
-        assert_eq!(humanize_serde("invalid type: string \"lots\", expected usize"), "must be a whole number (0 or more), found \"lots\"");
-        assert_eq!(humanize_serde("invalid value: integer `-1`, expected u32"), "must be a whole number (0 or more), found -1");
-        assert_eq!(humanize_serde("invalid type: sequence, expected a boolean"), "must be a boolean, found a list");
-        assert_eq!(humanize_serde("missing field `task_name`"), "missing: `task_name` is required");
-        assert_eq!(humanize_serde("something else"), "something else");
-    }
-
-    #[test]
-    fn suggestions_only_for_near_misses() {
-        assert_eq!(closest("max_concurent_requests", ["max_concurrent_files", "max_concurrent_requests"]), Some("max_concurrent_requests".into()));
-        assert_eq!(closest("retyr", ["retry", "data"]), Some("retry".into()));
-        assert_eq!(closest("zzz", ["retry", "data"]), None);
-    }
-
-    #[test]
-    fn unknown_keys_list_the_known_and_suggest_a_full_key() {
-        let e = unknown_key(Path::new("p.yaml"), &["prompt_template"], "sytem_text", &["system_text", "prompt_text"], Some((3, 3)));
-        assert_eq!(
-            e.to_string(),
-            "p.yaml:3:3: `prompt_template.sytem_text`: unknown key in `prompt_template`; known keys: system_text, prompt_text (did you mean `prompt_template.system_text`?)"
-        );
-        let e = unknown_key(Path::new("p.yaml"), &[], "zzz", &["prompt_template"], None);
-        assert_eq!(e.to_string(), "p.yaml: `zzz`: unknown key at the top level; known keys: prompt_template");
-    }
-
-    #[test]
-    fn display_names_file_line_key_and_suggestion() {
-        let e = ConfigError::new("t.yaml", "unknown key").at(Some((3, 5))).key("a.b").suggest(Some("a.c".into()));
-        assert_eq!(e.to_string(), "t.yaml:3:5: `a.b`: unknown key (did you mean `a.c`?)");
-        assert_eq!(ConfigError::new("t.yaml", "bad").to_string(), "t.yaml: bad");
-        let e = ConfigError { line: Some(7), ..ConfigError::new("t.yaml", "bad").key("k") };
-        assert_eq!(e.to_string(), "t.yaml:7: `k`: bad");
-    }
 }
 
 /// Rewrites a serde message into the config's own words: `invalid type: string "lots", expected
@@ -165,4 +125,45 @@ pub fn closest<'a>(unknown: &str, known: impl IntoIterator<Item = &'a str>) -> O
         .filter(|(score, _)| *score > 0.82)
         .max_by(|a, b| a.0.partial_cmp(&b.0).unwrap())
         .map(|(_, k)| k.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serde_messages_become_config_words() {
+        assert_eq!(humanize_serde("invalid type: string \"lots\", expected usize"), "must be a whole number (0 or more), found \"lots\"");
+        assert_eq!(humanize_serde("invalid value: integer `-1`, expected u32"), "must be a whole number (0 or more), found -1");
+        assert_eq!(humanize_serde("invalid type: sequence, expected a boolean"), "must be a boolean, found a list");
+        assert_eq!(humanize_serde("missing field `task_name`"), "missing: `task_name` is required");
+        assert_eq!(humanize_serde("something else"), "something else");
+    }
+
+    #[test]
+    fn suggestions_only_for_near_misses() {
+        assert_eq!(closest("max_concurent_requests", ["max_concurrent_files", "max_concurrent_requests"]), Some("max_concurrent_requests".into()));
+        assert_eq!(closest("retyr", ["retry", "data"]), Some("retry".into()));
+        assert_eq!(closest("zzz", ["retry", "data"]), None);
+    }
+
+    #[test]
+    fn unknown_keys_list_the_known_and_suggest_a_full_key() {
+        let e = unknown_key(Path::new("p.yaml"), &["prompt_template"], "sytem_text", &["system_text", "prompt_text"], Some((3, 3)));
+        assert_eq!(
+            e.to_string(),
+            "p.yaml:3:3: `prompt_template.sytem_text`: unknown key in `prompt_template`; known keys: system_text, prompt_text (did you mean `prompt_template.system_text`?)"
+        );
+        let e = unknown_key(Path::new("p.yaml"), &[], "zzz", &["prompt_template"], None);
+        assert_eq!(e.to_string(), "p.yaml: `zzz`: unknown key at the top level; known keys: prompt_template");
+    }
+
+    #[test]
+    fn display_names_file_line_key_and_suggestion() {
+        let e = ConfigError::new("t.yaml", "unknown key").at(Some((3, 5))).key("a.b").suggest(Some("a.c".into()));
+        assert_eq!(e.to_string(), "t.yaml:3:5: `a.b`: unknown key (did you mean `a.c`?)");
+        assert_eq!(ConfigError::new("t.yaml", "bad").to_string(), "t.yaml: bad");
+        let e = ConfigError { line: Some(7), ..ConfigError::new("t.yaml", "bad").key("k") };
+        assert_eq!(e.to_string(), "t.yaml:7: `k`: bad");
+    }
 }

@@ -60,7 +60,7 @@ fn key_of(raw: &str) -> Option<(usize, String)> {
         body = rest.trim_start();
     }
     let (name, after) = split_key(body)?;
-    (after.is_empty() || after.starts_with(' ') || after.starts_with('\t')).then(|| (indent, name))
+    (after.is_empty() || after.starts_with(' ') || after.starts_with('\t')).then_some((indent, name))
 }
 
 /// Splits `name: rest` (name optionally quoted) into the name and what follows the colon.

@@ -72,6 +72,8 @@ pub struct ScoringPlan {
     pub prompt_file: Option<PathBuf>,
 }
 
+/// What a task runs. One per run, built once: the size of its largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Stages {
     Scoring(ScoringPlan),

@@ -292,7 +292,7 @@ mod tests {
         std::fs::create_dir_all(dest.join("inside")).unwrap();
         let mut f = AtomicFile::create(&dest).unwrap();
         f.write_all(b"x").unwrap();
-        let err = f.commit().err().expect("renaming over a non-empty folder fails");
+        let err = f.commit().expect_err("renaming over a non-empty folder fails");
         assert!(err.to_string().contains("taken"), "{err}");
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
         assert_eq!(left.len(), 1, "only the folder: {left:?}");

@@ -59,7 +59,8 @@ pub enum LockError {
     /// is unreadable.
     /// `note` says more when there is more to say (a lock of another host: its last heartbeat).
     #[error("{}{}", held_message(path, *pid, host, started_at, command), note)]
-    Held { path: PathBuf, pid: Option<u32>, host: String, started_at: String, command: String, note: String },
+    /// (Its strings are `Box<str>`: the error stays under clippy's 128-byte `Result` line.)
+    Held { path: PathBuf, pid: Option<u32>, host: Box<str>, started_at: Box<str>, command: Box<str>, note: Box<str> },
     /// The lock file or its folder could not be created, read or written.
     #[error("output lock {path}: {source}", path = path.display())]
     Io { path: PathBuf, source: std::io::Error },
@@ -198,7 +199,7 @@ impl OutputLock {
         // report whatever holds it now, or Held without details.
         match read_existing(&path)? {
             Some(found) => Err(found.held(&path)),
-            None => Err(LockError::Held { path, pid: None, host: String::new(), started_at: String::new(), command: String::new(), note: String::new() }),
+            None => Err(LockError::Held { path, pid: None, host: "".into(), started_at: "".into(), command: "".into(), note: "".into() }),
         }
     }
 
@@ -289,15 +290,15 @@ impl Found {
             _ => String::new(),
         };
         match self.info {
-            Some(i) => LockError::Held { path: path.to_path_buf(), pid: Some(i.pid), host: i.host, started_at: i.started_at, command: i.command, note },
-            None => LockError::Held {
+            Some(i) => LockError::Held {
                 path: path.to_path_buf(),
-                pid: None,
-                host: String::new(),
-                started_at: String::new(),
-                command: String::new(),
-                note: String::new(),
+                pid: Some(i.pid),
+                host: i.host.into(),
+                started_at: i.started_at.into(),
+                command: i.command.into(),
+                note: note.into(),
             },
+            None => LockError::Held { path: path.to_path_buf(), pid: None, host: "".into(), started_at: "".into(), command: "".into(), note: "".into() },
         }
     }
 
@@ -461,7 +462,7 @@ mod tests {
             host: "h".into(),
             started_at: "2026-12-01T15:00:00Z".into(),
             command: "modelcall run-task x.yaml".into(),
-            note: String::new(),
+            note: "".into(),
         };
         assert_eq!(
             e.to_string(),

@@ -87,10 +87,10 @@ pub fn reorder_into(src: &Path, out: &mut AtomicFile) -> Result<u64, SinkError> 
 fn spill(dir: &Path, writers: &mut BTreeMap<u64, BufWriter<File>>, rows: &mut Vec<(u64, String)>) -> Result<(), SinkError> {
     for (seq, line) in rows.drain(..) {
         let b = seq / (1024 * BUCKET_ROWS);
-        if !writers.contains_key(&b) {
+        if let std::collections::btree_map::Entry::Vacant(e) = writers.entry(b) {
             let p = dir.join(format!("b-{b}"));
             let f = File::create(&p).map_err(|source| SinkError::Io { path: p.clone(), source })?;
-            writers.insert(b, BufWriter::new(f));
+            e.insert(BufWriter::new(f));
         }
         let w = writers.get_mut(&b).expect("inserted");
         w.write_all(line.as_bytes()).and_then(|_| w.write_all(b"\n")).map_err(|source| SinkError::Io { path: dir.to_path_buf(), source })?;

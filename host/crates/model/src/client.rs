@@ -336,7 +336,7 @@ impl ModelClient {
                     );
                     if let (Some(limiter), Some(tokens), Some(usage)) = (&self.token_limiter, estimate, &answer.usage) {
                         // The reply used more than estimated: the budget pays the difference.
-                        let used = usage.total_tokens as u64;
+                        let used = usage.total_tokens;
                         if used > tokens {
                             take_tokens(limiter, used - tokens).await;
                         }

@@ -92,7 +92,7 @@ fn build_rust(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         }
         let Some(member) = msg["manifest_path"].as_str().and_then(|p| std::fs::canonicalize(p).ok()) else { continue };
         let ours = member.starts_with(&root) && !member.starts_with(root.join("vendor"));
-        let Some(wasm) = msg["filenames"].as_array().into_iter().flatten().filter_map(Value::as_str).filter(|f| f.ends_with(".wasm")).last() else {
+        let Some(wasm) = msg["filenames"].as_array().into_iter().flatten().filter_map(Value::as_str).rfind(|f| f.ends_with(".wasm")) else {
             continue;
         };
         if !ours {

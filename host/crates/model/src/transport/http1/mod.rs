@@ -401,9 +401,12 @@ fn reuse_limit(keep_alive: Option<Duration>) -> Duration {
     }
 }
 
+/// A final answer's head: the head, its body's framing, whether the connection may be kept, and
+/// the server's `Keep-Alive: timeout=N`.
+type ParsedHead = (Head, Framing, bool, Option<Duration>);
+
 /// The head of a final answer, or `None` for an interim (1xx) one.
-/// The last element is the server's `Keep-Alive: timeout=N`.
-fn parse_head(response: &httparse::Response<'_, '_>, authority: &str) -> Result<Option<(Head, Framing, bool, Option<Duration>)>, Http1Error> {
+fn parse_head(response: &httparse::Response<'_, '_>, authority: &str) -> Result<Option<ParsedHead>, Http1Error> {
     let status = response.code.unwrap_or(0);
     if (100..200).contains(&status) && status != 101 {
         return Ok(None);
