@@ -11,6 +11,13 @@ use std::process::{Command, Stdio};
 use serde_json::Value;
 
 const RECORDS: usize = 4000;
+
+/// The cases measure throughput against a clock: one at a time, so two runs do not share the
+/// machine's cores (the test harness runs a file's tests side by side).
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TURN.lock().unwrap_or_else(|e| e.into_inner())
+}
 const CAPACITY: u64 = 32;
 const LATENCY_MS: u64 = 50;
 
@@ -47,6 +54,7 @@ fn run(s: &Scratch, mode: &str) -> Value {
 
 #[test]
 fn adaptive_mode_finds_the_knee_of_a_saturating_endpoint() {
+    let _turn = one_at_a_time();
     let s = Scratch::new();
     let fixed = run(&s, "fixed");
     // The fixed run's outputs are in their own folder; the adaptive run starts from nothing.
@@ -71,7 +79,9 @@ fn adaptive_mode_finds_the_knee_of_a_saturating_endpoint() {
     // The line: within 10 % of the best setting (the knee; measured 97 % here).
     assert!(records_per_s(&adaptive) >= 0.9 * ideal, "adaptive reaches the knee's throughput: {} of {ideal}", records_per_s(&adaptive));
     let limit = adaptive["concurrency_limit"]["final"].as_u64().unwrap();
-    assert!((CAPACITY / 2..=2 * CAPACITY).contains(&limit), "the limit settles near the capacity: {limit}");
+    // Near the capacity: between half of it and the refusal line (2·C) plus the probing step
+    // past it (the +0.1-a-window probe reaches a few over 2·C before a 429 cuts it back).
+    assert!((CAPACITY / 2..=2 * CAPACITY + CAPACITY / 4).contains(&limit), "the limit settles near the capacity: {limit}");
     // The line: under 1 % of requests throttled once the limit has converged.
     let settled = &adaptive["concurrency_limit"]["after_convergence"];
     let (samples, refused) = (settled["samples"].as_u64().unwrap(), settled["throttled"].as_u64().unwrap());
@@ -127,6 +137,7 @@ fn run_against_lenient(s: &Scratch, name: &str, url: &str, mode: &str, ceiling: 
 
 #[test]
 fn variable_service_time_is_not_congestion() {
+    let _turn = one_at_a_time();
     // Uniform 50–500 ms and no capacity limit in reach: the old controller sank to 4 in flight
     // (1.6 % of a fixed ceiling's throughput); adaptive must reach 90 % of the fixed ceiling.
     let s = Scratch::new();
@@ -198,11 +209,13 @@ fn steady_rate(timeline: &[capacity_server::Sample], records: u64) -> (f64, f64)
 
 #[test]
 fn capacity_64_queueing_reaches_the_knee() {
+    let _turn = one_at_a_time();
     capacity_case(64, Over::Queue, "queue", 6000);
 }
 
 #[test]
 fn capacity_64_refusing_reaches_the_knee_with_few_429s() {
+    let _turn = one_at_a_time();
     capacity_case(64, Over::Refuse, "refuse", 6000);
 }
 
@@ -213,12 +226,14 @@ fn capacity_64_refusing_reaches_the_knee_with_few_429s() {
 #[test]
 #[ignore = "a benchmark: bench/adaptive.sh runs it on a release build"]
 fn capacity_256_queueing_reaches_the_knee() {
+    let _turn = one_at_a_time();
     capacity_case(256, Over::Queue, "queue256", 24000);
 }
 
 #[test]
 #[ignore = "a benchmark: bench/adaptive.sh runs it on a release build"]
 fn capacity_256_refusing_reaches_the_knee_with_few_429s() {
+    let _turn = one_at_a_time();
     capacity_case(256, Over::Refuse, "refuse256", 24000);
 }
 
@@ -228,6 +243,7 @@ fn capacity_256_refusing_reaches_the_knee_with_few_429s() {
 #[test]
 #[ignore = "a benchmark: bench/adaptive.sh runs it on a release build"]
 fn a_capacity_drop_from_256_to_64_is_adapted_within_3_s() {
+    let _turn = one_at_a_time();
     const BEFORE: u64 = 8000;
     const RECORDS: usize = 16000;
     let s = Scratch::new();

@@ -111,8 +111,11 @@ struct Inner {
     last_activity: Option<Instant>,
     /// Batches this run created that have no result yet: name → batch id.
     this_run: HashMap<String, String>,
-    /// Batches cancelled by this run.
+    /// Batches this run asked to cancel (each asked once).
     cancelled: HashSet<String>,
+    /// ... and those the provider accepted the cancel of (for the stop's message, whichever
+    /// path cancelled them: the stop, or a create that ended after it).
+    cancel_accepted: HashSet<String>,
     /// `--detach`: batches left running (batch id, name, status).
     left_running: Vec<(String, String, String)>,
     /// `batch export`: the request lines, in the order asked.
@@ -743,6 +746,7 @@ impl Coordinator {
             match self.client.cancel(&id).await {
                 Ok(info) => {
                     self.log(json!({"batch": name, "step": "cancel", "batch_id": id, "status": info.status}));
+                    self.inner.lock().unwrap().cancel_accepted.insert(id.clone());
                     done.push(id);
                 }
                 Err(e) => eprintln!("batch {id} ({name}): could not cancel it: {e}"),
@@ -790,7 +794,13 @@ impl Coordinator {
                 v
             };
             if !open.is_empty() {
-                let cancelled = self.cancel(open).await;
+                let ids: Vec<String> = open.iter().map(|(_, id)| id.clone()).collect();
+                self.cancel(open).await;
+                // Also those a create that ended after the stop cancelled itself.
+                let cancelled: Vec<String> = {
+                    let inner = self.inner.lock().unwrap();
+                    ids.into_iter().filter(|id| inner.cancel_accepted.contains(id)).collect()
+                };
                 if !cancelled.is_empty() {
                     eprintln!(
                         "batch mode: the run stopped: cancelled {} batch(es) this run submitted that had no result yet ({}); what they answered before the cancel is kept and collected, the rest is sent again by the next run",
