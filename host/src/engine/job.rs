@@ -152,7 +152,7 @@ impl Failure {
         record: Option<Map<String, Value>>,
         replies: Vec<String>,
     ) -> Outcome {
-        Outcome::Failed(Failure { cause: cause.into(), message: message.into(), calls, record, replies, after_reply: true })
+        Self::kept_replies(cause.into(), message.into(), calls, record, replies, true)
     }
 
     /// A failure of the replies themselves (they never parsed): kept for a later parser, and
@@ -164,7 +164,11 @@ impl Failure {
         record: Option<Map<String, Value>>,
         replies: Vec<String>,
     ) -> Outcome {
-        Outcome::Failed(Failure { cause: cause.into(), message: message.into(), calls, record, replies, after_reply: false })
+        Self::kept_replies(cause.into(), message.into(), calls, record, replies, false)
+    }
+
+    fn kept_replies(cause: String, message: String, calls: CallTally, record: Option<Map<String, Value>>, replies: Vec<String>, after_reply: bool) -> Outcome {
+        Outcome::Failed(Failure { cause, message, calls, record, replies, after_reply })
     }
 
     /// Puts the kept replies in an error row: `api_return` the last, `replies` all of them

@@ -103,6 +103,33 @@ pub const STEP_NAMES: [&str; 3] = ["chatml_conversion", "jsonl_merge", "generate
 /// The reference's default system prompt for `add_system_prompt`.
 pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a helpful assistant and an expert coder.";
 
+/// Where the two spellings of `generate_response` differ: key names and the default concurrency.
+struct GenerateSpelling {
+    model: &'static str,
+    flush: &'static str,
+    resume: &'static str,
+    default_concurrency: u64,
+}
+
+fn generate_step(f: &Fields, base: &Path, k: GenerateSpelling) -> Result<DistillationStep, ConfigError> {
+    let (first_user_only, reasoning, allow_truncated) = generate_extras(f)?;
+    Ok(DistillationStep::GenerateResponse(GenerateResponse {
+        model_config_path: f.path(k.model, "the model config that answers", base)?,
+        input_path: f.path("input_path", "a JSONL file or a folder of them", base)?,
+        output_path: f.path("output_path", "the output folder", base)?,
+        concurrency: f.positive("concurrency", k.default_concurrency)? as usize,
+        batch_size: f.positive("batch_size", k.default_concurrency)? as usize,
+        flush_interval_secs: f.number(k.flush)?.unwrap_or(2.0),
+        retry_mode: f.bool("retry_mode", false)?,
+        resume: f.bool(k.resume, true)?,
+        first_user_only,
+        reasoning,
+        allow_truncated,
+        n: f.positive("n", 1)? as u32,
+        ordered: f.bool("ordered", false)?,
+    }))
+}
+
 fn generate_extras(f: &Fields) -> Result<(bool, ReasoningMode, bool), ConfigError> {
     let first_user_only = match f.string("send")?.as_deref() {
         None | Some("conversation") => false,
@@ -181,48 +208,20 @@ pub fn parse(task_type: &str, section: Option<&Value>, file: &Path, yaml: &YamlF
             }),
             MERGE_KEYS,
         ),
-        "generate_response" => {
-            let (first_user_only, reasoning, allow_truncated) = generate_extras(&f)?;
-            (
-                DistillationStep::GenerateResponse(GenerateResponse {
-                    model_config_path: f.path("response_config_path", "the model config that answers", base)?,
-                    input_path: f.path("input_path", "a JSONL file or a folder of them", base)?,
-                    output_path: f.path("output_path", "the output folder", base)?,
-                    concurrency: f.positive("concurrency", 20)? as usize,
-                    batch_size: f.positive("batch_size", 20)? as usize,
-                    flush_interval_secs: f.number("flush_interval_secs")?.unwrap_or(2.0),
-                    retry_mode: f.bool("retry_mode", false)?,
-                    resume: f.bool("resume_mode", true)?,
-                    first_user_only,
-                    reasoning,
-                    allow_truncated,
-                    n: f.positive("n", 1)? as u32,
-                    ordered: f.bool("ordered", false)?,
-                }),
-                GENERATE_STEP_KEYS,
-            )
-        }
-        _ => {
-            let (first_user_only, reasoning, allow_truncated) = generate_extras(&f)?;
-            (
-                DistillationStep::GenerateResponse(GenerateResponse {
-                    model_config_path: f.path("model_config", "the model config that answers", base)?,
-                    input_path: f.path("input_path", "a JSONL file or a folder of them", base)?,
-                    output_path: f.path("output_path", "the output folder", base)?,
-                    concurrency: f.positive("concurrency", 30)? as usize,
-                    batch_size: f.positive("batch_size", 30)? as usize,
-                    flush_interval_secs: f.number("flush_interval")?.unwrap_or(2.0),
-                    retry_mode: f.bool("retry_mode", false)?,
-                    resume: f.bool("resume", true)?,
-                    first_user_only,
-                    reasoning,
-                    allow_truncated,
-                    n: f.positive("n", 1)? as u32,
-                    ordered: f.bool("ordered", false)?,
-                }),
-                GENERATE_TASK_KEYS,
-            )
-        }
+        // The same step under two spellings: `data_distillation`'s step and the standalone
+        // `generate_response` task type (the reference's key names and defaults for each).
+        "generate_response" => (
+            generate_step(
+                &f,
+                base,
+                GenerateSpelling { model: "response_config_path", flush: "flush_interval_secs", resume: "resume_mode", default_concurrency: 20 },
+            )?,
+            GENERATE_STEP_KEYS,
+        ),
+        _ => (
+            generate_step(&f, base, GenerateSpelling { model: "model_config", flush: "flush_interval", resume: "resume", default_concurrency: 30 })?,
+            GENERATE_TASK_KEYS,
+        ),
     };
     let off_step = map
         .keys()
