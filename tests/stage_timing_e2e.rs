@@ -30,10 +30,10 @@ fn every_stage_is_timed_and_the_wire_holds_the_endpoints_latency() {
     let v = run(&s, "sim://?latency_ms=40", 8, "");
     let t = &v["stage_timing_ms"];
     assert_eq!(t["records"], 200, "{t}");
+    // Every stage is there (`ms` panics on a missing one), with its p50 at most its p99.
     for stage in ["slot_wait", "prompt", "wire", "parse", "other", "handoff", "journal"] {
-        for q in ["p50", "p99", "mean"] {
-            assert!(ms(&v, stage, q) >= 0.0);
-        }
+        assert!(ms(&v, stage, "p50") <= ms(&v, stage, "p99"), "{stage}: {t}");
+        let _ = ms(&v, stage, "mean");
     }
     // The simulator answers after 40 ms: the wire holds it; the plugins take a sliver of it.
     assert!((40.0..400.0).contains(&ms(&v, "wire", "p50")), "{t}");
